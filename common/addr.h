@@ -1,0 +1,20 @@
+/* HOST:PORT parsing and resolution for --listen and --tracker. */
+#ifndef KTUNE_ADDR_H
+#define KTUNE_ADDR_H
+
+#include <stddef.h>
+#include <sys/socket.h>
+
+#define ADDR_DEFAULT_PORT 9290
+
+/* Parses "HOST:PORT", "HOST" or ":PORT" ("[::1]:9290" for IPv6) and
+ * resolves it numerically or through getaddrinfo. */
+int addr_resolve(const char *spec, struct sockaddr_storage *out, char *err, size_t errlen);
+
+/* 1 when the address is a loopback address. */
+int addr_is_loopback(const struct sockaddr_storage *a);
+
+/* "127.0.0.1:9290" */
+void addr_format(const struct sockaddr_storage *a, char *buf, size_t len);
+
+#endif

@@ -1,0 +1,187 @@
+#include "common/agent.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/addr.h"
+#include "common/conn.h"
+#include "common/log.h"
+#include "common/wire.h"
+
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 5000
+
+struct agent {
+  uv_loop_t *loop;
+  agent_config cfg;
+  const agent_ops *ops;
+  void *data;
+  struct sockaddr_storage addr;
+  conn *c;
+  int welcomed;
+  int stopped;
+  uint32_t backoff_ms;
+  uint32_t heartbeat_ms;
+  uint32_t timeout_ms;
+  uv_timer_t retry;
+  uv_timer_t beat;
+  char host[256];
+};
+
+static void dial(agent *a);
+
+void agent_default_name(char *buf, size_t len) {
+  char host[128] = "host";
+  gethostname(host, sizeof(host) - 1);
+  snprintf(buf, len, "%s-%d", host, (int)getpid());
+}
+
+static void schedule_retry(agent *a) {
+  if (a->stopped) return;
+  uint32_t d = a->backoff_ms;
+  /* Jitter spreads a farm's reconnects after a tracker restart. */
+  d += (uint32_t)(rand() % (int)(d / 4 + 1));
+  a->backoff_ms = a->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : a->backoff_ms * 2;
+  uv_timer_start(&a->retry, (uv_timer_cb)dial, d, 0);
+}
+
+static void send_hello(agent *a) {
+  Ktune__Hello h = KTUNE__HELLO__INIT;
+  h.version = WIRE_PROTOCOL_VERSION;
+  h.role = a->cfg.role;
+  h.name = (char *)a->cfg.name;
+  h.key = (char *)(a->cfg.key ? a->cfg.key : "");
+  h.host = a->host;
+  h.arch = (char *)(a->cfg.arch ? a->cfg.arch : "");
+  h.backends = (char **)a->cfg.backends;
+  h.n_backends = a->cfg.nbackends;
+  h.slots = a->cfg.slots;
+  Ktune__Envelope env = KTUNE__ENVELOPE__INIT;
+  env.msg_case = KTUNE__ENVELOPE__MSG_HELLO;
+  env.hello = &h;
+  conn_send(a->c, &env);
+}
+
+static void on_beat(uv_timer_t *t) {
+  agent *a = t->data;
+  if (!a->c || !a->welcomed) return;
+  if (uv_now(a->loop) - a->c->last_rx_ms > a->timeout_ms) {
+    log_warn(a->cfg.who, "tracker %s silent for %u ms; reconnecting", a->cfg.tracker, a->timeout_ms);
+    conn_close(a->c, "heartbeat timeout");
+    return;
+  }
+  Ktune__Heartbeat hb = KTUNE__HEARTBEAT__INIT;
+  hb.sent_ms = uv_now(a->loop);
+  Ktune__Envelope env = KTUNE__ENVELOPE__INIT;
+  env.msg_case = KTUNE__ENVELOPE__MSG_HEARTBEAT;
+  env.heartbeat = &hb;
+  conn_send(a->c, &env);
+}
+
+static void on_message(conn *c, Ktune__Envelope *env) {
+  agent *a = c->data;
+  switch (env->msg_case) {
+  case KTUNE__ENVELOPE__MSG_WELCOME:
+    a->welcomed = 1;
+    a->backoff_ms = BACKOFF_MIN_MS;
+    a->heartbeat_ms = env->welcome->heartbeat_ms ? env->welcome->heartbeat_ms : 1000;
+    a->timeout_ms = env->welcome->timeout_ms ? env->welcome->timeout_ms : 10 * a->heartbeat_ms;
+    uv_timer_start(&a->beat, on_beat, a->heartbeat_ms, a->heartbeat_ms);
+    log_info(a->cfg.who, "connected to tracker %s as %s (id %llu)", a->cfg.tracker, a->cfg.name,
+             (unsigned long long)env->welcome->agent_id);
+    return;
+  case KTUNE__ENVELOPE__MSG_HEARTBEAT:
+    return;
+  case KTUNE__ENVELOPE__MSG_ERROR:
+    log_error(a->cfg.who, "tracker says %s: %s", env->error->code, env->error->message);
+    return;
+  default:
+    if (!a->welcomed) {
+      conn_close(c, "message before welcome");
+      return;
+    }
+    a->ops->on_message(a, env);
+  }
+}
+
+static void on_close(conn *c, const char *why) {
+  agent *a = c->data;
+  int was = a->welcomed;
+  a->c = NULL;
+  a->welcomed = 0;
+  uv_timer_stop(&a->beat);
+  if (was) log_warn(a->cfg.who, "lost tracker %s: %s", a->cfg.tracker, why);
+  a->ops->on_disconnect(a);
+  schedule_retry(a);
+}
+
+static void on_connect(conn *c, int status) {
+  agent *a = c->data;
+  if (status < 0) {
+    log_debug(a->cfg.who, "cannot reach tracker %s: %s", a->cfg.tracker, uv_strerror(status));
+    conn_close(c, uv_strerror(status));
+    return;
+  }
+  send_hello(a);
+}
+
+static const conn_ops agent_conn_ops = {on_message, on_close, on_connect};
+
+static void dial(agent *a) {
+  if (a->stopped || a->c) return;
+  a->c = conn_new(a->loop, &agent_conn_ops, a, FRAME_MAX_DEFAULT);
+  if (!a->c) {
+    schedule_retry(a);
+    return;
+  }
+  int rc = conn_connect(a->c, (struct sockaddr *)&a->addr);
+  if (rc < 0) conn_close(a->c, uv_strerror(rc));
+}
+
+int agent_new(uv_loop_t *loop, const agent_config *cfg, const agent_ops *ops, void *data,
+              agent **out, char *err, size_t errlen) {
+  agent *a = calloc(1, sizeof(*a));
+  if (!a) return -1;
+  if (addr_resolve(cfg->tracker, &a->addr, err, errlen) < 0) {
+    free(a);
+    return -1;
+  }
+  a->loop = loop;
+  a->cfg = *cfg;
+  a->ops = ops;
+  a->data = data;
+  a->backoff_ms = BACKOFF_MIN_MS;
+  gethostname(a->host, sizeof(a->host) - 1);
+  uv_timer_init(loop, &a->retry);
+  uv_timer_init(loop, &a->beat);
+  a->retry.data = a->beat.data = a;
+  srand((unsigned)getpid());
+  dial(a);
+  *out = a;
+  return 0;
+}
+
+int agent_send(agent *a, const Ktune__Envelope *env) {
+  if (!a->c || !a->welcomed) return -1;
+  return conn_send(a->c, env);
+}
+
+int agent_connected(const agent *a) { return a->c && a->welcomed; }
+
+void *agent_data(agent *a) { return a->data; }
+
+static void free_agent(uv_handle_t *h) {
+  agent *a = h->data;
+  free(a);
+}
+
+static void noop_close(uv_handle_t *h) { (void)h; }
+
+void agent_stop(agent *a) {
+  a->stopped = 1;
+  if (a->c) conn_close(a->c, "stopping");
+  uv_close((uv_handle_t *)&a->retry, noop_close);
+  uv_close((uv_handle_t *)&a->beat, free_agent);
+}

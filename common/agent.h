@@ -1,0 +1,48 @@
+/* The agent side of a tracker connection, shared by builders and runners:
+ * dial the tracker, say Hello, keep heartbeats going, and dial again with
+ * backoff whenever the connection is lost. Agents never listen. */
+#ifndef KTUNE_AGENT_H
+#define KTUNE_AGENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <uv.h>
+
+#include "proto/ktune.pb-c.h"
+
+typedef struct agent agent;
+
+typedef struct {
+  /* Role-specific messages (jobs, acks). */
+  void (*on_message)(agent *a, Ktune__Envelope *env);
+  /* The connection is gone: forget leased work, the tracker requeues it. */
+  void (*on_disconnect)(agent *a);
+} agent_ops;
+
+typedef struct {
+  const char *who;           /* log prefix: "builder", "runner" */
+  const char *tracker;       /* HOST:PORT */
+  Ktune__Role role;
+  const char *name;
+  const char *key;
+  const char *arch;
+  const char **backends;
+  size_t nbackends;
+  uint32_t slots;
+} agent_config;
+
+int agent_new(uv_loop_t *loop, const agent_config *cfg, const agent_ops *ops, void *data,
+              agent **out, char *err, size_t errlen);
+/* Sends to the tracker; -1 when not connected (the work is lost and the
+ * tracker requeues it). */
+int agent_send(agent *a, const Ktune__Envelope *env);
+int agent_connected(const agent *a);
+void *agent_data(agent *a);
+/* Closes the connection and every handle; the loop can then end. */
+void agent_stop(agent *a);
+
+/* Fills a default agent name: HOSTNAME-PID. */
+void agent_default_name(char *buf, size_t len);
+
+#endif
