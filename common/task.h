@@ -1,0 +1,83 @@
+/* Task specs: a kernel template, its problem constants, buffers, knobs,
+ * constraints, FLOP count and reference (docs/TASKS.md). */
+#ifndef KTUNE_TASK_H
+#define KTUNE_TASK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proto/ktune.pb-c.h"
+
+typedef struct {
+  char *name;
+  int64_t value;
+} task_param;
+
+typedef struct {
+  char *name;
+  char *type;   /* float, double, int32, int64 */
+  char *count;  /* expression over the constants */
+  int output;
+} task_arg;
+
+typedef struct {
+  char *name;
+  int64_t *values;
+  size_t nvalues;
+} task_knob;
+
+typedef struct {
+  char *name;
+  char *source;     /* template text, read from the file the spec names */
+  char *entry;
+  char *reference;
+  char *flops;      /* expression */
+  task_param *consts;
+  size_t nconsts;
+  task_arg *args;
+  size_t nargs;
+  task_knob *knobs;
+  size_t nknobs;
+  char **constraints;
+  size_t nconstraints;
+  double rtol, atol;
+} task_spec;
+
+/* Reads a spec file (JSON) and the template it names. On error returns a
+ * negative code and writes "FILE: FIELD: what was expected" to err. */
+int task_load(const char *path, task_spec *out, char *err, size_t errlen);
+
+/* Resolves NAME to a spec path: an existing file path is taken as is;
+ * otherwise NAME.json in the built-in tasks folder (KTUNE_TASKS, else the
+ * compiled-in folder). */
+int task_find(const char *name, char *path, size_t pathlen, char *err, size_t errlen);
+
+/* Lists the built-in task spec paths (sorted); caller frees each and the array. */
+int task_list_builtin(char ***paths, size_t *n, char *err, size_t errlen);
+
+/* Overrides a constant (-D NAME=VALUE); unknown names are an error. */
+int task_set_const(task_spec *t, const char *name, int64_t value, char *err, size_t errlen);
+
+/* Re-checks a spec against its current constants (call after
+ * task_set_const): every buffer count and the FLOP count evaluate to a
+ * positive number, and every constraint parses and names only knobs and
+ * constants. Errors read "TASK: FIELD: what was expected". task_load and
+ * task_from_proto run it already. */
+int task_check(const task_spec *t, char *err, size_t errlen);
+
+/* Evaluates an expression over the constants and, when knob_values is not
+ * NULL, the knobs (in spec order). */
+int task_eval(const task_spec *t, const int64_t *knob_values, const char *expr,
+              int64_t *out, char *err, size_t errlen);
+
+/* Conversion to and from the wire form. task_to_proto allocates into *out
+ * (free with task_proto_free, never with ktune__task_spec__free_unpacked);
+ * task_from_proto copies, treats the message as untrusted and runs the
+ * same checks as task_load. */
+int task_to_proto(const task_spec *t, Ktune__TaskSpec **out);
+void task_proto_free(Ktune__TaskSpec *p);
+int task_from_proto(const Ktune__TaskSpec *p, task_spec *out, char *err, size_t errlen);
+
+void task_free(task_spec *t);
+
+#endif

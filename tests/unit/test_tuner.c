@@ -1,0 +1,268 @@
+#include "tuner/tuner.h"
+
+#include "tests/test.h"
+
+/* A small space: 5 * 4 * 3 = 60 configs, about half of them valid. */
+static int64_t va[] = {1, 2, 3, 4, 6};
+static int64_t vb[] = {8, 4, 2, 1};
+static int64_t vc[] = {0, 1, 2};
+static task_knob knobs[] = {{"A", va, 5}, {"B", vb, 4}, {"C", vc, 3}};
+static task_param consts[] = {{"M", 12}};
+static char *cons[] = {"M % A == 0", "A * B <= 16", "C == 0 || A % 2 == 0"};
+
+static task_spec small_spec(void) {
+  task_spec t = {0};
+  t.name = "small";
+  t.knobs = knobs;
+  t.nknobs = 3;
+  t.consts = consts;
+  t.nconsts = 1;
+  t.constraints = cons;
+  t.nconstraints = 3;
+  return t;
+}
+
+static int valid_index(const space *sp, uint64_t i) {
+  int64_t v[8];
+  int ok = 0;
+  ASSERT_EQ_INT(space_config(sp, i, v), 0);
+  ASSERT_EQ_INT(space_valid(sp, v, &ok, NULL, 0), 0);
+  return ok;
+}
+
+TEST(unknown_strategy) {
+  task_spec t = small_spec();
+  space sp;
+  ASSERT_EQ_INT(space_init(&sp, &t, NULL, 0), 0);
+  tuner *tu = (tuner *)1;
+  char err[256] = "";
+  ASSERT(tuner_new("annealing", &sp, 1, &tu, err, sizeof err) < 0);
+  ASSERT_NULL(tu);
+  ASSERT_CONTAINS(err, "unknown strategy 'annealing'");
+  ASSERT_CONTAINS(err, "random");
+  ASSERT_CONTAINS(err, "grid");
+  ASSERT(tuner_new(NULL, &sp, 1, &tu, err, sizeof err) < 0);
+}
+
+TEST(random_covers_each_valid_config_once) {
+  task_spec t = small_spec();
+  space sp;
+  ASSERT_EQ_INT(space_init(&sp, &t, NULL, 0), 0);
+  int nvalid = 0;
+  for (uint64_t i = 0; i < sp.size; i++) nvalid += valid_index(&sp, i);
+  ASSERT(nvalid > 5 && (uint64_t)nvalid < sp.size);
+
+  tuner *tu;
+  char err[256];
+  ASSERT_EQ_INT(tuner_new("random", &sp, 42, &tu, err, sizeof err), 0);
+  int seen[60] = {0};
+  int64_t v[3];
+  uint64_t idx;
+  int got = 0, in_order = 1;
+  uint64_t prev = 0;
+  while (tuner_next(tu, v, &idx) == 0) {
+    ASSERT_LT_INT(idx, sp.size);
+    ASSERT_EQ_INT(seen[idx], 0); /* never repeats */
+    seen[idx] = 1;
+    ASSERT(valid_index(&sp, idx));
+    int64_t w[3];
+    ASSERT_EQ_INT(space_config(&sp, idx, w), 0);
+    ASSERT(memcmp(v, w, sizeof v) == 0);
+    if (got && idx < prev) in_order = 0;
+    prev = idx;
+    got++;
+    ASSERT(got <= nvalid);
+  }
+  ASSERT_EQ_INT(got, nvalid);
+  ASSERT(!in_order); /* it is a shuffle, not a grid */
+  ASSERT_EQ_INT(tuner_next(tu, v, &idx), 1); /* and stays exhausted */
+  tuner_observe(tu, idx, 1.0);
+  tuner_free(tu);
+}
+
+static void sequence(const char *strategy, const space *sp, uint64_t seed, uint64_t *out, int n) {
+  tuner *tu;
+  char err[256];
+  ASSERT_EQ_INT(tuner_new(strategy, sp, seed, &tu, err, sizeof err), 0);
+  int64_t v[8];
+  for (int i = 0; i < n; i++) ASSERT_EQ_INT(tuner_next(tu, v, &out[i]), 0);
+  tuner_free(tu);
+}
+
+TEST(random_same_seed_same_sequence) {
+  task_spec t = small_spec();
+  space sp;
+  ASSERT_EQ_INT(space_init(&sp, &t, NULL, 0), 0);
+  uint64_t a[10], b[10], c[10];
+  sequence("random", &sp, 7, a, 10);
+  sequence("random", &sp, 7, b, 10);
+  sequence("random", &sp, 8, c, 10);
+  ASSERT(memcmp(a, b, sizeof a) == 0);
+  ASSERT(memcmp(a, c, sizeof a) != 0);
+}
+
+TEST(random_first_pick_is_uniform) {
+  task_spec t = small_spec();
+  space sp;
+  ASSERT_EQ_INT(space_init(&sp, &t, NULL, 0), 0);
+  int count[60] = {0}, nvalid = 0;
+  const int trials = 20000;
+  for (int s = 0; s < trials; s++) {
+    uint64_t idx;
+    sequence("random", &sp, (uint64_t)s, &idx, 1);
+    count[idx]++;
+  }
+  for (uint64_t i = 0; i < sp.size; i++) nvalid += valid_index(&sp, i);
+  double expect = (double)trials / nvalid;
+  for (uint64_t i = 0; i < sp.size; i++) {
+    if (!valid_index(&sp, i)) {
+      ASSERT_EQ_INT(count[i], 0);
+      continue;
+    }
+    /* far beyond 5 sigma would be a bias, not bad luck */
+    ASSERT(count[i] > expect * 0.7 && count[i] < expect * 1.3);
+  }
+}
+
+TEST(grid_in_index_order) {
+  task_spec t = small_spec();
+  space sp;
+  ASSERT_EQ_INT(space_init(&sp, &t, NULL, 0), 0);
+  tuner *tu;
+  char err[256];
+  ASSERT_EQ_INT(tuner_new("grid", &sp, 0, &tu, err, sizeof err), 0);
+  int64_t v[3];
+  uint64_t idx;
+  for (uint64_t i = 0; i < sp.size; i++) {
+    if (!valid_index(&sp, i)) continue;
+    ASSERT_EQ_INT(tuner_next(tu, v, &idx), 0);
+    ASSERT_EQ_U64(idx, i);
+    int64_t w[3];
+    ASSERT_EQ_INT(space_config(&sp, i, w), 0);
+    ASSERT(memcmp(v, w, sizeof v) == 0);
+  }
+  ASSERT_EQ_INT(tuner_next(tu, v, &idx), 1);
+  ASSERT_EQ_INT(tuner_next(tu, v, &idx), 1);
+  tuner_free(tu);
+}
+
+TEST(no_knobs_and_no_valid_configs) {
+  task_spec t = {0};
+  t.name = "none";
+  space sp;
+  ASSERT_EQ_INT(space_init(&sp, &t, NULL, 0), 0);
+  const char *strategies[] = {"random", "grid"};
+  for (int s = 0; s < 2; s++) {
+    tuner *tu;
+    uint64_t idx = 5;
+    ASSERT_EQ_INT(tuner_new(strategies[s], &sp, 1, &tu, NULL, 0), 0);
+    ASSERT_EQ_INT(tuner_next(tu, NULL, &idx), 0); /* the one empty config */
+    ASSERT_EQ_U64(idx, 0);
+    ASSERT_EQ_INT(tuner_next(tu, NULL, &idx), 1);
+    tuner_free(tu);
+  }
+  /* every config ruled out, one by a constraint that cannot be evaluated */
+  task_spec u = small_spec();
+  char *never[] = {"A > 100 || M / (A - A) > 0"};
+  u.constraints = never;
+  u.nconstraints = 1;
+  ASSERT_EQ_INT(space_init(&sp, &u, NULL, 0), 0);
+  for (int s = 0; s < 2; s++) {
+    tuner *tu;
+    int64_t v[3];
+    uint64_t idx;
+    ASSERT_EQ_INT(tuner_new(strategies[s], &sp, 1, &tu, NULL, 0), 0);
+    ASSERT_EQ_INT(tuner_next(tu, v, &idx), 1);
+    tuner_free(tu);
+  }
+}
+
+/* 2^21 combinations: above the listing limit, so random samples. */
+static int64_t big[128];
+static task_knob big_knobs[] = {{"X", big, 128}, {"Y", big, 128}, {"Z", big, 128}};
+
+static task_spec big_spec(char **c, size_t nc) {
+  for (int i = 0; i < 128; i++) big[i] = i;
+  task_spec t = {0};
+  t.name = "big";
+  t.knobs = big_knobs;
+  t.nknobs = 3;
+  t.constraints = c;
+  t.nconstraints = nc;
+  return t;
+}
+
+TEST(large_space_samples_without_repeats) {
+  char *c[] = {"(X + Y + Z) % 4 == 0"};
+  task_spec t = big_spec(c, 1);
+  space sp;
+  ASSERT_EQ_INT(space_init(&sp, &t, NULL, 0), 0);
+  ASSERT_EQ_U64(sp.size, (uint64_t)1 << 21);
+  tuner *tu;
+  char err[256];
+  ASSERT_EQ_INT(tuner_new("random", &sp, 3, &tu, err, sizeof err), 0);
+  enum { N = 20000 };
+  static uint64_t got[N];
+  char *seen = calloc(sp.size, 1);
+  ASSERT_NOT_NULL(seen);
+  for (int i = 0; i < N; i++) {
+    int64_t v[3];
+    ASSERT_EQ_INT(tuner_next(tu, v, &got[i]), 0);
+    ASSERT_EQ_INT(seen[got[i]], 0);
+    seen[got[i]] = 1;
+    ASSERT_EQ_INT((v[0] + v[1] + v[2]) % 4, 0);
+  }
+  tuner_free(tu);
+  free(seen);
+  /* same seed, same sequence */
+  uint64_t again[100];
+  sequence("random", &sp, 3, again, 100);
+  ASSERT(memcmp(again, got, sizeof again) == 0);
+}
+
+TEST(large_space_gives_up) {
+  char *c[] = {"X < 0"};
+  task_spec t = big_spec(c, 1);
+  space sp;
+  ASSERT_EQ_INT(space_init(&sp, &t, NULL, 0), 0);
+  tuner *tu;
+  ASSERT_EQ_INT(tuner_new("random", &sp, 1, &tu, NULL, 0), 0);
+  int64_t v[3];
+  uint64_t idx;
+  ASSERT_EQ_INT(tuner_next(tu, v, &idx), 1);
+  tuner_free(tu);
+}
+
+TEST(huge_space_is_never_listed) {
+  /* 128^9 = 2^63 combinations: tuner_new must return at once */
+  task_knob k[9];
+  const char *names[] = {"K0", "K1", "K2", "K3", "K4", "K5", "K6", "K7", "K8"};
+  for (int i = 0; i < 128; i++) big[i] = i;
+  for (int i = 0; i < 9; i++) k[i] = (task_knob){(char *)names[i], big, 128};
+  task_spec t = {0};
+  t.name = "huge";
+  t.knobs = k;
+  t.nknobs = 9;
+  space sp;
+  ASSERT_EQ_INT(space_init(&sp, &t, NULL, 0), 0);
+  const char *strategies[] = {"random", "grid"};
+  for (int s = 0; s < 2; s++) {
+    tuner *tu;
+    ASSERT_EQ_INT(tuner_new(strategies[s], &sp, 9, &tu, NULL, 0), 0);
+    int64_t v[9];
+    uint64_t idx, prev = 0;
+    for (int i = 0; i < 1000; i++) {
+      ASSERT_EQ_INT(tuner_next(tu, v, &idx), 0);
+      if (s == 1) ASSERT_EQ_U64(idx, (uint64_t)i);
+      if (s == 0 && i) ASSERT(idx != prev);
+      prev = idx;
+    }
+    tuner_free(tu);
+  }
+}
+
+TEST_LIST(TEST_ENTRY(unknown_strategy), TEST_ENTRY(random_covers_each_valid_config_once),
+          TEST_ENTRY(random_same_seed_same_sequence), TEST_ENTRY(random_first_pick_is_uniform),
+          TEST_ENTRY(grid_in_index_order), TEST_ENTRY(no_knobs_and_no_valid_configs),
+          TEST_ENTRY(large_space_samples_without_repeats), TEST_ENTRY(large_space_gives_up),
+          TEST_ENTRY(huge_space_is_never_listed))

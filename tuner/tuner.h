@@ -1,0 +1,27 @@
+/* Search strategies: propose configs of a space, never the same one twice
+ * in a session. random: uniform over valid configs; grid: valid configs in
+ * index order. */
+#ifndef KTUNE_TUNER_H
+#define KTUNE_TUNER_H
+
+#include <stdint.h>
+
+#include "common/space.h"
+
+typedef struct tuner tuner;
+
+/* Unknown strategy names are an error naming the known ones. */
+int tuner_new(const char *strategy, const space *sp, uint64_t seed, tuner **out,
+              char *err, size_t errlen);
+
+/* Next config: returns 0 and fills values (sp->task->nknobs) and *index;
+ * 1 when every valid config has been proposed; negative on error. */
+int tuner_next(tuner *t, int64_t *values, uint64_t *index);
+
+/* The measured result of a proposed config (gflops 0 for a failure); used
+ * by model-based strategies, ignored by random and grid. */
+void tuner_observe(tuner *t, uint64_t index, double gflops);
+
+void tuner_free(tuner *t);
+
+#endif
