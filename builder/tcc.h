@@ -1,0 +1,18 @@
+/* The libtcc back end: compiles generated source into a shared object in
+ * the builder's own process. libtcc 0.9.27 keeps global state, so calls are
+ * serialised by the caller (one compile at a time per process). */
+#ifndef KTUNE_TCC_H
+#define KTUNE_TCC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Compiles `source` into a shared object. On success returns 0 and sets
+ * *so / *solen (malloc'd). On a compile error returns -1 and writes the
+ * first lines of diagnostics to diag. Other failures return -2. */
+int tcc_build_so(const char *source, uint8_t **so, size_t *solen, char *diag, size_t diaglen);
+
+/* "tcc 0.9.27" and the fixed flags, for the trial's compiler identity. */
+const char *tcc_compiler_id(void);
+
+#endif
