@@ -1,0 +1,990 @@
+/* The SQLite history (docs/HISTORY.md is the user-facing description of the
+ * schema; keep the two in step).
+ *
+ * Errors: functions return a negative code, -(SQLite primary result code)
+ * when SQLite failed (so -5 is SQLITE_BUSY) and -1 for errors of our own;
+ * hist_errmsg then says what went wrong. One hist is one connection: use it
+ * from one thread at a time. */
+#include "common/history.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#define HIST_SCHEMA_VERSION 1
+#define HIST_BUSY_MS 5000
+
+enum {
+  ST_BEGIN,
+  ST_COMMIT,
+  ST_ROLLBACK,
+  ST_SESSION_ADD,
+  ST_SESSION_UPDATE,
+  ST_TRIAL_ADD,
+  ST_TRIAL_COUNT,
+  ST_BEST_KEY,
+  ST_BEST_ANY,
+  ST_EXPORT,
+  ST_COUNT
+};
+
+/* IMMEDIATE takes the write lock up front, where the busy timeout applies;
+ * a deferred transaction could fail with SQLITE_BUSY on its first write. */
+static const char *const stmt_sql[ST_COUNT] = {
+  [ST_BEGIN] = "BEGIN IMMEDIATE",
+  [ST_COMMIT] = "COMMIT",
+  [ST_ROLLBACK] = "ROLLBACK",
+  [ST_SESSION_ADD] =
+    "INSERT INTO sessions(task, size, key, strategy, compiler, owner, trials, seed,"
+    " state, created_ms, updated_ms, spec) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+  [ST_SESSION_UPDATE] = "UPDATE sessions SET state = ?, updated_ms = ? WHERE id = ?",
+  [ST_TRIAL_ADD] =
+    "INSERT INTO trials(session, task, size, config, key, compiler, status, error,"
+    " costs, mean_s, gflops, flops, runner, build_s, timestamp_ms, number, repeat)"
+    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+  [ST_TRIAL_COUNT] = "SELECT count(*) FROM trials WHERE session = ?",
+  /* status = 'ok' spelled literally so the partial index applies. */
+  [ST_BEST_KEY] =
+    "SELECT config, mean_s, gflops, compiler FROM trials"
+    " WHERE status = 'ok' AND task = ? AND size = ? AND key = ? AND mean_s IS NOT NULL"
+    " ORDER BY mean_s, id LIMIT 1",
+  [ST_BEST_ANY] =
+    "SELECT config, mean_s, gflops, compiler FROM trials"
+    " WHERE status = 'ok' AND task = ? AND size = ? AND mean_s IS NOT NULL"
+    " ORDER BY mean_s, id LIMIT 1",
+  [ST_EXPORT] =
+    "SELECT id, session, task, size, config, key, compiler, status, error, costs,"
+    " mean_s, gflops, flops, runner, build_s, timestamp_ms, number, repeat"
+    " FROM trials ORDER BY id",
+};
+
+/* Column order of ST_EXPORT. */
+enum {
+  X_ID, X_SESSION, X_TASK, X_SIZE, X_CONFIG, X_KEY, X_COMPILER, X_STATUS, X_ERROR,
+  X_COSTS, X_MEAN, X_GFLOPS, X_FLOPS, X_RUNNER, X_BUILD, X_TS, X_NUMBER, X_REPEAT
+};
+
+static const char schema_sql[] =
+  "CREATE TABLE sessions ("
+  " id INTEGER PRIMARY KEY,"
+  " task TEXT NOT NULL,"
+  " size TEXT NOT NULL,"
+  " key TEXT NOT NULL,"
+  " strategy TEXT NOT NULL,"
+  " compiler TEXT NOT NULL,"
+  " owner TEXT,"
+  " trials INTEGER NOT NULL,"
+  " seed INTEGER NOT NULL,"
+  " state TEXT NOT NULL,"
+  " created_ms INTEGER NOT NULL,"
+  " updated_ms INTEGER NOT NULL,"
+  " spec BLOB);"
+  "CREATE TABLE trials ("
+  " id INTEGER PRIMARY KEY,"
+  " session INTEGER REFERENCES sessions(id),"
+  " task TEXT NOT NULL,"
+  " size TEXT NOT NULL,"
+  " config TEXT NOT NULL,"
+  " key TEXT NOT NULL,"
+  " compiler TEXT NOT NULL,"
+  " status TEXT NOT NULL,"
+  " error TEXT,"
+  " costs TEXT NOT NULL,"
+  " mean_s REAL,"
+  " gflops REAL,"
+  " flops INTEGER NOT NULL,"
+  " runner TEXT,"
+  " build_s REAL,"
+  " timestamp_ms INTEGER NOT NULL,"
+  " number INTEGER NOT NULL,"
+  " repeat INTEGER NOT NULL);"
+  "CREATE INDEX trials_best ON trials(task, size, key, mean_s) WHERE status = 'ok';"
+  "CREATE INDEX trials_session ON trials(session);";
+
+struct hist {
+  sqlite3 *db;
+  sqlite3_stmt *st[ST_COUNT];
+  char err[512]; /* our own message for the last failure; empty: ask SQLite */
+};
+
+static void errf(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void errf(char *err, size_t errlen, const char *fmt, ...) {
+  if (!err || errlen == 0) return;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(err, errlen, fmt, ap);
+  va_end(ap);
+}
+
+static int fail(hist *h, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int fail(hist *h, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(h->err, sizeof(h->err), fmt, ap);
+  va_end(ap);
+  return -1;
+}
+
+/* Snapshots the message now: a later reset or statement would replace it. */
+static int fail_db(hist *h, int rc) {
+  snprintf(h->err, sizeof(h->err), "%s", sqlite3_errmsg(h->db));
+  rc &= 0xff;
+  return rc > 0 ? -rc : -1;
+}
+
+static int64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int stmt(hist *h, int i, sqlite3_stmt **out) {
+  if (!h->st[i]) {
+    int rc = sqlite3_prepare_v3(h->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &h->st[i],
+                                NULL);
+    if (rc != SQLITE_OK) return fail_db(h, rc);
+  }
+  *out = h->st[i];
+  return 0;
+}
+
+/* Bound strings may be freed by the caller right after this. */
+static void stmt_done(sqlite3_stmt *s) {
+  sqlite3_reset(s);
+  sqlite3_clear_bindings(s);
+}
+
+/* Runs a statement that returns no rows. */
+static int step_done(hist *h, sqlite3_stmt *s) {
+  int rc = sqlite3_step(s);
+  int ret = rc == SQLITE_DONE ? 0 : fail_db(h, rc);
+  stmt_done(s);
+  return ret;
+}
+
+static int bind_opt_text(sqlite3_stmt *s, int i, const char *v) {
+  if (!v || !*v) return sqlite3_bind_null(s, i);
+  return sqlite3_bind_text(s, i, v, -1, SQLITE_STATIC);
+}
+
+static int bind_real(sqlite3_stmt *s, int i, double v, int present) {
+  if (!present || !isfinite(v)) return sqlite3_bind_null(s, i);
+  return sqlite3_bind_double(s, i, v);
+}
+
+/* Shortest %.*g that reads back as the same double. Starting at 15 loses
+ * nothing: %g drops trailing zeros, so 0.001 still prints as 0.001. */
+static int real_digits(double v) {
+  char b[40];
+  for (int p = 15; p < 17; p++) {
+    snprintf(b, sizeof(b), "%.*g", p, v);
+    if (strtod(b, NULL) == v) return p;
+  }
+  return 17;
+}
+
+static void fmt_real(char *out, size_t n, double v) {
+  snprintf(out, n, "%.*g", real_digits(v), v);
+}
+
+/* Keys sorted, compact: the same text as space_config_json, so equal
+ * configs compare equal as strings whoever wrote them. */
+static char *canonical_object(hist *h, const char *what, const char *text) {
+  if (!text) {
+    fail(h, "%s is missing", what);
+    return NULL;
+  }
+  json_error_t je;
+  json_t *j = json_loads(text, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
+  if (!j) {
+    fail(h, "%s is not valid JSON (%s): %.100s", what, je.text, text);
+    return NULL;
+  }
+  char *out = NULL;
+  if (!json_is_object(j))
+    fail(h, "%s must be a JSON object, got: %.100s", what, text);
+  else if (!(out = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS)))
+    fail(h, "out of memory");
+  json_decref(j);
+  return out;
+}
+
+static char *costs_json(hist *h, const double *costs, size_t n) {
+  if (n > 0 && !costs) {
+    fail(h, "trial has %zu costs but no array", n);
+    return NULL;
+  }
+  size_t cap = 2 + n * 26 + 1, len = 0;
+  char *s = malloc(cap);
+  if (!s) {
+    fail(h, "out of memory");
+    return NULL;
+  }
+  s[len++] = '[';
+  for (size_t i = 0; i < n; i++) {
+    if (!isfinite(costs[i])) {
+      free(s);
+      fail(h, "trial cost %zu is not a finite number", i);
+      return NULL;
+    }
+    if (i) s[len++] = ',';
+    char b[40];
+    fmt_real(b, sizeof(b), costs[i]);
+    size_t bl = strlen(b);
+    memcpy(s + len, b, bl);
+    len += bl;
+  }
+  s[len++] = ']';
+  s[len] = '\0';
+  return s;
+}
+
+static int pragma_int(sqlite3 *db, const char *sql, int64_t *out) {
+  sqlite3_stmt *s;
+  int rc = sqlite3_prepare_v2(db, sql, -1, &s, NULL);
+  if (rc != SQLITE_OK) return rc;
+  rc = sqlite3_step(s);
+  if (rc == SQLITE_ROW) {
+    *out = sqlite3_column_int64(s, 0);
+    rc = SQLITE_OK;
+  }
+  sqlite3_finalize(s);
+  return rc;
+}
+
+static int pragma_text(sqlite3 *db, const char *sql, char *out, size_t n) {
+  sqlite3_stmt *s;
+  int rc = sqlite3_prepare_v2(db, sql, -1, &s, NULL);
+  if (rc != SQLITE_OK) return rc;
+  rc = sqlite3_step(s);
+  if (rc == SQLITE_ROW) {
+    const unsigned char *t = sqlite3_column_text(s, 0);
+    snprintf(out, n, "%s", t ? (const char *)t : "");
+    rc = SQLITE_OK;
+  }
+  sqlite3_finalize(s);
+  return rc;
+}
+
+static void open_errmsg(sqlite3 *db, const char *path, char *err, size_t errlen) {
+  int e = db ? sqlite3_system_errno(db) : 0;
+  const char *m = db ? sqlite3_errmsg(db) : "out of memory";
+  if (e)
+    errf(err, errlen, "cannot open history at %s: %s (%s)", path, m, strerror(e));
+  else
+    errf(err, errlen, "cannot open history at %s: %s", path, m);
+}
+
+static int version_ok(int64_t v, const char *path, char *err, size_t errlen) {
+  if (v == HIST_SCHEMA_VERSION) return 1;
+  if (v > HIST_SCHEMA_VERSION)
+    errf(err, errlen,
+         "history at %s has schema version %lld but this ktune knows version %d: "
+         "upgrade ktune",
+         path, (long long)v, HIST_SCHEMA_VERSION);
+  else
+    errf(err, errlen, "%s is not a ktune history (schema version %lld): pass another --db",
+         path, (long long)v);
+  return 0;
+}
+
+/* Creates the schema on a fresh file; under the write lock so that two
+ * openers racing on a new file do not both create it. */
+static int ensure_schema(sqlite3 *db, const char *path, char *err, size_t errlen) {
+  int rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+  if (rc != SQLITE_OK) goto dberr;
+  int64_t v = 0, nobj = 0;
+  if ((rc = pragma_int(db, "PRAGMA user_version", &v)) != SQLITE_OK) goto dberr_rb;
+  if (v == 0) {
+    rc = pragma_int(db, "SELECT count(*) FROM sqlite_schema", &nobj);
+    if (rc != SQLITE_OK) goto dberr_rb;
+    if (nobj > 0) {
+      sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+      errf(err, errlen,
+           "%s is an SQLite file but not a ktune history: pass another --db", path);
+      return -1;
+    }
+    if ((rc = sqlite3_exec(db, schema_sql, NULL, NULL, NULL)) != SQLITE_OK) goto dberr_rb;
+    char sql[64];
+    snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", HIST_SCHEMA_VERSION);
+    if ((rc = sqlite3_exec(db, sql, NULL, NULL, NULL)) != SQLITE_OK) goto dberr_rb;
+  } else if (!version_ok(v, path, err, errlen)) {
+    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    return -1;
+  }
+  if ((rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL)) != SQLITE_OK) goto dberr_rb;
+  return 0;
+dberr_rb:
+  errf(err, errlen, "cannot set up history at %s: %s", path, sqlite3_errmsg(db));
+  sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+  return -(rc & 0xff);
+dberr:
+  errf(err, errlen, "cannot set up history at %s: %s", path, sqlite3_errmsg(db));
+  return -(rc & 0xff);
+}
+
+static hist *hist_new(sqlite3 *db) {
+  hist *h = calloc(1, sizeof(*h));
+  if (h) h->db = db;
+  return h;
+}
+
+int hist_open(const char *path, int sync_full, hist **out, char *err, size_t errlen) {
+  *out = NULL;
+  if (!path) {
+    errf(err, errlen, "no history path given: pass --db PATH");
+    return -1;
+  }
+  sqlite3 *db = NULL;
+  int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+  if (rc != SQLITE_OK) {
+    open_errmsg(db, path, err, errlen);
+    sqlite3_close_v2(db);
+    return rc > 0 ? -(rc & 0xff) : -1;
+  }
+  sqlite3_busy_timeout(db, HIST_BUSY_MS);
+  char mode[32] = "";
+  rc = pragma_text(db, "PRAGMA journal_mode = WAL", mode, sizeof(mode));
+  if (rc != SQLITE_OK) {
+    errf(err, errlen, "cannot open history at %s: %s", path, sqlite3_errmsg(db));
+    sqlite3_close_v2(db);
+    return -(rc & 0xff);
+  }
+  /* In-memory databases cannot use WAL; everything else must, or a crash
+   * could lose acknowledged results and readers would block the tracker. */
+  int in_memory = path[0] == '\0' || strcmp(path, ":memory:") == 0;
+  if (strcmp(mode, "wal") != 0 && !in_memory) {
+    errf(err, errlen,
+         "cannot use WAL journaling for history at %s (got %s): keep it on a local "
+         "file system",
+         path, mode);
+    sqlite3_close_v2(db);
+    return -1;
+  }
+  rc = sqlite3_exec(db,
+                    sync_full ? "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON"
+                              : "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON",
+                    NULL, NULL, NULL);
+  if (rc != SQLITE_OK) {
+    errf(err, errlen, "cannot open history at %s: %s", path, sqlite3_errmsg(db));
+    sqlite3_close_v2(db);
+    return -(rc & 0xff);
+  }
+  if ((rc = ensure_schema(db, path, err, errlen)) < 0) {
+    sqlite3_close_v2(db);
+    return rc;
+  }
+  if (!(*out = hist_new(db))) {
+    errf(err, errlen, "out of memory");
+    sqlite3_close_v2(db);
+    return -1;
+  }
+  return 0;
+}
+
+int hist_open_readonly(const char *path, hist **out, char *err, size_t errlen) {
+  *out = NULL;
+  if (!path) {
+    errf(err, errlen, "no history path given: pass --db PATH");
+    return -1;
+  }
+  /* SQLite would only say "unable to open database file". */
+  struct stat sb;
+  if (stat(path, &sb) != 0) {
+    if (errno == ENOENT)
+      errf(err, errlen, "no history at %s: run `ktune tune` first or pass --db", path);
+    else
+      errf(err, errlen, "cannot open history at %s: %s", path, strerror(errno));
+    return -1;
+  }
+  if (S_ISDIR(sb.st_mode)) {
+    errf(err, errlen, "cannot open history at %s: it is a folder; pass the .db file", path);
+    return -1;
+  }
+  sqlite3 *db = NULL;
+  int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL);
+  if (rc != SQLITE_OK) {
+    open_errmsg(db, path, err, errlen);
+    sqlite3_close_v2(db);
+    return rc > 0 ? -(rc & 0xff) : -1;
+  }
+  sqlite3_busy_timeout(db, HIST_BUSY_MS);
+  int64_t v = 0;
+  rc = pragma_int(db, "PRAGMA user_version", &v);
+  if (rc != SQLITE_OK) {
+    errf(err, errlen, "cannot read history at %s: %s", path, sqlite3_errmsg(db));
+    sqlite3_close_v2(db);
+    return -(rc & 0xff);
+  }
+  if (!version_ok(v, path, err, errlen)) {
+    sqlite3_close_v2(db);
+    return -1;
+  }
+  if (!(*out = hist_new(db))) {
+    errf(err, errlen, "out of memory");
+    sqlite3_close_v2(db);
+    return -1;
+  }
+  return 0;
+}
+
+void hist_close(hist *h) {
+  if (!h) return;
+  for (int i = 0; i < ST_COUNT; i++) sqlite3_finalize(h->st[i]);
+  /* An open transaction is rolled back here: uncommitted means not recorded. */
+  sqlite3_close_v2(h->db);
+  free(h);
+}
+
+const char *hist_errmsg(hist *h) {
+  if (!h) return "no history handle";
+  return h->err[0] ? h->err : sqlite3_errmsg(h->db);
+}
+
+int hist_begin(hist *h) {
+  h->err[0] = '\0';
+  sqlite3_stmt *s;
+  int rc = stmt(h, ST_BEGIN, &s);
+  return rc < 0 ? rc : step_done(h, s);
+}
+
+/* A failed COMMIT is rolled back so the handle is usable again; the caller
+ * must treat everything since hist_begin as not recorded. */
+int hist_commit(hist *h) {
+  h->err[0] = '\0';
+  sqlite3_stmt *s;
+  int rc = stmt(h, ST_COMMIT, &s);
+  if (rc < 0) return rc;
+  rc = step_done(h, s);
+  if (rc < 0 && !sqlite3_get_autocommit(h->db)) {
+    sqlite3_stmt *rb;
+    if (stmt(h, ST_ROLLBACK, &rb) == 0) {
+      sqlite3_step(rb);
+      stmt_done(rb);
+    }
+  }
+  return rc;
+}
+
+int hist_session_add(hist *h, const hist_session *s, int64_t *id) {
+  h->err[0] = '\0';
+  const char *missing = !s->task       ? "task"
+                        : !s->key      ? "key"
+                        : !s->strategy ? "strategy"
+                        : !s->compiler ? "compiler"
+                                       : NULL;
+  if (missing) return fail(h, "session has no %s", missing);
+  char *size = canonical_object(h, "session size", s->size_json);
+  if (!size) return -1;
+  sqlite3_stmt *st;
+  int rc = stmt(h, ST_SESSION_ADD, &st);
+  if (rc < 0) {
+    free(size);
+    return rc;
+  }
+  int64_t now = now_ms();
+  sqlite3_bind_text(st, 1, s->task, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 2, size, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 3, s->key, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 4, s->strategy, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 5, s->compiler, -1, SQLITE_STATIC);
+  bind_opt_text(st, 6, s->owner);
+  sqlite3_bind_int64(st, 7, s->trials);
+  /* Stored as the same 64 bits; SQLite integers are signed. */
+  sqlite3_bind_int64(st, 8, (int64_t)s->seed);
+  sqlite3_bind_text(st, 9, s->state && *s->state ? s->state : "queued", -1, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 10, now);
+  sqlite3_bind_int64(st, 11, now);
+  if (s->spec && s->spec_len)
+    sqlite3_bind_blob64(st, 12, s->spec, s->spec_len, SQLITE_STATIC);
+  else
+    sqlite3_bind_null(st, 12);
+  rc = step_done(h, st);
+  free(size);
+  if (rc == 0 && id) *id = sqlite3_last_insert_rowid(h->db);
+  return rc;
+}
+
+int hist_session_update(hist *h, int64_t id, const char *state) {
+  h->err[0] = '\0';
+  if (!state || !*state) return fail(h, "session %lld: no state given", (long long)id);
+  sqlite3_stmt *st;
+  int rc = stmt(h, ST_SESSION_UPDATE, &st);
+  if (rc < 0) return rc;
+  sqlite3_bind_text(st, 1, state, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 2, now_ms());
+  sqlite3_bind_int64(st, 3, id);
+  if ((rc = step_done(h, st)) < 0) return rc;
+  if (sqlite3_changes(h->db) == 0) return fail(h, "no session %lld in the history", (long long)id);
+  return 0;
+}
+
+int hist_fail_unfinished(hist *h, int64_t *n) {
+  h->err[0] = '\0';
+  sqlite3_stmt *st;
+  int rc = sqlite3_prepare_v2(h->db,
+      "UPDATE sessions SET state = 'failed', updated_ms = ?1 "
+      "WHERE state IN ('queued', 'running')", -1, &st, NULL);
+  if (rc != SQLITE_OK) return fail_db(h, rc);
+  sqlite3_bind_int64(st, 1, now_ms());
+  rc = step_done(h, st);
+  sqlite3_finalize(st);
+  if (rc < 0) return rc;
+  *n = sqlite3_changes(h->db);
+  return 0;
+}
+
+int hist_trial_add(hist *h, const hist_trial *t, int64_t *id) {
+  h->err[0] = '\0';
+  const char *missing = !t->task       ? "task"
+                        : !t->key      ? "key"
+                        : !t->compiler ? "compiler"
+                        : !t->status   ? "status"
+                                       : NULL;
+  if (missing) return fail(h, "trial has no %s", missing);
+  char *size = canonical_object(h, "trial size", t->size_json);
+  char *config = size ? canonical_object(h, "trial config", t->config_json) : NULL;
+  char *costs = config ? costs_json(h, t->costs, t->ncosts) : NULL;
+  sqlite3_stmt *st = NULL;
+  int rc = costs ? stmt(h, ST_TRIAL_ADD, &st) : -1;
+  if (rc < 0) goto out;
+  /* A trial that failed before it was timed has no latency; its zero would
+   * read as infinitely fast. */
+  int timed = t->ncosts > 0 || strcmp(t->status, "ok") == 0;
+  if (t->session > 0)
+    sqlite3_bind_int64(st, 1, t->session);
+  else
+    sqlite3_bind_null(st, 1);
+  sqlite3_bind_text(st, 2, t->task, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 3, size, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 4, config, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 5, t->key, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 6, t->compiler, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 7, t->status, -1, SQLITE_STATIC);
+  bind_opt_text(st, 8, t->error);
+  sqlite3_bind_text(st, 9, costs, -1, SQLITE_STATIC);
+  bind_real(st, 10, t->mean_s, timed);
+  bind_real(st, 11, t->gflops, timed && isfinite(t->mean_s));
+  sqlite3_bind_int64(st, 12, t->flops);
+  bind_opt_text(st, 13, t->runner);
+  bind_real(st, 14, t->build_s, 1);
+  sqlite3_bind_int64(st, 15, t->timestamp_ms > 0 ? t->timestamp_ms : now_ms());
+  sqlite3_bind_int64(st, 16, t->number);
+  sqlite3_bind_int64(st, 17, t->repeat);
+  rc = step_done(h, st);
+  if (rc == 0 && id) *id = sqlite3_last_insert_rowid(h->db);
+out:
+  free(size);
+  free(config);
+  free(costs);
+  return rc;
+}
+
+int hist_trial_count(hist *h, int64_t session, int64_t *n) {
+  h->err[0] = '\0';
+  sqlite3_stmt *st;
+  int rc = stmt(h, ST_TRIAL_COUNT, &st);
+  if (rc < 0) return rc;
+  sqlite3_bind_int64(st, 1, session);
+  rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW) {
+    *n = sqlite3_column_int64(st, 0);
+    rc = 0;
+  } else {
+    rc = fail_db(h, rc);
+  }
+  stmt_done(st);
+  return rc;
+}
+
+static char *col_strdup(sqlite3_stmt *st, int i) {
+  const unsigned char *t = sqlite3_column_text(st, i);
+  return t ? strdup((const char *)t) : NULL;
+}
+
+static double col_real(sqlite3_stmt *st, int i) {
+  return sqlite3_column_type(st, i) == SQLITE_NULL ? NAN : sqlite3_column_double(st, i);
+}
+
+int hist_best(hist *h, const char *task, const char *size_json, const char *key,
+              char **config_json, double *mean_s, double *gflops, char **compiler) {
+  h->err[0] = '\0';
+  if (config_json) *config_json = NULL;
+  if (compiler) *compiler = NULL;
+  if (!task) return fail(h, "no task given");
+  char *size = canonical_object(h, "size", size_json);
+  if (!size) return -1;
+  sqlite3_stmt *st;
+  int rc = stmt(h, key ? ST_BEST_KEY : ST_BEST_ANY, &st);
+  if (rc < 0) {
+    free(size);
+    return rc;
+  }
+  sqlite3_bind_text(st, 1, task, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 2, size, -1, SQLITE_STATIC);
+  if (key) sqlite3_bind_text(st, 3, key, -1, SQLITE_STATIC);
+  rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW) {
+    char *c = config_json ? col_strdup(st, 0) : NULL;
+    char *k = compiler ? col_strdup(st, 3) : NULL;
+    if ((config_json && !c) || (compiler && !k)) {
+      free(c);
+      free(k);
+      rc = fail(h, "out of memory");
+    } else {
+      if (config_json) *config_json = c;
+      if (compiler) *compiler = k;
+      if (mean_s) *mean_s = col_real(st, 1);
+      if (gflops) *gflops = col_real(st, 2);
+      rc = 1;
+    }
+  } else if (rc == SQLITE_DONE) {
+    rc = 0;
+  } else {
+    rc = fail_db(h, rc);
+  }
+  stmt_done(st);
+  free(size);
+  return rc;
+}
+
+/* ---- export ---- */
+
+static void iso_utc_ms(int64_t ms, char *out, size_t n) {
+  int64_t s = ms / 1000, r = ms % 1000;
+  if (r < 0) {
+    r += 1000;
+    s--;
+  }
+  time_t t = (time_t)s;
+  struct tm tm;
+  if (!gmtime_r(&t, &tm)) {
+    snprintf(out, n, "%s", "");
+    return;
+  }
+  char day[48];
+  strftime(day, sizeof(day), "%Y-%m-%dT%H:%M:%S", &tm);
+  snprintf(out, n, "%s.%03dZ", day, (int)r);
+}
+
+typedef struct {
+  char *s;
+  size_t len, cap;
+  int oom;
+} sbuf;
+
+static void sb_put(sbuf *b, const char *p, size_t n) {
+  if (b->oom) return;
+  if (b->len + n + 1 > b->cap) {
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->len + n + 1) cap *= 2;
+    char *ns = realloc(b->s, cap);
+    if (!ns) {
+      b->oom = 1;
+      return;
+    }
+    b->s = ns;
+    b->cap = cap;
+  }
+  memcpy(b->s + b->len, p, n);
+  b->len += n;
+  b->s[b->len] = '\0';
+}
+
+static void sb_str(sbuf *b, const char *p) { sb_put(b, p, strlen(p)); }
+
+/* RFC 4180: quote a field that holds a comma, quote or line break. */
+static void csv_field(sbuf *b, int first, const char *v) {
+  if (!first) sb_put(b, ",", 1);
+  if (!v) return;
+  if (!strpbrk(v, ",\"\r\n")) {
+    sb_str(b, v);
+    return;
+  }
+  sb_put(b, "\"", 1);
+  for (const char *p = v; *p; p++) {
+    if (*p == '"') sb_put(b, "\"", 1);
+    sb_put(b, p, 1);
+  }
+  sb_put(b, "\"", 1);
+}
+
+static const char csv_header[] =
+  "id,session,task,size,config,key,compiler,status,error,costs_s,mean_s,gflops,flops,"
+  "runner,build_s,timestamp,timestamp_ms,number,repeat";
+
+static const char *col_text(sqlite3_stmt *st, int i) {
+  return (const char *)sqlite3_column_text(st, i);
+}
+
+/* One CSV row: numbers as text, NULL as an empty field. */
+static int csv_row(hist *h, sqlite3_stmt *st, char **line) {
+  sbuf b = {0};
+  char num[48], ts[64];
+  for (int i = X_ID; i <= X_REPEAT; i++) {
+    const char *v = NULL;
+    int type = sqlite3_column_type(st, i);
+    if (i == X_TS) {
+      iso_utc_ms(sqlite3_column_int64(st, i), ts, sizeof(ts));
+      csv_field(&b, 0, ts);
+      v = col_text(st, i);
+    } else if (type == SQLITE_FLOAT) {
+      fmt_real(num, sizeof(num), sqlite3_column_double(st, i));
+      v = num;
+    } else if (type != SQLITE_NULL) {
+      v = col_text(st, i);
+    }
+    csv_field(&b, i == X_ID, v);
+  }
+  if (b.oom || !b.s) {
+    free(b.s);
+    return fail(h, "out of memory");
+  }
+  *line = b.s;
+  return 0;
+}
+
+/* Shortest text that reads back as the same double, and still reads as a
+ * real (2.0, not 2) so consumers see one type per field. */
+static void sb_real(sbuf *b, double v) {
+  if (!isfinite(v)) {
+    sb_str(b, "null");
+    return;
+  }
+  char num[48];
+  fmt_real(num, sizeof(num), v);
+  sb_str(b, num);
+  if (!strpbrk(num, ".e")) sb_str(b, ".0");
+}
+
+/* Length of the valid UTF-8 sequence at p, 0 if invalid. */
+static size_t utf8_len(const unsigned char *p) {
+  unsigned c = p[0];
+  size_t n;
+  unsigned min;
+  if (c < 0x80) return 1;
+  if (c >= 0xc2 && c <= 0xdf) n = 2, min = 0x80;
+  else if (c >= 0xe0 && c <= 0xef) n = 3, min = 0x800;
+  else if (c >= 0xf0 && c <= 0xf4) n = 4, min = 0x10000;
+  else return 0;
+  unsigned cp = c & (0xff >> (n + 1));
+  for (size_t i = 1; i < n; i++) {
+    if ((p[i] & 0xc0) != 0x80) return 0;
+    cp = cp << 6 | (p[i] & 0x3f);
+  }
+  if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return 0;
+  return n;
+}
+
+/* Compiler diagnostics can carry any bytes; invalid UTF-8 becomes U+FFFD so
+ * the line stays valid JSON. */
+static void sb_jstr(sbuf *b, const char *v) {
+  if (!v) {
+    sb_str(b, "null");
+    return;
+  }
+  sb_put(b, "\"", 1);
+  for (const unsigned char *p = (const unsigned char *)v; *p;) {
+    char esc[8];
+    if (*p == '"' || *p == '\\') {
+      esc[0] = '\\';
+      esc[1] = (char)*p;
+      sb_put(b, esc, 2);
+      p++;
+    } else if (*p < 0x20) {
+      const char *named = *p == '\n' ? "\\n" : *p == '\t' ? "\\t" : *p == '\r' ? "\\r" : NULL;
+      if (named) {
+        sb_str(b, named);
+      } else {
+        snprintf(esc, sizeof(esc), "\\u%04x", *p);
+        sb_str(b, esc);
+      }
+      p++;
+    } else {
+      size_t n = utf8_len(p);
+      if (n) {
+        sb_put(b, (const char *)p, n);
+        p += n;
+      } else {
+        sb_str(b, "\\ufffd");
+        p++;
+      }
+    }
+  }
+  sb_put(b, "\"", 1);
+}
+
+static void sb_key(sbuf *b, const char *k) {
+  sb_put(b, b->len > 1 ? ",\"" : "\"", b->len > 1 ? 2 : 1);
+  sb_str(b, k);
+  sb_put(b, "\":", 2);
+}
+
+static void sb_col_int(sbuf *b, sqlite3_stmt *st, int i) {
+  char num[32];
+  if (sqlite3_column_type(st, i) == SQLITE_NULL) {
+    sb_str(b, "null");
+    return;
+  }
+  snprintf(num, sizeof(num), "%lld", (long long)sqlite3_column_int64(st, i));
+  sb_str(b, num);
+}
+
+static void sb_col_real(sbuf *b, sqlite3_stmt *st, int i) {
+  if (sqlite3_column_type(st, i) == SQLITE_NULL)
+    sb_str(b, "null");
+  else
+    sb_real(b, sqlite3_column_double(st, i));
+}
+
+/* Stored JSON is parsed back, so what goes out is valid whoever wrote the
+ * row; objects stay objects rather than strings. */
+static json_t *col_json(hist *h, sqlite3_stmt *st, int i, const char *what) {
+  const char *t = col_text(st, i);
+  json_error_t je;
+  json_t *j = t ? json_loads(t, JSON_DECODE_ANY, &je) : NULL;
+  if (!j || (i == X_COSTS ? !json_is_array(j) : !json_is_object(j))) {
+    json_decref(j);
+    fail(h, "trial %lld: stored %s is not a JSON %s: %.100s",
+         (long long)sqlite3_column_int64(st, X_ID), what, i == X_COSTS ? "array" : "object",
+         t ? t : "(null)");
+    return NULL;
+  }
+  return j;
+}
+
+static int sb_col_object(hist *h, sbuf *b, sqlite3_stmt *st, int i, const char *what) {
+  json_t *j = col_json(h, st, i, what);
+  if (!j) return -1;
+  char *t = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+  json_decref(j);
+  if (!t) return fail(h, "out of memory");
+  sb_str(b, t);
+  free(t);
+  return 0;
+}
+
+static int jsonl_row(hist *h, sqlite3_stmt *st, char **line) {
+  sbuf b = {0};
+  int rc = 0;
+  sb_put(&b, "{", 1);
+  sb_key(&b, "id");
+  sb_col_int(&b, st, X_ID);
+  sb_key(&b, "session");
+  sb_col_int(&b, st, X_SESSION);
+  sb_key(&b, "task");
+  sb_jstr(&b, col_text(st, X_TASK));
+  sb_key(&b, "size");
+  if ((rc = sb_col_object(h, &b, st, X_SIZE, "size")) < 0) goto out;
+  sb_key(&b, "config");
+  if ((rc = sb_col_object(h, &b, st, X_CONFIG, "config")) < 0) goto out;
+  sb_key(&b, "key");
+  sb_jstr(&b, col_text(st, X_KEY));
+  sb_key(&b, "compiler");
+  sb_jstr(&b, col_text(st, X_COMPILER));
+  sb_key(&b, "status");
+  sb_jstr(&b, col_text(st, X_STATUS));
+  sb_key(&b, "error");
+  sb_jstr(&b, col_text(st, X_ERROR));
+  sb_key(&b, "costs_s");
+  json_t *costs = col_json(h, st, X_COSTS, "costs");
+  if (!costs) {
+    rc = -1;
+    goto out;
+  }
+  sb_put(&b, "[", 1);
+  size_t k;
+  json_t *v;
+  json_array_foreach(costs, k, v) {
+    if (k) sb_put(&b, ",", 1);
+    if (json_is_number(v))
+      sb_real(&b, json_number_value(v));
+    else
+      sb_str(&b, "null");
+  }
+  sb_put(&b, "]", 1);
+  json_decref(costs);
+  sb_key(&b, "mean_s");
+  sb_col_real(&b, st, X_MEAN);
+  sb_key(&b, "gflops");
+  sb_col_real(&b, st, X_GFLOPS);
+  sb_key(&b, "flops");
+  sb_col_int(&b, st, X_FLOPS);
+  sb_key(&b, "runner");
+  sb_jstr(&b, col_text(st, X_RUNNER));
+  sb_key(&b, "build_s");
+  sb_col_real(&b, st, X_BUILD);
+  char ts[64];
+  iso_utc_ms(sqlite3_column_int64(st, X_TS), ts, sizeof(ts));
+  sb_key(&b, "timestamp");
+  sb_jstr(&b, ts);
+  sb_key(&b, "timestamp_ms");
+  sb_col_int(&b, st, X_TS);
+  sb_key(&b, "number");
+  sb_col_int(&b, st, X_NUMBER);
+  sb_key(&b, "repeat");
+  sb_col_int(&b, st, X_REPEAT);
+  sb_put(&b, "}", 1);
+  if (b.oom) rc = fail(h, "out of memory");
+out:
+  if (rc < 0) {
+    free(b.s);
+    return rc;
+  }
+  *line = b.s;
+  return 0;
+}
+
+int hist_export(hist *h, const char *format, hist_line_fn cb, void *ctx, char *err,
+                size_t errlen) {
+  h->err[0] = '\0';
+  int csv;
+  if (format && strcmp(format, "jsonl") == 0) {
+    csv = 0;
+  } else if (format && strcmp(format, "csv") == 0) {
+    csv = 1;
+  } else {
+    fail(h, "unknown export format '%s': use jsonl or csv", format ? format : "");
+    errf(err, errlen, "%s", h->err);
+    return -1;
+  }
+  sqlite3_stmt *st;
+  int rc = stmt(h, ST_EXPORT, &st);
+  if (rc < 0) {
+    errf(err, errlen, "export: %s", h->err);
+    return rc;
+  }
+  /* The cursor is shared; a callback that exports again would reset it. */
+  if (sqlite3_stmt_busy(st)) {
+    fail(h, "an export is already running on this history handle");
+    errf(err, errlen, "%s", h->err);
+    return -1;
+  }
+  int rc_cb = csv ? cb(ctx, csv_header) : 0;
+  while (rc_cb == 0) {
+    int step = sqlite3_step(st);
+    if (step == SQLITE_DONE) break;
+    char *line = NULL;
+    if (step != SQLITE_ROW)
+      rc = fail_db(h, step);
+    else
+      rc = csv ? csv_row(h, st, &line) : jsonl_row(h, st, &line);
+    if (rc < 0) {
+      stmt_done(st);
+      errf(err, errlen, "export: %s", h->err);
+      return rc;
+    }
+    rc_cb = cb(ctx, line);
+    free(line);
+  }
+  stmt_done(st);
+  return rc_cb;
+}

@@ -1,0 +1,814 @@
+/* History: real SQLite files in a fresh temp folder per case. */
+#include "common/history.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <sqlite3.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "tests/test.h"
+
+/* 2026-11-28T01:02:03.456Z */
+#define TS1 INT64_C(1795827723456)
+
+typedef struct {
+  char dir[64];
+  char db[128];
+} tmp;
+
+static void tmp_init(tmp *t) {
+  snprintf(t->dir, sizeof(t->dir), "/tmp/ktune-hist-XXXXXX");
+  ASSERT_NOT_NULL(mkdtemp(t->dir));
+  snprintf(t->db, sizeof(t->db), "%s/ktune.db", t->dir);
+}
+
+static void tmp_free(tmp *t) {
+  const char *sfx[] = {"", "-wal", "-shm", "-journal"};
+  char p[160];
+  for (size_t i = 0; i < sizeof(sfx) / sizeof(sfx[0]); i++) {
+    snprintf(p, sizeof(p), "%s%s", t->db, sfx[i]);
+    unlink(p);
+  }
+  rmdir(t->dir);
+}
+
+static hist *open_rw(const char *path) {
+  hist *h = NULL;
+  char err[256] = "";
+  int rc = hist_open(path, 0, &h, err, sizeof(err));
+  if (rc != 0) TEST_FAIL("hist_open(%s): %d %s", path, rc, err);
+  ASSERT_NOT_NULL(h);
+  return h;
+}
+
+static int64_t add_session(hist *h, const char *key) {
+  hist_session s = {
+    .task = "matmul", .size_json = "{\"M\":64,\"N\":64,\"K\":64}", .key = key,
+    .strategy = "random", .compiler = "tcc", .owner = "alice", .trials = 10, .seed = 7,
+    .state = "running", .spec = "\x01\x02\x00\x03", .spec_len = 4,
+  };
+  int64_t id = 0;
+  int rc = hist_session_add(h, &s, &id);
+  if (rc != 0) TEST_FAIL("hist_session_add: %d %s", rc, hist_errmsg(h));
+  ASSERT_GE_INT(id, 1);
+  return id;
+}
+
+static const double costs3[] = {1.5e-3, 1.25e-3, 1e-3};
+
+static hist_trial ok_trial(int64_t session, double mean) {
+  hist_trial t = {
+    .session = session, .task = "matmul", .size_json = "{\"K\":64,\"M\":64,\"N\":64}",
+    .config_json = "{\"TI\":8,\"TJ\":16}", .key = "rpi4", .compiler = "tcc",
+    .status = "ok", .costs = costs3, .ncosts = 3, .mean_s = mean,
+    .gflops = 524288.0 / mean / 1e9, .flops = 524288, .runner = "pi-1", .build_s = 0.0005,
+    .timestamp_ms = TS1, .number = 10, .repeat = 3,
+  };
+  return t;
+}
+
+static int64_t add_trial(hist *h, const hist_trial *t) {
+  int64_t id = 0;
+  int rc = hist_trial_add(h, t, &id);
+  if (rc != 0) TEST_FAIL("hist_trial_add: %d %s", rc, hist_errmsg(h));
+  ASSERT_GE_INT(id, 1);
+  return id;
+}
+
+/* A second, plain connection, to look at the file the way a user would. */
+static sqlite3 *raw_open(const char *path) {
+  sqlite3 *db = NULL;
+  ASSERT_EQ_INT(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+  sqlite3_busy_timeout(db, 5000);
+  return db;
+}
+
+static int64_t raw_int(sqlite3 *db, const char *sql) {
+  sqlite3_stmt *s = NULL;
+  if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) != SQLITE_OK)
+    TEST_FAIL("prepare %s: %s", sql, sqlite3_errmsg(db));
+  ASSERT_EQ_INT(sqlite3_step(s), SQLITE_ROW);
+  int64_t v = sqlite3_column_int64(s, 0);
+  sqlite3_finalize(s);
+  return v;
+}
+
+/* Copies the first column of the first row as text ("(null)" for NULL). */
+static void raw_text(sqlite3 *db, const char *sql, char *out, size_t n) {
+  sqlite3_stmt *s = NULL;
+  if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) != SQLITE_OK)
+    TEST_FAIL("prepare %s: %s", sql, sqlite3_errmsg(db));
+  ASSERT_EQ_INT(sqlite3_step(s), SQLITE_ROW);
+  const unsigned char *t = sqlite3_column_text(s, 0);
+  snprintf(out, n, "%s", t ? (const char *)t : "(null)");
+  sqlite3_finalize(s);
+}
+
+typedef struct {
+  char *lines[32];
+  int n;
+  int stop_after; /* 0: never stop */
+} collect;
+
+static int collect_line(void *ctx, const char *line) {
+  collect *c = ctx;
+  ASSERT_LT_INT(c->n, 32);
+  c->lines[c->n++] = strdup(line);
+  if (c->stop_after && c->n >= c->stop_after) return 7;
+  return 0;
+}
+
+static void collect_free(collect *c) {
+  for (int i = 0; i < c->n; i++) free(c->lines[i]);
+  c->n = 0;
+}
+
+static void export_ok(hist *h, const char *fmt, collect *c) {
+  char err[256] = "";
+  int rc = hist_export(h, fmt, collect_line, c, err, sizeof(err));
+  if (rc != 0) TEST_FAIL("hist_export(%s): %d %s", fmt, rc, err);
+}
+
+static int64_t count_trials(hist *h) {
+  collect c = {0};
+  export_ok(h, "jsonl", &c);
+  int n = c.n;
+  collect_free(&c);
+  return n;
+}
+
+TEST(open_creates_schema_in_wal) {
+  tmp t;
+  tmp_init(&t);
+  hist *h = open_rw(t.db);
+  struct stat sb;
+  ASSERT_EQ_INT(stat(t.db, &sb), 0);
+
+  sqlite3 *db = raw_open(t.db);
+  char mode[32];
+  raw_text(db, "PRAGMA journal_mode", mode, sizeof(mode));
+  ASSERT_EQ_STR(mode, "wal");
+  ASSERT_EQ_INT(raw_int(db, "PRAGMA user_version"), 1);
+  ASSERT_EQ_INT(raw_int(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND"
+                            " name IN ('sessions', 'trials')"),
+                2);
+  ASSERT_EQ_INT(raw_int(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND"
+                            " name IN ('trials_best', 'trials_session')"),
+                2);
+  /* The best-trial query the CLI runs must use the index, not scan. */
+  sqlite3_stmt *s;
+  ASSERT_EQ_INT(sqlite3_prepare_v2(db,
+                                   "EXPLAIN QUERY PLAN SELECT config FROM trials WHERE status"
+                                   " = 'ok' AND task = 'a' AND size = '{}' AND key = 'k'"
+                                   " ORDER BY mean_s LIMIT 1",
+                                   -1, &s, NULL),
+                SQLITE_OK);
+  ASSERT_EQ_INT(sqlite3_step(s), SQLITE_ROW);
+  ASSERT_CONTAINS((const char *)sqlite3_column_text(s, 3), "trials_best");
+  sqlite3_finalize(s);
+  sqlite3_close(db);
+
+  int64_t sid = add_session(h, "rpi4");
+  hist_trial tr = ok_trial(sid, 1e-3);
+  add_trial(h, &tr);
+  hist_close(h);
+
+  /* Reopening finds the schema in place and keeps the data; FULL sync too. */
+  char err[256] = "";
+  ASSERT_EQ_INT(hist_open(t.db, 1, &h, err, sizeof(err)), 0);
+  int64_t n = -1;
+  ASSERT_EQ_INT(hist_trial_count(h, sid, &n), 0);
+  ASSERT_EQ_INT(n, 1);
+  int64_t sid2 = add_session(h, "rpi4");
+  ASSERT_EQ_INT(sid2, sid + 1);
+  hist_close(h);
+  tmp_free(&t);
+}
+
+TEST(session_and_trial_round_trip) {
+  tmp t;
+  tmp_init(&t);
+  hist *h = open_rw(t.db);
+  int64_t sid = add_session(h, "rpi4");
+  int64_t other = add_session(h, "x86");
+
+  sqlite3 *db = raw_open(t.db);
+  char buf[256];
+  char sql[256];
+  snprintf(sql, sizeof(sql),
+           "SELECT task || '|' || size || '|' || key || '|' || strategy || '|' || compiler"
+           " || '|' || owner || '|' || trials || '|' || seed || '|' || state || '|' ||"
+           " hex(spec) FROM sessions WHERE id = %lld",
+           (long long)sid);
+  raw_text(db, sql, buf, sizeof(buf));
+  /* size is stored canonical: keys sorted, compact. */
+  ASSERT_EQ_STR(buf,
+                "matmul|{\"K\":64,\"M\":64,\"N\":64}|rpi4|random|tcc|alice|10|7|running|"
+                "01020003");
+  snprintf(sql, sizeof(sql), "SELECT created_ms FROM sessions WHERE id = %lld", (long long)sid);
+  int64_t created = raw_int(db, sql);
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+  ASSERT_GE_INT(created, now - 60000);
+  ASSERT_GE_INT(now, created);
+
+  usleep(5000);
+  ASSERT_EQ_INT(hist_session_update(h, sid, "done"), 0);
+  snprintf(sql, sizeof(sql), "SELECT state FROM sessions WHERE id = %lld", (long long)sid);
+  raw_text(db, sql, buf, sizeof(buf));
+  ASSERT_EQ_STR(buf, "done");
+  snprintf(sql, sizeof(sql), "SELECT updated_ms - created_ms FROM sessions WHERE id = %lld",
+           (long long)sid);
+  ASSERT_GE_INT(raw_int(db, sql), 5);
+  snprintf(sql, sizeof(sql), "SELECT state FROM sessions WHERE id = %lld", (long long)other);
+  raw_text(db, sql, buf, sizeof(buf));
+  ASSERT_EQ_STR(buf, "running");
+
+  ASSERT_LT_INT(hist_session_update(h, 999, "done"), 0);
+  ASSERT_CONTAINS(hist_errmsg(h), "no session 999");
+
+  hist_trial tr = ok_trial(sid, 1e-3);
+  int64_t t1 = add_trial(h, &tr);
+  int64_t t2 = add_trial(h, &tr);
+  ASSERT_EQ_INT(t2, t1 + 1);
+  hist_trial bad = ok_trial(sid, 0);
+  bad.status = "COMPILE_ERROR";
+  bad.error = "matmul.c:3: error";
+  bad.costs = NULL;
+  bad.ncosts = 0;
+  bad.runner = NULL;
+  add_trial(h, &bad);
+
+  int64_t n = -1;
+  ASSERT_EQ_INT(hist_trial_count(h, sid, &n), 0);
+  ASSERT_EQ_INT(n, 3);
+  ASSERT_EQ_INT(hist_trial_count(h, other, &n), 0);
+  ASSERT_EQ_INT(n, 0);
+
+  snprintf(sql, sizeof(sql),
+           "SELECT config || '|' || costs || '|' || mean_s || '|' || runner || '|' ||"
+           " timestamp_ms || '|' || number || '|' || repeat FROM trials WHERE id = %lld",
+           (long long)t1);
+  raw_text(db, sql, buf, sizeof(buf));
+  ASSERT_EQ_STR(buf, "{\"TI\":8,\"TJ\":16}|[0.0015,0.00125,0.001]|0.001|pi-1|1795827723456|10|3");
+  /* Never timed: no latency rather than a zero that reads as fastest. */
+  ASSERT_EQ_INT(raw_int(db, "SELECT count(*) FROM trials WHERE status = 'COMPILE_ERROR' AND"
+                            " mean_s IS NULL AND gflops IS NULL AND runner IS NULL AND"
+                            " costs = '[]'"),
+                1);
+  sqlite3_close(db);
+  hist_close(h);
+  tmp_free(&t);
+}
+
+TEST(trial_input_is_checked) {
+  tmp t;
+  tmp_init(&t);
+  hist *h = open_rw(t.db);
+  int64_t sid = add_session(h, "rpi4");
+  hist_trial tr = ok_trial(sid, 1e-3);
+  tr.config_json = "{\"TI\":8,";
+  ASSERT_LT_INT(hist_trial_add(h, &tr, NULL), 0);
+  ASSERT_CONTAINS(hist_errmsg(h), "trial config is not valid JSON");
+  tr.config_json = "[8,16]";
+  ASSERT_LT_INT(hist_trial_add(h, &tr, NULL), 0);
+  ASSERT_CONTAINS(hist_errmsg(h), "trial config must be a JSON object");
+  tr = ok_trial(sid, 1e-3);
+  tr.task = NULL;
+  ASSERT_LT_INT(hist_trial_add(h, &tr, NULL), 0);
+  ASSERT_CONTAINS(hist_errmsg(h), "trial has no task");
+  tr = ok_trial(sid, 1e-3);
+  double nan_costs[] = {1e-3, NAN};
+  tr.costs = nan_costs;
+  tr.ncosts = 2;
+  ASSERT_LT_INT(hist_trial_add(h, &tr, NULL), 0);
+  ASSERT_CONTAINS(hist_errmsg(h), "not a finite number");
+  /* foreign_keys is on: a trial of a session that does not exist is refused. */
+  tr = ok_trial(sid + 100, 1e-3);
+  ASSERT_LT_INT(hist_trial_add(h, &tr, NULL), 0);
+  ASSERT_CONTAINS(hist_errmsg(h), "FOREIGN KEY");
+  /* Session 0 means none (a trial outside any session). */
+  tr = ok_trial(0, 1e-3);
+  add_trial(h, &tr);
+  /* Failures leave the handle usable and nothing half-written. */
+  int64_t n = -1;
+  ASSERT_EQ_INT(hist_trial_count(h, sid, &n), 0);
+  ASSERT_EQ_INT(n, 0);
+  ASSERT_EQ_INT(count_trials(h), 1);
+  hist_close(h);
+  tmp_free(&t);
+}
+
+static void check_iso(const char *s) {
+  int y, mo, d, hh, mm, ss, ms;
+  char z = 0;
+  ASSERT_EQ_INT(strlen(s), 24);
+  ASSERT_EQ_INT(sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d.%3d%c", &y, &mo, &d, &hh, &mm, &ss, &ms, &z), 8);
+  ASSERT_EQ_INT(z, 'Z');
+}
+
+TEST(export_jsonl) {
+  tmp t;
+  tmp_init(&t);
+  hist *h = open_rw(t.db);
+  int64_t sid = add_session(h, "rpi4");
+  hist_trial a = ok_trial(sid, 1.25e-3);
+  add_trial(h, &a);
+  hist_trial b = ok_trial(sid, 0);
+  b.status = "WRONG_ANSWER";
+  b.error = "C[3] = 1.5, expected 2 (\"rtol\" 1e-4)";
+  double one[] = {2.0};
+  b.costs = one;
+  b.ncosts = 1;
+  b.mean_s = 2.0;
+  b.gflops = 0.000262144;
+  b.runner = "";
+  b.timestamp_ms = TS1 + 1 - 450; /* .007 */
+  b.config_json = "{ \"TJ\": 32, \"TI\": 4 }";
+  add_trial(h, &b);
+
+  collect c = {0};
+  export_ok(h, "jsonl", &c);
+  ASSERT_EQ_INT(c.n, 2);
+  for (int i = 0; i < c.n; i++) {
+    size_t len = strlen(c.lines[i]);
+    ASSERT(len > 0 && c.lines[i][len - 1] != '\n');
+    ASSERT_NULL(strchr(c.lines[i], '\n'));
+  }
+
+  json_error_t je;
+  json_t *o = json_loads(c.lines[0], 0, &je);
+  if (!o) TEST_FAIL("line 1 is not JSON: %s: %s", je.text, c.lines[0]);
+  ASSERT(json_is_object(o));
+  ASSERT_EQ_STR(json_string_value(json_object_get(o, "task")), "matmul");
+  json_t *size = json_object_get(o, "size");
+  ASSERT(json_is_object(size));
+  ASSERT_EQ_INT(json_object_size(size), 3);
+  ASSERT_EQ_INT(json_integer_value(json_object_get(size, "M")), 64);
+  ASSERT(json_is_integer(json_object_get(size, "K")));
+  json_t *config = json_object_get(o, "config");
+  ASSERT(json_is_object(config));
+  ASSERT_EQ_INT(json_object_size(config), 2);
+  ASSERT_EQ_INT(json_integer_value(json_object_get(config, "TI")), 8);
+  ASSERT_EQ_INT(json_integer_value(json_object_get(config, "TJ")), 16);
+  ASSERT_EQ_STR(json_string_value(json_object_get(o, "key")), "rpi4");
+  ASSERT_EQ_STR(json_string_value(json_object_get(o, "compiler")), "tcc");
+  ASSERT_EQ_STR(json_string_value(json_object_get(o, "status")), "ok");
+  ASSERT(json_is_null(json_object_get(o, "error")));
+  json_t *costs = json_object_get(o, "costs_s");
+  ASSERT(json_is_array(costs));
+  ASSERT_EQ_INT(json_array_size(costs), 3);
+  for (size_t i = 0; i < 3; i++) {
+    ASSERT(json_is_real(json_array_get(costs, i)));
+    ASSERT_EQ_DBL(json_real_value(json_array_get(costs, i)), costs3[i], 0);
+  }
+  ASSERT(json_is_real(json_object_get(o, "mean_s")));
+  ASSERT_EQ_DBL(json_real_value(json_object_get(o, "mean_s")), 1.25e-3, 0);
+  ASSERT(json_is_real(json_object_get(o, "gflops")));
+  ASSERT_EQ_DBL(json_real_value(json_object_get(o, "gflops")), a.gflops, 0);
+  ASSERT(json_is_integer(json_object_get(o, "flops")));
+  ASSERT_EQ_INT(json_integer_value(json_object_get(o, "flops")), 524288);
+  ASSERT_EQ_STR(json_string_value(json_object_get(o, "runner")), "pi-1");
+  ASSERT(json_is_real(json_object_get(o, "build_s")));
+  ASSERT_EQ_DBL(json_real_value(json_object_get(o, "build_s")), 0.0005, 0);
+  const char *stamp = json_string_value(json_object_get(o, "timestamp"));
+  ASSERT_NOT_NULL(stamp);
+  check_iso(stamp);
+  ASSERT_EQ_STR(stamp, "2026-11-28T01:02:03.456Z");
+  ASSERT_EQ_INT(json_integer_value(json_object_get(o, "timestamp_ms")), TS1);
+  ASSERT(json_is_integer(json_object_get(o, "session")));
+  ASSERT_EQ_INT(json_integer_value(json_object_get(o, "session")), sid);
+  ASSERT_EQ_INT(json_integer_value(json_object_get(o, "number")), 10);
+  ASSERT_EQ_INT(json_integer_value(json_object_get(o, "repeat")), 3);
+  ASSERT(json_is_integer(json_object_get(o, "id")));
+  int64_t id0 = json_integer_value(json_object_get(o, "id"));
+  /* Short values print short: the line is meant to be read too. */
+  ASSERT_CONTAINS(c.lines[0], "\"costs_s\":[0.0015,0.00125,0.001]");
+  json_decref(o);
+
+  o = json_loads(c.lines[1], 0, &je);
+  if (!o) TEST_FAIL("line 2 is not JSON: %s: %s", je.text, c.lines[1]);
+  ASSERT_EQ_INT(json_integer_value(json_object_get(o, "id")), id0 + 1);
+  ASSERT_EQ_STR(json_string_value(json_object_get(o, "status")), "WRONG_ANSWER");
+  ASSERT_EQ_STR(json_string_value(json_object_get(o, "error")), b.error);
+  ASSERT(json_is_null(json_object_get(o, "runner")));
+  config = json_object_get(o, "config");
+  ASSERT_EQ_INT(json_integer_value(json_object_get(config, "TI")), 4);
+  ASSERT_EQ_INT(json_integer_value(json_object_get(config, "TJ")), 32);
+  costs = json_object_get(o, "costs_s");
+  ASSERT_EQ_INT(json_array_size(costs), 1);
+  ASSERT(json_is_real(json_array_get(costs, 0)));
+  ASSERT_EQ_DBL(json_real_value(json_array_get(costs, 0)), 2.0, 0);
+  ASSERT(json_is_real(json_object_get(o, "mean_s")));
+  ASSERT_EQ_DBL(json_real_value(json_object_get(o, "mean_s")), 2.0, 0);
+  ASSERT_EQ_STR(json_string_value(json_object_get(o, "timestamp")), "2026-11-28T01:02:03.007Z");
+  json_decref(o);
+  collect_free(&c);
+
+  /* A callback's non-zero return stops the export and is returned. */
+  c.stop_after = 1;
+  char err[256] = "";
+  ASSERT_EQ_INT(hist_export(h, "jsonl", collect_line, &c, err, sizeof(err)), 7);
+  ASSERT_EQ_INT(c.n, 1);
+  collect_free(&c);
+  hist_close(h);
+  tmp_free(&t);
+}
+
+TEST(export_jsonl_untimed_trial_has_nulls) {
+  tmp t;
+  tmp_init(&t);
+  hist *h = open_rw(t.db);
+  hist_trial tr = ok_trial(0, 0);
+  tr.status = "RUNNER_LOST";
+  tr.costs = NULL;
+  tr.ncosts = 0;
+  tr.gflops = 0;
+  add_trial(h, &tr);
+  collect c = {0};
+  export_ok(h, "jsonl", &c);
+  ASSERT_EQ_INT(c.n, 1);
+  json_t *o = json_loads(c.lines[0], 0, NULL);
+  ASSERT_NOT_NULL(o);
+  ASSERT(json_is_null(json_object_get(o, "session")));
+  ASSERT(json_is_null(json_object_get(o, "mean_s")));
+  ASSERT(json_is_null(json_object_get(o, "gflops")));
+  ASSERT(json_is_array(json_object_get(o, "costs_s")));
+  ASSERT_EQ_INT(json_array_size(json_object_get(o, "costs_s")), 0);
+  json_decref(o);
+  collect_free(&c);
+  hist_close(h);
+  tmp_free(&t);
+}
+
+TEST(export_jsonl_odd_text_stays_valid) {
+  tmp t;
+  tmp_init(&t);
+  hist *h = open_rw(t.db);
+  hist_trial tr = ok_trial(0, 1e-3);
+  tr.status = "COMPILE_ERROR";
+  tr.error = "bad byte \xff, tab\t, bell\a, quote \" back \\ caf\xc3\xa9";
+  add_trial(h, &tr);
+  collect c = {0};
+  export_ok(h, "jsonl", &c);
+  ASSERT_EQ_INT(c.n, 1);
+  json_error_t je;
+  json_t *o = json_loads(c.lines[0], 0, &je);
+  if (!o) TEST_FAIL("not JSON: %s: %s", je.text, c.lines[0]);
+  ASSERT_EQ_STR(json_string_value(json_object_get(o, "error")),
+                "bad byte \xef\xbf\xbd, tab\t, bell\a, quote \" back \\ caf\xc3\xa9");
+  json_decref(o);
+  collect_free(&c);
+  hist_close(h);
+  tmp_free(&t);
+}
+
+TEST(export_csv) {
+  tmp t;
+  tmp_init(&t);
+  hist *h = open_rw(t.db);
+  int64_t sid = add_session(h, "rpi4");
+  hist_trial tr = ok_trial(sid, 1e-3);
+  tr.status = "COMPILE_ERROR";
+  tr.error = "x.c:1: expected ',' or \";\"\nsecond line";
+  add_trial(h, &tr);
+  hist_trial ok = ok_trial(sid, 1e-3);
+  ok.compiler = "gcc -O3";
+  add_trial(h, &ok);
+
+  collect c = {0};
+  export_ok(h, "csv", &c);
+  ASSERT_EQ_INT(c.n, 3);
+  ASSERT_EQ_STR(c.lines[0],
+                "id,session,task,size,config,key,compiler,status,error,costs_s,mean_s,gflops,"
+                "flops,runner,build_s,timestamp,timestamp_ms,number,repeat");
+  char want[512];
+  snprintf(want, sizeof(want),
+           "1,%lld,matmul,\"{\"\"K\"\":64,\"\"M\"\":64,\"\"N\"\":64}\",\"{\"\"TI\"\":8,"
+           "\"\"TJ\"\":16}\",rpi4,tcc,COMPILE_ERROR,\"x.c:1: expected ',' or \"\";\"\"\n"
+           "second line\",\"[0.0015,0.00125,0.001]\",0.001,0.524288,524288,pi-1,0.0005,"
+           "2026-11-28T01:02:03.456Z,1795827723456,10,3",
+           (long long)sid);
+  ASSERT_EQ_STR(c.lines[1], want);
+  ASSERT_CONTAINS(c.lines[2], ",rpi4,gcc -O3,ok,,\"[");
+  collect_free(&c);
+
+  hist_close(h);
+  tmp_free(&t);
+
+  /* An empty history is just the header. */
+  tmp t2;
+  tmp_init(&t2);
+  h = open_rw(t2.db);
+  export_ok(h, "csv", &c);
+  ASSERT_EQ_INT(c.n, 1);
+  collect_free(&c);
+  export_ok(h, "jsonl", &c);
+  ASSERT_EQ_INT(c.n, 0);
+  hist_close(h);
+  tmp_free(&t2);
+}
+
+TEST(export_unknown_format) {
+  tmp t;
+  tmp_init(&t);
+  hist *h = open_rw(t.db);
+  collect c = {0};
+  char err[256] = "";
+  ASSERT_LT_INT(hist_export(h, "xml", collect_line, &c, err, sizeof(err)), 0);
+  ASSERT_CONTAINS(err, "xml");
+  ASSERT_CONTAINS(err, "jsonl");
+  ASSERT_CONTAINS(err, "csv");
+  ASSERT_CONTAINS(hist_errmsg(h), "jsonl");
+  ASSERT_EQ_INT(c.n, 0);
+  hist_close(h);
+  tmp_free(&t);
+}
+
+TEST(best_picks_fastest_ok) {
+  tmp t;
+  tmp_init(&t);
+  hist *h = open_rw(t.db);
+  char *config = NULL, *compiler = NULL;
+  double mean = -1, gf = -1;
+  const char *size = "{\"K\":64,\"M\":64,\"N\":64}";
+  ASSERT_EQ_INT(hist_best(h, "matmul", size, "rpi4", &config, &mean, &gf, &compiler), 0);
+  ASSERT_NULL(config);
+  ASSERT_NULL(compiler);
+
+  int64_t sid = add_session(h, "rpi4");
+  hist_trial tr = ok_trial(sid, 3e-3);
+  tr.config_json = "{\"TI\":4,\"TJ\":8}";
+  add_trial(h, &tr);
+  tr = ok_trial(sid, 1e-3); /* the answer */
+  tr.config_json = "{\"TI\":16,\"TJ\":32}";
+  tr.compiler = "gcc -O3";
+  add_trial(h, &tr);
+  tr = ok_trial(sid, 2e-3);
+  add_trial(h, &tr);
+  tr = ok_trial(sid, 1e-6); /* faster but wrong */
+  tr.status = "WRONG_ANSWER";
+  tr.config_json = "{\"TI\":64,\"TJ\":64}";
+  add_trial(h, &tr);
+  tr = ok_trial(sid, 5e-4); /* another device key */
+  tr.key = "x86";
+  tr.config_json = "{\"TI\":32,\"TJ\":32}";
+  add_trial(h, &tr);
+  tr = ok_trial(sid, 1e-5); /* another size */
+  tr.size_json = "{\"K\":8,\"M\":8,\"N\":8}";
+  add_trial(h, &tr);
+  tr = ok_trial(sid, 1e-5); /* another task */
+  tr.task = "conv2d";
+  add_trial(h, &tr);
+
+  ASSERT_EQ_INT(hist_best(h, "matmul", size, "rpi4", &config, &mean, &gf, &compiler), 1);
+  ASSERT_EQ_STR(config, "{\"TI\":16,\"TJ\":32}");
+  ASSERT_EQ_STR(compiler, "gcc -O3");
+  ASSERT_EQ_DBL(mean, 1e-3, 0);
+  ASSERT_EQ_DBL(gf, 524288.0 / 1e-3 / 1e9, 1e-12);
+  free(config);
+  free(compiler);
+
+  /* Any key; a size written differently is the same size. */
+  ASSERT_EQ_INT(hist_best(h, "matmul", "{ \"N\": 64, \"M\": 64, \"K\": 64 }", NULL, &config,
+                          &mean, NULL, NULL),
+                1);
+  ASSERT_EQ_STR(config, "{\"TI\":32,\"TJ\":32}");
+  ASSERT_EQ_DBL(mean, 5e-4, 0);
+  free(config);
+
+  ASSERT_EQ_INT(hist_best(h, "matmul", size, "rpi5", &config, &mean, &gf, &compiler), 0);
+  ASSERT_EQ_INT(hist_best(h, "gemv", size, NULL, &config, &mean, &gf, &compiler), 0);
+  ASSERT_LT_INT(hist_best(h, "matmul", "{M=64}", NULL, &config, &mean, &gf, &compiler), 0);
+  ASSERT_CONTAINS(hist_errmsg(h), "not valid JSON");
+  hist_close(h);
+  tmp_free(&t);
+}
+
+TEST(committed_survives_reopen) {
+  tmp t;
+  tmp_init(&t);
+  hist *h = open_rw(t.db);
+  ASSERT_EQ_INT(hist_begin(h), 0);
+  int64_t sid = add_session(h, "rpi4");
+  for (int i = 0; i < 50; i++) {
+    hist_trial tr = ok_trial(sid, 1e-3 + i * 1e-6);
+    add_trial(h, &tr);
+  }
+  ASSERT_EQ_INT(hist_session_update(h, sid, "done"), 0);
+  ASSERT_EQ_INT(hist_commit(h), 0);
+  hist_close(h);
+
+  h = open_rw(t.db);
+  int64_t n = -1;
+  ASSERT_EQ_INT(hist_trial_count(h, sid, &n), 0);
+  ASSERT_EQ_INT(n, 50);
+  hist_close(h);
+
+  /* A second begin inside a transaction is an error, not a silent nest. */
+  h = open_rw(t.db);
+  ASSERT_EQ_INT(hist_begin(h), 0);
+  ASSERT_LT_INT(hist_begin(h), 0);
+  ASSERT_EQ_INT(hist_commit(h), 0);
+  ASSERT_LT_INT(hist_commit(h), 0);
+  /* ... and the handle still works after those errors. */
+  ASSERT_EQ_INT(hist_begin(h), 0);
+  hist_trial tr = ok_trial(sid, 1e-3);
+  add_trial(h, &tr);
+  ASSERT_EQ_INT(hist_commit(h), 0);
+  ASSERT_EQ_INT(hist_trial_count(h, sid, &n), 0);
+  ASSERT_EQ_INT(n, 51);
+  hist_close(h);
+  tmp_free(&t);
+}
+
+TEST(uncommitted_is_lost_on_close) {
+  tmp t;
+  tmp_init(&t);
+  hist *h = open_rw(t.db);
+  int64_t sid = add_session(h, "rpi4");
+  ASSERT_EQ_INT(hist_begin(h), 0);
+  hist_trial tr = ok_trial(sid, 1e-3);
+  add_trial(h, &tr);
+  add_trial(h, &tr);
+  hist_close(h);
+
+  h = open_rw(t.db);
+  int64_t n = -1;
+  ASSERT_EQ_INT(hist_trial_count(h, sid, &n), 0);
+  ASSERT_EQ_INT(n, 0);
+  hist_close(h);
+  tmp_free(&t);
+}
+
+TEST(crash_keeps_committed_only) {
+  tmp t;
+  tmp_init(&t);
+  fflush(NULL);
+  pid_t pid = fork();
+  ASSERT_GE_INT(pid, 0);
+  if (pid == 0) {
+    hist *h = NULL;
+    char err[256];
+    if (hist_open(t.db, 0, &h, err, sizeof(err)) != 0) _exit(10);
+    if (hist_begin(h) != 0) _exit(11);
+    int64_t sid = add_session(h, "rpi4");
+    for (int i = 0; i < 5; i++) {
+      hist_trial tr = ok_trial(sid, 1e-3);
+      if (hist_trial_add(h, &tr, NULL) != 0) _exit(12);
+    }
+    if (hist_commit(h) != 0) _exit(13);
+    /* The next turn's writes are in flight when the tracker dies. */
+    if (hist_begin(h) != 0) _exit(14);
+    for (int i = 0; i < 7; i++) {
+      hist_trial tr = ok_trial(sid, 2e-3);
+      if (hist_trial_add(h, &tr, NULL) != 0) _exit(15);
+    }
+    if (hist_session_update(h, sid, "done") != 0) _exit(16);
+    kill(getpid(), SIGKILL);
+    _exit(17);
+  }
+  int st = 0;
+  ASSERT_EQ_INT(waitpid(pid, &st, 0), pid);
+  if (!WIFSIGNALED(st)) TEST_FAIL("child exited with %d instead of dying", WEXITSTATUS(st));
+  ASSERT_EQ_INT(WTERMSIG(st), SIGKILL);
+
+  hist *h = open_rw(t.db);
+  int64_t n = -1;
+  ASSERT_EQ_INT(hist_trial_count(h, 1, &n), 0);
+  ASSERT_EQ_INT(n, 5);
+  hist_close(h);
+  sqlite3 *db = raw_open(t.db);
+  char state[32];
+  raw_text(db, "SELECT state FROM sessions WHERE id = 1", state, sizeof(state));
+  ASSERT_EQ_STR(state, "running");
+  ASSERT_EQ_INT(raw_int(db, "SELECT count(*) FROM trials WHERE mean_s = 2e-3"), 0);
+  sqlite3_close(db);
+  tmp_free(&t);
+}
+
+TEST(reader_sees_only_committed_and_is_not_blocked) {
+  tmp t;
+  tmp_init(&t);
+  hist *w = open_rw(t.db);
+  int64_t sid = add_session(w, "rpi4");
+  hist *r = NULL;
+  char err[256] = "";
+  ASSERT_EQ_INT(hist_open_readonly(t.db, &r, err, sizeof(err)), 0);
+  ASSERT_EQ_INT(hist_begin(w), 0);
+  hist_trial tr = ok_trial(sid, 1e-3);
+  add_trial(w, &tr);
+  ASSERT_EQ_INT(count_trials(r), 0);
+  ASSERT_EQ_INT(hist_commit(w), 0);
+  ASSERT_EQ_INT(count_trials(r), 1);
+  char *config = NULL;
+  ASSERT_EQ_INT(hist_best(r, "matmul", tr.size_json, "rpi4", &config, NULL, NULL, NULL), 1);
+  ASSERT_EQ_STR(config, "{\"TI\":8,\"TJ\":16}");
+  free(config);
+  /* A read-only handle refuses writes. */
+  ASSERT_LT_INT(hist_trial_add(r, &tr, NULL), 0);
+  ASSERT_CONTAINS(hist_errmsg(r), "readonly");
+  hist_close(r);
+  hist_close(w);
+  tmp_free(&t);
+}
+
+TEST(readonly_missing_path) {
+  tmp t;
+  tmp_init(&t);
+  hist *h = (hist *)&t; /* must be reset to NULL */
+  char err[256] = "";
+  ASSERT_LT_INT(hist_open_readonly(t.db, &h, err, sizeof(err)), 0);
+  ASSERT_NULL(h);
+  char want[256];
+  snprintf(want, sizeof(want), "no history at %s: run `ktune tune` first or pass --db", t.db);
+  ASSERT_EQ_STR(err, want);
+  /* ... and it did not create the file. */
+  ASSERT_LT_INT(access(t.db, F_OK), 0);
+  tmp_free(&t);
+}
+
+TEST(not_a_history_is_refused) {
+  tmp t;
+  tmp_init(&t);
+  char err[256] = "";
+  hist *h = NULL;
+  /* Text file. */
+  FILE *f = fopen(t.db, "w");
+  ASSERT_NOT_NULL(f);
+  fputs("this is not a database, just some text that is long enough to be a header\n", f);
+  fclose(f);
+  ASSERT_LT_INT(hist_open(t.db, 0, &h, err, sizeof(err)), 0);
+  ASSERT_CONTAINS(err, t.db);
+  ASSERT_CONTAINS(err, "not a database");
+  ASSERT_LT_INT(hist_open_readonly(t.db, &h, err, sizeof(err)), 0);
+  ASSERT_CONTAINS(err, t.db);
+  unlink(t.db);
+
+  /* Someone else's SQLite file: neither written over nor read as ours. */
+  sqlite3 *db = NULL;
+  ASSERT_EQ_INT(sqlite3_open(t.db, &db), SQLITE_OK);
+  ASSERT_EQ_INT(sqlite3_exec(db, "CREATE TABLE notes(x)", NULL, NULL, NULL), SQLITE_OK);
+  sqlite3_close(db);
+  ASSERT_LT_INT(hist_open(t.db, 0, &h, err, sizeof(err)), 0);
+  ASSERT_CONTAINS(err, "not a ktune history");
+  ASSERT_LT_INT(hist_open_readonly(t.db, &h, err, sizeof(err)), 0);
+  ASSERT_CONTAINS(err, "not a ktune history");
+  unlink(t.db);
+
+  /* A newer schema than this build knows. */
+  h = open_rw(t.db);
+  hist_close(h);
+  db = raw_open(t.db);
+  ASSERT_EQ_INT(sqlite3_exec(db, "PRAGMA user_version = 2", NULL, NULL, NULL), SQLITE_OK);
+  sqlite3_close(db);
+  ASSERT_LT_INT(hist_open(t.db, 0, &h, err, sizeof(err)), 0);
+  ASSERT_CONTAINS(err, "schema version 2");
+  ASSERT_CONTAINS(err, "upgrade ktune");
+  ASSERT_LT_INT(hist_open_readonly(t.db, &h, err, sizeof(err)), 0);
+  ASSERT_CONTAINS(err, "upgrade ktune");
+
+  /* A folder that does not exist. */
+  char bad[200];
+  snprintf(bad, sizeof(bad), "%s/nope/ktune.db", t.dir);
+  ASSERT_LT_INT(hist_open(bad, 0, &h, err, sizeof(err)), 0);
+  ASSERT_CONTAINS(err, bad);
+  tmp_free(&t);
+}
+
+TEST(fail_unfinished_marks_only_open_sessions) {
+  tmp t;
+  tmp_init(&t);
+  hist *h = open_rw(t.db);
+  int64_t a = add_session(h, "x"), b = add_session(h, "y");
+  ASSERT_EQ_INT(hist_session_update(h, b, "done"), 0);
+  int64_t n = -1;
+  ASSERT_EQ_INT(hist_fail_unfinished(h, &n), 0);
+  ASSERT_EQ_INT(n, 1);
+  sqlite3 *db;
+  ASSERT_EQ_INT(sqlite3_open(t.db, &db), SQLITE_OK);
+  char q[128], out[64];
+  snprintf(q, sizeof(q), "SELECT state FROM sessions WHERE id = %lld", (long long)a);
+  raw_text(db, q, out, sizeof(out));
+  ASSERT_EQ_STR(out, "failed");
+  snprintf(q, sizeof(q), "SELECT state FROM sessions WHERE id = %lld", (long long)b);
+  raw_text(db, q, out, sizeof(out));
+  ASSERT_EQ_STR(out, "done");
+  sqlite3_close(db);
+  ASSERT_EQ_INT(hist_fail_unfinished(h, &n), 0);
+  ASSERT_EQ_INT(n, 0);
+  hist_close(h);
+  tmp_free(&t);
+}
+
+TEST_LIST(TEST_ENTRY(fail_unfinished_marks_only_open_sessions), TEST_ENTRY(open_creates_schema_in_wal), TEST_ENTRY(session_and_trial_round_trip),
+          TEST_ENTRY(trial_input_is_checked), TEST_ENTRY(export_jsonl),
+          TEST_ENTRY(export_jsonl_untimed_trial_has_nulls),
+          TEST_ENTRY(export_jsonl_odd_text_stays_valid), TEST_ENTRY(export_csv),
+          TEST_ENTRY(export_unknown_format), TEST_ENTRY(best_picks_fastest_ok),
+          TEST_ENTRY(committed_survives_reopen), TEST_ENTRY(uncommitted_is_lost_on_close),
+          TEST_ENTRY(crash_keeps_committed_only),
+          TEST_ENTRY(reader_sees_only_committed_and_is_not_blocked),
+          TEST_ENTRY(readonly_missing_path), TEST_ENTRY(not_a_history_is_refused))
