@@ -1,0 +1,376 @@
+/* Accepting connections, the per-connection state machine (Hello first,
+ * then the role's commands), liveness, and group commit: every history
+ * write of a loop turn lands in one transaction that commits before any
+ * reply of that turn is written, so nothing is acknowledged that is not
+ * durable. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/addr.h"
+#include "common/log.h"
+#include "common/wire.h"
+#include "tracker/tracker.h"
+
+#define WHO "tracker"
+
+/* Which roles may send which message. */
+#define R_BUILDER (1u << KTUNE__ROLE__ROLE_BUILDER)
+#define R_RUNNER (1u << KTUNE__ROLE__ROLE_RUNNER)
+#define R_CLIENT (1u << KTUNE__ROLE__ROLE_CLIENT)
+#define R_ANY (R_BUILDER | R_RUNNER | R_CLIENT)
+
+typedef void (*handler_fn)(tracker *t, peer *p, Ktune__Envelope *env);
+
+static void on_heartbeat(tracker *t, peer *p, Ktune__Envelope *env) { (void)t, (void)p, (void)env; }
+
+static void on_build_result(tracker *t, peer *p, Ktune__Envelope *env) {
+  jobs_on_build_result(t, p, env->build_result);
+}
+
+static void on_run_result(tracker *t, peer *p, Ktune__Envelope *env) {
+  jobs_on_run_result(t, p, env->run_result);
+}
+
+static void send_progress(tracker *t, peer *p, session *s) {
+  Ktune__SessionProgress pr;
+  session_progress(t, s, &pr);
+  Ktune__Envelope env = KTUNE__ENVELOPE__INIT;
+  env.msg_case = KTUNE__ENVELOPE__MSG_PROGRESS;
+  env.progress = &pr;
+  server_send(p, &env);
+  session_progress_free(&pr);
+}
+
+static void on_submit(tracker *t, peer *p, Ktune__Envelope *env) {
+  char err[512];
+  uint64_t id;
+  session *s;
+  if (session_submit(t, p, env->submit, &id, err, sizeof(err)) < 0) {
+    conn_send_error(p->c, "BAD_SESSION", "%s", err);
+    return;
+  }
+  s = session_find(t, id);
+  Ktune__SessionAccepted acc = KTUNE__SESSION_ACCEPTED__INIT;
+  acc.session_id = id;
+  acc.space_size = s->sp.size;
+  Ktune__Envelope reply = KTUNE__ENVELOPE__INIT;
+  reply.msg_case = KTUNE__ENVELOPE__MSG_ACCEPTED;
+  reply.accepted = &acc;
+  server_send(p, &reply);
+  /* The submitter follows its session from the first trial on; a watch
+   * sent after the accept could miss the batches of a fast session. */
+  p->watching = id;
+  session_fill(t, s);
+  jobs_dispatch(t);
+}
+
+static void on_watch(tracker *t, peer *p, Ktune__Envelope *env) {
+  session *s = session_find(t, env->watch->session_id);
+  if (!s) {
+    conn_send_error(p->c, "NO_SESSION", "no session %llu on this tracker (see `ktune status`)",
+                    (unsigned long long)env->watch->session_id);
+    return;
+  }
+  p->watching = s->id;
+  send_progress(t, p, s);
+}
+
+static void on_status(tracker *t, peer *p, Ktune__Envelope *env) {
+  (void)env;
+  Ktune__StatusReply r;
+  registry_status(t, &r);
+  Ktune__Envelope reply = KTUNE__ENVELOPE__INIT;
+  reply.msg_case = KTUNE__ENVELOPE__MSG_STATUS_REPLY;
+  reply.status_reply = &r;
+  server_send(p, &reply);
+  registry_status_free(&r);
+}
+
+typedef struct {
+  peer *p;
+  char **lines;
+  size_t n;
+  int failed;
+} export_ctx;
+
+#define EXPORT_CHUNK 512
+
+static void export_flush(export_ctx *x, int last) {
+  Ktune__ExportChunk ch = KTUNE__EXPORT_CHUNK__INIT;
+  ch.lines = x->lines;
+  ch.n_lines = x->n;
+  ch.last = last;
+  Ktune__Envelope env = KTUNE__ENVELOPE__INIT;
+  env.msg_case = KTUNE__ENVELOPE__MSG_EXPORT_CHUNK;
+  env.export_chunk = &ch;
+  if (server_send(x->p, &env) < 0) x->failed = 1;
+  for (size_t i = 0; i < x->n; i++) free(x->lines[i]);
+  x->n = 0;
+}
+
+static int export_line(void *ctx, const char *line) {
+  export_ctx *x = ctx;
+  x->lines[x->n++] = strdup(line);
+  if (x->n == EXPORT_CHUNK) export_flush(x, 0);
+  return x->failed;
+}
+
+static void on_export(tracker *t, peer *p, Ktune__Envelope *env) {
+  char err[256];
+  char *lines[EXPORT_CHUNK];
+  export_ctx x = {p, lines, 0, 0};
+  const char *fmt = env->export_request->format[0] ? env->export_request->format : "jsonl";
+  if (hist_export(t->db, fmt, export_line, &x, err, sizeof(err)) < 0) {
+    for (size_t i = 0; i < x.n; i++) free(lines[i]);
+    conn_send_error(p->c, "EXPORT_FAILED", "%s", err);
+    return;
+  }
+  export_flush(&x, 1);
+}
+
+static const struct {
+  handler_fn fn;
+  unsigned roles;
+} commands[] = {
+    [KTUNE__ENVELOPE__MSG_HEARTBEAT] = {on_heartbeat, R_ANY},
+    [KTUNE__ENVELOPE__MSG_BUILD_RESULT] = {on_build_result, R_BUILDER},
+    [KTUNE__ENVELOPE__MSG_RUN_RESULT] = {on_run_result, R_RUNNER},
+    [KTUNE__ENVELOPE__MSG_SUBMIT] = {on_submit, R_CLIENT},
+    [KTUNE__ENVELOPE__MSG_WATCH] = {on_watch, R_CLIENT},
+    [KTUNE__ENVELOPE__MSG_STATUS_REQUEST] = {on_status, R_CLIENT},
+    [KTUNE__ENVELOPE__MSG_EXPORT_REQUEST] = {on_export, R_CLIENT},
+};
+
+static void copy_field(char *dst, size_t n, const char *src) {
+  snprintf(dst, n, "%s", src ? src : "");
+}
+
+static void on_hello(tracker *t, peer *p, const Ktune__Hello *h) {
+  if (h->version != WIRE_PROTOCOL_VERSION) {
+    conn_send_error(p->c, "VERSION", "protocol version %u is not supported; this tracker speaks %d",
+                    h->version, WIRE_PROTOCOL_VERSION);
+    conn_close(p->c, "protocol version");
+    return;
+  }
+  if (h->role != KTUNE__ROLE__ROLE_BUILDER && h->role != KTUNE__ROLE__ROLE_RUNNER &&
+      h->role != KTUNE__ROLE__ROLE_CLIENT) {
+    conn_send_error(p->c, "BAD_HELLO", "unknown role %d", (int)h->role);
+    conn_close(p->c, "bad role");
+    return;
+  }
+  if (h->role == KTUNE__ROLE__ROLE_RUNNER && !h->key[0]) {
+    conn_send_error(p->c, "BAD_HELLO", "a runner needs a device key (--key KEY)");
+    conn_close(p->c, "runner without key");
+    return;
+  }
+  p->role = h->role;
+  copy_field(p->name, sizeof(p->name), h->name);
+  copy_field(p->key, sizeof(p->key), h->key);
+  copy_field(p->host, sizeof(p->host), h->host);
+  copy_field(p->arch, sizeof(p->arch), h->arch);
+  for (size_t i = 0; i < h->n_backends; i++)
+    if (strcmp(h->backends[i], "tcc") == 0) p->has_tcc = 1;
+  /* A runner owns its device: one measurement at a time, whatever it asks. */
+  p->slots = h->role == KTUNE__ROLE__ROLE_RUNNER ? 1 : (h->slots ? h->slots : 1);
+  if (p->slots > 64) p->slots = 64;
+  p->state = PEER_READY;
+
+  Ktune__Welcome w = KTUNE__WELCOME__INIT;
+  w.version = WIRE_PROTOCOL_VERSION;
+  w.agent_id = p->id;
+  w.heartbeat_ms = t->opts.heartbeat_ms;
+  w.timeout_ms = t->opts.timeout_ms;
+  Ktune__Envelope env = KTUNE__ENVELOPE__INIT;
+  env.msg_case = KTUNE__ENVELOPE__MSG_WELCOME;
+  env.welcome = &w;
+  server_send(p, &env);
+  if (p->role != KTUNE__ROLE__ROLE_CLIENT)
+    log_info(WHO, "%s %s joined from %s%s%s", registry_role_name(p->role), p->name, p->c->peer,
+             p->key[0] ? " with key " : "", p->key);
+  jobs_dispatch(t);
+}
+
+static void on_message(conn *c, Ktune__Envelope *env) {
+  peer *p = c->data;
+  tracker *t = p->t;
+  if (p->state == PEER_AWAIT_HELLO) {
+    if (env->msg_case != KTUNE__ENVELOPE__MSG_HELLO) {
+      conn_send_error(c, "NOT_HELLO", "the first message must be hello, not %s", wire_msg_name(env));
+      conn_close(c, "no hello");
+      return;
+    }
+    on_hello(t, p, env->hello);
+    return;
+  }
+  unsigned mc = (unsigned)env->msg_case;
+  if (mc >= sizeof(commands) / sizeof(commands[0]) || !commands[mc].fn) {
+    conn_send_error(c, "BAD_REQUEST", "the tracker does not take %s", wire_msg_name(env));
+    return;
+  }
+  if (!(commands[mc].roles & (1u << p->role))) {
+    conn_send_error(c, "FORBIDDEN", "a %s may not send %s", registry_role_name(p->role),
+                    wire_msg_name(env));
+    return;
+  }
+  commands[mc].fn(t, p, env);
+}
+
+static void on_close(conn *c, const char *why) {
+  peer *p = c->data;
+  if (!p) return; /* never got as far as a peer */
+  tracker *t = p->t;
+  if (p->state == PEER_READY && p->role != KTUNE__ROLE__ROLE_CLIENT)
+    log_info(WHO, "%s %s left: %s", registry_role_name(p->role), p->name, why);
+  p->c = NULL;
+  jobs_release(t, p);
+  registry_remove(t, p);
+  if (!t->stopping) jobs_dispatch(t);
+}
+
+static const conn_ops server_conn_ops = {on_message, on_close, NULL};
+
+static void on_connection(uv_stream_t *server, int status) {
+  tracker *t = server->data;
+  if (status < 0 || t->stopping) return;
+  conn *c = conn_new(t->loop, &server_conn_ops, NULL, t->opts.max_frame);
+  if (!c) return;
+  if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
+    conn_close(c, "accept failed");
+    return;
+  }
+  c->deferred = 1;
+  peer *p = registry_add(t, c);
+  if (!p) {
+    conn_close(c, "out of memory");
+    return;
+  }
+  c->data = p;
+  if (conn_start(c) != 0) conn_close(c, "cannot read");
+}
+
+int server_send(peer *p, const Ktune__Envelope *env) {
+  if (!p->c) return -1;
+  return conn_send(p->c, env);
+}
+
+void server_db_write(tracker *t) {
+  if (t->txn_open) return;
+  if (hist_begin(t->db) == 0) t->txn_open = 1;
+  else log_error(WHO, "history: cannot begin a transaction: %s", hist_errmsg(t->db));
+}
+
+static void commit_now(tracker *t) {
+  if (!t->txn_open) return;
+  t->txn_open = 0;
+  if (hist_commit(t->db) < 0) {
+    /* Replies of this turn would acknowledge what is not durable. */
+    log_error(WHO, "history: commit failed: %s; stopping", hist_errmsg(t->db));
+    exit(1);
+  }
+}
+
+/* Runs just before the loop waits for I/O: commit, then let replies go. */
+static void on_prepare(uv_prepare_t *h) {
+  tracker *t = h->data;
+  commit_now(t);
+  for (peer *p = t->peers; p; p = p->next)
+    if (p->c) conn_flush(p->c);
+}
+
+static void on_sweep(uv_timer_t *h) {
+  tracker *t = h->data;
+  uint64_t now = uv_now(t->loop);
+  Ktune__Heartbeat hb = KTUNE__HEARTBEAT__INIT;
+  hb.sent_ms = now;
+  Ktune__Envelope env = KTUNE__ENVELOPE__INIT;
+  env.msg_case = KTUNE__ENVELOPE__MSG_HEARTBEAT;
+  env.heartbeat = &hb;
+  for (peer *p = t->peers, *next; p; p = next) {
+    next = p->next;
+    if (!p->c) continue;
+    if (p->state == PEER_AWAIT_HELLO && now - p->c->opened_ms > t->opts.hello_timeout_ms) {
+      conn_close(p->c, "no hello in time");
+      continue;
+    }
+    if (now - p->c->last_rx_ms > t->opts.timeout_ms) {
+      log_warn(WHO, "%s %s silent for %llu ms: dropping it", registry_role_name(p->role), p->name,
+               (unsigned long long)(now - p->c->last_rx_ms));
+      conn_close(p->c, "heartbeat timeout");
+      continue;
+    }
+    if (p->state == PEER_READY) server_send(p, &env);
+  }
+}
+
+static void on_signal(uv_signal_t *h, int sig) {
+  tracker *t = h->data;
+  log_info(WHO, "signal %d: committing and stopping", sig);
+  server_stop(t);
+}
+
+static int write_port_file(tracker *t, char *err, size_t errlen) {
+  struct sockaddr_storage ss;
+  int len = sizeof(ss);
+  char buf[80];
+  uv_tcp_getsockname(&t->listener, (struct sockaddr *)&ss, &len);
+  addr_format(&ss, buf, sizeof(buf));
+  log_info(WHO, "listening on %s, history %s", buf, t->opts.db_path);
+  if (!t->opts.port_file) return 0;
+  char tmp[4096];
+  snprintf(tmp, sizeof(tmp), "%s.tmp", t->opts.port_file);
+  FILE *f = fopen(tmp, "w");
+  if (!f) goto fail;
+  fprintf(f, "%s\n", buf);
+  if (fclose(f) != 0 || rename(tmp, t->opts.port_file) != 0) goto fail;
+  return 0;
+fail:
+  snprintf(err, errlen, "cannot write --port-file %s", t->opts.port_file);
+  return -1;
+}
+
+int server_start(tracker *t, char *err, size_t errlen) {
+  struct sockaddr_storage ss;
+  if (addr_resolve(t->opts.listen, &ss, err, errlen) < 0) return -1;
+  uv_tcp_init(t->loop, &t->listener);
+  t->listener.data = t;
+  int rc = uv_tcp_bind(&t->listener, (struct sockaddr *)&ss, 0);
+  if (rc == 0) rc = uv_listen((uv_stream_t *)&t->listener, 511, on_connection);
+  if (rc < 0) {
+    snprintf(err, errlen, "cannot listen on %s: %s", t->opts.listen, uv_strerror(rc));
+    return -1;
+  }
+  if (write_port_file(t, err, errlen) < 0) return -1;
+  uv_timer_init(t->loop, &t->sweep);
+  t->sweep.data = t;
+  uint32_t tick = t->opts.heartbeat_ms < 1000 ? t->opts.heartbeat_ms : 1000;
+  uv_timer_start(&t->sweep, on_sweep, tick, tick);
+  uv_prepare_init(t->loop, &t->commit);
+  t->commit.data = t;
+  uv_prepare_start(&t->commit, on_prepare);
+  uv_signal_init(t->loop, &t->sigterm);
+  uv_signal_init(t->loop, &t->sigint);
+  t->sigterm.data = t->sigint.data = t;
+  uv_signal_start(&t->sigterm, on_signal, SIGTERM);
+  uv_signal_start(&t->sigint, on_signal, SIGINT);
+  return 0;
+}
+
+void server_stop(tracker *t) {
+  if (t->stopping) return;
+  t->stopping = 1;
+  commit_now(t);
+  for (peer *p = t->peers; p; p = p->next)
+    if (p->c) conn_flush(p->c);
+  while (t->peers) {
+    peer *p = t->peers;
+    if (p->c) conn_close(p->c, "tracker stopping");
+    else registry_remove(t, p);
+  }
+  commit_now(t);
+  uv_close((uv_handle_t *)&t->listener, NULL);
+  uv_close((uv_handle_t *)&t->sweep, NULL);
+  uv_close((uv_handle_t *)&t->commit, NULL);
+  uv_close((uv_handle_t *)&t->sigterm, NULL);
+  uv_close((uv_handle_t *)&t->sigint, NULL);
+}

@@ -1,0 +1,155 @@
+/* The tracker's state, shared by its subsystems:
+ *   server.c   listening, per-connection state machine, command table,
+ *              liveness sweep, group commit
+ *   registry.c connected peers (builders, runners, clients)
+ *   jobs.c     the job queue: build, run, leases, results into the history
+ *   session.c  tuning sessions: the tuner's candidates, progress, the end
+ * One thread, one libuv loop; nothing here blocks on the network. */
+#ifndef KTUNE_TRACKER_H
+#define KTUNE_TRACKER_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "common/conn.h"
+#include "common/history.h"
+#include "common/space.h"
+#include "common/task.h"
+#include "tuner/tuner.h"
+
+typedef struct session session;
+typedef struct job job;
+typedef struct peer peer;
+
+typedef struct {
+  const char *listen;
+  const char *db_path;
+  const char *port_file;
+  int sync_full;
+  uint32_t heartbeat_ms;
+  uint32_t timeout_ms;
+  uint32_t hello_timeout_ms;
+  uint32_t max_frame;
+  uint32_t build_timeout_ms;
+  uint32_t run_timeout_ms;
+} tracker_opts;
+
+typedef struct tracker {
+  uv_loop_t *loop;
+  tracker_opts opts;
+  uv_tcp_t listener;
+  uv_timer_t sweep;
+  uv_prepare_t commit;
+  uv_signal_t sigterm, sigint;
+  hist *db;
+  int txn_open;
+  int stopping;
+  uint64_t started_ms;
+  uint64_t next_peer_id;
+  uint64_t next_job_id;
+  peer *peers;
+  job *jobs;       /* every unfinished job, oldest first */
+  job *jobs_tail;
+  session *sessions;
+} tracker;
+
+/* --- registry.c --- */
+enum peer_state { PEER_AWAIT_HELLO, PEER_READY };
+
+struct peer {
+  tracker *t;
+  conn *c;
+  uint64_t id;
+  enum peer_state state;
+  Ktune__Role role;
+  char name[64];
+  char key[64];
+  char host[128];
+  char arch[32];
+  int has_tcc;
+  uint32_t slots;          /* jobs it takes at once */
+  uint32_t busy;           /* jobs it holds */
+  uint32_t trials_done;
+  uint64_t watching;       /* clients: session id followed, 0 for none */
+  peer *next, *prev;
+};
+
+peer *registry_add(tracker *t, conn *c);
+void registry_remove(tracker *t, peer *p);
+peer *registry_find(tracker *t, uint64_t id);
+uint32_t registry_runners(tracker *t, const char *key);
+void registry_status(tracker *t, Ktune__StatusReply *out); /* free with registry_status_free */
+void registry_status_free(Ktune__StatusReply *r);
+const char *registry_role_name(Ktune__Role r);
+
+/* --- jobs.c --- */
+enum job_state { JOB_BUILD_QUEUED, JOB_BUILDING, JOB_RUN_QUEUED, JOB_RUNNING };
+
+struct job {
+  uint64_t id;
+  session *s;
+  enum job_state state;
+  uint64_t index;          /* config index in the session's space */
+  int64_t *values;         /* knob values */
+  char *config_json;
+  peer *owner;             /* holder of the lease */
+  uint8_t *artifact;
+  size_t artifact_len;
+  double build_s;
+  job *next, *prev;
+};
+
+int jobs_add(tracker *t, session *s, uint64_t index, const int64_t *values);
+/* Hands queued work to free builders and runners. */
+void jobs_dispatch(tracker *t);
+void jobs_on_build_result(tracker *t, peer *p, const Ktune__BuildResult *r);
+void jobs_on_run_result(tracker *t, peer *p, const Ktune__RunResult *r);
+/* A peer is gone: its leases go back to the queue. */
+void jobs_release(tracker *t, peer *p);
+/* Drops every job of a session (ended or cancelled). */
+void jobs_drop_session(tracker *t, session *s);
+uint32_t jobs_outstanding(tracker *t, const session *s);
+void jobs_free_all(tracker *t);
+
+/* --- session.c --- */
+struct session {
+  uint64_t id;
+  task_spec task;
+  space sp;
+  tuner *tu;
+  char *key, *strategy, *compiler, *size_json;
+  uint64_t seed;
+  int64_t flops;
+  uint64_t *counts;        /* element count of each arg */
+  uint32_t trials, proposed, done, failures, batch;
+  uint32_t number, repeat;
+  int check;
+  int exhausted;           /* the tuner has no new config */
+  const char *state;       /* queued, running, done, failed, cancelled */
+  double best_gflops, best_latency, batch_best;
+  int64_t *best_values;
+  uint64_t started_ms;
+  session *next;
+};
+
+int session_submit(tracker *t, peer *p, const Ktune__SubmitSession *req, uint64_t *id,
+                   char *err, size_t errlen);
+session *session_find(tracker *t, uint64_t id);
+/* One trial of a session has ended (any status). */
+void session_on_trial(tracker *t, session *s, const job *j, const char *status, double mean_s);
+/* Asks the tuner for more candidates while the session has room. */
+void session_fill(tracker *t, session *s);
+void session_progress(tracker *t, session *s, Ktune__SessionProgress *out); /* free with session_progress_free */
+void session_progress_free(Ktune__SessionProgress *p);
+void session_notify(tracker *t, session *s);
+void session_free_all(tracker *t);
+
+/* --- server.c --- */
+int server_start(tracker *t, char *err, size_t errlen);
+/* Opens the group-commit transaction if it is not open; it is committed
+ * before this loop turn's replies leave (see server.c). */
+void server_db_write(tracker *t);
+void server_stop(tracker *t);
+int server_send(peer *p, const Ktune__Envelope *env);
+
+#endif
