@@ -1,0 +1,59 @@
+/* The ktune command: one file per group of subcommands.
+ *   client.c  a blocking connection to a tracker (the CLI waits on one
+ *             thing at a time, so it needs no event loop)
+ *   farm.c    the private local farm behind `ktune tune` without --tracker
+ *   tune.c    tune;  status.c  status;  export.c  export, best, tasks */
+#ifndef KTUNE_CLI_H
+#define KTUNE_CLI_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "proto/ktune.pb-c.h"
+
+/* Exit codes (DESIGN.md). */
+enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
+
+typedef struct {
+  int fd;
+  uint32_t heartbeat_ms;
+  uint64_t last_tx_ms;
+  const char *addr;
+} client;
+
+/* Connects, says Hello as a client and waits for Welcome. */
+int client_connect(client *c, const char *tracker, char *err, size_t errlen);
+int client_send(client *c, const Ktune__Envelope *env);
+/* Waits up to timeout_ms (-1: forever) for the next message that is not a
+ * heartbeat, sending heartbeats meanwhile. NULL with err set on a closed
+ * connection, timeout or an Error message from the tracker. */
+Ktune__Envelope *client_recv(client *c, int timeout_ms, char *err, size_t errlen);
+void client_close(client *c);
+
+/* --tracker, else KTUNE_TRACKER, else NULL. */
+const char *cli_tracker(const char *opt);
+
+typedef struct {
+  pid_t tracker, builder, runner;
+  char dir[256];      /* private folder: port file and logs */
+  char addr[80];      /* where the tracker listens */
+} farm;
+
+/* Starts a tracker on an ephemeral loopback port writing db_path, one
+ * builder and one runner with key "local". */
+int farm_start(farm *f, const char *db_path, char *err, size_t errlen);
+/* Stops all three (runner and builder first, then the tracker, which
+ * commits). Prints the farm's log when show_log is set. */
+void farm_stop(farm *f, int show_log);
+
+int cmd_tune(int argc, char **argv);
+int cmd_status(int argc, char **argv);
+int cmd_export(int argc, char **argv);
+int cmd_best(int argc, char **argv);
+int cmd_tasks(int argc, char **argv);
+
+/* Parses -D NAME=VALUE. */
+int cli_parse_define(const char *s, char *name, size_t namelen, int64_t *value);
+
+#endif

@@ -1,0 +1,304 @@
+/* ktune tune: submit a session and follow it to the end. */
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli/cli.h"
+#include "common/space.h"
+#include "common/task.h"
+#include "common/wire.h"
+
+static void usage(FILE *f) {
+  fprintf(f,
+          "usage: ktune tune TASK [-D NAME=VALUE]... [--tracker HOST:PORT] [--key KEY]\n"
+          "                  [--trials N] [--strategy random|grid] [--seed N] [--compiler tcc]\n"
+          "                  [--db PATH] [--number N] [--repeat N] [--batch N] [--no-check]\n"
+          "                  [--detach]\n"
+          "\n"
+          "Tunes TASK (a built-in name from `ktune tasks`, or a task spec file).\n"
+          "Without --tracker (or KTUNE_TRACKER) it runs a private local farm writing --db.\n"
+          "  -D NAME=VALUE       set a problem constant, e.g. -D M=512\n"
+          "  --tracker HOST:PORT use a running farm\n"
+          "  --key KEY           device key to measure on (default local)\n"
+          "  --trials N          candidates to measure (default 32)\n"
+          "  --strategy S        random (default) or grid; no config is measured twice\n"
+          "  --seed N            search seed (default: from the clock, printed)\n"
+          "  --compiler tcc      compiler back end (only tcc for now)\n"
+          "  --db PATH           history of the local farm (default ./ktune.db)\n"
+          "  --number N          calls per timed round (default 1)\n"
+          "  --repeat N          timed rounds (default 3)\n"
+          "  --batch N           trials per progress line (default 8)\n"
+          "  --no-check          skip comparing outputs with the reference\n"
+          "  --detach            print the session id and return (needs --tracker)\n");
+}
+
+static int parse_u32(const char *opt, const char *s, uint32_t min, uint32_t max, uint32_t *out) {
+  char *end;
+  unsigned long long v = strtoull(s, &end, 10);
+  if (!*s || *end || v < min || v > max) {
+    fprintf(stderr, "ktune tune: %s takes a whole number from %u to %u, not '%s'\n", opt, min, max, s);
+    return -1;
+  }
+  *out = (uint32_t)v;
+  return 0;
+}
+
+static void fmt_config(char *buf, size_t len, Ktune__Param **ps, size_t n) {
+  size_t off = 0;
+  buf[0] = 0;
+  for (size_t i = 0; i < n && off < len; i++)
+    off += (size_t)snprintf(buf + off, len - off, "%s%s=%lld", i ? " " : "", ps[i]->name,
+                            (long long)ps[i]->value);
+}
+
+static void fmt_latency(char *buf, size_t len, double s) {
+  if (s <= 0) snprintf(buf, len, "-");
+  else if (s < 1e-3) snprintf(buf, len, "%.2f us", s * 1e6);
+  else if (s < 1) snprintf(buf, len, "%.3f ms", s * 1e3);
+  else snprintf(buf, len, "%.3f s", s);
+}
+
+static void print_progress(const Ktune__SessionProgress *p) {
+  char lat[32];
+  fmt_latency(lat, sizeof(lat), p->best_latency_s);
+  int w = snprintf(NULL, 0, "%u", p->trials);
+  printf("[%*u/%u] last %8.3f GFLOPS  best %8.3f GFLOPS (%s)  failed %u  %.1f s\n", w,
+         p->trials_done, p->trials, p->last_gflops, p->best_gflops, lat, p->failures, p->wall_s);
+  fflush(stdout);
+}
+
+/* Prints a session's progress until it ends (the tracker sends it to the
+ * client that submitted); returns the exit code. */
+static int follow(client *c, uint64_t id) {
+  char err[512];
+  for (;;) {
+    Ktune__Envelope *m = client_recv(c, -1, err, sizeof(err));
+    if (!m) {
+      fprintf(stderr, "ktune tune: %s; session %llu may still be running on the tracker\n", err,
+              (unsigned long long)id);
+      return EXIT_FAIL;
+    }
+    if (m->msg_case != KTUNE__ENVELOPE__MSG_PROGRESS) {
+      wire_free(m);
+      continue;
+    }
+    Ktune__SessionProgress *p = m->progress;
+    int running = strcmp(p->state, "running") == 0 || strcmp(p->state, "queued") == 0;
+    print_progress(p);
+    if (running) {
+      wire_free(m);
+      continue;
+    }
+    int rc = EXIT_OK;
+    if (p->message && p->message[0]) printf("note: %s\n", p->message);
+    if (strcmp(p->state, "done") != 0) {
+      fprintf(stderr, "ktune tune: session %llu %s%s%s\n", (unsigned long long)id, p->state,
+              p->message[0] ? ": " : "", p->message);
+      rc = EXIT_FAIL;
+    } else if (p->n_best_config == 0) {
+      fprintf(stderr, "ktune tune: session %llu measured no config successfully (%u failed); "
+                      "`ktune export` shows each trial's error\n",
+              (unsigned long long)id, p->failures);
+      rc = EXIT_FAIL;
+    } else {
+      char cfg[1024], lat[32];
+      fmt_config(cfg, sizeof(cfg), p->best_config, p->n_best_config);
+      fmt_latency(lat, sizeof(lat), p->best_latency_s);
+      printf("best: %s\n      latency %s, %.3f GFLOPS (session %llu, %u trials, %u failed)\n", cfg,
+             lat, p->best_gflops, (unsigned long long)id, p->trials_done, p->failures);
+    }
+    wire_free(m);
+    return rc;
+  }
+}
+
+typedef struct {
+  const char *task_arg;
+  char **defines;
+  size_t ndefines;
+  const char *tracker, *key, *strategy, *compiler, *db;
+  uint32_t trials, number, repeat, batch;
+  uint64_t seed;
+  int seed_set, check, detach;
+} tune_opts;
+
+static int submit_and_follow(const tune_opts *o, const char *tracker, const task_spec *t) {
+  char err[512];
+  client c;
+  if (client_connect(&c, tracker, err, sizeof(err)) < 0) {
+    fprintf(stderr, "ktune tune: %s\n", err);
+    return EXIT_FAIL;
+  }
+  Ktune__TaskSpec *tp;
+  if (task_to_proto(t, &tp) < 0) {
+    fprintf(stderr, "ktune tune: out of memory\n");
+    client_close(&c);
+    return EXIT_FAIL;
+  }
+  Ktune__SubmitSession s = KTUNE__SUBMIT_SESSION__INIT;
+  s.task = tp;
+  s.key = (char *)o->key;
+  s.trials = o->trials;
+  s.strategy = (char *)o->strategy;
+  s.seed = o->seed;
+  s.compiler = (char *)o->compiler;
+  s.number = o->number;
+  s.repeat = o->repeat;
+  s.batch = o->batch;
+  s.check = o->check;
+  Ktune__Envelope env = KTUNE__ENVELOPE__INIT;
+  env.msg_case = KTUNE__ENVELOPE__MSG_SUBMIT;
+  env.submit = &s;
+  int rc = client_send(&c, &env);
+  task_proto_free(tp);
+  Ktune__Envelope *m = rc < 0 ? NULL : client_recv(&c, 30000, err, sizeof(err));
+  if (!m || m->msg_case != KTUNE__ENVELOPE__MSG_ACCEPTED) {
+    fprintf(stderr, "ktune tune: the tracker refused the session: %s\n", m ? "unexpected reply" : err);
+    wire_free(m);
+    client_close(&c);
+    return m ? EXIT_FAIL : EXIT_USAGE;
+  }
+  uint64_t id = m->accepted->session_id;
+  uint64_t space = m->accepted->space_size;
+  wire_free(m);
+  if (o->detach) {
+    printf("%llu\n", (unsigned long long)id);
+    client_close(&c);
+    return EXIT_OK;
+  }
+  printf("session %llu: %s on key %s, %u trials, %s search in a space of %llu configs, seed %llu\n",
+         (unsigned long long)id, t->name, o->key, o->trials, o->strategy,
+         (unsigned long long)space, (unsigned long long)o->seed);
+  fflush(stdout);
+  rc = follow(&c, id);
+  client_close(&c);
+  return rc;
+}
+
+int cmd_tune(int argc, char **argv) {
+  tune_opts o = {0};
+  o.strategy = "random";
+  o.compiler = "tcc";
+  o.db = "ktune.db";
+  o.trials = 32;
+  o.check = 1;
+  o.defines = calloc((size_t)argc + 1, sizeof(char *));
+  enum { OPT_TRACKER = 256, OPT_KEY, OPT_TRIALS, OPT_STRATEGY, OPT_SEED, OPT_COMPILER, OPT_DB,
+         OPT_NUMBER, OPT_REPEAT, OPT_BATCH, OPT_NOCHECK, OPT_DETACH };
+  static const struct option opts[] = {
+      {"tracker", required_argument, 0, OPT_TRACKER}, {"key", required_argument, 0, OPT_KEY},
+      {"trials", required_argument, 0, OPT_TRIALS}, {"strategy", required_argument, 0, OPT_STRATEGY},
+      {"seed", required_argument, 0, OPT_SEED}, {"compiler", required_argument, 0, OPT_COMPILER},
+      {"db", required_argument, 0, OPT_DB}, {"number", required_argument, 0, OPT_NUMBER},
+      {"repeat", required_argument, 0, OPT_REPEAT}, {"batch", required_argument, 0, OPT_BATCH},
+      {"no-check", no_argument, 0, OPT_NOCHECK}, {"detach", no_argument, 0, OPT_DETACH},
+      {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+  int ch, rc = EXIT_USAGE;
+  while ((ch = getopt_long(argc, argv, "D:h", opts, NULL)) != -1) {
+    switch (ch) {
+    case 'D': o.defines[o.ndefines++] = optarg; break;
+    case OPT_TRACKER: o.tracker = optarg; break;
+    case OPT_KEY: o.key = optarg; break;
+    case OPT_TRIALS: if (parse_u32("--trials", optarg, 1, 1000000, &o.trials)) goto out; break;
+    case OPT_STRATEGY: o.strategy = optarg; break;
+    case OPT_SEED: {
+      char *end;
+      o.seed = strtoull(optarg, &end, 0);
+      if (!*optarg || *end) {
+        fprintf(stderr, "ktune tune: --seed takes a whole number, not '%s'\n", optarg);
+        goto out;
+      }
+      o.seed_set = 1;
+      break;
+    }
+    case OPT_COMPILER: o.compiler = optarg; break;
+    case OPT_DB: o.db = optarg; break;
+    case OPT_NUMBER: if (parse_u32("--number", optarg, 1, 1000000, &o.number)) goto out; break;
+    case OPT_REPEAT: if (parse_u32("--repeat", optarg, 1, 10000, &o.repeat)) goto out; break;
+    case OPT_BATCH: if (parse_u32("--batch", optarg, 1, 100000, &o.batch)) goto out; break;
+    case OPT_NOCHECK: o.check = 0; break;
+    case OPT_DETACH: o.detach = 1; break;
+    case 'h': usage(stdout); rc = EXIT_OK; goto out;
+    default: usage(stderr); goto out;
+    }
+  }
+  if (optind >= argc) {
+    fprintf(stderr, "ktune tune: name a task (`ktune tasks` lists the built-in ones) or a spec file\n");
+    usage(stderr);
+    goto out;
+  }
+  if (argc - optind > 1) {
+    fprintf(stderr, "ktune tune: one task at a time for now; got %d\n", argc - optind);
+    goto out;
+  }
+  o.task_arg = argv[optind];
+  if (strcmp(o.strategy, "random") && strcmp(o.strategy, "grid")) {
+    fprintf(stderr, "ktune tune: --strategy takes random or grid, not '%s'\n", o.strategy);
+    goto out;
+  }
+  if (strcmp(o.compiler, "tcc") != 0) {
+    fprintf(stderr, "ktune tune: --compiler '%s' is not available yet: only the built-in tcc\n",
+            o.compiler);
+    goto out;
+  }
+  if (!o.seed_set) o.seed = (uint64_t)time(NULL);
+
+  char err[1024], path[4096];
+  task_spec t;
+  if (task_find(o.task_arg, path, sizeof(path), err, sizeof(err)) < 0 ||
+      task_load(path, &t, err, sizeof(err)) < 0) {
+    fprintf(stderr, "ktune tune: %s\n", err);
+    goto out;
+  }
+  for (size_t i = 0; i < o.ndefines; i++) {
+    char name[128];
+    int64_t v;
+    if (cli_parse_define(o.defines[i], name, sizeof(name), &v) < 0) {
+      fprintf(stderr, "ktune tune: -D takes NAME=VALUE with a whole number, not '%s'\n", o.defines[i]);
+      task_free(&t);
+      goto out;
+    }
+    if (task_set_const(&t, name, v, err, sizeof(err)) < 0) {
+      fprintf(stderr, "ktune tune: %s\n", err);
+      task_free(&t);
+      goto out;
+    }
+  }
+  if (task_check(&t, err, sizeof(err)) < 0) {
+    fprintf(stderr, "ktune tune: %s\n", err);
+    task_free(&t);
+    goto out;
+  }
+  const char *tracker = cli_tracker(o.tracker);
+  if (tracker) {
+    if (!o.key) {
+      fprintf(stderr, "ktune tune: with --tracker, name the device key to measure on (--key KEY; "
+                      "`ktune status` lists the runners' keys)\n");
+      task_free(&t);
+      goto out;
+    }
+    rc = submit_and_follow(&o, tracker, &t);
+  } else if (o.detach) {
+    fprintf(stderr, "ktune tune: --detach needs a running farm (--tracker); the local farm "
+                    "ends with the command\n");
+  } else {
+    if (!o.key) o.key = "local";
+    farm f;
+    if (farm_start(&f, o.db, err, sizeof(err)) < 0) {
+      fprintf(stderr, "ktune tune: %s\n", err);
+      farm_stop(&f, 1);
+      rc = EXIT_FAIL;
+    } else {
+      printf("local farm on %s, history %s\n", f.addr, o.db);
+      rc = submit_and_follow(&o, f.addr, &t);
+      farm_stop(&f, rc == EXIT_FAIL);
+    }
+  }
+  task_free(&t);
+out:
+  free(o.defines);
+  return rc;
+}

@@ -1,0 +1,354 @@
+/* The whole path on real processes: ktune-tracker, ktune-builder and
+ * ktune-runner on an ephemeral loopback port with a fresh history, driven
+ * by the ktune command, checked through SQLite, ktune export and ktune
+ * status, and hit with real signals and hostile bytes. */
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <sys/stat.h>
+#include <jansson.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <sqlite3.h>
+#include <sys/socket.h>
+
+#include "common/frame.h"
+#include "common/rng.h"
+#include "common/wire.h"
+#include "tests/integration/proc.h"
+#include "tests/test.h"
+
+typedef struct {
+  char dir[256];
+  char db[300];
+  char log[300];
+  char addr[80];
+  pid_t tracker, builder, runner;
+} farm;
+
+static void farm_start_tracker(farm *f) {
+  proc_tmpdir(f->dir, sizeof(f->dir));
+  snprintf(f->db, sizeof(f->db), "%s/history.db", f->dir);
+  snprintf(f->log, sizeof(f->log), "%s/farm.log", f->dir);
+  char port_file[300];
+  snprintf(port_file, sizeof(port_file), "%s/port", f->dir);
+  char *argv[] = {(char *)proc_bin("tracker/ktune-tracker"), "--listen", "127.0.0.1:0", "--db",
+                  f->db, "--port-file", port_file, "--heartbeat-ms", "200", "--timeout-ms",
+                  "3000", NULL};
+  f->tracker = proc_start(argv, f->log);
+  ASSERT_EQ_INT(proc_wait_file(port_file, f->addr, sizeof(f->addr), 10000), 0);
+}
+
+static pid_t farm_start_runner(farm *f, const char *name, const char *dump_dir) {
+  char *argv[] = {(char *)proc_bin("runner/ktune-runner"), "--tracker", f->addr, "--key", "test",
+                  "--name", (char *)name, dump_dir ? "--dump-dir" : NULL, (char *)dump_dir, NULL};
+  return proc_start(argv, f->log);
+}
+
+static void farm_start_builder(farm *f) {
+  char *argv[] = {(char *)proc_bin("builder/ktune-builder"), "--tracker", f->addr, "--name",
+                  "test-builder", NULL};
+  f->builder = proc_start(argv, f->log);
+}
+
+static void farm_stop(farm *f) {
+  if (f->runner > 0) proc_stop(f->runner, SIGTERM, 5000);
+  if (f->builder > 0) proc_stop(f->builder, SIGTERM, 5000);
+  int st = proc_stop(f->tracker, SIGTERM, 5000);
+  if (!(WIFEXITED(st) && WEXITSTATUS(st) == 0)) {
+    char cmd[400];
+    snprintf(cmd, sizeof(cmd), "cat %s >&2", f->log);
+    if (system(cmd) != 0) fprintf(stderr, "(no log)\n");
+    TEST_FAIL("tracker did not stop cleanly on SIGTERM (status %d)", st);
+  }
+}
+
+static json_t *status_json(farm *f) {
+  static char out[1 << 16];
+  char *argv[] = {(char *)proc_bin("cli/ktune"), "status", "--tracker", f->addr, "--json", NULL};
+  int rc = proc_run(argv, out, sizeof(out), 10000);
+  if (rc != 0) TEST_FAIL("ktune status exited %d: %s", rc, out);
+  json_error_t e;
+  json_t *j = json_loads(out, 0, &e);
+  if (!j) TEST_FAIL("ktune status --json is not JSON (%s): %s", e.text, out);
+  return j;
+}
+
+/* 1 when status lists an agent of this role and name. */
+static int status_has_agent(farm *f, const char *role, const char *name) {
+  json_t *j = status_json(f);
+  json_t *agents = json_object_get(j, "agents");
+  ASSERT(json_is_array(agents));
+  int found = 0;
+  size_t i;
+  json_t *a;
+  json_array_foreach(agents, i, a) {
+    if (!strcmp(json_string_value(json_object_get(a, "role")), role) &&
+        !strcmp(json_string_value(json_object_get(a, "name")), name))
+      found = 1;
+  }
+  json_decref(j);
+  return found;
+}
+
+static void wait_for_agent(farm *f, const char *role, const char *name) {
+  for (int i = 0; i < 500; i++) {
+    if (status_has_agent(f, role, name)) return;
+    proc_sleep_ms(20);
+  }
+  TEST_FAIL("%s %s never appeared in ktune status", role, name);
+}
+
+static int64_t query_int(sqlite3 *db, const char *sql) {
+  sqlite3_stmt *st;
+  ASSERT_EQ_INT(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+  ASSERT_EQ_INT(sqlite3_step(st), SQLITE_ROW);
+  int64_t v = sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  return v;
+}
+
+enum { M = 37, N = 45, K = 29 };
+
+/* A plain matmul from the same seeded inputs the runner used. */
+static void reference_matmul(float *c) {
+  float *a = malloc(sizeof(float) * M * K), *b = malloc(sizeof(float) * K * N);
+  ASSERT_EQ_INT(rng_fill_buffer("float", a, M * K, KTUNE_INPUT_SEED, 1), 0);
+  ASSERT_EQ_INT(rng_fill_buffer("float", b, K * N, KTUNE_INPUT_SEED, 2), 0);
+  for (int i = 0; i < M; i++)
+    for (int j = 0; j < N; j++) {
+      double s = 0;
+      for (int k = 0; k < K; k++) s += (double)a[i * K + k] * b[k * N + j];
+      c[i * N + j] = (float)s;
+    }
+  free(a);
+  free(b);
+}
+
+TEST(tune_16_trials_end_to_end) {
+  farm f = {0};
+  farm_start_tracker(&f);
+  char dump[300];
+  snprintf(dump, sizeof(dump), "%s/dump", f.dir);
+  ASSERT_EQ_INT(mkdir(dump, 0755), 0);
+  farm_start_builder(&f);
+  f.runner = farm_start_runner(&f, "test-runner", dump);
+  wait_for_agent(&f, "runner", "test-runner");
+  wait_for_agent(&f, "builder", "test-builder");
+
+  static char out[1 << 16];
+  char *tune[] = {(char *)proc_bin("cli/ktune"), "tune", "matmul", "-D", "M=37", "-D", "N=45",
+                  "-D", "K=29", "--trials", "16", "--tracker", f.addr, "--key", "test",
+                  "--seed", "7", NULL};
+  int rc = proc_run(tune, out, sizeof(out), 120000);
+  if (rc != 0) TEST_FAIL("ktune tune exited %d:\n%s", rc, out);
+  ASSERT_CONTAINS(out, "[16/16]");
+  ASSERT_CONTAINS(out, "best: ");
+  ASSERT_CONTAINS(out, "GFLOPS");
+
+  /* The history, read as any SQLite user would. */
+  sqlite3 *db;
+  ASSERT_EQ_INT(sqlite3_open_v2(f.db, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+  ASSERT_EQ_INT(query_int(db, "SELECT count(*) FROM trials"), 16);
+  ASSERT_EQ_INT(query_int(db, "SELECT count(*) FROM trials WHERE status = 'ok'"), 16);
+  ASSERT_EQ_INT(query_int(db, "SELECT count(*) FROM trials WHERE mean_s > 0 AND gflops > 0"), 16);
+  ASSERT_EQ_INT(query_int(db, "SELECT count(DISTINCT config) FROM trials"), 16);
+  ASSERT_EQ_INT(query_int(db, "SELECT count(*) FROM sessions WHERE state = 'done'"), 1);
+  sqlite3_stmt *st;
+  ASSERT_EQ_INT(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, NULL), SQLITE_OK);
+  ASSERT_EQ_INT(sqlite3_step(st), SQLITE_ROW);
+  ASSERT_EQ_STR((const char *)sqlite3_column_text(st, 0), "wal");
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+
+  /* ktune export: one JSON object per trial with the fields DESIGN.md names. */
+  static char exp[1 << 20];
+  char *export[] = {(char *)proc_bin("cli/ktune"), "export", "--db", f.db, "--format", "jsonl", NULL};
+  ASSERT_EQ_INT(proc_run(export, exp, sizeof(exp), 10000), 0);
+  int lines = 0;
+  for (char *line = strtok(exp, "\n"); line; line = strtok(NULL, "\n"), lines++) {
+    json_error_t e;
+    json_t *o = json_loads(line, 0, &e);
+    ASSERT_NOT_NULL(o);
+    ASSERT_EQ_STR(json_string_value(json_object_get(o, "task")), "matmul");
+    ASSERT_EQ_INT(json_integer_value(json_object_get(json_object_get(o, "size"), "M")), 37);
+    ASSERT(json_is_object(json_object_get(o, "config")));
+    ASSERT_EQ_STR(json_string_value(json_object_get(o, "key")), "test");
+    ASSERT_EQ_STR(json_string_value(json_object_get(o, "status")), "ok");
+    ASSERT_EQ_STR(json_string_value(json_object_get(o, "runner")), "test-runner");
+    ASSERT(json_string_value(json_object_get(o, "compiler")) != NULL);
+    ASSERT(json_array_size(json_object_get(o, "costs_s")) == 3);
+    ASSERT_GT_DBL(json_number_value(json_object_get(o, "mean_s")), 0);
+    ASSERT_GT_DBL(json_number_value(json_object_get(o, "gflops")), 0);
+    ASSERT(json_is_number(json_object_get(o, "build_s")));
+    ASSERT(json_is_integer(json_object_get(o, "session")));
+    ASSERT_CONTAINS(json_string_value(json_object_get(o, "timestamp")), "T");
+    json_decref(o);
+  }
+  ASSERT_EQ_INT(lines, 16);
+
+  /* The kernel's output for a trial matches a plain matmul computed here. */
+  DIR *dd = opendir(dump);
+  ASSERT_NOT_NULL(dd);
+  struct dirent *de;
+  int dumps = 0;
+  char path[700] = "";
+  while ((de = readdir(dd)))
+    if (strncmp(de->d_name, "job-", 4) == 0 && dumps++ == 0)
+      snprintf(path, sizeof(path), "%s/%s", dump, de->d_name);
+  closedir(dd);
+  ASSERT_EQ_INT(dumps, 16);
+  FILE *df = fopen(path, "rb");
+  ASSERT_NOT_NULL(df);
+  float *got = malloc(sizeof(float) * M * N), *want = malloc(sizeof(float) * M * N);
+  ASSERT_EQ_INT(fread(got, sizeof(float), M * N, df), M * N);
+  fclose(df);
+  reference_matmul(want);
+  for (int i = 0; i < M * N; i++)
+    if (fabsf(got[i] - want[i]) > 1e-4f + 1e-4f * fabsf(want[i]))
+      TEST_FAIL("C[%d]: kernel %g, reference %g", i, got[i], want[i]);
+  free(got);
+  free(want);
+
+  /* A runner killed outright disappears from status. */
+  ASSERT(status_has_agent(&f, "runner", "test-runner"));
+  kill(f.runner, SIGKILL);
+  waitpid(f.runner, NULL, 0);
+  f.runner = 0;
+  int gone = 0;
+  for (int i = 0; i < 250 && !gone; i++) {
+    gone = !status_has_agent(&f, "runner", "test-runner");
+    if (!gone) proc_sleep_ms(20);
+  }
+  ASSERT(gone);
+  ASSERT(status_has_agent(&f, "builder", "test-builder"));
+  farm_stop(&f);
+}
+
+/* Hostile bytes get an error and a close; the tracker keeps serving. */
+static int dial(farm *f) {
+  char host[64];
+  int port;
+  ASSERT_EQ_INT(sscanf(f->addr, "%63[^:]:%d", host, &port), 2);
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in sa = {0};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons((uint16_t)port);
+  inet_pton(AF_INET, host, &sa.sin_addr);
+  ASSERT_EQ_INT(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+  struct timeval tv = {5, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  return fd;
+}
+
+/* Reads until the tracker closes; returns the error code it sent, if any. */
+static void expect_error_and_close(int fd, const char *code) {
+  Ktune__Envelope *env = wire_read_fd(fd, FRAME_MAX_DEFAULT);
+  if (code) {
+    ASSERT_NOT_NULL(env);
+    ASSERT_EQ_INT(env->msg_case, KTUNE__ENVELOPE__MSG_ERROR);
+    ASSERT_EQ_STR(env->error->code, code);
+    wire_free(env);
+    env = wire_read_fd(fd, FRAME_MAX_DEFAULT);
+  }
+  /* Then end of stream, not a timeout. */
+  ASSERT_NULL(env);
+  char c;
+  ASSERT_EQ_INT(read(fd, &c, 1), 0);
+  close(fd);
+}
+
+TEST(hostile_frames_do_not_hurt_the_tracker) {
+  farm f = {0};
+  farm_start_tracker(&f);
+
+  int fd = dial(&f);
+  ASSERT_EQ_INT(write(fd, "\x00\x00\x00\x05garba", 9), 9);
+  expect_error_and_close(fd, "BAD_FRAME");
+
+  fd = dial(&f);
+  ASSERT_EQ_INT(write(fd, "\x80\x00\x00\x00", 4), 4); /* a length of 2^31 */
+  expect_error_and_close(fd, "FRAME_TOO_BIG");
+
+  fd = dial(&f);
+  ASSERT_EQ_INT(write(fd, "\x00\x00\x00\x00", 4), 4); /* zero-length frame */
+  expect_error_and_close(fd, "BAD_FRAME");
+
+  fd = dial(&f);
+  Ktune__StatusRequest sr = KTUNE__STATUS_REQUEST__INIT;
+  Ktune__Envelope env = KTUNE__ENVELOPE__INIT;
+  env.msg_case = KTUNE__ENVELOPE__MSG_STATUS_REQUEST;
+  env.status_request = &sr;
+  ASSERT_EQ_INT(wire_write_fd(fd, &env), 0);
+  expect_error_and_close(fd, "NOT_HELLO");
+
+  /* A truncated frame from a peer that then goes away. */
+  fd = dial(&f);
+  ASSERT_EQ_INT(write(fd, "\x00\x00\x01\x00partial", 11), 11);
+  close(fd);
+
+  /* A runner saying hello without a key is refused with the reason. */
+  fd = dial(&f);
+  Ktune__Hello h = KTUNE__HELLO__INIT;
+  h.version = WIRE_PROTOCOL_VERSION;
+  h.role = KTUNE__ROLE__ROLE_RUNNER;
+  h.name = "keyless";
+  env.msg_case = KTUNE__ENVELOPE__MSG_HELLO;
+  env.hello = &h;
+  ASSERT_EQ_INT(wire_write_fd(fd, &env), 0);
+  expect_error_and_close(fd, "BAD_HELLO");
+
+  /* Still serving. */
+  json_t *j = status_json(&f);
+  ASSERT_EQ_INT(json_array_size(json_object_get(j, "agents")), 0);
+  json_decref(j);
+  farm_stop(&f);
+}
+
+TEST(local_farm_is_the_default) {
+  char dir[256];
+  proc_tmpdir(dir, sizeof(dir));
+  char db[300];
+  snprintf(db, sizeof(db), "%s/local.db", dir);
+  unsetenv("KTUNE_TRACKER");
+  static char out[1 << 16];
+  char *tune[] = {(char *)proc_bin("cli/ktune"), "tune", "matmul", "-D", "M=32", "-D", "N=32",
+                  "-D", "K=32", "--trials", "6", "--batch", "3", "--strategy", "grid", "--db", db, NULL};
+  int rc = proc_run(tune, out, sizeof(out), 120000);
+  if (rc != 0) TEST_FAIL("ktune tune exited %d:\n%s", rc, out);
+  ASSERT_CONTAINS(out, "local farm on 127.0.0.1:");
+  ASSERT_CONTAINS(out, "[3/6]");
+  ASSERT_CONTAINS(out, "[6/6]");
+  ASSERT_CONTAINS(out, "best: ");
+  sqlite3 *h;
+  ASSERT_EQ_INT(sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+  ASSERT_EQ_INT(query_int(h, "SELECT count(*) FROM trials WHERE status = 'ok' AND key = 'local'"), 6);
+  ASSERT_EQ_INT(query_int(h, "SELECT count(DISTINCT config) FROM trials"), 6);
+  sqlite3_close(h);
+  /* The private farm is gone: nothing of it is left listening. */
+  ASSERT_CONTAINS(out, "best: ");
+}
+
+TEST(usage_errors_exit_2_with_a_reason) {
+  static char out[8192];
+  char *unknown[] = {(char *)proc_bin("cli/ktune"), "tune", "no-such-task", NULL};
+  ASSERT_EQ_INT(proc_run(unknown, out, sizeof(out), 10000), 2);
+  ASSERT_CONTAINS(out, "no-such-task");
+  char *badconst[] = {(char *)proc_bin("cli/ktune"), "tune", "matmul", "-D", "Q=3", NULL};
+  ASSERT_EQ_INT(proc_run(badconst, out, sizeof(out), 10000), 2);
+  ASSERT_CONTAINS(out, "Q");
+  char *badstrat[] = {(char *)proc_bin("cli/ktune"), "tune", "matmul", "--strategy", "magic", NULL};
+  ASSERT_EQ_INT(proc_run(badstrat, out, sizeof(out), 10000), 2);
+  ASSERT_CONTAINS(out, "random or grid");
+  char *nocmd[] = {(char *)proc_bin("cli/ktune"), "frobnicate", NULL};
+  ASSERT_EQ_INT(proc_run(nocmd, out, sizeof(out), 10000), 2);
+  char *nokey[] = {(char *)proc_bin("runner/ktune-runner"), "--tracker", "127.0.0.1:1", NULL};
+  ASSERT_EQ_INT(proc_run(nokey, out, sizeof(out), 10000), 2);
+  ASSERT_CONTAINS(out, "--key");
+  /* Nothing listening: a runtime failure, said plainly. */
+  char *down[] = {(char *)proc_bin("cli/ktune"), "status", "--tracker", "127.0.0.1:1", NULL};
+  ASSERT_EQ_INT(proc_run(down, out, sizeof(out), 10000), 1);
+  ASSERT_CONTAINS(out, "cannot reach the tracker");
+}
+
+TEST_LIST(TEST_ENTRY(tune_16_trials_end_to_end), TEST_ENTRY(hostile_frames_do_not_hurt_the_tracker),
+          TEST_ENTRY(local_farm_is_the_default), TEST_ENTRY(usage_errors_exit_2_with_a_reason))
