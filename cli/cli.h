@@ -2,7 +2,9 @@
  *   client.c  a blocking connection to a tracker (the CLI waits on one
  *             thing at a time, so it needs no event loop)
  *   farm.c    the private local farm behind `ktune tune` without --tracker
- *   tune.c    tune;  status.c  status;  export.c  export, best, tasks */
+ *   tune.c    tune and following a session
+ *   sessions.c  wait, attach, cancel, sessions
+ *   status.c  status;  export.c  export, best, tasks */
 #ifndef KTUNE_CLI_H
 #define KTUNE_CLI_H
 
@@ -52,6 +54,18 @@ int cmd_status(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_best(int argc, char **argv);
 int cmd_tasks(int argc, char **argv);
+int cmd_wait(int argc, char **argv);
+int cmd_attach(int argc, char **argv);
+int cmd_cancel(int argc, char **argv);
+int cmd_sessions(int argc, char **argv);
+
+/* Prints a session's progress until it ends (only the final line when
+ * quiet); returns the exit code: 0 when it ended done with a result. */
+int cli_follow(client *c, uint64_t id, int quiet);
+
+/* Asks a tracker for its status; *reply is freed with wire_free. */
+int cli_fetch_status(const char *tracker, Ktune__Envelope **reply, char *err, size_t errlen);
+void cli_print_sessions(const Ktune__StatusReply *r);
 
 /* Parses -D NAME=VALUE. */
 int cli_parse_define(const char *s, char *name, size_t namelen, int64_t *value);

@@ -13,6 +13,10 @@ static const struct {
     {"status", cmd_status, "agents and sessions of a running tracker"},
     {"export", cmd_export, "the history as JSON lines or CSV"},
     {"best", cmd_best, "the fastest config measured for a task"},
+    {"wait", cmd_wait, "wait for a session to end"},
+    {"attach", cmd_attach, "follow a session's progress"},
+    {"cancel", cmd_cancel, "stop a session; its queued jobs are dropped"},
+    {"sessions", cmd_sessions, "the sessions of a tracker"},
     {"tasks", cmd_tasks, "the built-in tasks, their knobs and space sizes"},
 };
 

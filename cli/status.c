@@ -1,4 +1,4 @@
-/* ktune status: agents and sessions of a running tracker. */
+/* ktune status: what a running tracker holds: agents, keys, sessions. */
 #include <getopt.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -17,20 +17,38 @@ static void print_json(const Ktune__StatusReply *r) {
   json_t *agents = json_array();
   for (size_t i = 0; i < r->n_agents; i++) {
     const Ktune__AgentInfo *a = r->agents[i];
+    json_t *jobs = json_array();
+    for (size_t k = 0; k < a->n_jobs; k++) json_array_append_new(jobs, json_integer((json_int_t)a->jobs[k]));
+    json_t *backends = json_array();
+    for (size_t k = 0; k < a->n_backends; k++) json_array_append_new(backends, json_string(a->backends[k]));
     json_array_append_new(agents,
-        json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:i}", "role", role_name(a->role), "name",
-                  a->name, "key", a->key, "host", a->host, "state", a->state, "arch", a->arch, "id",
-                  (json_int_t)a->id, "trials_done", (int)a->trials_done));
+        json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:i, s:i, s:o, s:f, s:o, s:{s:s, s:i, s:s, s:s, s:s}}",
+                  "role", role_name(a->role), "name", a->name, "key", a->key, "host", a->host,
+                  "state", a->state, "arch", a->arch, "id", (json_int_t)a->id, "trials_done",
+                  (int)a->trials_done, "trials_failed", (int)a->trials_failed, "jobs", jobs,
+                  "last_heard_s", a->last_heard_s, "backends", backends, "device", "cpu",
+                  a->cpu_model, "cores", (int)a->cores, "kernel", a->kernel, "governor",
+                  a->governor, "ktune", a->version));
   }
   json_object_set_new(o, "agents", agents);
+  json_t *keys = json_array();
+  for (size_t i = 0; i < r->n_keys; i++) {
+    const Ktune__KeyInfo *k = r->keys[i];
+    json_array_append_new(keys, json_pack("{s:s, s:i, s:i, s:i, s:i, s:i}", "key", k->key,
+                                           "runners", (int)k->runners, "busy", (int)k->busy,
+                                           "free", (int)k->free, "build_queued",
+                                           (int)k->build_queued, "run_queued", (int)k->run_queued));
+  }
+  json_object_set_new(o, "keys", keys);
   json_t *sessions = json_array();
   for (size_t i = 0; i < r->n_sessions; i++) {
     const Ktune__SessionInfo *s = r->sessions[i];
     json_array_append_new(sessions,
-        json_pack("{s:I, s:s, s:s, s:i, s:i, s:f, s:s, s:s}", "id", (json_int_t)s->id, "key",
-                  s->key, "state", s->state, "trials", (int)s->trials, "trials_done",
-                  (int)s->trials_done, "best_gflops", s->best_gflops, "task", s->task, "strategy",
-                  s->strategy));
+        json_pack("{s:I, s:s, s:s, s:i, s:i, s:i, s:f, s:s, s:s, s:s, s:i, s:s}", "id",
+                  (json_int_t)s->id, "key", s->key, "state", s->state, "trials", (int)s->trials,
+                  "trials_done", (int)s->trials_done, "failures", (int)s->failures,
+                  "best_gflops", s->best_gflops, "task", s->task, "strategy", s->strategy,
+                  "owner", s->owner, "priority", (int)s->priority, "message", s->message));
   }
   json_object_set_new(o, "sessions", sessions);
   char *txt = json_dumps(o, JSON_COMPACT);
@@ -39,28 +57,68 @@ static void print_json(const Ktune__StatusReply *r) {
   json_decref(o);
 }
 
-static void print_text(const char *addr, const Ktune__StatusReply *r) {
-  printf("tracker %s, up %.1f s\n", addr, r->uptime_s);
-  printf("\nagents (%zu)\n", r->n_agents);
-  if (r->n_agents)
-    printf("  %-8s %-20s %-12s %-16s %-8s %-6s %s\n", "ROLE", "NAME", "KEY", "HOST", "ARCH",
-           "STATE", "TRIALS");
-  for (size_t i = 0; i < r->n_agents; i++) {
-    const Ktune__AgentInfo *a = r->agents[i];
-    printf("  %-8s %-20s %-12s %-16s %-8s %-6s %u\n", role_name(a->role), a->name,
-           a->key[0] ? a->key : "-", a->host, a->arch, a->state, a->trials_done);
-  }
-  printf("\nsessions (%zu)\n", r->n_sessions);
+void cli_print_sessions(const Ktune__StatusReply *r) {
+  printf("sessions (%zu)\n", r->n_sessions);
   if (r->n_sessions)
-    printf("  %-5s %-16s %-12s %-8s %-10s %-13s %s\n", "ID", "TASK", "KEY", "STRATEGY", "STATE",
-           "TRIALS", "BEST GFLOPS");
+    printf("  %-5s %-10s %-14s %-10s %-8s %-10s %-11s %-7s %s\n", "ID", "OWNER", "TASK", "KEY",
+           "STRATEGY", "STATE", "TRIALS", "FAILED", "BEST GFLOPS");
   for (size_t i = 0; i < r->n_sessions; i++) {
     const Ktune__SessionInfo *s = r->sessions[i];
     char trials[32];
     snprintf(trials, sizeof(trials), "%u/%u", s->trials_done, s->trials);
-    printf("  %-5llu %-16s %-12s %-8s %-10s %-13s %.3f\n", (unsigned long long)s->id, s->task,
-           s->key, s->strategy, s->state, trials, s->best_gflops);
+    printf("  %-5llu %-10s %-14s %-10s %-8s %-10s %-11s %-7u %.3f\n", (unsigned long long)s->id,
+           s->owner, s->task, s->key, s->strategy, s->state, trials, s->failures, s->best_gflops);
+    if (s->message[0]) printf("        %s\n", s->message);
   }
+}
+
+static void print_text(const char *addr, const Ktune__StatusReply *r) {
+  printf("tracker %s, up %.1f s\n", addr, r->uptime_s);
+  printf("\nagents (%zu)\n", r->n_agents);
+  if (r->n_agents)
+    printf("  %-8s %-18s %-10s %-14s %-7s %-5s %-9s %-7s %s\n", "ROLE", "NAME", "KEY", "HOST",
+           "ARCH", "STATE", "JOB", "OK/FAIL", "HEARD");
+  for (size_t i = 0; i < r->n_agents; i++) {
+    const Ktune__AgentInfo *a = r->agents[i];
+    char job[24] = "-", counts[24];
+    if (a->n_jobs) snprintf(job, sizeof(job), "%llu%s", (unsigned long long)a->jobs[0], a->n_jobs > 1 ? "+" : "");
+    snprintf(counts, sizeof(counts), "%u/%u", a->trials_done, a->trials_failed);
+    printf("  %-8s %-18s %-10s %-14s %-7s %-5s %-9s %-7s %.1fs ago\n", role_name(a->role), a->name,
+           a->key[0] ? a->key : "-", a->host, a->arch, a->state, job, counts, a->last_heard_s);
+    if (a->role == KTUNE__ROLE__ROLE_RUNNER && a->cpu_model[0])
+      printf("           %s, %u cores, kernel %s, governor %s, ktune %s\n", a->cpu_model, a->cores,
+             a->kernel, a->governor[0] ? a->governor : "unknown", a->version);
+  }
+  printf("\nkeys (%zu)\n", r->n_keys);
+  if (r->n_keys)
+    printf("  %-12s %-8s %-5s %-5s %-12s %s\n", "KEY", "RUNNERS", "BUSY", "FREE", "BUILD QUEUE",
+           "RUN QUEUE");
+  for (size_t i = 0; i < r->n_keys; i++) {
+    const Ktune__KeyInfo *k = r->keys[i];
+    printf("  %-12s %-8u %-5u %-5u %-12u %u\n", k->key, k->runners, k->busy, k->free,
+           k->build_queued, k->run_queued);
+  }
+  printf("\n");
+  cli_print_sessions(r);
+}
+
+int cli_fetch_status(const char *tracker, Ktune__Envelope **reply, char *err, size_t errlen) {
+  client c;
+  if (client_connect(&c, tracker, err, errlen) < 0) return -1;
+  Ktune__StatusRequest req = KTUNE__STATUS_REQUEST__INIT;
+  Ktune__Envelope env = KTUNE__ENVELOPE__INIT;
+  env.msg_case = KTUNE__ENVELOPE__MSG_STATUS_REQUEST;
+  env.status_request = &req;
+  Ktune__Envelope *m = client_send(&c, &env) < 0 ? NULL : client_recv(&c, 10000, err, errlen);
+  client_close(&c);
+  if (!m) return -1;
+  if (m->msg_case != KTUNE__ENVELOPE__MSG_STATUS_REPLY) {
+    snprintf(err, errlen, "unexpected reply from the tracker");
+    wire_free(m);
+    return -1;
+  }
+  *reply = m;
+  return 0;
 }
 
 int cmd_status(int argc, char **argv) {
@@ -77,7 +135,7 @@ int cmd_status(int argc, char **argv) {
     case 'j': json = 1; break;
     case 'h':
       printf("usage: ktune status [--tracker HOST:PORT] [--json]\n"
-             "Lists a tracker's agents and sessions (default tracker 127.0.0.1:9290).\n");
+             "A tracker's agents, device keys and sessions (default tracker 127.0.0.1:9290).\n");
       return EXIT_OK;
     default: return EXIT_USAGE;
     }
@@ -89,20 +147,9 @@ int cmd_status(int argc, char **argv) {
   const char *tracker = cli_tracker(opt_tracker);
   if (!tracker) tracker = "127.0.0.1:9290";
   char err[512];
-  client c;
-  if (client_connect(&c, tracker, err, sizeof(err)) < 0) {
+  Ktune__Envelope *m;
+  if (cli_fetch_status(tracker, &m, err, sizeof(err)) < 0) {
     fprintf(stderr, "ktune status: %s\n", err);
-    return EXIT_FAIL;
-  }
-  Ktune__StatusRequest req = KTUNE__STATUS_REQUEST__INIT;
-  Ktune__Envelope env = KTUNE__ENVELOPE__INIT;
-  env.msg_case = KTUNE__ENVELOPE__MSG_STATUS_REQUEST;
-  env.status_request = &req;
-  Ktune__Envelope *m = client_send(&c, &env) < 0 ? NULL : client_recv(&c, 10000, err, sizeof(err));
-  client_close(&c);
-  if (!m || m->msg_case != KTUNE__ENVELOPE__MSG_STATUS_REPLY) {
-    fprintf(stderr, "ktune status: %s\n", m ? "unexpected reply from the tracker" : err);
-    wire_free(m);
     return EXIT_FAIL;
   }
   if (json) print_json(m->status_reply);

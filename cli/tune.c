@@ -15,7 +15,9 @@ static void usage(FILE *f) {
   fprintf(f,
           "usage: ktune tune TASK [-D NAME=VALUE]... [--tracker HOST:PORT] [--key KEY]\n"
           "                  [--trials N] [--strategy random|grid] [--seed N] [--compiler tcc]\n"
-          "                  [--db PATH] [--number N] [--repeat N] [--batch N] [--no-check]\n"
+          "                  [--db PATH] [--number N] [--repeat N] [--min-repeat-ms MS]\n"
+          "                  [--cooldown-ms MS] [--flush-cache] [--timeout MS] [--batch N]\n"
+          "                  [--no-check] [--priority N] [--remeasure] [--wait-timeout MS]\n"
           "                  [--detach]\n"
           "\n"
           "Tunes TASK (a built-in name from `ktune tasks`, or a task spec file).\n"
@@ -26,10 +28,18 @@ static void usage(FILE *f) {
           "  --trials N          candidates to measure (default 32)\n"
           "  --strategy S        random (default) or grid; no config is measured twice\n"
           "  --seed N            search seed (default: from the clock, printed)\n"
-          "  --compiler tcc      compiler back end (only tcc for now)\n"
+          "  --compiler C        tcc (built in, default) or a compiler command line such as\n"
+          "                      \"gcc -O3 -march=native\"; part of every trial's identity\n"
           "  --db PATH           history of the local farm (default ./ktune.db)\n"
           "  --number N          calls per timed round (default 1)\n"
           "  --repeat N          timed rounds (default 3)\n"
+          "  --min-repeat-ms MS  raise --number until a round lasts at least MS\n"
+          "  --cooldown-ms MS    pause between rounds\n"
+          "  --flush-cache       evict caches between rounds\n"
+          "  --timeout MS        a run longer than this is killed (RUN_TIMEOUT)\n"
+          "  --priority N        higher runs first; equal priorities share a key fairly\n"
+          "  --remeasure         measure configs the history already has (default: reuse)\n"
+          "  --wait-timeout MS   fail if the key has no runner for this long\n"
           "  --batch N           trials per progress line (default 8)\n"
           "  --no-check          skip comparing outputs with the reference\n"
           "  --detach            print the session id and return (needs --tracker)\n");
@@ -70,14 +80,12 @@ static void print_progress(const Ktune__SessionProgress *p) {
   fflush(stdout);
 }
 
-/* Prints a session's progress until it ends (the tracker sends it to the
- * client that submitted); returns the exit code. */
-static int follow(client *c, uint64_t id) {
+int cli_follow(client *c, uint64_t id, int quiet) {
   char err[512];
   for (;;) {
     Ktune__Envelope *m = client_recv(c, -1, err, sizeof(err));
     if (!m) {
-      fprintf(stderr, "ktune tune: %s; session %llu may still be running on the tracker\n", err,
+      fprintf(stderr, "ktune: %s; session %llu may still be running on the tracker\n", err,
               (unsigned long long)id);
       return EXIT_FAIL;
     }
@@ -87,7 +95,7 @@ static int follow(client *c, uint64_t id) {
     }
     Ktune__SessionProgress *p = m->progress;
     int running = strcmp(p->state, "running") == 0 || strcmp(p->state, "queued") == 0;
-    print_progress(p);
+    if (!quiet || !running) print_progress(p);
     if (running) {
       wire_free(m);
       continue;
@@ -95,11 +103,11 @@ static int follow(client *c, uint64_t id) {
     int rc = EXIT_OK;
     if (p->message && p->message[0]) printf("note: %s\n", p->message);
     if (strcmp(p->state, "done") != 0) {
-      fprintf(stderr, "ktune tune: session %llu %s%s%s\n", (unsigned long long)id, p->state,
+      fprintf(stderr, "ktune: session %llu %s%s%s\n", (unsigned long long)id, p->state,
               p->message[0] ? ": " : "", p->message);
       rc = EXIT_FAIL;
     } else if (p->n_best_config == 0) {
-      fprintf(stderr, "ktune tune: session %llu measured no config successfully (%u failed); "
+      fprintf(stderr, "ktune: session %llu measured no config successfully (%u failed); "
                       "`ktune export` shows each trial's error\n",
               (unsigned long long)id, p->failures);
       rc = EXIT_FAIL;
@@ -120,7 +128,9 @@ typedef struct {
   char **defines;
   size_t ndefines;
   const char *tracker, *key, *strategy, *compiler, *db;
-  uint32_t trials, number, repeat, batch;
+  uint32_t trials, number, repeat, batch, min_repeat_ms, cooldown_ms, timeout_ms, priority,
+      wait_timeout_ms;
+  int flush_cache, remeasure;
   uint64_t seed;
   int seed_set, check, detach;
 } tune_opts;
@@ -149,6 +159,13 @@ static int submit_and_follow(const tune_opts *o, const char *tracker, const task
   s.repeat = o->repeat;
   s.batch = o->batch;
   s.check = o->check;
+  s.min_repeat_ms = o->min_repeat_ms;
+  s.cooldown_ms = o->cooldown_ms;
+  s.flush_cache = o->flush_cache;
+  s.timeout_ms = o->timeout_ms;
+  s.priority = o->priority;
+  s.remeasure = o->remeasure;
+  s.wait_timeout_ms = o->wait_timeout_ms;
   Ktune__Envelope env = KTUNE__ENVELOPE__INIT;
   env.msg_case = KTUNE__ENVELOPE__MSG_SUBMIT;
   env.submit = &s;
@@ -173,7 +190,7 @@ static int submit_and_follow(const tune_opts *o, const char *tracker, const task
          (unsigned long long)id, t->name, o->key, o->trials, o->strategy,
          (unsigned long long)space, (unsigned long long)o->seed);
   fflush(stdout);
-  rc = follow(&c, id);
+  rc = cli_follow(&c, id, 0);
   client_close(&c);
   return rc;
 }
@@ -187,7 +204,8 @@ int cmd_tune(int argc, char **argv) {
   o.check = 1;
   o.defines = calloc((size_t)argc + 1, sizeof(char *));
   enum { OPT_TRACKER = 256, OPT_KEY, OPT_TRIALS, OPT_STRATEGY, OPT_SEED, OPT_COMPILER, OPT_DB,
-         OPT_NUMBER, OPT_REPEAT, OPT_BATCH, OPT_NOCHECK, OPT_DETACH };
+         OPT_NUMBER, OPT_REPEAT, OPT_BATCH, OPT_NOCHECK, OPT_DETACH, OPT_MINREP, OPT_COOL,
+         OPT_FLUSH, OPT_TIMEOUT, OPT_PRIO, OPT_REMEASURE, OPT_WAITTO };
   static const struct option opts[] = {
       {"tracker", required_argument, 0, OPT_TRACKER}, {"key", required_argument, 0, OPT_KEY},
       {"trials", required_argument, 0, OPT_TRIALS}, {"strategy", required_argument, 0, OPT_STRATEGY},
@@ -195,6 +213,11 @@ int cmd_tune(int argc, char **argv) {
       {"db", required_argument, 0, OPT_DB}, {"number", required_argument, 0, OPT_NUMBER},
       {"repeat", required_argument, 0, OPT_REPEAT}, {"batch", required_argument, 0, OPT_BATCH},
       {"no-check", no_argument, 0, OPT_NOCHECK}, {"detach", no_argument, 0, OPT_DETACH},
+      {"min-repeat-ms", required_argument, 0, OPT_MINREP},
+      {"cooldown-ms", required_argument, 0, OPT_COOL}, {"flush-cache", no_argument, 0, OPT_FLUSH},
+      {"timeout", required_argument, 0, OPT_TIMEOUT}, {"priority", required_argument, 0, OPT_PRIO},
+      {"remeasure", no_argument, 0, OPT_REMEASURE},
+      {"wait-timeout", required_argument, 0, OPT_WAITTO},
       {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
   int ch, rc = EXIT_USAGE;
   while ((ch = getopt_long(argc, argv, "D:h", opts, NULL)) != -1) {
@@ -220,6 +243,13 @@ int cmd_tune(int argc, char **argv) {
     case OPT_REPEAT: if (parse_u32("--repeat", optarg, 1, 10000, &o.repeat)) goto out; break;
     case OPT_BATCH: if (parse_u32("--batch", optarg, 1, 100000, &o.batch)) goto out; break;
     case OPT_NOCHECK: o.check = 0; break;
+    case OPT_MINREP: if (parse_u32("--min-repeat-ms", optarg, 0, 86400000, &o.min_repeat_ms)) goto out; break;
+    case OPT_COOL: if (parse_u32("--cooldown-ms", optarg, 0, 86400000, &o.cooldown_ms)) goto out; break;
+    case OPT_FLUSH: o.flush_cache = 1; break;
+    case OPT_TIMEOUT: if (parse_u32("--timeout", optarg, 1, 86400000, &o.timeout_ms)) goto out; break;
+    case OPT_PRIO: if (parse_u32("--priority", optarg, 0, 1000, &o.priority)) goto out; break;
+    case OPT_REMEASURE: o.remeasure = 1; break;
+    case OPT_WAITTO: if (parse_u32("--wait-timeout", optarg, 1, 86400000, &o.wait_timeout_ms)) goto out; break;
     case OPT_DETACH: o.detach = 1; break;
     case 'h': usage(stdout); rc = EXIT_OK; goto out;
     default: usage(stderr); goto out;
@@ -239,9 +269,8 @@ int cmd_tune(int argc, char **argv) {
     fprintf(stderr, "ktune tune: --strategy takes random or grid, not '%s'\n", o.strategy);
     goto out;
   }
-  if (strcmp(o.compiler, "tcc") != 0) {
-    fprintf(stderr, "ktune tune: --compiler '%s' is not available yet: only the built-in tcc\n",
-            o.compiler);
+  if (!o.compiler[0]) {
+    fprintf(stderr, "ktune tune: --compiler takes tcc or a compiler command line\n");
     goto out;
   }
   if (!o.seed_set) o.seed = (uint64_t)time(NULL);

@@ -38,13 +38,15 @@ void agent_default_name(char *buf, size_t len) {
   snprintf(buf, len, "%s-%d", host, (int)getpid());
 }
 
+static void on_retry(uv_timer_t *t) { dial(t->data); }
+
 static void schedule_retry(agent *a) {
   if (a->stopped) return;
   uint32_t d = a->backoff_ms;
   /* Jitter spreads a farm's reconnects after a tracker restart. */
   d += (uint32_t)(rand() % (int)(d / 4 + 1));
   a->backoff_ms = a->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : a->backoff_ms * 2;
-  uv_timer_start(&a->retry, (uv_timer_cb)dial, d, 0);
+  uv_timer_start(&a->retry, on_retry, d, 0);
 }
 
 static void send_hello(agent *a) {
@@ -58,6 +60,13 @@ static void send_hello(agent *a) {
   h.backends = (char **)a->cfg.backends;
   h.n_backends = a->cfg.nbackends;
   h.slots = a->cfg.slots;
+  h.cpu_model = (char *)(a->cfg.cpu_model ? a->cfg.cpu_model : "");
+  h.cores = a->cfg.cores;
+  h.kernel = (char *)(a->cfg.kernel ? a->cfg.kernel : "");
+  h.governor = (char *)(a->cfg.governor ? a->cfg.governor : "");
+  h.ktune_version = KTUNE_VERSION;
+  h.archs = (char **)a->cfg.archs;
+  h.n_archs = a->cfg.narchs;
   Ktune__Envelope env = KTUNE__ENVELOPE__INIT;
   env.msg_case = KTUNE__ENVELOPE__MSG_HELLO;
   env.hello = &h;

@@ -30,6 +30,13 @@ typedef struct {
   const char **backends;
   size_t nbackends;
   uint32_t slots;
+  /* Device identity (runners) and what a builder can make. Optional. */
+  const char *cpu_model;
+  uint32_t cores;
+  const char *kernel;
+  const char *governor;
+  const char **archs;
+  size_t narchs;
 } agent_config;
 
 int agent_new(uv_loop_t *loop, const agent_config *cfg, const agent_ops *ops, void *data,

@@ -32,6 +32,10 @@ enum {
   ST_BEST_KEY,
   ST_BEST_ANY,
   ST_EXPORT,
+  ST_JOB_ADD,
+  ST_JOB_DELETE,
+  ST_JOB_LOST,
+  ST_FIND_OK,
   ST_COUNT
 };
 
@@ -47,8 +51,9 @@ static const char *const stmt_sql[ST_COUNT] = {
   [ST_SESSION_UPDATE] = "UPDATE sessions SET state = ?, updated_ms = ? WHERE id = ?",
   [ST_TRIAL_ADD] =
     "INSERT INTO trials(session, task, size, config, key, compiler, status, error,"
-    " costs, mean_s, gflops, flops, runner, build_s, timestamp_ms, number, repeat)"
-    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+    " costs, mean_s, gflops, flops, runner, build_s, timestamp_ms, number, repeat,"
+    " compiler_id, device, median_s, std_s, calls, clock, timing, reused)"
+    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
   [ST_TRIAL_COUNT] = "SELECT count(*) FROM trials WHERE session = ?",
   /* status = 'ok' spelled literally so the partial index applies. */
   [ST_BEST_KEY] =
@@ -61,14 +66,25 @@ static const char *const stmt_sql[ST_COUNT] = {
     " ORDER BY mean_s, id LIMIT 1",
   [ST_EXPORT] =
     "SELECT id, session, task, size, config, key, compiler, status, error, costs,"
-    " mean_s, gflops, flops, runner, build_s, timestamp_ms, number, repeat"
+    " mean_s, gflops, flops, runner, build_s, timestamp_ms, number, repeat,"
+    " compiler_id, device, median_s, std_s, calls, clock, timing, reused"
     " FROM trials ORDER BY id",
+  [ST_JOB_ADD] = "INSERT INTO jobs(session, idx, config, lost) VALUES (?,?,?,0)",
+  [ST_JOB_DELETE] = "DELETE FROM jobs WHERE id = ?",
+  [ST_JOB_LOST] = "UPDATE jobs SET lost = ? WHERE id = ?",
+  /* The newest ok measurement of exactly this config under these conditions. */
+  [ST_FIND_OK] =
+    "SELECT id, costs, mean_s, runner, number, build_s, compiler_id, device, median_s,"
+    " std_s, calls, clock FROM trials"
+    " WHERE status = 'ok' AND task = ? AND size = ? AND key = ? AND config = ?"
+    " AND compiler = ? AND timing = ? AND mean_s IS NOT NULL ORDER BY id DESC LIMIT 1",
 };
 
 /* Column order of ST_EXPORT. */
 enum {
   X_ID, X_SESSION, X_TASK, X_SIZE, X_CONFIG, X_KEY, X_COMPILER, X_STATUS, X_ERROR,
-  X_COSTS, X_MEAN, X_GFLOPS, X_FLOPS, X_RUNNER, X_BUILD, X_TS, X_NUMBER, X_REPEAT
+  X_COSTS, X_MEAN, X_GFLOPS, X_FLOPS, X_RUNNER, X_BUILD, X_TS, X_NUMBER, X_REPEAT,
+  X_COMPILER_ID, X_DEVICE, X_MEDIAN, X_STD, X_CALLS, X_CLOCK, X_TIMING, X_REUSED
 };
 
 static const char schema_sql[] =
@@ -104,8 +120,26 @@ static const char schema_sql[] =
   " build_s REAL,"
   " timestamp_ms INTEGER NOT NULL,"
   " number INTEGER NOT NULL,"
-  " repeat INTEGER NOT NULL);"
+  " repeat INTEGER NOT NULL,"
+  " compiler_id TEXT,"
+  " device TEXT,"
+  " median_s REAL,"
+  " std_s REAL,"
+  " calls INTEGER,"
+  " clock TEXT,"
+  " timing TEXT NOT NULL DEFAULT '{}',"
+  " reused INTEGER REFERENCES trials(id));"
+  /* Candidates proposed but not yet recorded: what a restarted tracker
+   * queues again. A row goes in the transaction that records its trial. */
+  "CREATE TABLE jobs ("
+  " id INTEGER PRIMARY KEY,"
+  " session INTEGER NOT NULL REFERENCES sessions(id),"
+  " idx INTEGER NOT NULL,"
+  " config TEXT NOT NULL,"
+  " lost INTEGER NOT NULL DEFAULT 0);"
+  "CREATE INDEX jobs_session ON jobs(session);"
   "CREATE INDEX trials_best ON trials(task, size, key, mean_s) WHERE status = 'ok';"
+  "CREATE INDEX trials_reuse ON trials(task, size, key, config) WHERE status = 'ok';"
   "CREATE INDEX trials_session ON trials(session);";
 
 struct hist {
@@ -527,21 +561,6 @@ int hist_session_update(hist *h, int64_t id, const char *state) {
   return 0;
 }
 
-int hist_fail_unfinished(hist *h, int64_t *n) {
-  h->err[0] = '\0';
-  sqlite3_stmt *st;
-  int rc = sqlite3_prepare_v2(h->db,
-      "UPDATE sessions SET state = 'failed', updated_ms = ?1 "
-      "WHERE state IN ('queued', 'running')", -1, &st, NULL);
-  if (rc != SQLITE_OK) return fail_db(h, rc);
-  sqlite3_bind_int64(st, 1, now_ms());
-  rc = step_done(h, st);
-  sqlite3_finalize(st);
-  if (rc < 0) return rc;
-  *n = sqlite3_changes(h->db);
-  return 0;
-}
-
 int hist_trial_add(hist *h, const hist_trial *t, int64_t *id) {
   h->err[0] = '\0';
   const char *missing = !t->task       ? "task"
@@ -553,8 +572,12 @@ int hist_trial_add(hist *h, const hist_trial *t, int64_t *id) {
   char *size = canonical_object(h, "trial size", t->size_json);
   char *config = size ? canonical_object(h, "trial config", t->config_json) : NULL;
   char *costs = config ? costs_json(h, t->costs, t->ncosts) : NULL;
+  char *timing = costs ? canonical_object(h, "trial timing", t->timing_json ? t->timing_json : "{}") : NULL;
+  char *device = NULL;
+  if (timing && t->device_json && *t->device_json)
+    device = canonical_object(h, "trial device", t->device_json);
   sqlite3_stmt *st = NULL;
-  int rc = costs ? stmt(h, ST_TRIAL_ADD, &st) : -1;
+  int rc = timing && (device || !t->device_json || !*t->device_json) ? stmt(h, ST_TRIAL_ADD, &st) : -1;
   if (rc < 0) goto out;
   /* A trial that failed before it was timed has no latency; its zero would
    * read as infinitely fast. */
@@ -579,12 +602,196 @@ int hist_trial_add(hist *h, const hist_trial *t, int64_t *id) {
   sqlite3_bind_int64(st, 15, t->timestamp_ms > 0 ? t->timestamp_ms : now_ms());
   sqlite3_bind_int64(st, 16, t->number);
   sqlite3_bind_int64(st, 17, t->repeat);
+  bind_opt_text(st, 18, t->compiler_id);
+  bind_opt_text(st, 19, device);
+  bind_real(st, 20, t->median_s, timed);
+  bind_real(st, 21, t->std_s, timed);
+  sqlite3_bind_int64(st, 22, (int64_t)t->calls);
+  bind_opt_text(st, 23, t->clock);
+  sqlite3_bind_text(st, 24, timing, -1, SQLITE_STATIC);
+  if (t->reused > 0)
+    sqlite3_bind_int64(st, 25, t->reused);
+  else
+    sqlite3_bind_null(st, 25);
   rc = step_done(h, st);
   if (rc == 0 && id) *id = sqlite3_last_insert_rowid(h->db);
 out:
   free(size);
   free(config);
   free(costs);
+  free(timing);
+  free(device);
+  return rc;
+}
+
+static const char *col_text(sqlite3_stmt *st, int i) {
+  return (const char *)sqlite3_column_text(st, i);
+}
+
+static char *col_strdup(sqlite3_stmt *st, int i) {
+  const unsigned char *t = sqlite3_column_text(st, i);
+  return t ? strdup((const char *)t) : NULL;
+}
+
+int hist_job_add(hist *h, int64_t session, uint64_t index, const char *config_json, int64_t *id) {
+  h->err[0] = '\0';
+  char *config = canonical_object(h, "job config", config_json);
+  if (!config) return -1;
+  sqlite3_stmt *st;
+  int rc = stmt(h, ST_JOB_ADD, &st);
+  if (rc == 0) {
+    sqlite3_bind_int64(st, 1, session);
+    sqlite3_bind_int64(st, 2, (int64_t)index);
+    sqlite3_bind_text(st, 3, config, -1, SQLITE_STATIC);
+    rc = step_done(h, st);
+    if (rc == 0 && id) *id = sqlite3_last_insert_rowid(h->db);
+  }
+  free(config);
+  return rc;
+}
+
+/* Runs a cached statement that changes one row picked by its last parameter. */
+static int change_row(hist *h, int which, int64_t a, int64_t id, const char *what) {
+  h->err[0] = '\0';
+  sqlite3_stmt *st;
+  int rc = stmt(h, which, &st);
+  if (rc < 0) return rc;
+  int n = 1;
+  if (which == ST_JOB_LOST) sqlite3_bind_int64(st, n++, a);
+  sqlite3_bind_int64(st, n, id);
+  if ((rc = step_done(h, st)) < 0) return rc;
+  if (sqlite3_changes(h->db) == 0) return fail(h, "no %s %lld in the history", what, (long long)id);
+  return 0;
+}
+
+int hist_job_delete(hist *h, int64_t id) { return change_row(h, ST_JOB_DELETE, 0, id, "job"); }
+
+int hist_job_lost(hist *h, int64_t id, uint32_t lost) {
+  return change_row(h, ST_JOB_LOST, lost, id, "job");
+}
+
+/* Prepares a one-off query; these run once per tracker start. */
+static int query(hist *h, const char *sql, sqlite3_stmt **st) {
+  h->err[0] = '\0';
+  int rc = sqlite3_prepare_v2(h->db, sql, -1, st, NULL);
+  return rc == SQLITE_OK ? 0 : fail_db(h, rc);
+}
+
+static int query_end(hist *h, sqlite3_stmt *st, int step, int cb_rc) {
+  sqlite3_finalize(st);
+  if (cb_rc) return cb_rc;
+  return step == SQLITE_DONE ? 0 : fail_db(h, step);
+}
+
+int hist_jobs_of(hist *h, int64_t session, hist_job_fn cb, void *ctx) {
+  sqlite3_stmt *st;
+  int rc = query(h, "SELECT id, idx, lost FROM jobs WHERE session = ? ORDER BY id", &st);
+  if (rc < 0) return rc;
+  sqlite3_bind_int64(st, 1, session);
+  int step, cb_rc = 0;
+  while (!cb_rc && (step = sqlite3_step(st)) == SQLITE_ROW)
+    cb_rc = cb(ctx, sqlite3_column_int64(st, 0), (uint64_t)sqlite3_column_int64(st, 1),
+               (uint32_t)sqlite3_column_int64(st, 2));
+  return query_end(h, st, cb_rc ? SQLITE_DONE : step, cb_rc);
+}
+
+int hist_sessions_unfinished(hist *h, hist_session_fn cb, void *ctx) {
+  sqlite3_stmt *st;
+  int rc = query(h, "SELECT id, spec, owner, created_ms FROM sessions"
+                    " WHERE state IN ('queued', 'running') ORDER BY id", &st);
+  if (rc < 0) return rc;
+  int step, cb_rc = 0;
+  while (!cb_rc && (step = sqlite3_step(st)) == SQLITE_ROW)
+    cb_rc = cb(ctx, sqlite3_column_int64(st, 0), sqlite3_column_blob(st, 1),
+               (size_t)sqlite3_column_bytes(st, 1), col_text(st, 2), sqlite3_column_int64(st, 3));
+  return query_end(h, st, cb_rc ? SQLITE_DONE : step, cb_rc);
+}
+
+int hist_session_summary(hist *h, int64_t session, uint32_t *trials, uint32_t *failures,
+                         char **best_config, double *best_mean_s) {
+  sqlite3_stmt *st;
+  int rc = query(h, "SELECT count(*), coalesce(sum(status <> 'ok'), 0) FROM trials WHERE session = ?",
+                 &st);
+  if (rc < 0) return rc;
+  sqlite3_bind_int64(st, 1, session);
+  int step = sqlite3_step(st);
+  if (step == SQLITE_ROW) {
+    *trials = (uint32_t)sqlite3_column_int64(st, 0);
+    *failures = (uint32_t)sqlite3_column_int64(st, 1);
+    step = SQLITE_DONE;
+  }
+  if ((rc = query_end(h, st, step, 0)) < 0) return rc;
+  *best_config = NULL;
+  *best_mean_s = 0;
+  rc = query(h, "SELECT config, mean_s FROM trials WHERE session = ? AND status = 'ok'"
+                " AND mean_s > 0 ORDER BY mean_s, id LIMIT 1", &st);
+  if (rc < 0) return rc;
+  sqlite3_bind_int64(st, 1, session);
+  step = sqlite3_step(st);
+  if (step == SQLITE_ROW) {
+    *best_config = col_strdup(st, 0);
+    *best_mean_s = sqlite3_column_double(st, 1);
+    step = SQLITE_DONE;
+  }
+  return query_end(h, st, step, 0);
+}
+
+void hist_found_clear(hist_found *f) {
+  free(f->costs);
+  free(f->runner);
+  free(f->compiler_id);
+  free(f->device_json);
+  free(f->clock);
+  memset(f, 0, sizeof(*f));
+}
+
+int hist_find_ok(hist *h, const char *task, const char *size_json, const char *key,
+                 const char *config_json, const char *compiler, const char *timing_json,
+                 hist_found *out) {
+  h->err[0] = '\0';
+  memset(out, 0, sizeof(*out));
+  char *size = canonical_object(h, "size", size_json);
+  char *config = size ? canonical_object(h, "config", config_json) : NULL;
+  char *timing = config ? canonical_object(h, "timing", timing_json ? timing_json : "{}") : NULL;
+  sqlite3_stmt *st = NULL;
+  int rc = timing ? stmt(h, ST_FIND_OK, &st) : -1;
+  if (rc < 0) goto out;
+  sqlite3_bind_text(st, 1, task, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 2, size, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 3, key, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 4, config, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 5, compiler, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 6, timing, -1, SQLITE_STATIC);
+  int step = sqlite3_step(st);
+  if (step == SQLITE_ROW) {
+    json_error_t je;
+    json_t *costs = json_loads(col_text(st, 1) ? col_text(st, 1) : "", 0, &je);
+    size_t n = json_is_array(costs) ? json_array_size(costs) : 0;
+    out->costs = calloc(n ? n : 1, sizeof(double));
+    for (size_t i = 0; out->costs && i < n; i++)
+      out->costs[i] = json_number_value(json_array_get(costs, i));
+    json_decref(costs);
+    out->ncosts = out->costs ? n : 0;
+    out->id = sqlite3_column_int64(st, 0);
+    out->mean_s = sqlite3_column_double(st, 2);
+    out->runner = col_strdup(st, 3);
+    out->number = (uint32_t)sqlite3_column_int64(st, 4);
+    out->build_s = sqlite3_column_double(st, 5);
+    out->compiler_id = col_strdup(st, 6);
+    out->device_json = col_strdup(st, 7);
+    out->median_s = sqlite3_column_double(st, 8);
+    out->std_s = sqlite3_column_double(st, 9);
+    out->calls = (uint64_t)sqlite3_column_int64(st, 10);
+    out->clock = col_strdup(st, 11);
+    rc = out->ncosts ? 1 : fail(h, "trial %lld has no costs", (long long)out->id);
+  } else {
+    rc = step == SQLITE_DONE ? 0 : fail_db(h, step);
+  }
+  stmt_done(st);
+out:
+  free(size);
+  free(config);
+  free(timing);
   return rc;
 }
 
@@ -605,10 +812,6 @@ int hist_trial_count(hist *h, int64_t session, int64_t *n) {
   return rc;
 }
 
-static char *col_strdup(sqlite3_stmt *st, int i) {
-  const unsigned char *t = sqlite3_column_text(st, i);
-  return t ? strdup((const char *)t) : NULL;
-}
 
 static double col_real(sqlite3_stmt *st, int i) {
   return sqlite3_column_type(st, i) == SQLITE_NULL ? NAN : sqlite3_column_double(st, i);
@@ -719,17 +922,15 @@ static void csv_field(sbuf *b, int first, const char *v) {
 
 static const char csv_header[] =
   "id,session,task,size,config,key,compiler,status,error,costs_s,mean_s,gflops,flops,"
-  "runner,build_s,timestamp,timestamp_ms,number,repeat";
+  "runner,build_s,timestamp,timestamp_ms,number,repeat,compiler_id,device,median_s,std_s,"
+  "calls,clock,timing,reused_from";
 
-static const char *col_text(sqlite3_stmt *st, int i) {
-  return (const char *)sqlite3_column_text(st, i);
-}
 
 /* One CSV row: numbers as text, NULL as an empty field. */
 static int csv_row(hist *h, sqlite3_stmt *st, char **line) {
   sbuf b = {0};
   char num[48], ts[64];
-  for (int i = X_ID; i <= X_REPEAT; i++) {
+  for (int i = X_ID; i <= X_REUSED; i++) {
     const char *v = NULL;
     int type = sqlite3_column_type(st, i);
     if (i == X_TS) {
@@ -932,6 +1133,23 @@ static int jsonl_row(hist *h, sqlite3_stmt *st, char **line) {
   sb_col_int(&b, st, X_NUMBER);
   sb_key(&b, "repeat");
   sb_col_int(&b, st, X_REPEAT);
+  sb_key(&b, "compiler_id");
+  sb_jstr(&b, col_text(st, X_COMPILER_ID));
+  sb_key(&b, "device");
+  if (sqlite3_column_type(st, X_DEVICE) == SQLITE_NULL) sb_str(&b, "null");
+  else if ((rc = sb_col_object(h, &b, st, X_DEVICE, "device")) < 0) goto out;
+  sb_key(&b, "median_s");
+  sb_col_real(&b, st, X_MEDIAN);
+  sb_key(&b, "std_s");
+  sb_col_real(&b, st, X_STD);
+  sb_key(&b, "calls");
+  sb_col_int(&b, st, X_CALLS);
+  sb_key(&b, "clock");
+  sb_jstr(&b, col_text(st, X_CLOCK));
+  sb_key(&b, "timing");
+  if ((rc = sb_col_object(h, &b, st, X_TIMING, "timing")) < 0) goto out;
+  sb_key(&b, "reused_from");
+  sb_col_int(&b, st, X_REUSED);
   sb_put(&b, "}", 1);
   if (b.oom) rc = fail(h, "out of memory");
 out:

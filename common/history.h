@@ -39,9 +39,27 @@ typedef struct {
   const char *runner;
   double build_s;
   int64_t timestamp_ms;    /* Unix time in milliseconds */
-  uint32_t number;
+  uint32_t number;         /* calls per round actually used */
   uint32_t repeat;
+  const char *compiler_id; /* name, version and flags of what built it */
+  const char *device_json; /* runner's device identity, a JSON object */
+  double median_s, std_s;
+  uint64_t calls;          /* timed calls in all */
+  const char *clock;
+  const char *timing_json; /* requested timing options, a JSON object */
+  int64_t reused;          /* answered from this earlier trial, 0 if measured */
 } hist_trial;
+
+/* What hist_find_ok found (strings malloc'd; free with hist_found_clear). */
+typedef struct {
+  int64_t id;
+  double *costs;
+  size_t ncosts;
+  double mean_s, median_s, std_s, build_s;
+  uint32_t number;
+  uint64_t calls;
+  char *runner, *compiler_id, *device_json, *clock;
+} hist_found;
 
 /* Opens (creating if needed) the history in WAL mode. sync_full selects
  * synchronous=FULL instead of NORMAL. */
@@ -56,11 +74,33 @@ int hist_commit(hist *h);
 
 int hist_session_add(hist *h, const hist_session *s, int64_t *id);
 int hist_session_update(hist *h, int64_t id, const char *state);
-/* Marks sessions left queued or running by an earlier tracker as failed;
- * *n is how many. */
-int hist_fail_unfinished(hist *h, int64_t *n);
 int hist_trial_add(hist *h, const hist_trial *t, int64_t *id);
 int hist_trial_count(hist *h, int64_t session, int64_t *n);
+
+/* Jobs: candidates proposed and not yet recorded, so that a restarted
+ * tracker queues them again. */
+int hist_job_add(hist *h, int64_t session, uint64_t index, const char *config_json, int64_t *id);
+int hist_job_delete(hist *h, int64_t id);
+int hist_job_lost(hist *h, int64_t id, uint32_t lost);
+typedef int (*hist_job_fn)(void *ctx, int64_t id, uint64_t index, uint32_t lost);
+int hist_jobs_of(hist *h, int64_t session, hist_job_fn cb, void *ctx);
+
+/* Sessions left queued or running, oldest first, with what resumes them. */
+typedef int (*hist_session_fn)(void *ctx, int64_t id, const void *spec, size_t spec_len,
+                               const char *owner, int64_t created_ms);
+int hist_sessions_unfinished(hist *h, hist_session_fn cb, void *ctx);
+
+/* A session's recorded trials: how many, how many failed, and the fastest
+ * ok one (best_config NULL when none; caller frees). */
+int hist_session_summary(hist *h, int64_t session, uint32_t *trials, uint32_t *failures,
+                         char **best_config, double *best_mean_s);
+
+/* The newest ok trial of exactly this config under the same conditions.
+ * Returns 1 and fills out, 0 when there is none. */
+int hist_find_ok(hist *h, const char *task, const char *size_json, const char *key,
+                 const char *config_json, const char *compiler, const char *timing_json,
+                 hist_found *out);
+void hist_found_clear(hist_found *f);
 
 /* Calls cb once per trial, oldest first, with one line of the format
  * ("jsonl" or "csv"; csv starts with a header line). */

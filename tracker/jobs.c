@@ -1,9 +1,12 @@
 /* The job queue. A job is one candidate of one session and moves
  * BUILD_QUEUED -> BUILDING -> RUN_QUEUED -> RUNNING -> (recorded, freed).
  * A job handed to an agent is leased to it; when the agent goes, the job
- * goes back one step. Builders run ahead of runners by a bounded amount so
- * that a runner finds an artifact waiting. */
+ * goes back one step, and after max_lost such losses it ends as
+ * RUNNER_LOST. Builders run ahead of runners by a bounded amount so that a
+ * runner finds an artifact waiting. Each job is a row of the history's jobs
+ * table until its trial is recorded, in the same transaction. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -27,9 +30,10 @@ static const char *known_code(const char *s) {
   return NULL;
 }
 
-int jobs_add(tracker *t, session *s, uint64_t index, const int64_t *values) {
+job *jobs_add(tracker *t, session *s, uint64_t id, uint64_t index, const int64_t *values,
+              uint32_t lost) {
   job *j = calloc(1, sizeof(*j));
-  if (!j) return -1;
+  if (!j) return NULL;
   size_t nk = s->task.nknobs;
   j->values = malloc((nk ? nk : 1) * sizeof(int64_t));
   j->config_json = space_config_json(&s->sp, values);
@@ -37,18 +41,19 @@ int jobs_add(tracker *t, session *s, uint64_t index, const int64_t *values) {
     free(j->values);
     free(j->config_json);
     free(j);
-    return -1;
+    return NULL;
   }
   memcpy(j->values, values, nk * sizeof(int64_t));
-  j->id = ++t->next_job_id;
+  j->id = id;
   j->s = s;
   j->index = index;
+  j->lost = lost;
   j->state = JOB_BUILD_QUEUED;
   j->prev = t->jobs_tail;
   if (t->jobs_tail) t->jobs_tail->next = j;
   else t->jobs = j;
   t->jobs_tail = j;
-  return 0;
+  return j;
 }
 
 static void job_free(tracker *t, job *j) {
@@ -59,7 +64,12 @@ static void job_free(tracker *t, job *j) {
   free(j->values);
   free(j->config_json);
   free(j->artifact);
+  free(j->compiler_id);
   free(j);
+}
+
+void jobs_free_all(tracker *t) {
+  while (t->jobs) job_free(t, t->jobs);
 }
 
 static job *find_job(tracker *t, uint64_t id) {
@@ -83,12 +93,25 @@ static uint32_t built_ahead(tracker *t, const char *key) {
   return n;
 }
 
-static int can_build(const peer *b, const session *s) {
-  /* External compiler commands are a later back end; tcc is built in. */
-  return strcmp(s->compiler, "tcc") == 0 && b->has_tcc;
+/* The architecture the runners of a key report (they are identical
+ * devices), or NULL when none is connected. */
+static const char *key_arch(tracker *t, const char *key) {
+  for (peer *p = t->peers; p; p = p->next)
+    if (p->state == PEER_READY && p->role == KTUNE__ROLE__ROLE_RUNNER && !strcmp(p->key, key))
+      return p->arch;
+  return NULL;
 }
 
-static void send_build(tracker *t, peer *b, job *j) {
+static int can_build(const peer *b, const session *s, const char *arch) {
+  if (strcmp(s->compiler, "tcc") != 0) return b->has_cc; /* the builder checks the target */
+  if (!b->has_tcc) return 0;
+  if (b->narchs == 0) return strcmp(b->arch, arch) == 0;
+  for (size_t i = 0; i < b->narchs; i++)
+    if (strcmp(b->archs[i], arch) == 0) return 1;
+  return 0;
+}
+
+static void send_build(tracker *t, peer *b, job *j, const char *arch) {
   session *s = j->s;
   size_t nc = s->task.nconsts, nk = s->task.nknobs;
   Ktune__Param *params = calloc(nc + nk + 1, sizeof(*params));
@@ -108,6 +131,7 @@ static void send_build(tracker *t, peer *b, job *j) {
   bj.n_defines = nc + nk;
   bj.compiler = s->compiler;
   bj.timeout_ms = t->opts.build_timeout_ms;
+  bj.target_arch = (char *)arch;
   Ktune__Envelope env = KTUNE__ENVELOPE__INIT;
   env.msg_case = KTUNE__ENVELOPE__MSG_BUILD_JOB;
   env.build_job = &bj;
@@ -115,6 +139,7 @@ static void send_build(tracker *t, peer *b, job *j) {
     j->state = JOB_BUILDING;
     j->owner = b;
     b->busy++;
+    s->built++;
   }
 out:
   free(params);
@@ -149,7 +174,12 @@ static void send_run(tracker *t, peer *r, job *j) {
   rj.check = s->check && s->task.reference;
   rj.rtol = s->task.rtol;
   rj.atol = s->task.atol;
-  rj.timeout_ms = t->opts.run_timeout_ms;
+  rj.timeout_ms = s->timeout_ms ? s->timeout_ms : t->opts.run_timeout_ms;
+  rj.min_repeat_ms = s->min_repeat_ms;
+  rj.cooldown_ms = s->cooldown_ms;
+  rj.flush_cache = s->flush_cache;
+  rj.task = s->task.name;
+  rj.size = s->size_json;
   Ktune__Envelope env = KTUNE__ENVELOPE__INIT;
   env.msg_case = KTUNE__ENVELOPE__MSG_RUN_JOB;
   env.run_job = &rj;
@@ -157,10 +187,49 @@ static void send_run(tracker *t, peer *r, job *j) {
     j->state = JOB_RUNNING;
     j->owner = r;
     r->busy++;
+    s->served++;
+    if (strcmp(s->state, "queued") == 0) {
+      s->state = "running";
+      server_db_write(t);
+      hist_session_update(t->db, (int64_t)s->id, "running");
+    }
   }
 out:
   free(bufs);
   free(bp);
+}
+
+/* Higher priority first; among equals, the session served least so far,
+ * so that no session starves while another is busy; then the oldest job. */
+static int better(const job *a, const job *b, int for_runner) {
+  if (!b) return 1;
+  if (a->s->priority != b->s->priority) return a->s->priority > b->s->priority;
+  uint64_t ua = for_runner ? a->s->served : a->s->built;
+  uint64_t ub = for_runner ? b->s->served : b->s->built;
+  return ua < ub;
+}
+
+static job *pick_run(tracker *t, const peer *r) {
+  job *best = NULL;
+  for (job *j = t->jobs; j; j = j->next)
+    if (j->s && j->state == JOB_RUN_QUEUED && !strcmp(j->s->key, r->key) && better(j, best, 1))
+      best = j;
+  return best;
+}
+
+static job *pick_build(tracker *t, const peer *b) {
+  job *best = NULL;
+  for (job *j = t->jobs; j; j = j->next) {
+    if (!j->s || j->state != JOB_BUILD_QUEUED || !better(j, best, 0)) continue;
+    /* The target must be known: build only for a key that has a runner. */
+    const char *arch = key_arch(t, j->s->key);
+    if (!arch || !can_build(b, j->s, arch)) continue;
+    uint32_t runners = registry_runners(t, j->s->key);
+    uint32_t limit = runners > 1 ? 2 * runners : 2;
+    if (built_ahead(t, j->s->key) >= limit) continue;
+    best = j;
+  }
+  return best;
 }
 
 void jobs_dispatch(tracker *t) {
@@ -168,17 +237,11 @@ void jobs_dispatch(tracker *t) {
   for (peer *p = t->peers; p; p = p->next) {
     if (p->state != PEER_READY || !p->c) continue;
     if (p->role == KTUNE__ROLE__ROLE_RUNNER) {
-      for (job *j = t->jobs; j && p->busy < p->slots; j = j->next)
-        if (j->s && j->state == JOB_RUN_QUEUED && strcmp(j->s->key, p->key) == 0)
-          send_run(t, p, j);
+      job *j;
+      while (p->busy < p->slots && (j = pick_run(t, p))) send_run(t, p, j);
     } else if (p->role == KTUNE__ROLE__ROLE_BUILDER) {
-      for (job *j = t->jobs; j && p->busy < p->slots; j = j->next) {
-        if (!j->s || j->state != JOB_BUILD_QUEUED || !can_build(p, j->s)) continue;
-        uint32_t runners = registry_runners(t, j->s->key);
-        uint32_t limit = runners > 1 ? 2 * runners : 2;
-        if (built_ahead(t, j->s->key) >= limit) continue;
-        send_build(t, p, j);
-      }
+      job *j;
+      while (p->busy < p->slots && (j = pick_build(t, p))) send_build(t, p, j, key_arch(t, j->s->key));
     }
   }
 }
@@ -189,37 +252,69 @@ static int64_t now_ms(void) {
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Writes one trial into this turn's transaction and tells the session. */
-static void record(tracker *t, job *j, const char *status, const char *error, const double *costs,
-                   size_t ncosts, const char *runner, uint32_t number) {
-  session *s = j->s;
-  double mean = 0;
-  for (size_t i = 0; i < ncosts; i++) mean += costs[i];
-  if (ncosts) mean /= (double)ncosts;
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+void jobs_record(tracker *t, session *s, const int64_t *values, const char *config_json,
+                 hist_trial *tr) {
+  double mean = 0, var = 0, median = 0;
+  size_t n = tr->ncosts;
+  for (size_t i = 0; i < n; i++) mean += tr->costs[i];
+  if (n) mean /= (double)n;
+  for (size_t i = 0; i < n; i++) var += (tr->costs[i] - mean) * (tr->costs[i] - mean);
+  double *sorted = n ? malloc(n * sizeof(double)) : NULL;
+  if (sorted) {
+    memcpy(sorted, tr->costs, n * sizeof(double));
+    qsort(sorted, n, sizeof(double), cmp_double);
+    median = n % 2 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
+    free(sorted);
+  }
+  int ok = strcmp(tr->status, "ok") == 0;
+  tr->session = (int64_t)s->id;
+  tr->task = s->task.name;
+  tr->size_json = s->size_json;
+  tr->config_json = config_json;
+  tr->key = s->key;
+  tr->compiler = s->compiler;
+  tr->mean_s = mean;
+  tr->median_s = median;
+  tr->std_s = n > 1 ? sqrt(var / (double)(n - 1)) : 0;
+  tr->gflops = mean > 0 && ok ? (double)s->flops / mean / 1e9 : 0;
+  tr->flops = s->flops;
+  tr->repeat = s->repeat;
+  tr->calls = (uint64_t)tr->number * n;
+  tr->timing_json = s->timing_json;
+  if (!tr->timestamp_ms) tr->timestamp_ms = now_ms();
+  server_db_write(t);
+  if (hist_trial_add(t->db, tr, NULL) < 0)
+    log_error(WHO, "history: cannot record a trial of session %llu: %s",
+              (unsigned long long)s->id, hist_errmsg(t->db));
+  session_on_trial(t, s, values, tr->status, ok ? mean : 0);
+}
+
+/* Records a job's trial and retires its history row in the same
+ * transaction: the trial exists exactly when the job no longer does. */
+static void record_job(tracker *t, job *j, const char *status, const char *error,
+                       const double *costs, size_t ncosts, const peer *runner, uint32_t number,
+                       const char *clock) {
   hist_trial tr = {0};
-  tr.session = (int64_t)s->id;
-  tr.task = s->task.name;
-  tr.size_json = s->size_json;
-  tr.config_json = j->config_json;
-  tr.key = s->key;
-  tr.compiler = s->compiler;
   tr.status = status;
   tr.error = error && error[0] ? error : NULL;
   tr.costs = costs;
   tr.ncosts = ncosts;
-  tr.mean_s = mean;
-  tr.gflops = mean > 0 && strcmp(status, "ok") == 0 ? (double)s->flops / mean / 1e9 : 0;
-  tr.flops = s->flops;
-  tr.runner = runner ? runner : "";
+  tr.runner = runner ? runner->name : NULL;
+  tr.device_json = runner ? runner->device_json : NULL;
   tr.build_s = j->build_s;
-  tr.timestamp_ms = now_ms();
+  tr.compiler_id = j->compiler_id;
   tr.number = number;
-  tr.repeat = s->repeat;
+  tr.clock = clock;
   server_db_write(t);
-  if (hist_trial_add(t->db, &tr, NULL) < 0)
-    log_error(WHO, "history: cannot record trial of session %llu: %s",
-              (unsigned long long)s->id, hist_errmsg(t->db));
-  session_on_trial(t, s, j, status, strcmp(status, "ok") == 0 ? mean : 0);
+  if (hist_job_delete(t->db, (int64_t)j->id) < 0)
+    log_error(WHO, "history: cannot retire job %llu: %s", (unsigned long long)j->id,
+              hist_errmsg(t->db));
+  jobs_record(t, j->s, j->values, j->config_json, &tr);
 }
 
 /* The job's trial is recorded (or its session is gone): free it and let
@@ -252,6 +347,8 @@ void jobs_on_build_result(tracker *t, peer *p, const Ktune__BuildResult *r) {
     return;
   }
   j->build_s = isfinite(r->build_s) && r->build_s >= 0 ? r->build_s : 0;
+  free(j->compiler_id);
+  j->compiler_id = r->compiler_id[0] ? strndup(r->compiler_id, 512) : NULL;
   const char *code = known_code(r->status);
   if (code && strcmp(code, "ok") == 0 && r->artifact.len > 0) {
     j->artifact = malloc(r->artifact.len);
@@ -266,7 +363,8 @@ void jobs_on_build_result(tracker *t, peer *p, const Ktune__BuildResult *r) {
     return;
   }
   if (!code || strcmp(code, "ok") == 0) code = "COMPILE_ERROR";
-  record(t, j, code, r->error[0] ? r->error : "builder returned no artifact", NULL, 0, p->name, 0);
+  record_job(t, j, code, r->error[0] ? r->error : "builder returned no artifact", NULL, 0, NULL,
+             0, NULL);
   finish(t, j);
 }
 
@@ -302,31 +400,55 @@ void jobs_on_run_result(tracker *t, peer *p, const Ktune__RunResult *r) {
     error = "runner reported no valid timings";
   }
   int ok = strcmp(code, "ok") == 0;
-  p->trials_done++;
-  record(t, j, code, error, ok ? r->costs_s : NULL, ok ? n : 0, p->name, r->number);
+  if (ok) p->trials_done++;
+  else p->trials_failed++;
+  char clock[32];
+  snprintf(clock, sizeof(clock), "%s", r->clock);
+  record_job(t, j, code, error, ok ? r->costs_s : NULL, ok ? n : 0, p,
+             r->number ? r->number : j->s->number, clock[0] ? clock : NULL);
   finish(t, j);
 }
 
 void jobs_release(tracker *t, peer *p) {
+  /* Two passes: recording a lost job can end its session, which frees
+   * other jobs of it, so no pointer into the list survives a recording. */
   for (job *j = t->jobs; j; j = j->next) {
     if (j->owner != p) continue;
     j->owner = NULL;
     j->state = j->state == JOB_BUILDING ? JOB_BUILD_QUEUED : JOB_RUN_QUEUED;
-    log_info(WHO, "job %llu goes back to the queue", (unsigned long long)j->id);
+    /* A tracker that is stopping loses no agent: the jobs stay as they are
+     * in the history and are queued again on restart. */
+    if (t->stopping || !j->s) continue;
+    j->lost++;
+    server_db_write(t);
+    hist_job_lost(t->db, (int64_t)j->id, j->lost);
+    log_info(WHO, "job %llu lost its %s (%u of %u times); back to the queue",
+             (unsigned long long)j->id, registry_role_name(p->role), j->lost, t->opts.max_lost);
   }
   p->busy = 0;
+  if (t->stopping) return;
+  for (int again = 1; again;) {
+    again = 0;
+    for (job *j = t->jobs; j; j = j->next) {
+      if (!j->s || j->owner || j->lost < t->opts.max_lost) continue;
+      char why[128];
+      snprintf(why, sizeof(why), "the job lost its agent %u times", j->lost);
+      record_job(t, j, "RUNNER_LOST", why, NULL, 0, NULL, 0, NULL);
+      finish(t, j);
+      again = 1;
+      break;
+    }
+  }
 }
 
 void jobs_drop_session(tracker *t, session *s) {
   for (job *j = t->jobs, *next; j; j = next) {
     next = j->next;
     if (j->s != s) continue;
+    server_db_write(t);
+    hist_job_delete(t->db, (int64_t)j->id);
     /* A leased job waits for its agent's answer, which is then dropped. */
     if (j->owner) j->s = NULL;
     else job_free(t, j);
   }
-}
-
-void jobs_free_all(tracker *t) {
-  while (t->jobs) job_free(t, t->jobs);
 }

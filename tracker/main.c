@@ -13,7 +13,7 @@ static void usage(FILE *f) {
   fprintf(f,
           "usage: ktune-tracker [--listen HOST:PORT] [--db PATH] [--sync normal|full]\n"
           "                     [--heartbeat-ms N] [--timeout-ms N] [--max-frame BYTES]\n"
-          "                     [--port-file PATH]\n"
+          "                     [--max-lost N] [--port-file PATH]\n"
           "\n"
           "Keeps the farm: builders and runners dial in, clients submit sessions.\n"
           "  --listen HOST:PORT  address to listen on (default 127.0.0.1:9290; port 0 picks one)\n"
@@ -23,6 +23,8 @@ static void usage(FILE *f) {
           "  --heartbeat-ms N    heartbeat interval told to agents (default 1000)\n"
           "  --timeout-ms N      drop a peer silent this long (default 10000)\n"
           "  --max-frame BYTES   largest message accepted (default 67108864)\n"
+          "  --max-lost N        times a job may lose its agent before it ends as\n"
+          "                      RUNNER_LOST (default 3)\n"
           "  --port-file PATH    write the address actually bound, once listening\n");
 }
 
@@ -48,12 +50,14 @@ int main(int argc, char **argv) {
   t.opts.max_frame = 64u << 20;
   t.opts.build_timeout_ms = 60000;
   t.opts.run_timeout_ms = 60000;
-  enum { OPT_HB = 256, OPT_TO, OPT_MAXF, OPT_PORTF, OPT_SYNC };
+  t.opts.max_lost = 3;
+  enum { OPT_HB = 256, OPT_TO, OPT_MAXF, OPT_PORTF, OPT_SYNC, OPT_LOST };
   static const struct option opts[] = {
       {"listen", required_argument, 0, 'l'}, {"db", required_argument, 0, 'd'},
       {"sync", required_argument, 0, OPT_SYNC}, {"heartbeat-ms", required_argument, 0, OPT_HB},
       {"timeout-ms", required_argument, 0, OPT_TO}, {"max-frame", required_argument, 0, OPT_MAXF},
-      {"port-file", required_argument, 0, OPT_PORTF}, {"help", no_argument, 0, 'h'},
+      {"port-file", required_argument, 0, OPT_PORTF}, {"max-lost", required_argument, 0, OPT_LOST},
+      {"help", no_argument, 0, 'h'},
       {0, 0, 0, 0}};
   int c;
   while ((c = getopt_long(argc, argv, "l:d:h", opts, NULL)) != -1) {
@@ -70,6 +74,7 @@ int main(int argc, char **argv) {
       break;
     case OPT_HB: if (parse_u32("--heartbeat-ms", optarg, 10, &t.opts.heartbeat_ms)) return 2; break;
     case OPT_TO: if (parse_u32("--timeout-ms", optarg, 50, &t.opts.timeout_ms)) return 2; break;
+    case OPT_LOST: if (parse_u32("--max-lost", optarg, 1, &t.opts.max_lost)) return 2; break;
     case OPT_MAXF: if (parse_u32("--max-frame", optarg, 1024, &t.opts.max_frame)) return 2; break;
     case 'h': usage(stdout); return 0;
     default: usage(stderr); return 2;
@@ -85,13 +90,14 @@ int main(int argc, char **argv) {
     fprintf(stderr, "ktune-tracker: %s\n", err);
     return 1;
   }
-  /* Jobs live in memory for now: a session cut short by a restart cannot
-   * resume, so say so instead of leaving it 'running' forever. */
-  int64_t n = 0;
-  if (hist_fail_unfinished(t.db, &n) == 0 && n > 0)
-    log_warn(WHO, "%lld session(s) interrupted by the last stop are marked failed", (long long)n);
   t.loop = uv_default_loop();
   t.started_ms = uv_now(t.loop);
+  if (session_resume_all(&t) < 0) {
+    fprintf(stderr, "ktune-tracker: cannot resume the sessions in %s: %s\n", t.opts.db_path,
+            hist_errmsg(t.db));
+    hist_close(t.db);
+    return 1;
+  }
   if (server_start(&t, err, sizeof(err)) < 0) {
     fprintf(stderr, "ktune-tracker: %s\n", err);
     hist_close(t.db);

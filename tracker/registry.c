@@ -1,4 +1,5 @@
 /* Who is connected: builders, runners and clients, and what they hold. */
+#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,6 +22,7 @@ void registry_remove(tracker *t, peer *p) {
   if (p->prev) p->prev->next = p->next;
   else t->peers = p->next;
   if (p->next) p->next->prev = p->prev;
+  free(p->device_json);
   free(p);
 }
 
@@ -47,6 +49,33 @@ const char *registry_role_name(Ktune__Role r) {
   }
 }
 
+char *registry_device_json(const peer *p) {
+  json_t *o = json_pack("{s:s, s:s, s:s, s:i, s:s, s:s, s:s, s:s}", "name", p->name, "host",
+                        p->host, "arch", p->arch, "cores", (json_int_t)p->cores, "cpu",
+                        p->cpu_model, "kernel", p->kernel, "governor", p->governor, "ktune",
+                        p->version);
+  char *txt = o ? json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+  json_decref(o);
+  return txt;
+}
+
+static Ktune__KeyInfo *key_info(Ktune__StatusReply *out, const char *key) {
+  for (size_t i = 0; i < out->n_keys; i++)
+    if (strcmp(out->keys[i]->key, key) == 0) return out->keys[i];
+  Ktune__KeyInfo **nk = realloc(out->keys, (out->n_keys + 1) * sizeof(*nk));
+  Ktune__KeyInfo *k = calloc(1, sizeof(*k));
+  if (!nk || !k) {
+    if (nk) out->keys = nk;
+    free(k);
+    return NULL;
+  }
+  ktune__key_info__init(k);
+  k->key = (char *)key;
+  out->keys = nk;
+  out->keys[out->n_keys++] = k;
+  return k;
+}
+
 void registry_status(tracker *t, Ktune__StatusReply *out) {
   ktune__status_reply__init(out);
   out->uptime_s = (double)(uv_now(t->loop) - t->started_ms) / 1e3;
@@ -70,7 +99,35 @@ void registry_status(tracker *t, Ktune__StatusReply *out) {
     a->id = p->id;
     a->state = p->busy ? "busy" : "idle";
     a->trials_done = p->trials_done;
+    a->trials_failed = p->trials_failed;
+    a->last_heard_s = p->c ? (double)(uv_now(t->loop) - p->c->last_rx_ms) / 1e3 : 0;
+    a->cpu_model = p->cpu_model;
+    a->cores = p->cores;
+    a->kernel = p->kernel;
+    a->governor = p->governor;
+    a->version = p->version;
+    a->jobs = calloc(p->busy ? p->busy : 1, sizeof(uint64_t));
+    for (job *j = t->jobs; a->jobs && j; j = j->next)
+      if (j->owner == p && a->n_jobs < p->busy) a->jobs[a->n_jobs++] = j->id;
+    static char *tcc = "tcc", *cc = "cc";
+    a->backends = calloc(2, sizeof(char *));
+    if (a->backends && p->has_tcc) a->backends[a->n_backends++] = tcc;
+    if (a->backends && p->has_cc) a->backends[a->n_backends++] = cc;
     out->agents[out->n_agents++] = a;
+    if (p->role == KTUNE__ROLE__ROLE_RUNNER) {
+      Ktune__KeyInfo *k = key_info(out, p->key);
+      if (k) {
+        k->runners++;
+        if (p->busy) k->busy++;
+        else k->free++;
+      }
+    }
+  }
+  for (job *j = t->jobs; j; j = j->next) {
+    if (!j->s) continue;
+    Ktune__KeyInfo *k = key_info(out, j->s->key);
+    if (k && j->state == JOB_BUILD_QUEUED) k->build_queued++;
+    if (k && j->state == JOB_RUN_QUEUED) k->run_queued++;
   }
   for (session *s = t->sessions; s; s = s->next) {
     Ktune__SessionInfo *si = calloc(1, sizeof(*si));
@@ -84,13 +141,23 @@ void registry_status(tracker *t, Ktune__StatusReply *out) {
     si->best_gflops = s->best_gflops;
     si->task = s->task.name;
     si->strategy = s->strategy;
+    si->owner = s->owner;
+    si->priority = s->priority;
+    si->message = s->message;
+    si->failures = s->failures;
     out->sessions[out->n_sessions++] = si;
   }
 }
 
 void registry_status_free(Ktune__StatusReply *r) {
   /* The strings belong to peers and sessions; only the shells are ours. */
-  for (size_t i = 0; i < r->n_agents; i++) free(r->agents[i]);
+  for (size_t i = 0; i < r->n_agents; i++) {
+    free(r->agents[i]->jobs);
+    free(r->agents[i]->backends);
+    free(r->agents[i]);
+  }
+  for (size_t i = 0; i < r->n_keys; i++) free(r->keys[i]);
+  free(r->keys);
   for (size_t i = 0; i < r->n_sessions; i++) free(r->sessions[i]);
   free(r->agents);
   free(r->sessions);

@@ -129,6 +129,24 @@ static void on_export(tracker *t, peer *p, Ktune__Envelope *env) {
   export_flush(&x, 1);
 }
 
+static void on_cancel(tracker *t, peer *p, Ktune__Envelope *env) {
+  session *s = session_find(t, env->cancel->session_id);
+  if (!s) {
+    conn_send_error(p->c, "NO_SESSION", "no session %llu on this tracker (see `ktune status`)",
+                    (unsigned long long)env->cancel->session_id);
+    return;
+  }
+  if (strcmp(s->state, "running") != 0 && strcmp(s->state, "queued") != 0) {
+    conn_send_error(p->c, "SESSION_ENDED", "session %llu had already ended: %s",
+                    (unsigned long long)s->id, s->state);
+    return;
+  }
+  char why[128];
+  snprintf(why, sizeof(why), "cancelled by %s", p->name);
+  session_end(t, s, "cancelled", why);
+  send_progress(t, p, s);
+}
+
 static const struct {
   handler_fn fn;
   unsigned roles;
@@ -140,6 +158,7 @@ static const struct {
     [KTUNE__ENVELOPE__MSG_WATCH] = {on_watch, R_CLIENT},
     [KTUNE__ENVELOPE__MSG_STATUS_REQUEST] = {on_status, R_CLIENT},
     [KTUNE__ENVELOPE__MSG_EXPORT_REQUEST] = {on_export, R_CLIENT},
+    [KTUNE__ENVELOPE__MSG_CANCEL] = {on_cancel, R_CLIENT},
 };
 
 static void copy_field(char *dst, size_t n, const char *src) {
@@ -169,8 +188,18 @@ static void on_hello(tracker *t, peer *p, const Ktune__Hello *h) {
   copy_field(p->key, sizeof(p->key), h->key);
   copy_field(p->host, sizeof(p->host), h->host);
   copy_field(p->arch, sizeof(p->arch), h->arch);
-  for (size_t i = 0; i < h->n_backends; i++)
+  for (size_t i = 0; i < h->n_backends; i++) {
     if (strcmp(h->backends[i], "tcc") == 0) p->has_tcc = 1;
+    if (strcmp(h->backends[i], "cc") == 0) p->has_cc = 1;
+  }
+  for (size_t i = 0; i < h->n_archs && p->narchs < 4; i++)
+    copy_field(p->archs[p->narchs++], sizeof(p->archs[0]), h->archs[i]);
+  copy_field(p->cpu_model, sizeof(p->cpu_model), h->cpu_model);
+  copy_field(p->kernel, sizeof(p->kernel), h->kernel);
+  copy_field(p->governor, sizeof(p->governor), h->governor);
+  copy_field(p->version, sizeof(p->version), h->ktune_version);
+  p->cores = h->cores;
+  if (h->role == KTUNE__ROLE__ROLE_RUNNER) p->device_json = registry_device_json(p);
   /* A runner owns its device: one measurement at a time, whatever it asks. */
   p->slots = h->role == KTUNE__ROLE__ROLE_RUNNER ? 1 : (h->slots ? h->slots : 1);
   if (p->slots > 64) p->slots = 64;
@@ -301,6 +330,7 @@ static void on_sweep(uv_timer_t *h) {
     }
     if (p->state == PEER_READY) server_send(p, &env);
   }
+  session_sweep(t);
 }
 
 static void on_signal(uv_signal_t *h, int sig) {

@@ -1,6 +1,9 @@
 /* Tuning sessions: a task, a device key and a strategy. The session asks
- * its tuner for candidates while it has room, turns them into jobs, and
- * reports progress to the clients that watch it. */
+ * its tuner for candidates while it has room, answers those the history
+ * already measured under the same conditions, turns the rest into jobs, and
+ * reports progress to the clients that watch it. A session lives in the
+ * history from its submission on, so a restarted tracker carries it on. */
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +16,7 @@
 #define MAX_TRIALS 1000000u
 #define MAX_NUMBER 1000000u
 #define MAX_REPEAT 10000u
+#define MAX_MS (24u * 3600u * 1000u)
 /* Bytes of kernel buffers a session may ask a runner for. */
 #define MAX_BUFFER_BYTES (4ull << 30)
 
@@ -29,6 +33,7 @@ static void session_free(session *s) {
   free(s->strategy);
   free(s->compiler);
   free(s->size_json);
+  free(s->timing_json);
   free(s->counts);
   free(s->best_values);
   free(s);
@@ -44,7 +49,25 @@ void session_free_all(tracker *t) {
 
 static uint32_t or_default(uint32_t v, uint32_t d) { return v ? v : d; }
 
-/* Checks a submission and evaluates what every job of it needs. */
+static int valid_compiler(const char *c) {
+  size_t n = strlen(c);
+  if (n == 0 || n > 512) return 0;
+  for (size_t i = 0; i < n; i++)
+    if ((unsigned char)c[i] < 0x20) return 0;
+  return 1;
+}
+
+static char *timing_json(const session *s) {
+  json_t *o = json_pack("{s:i, s:i, s:i, s:i, s:b}", "number", (json_int_t)s->number, "repeat",
+                        (json_int_t)s->repeat, "min_repeat_ms", (json_int_t)s->min_repeat_ms,
+                        "cooldown_ms", (json_int_t)s->cooldown_ms, "flush_cache", s->flush_cache);
+  char *txt = o ? json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+  json_decref(o);
+  return txt;
+}
+
+/* Checks a submission (untrusted: it came over the network, or from a
+ * history blob) and evaluates what every job of it needs. */
 static int prepare(session *s, const Ktune__SubmitSession *req, char *err, size_t errlen) {
   if (!req->task) {
     snprintf(err, errlen, "the session has no task");
@@ -63,9 +86,15 @@ static int prepare(session *s, const Ktune__SubmitSession *req, char *err, size_
              MAX_REPEAT);
     return -1;
   }
+  if (req->min_repeat_ms > MAX_MS || req->cooldown_ms > MAX_MS || req->timeout_ms > MAX_MS ||
+      req->wait_timeout_ms > MAX_MS) {
+    snprintf(err, errlen, "min-repeat-ms, cooldown-ms, timeout and wait-timeout must be at most %u ms",
+             MAX_MS);
+    return -1;
+  }
   const char *compiler = req->compiler[0] ? req->compiler : "tcc";
-  if (strcmp(compiler, "tcc") != 0) {
-    snprintf(err, errlen, "compiler '%s' is not available yet: only tcc is built in", compiler);
+  if (!valid_compiler(compiler)) {
+    snprintf(err, errlen, "compiler must be tcc or a command line of at most 512 characters");
     return -1;
   }
   if (task_from_proto(req->task, &s->task, err, errlen) < 0) return -1;
@@ -86,7 +115,8 @@ static int prepare(session *s, const Ktune__SubmitSession *req, char *err, size_
   for (size_t i = 0; i < s->task.nargs; i++) {
     int64_t c;
     if (task_eval(&s->task, NULL, s->task.args[i].count, &c, err, errlen) < 0) return -1;
-    size_t es = strcmp(s->task.args[i].type, "double") == 0 || strcmp(s->task.args[i].type, "int64") == 0 ? 8 : 4;
+    const char *ty = s->task.args[i].type;
+    size_t es = strcmp(ty, "double") == 0 || strcmp(ty, "int64") == 0 ? 8 : 4;
     if (c <= 0 || (uint64_t)c > MAX_BUFFER_BYTES / es) {
       snprintf(err, errlen, "task %s: buffer %s has %lld elements; it must be 1 to %llu",
                s->task.name, s->task.args[i].name, (long long)c,
@@ -101,18 +131,33 @@ static int prepare(session *s, const Ktune__SubmitSession *req, char *err, size_
              s->task.name, (unsigned long long)bytes, (unsigned long long)MAX_BUFFER_BYTES);
     return -1;
   }
-  s->size_json = space_consts_json(&s->task);
-  s->key = strdup(req->key);
-  s->strategy = strdup(req->strategy[0] ? req->strategy : "random");
-  s->compiler = strdup(compiler);
-  s->best_values = calloc(s->task.nknobs ? s->task.nknobs : 1, sizeof(int64_t));
-  if (!s->size_json || !s->key || !s->strategy || !s->compiler || !s->best_values) return -1;
   s->trials = req->trials;
   s->number = or_default(req->number, 1);
   s->repeat = or_default(req->repeat, 3);
   s->batch = or_default(req->batch, 8);
+  s->min_repeat_ms = req->min_repeat_ms;
+  s->cooldown_ms = req->cooldown_ms;
+  s->flush_cache = req->flush_cache;
+  s->timeout_ms = req->timeout_ms;
   s->check = req->check;
+  s->remeasure = req->remeasure;
+  s->priority = req->priority;
+  s->wait_timeout_ms = req->wait_timeout_ms;
+  s->size_json = space_consts_json(&s->task);
+  s->timing_json = timing_json(s);
+  s->key = strdup(req->key);
+  s->strategy = strdup(req->strategy[0] ? req->strategy : "random");
+  s->compiler = strdup(compiler);
+  s->best_values = calloc(s->task.nknobs ? s->task.nknobs : 1, sizeof(int64_t));
+  if (!s->size_json || !s->timing_json || !s->key || !s->strategy || !s->compiler ||
+      !s->best_values)
+    return -1;
   return 0;
+}
+
+static void link_session(tracker *t, session *s) {
+  s->next = t->sessions;
+  t->sessions = s;
 }
 
 int session_submit(tracker *t, peer *p, const Ktune__SubmitSession *req, uint64_t *id,
@@ -123,6 +168,7 @@ int session_submit(tracker *t, peer *p, const Ktune__SubmitSession *req, uint64_
     session_free(s);
     return -1;
   }
+  snprintf(s->owner, sizeof(s->owner), "%s", p->name);
   uint8_t *blob = malloc(ktune__submit_session__get_packed_size(req) + 1);
   size_t blen = blob ? ktune__submit_session__pack(req, blob) : 0;
   hist_session hs = {0};
@@ -131,15 +177,15 @@ int session_submit(tracker *t, peer *p, const Ktune__SubmitSession *req, uint64_
   hs.key = s->key;
   hs.strategy = s->strategy;
   hs.compiler = s->compiler;
-  hs.owner = p->name;
+  hs.owner = s->owner;
   hs.trials = s->trials;
   hs.seed = s->seed;
-  hs.state = "running";
+  hs.state = "queued";
   hs.spec = blob;
   hs.spec_len = blen;
   int64_t rowid = 0;
   server_db_write(t);
-  int rc = hist_session_add(t->db, &hs, &rowid);
+  int rc = blob ? hist_session_add(t->db, &hs, &rowid) : -1;
   free(blob);
   if (rc < 0) {
     snprintf(err, errlen, "history: cannot store the session: %s", hist_errmsg(t->db));
@@ -147,65 +193,203 @@ int session_submit(tracker *t, peer *p, const Ktune__SubmitSession *req, uint64_
     return -1;
   }
   s->id = (uint64_t)rowid;
-  s->state = "running";
+  s->state = "queued";
   s->started_ms = uv_now(t->loop);
-  s->next = t->sessions;
-  t->sessions = s;
+  link_session(t, s);
   *id = s->id;
-  log_info(WHO, "session %llu: %s %s on key %s, %u trials, %s search (%llu configs in the space)",
-           (unsigned long long)s->id, s->task.name, s->size_json, s->key, s->trials, s->strategy,
-           (unsigned long long)s->sp.size);
+  log_info(WHO, "session %llu from %s: %s %s on key %s, %u trials, %s search (%llu configs)",
+           (unsigned long long)s->id, s->owner, s->task.name, s->size_json, s->key, s->trials,
+           s->strategy, (unsigned long long)s->sp.size);
   return 0;
 }
 
-static void end_session(tracker *t, session *s, const char *state) {
+typedef struct {
+  tracker *t;
+  session *s;
+  int failed;
+} resume_ctx;
+
+static int resume_job(void *ctx, int64_t id, uint64_t index, uint32_t lost) {
+  resume_ctx *r = ctx;
+  int64_t vals[64];
+  if (r->s->task.nknobs > 64 || space_config(&r->s->sp, index, vals) < 0 ||
+      !jobs_add(r->t, r->s, (uint64_t)id, index, vals, lost))
+    r->failed = 1;
+  else
+    r->s->proposed++;
+  return 0;
+}
+
+/* Knob values back from a stored canonical config. */
+static void values_from_json(session *s, const char *config) {
+  json_error_t je;
+  json_t *o = config ? json_loads(config, 0, &je) : NULL;
+  for (size_t i = 0; o && i < s->task.nknobs; i++)
+    s->best_values[i] = json_integer_value(json_object_get(o, s->task.knobs[i].name));
+  json_decref(o);
+}
+
+static int resume_one(void *ctx, int64_t id, const void *spec, size_t len, const char *owner,
+                      int64_t created_ms) {
+  tracker *t = ctx;
+  (void)created_ms;
+  char err[512];
+  Ktune__SubmitSession *req = ktune__submit_session__unpack(NULL, len, spec);
+  session *s = calloc(1, sizeof(*s));
+  if (!s || !req || prepare(s, req, err, sizeof(err)) < 0) {
+    log_error(WHO, "session %lld cannot be resumed (%s); marking it failed", (long long)id,
+              req ? err : "its stored form does not decode");
+    if (req) ktune__submit_session__free_unpacked(req, NULL);
+    if (s) session_free(s);
+    hist_session_update(t->db, id, "failed");
+    return 0;
+  }
+  ktune__submit_session__free_unpacked(req, NULL);
+  s->id = (uint64_t)id;
+  snprintf(s->owner, sizeof(s->owner), "%s", owner ? owner : "");
+  s->state = "running";
+  s->started_ms = uv_now(t->loop);
+  char *best = NULL;
+  double best_mean = 0;
+  hist_session_summary(t->db, id, &s->done, &s->failures, &best, &best_mean);
+  if (best && best_mean > 0) {
+    values_from_json(s, best);
+    s->best_latency = best_mean;
+    s->best_gflops = (double)s->flops / best_mean / 1e9;
+  }
+  free(best);
+  /* Random and grid are deterministic in their seed: replaying as many
+   * proposals as were made puts the tuner where it was. */
+  int64_t vals[64];
+  uint64_t idx;
+  uint32_t made = s->done;
+  resume_ctx rc = {t, s, 0};
+  link_session(t, s);
+  hist_jobs_of(t->db, id, resume_job, &rc);
+  made += s->proposed;
+  s->proposed = made;
+  for (uint32_t i = 0; i < made && s->task.nknobs <= 64; i++)
+    if (tuner_next(s->tu, vals, &idx) != 0) s->exhausted = 1;
+  log_info(WHO, "session %llu resumed: %u of %u trials recorded, %u jobs queued again",
+           (unsigned long long)s->id, s->done, s->trials, made - s->done);
+  return 0;
+}
+
+int session_resume_all(tracker *t) {
+  server_db_write(t);
+  return hist_sessions_unfinished(t->db, resume_one, t);
+}
+
+void session_end(tracker *t, session *s, const char *state, const char *why) {
   s->state = state;
+  if (why) snprintf(s->message, sizeof(s->message), "%s", why);
   server_db_write(t);
   if (hist_session_update(t->db, (int64_t)s->id, state) < 0)
     log_error(WHO, "history: cannot update session %llu: %s", (unsigned long long)s->id,
               hist_errmsg(t->db));
   jobs_drop_session(t, s);
-  log_info(WHO, "session %llu %s: %u trials, %u failed, best %.3f GFLOPS",
-           (unsigned long long)s->id, state, s->done, s->failures, s->best_gflops);
+  log_info(WHO, "session %llu %s: %u trials, %u failed, best %.3f GFLOPS%s%s",
+           (unsigned long long)s->id, state, s->done, s->failures, s->best_gflops,
+           why ? ": " : "", why ? why : "");
   session_notify(t, s);
 }
 
+/* The history measured this config under the same conditions: the trial
+ * is answered from there. Returns 1 when it was. */
+static int answer_from_history(tracker *t, session *s, const int64_t *values) {
+  if (s->remeasure) return 0;
+  char *config = space_config_json(&s->sp, values);
+  hist_found f;
+  int found = config ? hist_find_ok(t->db, s->task.name, s->size_json, s->key, config,
+                                    s->compiler, s->timing_json, &f)
+                     : 0;
+  if (found == 1) {
+    hist_trial tr = {0};
+    tr.status = "ok";
+    tr.costs = f.costs;
+    tr.ncosts = f.ncosts;
+    tr.runner = f.runner;
+    tr.device_json = f.device_json;
+    tr.compiler_id = f.compiler_id;
+    tr.number = f.number;
+    tr.clock = f.clock;
+    tr.reused = f.id;
+    jobs_record(t, s, values, config, &tr);
+    hist_found_clear(&f);
+  }
+  free(config);
+  return found == 1;
+}
+
 void session_fill(tracker *t, session *s) {
-  if (strcmp(s->state, "running") != 0) return;
+  if (strcmp(s->state, "running") != 0 && strcmp(s->state, "queued") != 0) return;
   uint32_t cap = s->batch * 2 > 64 ? 64 : s->batch * 2;
   uint32_t out = jobs_outstanding(t, s);
-  while (!s->exhausted && s->proposed < s->trials && out < cap) {
-    int64_t vals[64];
-    int64_t *v = s->task.nknobs <= 64 ? vals : malloc(s->task.nknobs * sizeof(int64_t));
+  int64_t vals[64];
+  while (!s->exhausted && s->proposed < s->trials && out < cap && s->task.nknobs <= 64) {
     uint64_t idx;
-    int rc = v ? tuner_next(s->tu, v, &idx) : -1;
-    if (rc == 0) rc = jobs_add(t, s, idx, v);
-    if (v != vals) free(v);
-    if (rc != 0) {
+    if (tuner_next(s->tu, vals, &idx) != 0) {
       /* No new valid config: the space is smaller than the trials asked. */
       s->exhausted = 1;
       break;
     }
     s->proposed++;
+    if (answer_from_history(t, s, vals)) {
+      if (strcmp(s->state, "queued") == 0) s->state = "running";
+      continue;
+    }
+    char *config = space_config_json(&s->sp, vals);
+    int64_t jid = 0;
+    server_db_write(t);
+    if (!config || hist_job_add(t->db, (int64_t)s->id, idx, config, &jid) < 0 ||
+        !jobs_add(t, s, (uint64_t)jid, idx, vals, 0)) {
+      free(config);
+      session_end(t, s, "failed", "cannot queue a job (out of memory or history error)");
+      return;
+    }
+    free(config);
     out++;
   }
-  if (out == 0 && (s->done >= s->trials || s->exhausted)) end_session(t, s, "done");
+  if (out == 0 && (s->done >= s->trials || s->exhausted)) session_end(t, s, "done", NULL);
 }
 
-void session_on_trial(tracker *t, session *s, const job *j, const char *status, double mean_s) {
+void session_on_trial(tracker *t, session *s, const int64_t *values, const char *status,
+                      double mean_s) {
   s->done++;
   if (strcmp(status, "ok") != 0) {
     s->failures++;
-  } else {
+  } else if (mean_s > 0) {
     double g = (double)s->flops / mean_s / 1e9;
     if (g > s->batch_best) s->batch_best = g;
     if (g > s->best_gflops) {
       s->best_gflops = g;
       s->best_latency = mean_s;
-      memcpy(s->best_values, j->values, s->task.nknobs * sizeof(int64_t));
+      memcpy(s->best_values, values, s->task.nknobs * sizeof(int64_t));
     }
   }
   if (s->done % s->batch == 0 && s->done < s->trials) session_notify(t, s);
+}
+
+void session_sweep(tracker *t) {
+  uint64_t now = uv_now(t->loop);
+  for (session *s = t->sessions; s; s = s->next) {
+    if (strcmp(s->state, "running") != 0 && strcmp(s->state, "queued") != 0) continue;
+    if (registry_runners(t, s->key) > 0) {
+      s->waiting_since = 0;
+      s->message[0] = 0;
+      continue;
+    }
+    if (!s->waiting_since) {
+      s->waiting_since = now;
+      snprintf(s->message, sizeof(s->message), "waiting for a runner with key '%s'", s->key);
+    }
+    if (s->wait_timeout_ms && now - s->waiting_since >= s->wait_timeout_ms) {
+      char why[256];
+      snprintf(why, sizeof(why), "no runner with key '%s' was connected for %.1f s (--wait-timeout)",
+               s->key, s->wait_timeout_ms / 1e3);
+      session_end(t, s, "failed", why);
+    }
+  }
 }
 
 void session_progress(tracker *t, session *s, Ktune__SessionProgress *out) {
@@ -219,7 +403,8 @@ void session_progress(tracker *t, session *s, Ktune__SessionProgress *out) {
   out->best_gflops = s->best_gflops;
   out->best_latency_s = s->best_latency;
   out->wall_s = (double)(uv_now(t->loop) - s->started_ms) / 1e3;
-  if (s->exhausted && s->done < s->trials)
+  if (s->message[0]) out->message = s->message;
+  else if (s->exhausted && s->done < s->trials)
     out->message = "the space has no more valid configs than these";
   if (s->best_gflops > 0) {
     size_t nk = s->task.nknobs;

@@ -32,6 +32,7 @@ typedef struct {
   uint32_t max_frame;
   uint32_t build_timeout_ms;
   uint32_t run_timeout_ms;
+  uint32_t max_lost;       /* agents a job may lose before RUNNER_LOST */
 } tracker_opts;
 
 typedef struct tracker {
@@ -46,7 +47,6 @@ typedef struct tracker {
   int stopping;
   uint64_t started_ms;
   uint64_t next_peer_id;
-  uint64_t next_job_id;
   peer *peers;
   job *jobs;       /* every unfinished job, oldest first */
   job *jobs_tail;
@@ -66,10 +66,19 @@ struct peer {
   char key[64];
   char host[128];
   char arch[32];
-  int has_tcc;
+  int has_tcc, has_cc;     /* builders: back ends */
+  char archs[4][32];       /* builders: what tcc makes here */
+  size_t narchs;
+  char cpu_model[128];     /* runners: device identity */
+  uint32_t cores;
+  char kernel[64];
+  char governor[32];
+  char version[32];
+  char *device_json;       /* the identity as stored with each trial */
   uint32_t slots;          /* jobs it takes at once */
   uint32_t busy;           /* jobs it holds */
   uint32_t trials_done;
+  uint32_t trials_failed;
   uint64_t watching;       /* clients: session id followed, 0 for none */
   peer *next, *prev;
 };
@@ -81,12 +90,14 @@ uint32_t registry_runners(tracker *t, const char *key);
 void registry_status(tracker *t, Ktune__StatusReply *out); /* free with registry_status_free */
 void registry_status_free(Ktune__StatusReply *r);
 const char *registry_role_name(Ktune__Role r);
+/* A runner's device identity as the JSON object stored with its trials. */
+char *registry_device_json(const peer *p);
 
 /* --- jobs.c --- */
 enum job_state { JOB_BUILD_QUEUED, JOB_BUILDING, JOB_RUN_QUEUED, JOB_RUNNING };
 
 struct job {
-  uint64_t id;
+  uint64_t id;             /* row of the history's jobs table */
   session *s;
   enum job_state state;
   uint64_t index;          /* config index in the session's space */
@@ -96,10 +107,18 @@ struct job {
   uint8_t *artifact;
   size_t artifact_len;
   double build_s;
+  char *compiler_id;
+  uint32_t lost;           /* times its agent went away */
   job *next, *prev;
 };
 
-int jobs_add(tracker *t, session *s, uint64_t index, const int64_t *values);
+/* Queues a job for a candidate already stored as history job `id`. */
+job *jobs_add(tracker *t, session *s, uint64_t id, uint64_t index, const int64_t *values,
+              uint32_t lost);
+/* Records a trial of a session (in this turn's transaction) and counts it;
+ * tr carries the outcome, the session's fields are filled in here. */
+void jobs_record(tracker *t, session *s, const int64_t *values, const char *config_json,
+                 hist_trial *tr);
 /* Hands queued work to free builders and runners. */
 void jobs_dispatch(tracker *t);
 void jobs_on_build_result(tracker *t, peer *p, const Ktune__BuildResult *r);
@@ -123,7 +142,17 @@ struct session {
   uint64_t *counts;        /* element count of each arg */
   uint32_t trials, proposed, done, failures, batch;
   uint32_t number, repeat;
+  uint32_t min_repeat_ms, cooldown_ms, timeout_ms;
+  int flush_cache;
+  char *timing_json;       /* the timing options, part of a trial's identity */
   int check;
+  int remeasure;
+  uint32_t priority;
+  uint32_t wait_timeout_ms;
+  char owner[64];
+  uint64_t served, built;  /* jobs handed out: equal priorities take turns */
+  uint64_t waiting_since;  /* uv_now when its key last had no runner, or 0 */
+  char message[256];       /* what it waits for, or why it ended */
   int exhausted;           /* the tuner has no new config */
   const char *state;       /* queued, running, done, failed, cancelled */
   double best_gflops, best_latency, batch_best;
@@ -136,13 +165,20 @@ int session_submit(tracker *t, peer *p, const Ktune__SubmitSession *req, uint64_
                    char *err, size_t errlen);
 session *session_find(tracker *t, uint64_t id);
 /* One trial of a session has ended (any status). */
-void session_on_trial(tracker *t, session *s, const job *j, const char *status, double mean_s);
+void session_on_trial(tracker *t, session *s, const int64_t *values, const char *status,
+                      double mean_s);
 /* Asks the tuner for more candidates while the session has room. */
 void session_fill(tracker *t, session *s);
 void session_progress(tracker *t, session *s, Ktune__SessionProgress *out); /* free with session_progress_free */
 void session_progress_free(Ktune__SessionProgress *p);
 void session_notify(tracker *t, session *s);
 void session_free_all(tracker *t);
+/* Picks up the sessions an earlier run of the tracker left unfinished. */
+int session_resume_all(tracker *t);
+void session_end(tracker *t, session *s, const char *state, const char *why);
+/* Marks sessions whose key has no runner as waiting; fails those past
+ * their --wait-timeout. */
+void session_sweep(tracker *t);
 
 /* --- server.c --- */
 int server_start(tracker *t, char *err, size_t errlen);

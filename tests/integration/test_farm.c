@@ -14,97 +14,15 @@
 #include "common/frame.h"
 #include "common/rng.h"
 #include "common/wire.h"
-#include "tests/integration/proc.h"
+#include "tests/integration/harness.h"
 #include "tests/test.h"
 
-typedef struct {
-  char dir[256];
-  char db[300];
-  char log[300];
-  char addr[80];
-  pid_t tracker, builder, runner;
-} farm;
-
-static void farm_start_tracker(farm *f) {
-  proc_tmpdir(f->dir, sizeof(f->dir));
-  snprintf(f->db, sizeof(f->db), "%s/history.db", f->dir);
-  snprintf(f->log, sizeof(f->log), "%s/farm.log", f->dir);
-  char port_file[300];
-  snprintf(port_file, sizeof(port_file), "%s/port", f->dir);
-  char *argv[] = {(char *)proc_bin("tracker/ktune-tracker"), "--listen", "127.0.0.1:0", "--db",
-                  f->db, "--port-file", port_file, "--heartbeat-ms", "200", "--timeout-ms",
-                  "3000", NULL};
-  f->tracker = proc_start(argv, f->log);
-  ASSERT_EQ_INT(proc_wait_file(port_file, f->addr, sizeof(f->addr), 10000), 0);
-}
-
-static pid_t farm_start_runner(farm *f, const char *name, const char *dump_dir) {
-  char *argv[] = {(char *)proc_bin("runner/ktune-runner"), "--tracker", f->addr, "--key", "test",
-                  "--name", (char *)name, dump_dir ? "--dump-dir" : NULL, (char *)dump_dir, NULL};
-  return proc_start(argv, f->log);
-}
-
-static void farm_start_builder(farm *f) {
-  char *argv[] = {(char *)proc_bin("builder/ktune-builder"), "--tracker", f->addr, "--name",
-                  "test-builder", NULL};
-  f->builder = proc_start(argv, f->log);
-}
-
-static void farm_stop(farm *f) {
-  if (f->runner > 0) proc_stop(f->runner, SIGTERM, 5000);
-  if (f->builder > 0) proc_stop(f->builder, SIGTERM, 5000);
-  int st = proc_stop(f->tracker, SIGTERM, 5000);
-  if (!(WIFEXITED(st) && WEXITSTATUS(st) == 0)) {
-    char cmd[400];
-    snprintf(cmd, sizeof(cmd), "cat %s >&2", f->log);
-    if (system(cmd) != 0) fprintf(stderr, "(no log)\n");
-    TEST_FAIL("tracker did not stop cleanly on SIGTERM (status %d)", st);
-  }
-}
-
-static json_t *status_json(farm *f) {
-  static char out[1 << 16];
-  char *argv[] = {(char *)proc_bin("cli/ktune"), "status", "--tracker", f->addr, "--json", NULL};
-  int rc = proc_run(argv, out, sizeof(out), 10000);
-  if (rc != 0) TEST_FAIL("ktune status exited %d: %s", rc, out);
-  json_error_t e;
-  json_t *j = json_loads(out, 0, &e);
-  if (!j) TEST_FAIL("ktune status --json is not JSON (%s): %s", e.text, out);
-  return j;
-}
-
-/* 1 when status lists an agent of this role and name. */
 static int status_has_agent(farm *f, const char *role, const char *name) {
-  json_t *j = status_json(f);
-  json_t *agents = json_object_get(j, "agents");
-  ASSERT(json_is_array(agents));
-  int found = 0;
-  size_t i;
-  json_t *a;
-  json_array_foreach(agents, i, a) {
-    if (!strcmp(json_string_value(json_object_get(a, "role")), role) &&
-        !strcmp(json_string_value(json_object_get(a, "name")), name))
-      found = 1;
-  }
-  json_decref(j);
+  json_t *st = farm_status(f);
+  json_t *a = farm_agent(st, name);
+  int found = a && !strcmp(json_string_value(json_object_get(a, "role")), role);
+  json_decref(st);
   return found;
-}
-
-static void wait_for_agent(farm *f, const char *role, const char *name) {
-  for (int i = 0; i < 500; i++) {
-    if (status_has_agent(f, role, name)) return;
-    proc_sleep_ms(20);
-  }
-  TEST_FAIL("%s %s never appeared in ktune status", role, name);
-}
-
-static int64_t query_int(sqlite3 *db, const char *sql) {
-  sqlite3_stmt *st;
-  ASSERT_EQ_INT(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
-  ASSERT_EQ_INT(sqlite3_step(st), SQLITE_ROW);
-  int64_t v = sqlite3_column_int64(st, 0);
-  sqlite3_finalize(st);
-  return v;
 }
 
 enum { M = 37, N = 45, K = 29 };
@@ -125,34 +43,33 @@ static void reference_matmul(float *c) {
 }
 
 TEST(tune_16_trials_end_to_end) {
-  farm f = {0};
-  farm_start_tracker(&f);
+  farm f;
+  farm_start(&f, NULL);
   char dump[300];
   snprintf(dump, sizeof(dump), "%s/dump", f.dir);
   ASSERT_EQ_INT(mkdir(dump, 0755), 0);
-  farm_start_builder(&f);
-  f.runner = farm_start_runner(&f, "test-runner", dump);
-  wait_for_agent(&f, "runner", "test-runner");
-  wait_for_agent(&f, "builder", "test-builder");
+  pid_t builder = farm_builder(&f, "test-builder");
+  pid_t runner = farm_runner(&f, "test-runner", "test", dump);
+  farm_wait_agent(&f, "test-runner", 1);
+  farm_wait_agent(&f, "test-builder", 1);
 
   static char out[1 << 16];
-  char *tune[] = {(char *)proc_bin("cli/ktune"), "tune", "matmul", "-D", "M=37", "-D", "N=45",
-                  "-D", "K=29", "--trials", "16", "--tracker", f.addr, "--key", "test",
-                  "--seed", "7", NULL};
-  int rc = proc_run(tune, out, sizeof(out), 120000);
+  char *tune[] = {"tune", "matmul", "-D", "M=37", "-D", "N=45", "-D", "K=29", "--trials", "16",
+                  "--key", "test", "--seed", "7", NULL};
+  int rc = farm_ktune(&f, out, sizeof(out), 120000, tune);
   if (rc != 0) TEST_FAIL("ktune tune exited %d:\n%s", rc, out);
   ASSERT_CONTAINS(out, "[16/16]");
   ASSERT_CONTAINS(out, "best: ");
   ASSERT_CONTAINS(out, "GFLOPS");
 
   /* The history, read as any SQLite user would. */
-  sqlite3 *db;
-  ASSERT_EQ_INT(sqlite3_open_v2(f.db, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-  ASSERT_EQ_INT(query_int(db, "SELECT count(*) FROM trials"), 16);
-  ASSERT_EQ_INT(query_int(db, "SELECT count(*) FROM trials WHERE status = 'ok'"), 16);
-  ASSERT_EQ_INT(query_int(db, "SELECT count(*) FROM trials WHERE mean_s > 0 AND gflops > 0"), 16);
-  ASSERT_EQ_INT(query_int(db, "SELECT count(DISTINCT config) FROM trials"), 16);
-  ASSERT_EQ_INT(query_int(db, "SELECT count(*) FROM sessions WHERE state = 'done'"), 1);
+  sqlite3 *db = farm_db(&f);
+  ASSERT_EQ_INT(farm_query(db, "SELECT count(*) FROM trials"), 16);
+  ASSERT_EQ_INT(farm_query(db, "SELECT count(*) FROM trials WHERE status = 'ok'"), 16);
+  ASSERT_EQ_INT(farm_query(db, "SELECT count(*) FROM trials WHERE mean_s > 0 AND gflops > 0"), 16);
+  ASSERT_EQ_INT(farm_query(db, "SELECT count(DISTINCT config) FROM trials"), 16);
+  ASSERT_EQ_INT(farm_query(db, "SELECT count(*) FROM sessions WHERE state = 'done'"), 1);
+  ASSERT_EQ_INT(farm_query(db, "SELECT count(*) FROM jobs"), 0);
   sqlite3_stmt *st;
   ASSERT_EQ_INT(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, NULL), SQLITE_OK);
   ASSERT_EQ_INT(sqlite3_step(st), SQLITE_ROW);
@@ -211,9 +128,8 @@ TEST(tune_16_trials_end_to_end) {
 
   /* A runner killed outright disappears from status. */
   ASSERT(status_has_agent(&f, "runner", "test-runner"));
-  kill(f.runner, SIGKILL);
-  waitpid(f.runner, NULL, 0);
-  f.runner = 0;
+  kill(runner, SIGKILL);
+  waitpid(runner, NULL, 0);
   int gone = 0;
   for (int i = 0; i < 250 && !gone; i++) {
     gone = !status_has_agent(&f, "runner", "test-runner");
@@ -221,7 +137,8 @@ TEST(tune_16_trials_end_to_end) {
   }
   ASSERT(gone);
   ASSERT(status_has_agent(&f, "builder", "test-builder"));
-  farm_stop(&f);
+  proc_stop(builder, SIGTERM, 5000);
+  farm_stop_tracker(&f);
 }
 
 /* Hostile bytes get an error and a close; the tracker keeps serving. */
@@ -258,8 +175,8 @@ static void expect_error_and_close(int fd, const char *code) {
 }
 
 TEST(hostile_frames_do_not_hurt_the_tracker) {
-  farm f = {0};
-  farm_start_tracker(&f);
+  farm f;
+  farm_start(&f, NULL);
 
   int fd = dial(&f);
   ASSERT_EQ_INT(write(fd, "\x00\x00\x00\x05garba", 9), 9);
@@ -298,10 +215,10 @@ TEST(hostile_frames_do_not_hurt_the_tracker) {
   expect_error_and_close(fd, "BAD_HELLO");
 
   /* Still serving. */
-  json_t *j = status_json(&f);
+  json_t *j = farm_status(&f);
   ASSERT_EQ_INT(json_array_size(json_object_get(j, "agents")), 0);
   json_decref(j);
-  farm_stop(&f);
+  farm_stop_tracker(&f);
 }
 
 TEST(local_farm_is_the_default) {
@@ -321,8 +238,8 @@ TEST(local_farm_is_the_default) {
   ASSERT_CONTAINS(out, "best: ");
   sqlite3 *h;
   ASSERT_EQ_INT(sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-  ASSERT_EQ_INT(query_int(h, "SELECT count(*) FROM trials WHERE status = 'ok' AND key = 'local'"), 6);
-  ASSERT_EQ_INT(query_int(h, "SELECT count(DISTINCT config) FROM trials"), 6);
+  ASSERT_EQ_INT(farm_query(h, "SELECT count(*) FROM trials WHERE status = 'ok' AND key = 'local'"), 6);
+  ASSERT_EQ_INT(farm_query(h, "SELECT count(DISTINCT config) FROM trials"), 6);
   sqlite3_close(h);
   /* The private farm is gone: nothing of it is left listening. */
   ASSERT_CONTAINS(out, "best: ");

@@ -483,13 +483,14 @@ TEST(export_csv) {
   ASSERT_EQ_INT(c.n, 3);
   ASSERT_EQ_STR(c.lines[0],
                 "id,session,task,size,config,key,compiler,status,error,costs_s,mean_s,gflops,"
-                "flops,runner,build_s,timestamp,timestamp_ms,number,repeat");
+                "flops,runner,build_s,timestamp,timestamp_ms,number,repeat,compiler_id,device,"
+                "median_s,std_s,calls,clock,timing,reused_from");
   char want[512];
   snprintf(want, sizeof(want),
            "1,%lld,matmul,\"{\"\"K\"\":64,\"\"M\"\":64,\"\"N\"\":64}\",\"{\"\"TI\"\":8,"
            "\"\"TJ\"\":16}\",rpi4,tcc,COMPILE_ERROR,\"x.c:1: expected ',' or \"\";\"\"\n"
            "second line\",\"[0.0015,0.00125,0.001]\",0.001,0.524288,524288,pi-1,0.0005,"
-           "2026-11-28T01:02:03.456Z,1795827723456,10,3",
+           "2026-11-28T01:02:03.456Z,1795827723456,10,3,,,0,0,0,,{},",
            (long long)sid);
   ASSERT_EQ_STR(c.lines[1], want);
   ASSERT_CONTAINS(c.lines[2], ",rpi4,gcc -O3,ok,,\"[");
@@ -778,32 +779,123 @@ TEST(not_a_history_is_refused) {
   tmp_free(&t);
 }
 
-TEST(fail_unfinished_marks_only_open_sessions) {
+typedef struct {
+  int64_t ids[8];
+  uint64_t idx[8];
+  uint32_t lost[8];
+  int n;
+} jobs_seen;
+
+static int see_job(void *ctx, int64_t id, uint64_t index, uint32_t lost) {
+  jobs_seen *j = ctx;
+  j->ids[j->n] = id;
+  j->idx[j->n] = index;
+  j->lost[j->n++] = lost;
+  return 0;
+}
+
+static int see_session(void *ctx, int64_t id, const void *spec, size_t len, const char *owner,
+                       int64_t created) {
+  jobs_seen *j = ctx;
+  ASSERT_EQ_INT(len, 4);
+  ASSERT(memcmp(spec, "\x01\x02\x00\x03", 4) == 0);
+  ASSERT_EQ_STR(owner, "alice");
+  ASSERT_GE_INT(created, 1);
+  j->ids[j->n++] = id;
+  return 0;
+}
+
+TEST(jobs_and_unfinished_sessions_resume) {
   tmp t;
   tmp_init(&t);
   hist *h = open_rw(t.db);
   int64_t a = add_session(h, "x"), b = add_session(h, "y");
   ASSERT_EQ_INT(hist_session_update(h, b, "done"), 0);
-  int64_t n = -1;
-  ASSERT_EQ_INT(hist_fail_unfinished(h, &n), 0);
-  ASSERT_EQ_INT(n, 1);
-  sqlite3 *db;
-  ASSERT_EQ_INT(sqlite3_open(t.db, &db), SQLITE_OK);
-  char q[128], out[64];
-  snprintf(q, sizeof(q), "SELECT state FROM sessions WHERE id = %lld", (long long)a);
-  raw_text(db, q, out, sizeof(out));
-  ASSERT_EQ_STR(out, "failed");
-  snprintf(q, sizeof(q), "SELECT state FROM sessions WHERE id = %lld", (long long)b);
-  raw_text(db, q, out, sizeof(out));
-  ASSERT_EQ_STR(out, "done");
-  sqlite3_close(db);
-  ASSERT_EQ_INT(hist_fail_unfinished(h, &n), 0);
+  int64_t j1, j2, j3;
+  ASSERT_EQ_INT(hist_job_add(h, a, 5, "{\"TJ\":2, \"TI\":1}", &j1), 0);
+  ASSERT_EQ_INT(hist_job_add(h, a, 9, "{\"TI\":3,\"TJ\":4}", &j2), 0);
+  ASSERT_EQ_INT(hist_job_add(h, b, 1, "{\"TI\":1,\"TJ\":1}", &j3), 0);
+  ASSERT_EQ_INT(hist_job_lost(h, j2, 2), 0);
+  ASSERT_EQ_INT(hist_job_delete(h, j1), 0);
+  ASSERT_LT_INT(hist_job_delete(h, j1), 0); /* already gone */
+  ASSERT_LT_INT(hist_job_add(h, a, 1, "not json", NULL), 0);
+  hist_close(h);
+
+  h = open_rw(t.db);
+  jobs_seen js = {0};
+  ASSERT_EQ_INT(hist_jobs_of(h, a, see_job, &js), 0);
+  ASSERT_EQ_INT(js.n, 1);
+  ASSERT_EQ_INT(js.ids[0], j2);
+  ASSERT_EQ_U64(js.idx[0], 9);
+  ASSERT_EQ_INT(js.lost[0], 2);
+  jobs_seen ss = {0};
+  ASSERT_EQ_INT(hist_sessions_unfinished(h, see_session, &ss), 0);
+  ASSERT_EQ_INT(ss.n, 1);
+  ASSERT_EQ_INT(ss.ids[0], a);
+
+  /* Summary: counts and the fastest ok trial of the session only. */
+  hist_trial slow = ok_trial(a, 2e-3), fast = ok_trial(a, 1e-3), bad = ok_trial(a, 5e-4);
+  fast.config_json = "{\"TI\":16,\"TJ\":4}";
+  bad.status = "WRONG_ANSWER";
+  add_trial(h, &slow);
+  add_trial(h, &fast);
+  add_trial(h, &bad);
+  uint32_t n = 0, failed = 0;
+  char *best = NULL;
+  double mean = 0;
+  ASSERT_EQ_INT(hist_session_summary(h, a, &n, &failed, &best, &mean), 0);
+  ASSERT_EQ_INT(n, 3);
+  ASSERT_EQ_INT(failed, 1);
+  ASSERT_EQ_STR(best, "{\"TI\":16,\"TJ\":4}");
+  ASSERT_EQ_DBL(mean, 1e-3, 1e-12);
+  free(best);
+  ASSERT_EQ_INT(hist_session_summary(h, b, &n, &failed, &best, &mean), 0);
   ASSERT_EQ_INT(n, 0);
+  ASSERT_NULL(best);
   hist_close(h);
   tmp_free(&t);
 }
 
-TEST_LIST(TEST_ENTRY(fail_unfinished_marks_only_open_sessions), TEST_ENTRY(open_creates_schema_in_wal), TEST_ENTRY(session_and_trial_round_trip),
+TEST(find_ok_matches_exact_conditions) {
+  tmp t;
+  tmp_init(&t);
+  hist *h = open_rw(t.db);
+  int64_t a = add_session(h, "x");
+  hist_trial tr = ok_trial(a, 1e-3);
+  tr.key = "x";
+  tr.timing_json = "{\"number\":1,\"repeat\":3}";
+  tr.device_json = "{\"cpu\":\"zen\"}";
+  tr.compiler_id = "tcc 0.9.27";
+  int64_t id = add_trial(h, &tr);
+  hist_found f;
+  /* Same conditions, written differently: found. */
+  ASSERT_EQ_INT(hist_find_ok(h, tr.task, "{\"N\":64,\"M\":64,\"K\":64}", "x", tr.config_json,
+                             tr.compiler, "{\"repeat\":3,\"number\":1}", &f), 1);
+  ASSERT_EQ_INT(f.id, id);
+  ASSERT_EQ_INT(f.ncosts, 3);
+  ASSERT_EQ_DBL(f.costs[1], costs3[1], 0);
+  ASSERT_EQ_STR(f.compiler_id, "tcc 0.9.27");
+  ASSERT_EQ_STR(f.device_json, "{\"cpu\":\"zen\"}");
+  hist_found_clear(&f);
+  /* Any difference in timing, compiler or key: not found. */
+  ASSERT_EQ_INT(hist_find_ok(h, tr.task, tr.size_json, "x", tr.config_json, tr.compiler,
+                             "{\"number\":2,\"repeat\":3}", &f), 0);
+  ASSERT_EQ_INT(hist_find_ok(h, tr.task, tr.size_json, "x", tr.config_json, "gcc",
+                             tr.timing_json, &f), 0);
+  ASSERT_EQ_INT(hist_find_ok(h, tr.task, tr.size_json, "y", tr.config_json, tr.compiler,
+                             tr.timing_json, &f), 0);
+  /* A failed trial is never reused. */
+  hist_trial bad = tr;
+  bad.status = "WRONG_ANSWER";
+  bad.config_json = "{\"TI\":99,\"TJ\":1}";
+  add_trial(h, &bad);
+  ASSERT_EQ_INT(hist_find_ok(h, tr.task, tr.size_json, "x", bad.config_json, tr.compiler,
+                             tr.timing_json, &f), 0);
+  hist_close(h);
+  tmp_free(&t);
+}
+
+TEST_LIST(TEST_ENTRY(jobs_and_unfinished_sessions_resume), TEST_ENTRY(find_ok_matches_exact_conditions), TEST_ENTRY(open_creates_schema_in_wal), TEST_ENTRY(session_and_trial_round_trip),
           TEST_ENTRY(trial_input_is_checked), TEST_ENTRY(export_jsonl),
           TEST_ENTRY(export_jsonl_untimed_trial_has_nulls),
           TEST_ENTRY(export_jsonl_odd_text_stays_valid), TEST_ENTRY(export_csv),

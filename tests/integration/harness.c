@@ -1,0 +1,181 @@
+#include "tests/integration/harness.h"
+
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "tests/test.h"
+
+static void start_tracker(farm *f, const char *listen, char *const extra[]) {
+  char port_file[300];
+  snprintf(port_file, sizeof(port_file), "%s/port", f->dir);
+  unlink(port_file);
+  char *argv[32] = {(char *)proc_bin("tracker/ktune-tracker"), "--listen", (char *)listen,
+                    "--db", f->db, "--port-file", port_file, "--heartbeat-ms", "200",
+                    "--timeout-ms", "3000"};
+  int n = 11;
+  for (int i = 0; extra && extra[i] && n < 31; i++) argv[n++] = extra[i];
+  argv[n] = NULL;
+  f->tracker = proc_start(argv, f->log);
+  if (proc_wait_file(port_file, f->addr, sizeof(f->addr), 10000) < 0) {
+    farm_print_log(f);
+    TEST_FAIL("the tracker did not start");
+  }
+}
+
+void farm_start(farm *f, char *const extra[]) {
+  memset(f, 0, sizeof(*f));
+  proc_tmpdir(f->dir, sizeof(f->dir));
+  snprintf(f->db, sizeof(f->db), "%s/history.db", f->dir);
+  snprintf(f->log, sizeof(f->log), "%s/farm.log", f->dir);
+  start_tracker(f, "127.0.0.1:0", extra);
+}
+
+void farm_restart_tracker(farm *f, char *const extra[]) {
+  char addr[80];
+  snprintf(addr, sizeof(addr), "%s", f->addr);
+  start_tracker(f, addr, extra);
+}
+
+pid_t farm_runner(farm *f, const char *name, const char *key, const char *dump_dir) {
+  char *argv[] = {(char *)proc_bin("runner/ktune-runner"), "--tracker", f->addr, "--key",
+                  (char *)key, "--name", (char *)name, dump_dir ? "--dump-dir" : NULL,
+                  (char *)dump_dir, NULL};
+  return proc_start(argv, f->log);
+}
+
+pid_t farm_builder(farm *f, const char *name) {
+  char *argv[] = {(char *)proc_bin("builder/ktune-builder"), "--tracker", f->addr, "--name",
+                  (char *)name, NULL};
+  return proc_start(argv, f->log);
+}
+
+void farm_print_log(const farm *f) {
+  FILE *lf = fopen(f->log, "r");
+  char line[1024];
+  fprintf(stderr, "--- farm log %s ---\n", f->log);
+  while (lf && fgets(line, sizeof(line), lf)) fputs(line, stderr);
+  if (lf) fclose(lf);
+}
+
+void farm_stop_tracker(farm *f) {
+  int st = proc_stop(f->tracker, SIGTERM, 5000);
+  if (!(WIFEXITED(st) && WEXITSTATUS(st) == 0)) {
+    farm_print_log(f);
+    TEST_FAIL("tracker did not stop cleanly on SIGTERM (status %d)", st);
+  }
+}
+
+int farm_ktune(farm *f, char *out, size_t outlen, int timeout_ms, char *const args[]) {
+  char *argv[48] = {(char *)proc_bin("cli/ktune")};
+  int n = 1;
+  for (int i = 0; args[i] && n < 45; i++) argv[n++] = args[i];
+  argv[n++] = "--tracker";
+  argv[n++] = f->addr;
+  argv[n] = NULL;
+  return proc_run(argv, out, outlen, timeout_ms);
+}
+
+long farm_submit(farm *f, char *const args[]) {
+  char *argv[48] = {"tune"};
+  int n = 1;
+  for (int i = 0; args[i] && n < 46; i++) argv[n++] = args[i];
+  argv[n++] = "--detach";
+  argv[n] = NULL;
+  char out[4096];
+  int rc = farm_ktune(f, out, sizeof(out), 30000, argv);
+  if (rc != 0) TEST_FAIL("ktune tune --detach exited %d: %s", rc, out);
+  long id = strtol(out, NULL, 10);
+  if (id <= 0) TEST_FAIL("ktune tune --detach printed no session id: %s", out);
+  return id;
+}
+
+json_t *farm_status(farm *f) {
+  static char out[1 << 17];
+  char *args[] = {"status", "--json", NULL};
+  int rc = farm_ktune(f, out, sizeof(out), 10000, args);
+  if (rc != 0) TEST_FAIL("ktune status exited %d: %s", rc, out);
+  json_error_t e;
+  json_t *j = json_loads(out, 0, &e);
+  if (!j) TEST_FAIL("ktune status --json is not JSON (%s): %s", e.text, out);
+  return j;
+}
+
+json_t *farm_agent(json_t *st, const char *name) {
+  size_t i;
+  json_t *a;
+  json_array_foreach(json_object_get(st, "agents"), i, a)
+    if (!strcmp(json_string_value(json_object_get(a, "name")), name)) return a;
+  return NULL;
+}
+
+json_t *farm_session(json_t *st, long id) {
+  size_t i;
+  json_t *s;
+  json_array_foreach(json_object_get(st, "sessions"), i, s)
+    if (json_integer_value(json_object_get(s, "id")) == id) return s;
+  return NULL;
+}
+
+void farm_wait_agent(farm *f, const char *name, int present) {
+  for (int i = 0; i < 500; i++) {
+    json_t *st = farm_status(f);
+    int here = farm_agent(st, name) != NULL;
+    json_decref(st);
+    if (here == present) return;
+    proc_sleep_ms(20);
+  }
+  farm_print_log(f);
+  TEST_FAIL("agent %s never %s ktune status", name, present ? "appeared in" : "left");
+}
+
+void farm_wait_busy(farm *f, const char *name) {
+  for (int i = 0; i < 1000; i++) {
+    json_t *st = farm_status(f);
+    json_t *a = farm_agent(st, name);
+    int busy = a && json_array_size(json_object_get(a, "jobs")) > 0;
+    json_decref(st);
+    if (busy) return;
+    proc_sleep_ms(10);
+  }
+  farm_print_log(f);
+  TEST_FAIL("runner %s never took a job", name);
+}
+
+void farm_wait_trials(farm *f, long id, int n) {
+  for (int i = 0; i < 1500; i++) {
+    json_t *st = farm_status(f);
+    json_t *s = farm_session(st, id);
+    long done = s ? (long)json_integer_value(json_object_get(s, "trials_done")) : -1;
+    json_decref(st);
+    if (done >= n) return;
+    proc_sleep_ms(20);
+  }
+  farm_print_log(f);
+  TEST_FAIL("session %ld never reached %d trials", id, n);
+}
+
+sqlite3 *farm_db(farm *f) {
+  sqlite3 *db;
+  ASSERT_EQ_INT(sqlite3_open_v2(f->db, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+  return db;
+}
+
+long long farm_query(sqlite3 *db, const char *fmt, ...) {
+  char sql[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(sql, sizeof(sql), fmt, ap);
+  va_end(ap);
+  sqlite3_stmt *st;
+  if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+    TEST_FAIL("%s: %s", sql, sqlite3_errmsg(db));
+  ASSERT_EQ_INT(sqlite3_step(st), SQLITE_ROW);
+  long long v = sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  return v;
+}

@@ -1,0 +1,49 @@
+/* A farm of real processes for integration tests: a tracker on an
+ * ephemeral loopback port with a fresh history, builders and runners, and
+ * the ktune command against it. */
+#ifndef KTUNE_TEST_HARNESS_H
+#define KTUNE_TEST_HARNESS_H
+
+#include <jansson.h>
+#include <sqlite3.h>
+#include <sys/types.h>
+
+#include "tests/integration/proc.h"
+
+typedef struct {
+  char dir[256];
+  char db[300];
+  char log[300];
+  char addr[80];
+  pid_t tracker;
+} farm;
+
+/* Starts a tracker with a fresh history (listen NULL: an ephemeral port),
+ * or restarts one on the same history and address. extra: more options. */
+void farm_start(farm *f, char *const extra[]);
+void farm_restart_tracker(farm *f, char *const extra[]);
+pid_t farm_runner(farm *f, const char *name, const char *key, const char *dump_dir);
+pid_t farm_builder(farm *f, const char *name);
+/* SIGTERM to the tracker; fails the test unless it exits 0. */
+void farm_stop_tracker(farm *f);
+void farm_print_log(const farm *f);
+
+/* Runs `ktune ARGS... --tracker ADDR`; returns the exit code, output in out. */
+int farm_ktune(farm *f, char *out, size_t outlen, int timeout_ms, char *const args[]);
+/* `ktune tune ... --detach`: the session id. */
+long farm_submit(farm *f, char *const args[]);
+
+json_t *farm_status(farm *f);
+/* The agent of that name in status, or NULL (borrowed from st). */
+json_t *farm_agent(json_t *st, const char *name);
+json_t *farm_session(json_t *st, long id);
+void farm_wait_agent(farm *f, const char *name, int present);
+/* Waits until the runner holds a job. */
+void farm_wait_busy(farm *f, const char *name);
+/* Waits until session id has at least n trials done. */
+void farm_wait_trials(farm *f, long id, int n);
+
+sqlite3 *farm_db(farm *f);
+long long farm_query(sqlite3 *db, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#endif

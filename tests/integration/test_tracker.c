@@ -1,0 +1,254 @@
+/* The tracker as a shared farm: real processes, real signals. Agents that
+ * die or freeze, a tracker killed mid-session, sessions that share a key,
+ * wait for a key nobody serves, or repeat work the history already has. */
+#include <signal.h>
+#include <sys/wait.h>
+
+#include "tests/integration/harness.h"
+#include "tests/test.h"
+
+/* Slow enough trials (about 0.1 s each under tcc) that a signal lands
+ * while one is being measured. */
+#define SLOW "matmul", "-D", "M=64", "-D", "N=64", "-D", "K=64", "--number", "100"
+
+static void expect_session_ok(farm *f, long id, int trials) {
+  sqlite3 *db = farm_db(f);
+  ASSERT_EQ_INT(farm_query(db, "SELECT count(*) FROM trials WHERE session = %ld", id), trials);
+  ASSERT_EQ_INT(farm_query(db, "SELECT count(DISTINCT config) FROM trials WHERE session = %ld", id),
+                trials);
+  ASSERT_EQ_INT(farm_query(db, "SELECT count(*) FROM jobs WHERE session = %ld", id), 0);
+  char state[32] = "";
+  sqlite3_stmt *st;
+  char sql[128];
+  snprintf(sql, sizeof(sql), "SELECT state FROM sessions WHERE id = %ld", id);
+  ASSERT_EQ_INT(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+  ASSERT_EQ_INT(sqlite3_step(st), SQLITE_ROW);
+  snprintf(state, sizeof(state), "%s", sqlite3_column_text(st, 0));
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  ASSERT_EQ_STR(state, "done");
+}
+
+static void wait_session(farm *f, long id, int want_rc, const char *want_text) {
+  char out[8192], ids[32];
+  snprintf(ids, sizeof(ids), "%ld", id);
+  char *args[] = {"wait", ids, NULL};
+  int rc = farm_ktune(f, out, sizeof(out), 120000, args);
+  if (rc != want_rc) {
+    farm_print_log(f);
+    TEST_FAIL("ktune wait %ld exited %d, not %d: %s", id, rc, want_rc, out);
+  }
+  if (want_text) ASSERT_CONTAINS(out, want_text);
+}
+
+TEST(runner_killed_mid_session_its_job_finishes_elsewhere) {
+  farm f;
+  farm_start(&f, NULL);
+  pid_t b = farm_builder(&f, "b1");
+  pid_t r1 = farm_runner(&f, "r1", "k", NULL), r2 = farm_runner(&f, "r2", "k", NULL);
+  farm_wait_agent(&f, "r1", 1);
+  farm_wait_agent(&f, "r2", 1);
+  char *args[] = {SLOW, "--trials", "12", "--key", "k", "--seed", "3", NULL};
+  long id = farm_submit(&f, args);
+  farm_wait_busy(&f, "r1");
+  kill(r1, SIGKILL);
+  waitpid(r1, NULL, 0);
+  wait_session(&f, id, 0, "best: ");
+  expect_session_ok(&f, id, 12);
+  sqlite3 *db = farm_db(&f);
+  ASSERT_EQ_INT(farm_query(db, "SELECT count(*) FROM trials WHERE status = 'ok'"), 12);
+  sqlite3_close(db);
+  proc_stop(r2, SIGTERM, 5000);
+  proc_stop(b, SIGTERM, 5000);
+  farm_stop_tracker(&f);
+}
+
+TEST(tracker_killed_mid_session_resumes_on_restart) {
+  farm f;
+  farm_start(&f, NULL);
+  pid_t b = farm_builder(&f, "b1");
+  pid_t r = farm_runner(&f, "r1", "k", NULL);
+  farm_wait_agent(&f, "r1", 1);
+  char *args[] = {SLOW, "--trials", "14", "--key", "k", "--seed", "5", NULL};
+  long id = farm_submit(&f, args);
+  farm_wait_trials(&f, id, 3);
+  kill(f.tracker, SIGKILL);
+  waitpid(f.tracker, NULL, 0);
+  farm_restart_tracker(&f, NULL);
+  /* Nobody touches the agents: they dial the new tracker by themselves. */
+  wait_session(&f, id, 0, "best: ");
+  expect_session_ok(&f, id, 14);
+  ASSERT_EQ_INT(waitpid(r, NULL, WNOHANG), 0);
+  ASSERT_EQ_INT(waitpid(b, NULL, WNOHANG), 0);
+  proc_stop(r, SIGTERM, 5000);
+  proc_stop(b, SIGTERM, 5000);
+  farm_stop_tracker(&f);
+}
+
+TEST(frozen_runner_loses_its_job_after_the_heartbeat_timeout) {
+  farm f;
+  char *opts[] = {"--timeout-ms", "1000", NULL};
+  farm_start(&f, opts);
+  pid_t b = farm_builder(&f, "b1");
+  pid_t r1 = farm_runner(&f, "r1", "k", NULL), r2 = farm_runner(&f, "r2", "k", NULL);
+  farm_wait_agent(&f, "r1", 1);
+  farm_wait_agent(&f, "r2", 1);
+  char *args[] = {SLOW, "--trials", "10", "--key", "k", NULL};
+  long id = farm_submit(&f, args);
+  farm_wait_busy(&f, "r1");
+  kill(r1, SIGSTOP);
+  farm_wait_agent(&f, "r1", 0);
+  wait_session(&f, id, 0, "best: ");
+  expect_session_ok(&f, id, 10);
+  /* Thawed, it dials again by itself. */
+  kill(r1, SIGCONT);
+  farm_wait_agent(&f, "r1", 1);
+  proc_stop(r1, SIGTERM, 5000);
+  proc_stop(r2, SIGTERM, 5000);
+  proc_stop(b, SIGTERM, 5000);
+  farm_stop_tracker(&f);
+}
+
+TEST(job_that_keeps_losing_its_runner_ends_as_runner_lost) {
+  farm f;
+  char *opts[] = {"--max-lost", "1", NULL};
+  farm_start(&f, opts);
+  pid_t b = farm_builder(&f, "b1");
+  pid_t r1 = farm_runner(&f, "r1", "k", NULL), r2 = farm_runner(&f, "r2", "k", NULL);
+  farm_wait_agent(&f, "r1", 1);
+  char *args[] = {SLOW, "--trials", "6", "--key", "k", NULL};
+  long id = farm_submit(&f, args);
+  farm_wait_busy(&f, "r1");
+  kill(r1, SIGKILL);
+  waitpid(r1, NULL, 0);
+  wait_session(&f, id, 0, "failed 1");
+  sqlite3 *db = farm_db(&f);
+  ASSERT_EQ_INT(farm_query(db, "SELECT count(*) FROM trials WHERE session = %ld", id), 6);
+  ASSERT_EQ_INT(farm_query(db, "SELECT count(*) FROM trials WHERE status = 'RUNNER_LOST'"), 1);
+  sqlite3_close(db);
+  proc_stop(r2, SIGTERM, 5000);
+  proc_stop(b, SIGTERM, 5000);
+  farm_stop_tracker(&f);
+}
+
+TEST(two_sessions_of_equal_priority_share_one_runner) {
+  farm f;
+  farm_start(&f, NULL);
+  pid_t b = farm_builder(&f, "b1");
+  pid_t r = farm_runner(&f, "r1", "k", NULL);
+  farm_wait_agent(&f, "r1", 1);
+  char *a1[] = {SLOW, "--trials", "16", "--key", "k", "--seed", "1", NULL};
+  char *a2[] = {SLOW, "--trials", "16", "--key", "k", "--seed", "2", NULL};
+  long s1 = farm_submit(&f, a1), s2 = farm_submit(&f, a2);
+  int both = 0;
+  for (int i = 0; i < 1500 && !both; i++) {
+    json_t *st = farm_status(&f);
+    json_t *x = farm_session(st, s1), *y = farm_session(st, s2);
+    long d1 = json_integer_value(json_object_get(x, "trials_done"));
+    long d2 = json_integer_value(json_object_get(y, "trials_done"));
+    int running = !strcmp(json_string_value(json_object_get(x, "state")), "running") &&
+                  !strcmp(json_string_value(json_object_get(y, "state")), "running");
+    json_decref(st);
+    if (d1 >= 2 && d2 >= 2 && running) both = 1;
+    else proc_sleep_ms(20);
+  }
+  ASSERT(both);
+  wait_session(&f, s1, 0, NULL);
+  wait_session(&f, s2, 0, NULL);
+  expect_session_ok(&f, s1, 16);
+  expect_session_ok(&f, s2, 16);
+  proc_stop(r, SIGTERM, 5000);
+  proc_stop(b, SIGTERM, 5000);
+  farm_stop_tracker(&f);
+}
+
+TEST(session_for_a_key_nobody_serves_waits_then_fails) {
+  farm f;
+  farm_start(&f, NULL);
+  char *args[] = {"matmul", "-D", "M=16", "--trials", "4", "--key", "nobody", "--wait-timeout",
+                  "1500", NULL};
+  long id = farm_submit(&f, args);
+  json_t *st = farm_status(&f);
+  json_t *s = farm_session(st, id);
+  ASSERT_NOT_NULL(s);
+  ASSERT_EQ_STR(json_string_value(json_object_get(s, "state")), "queued");
+  json_decref(st);
+  /* The sweep names what the session waits for. */
+  int named = 0;
+  for (int i = 0; i < 100 && !named; i++) {
+    st = farm_status(&f);
+    const char *msg = json_string_value(json_object_get(farm_session(st, id), "message"));
+    named = msg && strstr(msg, "waiting for a runner with key 'nobody'");
+    json_decref(st);
+    if (!named) proc_sleep_ms(20);
+  }
+  ASSERT(named);
+  wait_session(&f, id, 1, "nobody");
+  farm_stop_tracker(&f);
+}
+
+TEST(identical_session_is_answered_from_the_history) {
+  farm f;
+  farm_start(&f, NULL);
+  pid_t b = farm_builder(&f, "b1");
+  pid_t r = farm_runner(&f, "r1", "k", NULL);
+  farm_wait_agent(&f, "r1", 1);
+  char *args[] = {"matmul", "-D", "M=32", "-D", "N=32", "-D", "K=32", "--trials", "5",
+                  "--strategy", "grid", "--key", "k", NULL};
+  long s1 = farm_submit(&f, args);
+  wait_session(&f, s1, 0, "best: ");
+  /* Nothing can be measured now: no runner, no builder. */
+  proc_stop(r, SIGTERM, 5000);
+  proc_stop(b, SIGTERM, 5000);
+  farm_wait_agent(&f, "r1", 0);
+  long s2 = farm_submit(&f, args);
+  wait_session(&f, s2, 0, "best: ");
+  expect_session_ok(&f, s2, 5);
+  sqlite3 *db = farm_db(&f);
+  ASSERT_EQ_INT(farm_query(db, "SELECT count(*) FROM trials WHERE session = %ld AND reused IN "
+                               "(SELECT id FROM trials WHERE session = %ld)", s2, s1), 5);
+  sqlite3_close(db);
+  /* --remeasure asks for real measurements: with no runner it waits. */
+  char *again[] = {"matmul", "-D", "M=32", "-D", "N=32", "-D", "K=32", "--trials", "5",
+                   "--strategy", "grid", "--key", "k", "--remeasure", "--wait-timeout", "500", NULL};
+  long s3 = farm_submit(&f, again);
+  wait_session(&f, s3, 1, "no runner with key 'k'");
+  farm_stop_tracker(&f);
+}
+
+TEST(cancel_stops_a_session_and_drops_its_queue) {
+  farm f;
+  farm_start(&f, NULL);
+  pid_t b = farm_builder(&f, "b1");
+  pid_t r = farm_runner(&f, "r1", "k", NULL);
+  char *args[] = {SLOW, "--trials", "40", "--key", "k", NULL};
+  long id = farm_submit(&f, args);
+  farm_wait_trials(&f, id, 1);
+  char out[4096], ids[32];
+  snprintf(ids, sizeof(ids), "%ld", id);
+  char *cancel[] = {"cancel", ids, NULL};
+  ASSERT_EQ_INT(farm_ktune(&f, out, sizeof(out), 10000, cancel), 0);
+  ASSERT_CONTAINS(out, "cancelled");
+  wait_session(&f, id, 1, "cancelled");
+  json_t *st = farm_status(&f);
+  ASSERT_EQ_STR(json_string_value(json_object_get(farm_session(st, id), "state")), "cancelled");
+  json_decref(st);
+  sqlite3 *db = farm_db(&f);
+  ASSERT_EQ_INT(farm_query(db, "SELECT count(*) FROM jobs"), 0);
+  ASSERT_LT_INT(farm_query(db, "SELECT count(*) FROM trials WHERE session = %ld", id), 40);
+  sqlite3_close(db);
+  /* Cancelling again is an error that says the session had ended. */
+  ASSERT_EQ_INT(farm_ktune(&f, out, sizeof(out), 10000, cancel), 1);
+  proc_stop(r, SIGTERM, 5000);
+  proc_stop(b, SIGTERM, 5000);
+  farm_stop_tracker(&f);
+}
+
+TEST_LIST(TEST_ENTRY(runner_killed_mid_session_its_job_finishes_elsewhere),
+          TEST_ENTRY(tracker_killed_mid_session_resumes_on_restart),
+          TEST_ENTRY(frozen_runner_loses_its_job_after_the_heartbeat_timeout),
+          TEST_ENTRY(job_that_keeps_losing_its_runner_ends_as_runner_lost),
+          TEST_ENTRY(two_sessions_of_equal_priority_share_one_runner),
+          TEST_ENTRY(session_for_a_key_nobody_serves_waits_then_fails),
+          TEST_ENTRY(identical_session_is_answered_from_the_history),
+          TEST_ENTRY(cancel_stops_a_session_and_drops_its_queue))
