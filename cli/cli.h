@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "common/auth.h"
 #include "proto/ktune.pb-c.h"
 
 /* Exit codes (DESIGN.md). */
@@ -22,9 +23,11 @@ typedef struct {
   uint32_t heartbeat_ms;
   uint64_t last_tx_ms;
   const char *addr;
+  auth_stream mac;
 } client;
 
-/* Connects, says Hello as a client and waits for Welcome. */
+/* Connects, says Hello as a client (logging in with KTUNE_TOKEN or the
+ * file KTUNE_TOKEN_FILE names, when set) and waits for Welcome. */
 int client_connect(client *c, const char *tracker, char *err, size_t errlen);
 int client_send(client *c, const Ktune__Envelope *env);
 /* Waits up to timeout_ms (-1: forever) for the next message that is not a

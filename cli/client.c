@@ -1,5 +1,6 @@
 #include <errno.h>
 #include <poll.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,7 +27,7 @@ const char *cli_tracker(const char *opt) {
 
 int client_send(client *c, const Ktune__Envelope *env) {
   c->last_tx_ms = mono_ms();
-  return wire_write_fd(c->fd, env);
+  return wire_write_fd_mac(c->fd, env, &c->mac);
 }
 
 static void heartbeat(client *c) {
@@ -58,9 +59,11 @@ Ktune__Envelope *client_recv(client *c, int timeout_ms, char *err, size_t errlen
       return NULL;
     }
     if (rc == 0) continue;
-    Ktune__Envelope *env = wire_read_fd(c->fd, FRAME_MAX_DEFAULT);
+    int forged;
+    Ktune__Envelope *env = wire_read_fd_mac(c->fd, FRAME_MAX_DEFAULT, &c->mac, &forged);
     if (!env) {
-      snprintf(err, errlen, "the tracker at %s closed the connection", c->addr);
+      snprintf(err, errlen, forged ? "a message from the tracker at %s failed authentication"
+                                   : "the tracker at %s closed the connection", c->addr);
       return NULL;
     }
     if (env->msg_case == KTUNE__ENVELOPE__MSG_HEARTBEAT) {
@@ -90,14 +93,32 @@ int client_connect(client *c, const char *tracker, char *err, size_t errlen) {
     client_close(c);
     return -1;
   }
-  char name[128];
-  agent_default_name(name, sizeof(name));
+  /* The session owner: the login name, so that the same person can find
+   * and cancel their sessions from another shell. */
+  char name[128] = "user";
   const char *user = getenv("USER");
+  struct passwd *pw = getpwuid(getuid());
   if (user && *user) snprintf(name, sizeof(name), "%s", user);
+  else if (pw) snprintf(name, sizeof(name), "%s", pw->pw_name);
+  char token[AUTH_TOKEN_MAX];
+  int have = auth_read_token(NULL, token, sizeof(token), err, errlen);
+  if (have < 0 || (have && auth_init() < 0)) {
+    client_close(c);
+    return -1;
+  }
+  /* With a token the name is the one the token was issued to. */
+  const char *as = getenv("KTUNE_USER");
+  if (as && *as) snprintf(name, sizeof(name), "%s", as);
+  uint8_t nonce[AUTH_NONCE], tnonce[AUTH_NONCE];
   Ktune__Hello h = KTUNE__HELLO__INIT;
   h.version = WIRE_PROTOCOL_VERSION;
   h.role = KTUNE__ROLE__ROLE_CLIENT;
   h.name = name;
+  if (have) {
+    auth_nonce(nonce);
+    h.nonce.data = nonce;
+    h.nonce.len = AUTH_NONCE;
+  }
   Ktune__Envelope env = KTUNE__ENVELOPE__INIT;
   env.msg_case = KTUNE__ENVELOPE__MSG_HELLO;
   env.hello = &h;
@@ -107,6 +128,36 @@ int client_connect(client *c, const char *tracker, char *err, size_t errlen) {
     return -1;
   }
   Ktune__Envelope *w = client_recv(c, 10000, err, errlen);
+  if (w && w->msg_case == KTUNE__ENVELOPE__MSG_CHALLENGE && have &&
+      w->challenge->nonce.len == AUTH_NONCE) {
+    memcpy(tnonce, w->challenge->nonce.data, AUTH_NONCE);
+    wire_free(w);
+    uint8_t m[AUTH_MAC];
+    auth_peer_mac(token, nonce, tnonce, "client", name, m);
+    Ktune__Auth au = KTUNE__AUTH__INIT;
+    au.mac.data = m;
+    au.mac.len = AUTH_MAC;
+    env.msg_case = KTUNE__ENVELOPE__MSG_AUTH;
+    env.auth = &au;
+    w = client_send(c, &env) < 0 ? NULL : client_recv(c, 15000, err, errlen);
+    uint8_t want[AUTH_MAC];
+    auth_tracker_proof(token, nonce, tnonce, want);
+    if (w && w->msg_case == KTUNE__ENVELOPE__MSG_WELCOME &&
+        (w->welcome->proof.len != AUTH_MAC || !auth_equal(want, w->welcome->proof.data, AUTH_MAC))) {
+      snprintf(err, errlen, "the tracker at %s did not prove it holds your token", tracker);
+      wire_free(w);
+      w = NULL;
+    } else if (w && w->msg_case == KTUNE__ENVELOPE__MSG_WELCOME) {
+      auth_session_key(token, nonce, tnonce, want);
+      auth_stream_start(&c->mac, want, 0);
+    }
+  } else if (w && w->msg_case == KTUNE__ENVELOPE__MSG_CHALLENGE) {
+    snprintf(err, errlen, "the tracker at %s requires a token: set KTUNE_TOKEN or KTUNE_TOKEN_FILE",
+             tracker);
+    wire_free(w);
+    w = NULL;
+  }
+  memset(token, 0, sizeof(token));
   if (!w) {
     client_close(c);
     return -1;

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "common/addr.h"
+#include "common/auth.h"
 #include "common/conn.h"
 #include "common/log.h"
 #include "common/wire.h"
@@ -28,6 +29,9 @@ struct agent {
   uv_timer_t retry;
   uv_timer_t beat;
   char host[256];
+  uint8_t nonce[AUTH_NONCE];         /* ours, for this connection */
+  uint8_t tracker_nonce[AUTH_NONCE]; /* the tracker's challenge */
+  int challenged;
 };
 
 static void dial(agent *a);
@@ -67,6 +71,12 @@ static void send_hello(agent *a) {
   h.ktune_version = KTUNE_VERSION;
   h.archs = (char **)a->cfg.archs;
   h.n_archs = a->cfg.narchs;
+  a->challenged = 0;
+  if (a->cfg.token) {
+    auth_nonce(a->nonce);
+    h.nonce.data = a->nonce;
+    h.nonce.len = AUTH_NONCE;
+  }
   Ktune__Envelope env = KTUNE__ENVELOPE__INIT;
   env.msg_case = KTUNE__ENVELOPE__MSG_HELLO;
   env.hello = &h;
@@ -89,10 +99,57 @@ static void on_beat(uv_timer_t *t) {
   conn_send(a->c, &env);
 }
 
+static void answer_challenge(agent *a, const Ktune__Challenge *ch) {
+  if (!a->cfg.token) {
+    log_error(a->cfg.who, "tracker %s requires a token: set KTUNE_TOKEN or use --token-file",
+              a->cfg.tracker);
+    conn_close(a->c, "no token");
+    return;
+  }
+  if (ch->nonce.len != AUTH_NONCE) {
+    conn_close(a->c, "malformed challenge");
+    return;
+  }
+  memcpy(a->tracker_nonce, ch->nonce.data, AUTH_NONCE);
+  a->challenged = 1;
+  Ktune__Auth au = KTUNE__AUTH__INIT;
+  uint8_t m[AUTH_MAC];
+  auth_peer_mac(a->cfg.token, a->nonce, a->tracker_nonce, wire_role_name(a->cfg.role),
+                a->cfg.name, m);
+  au.mac.data = m;
+  au.mac.len = AUTH_MAC;
+  Ktune__Envelope env = KTUNE__ENVELOPE__INIT;
+  env.msg_case = KTUNE__ENVELOPE__MSG_AUTH;
+  env.auth = &au;
+  conn_send(a->c, &env);
+}
+
+/* An agent with a token runs code only for a tracker that holds it too. */
+static int tracker_proved(agent *a, const Ktune__Welcome *w) {
+  if (!a->cfg.token) return 1;
+  uint8_t want[AUTH_MAC];
+  if (!a->challenged || w->proof.len != AUTH_MAC) return 0;
+  auth_tracker_proof(a->cfg.token, a->nonce, a->tracker_nonce, want);
+  if (!auth_equal(want, w->proof.data, AUTH_MAC)) return 0;
+  auth_session_key(a->cfg.token, a->nonce, a->tracker_nonce, want);
+  auth_stream_start(&a->c->mac, want, 0);
+  return 1;
+}
+
 static void on_message(conn *c, Ktune__Envelope *env) {
   agent *a = c->data;
   switch (env->msg_case) {
+  case KTUNE__ENVELOPE__MSG_CHALLENGE:
+    if (!a->welcomed) answer_challenge(a, env->challenge);
+    return;
   case KTUNE__ENVELOPE__MSG_WELCOME:
+    if (a->welcomed) return;
+    if (!tracker_proved(a, env->welcome)) {
+      log_error(a->cfg.who, "tracker %s did not prove it holds this %s's token: refusing to "
+                "work for it", a->cfg.tracker, wire_role_name(a->cfg.role));
+      conn_close(c, "tracker not authenticated");
+      return;
+    }
     a->welcomed = 1;
     a->backoff_ms = BACKOFF_MIN_MS;
     a->heartbeat_ms = env->welcome->heartbeat_ms ? env->welcome->heartbeat_ms : 1000;

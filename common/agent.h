@@ -37,6 +37,9 @@ typedef struct {
   const char *governor;
   const char **archs;
   size_t narchs;
+  /* The agent's token (KTUNE_TOKEN or a file), or NULL. With a token the
+   * agent works only for a tracker that proves it holds the same one. */
+  const char *token;
 } agent_config;
 
 int agent_new(uv_loop_t *loop, const agent_config *cfg, const agent_ops *ops, void *data,

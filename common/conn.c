@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "common/addr.h"
+#include "common/log.h"
 #include "common/wire.h"
 
 conn *conn_new(uv_loop_t *loop, const conn_ops *ops, void *data, uint32_t max_frame) {
@@ -73,7 +74,13 @@ static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
       conn_close(c, "frame too big");
       return;
     }
-    Ktune__Envelope *env = wire_unpack(p, len);
+    int forged = 0;
+    Ktune__Envelope *env = wire_unpack_mac(p, len, &c->mac, &forged);
+    if (forged) {
+      log_warn("conn", "%s: a frame failed authentication (altered or replayed); closing", c->peer);
+      conn_close(c, "a frame failed authentication");
+      return;
+    }
     if (!env) {
       conn_send_error(c, "BAD_FRAME", "frame of %u bytes is not a ktune message", len);
       conn_close(c, "undecodable frame");
@@ -139,7 +146,7 @@ int conn_send(conn *c, const Ktune__Envelope *env) {
   if (c->closing) return -1;
   uint8_t *frame;
   size_t len;
-  if (wire_pack(env, &frame, &len) < 0) return -1;
+  if (wire_pack_mac(env, &c->mac, &frame, &len) < 0) return -1;
   if (c->out_len + len > c->out_cap) {
     size_t cap = c->out_cap ? c->out_cap : 4096;
     while (cap < c->out_len + len) cap *= 2;

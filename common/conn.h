@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "common/auth.h"
 #include "common/frame.h"
 #include "proto/ktune.pb-c.h"
 
@@ -34,6 +35,7 @@ struct conn {
   uint8_t *wbuf;          /* handed to libuv, in flight */
   int writing;
   int deferred;           /* owner calls conn_flush itself (group commit) */
+  auth_stream mac;        /* on after login: every frame carries an HMAC */
   int closing;
   uint64_t last_rx_ms;    /* uv_now of the last bytes received */
   uint64_t opened_ms;

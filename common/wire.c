@@ -4,16 +4,22 @@
 
 #include "common/frame.h"
 
-int wire_pack(const Ktune__Envelope *env, uint8_t **frame, size_t *len) {
+int wire_pack_mac(const Ktune__Envelope *env, auth_stream *mac, uint8_t **frame, size_t *len) {
   size_t n = ktune__envelope__get_packed_size(env);
-  if (n > UINT32_MAX) return -1;
-  uint8_t *buf = malloc(FRAME_HEADER + n);
+  size_t tag = mac && mac->on ? AUTH_MAC : 0;
+  if (n + tag > UINT32_MAX) return -1;
+  uint8_t *buf = malloc(FRAME_HEADER + n + tag);
   if (!buf) return -1;
-  frame_put_header(buf, (uint32_t)n);
+  frame_put_header(buf, (uint32_t)(n + tag));
   ktune__envelope__pack(env, buf + FRAME_HEADER);
+  if (tag) auth_tag(mac, buf + FRAME_HEADER, n, buf + FRAME_HEADER + n);
   *frame = buf;
-  *len = FRAME_HEADER + n;
+  *len = FRAME_HEADER + n + tag;
   return 0;
+}
+
+int wire_pack(const Ktune__Envelope *env, uint8_t **frame, size_t *len) {
+  return wire_pack_mac(env, NULL, frame, len);
 }
 
 Ktune__Envelope *wire_unpack(const uint8_t *payload, size_t len) {
@@ -25,8 +31,27 @@ Ktune__Envelope *wire_unpack(const uint8_t *payload, size_t len) {
   return env;
 }
 
+Ktune__Envelope *wire_unpack_mac(const uint8_t *payload, size_t len, auth_stream *mac, int *forged) {
+  *forged = 0;
+  if (!mac || !mac->on) return wire_unpack(payload, len);
+  if (len < AUTH_MAC || auth_check(mac, payload, len - AUTH_MAC, payload + len - AUTH_MAC) < 0) {
+    *forged = 1;
+    return NULL;
+  }
+  return wire_unpack(payload, len - AUTH_MAC);
+}
+
 void wire_free(Ktune__Envelope *env) {
   if (env) ktune__envelope__free_unpacked(env, NULL);
+}
+
+const char *wire_role_name(Ktune__Role r) {
+  switch (r) {
+  case KTUNE__ROLE__ROLE_BUILDER: return "builder";
+  case KTUNE__ROLE__ROLE_RUNNER: return "runner";
+  case KTUNE__ROLE__ROLE_CLIENT: return "client";
+  default: return "peer";
+  }
 }
 
 const char *wire_msg_name(const Ktune__Envelope *env) {
@@ -35,20 +60,28 @@ const char *wire_msg_name(const Ktune__Envelope *env) {
   return f ? f->name : "unknown";
 }
 
-int wire_write_fd(int fd, const Ktune__Envelope *env) {
+int wire_write_fd_mac(int fd, const Ktune__Envelope *env, auth_stream *mac) {
   uint8_t *buf;
   size_t len;
-  if (wire_pack(env, &buf, &len) < 0) return -1;
+  if (wire_pack_mac(env, mac, &buf, &len) < 0) return -1;
   int rc = frame_write_fd(fd, buf + FRAME_HEADER, (uint32_t)(len - FRAME_HEADER));
   free(buf);
   return rc;
 }
 
-Ktune__Envelope *wire_read_fd(int fd, uint32_t max) {
+Ktune__Envelope *wire_read_fd_mac(int fd, uint32_t max, auth_stream *mac, int *forged) {
   uint8_t *p;
   uint32_t n;
+  *forged = 0;
   if (frame_read_fd(fd, max, &p, &n) < 0) return NULL;
-  Ktune__Envelope *env = wire_unpack(p, n);
+  Ktune__Envelope *env = wire_unpack_mac(p, n, mac, forged);
   free(p);
   return env;
+}
+
+int wire_write_fd(int fd, const Ktune__Envelope *env) { return wire_write_fd_mac(fd, env, NULL); }
+
+Ktune__Envelope *wire_read_fd(int fd, uint32_t max) {
+  int forged;
+  return wire_read_fd_mac(fd, max, NULL, &forged);
 }

@@ -331,7 +331,7 @@ static job *leased_job(tracker *t, peer *p, uint64_t id, enum job_state want, co
   if (!j || j->owner != p || j->state != want) {
     /* A late result for a job requeued elsewhere: recorded once, there. */
     log_warn(WHO, "%s %s sent a %s for job %llu it does not hold; dropped",
-             registry_role_name(p->role), p->name, what, (unsigned long long)id);
+             wire_role_name(p->role), p->name, what, (unsigned long long)id);
     return NULL;
   }
   j->owner = NULL;
@@ -350,6 +350,14 @@ void jobs_on_build_result(tracker *t, peer *p, const Ktune__BuildResult *r) {
   free(j->compiler_id);
   j->compiler_id = r->compiler_id[0] ? strndup(r->compiler_id, 512) : NULL;
   const char *code = known_code(r->status);
+  if (r->artifact.len > t->opts.max_artifact) {
+    char why[160];
+    snprintf(why, sizeof(why), "the built artifact has %zu bytes; the limit is %u (--max-artifact)",
+             r->artifact.len, t->opts.max_artifact);
+    record_job(t, j, "COMPILE_ERROR", why, NULL, 0, NULL, 0, NULL);
+    finish(t, j);
+    return;
+  }
   if (code && strcmp(code, "ok") == 0 && r->artifact.len > 0) {
     j->artifact = malloc(r->artifact.len);
     if (!j->artifact) {
@@ -423,7 +431,7 @@ void jobs_release(tracker *t, peer *p) {
     server_db_write(t);
     hist_job_lost(t->db, (int64_t)j->id, j->lost);
     log_info(WHO, "job %llu lost its %s (%u of %u times); back to the queue",
-             (unsigned long long)j->id, registry_role_name(p->role), j->lost, t->opts.max_lost);
+             (unsigned long long)j->id, wire_role_name(p->role), j->lost, t->opts.max_lost);
   }
   p->busy = 0;
   if (t->stopping) return;

@@ -1,9 +1,11 @@
 /* ktune-tracker: the farm's daemon. */
 #include <getopt.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/addr.h"
 #include "common/log.h"
 #include "tracker/tracker.h"
 
@@ -12,59 +14,111 @@
 static void usage(FILE *f) {
   fprintf(f,
           "usage: ktune-tracker [--listen HOST:PORT] [--db PATH] [--sync normal|full]\n"
-          "                     [--heartbeat-ms N] [--timeout-ms N] [--max-frame BYTES]\n"
-          "                     [--max-lost N] [--port-file PATH]\n"
+          "                     [--tokens FILE] [--insecure] [OPTION N]...\n"
           "\n"
           "Keeps the farm: builders and runners dial in, clients submit sessions.\n"
           "  --listen HOST:PORT  address to listen on (default 127.0.0.1:9290; port 0 picks one)\n"
           "  --db PATH           SQLite history (default ./ktune.db)\n"
           "  --sync normal|full  normal: a result survives a crash of this process (default);\n"
           "                      full: it also survives power loss, slower\n"
-          "  --heartbeat-ms N    heartbeat interval told to agents (default 1000)\n"
-          "  --timeout-ms N      drop a peer silent this long (default 10000)\n"
-          "  --max-frame BYTES   largest message accepted (default 67108864)\n"
-          "  --max-lost N        times a job may lose its agent before it ends as\n"
-          "                      RUNNER_LOST (default 3)\n"
-          "  --port-file PATH    write the address actually bound, once listening\n");
+          "  --tokens FILE       who may connect: lines of ROLE NAME TOKEN (docs/SECURITY.md);\n"
+          "                      without it only loopback addresses are allowed\n"
+          "  --insecure          listen beyond loopback without tokens (anyone who reaches\n"
+          "                      the port can run code on every runner)\n"
+          "  --port-file PATH    write the address actually bound, once listening\n"
+          "Limits (N):\n"
+          "  --heartbeat-ms      heartbeat interval told to agents (default 1000)\n"
+          "  --timeout-ms        drop a peer silent this long (default 10000)\n"
+          "  --hello-timeout-ms  time to log in after connecting (default 5000)\n"
+          "  --max-frame         bytes of one message (default 67108864)\n"
+          "  --max-artifact      bytes of a built shared object (default 16777216)\n"
+          "  --max-conns         connections at once (default 1024)\n"
+          "  --max-unauth        connections not logged in yet (default 64)\n"
+          "  --auth-delay-ms     a failed login's answer waits this long (default 1000)\n"
+          "  --max-sessions      unfinished sessions per client (default 16)\n"
+          "  --max-queued        trials not yet recorded per client (default 100000)\n"
+          "  --max-knobs         knobs per task (default 32)\n"
+          "  --max-values        values per knob (default 4096)\n"
+          "  --max-space         configs in a task's space (default 1000000000000)\n"
+          "  --max-lost          times a job may lose its agent before it ends as\n"
+          "                      RUNNER_LOST (default 3)\n");
 }
 
-static int parse_u32(const char *opt, const char *s, uint32_t min, uint32_t *out) {
+/* Numeric options: name, where, smallest value. */
+typedef struct {
+  const char *name;
+  size_t offset;
+  uint64_t min;
+  int wide; /* a uint64_t field rather than uint32_t */
+} num_opt;
+
+#define NUM(n, field, min) {n, offsetof(tracker_opts, field), min, 0}
+static const num_opt num_opts[] = {
+    NUM("heartbeat-ms", heartbeat_ms, 10), NUM("timeout-ms", timeout_ms, 50),
+    NUM("hello-timeout-ms", hello_timeout_ms, 10), NUM("max-frame", max_frame, 1024),
+    NUM("max-artifact", max_artifact, 1024), NUM("max-conns", max_conns, 1),
+    NUM("max-unauth", max_unauth, 1), NUM("auth-delay-ms", auth_delay_ms, 0),
+    NUM("max-sessions", max_sessions, 1), NUM("max-queued", max_queued, 1),
+    NUM("max-knobs", max_knobs, 1), NUM("max-values", max_values, 1),
+    {"max-space", offsetof(tracker_opts, max_space), 1, 1}, NUM("max-lost", max_lost, 1),
+};
+#define NNUM (sizeof(num_opts) / sizeof(num_opts[0]))
+
+static int set_num(tracker_opts *o, const num_opt *n, const char *s) {
   char *end;
-  unsigned long v = strtoul(s, &end, 10);
-  if (!*s || *end || v < min || v > UINT32_MAX) {
-    fprintf(stderr, "ktune-tracker: %s needs a whole number of at least %u, not '%s'\n", opt, min, s);
+  unsigned long long v = strtoull(s, &end, 10);
+  uint64_t max = n->wide ? UINT64_MAX : UINT32_MAX;
+  if (!*s || *end || *s == '-' || v < n->min || v > max) {
+    fprintf(stderr, "ktune-tracker: --%s needs a whole number of at least %llu, not '%s'\n",
+            n->name, (unsigned long long)n->min, s);
     return -1;
   }
-  *out = (uint32_t)v;
+  if (n->wide) *(uint64_t *)((char *)o + n->offset) = v;
+  else *(uint32_t *)((char *)o + n->offset) = (uint32_t)v;
   return 0;
+}
+
+static void defaults(tracker_opts *o) {
+  o->listen = "127.0.0.1:9290";
+  o->db_path = "ktune.db";
+  o->heartbeat_ms = 1000;
+  o->timeout_ms = 10000;
+  o->hello_timeout_ms = 5000;
+  o->max_frame = 64u << 20;
+  o->max_artifact = 16u << 20;
+  o->build_timeout_ms = 60000;
+  o->run_timeout_ms = 60000;
+  o->max_lost = 3;
+  o->max_conns = 1024;
+  o->max_unauth = 64;
+  o->auth_delay_ms = 1000;
+  o->max_sessions = 16;
+  o->max_queued = 100000;
+  o->max_knobs = 32;
+  o->max_values = 4096;
+  o->max_space = 1000000000000ull;
 }
 
 int main(int argc, char **argv) {
   tracker t;
   memset(&t, 0, sizeof(t));
-  t.opts.listen = "127.0.0.1:9290";
-  t.opts.db_path = "ktune.db";
-  t.opts.heartbeat_ms = 1000;
-  t.opts.timeout_ms = 10000;
-  t.opts.hello_timeout_ms = 10000;
-  t.opts.max_frame = 64u << 20;
-  t.opts.build_timeout_ms = 60000;
-  t.opts.run_timeout_ms = 60000;
-  t.opts.max_lost = 3;
-  enum { OPT_HB = 256, OPT_TO, OPT_MAXF, OPT_PORTF, OPT_SYNC, OPT_LOST };
-  static const struct option opts[] = {
+  defaults(&t.opts);
+  enum { OPT_PORTF = 256, OPT_SYNC, OPT_TOKENS, OPT_INSECURE, OPT_NUM };
+  struct option opts[8 + NNUM] = {
       {"listen", required_argument, 0, 'l'}, {"db", required_argument, 0, 'd'},
-      {"sync", required_argument, 0, OPT_SYNC}, {"heartbeat-ms", required_argument, 0, OPT_HB},
-      {"timeout-ms", required_argument, 0, OPT_TO}, {"max-frame", required_argument, 0, OPT_MAXF},
-      {"port-file", required_argument, 0, OPT_PORTF}, {"max-lost", required_argument, 0, OPT_LOST},
-      {"help", no_argument, 0, 'h'},
-      {0, 0, 0, 0}};
+      {"sync", required_argument, 0, OPT_SYNC}, {"port-file", required_argument, 0, OPT_PORTF},
+      {"tokens", required_argument, 0, OPT_TOKENS}, {"insecure", no_argument, 0, OPT_INSECURE},
+      {"help", no_argument, 0, 'h'}};
+  for (size_t i = 0; i < NNUM; i++)
+    opts[7 + i] = (struct option){num_opts[i].name, required_argument, 0, OPT_NUM + (int)i};
   int c;
   while ((c = getopt_long(argc, argv, "l:d:h", opts, NULL)) != -1) {
     switch (c) {
     case 'l': t.opts.listen = optarg; break;
     case 'd': t.opts.db_path = optarg; break;
     case OPT_PORTF: t.opts.port_file = optarg; break;
+    case OPT_TOKENS: t.opts.tokens_path = optarg; break;
+    case OPT_INSECURE: t.opts.insecure = 1; break;
     case OPT_SYNC:
       if (strcmp(optarg, "normal") && strcmp(optarg, "full")) {
         fprintf(stderr, "ktune-tracker: --sync takes normal or full, not '%s'\n", optarg);
@@ -72,12 +126,14 @@ int main(int argc, char **argv) {
       }
       t.opts.sync_full = strcmp(optarg, "full") == 0;
       break;
-    case OPT_HB: if (parse_u32("--heartbeat-ms", optarg, 10, &t.opts.heartbeat_ms)) return 2; break;
-    case OPT_TO: if (parse_u32("--timeout-ms", optarg, 50, &t.opts.timeout_ms)) return 2; break;
-    case OPT_LOST: if (parse_u32("--max-lost", optarg, 1, &t.opts.max_lost)) return 2; break;
-    case OPT_MAXF: if (parse_u32("--max-frame", optarg, 1024, &t.opts.max_frame)) return 2; break;
     case 'h': usage(stdout); return 0;
-    default: usage(stderr); return 2;
+    default:
+      if (c >= OPT_NUM && c < OPT_NUM + (int)NNUM) {
+        if (set_num(&t.opts, &num_opts[c - OPT_NUM], optarg) < 0) return 2;
+        break;
+      }
+      usage(stderr);
+      return 2;
     }
   }
   if (optind < argc) {
@@ -86,6 +142,31 @@ int main(int argc, char **argv) {
     return 2;
   }
   char err[512];
+  if (auth_init() < 0) {
+    fprintf(stderr, "ktune-tracker: libsodium does not start\n");
+    return 1;
+  }
+  if (t.opts.tokens_path && auth_tokens_load(t.opts.tokens_path, &t.tokens, err, sizeof(err)) < 0) {
+    fprintf(stderr, "ktune-tracker: %s\n", err);
+    return 2;
+  }
+  struct sockaddr_storage ss;
+  if (addr_resolve(t.opts.listen, &ss, err, sizeof(err)) < 0) {
+    fprintf(stderr, "ktune-tracker: --listen: %s\n", err);
+    return 2;
+  }
+  /* Whoever reaches the port can run code on every runner: without tokens,
+   * only this machine may. */
+  if (!t.tokens.n && !addr_is_loopback(&ss) && !t.opts.insecure) {
+    fprintf(stderr, "ktune-tracker: refusing to listen on %s without --tokens: anyone who can "
+                    "reach it could run code on every runner. Give --tokens FILE "
+                    "(docs/SECURITY.md), or --insecure on a network you trust.\n",
+            t.opts.listen);
+    return 2;
+  }
+  if (!t.tokens.n && t.opts.insecure)
+    log_warn(WHO, "--insecure: no authentication; anyone who reaches %s can run code on every "
+             "runner", t.opts.listen);
   if (hist_open(t.opts.db_path, t.opts.sync_full, &t.db, err, sizeof(err)) < 0) {
     fprintf(stderr, "ktune-tracker: %s\n", err);
     return 1;
@@ -107,6 +188,7 @@ int main(int argc, char **argv) {
   jobs_free_all(&t);
   session_free_all(&t);
   hist_close(t.db);
+  auth_tokens_free(&t.tokens);
   uv_loop_close(t.loop);
   log_info(WHO, "stopped");
   return 0;

@@ -40,14 +40,6 @@ uint32_t registry_runners(tracker *t, const char *key) {
   return n;
 }
 
-const char *registry_role_name(Ktune__Role r) {
-  switch (r) {
-  case KTUNE__ROLE__ROLE_BUILDER: return "builder";
-  case KTUNE__ROLE__ROLE_RUNNER: return "runner";
-  case KTUNE__ROLE__ROLE_CLIENT: return "client";
-  default: return "peer";
-  }
-}
 
 char *registry_device_json(const peer *p) {
   json_t *o = json_pack("{s:s, s:s, s:s, s:i, s:s, s:s, s:s, s:s}", "name", p->name, "host",

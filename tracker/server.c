@@ -136,6 +136,11 @@ static void on_cancel(tracker *t, peer *p, Ktune__Envelope *env) {
                     (unsigned long long)env->cancel->session_id);
     return;
   }
+  if (strcmp(s->owner, p->name) != 0 && !p->is_admin) {
+    conn_send_error(p->c, "FORBIDDEN", "session %llu belongs to %s: only its owner or an admin "
+                    "may cancel it", (unsigned long long)s->id, s->owner);
+    return;
+  }
   if (strcmp(s->state, "running") != 0 && strcmp(s->state, "queued") != 0) {
     conn_send_error(p->c, "SESSION_ENDED", "session %llu had already ended: %s",
                     (unsigned long long)s->id, s->state);
@@ -163,6 +168,67 @@ static const struct {
 
 static void copy_field(char *dst, size_t n, const char *src) {
   snprintf(dst, n, "%s", src ? src : "");
+}
+
+/* Answers a failed login late (slowing down guessing) and then closes. */
+static void reject(tracker *t, peer *p, const char *code, const char *msg) {
+  snprintf(p->reject_code, sizeof(p->reject_code), "%s", code);
+  snprintf(p->reject_msg, sizeof(p->reject_msg), "%s", msg);
+  p->state = PEER_REJECTED;
+  p->close_at = uv_now(t->loop) + t->opts.auth_delay_ms;
+}
+
+static void welcome(tracker *t, peer *p, const auth_entry *e) {
+  p->state = PEER_READY;
+  Ktune__Welcome w = KTUNE__WELCOME__INIT;
+  w.version = WIRE_PROTOCOL_VERSION;
+  w.agent_id = p->id;
+  w.heartbeat_ms = t->opts.heartbeat_ms;
+  w.timeout_ms = t->opts.timeout_ms;
+  uint8_t proof[AUTH_MAC], key[AUTH_MAC];
+  if (e) {
+    auth_tracker_proof(e->token, p->peer_nonce, p->tracker_nonce, proof);
+    w.proof.data = proof;
+    w.proof.len = AUTH_MAC;
+    w.granted = (char *)e->role;
+  }
+  Ktune__Envelope env = KTUNE__ENVELOPE__INIT;
+  env.msg_case = KTUNE__ENVELOPE__MSG_WELCOME;
+  env.welcome = &w;
+  server_send(p, &env);
+  if (e) {
+    /* Everything after the Welcome is authenticated frame by frame. */
+    auth_session_key(e->token, p->peer_nonce, p->tracker_nonce, key);
+    auth_stream_start(&p->c->mac, key, 1);
+  }
+  if (p->role != KTUNE__ROLE__ROLE_CLIENT)
+    log_info(WHO, "%s %s joined from %s%s%s", wire_role_name(p->role), p->name, p->c->peer,
+             p->key[0] ? " with key " : "", p->key);
+  jobs_dispatch(t);
+}
+
+static void on_auth(tracker *t, peer *p, const Ktune__Auth *a) {
+  const auth_entry *e = auth_tokens_find(&t->tokens, p->name);
+  const char *role = wire_role_name(p->role);
+  /* An admin token also logs in as a client; every other role is itself. */
+  int role_ok = e && (strcmp(e->role, role) == 0 ||
+                      (strcmp(e->role, "admin") == 0 && p->role == KTUNE__ROLE__ROLE_CLIENT));
+  uint8_t want[AUTH_MAC];
+  int ok = 0;
+  if (role_ok && a->mac.len == AUTH_MAC) {
+    auth_peer_mac(e->token, p->peer_nonce, p->tracker_nonce, role, p->name, want);
+    ok = auth_equal(want, a->mac.data, AUTH_MAC);
+  }
+  if (!ok) {
+    log_warn(WHO, "failed login as %s %s from %s", role, p->name, p->c->peer);
+    char msg[256];
+    snprintf(msg, sizeof(msg), "authentication failed for %s: wrong token, or the token is not "
+             "for a %s", p->name, role);
+    reject(t, p, "AUTH_FAILED", msg);
+    return;
+  }
+  p->is_admin = strcmp(e->role, "admin") == 0;
+  welcome(t, p, e);
 }
 
 static void on_hello(tracker *t, peer *p, const Ktune__Hello *h) {
@@ -203,27 +269,36 @@ static void on_hello(tracker *t, peer *p, const Ktune__Hello *h) {
   /* A runner owns its device: one measurement at a time, whatever it asks. */
   p->slots = h->role == KTUNE__ROLE__ROLE_RUNNER ? 1 : (h->slots ? h->slots : 1);
   if (p->slots > 64) p->slots = 64;
-  p->state = PEER_READY;
-
-  Ktune__Welcome w = KTUNE__WELCOME__INIT;
-  w.version = WIRE_PROTOCOL_VERSION;
-  w.agent_id = p->id;
-  w.heartbeat_ms = t->opts.heartbeat_ms;
-  w.timeout_ms = t->opts.timeout_ms;
+  if (h->nonce.len == AUTH_NONCE) memcpy(p->peer_nonce, h->nonce.data, AUTH_NONCE);
+  if (t->tokens.n == 0) {
+    welcome(t, p, NULL);
+    return;
+  }
+  if (h->nonce.len != AUTH_NONCE) {
+    log_warn(WHO, "login without a token as %s %s from %s", wire_role_name(p->role), p->name,
+             p->c->peer);
+    reject(t, p, "AUTH_REQUIRED", "this tracker requires a token: set KTUNE_TOKEN or use "
+           "--token-file (ask the farm's admin for one)");
+    return;
+  }
+  /* The same challenge whether or not the name is known: a failure must
+   * not tell which names exist. */
+  auth_nonce(p->tracker_nonce);
+  p->state = PEER_AWAIT_AUTH;
+  Ktune__Challenge ch = KTUNE__CHALLENGE__INIT;
+  ch.nonce.data = p->tracker_nonce;
+  ch.nonce.len = AUTH_NONCE;
   Ktune__Envelope env = KTUNE__ENVELOPE__INIT;
-  env.msg_case = KTUNE__ENVELOPE__MSG_WELCOME;
-  env.welcome = &w;
+  env.msg_case = KTUNE__ENVELOPE__MSG_CHALLENGE;
+  env.challenge = &ch;
   server_send(p, &env);
-  if (p->role != KTUNE__ROLE__ROLE_CLIENT)
-    log_info(WHO, "%s %s joined from %s%s%s", registry_role_name(p->role), p->name, p->c->peer,
-             p->key[0] ? " with key " : "", p->key);
-  jobs_dispatch(t);
 }
 
 static void on_message(conn *c, Ktune__Envelope *env) {
   peer *p = c->data;
   tracker *t = p->t;
-  if (p->state == PEER_AWAIT_HELLO) {
+  switch (p->state) {
+  case PEER_AWAIT_HELLO:
     if (env->msg_case != KTUNE__ENVELOPE__MSG_HELLO) {
       conn_send_error(c, "NOT_HELLO", "the first message must be hello, not %s", wire_msg_name(env));
       conn_close(c, "no hello");
@@ -231,6 +306,19 @@ static void on_message(conn *c, Ktune__Envelope *env) {
     }
     on_hello(t, p, env->hello);
     return;
+  case PEER_AWAIT_AUTH:
+    if (env->msg_case != KTUNE__ENVELOPE__MSG_AUTH) {
+      conn_send_error(c, "NOT_AUTH", "answer the challenge with auth first, not %s",
+                      wire_msg_name(env));
+      conn_close(c, "no auth");
+      return;
+    }
+    on_auth(t, p, env->auth);
+    return;
+  case PEER_REJECTED:
+    return;
+  case PEER_READY:
+    break;
   }
   unsigned mc = (unsigned)env->msg_case;
   if (mc >= sizeof(commands) / sizeof(commands[0]) || !commands[mc].fn) {
@@ -238,7 +326,7 @@ static void on_message(conn *c, Ktune__Envelope *env) {
     return;
   }
   if (!(commands[mc].roles & (1u << p->role))) {
-    conn_send_error(c, "FORBIDDEN", "a %s may not send %s", registry_role_name(p->role),
+    conn_send_error(c, "FORBIDDEN", "a %s may not send %s", wire_role_name(p->role),
                     wire_msg_name(env));
     return;
   }
@@ -250,7 +338,7 @@ static void on_close(conn *c, const char *why) {
   if (!p) return; /* never got as far as a peer */
   tracker *t = p->t;
   if (p->state == PEER_READY && p->role != KTUNE__ROLE__ROLE_CLIENT)
-    log_info(WHO, "%s %s left: %s", registry_role_name(p->role), p->name, why);
+    log_info(WHO, "%s %s left: %s", wire_role_name(p->role), p->name, why);
   p->c = NULL;
   jobs_release(t, p);
   registry_remove(t, p);
@@ -266,6 +354,19 @@ static void on_connection(uv_stream_t *server, int status) {
   if (!c) return;
   if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
     conn_close(c, "accept failed");
+    return;
+  }
+  uint32_t total = 0, unauth = 0;
+  for (peer *p = t->peers; p; p = p->next) {
+    total++;
+    unauth += p->state != PEER_READY;
+  }
+  if (total >= t->opts.max_conns || unauth >= t->opts.max_unauth) {
+    int all = total >= t->opts.max_conns;
+    conn_send_error(c, "LIMIT", "too many %sconnections: the limit is %u (--%s)",
+                    all ? "" : "unauthenticated ", all ? t->opts.max_conns : t->opts.max_unauth,
+                    all ? "max-conns" : "max-unauth");
+    conn_close(c, "over the connection limit");
     return;
   }
   c->deferred = 1;
@@ -318,12 +419,20 @@ static void on_sweep(uv_timer_t *h) {
   for (peer *p = t->peers, *next; p; p = next) {
     next = p->next;
     if (!p->c) continue;
-    if (p->state == PEER_AWAIT_HELLO && now - p->c->opened_ms > t->opts.hello_timeout_ms) {
-      conn_close(p->c, "no hello in time");
+    if (p->state == PEER_REJECTED) {
+      if (now < p->close_at) continue;
+      conn_send_error(p->c, p->reject_code, "%s", p->reject_msg);
+      conn_close(p->c, "login refused");
+      continue;
+    }
+    if (p->state != PEER_READY && now - p->c->opened_ms > t->opts.hello_timeout_ms) {
+      conn_send_error(p->c, "LIMIT", "no login within %u ms (--hello-timeout-ms)",
+                      t->opts.hello_timeout_ms);
+      conn_close(p->c, "no login in time");
       continue;
     }
     if (now - p->c->last_rx_ms > t->opts.timeout_ms) {
-      log_warn(WHO, "%s %s silent for %llu ms: dropping it", registry_role_name(p->role), p->name,
+      log_warn(WHO, "%s %s silent for %llu ms: dropping it", wire_role_name(p->role), p->name,
                (unsigned long long)(now - p->c->last_rx_ms));
       conn_close(p->c, "heartbeat timeout");
       continue;

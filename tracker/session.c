@@ -160,11 +160,52 @@ static void link_session(tracker *t, session *s) {
   t->sessions = s;
 }
 
+/* Per-client and per-task limits; each error names its tracker option. */
+static int within_limits(tracker *t, peer *p, const session *s, char *err, size_t errlen) {
+  const tracker_opts *o = &t->opts;
+  uint32_t active = 0;
+  uint64_t queued = s->trials;
+  for (session *x = t->sessions; x; x = x->next) {
+    if (strcmp(x->owner, p->name) != 0) continue;
+    if (strcmp(x->state, "running") != 0 && strcmp(x->state, "queued") != 0) continue;
+    active++;
+    queued += x->trials - (x->done < x->trials ? x->done : x->trials);
+  }
+  if (active >= o->max_sessions) {
+    snprintf(err, errlen, "LIMIT: %s already has %u unfinished sessions; the limit is %u "
+             "(--max-sessions)", p->name, active, o->max_sessions);
+    return -1;
+  }
+  if (queued > o->max_queued) {
+    snprintf(err, errlen, "LIMIT: %s would have %llu trials queued; the limit is %u "
+             "(--max-queued)", p->name, (unsigned long long)queued, o->max_queued);
+    return -1;
+  }
+  if (s->task.nknobs > o->max_knobs) {
+    snprintf(err, errlen, "LIMIT: task %s has %zu knobs; the limit is %u (--max-knobs)",
+             s->task.name, s->task.nknobs, o->max_knobs);
+    return -1;
+  }
+  for (size_t i = 0; i < s->task.nknobs; i++)
+    if (s->task.knobs[i].nvalues > o->max_values) {
+      snprintf(err, errlen, "LIMIT: knob %s has %zu values; the limit is %u (--max-values)",
+               s->task.knobs[i].name, s->task.knobs[i].nvalues, o->max_values);
+      return -1;
+    }
+  if (s->sp.size > o->max_space) {
+    snprintf(err, errlen, "LIMIT: task %s has a space of %llu configs; the limit is %llu "
+             "(--max-space)", s->task.name, (unsigned long long)s->sp.size,
+             (unsigned long long)o->max_space);
+    return -1;
+  }
+  return 0;
+}
+
 int session_submit(tracker *t, peer *p, const Ktune__SubmitSession *req, uint64_t *id,
                    char *err, size_t errlen) {
   session *s = calloc(1, sizeof(*s));
   if (!s) return -1;
-  if (prepare(s, req, err, errlen) < 0) {
+  if (prepare(s, req, err, errlen) < 0 || within_limits(t, p, s, err, errlen) < 0) {
     session_free(s);
     return -1;
   }

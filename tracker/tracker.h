@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "common/auth.h"
 #include "common/conn.h"
 #include "common/history.h"
 #include "common/space.h"
@@ -33,6 +34,17 @@ typedef struct {
   uint32_t build_timeout_ms;
   uint32_t run_timeout_ms;
   uint32_t max_lost;       /* agents a job may lose before RUNNER_LOST */
+  const char *tokens_path; /* --tokens: who may connect, in which role */
+  int insecure;            /* listen beyond loopback without tokens */
+  uint32_t max_conns;      /* connections at once */
+  uint32_t max_unauth;     /* connections that have not logged in yet */
+  uint32_t auth_delay_ms;  /* a failed login waits this long for its answer */
+  uint32_t max_sessions;   /* unfinished sessions per client */
+  uint32_t max_queued;     /* trials not yet recorded, per client */
+  uint32_t max_knobs;      /* knobs per task */
+  uint32_t max_values;     /* values per knob */
+  uint64_t max_space;      /* configs in a task's space */
+  uint32_t max_artifact;   /* bytes of a built shared object */
 } tracker_opts;
 
 typedef struct tracker {
@@ -43,6 +55,7 @@ typedef struct tracker {
   uv_prepare_t commit;
   uv_signal_t sigterm, sigint;
   hist *db;
+  auth_tokens tokens;      /* empty: no authentication (loopback only) */
   int txn_open;
   int stopping;
   uint64_t started_ms;
@@ -54,7 +67,10 @@ typedef struct tracker {
 } tracker;
 
 /* --- registry.c --- */
-enum peer_state { PEER_AWAIT_HELLO, PEER_READY };
+/* A connection's state machine: Hello, then (with tokens) a challenge
+ * answered by Auth, then the role's commands. A rejected peer gets its
+ * answer late, then the close. */
+enum peer_state { PEER_AWAIT_HELLO, PEER_AWAIT_AUTH, PEER_READY, PEER_REJECTED };
 
 struct peer {
   tracker *t;
@@ -80,6 +96,11 @@ struct peer {
   uint32_t trials_done;
   uint32_t trials_failed;
   uint64_t watching;       /* clients: session id followed, 0 for none */
+  uint8_t peer_nonce[AUTH_NONCE], tracker_nonce[AUTH_NONCE];
+  int is_admin;
+  uint64_t close_at;       /* rejected: uv_now at which to answer and close */
+  char reject_code[16];
+  char reject_msg[256];
   peer *next, *prev;
 };
 
@@ -89,7 +110,6 @@ peer *registry_find(tracker *t, uint64_t id);
 uint32_t registry_runners(tracker *t, const char *key);
 void registry_status(tracker *t, Ktune__StatusReply *out); /* free with registry_status_free */
 void registry_status_free(Ktune__StatusReply *r);
-const char *registry_role_name(Ktune__Role r);
 /* A runner's device identity as the JSON object stored with its trials. */
 char *registry_device_json(const peer *p);
 

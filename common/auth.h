@@ -1,0 +1,65 @@
+/* Tokens and message authentication (docs/SECURITY.md). No token crosses
+ * the wire: each side proves it holds the token with an HMAC-SHA256 over
+ * fresh nonces from both sides, and every later frame carries an HMAC
+ * under a key derived from the same exchange, with a sequence number, so a
+ * connection cannot be hijacked, altered or replayed after login. */
+#ifndef KTUNE_AUTH_H
+#define KTUNE_AUTH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define AUTH_NONCE 32
+#define AUTH_MAC 32
+#define AUTH_TOKEN_MAX 256
+#define AUTH_TOKEN_MIN 16
+
+typedef struct {
+  char role[32];   /* admin, client, builder, runner */
+  char name[64];
+  char token[AUTH_TOKEN_MAX];
+} auth_entry;
+
+typedef struct {
+  auth_entry *e;
+  size_t n;
+} auth_tokens;
+
+/* Reads a token file: one `ROLE NAME TOKEN` per line, `#` comments. */
+int auth_tokens_load(const char *path, auth_tokens *out, char *err, size_t errlen);
+const auth_entry *auth_tokens_find(const auth_tokens *t, const char *name);
+void auth_tokens_free(auth_tokens *t);
+
+/* An agent's or the CLI's token: the file if given, else KTUNE_TOKEN, else
+ * the file KTUNE_TOKEN_FILE names. Never a command-line argument, which
+ * other users could read. Returns 1 with the token in buf, 0 when there is
+ * none, -1 on error. */
+int auth_read_token(const char *file, char *buf, size_t len, char *err, size_t errlen);
+
+int auth_init(void);
+void auth_nonce(uint8_t out[AUTH_NONCE]);
+/* The peer's proof, the tracker's proof and the session key. */
+void auth_peer_mac(const char *token, const uint8_t *peer_nonce, const uint8_t *tracker_nonce,
+                   const char *role, const char *name, uint8_t out[AUTH_MAC]);
+void auth_tracker_proof(const char *token, const uint8_t *peer_nonce,
+                        const uint8_t *tracker_nonce, uint8_t out[AUTH_MAC]);
+void auth_session_key(const char *token, const uint8_t *peer_nonce, const uint8_t *tracker_nonce,
+                      uint8_t out[AUTH_MAC]);
+/* Constant time; 1 when equal. */
+int auth_equal(const uint8_t *a, const uint8_t *b, size_t n);
+
+/* Per-connection frame authentication. Each direction has its own
+ * counter; a frame's tag covers the direction, its number and its bytes. */
+typedef struct {
+  int on;
+  uint8_t key[AUTH_MAC];
+  uint64_t send_seq, recv_seq;
+  uint8_t send_dir, recv_dir; /* 'P' peer->tracker, 'T' tracker->peer */
+} auth_stream;
+
+void auth_stream_start(auth_stream *s, const uint8_t key[AUTH_MAC], int is_tracker);
+void auth_tag(auth_stream *s, const uint8_t *payload, size_t len, uint8_t out[AUTH_MAC]);
+/* 0 when the tag is right (and the counter moves on), -1 otherwise. */
+int auth_check(auth_stream *s, const uint8_t *payload, size_t len, const uint8_t tag[AUTH_MAC]);
+
+#endif

@@ -1,0 +1,370 @@
+/* Who may talk to the tracker, and what hostile peers cannot do to it:
+ * tokens with roles, challenge-response both ways, authenticated frames,
+ * and a tracker that keeps serving through garbage and idle connections. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include "common/auth.h"
+#include "common/frame.h"
+#include "common/wire.h"
+#include "tests/integration/harness.h"
+#include "tests/test.h"
+
+#define T_ALICE "alice-admin-token-0123456789"
+#define T_BOB "bob-client-token-0123456789"
+#define T_CAROL "carol-client-token-0123456789"
+#define T_RUNNER "runner-r1-token-0123456789"
+#define T_BUILDER "builder-b1-token-0123456789"
+
+static void tokens_file(char *path, size_t len) {
+  char dir[256];
+  proc_tmpdir(dir, sizeof(dir));
+  snprintf(path, len, "%s/tokens", dir);
+  FILE *f = fopen(path, "w");
+  ASSERT_NOT_NULL(f);
+  fprintf(f, "# role name token\nadmin alice " T_ALICE "\nclient bob " T_BOB "\n"
+             "client carol " T_CAROL "\nrunner r1 " T_RUNNER "\nbuilder b1 " T_BUILDER "\n");
+  fclose(f);
+  ASSERT_EQ_INT(chmod(path, 0600), 0);
+}
+
+static void as_user(const char *name, const char *token) {
+  setenv("KTUNE_USER", name, 1);
+  if (token) setenv("KTUNE_TOKEN", token, 1);
+  else unsetenv("KTUNE_TOKEN");
+}
+
+static pid_t agent_with_token(farm *f, int runner, const char *name, const char *token) {
+  as_user(name, token);
+  pid_t p = runner ? farm_runner(f, name, "k", NULL) : farm_builder(f, name);
+  as_user("alice", T_ALICE);
+  return p;
+}
+
+static int log_contains(const farm *f, const char *text) {
+  FILE *lf = fopen(f->log, "r");
+  char line[2048];
+  int found = 0;
+  while (lf && !found && fgets(line, sizeof(line), lf)) found = strstr(line, text) != NULL;
+  if (lf) fclose(lf);
+  return found;
+}
+
+static void wait_log(const farm *f, const char *text) {
+  for (int i = 0; i < 500 && !log_contains(f, text); i++) proc_sleep_ms(20);
+  if (!log_contains(f, text)) {
+    farm_print_log(f);
+    TEST_FAIL("the farm log never said \"%s\"", text);
+  }
+}
+
+TEST(wrong_or_missing_tokens_are_refused) {
+  char tokens[300];
+  tokens_file(tokens, sizeof(tokens));
+  farm f;
+  char *opts[] = {"--tokens", tokens, "--auth-delay-ms", "100", NULL};
+  farm_start(&f, opts);
+  as_user("alice", T_ALICE);
+  pid_t bad = agent_with_token(&f, 1, "r1", "not-the-runner-token-000");
+  pid_t none = agent_with_token(&f, 1, "r2", NULL);
+  pid_t good = agent_with_token(&f, 1, "r1", T_RUNNER);
+  farm_wait_agent(&f, "r1", 1);
+  wait_log(&f, "failed login as runner r1");
+  wait_log(&f, "authentication failed for r1");
+  wait_log(&f, "requires a token");
+  json_t *st = farm_status(&f);
+  ASSERT_EQ_INT(json_array_size(json_object_get(st, "agents")), 1);
+  ASSERT_NULL(farm_agent(st, "r2"));
+  json_decref(st);
+  /* A client without a token, or with someone else's. */
+  char out[4096];
+  char *status[] = {"status", NULL};
+  as_user("bob", NULL);
+  ASSERT_EQ_INT(farm_ktune(&f, out, sizeof(out), 10000, status), 1);
+  ASSERT_CONTAINS(out, "requires a token");
+  as_user("bob", T_CAROL);
+  ASSERT_EQ_INT(farm_ktune(&f, out, sizeof(out), 10000, status), 1);
+  ASSERT_CONTAINS(out, "authentication failed for bob");
+  /* A runner token does not make a client. */
+  as_user("r1", T_RUNNER);
+  ASSERT_EQ_INT(farm_ktune(&f, out, sizeof(out), 10000, status), 1);
+  ASSERT_CONTAINS(out, "not for a client");
+  as_user("bob", T_BOB);
+  ASSERT_EQ_INT(farm_ktune(&f, out, sizeof(out), 10000, status), 0);
+  proc_stop(bad, SIGKILL, 1000);
+  proc_stop(none, SIGKILL, 1000);
+  proc_stop(good, SIGTERM, 5000);
+  farm_stop_tracker(&f);
+}
+
+TEST(runner_refuses_a_tracker_that_does_not_know_its_token) {
+  farm f;
+  farm_start(&f, NULL); /* no tokens at all */
+  unsetenv("KTUNE_TOKEN");
+  pid_t b = farm_builder(&f, "b1");
+  setenv("KTUNE_TOKEN", T_RUNNER, 1);
+  pid_t r = farm_runner(&f, "r1", "k", NULL);
+  unsetenv("KTUNE_TOKEN");
+  wait_log(&f, "did not prove it holds this runner's token");
+  char *args[] = {"matmul", "-D", "M=16", "--trials", "2", "--key", "k", "--wait-timeout",
+                  "1500", NULL};
+  long id = farm_submit(&f, args);
+  char out[4096], ids[32];
+  snprintf(ids, sizeof(ids), "%ld", id);
+  char *wait[] = {"wait", ids, NULL};
+  ASSERT_EQ_INT(farm_ktune(&f, out, sizeof(out), 30000, wait), 1);
+  sqlite3 *db = farm_db(&f);
+  ASSERT_EQ_INT(farm_query(db, "SELECT count(*) FROM trials"), 0);
+  sqlite3_close(db);
+  proc_stop(r, SIGKILL, 1000);
+  proc_stop(b, SIGTERM, 5000);
+  farm_stop_tracker(&f);
+}
+
+static int dial(const farm *f) {
+  char host[64];
+  int port;
+  ASSERT_EQ_INT(sscanf(f->addr, "%63[^:]:%d", host, &port), 2);
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in sa = {0};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons((uint16_t)port);
+  inet_pton(AF_INET, host, &sa.sin_addr);
+  ASSERT_EQ_INT(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+  struct timeval tv = {5, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  return fd;
+}
+
+/* Logs in as bob by hand; returns the socket with mac ready. */
+static int login(const farm *f, auth_stream *mac) {
+  ASSERT_EQ_INT(auth_init(), 0);
+  int fd = dial(f);
+  uint8_t pn[AUTH_NONCE], tn[AUTH_NONCE], m[AUTH_MAC];
+  auth_nonce(pn);
+  Ktune__Hello h = KTUNE__HELLO__INIT;
+  h.version = WIRE_PROTOCOL_VERSION;
+  h.role = KTUNE__ROLE__ROLE_CLIENT;
+  h.name = "bob";
+  h.nonce.data = pn;
+  h.nonce.len = AUTH_NONCE;
+  Ktune__Envelope env = KTUNE__ENVELOPE__INIT;
+  env.msg_case = KTUNE__ENVELOPE__MSG_HELLO;
+  env.hello = &h;
+  ASSERT_EQ_INT(wire_write_fd(fd, &env), 0);
+  Ktune__Envelope *ch = wire_read_fd(fd, FRAME_MAX_DEFAULT);
+  ASSERT_NOT_NULL(ch);
+  ASSERT_EQ_INT(ch->msg_case, KTUNE__ENVELOPE__MSG_CHALLENGE);
+  memcpy(tn, ch->challenge->nonce.data, AUTH_NONCE);
+  wire_free(ch);
+  auth_peer_mac(T_BOB, pn, tn, "client", "bob", m);
+  Ktune__Auth au = KTUNE__AUTH__INIT;
+  au.mac.data = m;
+  au.mac.len = AUTH_MAC;
+  env.msg_case = KTUNE__ENVELOPE__MSG_AUTH;
+  env.auth = &au;
+  ASSERT_EQ_INT(wire_write_fd(fd, &env), 0);
+  Ktune__Envelope *w = wire_read_fd(fd, FRAME_MAX_DEFAULT);
+  ASSERT_NOT_NULL(w);
+  ASSERT_EQ_INT(w->msg_case, KTUNE__ENVELOPE__MSG_WELCOME);
+  uint8_t proof[AUTH_MAC];
+  auth_tracker_proof(T_BOB, pn, tn, proof);
+  ASSERT_EQ_INT(w->welcome->proof.len, AUTH_MAC);
+  ASSERT(auth_equal(proof, w->welcome->proof.data, AUTH_MAC));
+  ASSERT_EQ_STR(w->welcome->granted, "client");
+  wire_free(w);
+  auth_session_key(T_BOB, pn, tn, m);
+  auth_stream_start(mac, m, 0);
+  return fd;
+}
+
+static Ktune__Envelope status_request(Ktune__StatusRequest *req) {
+  Ktune__Envelope env = KTUNE__ENVELOPE__INIT;
+  env.msg_case = KTUNE__ENVELOPE__MSG_STATUS_REQUEST;
+  env.status_request = req;
+  return env;
+}
+
+/* The next message that is not a heartbeat. */
+static Ktune__Envelope *read_reply(int fd, auth_stream *mac) {
+  for (int i = 0; i < 100; i++) {
+    int forged;
+    Ktune__Envelope *m = wire_read_fd_mac(fd, FRAME_MAX_DEFAULT, mac, &forged);
+    ASSERT_EQ_INT(forged, 0);
+    if (!m || m->msg_case != KTUNE__ENVELOPE__MSG_HEARTBEAT) return m;
+    wire_free(m);
+  }
+  return NULL;
+}
+
+TEST(altered_frame_after_login_closes_the_connection) {
+  char tokens[300];
+  tokens_file(tokens, sizeof(tokens));
+  farm f;
+  char *opts[] = {"--tokens", tokens, NULL};
+  farm_start(&f, opts);
+  auth_stream mac;
+  int fd = login(&f, &mac);
+  Ktune__StatusRequest req = KTUNE__STATUS_REQUEST__INIT;
+  Ktune__Envelope env = status_request(&req);
+  ASSERT_EQ_INT(wire_write_fd_mac(fd, &env, &mac), 0);
+  Ktune__Envelope *r = read_reply(fd, &mac);
+  ASSERT_NOT_NULL(r);
+  ASSERT_EQ_INT(r->msg_case, KTUNE__ENVELOPE__MSG_STATUS_REPLY);
+  wire_free(r);
+  /* The same request with one bit of the payload flipped. */
+  uint8_t *frame;
+  size_t len;
+  ASSERT_EQ_INT(wire_pack_mac(&env, &mac, &frame, &len), 0);
+  frame[FRAME_HEADER] ^= 0x01;
+  ASSERT_EQ_INT(write(fd, frame, len), (ssize_t)len);
+  free(frame);
+  r = read_reply(fd, &mac);
+  ASSERT_NULL(r); /* closed, nothing answered */
+  close(fd);
+  /* A replayed frame (right bytes, old sequence number) fails too. */
+  fd = login(&f, &mac);
+  ASSERT_EQ_INT(wire_pack_mac(&env, &mac, &frame, &len), 0);
+  ASSERT_EQ_INT(write(fd, frame, len), (ssize_t)len);
+  r = read_reply(fd, &mac);
+  ASSERT_NOT_NULL(r);
+  wire_free(r);
+  ASSERT_EQ_INT(write(fd, frame, len), (ssize_t)len);
+  free(frame);
+  ASSERT_NULL(read_reply(fd, &mac));
+  close(fd);
+  wait_log(&f, "failed authentication");
+  farm_stop_tracker(&f);
+}
+
+typedef struct {
+  const farm *f;
+  volatile int stop;
+} dribble_ctx;
+
+/* A peer that sends a hello one byte a second. */
+static void *dribble(void *arg) {
+  dribble_ctx *d = arg;
+  int fd = dial(d->f);
+  uint8_t hdr[4];
+  frame_put_header(hdr, 200);
+  for (int i = 0; i < 30 && !d->stop; i++) {
+    if (write(fd, &hdr[i % 4], 1) != 1) break;
+    proc_sleep_ms(1000);
+  }
+  close(fd);
+  return NULL;
+}
+
+TEST(hostile_peers_and_idle_connections_do_not_stop_a_session) {
+  char tokens[300];
+  tokens_file(tokens, sizeof(tokens));
+  farm f;
+  char *opts[] = {"--tokens", tokens, "--hello-timeout-ms", "2000", NULL};
+  farm_start(&f, opts);
+  as_user("alice", T_ALICE);
+  pid_t b = agent_with_token(&f, 0, "b1", T_BUILDER);
+  pid_t r = agent_with_token(&f, 1, "r1", T_RUNNER);
+  farm_wait_agent(&f, "r1", 1);
+  farm_wait_agent(&f, "b1", 1);
+  /* The session's client is connected before the flood begins. */
+  char *argv[] = {(char *)proc_bin("cli/ktune"), "tune", "matmul", "-D", "M=64", "-D", "N=64",
+                  "-D", "K=64", "--number", "40", "--trials", "12", "--key", "k", "--tracker",
+                  f.addr, NULL};
+  char tune_log[300];
+  snprintf(tune_log, sizeof(tune_log), "%s/tune.out", f.dir);
+  pid_t tune = proc_start(argv, tune_log);
+  proc_sleep_ms(300);
+
+  dribble_ctx d = {&f, 0};
+  pthread_t th;
+  ASSERT_EQ_INT(pthread_create(&th, NULL, dribble, &d), 0);
+  int idle[500];
+  for (int i = 0; i < 500; i++) idle[i] = dial(&f);
+  int g = dial(&f);
+  ASSERT_EQ_INT(write(g, "\x00\x00\x00\x08garbage!", 12), 12);
+  int big = dial(&f);
+  ASSERT_EQ_INT(write(big, "\x80\x00\x00\x00", 4), 4);
+  int trunc = dial(&f);
+  ASSERT_EQ_INT(write(trunc, "\x00\x00\x10\x00short", 9), 9);
+  close(trunc);
+
+  int st = 0;
+  for (int i = 0; i < 6000 && waitpid(tune, &st, WNOHANG) == 0; i++) proc_sleep_ms(10);
+  d.stop = 1;
+  pthread_join(th, NULL);
+  for (int i = 0; i < 500; i++) close(idle[i]);
+  close(g);
+  close(big);
+  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+    farm_print_log(&f);
+    TEST_FAIL("the session did not complete through the flood (status %d)", st);
+  }
+  sqlite3 *db = farm_db(&f);
+  ASSERT_EQ_INT(farm_query(db, "SELECT count(*) FROM trials WHERE status = 'ok'"), 12);
+  ASSERT_EQ_INT(farm_query(db, "SELECT count(DISTINCT config) FROM trials"), 12);
+  sqlite3_close(db);
+  /* Once the idle ones are gone the tracker takes new clients again. */
+  for (int i = 0; i < 300; i++) {
+    char out[4096];
+    char *status[] = {"status", NULL};
+    if (farm_ktune(&f, out, sizeof(out), 10000, status) == 0) break;
+    proc_sleep_ms(50);
+  }
+  json_t *js = farm_status(&f);
+  ASSERT_NOT_NULL(farm_agent(js, "r1"));
+  json_decref(js);
+  proc_stop(r, SIGTERM, 5000);
+  proc_stop(b, SIGTERM, 5000);
+  farm_stop_tracker(&f);
+}
+
+TEST(only_the_owner_or_an_admin_may_cancel) {
+  char tokens[300];
+  tokens_file(tokens, sizeof(tokens));
+  farm f;
+  char *opts[] = {"--tokens", tokens, NULL};
+  farm_start(&f, opts);
+  as_user("bob", T_BOB);
+  char *args[] = {"matmul", "-D", "M=16", "--trials", "4", "--key", "nobody", NULL};
+  long id = farm_submit(&f, args);
+  json_t *st = farm_status(&f);
+  ASSERT_EQ_STR(json_string_value(json_object_get(farm_session(st, id), "owner")), "bob");
+  json_decref(st);
+  char out[4096], ids[32];
+  snprintf(ids, sizeof(ids), "%ld", id);
+  char *cancel[] = {"cancel", ids, NULL};
+  as_user("carol", T_CAROL);
+  ASSERT_EQ_INT(farm_ktune(&f, out, sizeof(out), 10000, cancel), 1);
+  ASSERT_CONTAINS(out, "belongs to bob");
+  as_user("alice", T_ALICE);
+  ASSERT_EQ_INT(farm_ktune(&f, out, sizeof(out), 10000, cancel), 0);
+  ASSERT_CONTAINS(out, "cancelled");
+  farm_stop_tracker(&f);
+}
+
+TEST(no_tokens_means_loopback_only) {
+  char out[4096];
+  char *argv[] = {(char *)proc_bin("tracker/ktune-tracker"), "--listen", "0.0.0.0:0", "--db",
+                  "/nonexistent/x.db", NULL};
+  ASSERT_EQ_INT(proc_run(argv, out, sizeof(out), 10000), 2);
+  ASSERT_CONTAINS(out, "without --tokens");
+  char path[300];
+  tokens_file(path, sizeof(path));
+  ASSERT_EQ_INT(chmod(path, 0644), 0);
+  char *loose[] = {(char *)proc_bin("tracker/ktune-tracker"), "--tokens", path, NULL};
+  ASSERT_EQ_INT(proc_run(loose, out, sizeof(out), 10000), 2);
+  ASSERT_CONTAINS(out, "chmod 600");
+}
+
+TEST_LIST(TEST_ENTRY(wrong_or_missing_tokens_are_refused),
+          TEST_ENTRY(runner_refuses_a_tracker_that_does_not_know_its_token),
+          TEST_ENTRY(altered_frame_after_login_closes_the_connection),
+          TEST_ENTRY(hostile_peers_and_idle_connections_do_not_stop_a_session),
+          TEST_ENTRY(only_the_owner_or_an_admin_may_cancel),
+          TEST_ENTRY(no_tokens_means_loopback_only))
