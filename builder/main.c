@@ -1,15 +1,14 @@
-/* ktune-builder: compiles candidates for the tracker. Builds run on
- * libuv's thread pool so that heartbeats keep flowing during a slow one. */
+/* ktune-builder: compiles candidates for the tracker. tcc builds run on
+ * libuv's thread pool and external compilers as child processes, so that
+ * heartbeats keep flowing during a slow one (backend.h). */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/utsname.h>
-#include <time.h>
 
-#include "builder/codegen.h"
-#include "builder/tcc.h"
+#include "builder/backend.h"
 #include "common/agent.h"
+#include "common/auth.h"
 #include "common/log.h"
 #include "common/wire.h"
 
@@ -18,100 +17,54 @@
 typedef struct {
   uv_loop_t *loop;
   agent *ag;
+  backend *be;
   uint64_t generation;    /* bumps on every reconnect: old results are stale */
   uv_signal_t sigterm, sigint;
-  unsigned inflight;
 } builder;
 
 typedef struct {
-  uv_work_t req;
   builder *b;
   uint64_t generation;
-  uint64_t job_id;
-  char *source;
-  uint8_t *so;
-  size_t solen;
-  int rc;
-  double seconds;
-  char diag[2048];
-} build_work;
+} build_ticket;
 
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void do_build(uv_work_t *req) {
-  build_work *w = req->data;
-  double t0 = now_s();
-  w->rc = tcc_build_so(w->source, &w->so, &w->solen, w->diag, sizeof(w->diag));
-  w->seconds = now_s() - t0;
-}
-
-static void send_result(builder *b, uint64_t job_id, const char *status, const char *error,
-                        const uint8_t *so, size_t solen, double seconds) {
+static void send_result(builder *b, const backend_result *res) {
   Ktune__BuildResult r = KTUNE__BUILD_RESULT__INIT;
-  r.job_id = job_id;
-  r.status = (char *)status;
-  r.error = (char *)(error ? error : "");
-  r.artifact.data = (uint8_t *)so;
-  r.artifact.len = solen;
-  r.build_s = seconds;
-  r.compiler_id = (char *)tcc_compiler_id();
+  r.job_id = res->job_id;
+  r.status = (char *)res->status;
+  r.error = (char *)(res->error ? res->error : "");
+  r.artifact.data = (uint8_t *)res->artifact;
+  r.artifact.len = res->artifact_len;
+  r.build_s = res->build_s;
+  r.compiler_id = (char *)(res->compiler_id ? res->compiler_id : "");
   Ktune__Envelope env = KTUNE__ENVELOPE__INIT;
   env.msg_case = KTUNE__ENVELOPE__MSG_BUILD_RESULT;
   env.build_result = &r;
   agent_send(b->ag, &env);
 }
 
-static void after_build(uv_work_t *req, int status) {
-  build_work *w = req->data;
-  builder *b = w->b;
-  b->inflight--;
-  if (status == 0 && w->generation == b->generation) {
-    if (w->rc == 0)
-      send_result(b, w->job_id, "ok", NULL, w->so, w->solen, w->seconds);
-    else
-      send_result(b, w->job_id, "COMPILE_ERROR", w->diag[0] ? w->diag : "compile failed", NULL, 0,
-                  w->seconds);
-    log_debug(WHO, "job %llu built in %.3f ms", (unsigned long long)w->job_id, w->seconds * 1e3);
+static void on_built(void *data, const backend_result *res) {
+  build_ticket *t = data;
+  builder *b = t->b;
+  if (t->generation == b->generation && strcmp(res->status, "CANCELLED") != 0) {
+    send_result(b, res);
+    log_debug(WHO, "job %llu: %s in %.3f ms (%s)", (unsigned long long)res->job_id, res->status,
+              res->build_s * 1e3, res->compiler_id);
   }
-  free(w->source);
-  free(w->so);
-  free(w);
+  free(t);
 }
 
 static void on_build_job(builder *b, const Ktune__BuildJob *j) {
-  if (strcmp(j->compiler, "tcc") != 0) {
-    send_result(b, j->job_id, "COMPILE_ERROR", "this builder has only the tcc back end", NULL, 0, 0);
-    return;
+  build_ticket *t = malloc(sizeof *t);
+  if (t) {
+    t->b = b;
+    t->generation = b->generation;
   }
-  codegen_define *defs = calloc(j->n_defines + 1, sizeof(*defs));
-  if (!defs) return;
-  for (size_t i = 0; i < j->n_defines; i++) {
-    defs[i].name = j->defines[i]->name;
-    defs[i].value = j->defines[i]->value;
+  if (!t || backend_build(b->be, j, on_built, t) < 0) {
+    free(t);
+    backend_result r = {.job_id = j->job_id, .status = "COMPILE_ERROR",
+                        .error = "the builder is out of memory", .compiler_id = j->compiler};
+    send_result(b, &r);
   }
-  char *src = codegen_source(j->task, j->source, defs, j->n_defines);
-  free(defs);
-  if (!src) {
-    send_result(b, j->job_id, "COMPILE_ERROR", "a knob or constant name is not a C identifier",
-                NULL, 0, 0);
-    return;
-  }
-  build_work *w = calloc(1, sizeof(*w));
-  if (!w) {
-    free(src);
-    return;
-  }
-  w->req.data = w;
-  w->b = b;
-  w->generation = b->generation;
-  w->job_id = j->job_id;
-  w->source = src;
-  b->inflight++;
-  uv_queue_work(b->loop, &w->req, do_build, after_build);
 }
 
 static void on_message(agent *a, Ktune__Envelope *env) {
@@ -130,6 +83,7 @@ static const agent_ops ops = {on_message, on_disconnect};
 static void on_signal(uv_signal_t *h, int sig) {
   builder *b = h->data;
   log_info(WHO, "signal %d: leaving", sig);
+  backend_close(b->be);
   agent_stop(b->ag);
   uv_close((uv_handle_t *)&b->sigterm, NULL);
   uv_close((uv_handle_t *)&b->sigint, NULL);
@@ -137,11 +91,24 @@ static void on_signal(uv_signal_t *h, int sig) {
 
 static void usage(FILE *f) {
   fprintf(f, "usage: ktune-builder --tracker HOST:PORT [--jobs N] [--name NAME]\n"
+             "                     [--token-file PATH] [--allow-compiler PATTERN]...\n"
              "\n"
-             "Compiles candidates for a ktune tracker with libtcc, in process.\n"
+             "Compiles candidates for a ktune tracker: with libtcc in process (--compiler\n"
+             "tcc), or by running the compiler command a session names (--compiler\n"
+             "\"gcc -O3 -march=native\"), which must be installed here.\n"
              "  --tracker HOST:PORT  the tracker to serve (or KTUNE_TRACKER)\n"
-             "  --jobs N             candidates built at once (default 1)\n"
-             "  --name NAME          name shown in `ktune status` (default HOST-PID)\n");
+             "  --jobs N             candidates built at once (default 1); external\n"
+             "                       compilers run as N processes, tcc one at a time\n"
+             "  --name NAME          name shown in `ktune status` (default HOST-PID); with a\n"
+             "                       token, the name the token was issued to\n"
+             "  --token-file PATH    this builder's token (or KTUNE_TOKEN, KTUNE_TOKEN_FILE)\n"
+             "  --allow-compiler PATTERN\n"
+             "                       also run compilers whose name (or path) matches PATTERN\n"
+             "                       ('*' stops at '/'); by default: cc, gcc, clang, gcc-N,\n"
+             "                       clang-N, *-gcc, *-gcc-N, *-clang, found on the PATH\n"
+             "  --allow-any-compiler run any command a session names, with any flags: only\n"
+             "                       where everyone who can submit a session may run\n"
+             "                       programs on this machine (docs/TASKS.md)\n");
 }
 
 int main(int argc, char **argv) {
@@ -149,9 +116,21 @@ int main(int argc, char **argv) {
   char name[128];
   agent_default_name(name, sizeof(name));
   unsigned jobs = 1;
+  const char *token_file = NULL;
+  /* The default patterns, then those --allow-compiler adds. */
+  enum { MAX_ALLOW = 64 };
+  const char *allow[MAX_ALLOW];
+  size_t nallow = 0;
+  for (; nallow < cc_ndefault_programs && nallow < MAX_ALLOW; nallow++)
+    allow[nallow] = cc_default_programs[nallow];
+  cc_policy policy = {allow, 0, 0};
+  enum { OPT_TOKEN = 256, OPT_ALLOW, OPT_ANY };
   static const struct option opts[] = {{"tracker", required_argument, 0, 't'},
                                        {"jobs", required_argument, 0, 'j'},
                                        {"name", required_argument, 0, 'n'},
+                                       {"token-file", required_argument, 0, OPT_TOKEN},
+                                       {"allow-compiler", required_argument, 0, OPT_ALLOW},
+                                       {"allow-any-compiler", no_argument, 0, OPT_ANY},
                                        {"help", no_argument, 0, 'h'},
                                        {0, 0, 0, 0}};
   int c;
@@ -169,6 +148,16 @@ int main(int argc, char **argv) {
       break;
     }
     case 'n': snprintf(name, sizeof(name), "%s", optarg); break;
+    case OPT_TOKEN: token_file = optarg; break;
+    case OPT_ALLOW:
+      if (nallow == MAX_ALLOW || !*optarg) {
+        fprintf(stderr, "ktune-builder: --allow-compiler takes a non-empty pattern, at most %d\n",
+                MAX_ALLOW - (int)cc_ndefault_programs);
+        return 2;
+      }
+      allow[nallow++] = optarg;
+      break;
+    case OPT_ANY: policy.any = 1; break;
     case 'h': usage(stdout); return 0;
     default: usage(stderr); return 2;
     }
@@ -178,26 +167,42 @@ int main(int argc, char **argv) {
     usage(stderr);
     return 2;
   }
-  /* libtcc creates its lock lazily and unsafely: compile once before the
-   * thread pool can run two builds (FACTS.md). */
-  uint8_t *so = NULL;
-  size_t solen = 0;
-  char diag[256];
-  if (tcc_build_so("void ktune_warmup(void) {}\n", &so, &solen, diag, sizeof(diag)) != 0) {
-    fprintf(stderr, "ktune-builder: libtcc does not work here: %s\n", diag);
-    return 1;
+  char token[AUTH_TOKEN_MAX], terr[512];
+  int have_token = auth_read_token(token_file, token, sizeof token, terr, sizeof terr);
+  if (have_token < 0) {
+    fprintf(stderr, "ktune-builder: %s\n", terr);
+    return 2;
   }
-  free(so);
+  /* Compilers inherit the environment: nothing there may lead to the token. */
+  unsetenv("KTUNE_TOKEN");
+  unsetenv("KTUNE_TOKEN_FILE");
+  policy.nprograms = nallow;
 
   builder b = {0};
   b.loop = uv_default_loop();
-  struct utsname u;
-  uname(&u);
-  const char *backends[] = {"tcc"};
-  agent_config cfg = {WHO, tracker, KTUNE__ROLE__ROLE_BUILDER, name, "", u.machine, backends, 1, jobs};
   char err[256];
+  if (backend_new(b.loop, &policy, &b.be, err, sizeof err) < 0) {
+    fprintf(stderr, "ktune-builder: %s\n", err);
+    return 1;
+  }
+  /* tcc makes code for this machine only; external compilers are checked
+   * per job (-dumpmachine), so they add nothing here. */
+  const char *archs[] = {backend_host_arch(b.be)};
+  agent_config cfg = {.who = WHO,
+                      .tracker = tracker,
+                      .role = KTUNE__ROLE__ROLE_BUILDER,
+                      .name = name,
+                      .key = "",
+                      .arch = backend_host_arch(b.be),
+                      .backends = (const char **)backend_names,
+                      .nbackends = BACKEND_NNAMES,
+                      .slots = jobs,
+                      .archs = archs,
+                      .narchs = 1,
+                      .token = have_token ? token : NULL};
   if (agent_new(b.loop, &cfg, &ops, &b, &b.ag, err, sizeof(err)) < 0) {
     fprintf(stderr, "ktune-builder: %s\n", err);
+    backend_close(b.be);
     return 2;
   }
   uv_signal_init(b.loop, &b.sigterm);
@@ -205,7 +210,9 @@ int main(int argc, char **argv) {
   b.sigterm.data = b.sigint.data = &b;
   uv_signal_start(&b.sigterm, on_signal, SIGTERM);
   uv_signal_start(&b.sigint, on_signal, SIGINT);
-  log_info(WHO, "%s serving %s with %u job(s), back end tcc", name, tracker, jobs);
+  log_info(WHO, "%s serving %s with %u job(s), back ends tcc (%s) and %s", name, tracker, jobs,
+           backend_host_arch(b.be),
+           policy.any ? "ANY external compiler command" : "external compilers");
   uv_run(b.loop, UV_RUN_DEFAULT);
   uv_loop_close(b.loop);
   return 0;

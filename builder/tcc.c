@@ -1,15 +1,14 @@
 #include "builder/tcc.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <libtcc.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
+
+#include "builder/fsutil.h"
 
 /* Where Debian's `tcc` package puts libtcc1.a and tcc's own headers. */
 #ifndef KTUNE_TCC_LIB_DIR
@@ -18,6 +17,8 @@
 
 /* Lines of diagnostics kept: the first errors are the useful ones. */
 #define TCC_DIAG_LINES 20
+/* Well under the wire's 64 MiB frame limit. */
+#define TCC_ARTIFACT_MAX (32u << 20)
 
 /* libtcc 0.9.27 keeps global state (its compile semaphore is created lazily
  * and unguarded, and the error and symbol machinery is shared), so every
@@ -46,27 +47,6 @@ static void tcc_on_error(void *opaque, const char *msg) {
   d->lines++;
 }
 
-static int tcc_read_fd(int fd, uint8_t **so, size_t *solen) {
-  struct stat st;
-  if (fstat(fd, &st) < 0 || st.st_size <= 0) return -1;
-  size_t n = (size_t)st.st_size;
-  uint8_t *p = malloc(n);
-  if (!p) return -1;
-  size_t off = 0;
-  while (off < n) {
-    ssize_t r = pread(fd, p + off, n - off, (off_t)off);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) {
-      free(p);
-      return -1;
-    }
-    off += (size_t)r;
-  }
-  *so = p;
-  *solen = n;
-  return 0;
-}
-
 /* tcc can only write a file by name. A memfd reopened through /proc keeps
  * the artifact off every file system; tcc's unlink() of the name first
  * fails harmlessly there. Returns 1 when the memfd route is unavailable. */
@@ -81,7 +61,7 @@ static int tcc_output_memfd(TCCState *s, uint8_t **so, size_t *solen) {
   else if (tcc_output_file(s, path) < 0)
     rc = -2; /* tcc has written into the state; a second try is unsafe */
   else
-    rc = tcc_read_fd(fd, so, solen) < 0 ? 1 : 0;
+    rc = fsutil_read_fd(fd, TCC_ARTIFACT_MAX, so, solen) < 0 ? 1 : 0;
   close(fd);
   return rc;
 }
@@ -89,20 +69,12 @@ static int tcc_output_memfd(TCCState *s, uint8_t **so, size_t *solen) {
 /* tcc unlinks the name and recreates it without O_EXCL, so the file goes
  * in a fresh private directory rather than straight into a shared /tmp. */
 static int tcc_output_tmpfile(TCCState *s, uint8_t **so, size_t *solen) {
-  const char *tmp = getenv("TMPDIR");
-  if (!tmp || !*tmp) tmp = "/tmp";
   char dir[4096], path[4096 + 16];
-  if ((size_t)snprintf(dir, sizeof dir, "%s/ktune-so-XXXXXX", tmp) >= sizeof dir) return -2;
-  if (!mkdtemp(dir)) return -2;
+  if (fsutil_mkdtemp("ktune-so", dir, sizeof dir) < 0) return -2;
   snprintf(path, sizeof path, "%s/kernel.so", dir);
   int rc = tcc_output_file(s, path) < 0 ? -2 : 0;
-  if (rc == 0) {
-    int in = open(path, O_RDONLY | O_CLOEXEC);
-    rc = in < 0 || tcc_read_fd(in, so, solen) < 0 ? -2 : 0;
-    if (in >= 0) close(in);
-  }
-  unlink(path);
-  rmdir(dir);
+  if (rc == 0) rc = fsutil_read_file(path, TCC_ARTIFACT_MAX, so, solen) < 0 ? -2 : 0;
+  fsutil_rmtree(dir);
   return rc;
 }
 

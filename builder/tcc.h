@@ -1,6 +1,7 @@
 /* The libtcc back end: compiles generated source into a shared object in
- * the builder's own process. libtcc 0.9.27 keeps global state, so calls are
- * serialised by the caller (one compile at a time per process). */
+ * the builder's own process. libtcc 0.9.27 keeps global state, so calls
+ * from any thread are serialised by one lock inside (one compile at a time
+ * per process); the first call must come before threads race to make it. */
 #ifndef KTUNE_TCC_H
 #define KTUNE_TCC_H
 

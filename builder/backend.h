@@ -1,0 +1,52 @@
+/* Turns a BuildJob into a BuildResult on the builder's libuv loop: code
+ * generation, then the back end the job names. "tcc" (or "") compiles
+ * with libtcc on libuv's thread pool, one compile at a time; anything
+ * else is an external compiler command run as a child process (cc.h), as
+ * many at once as jobs arrive. */
+#ifndef KTUNE_BACKEND_H
+#define KTUNE_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "builder/cc.h"
+#include "proto/ktune.pb-c.h"
+
+typedef struct backend backend;
+
+typedef struct {
+  uint64_t job_id;
+  const char *status;       /* ok, COMPILE_ERROR, BUILD_TIMEOUT (CANCELLED after close) */
+  const char *error;        /* "" when ok */
+  const uint8_t *artifact;
+  size_t artifact_len;
+  double build_s;
+  const char *compiler_id;
+} backend_result;
+
+/* Called once per backend_build, from the loop; r lives only for the call. */
+typedef void (*backend_done_fn)(void *data, const backend_result *r);
+
+/* Also makes libtcc safe to use from several threads (one warm-up
+ * compile); err says why libtcc does not work. policy (NULL: the
+ * defaults) limits the external commands a job may name (cc.h). */
+int backend_new(uv_loop_t *loop, const cc_policy *policy, backend **out, char *err,
+                size_t errlen);
+
+/* Kills running compiler processes. Builds in flight still call back,
+ * with status "CANCELLED", so that callers can free their data; frees
+ * itself once the last has. */
+void backend_close(backend *b);
+
+/* Starts a build. Returns 0 and calls done later, or a negative code (no
+ * memory, closed) and never calls it. The job may be freed on return. */
+int backend_build(backend *b, const Ktune__BuildJob *job, backend_done_fn done, void *data);
+
+/* What the builder advertises in Hello: back end names and the
+ * architectures tcc builds for (the host's: libtcc targets its own CPU). */
+extern const char *const backend_names[];
+#define BACKEND_NNAMES 2
+const char *backend_host_arch(const backend *b);
+
+#endif

@@ -1,0 +1,89 @@
+/* The external-compiler back end: any compiler command line ("gcc -O3
+ * -march=native", "clang -O2", "aarch64-linux-gnu-gcc -O2") run as a child
+ * process of the builder's libuv loop, without a shell:
+ *
+ *   CMD -shared -fPIC -o out.so kernel.c     in a fresh private folder
+ *
+ * with a time limit after which the compiler and everything it started
+ * (its process group) is killed. Each distinct command is asked once for
+ * `--version` and `-dumpmachine` (and, when a flag says "native", what
+ * native means), and the answers are kept for the life of the context. */
+#ifndef KTUNE_CC_H
+#define KTUNE_CC_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+typedef struct cc_ctx cc_ctx;
+
+/* Which commands a builder runs. A session's command comes over the
+ * network: unchecked, it could name any program, or compiler flags that
+ * run one (gcc -wrapper, -fplugin, -B) or read and write files (@file,
+ * -include, -MF, -Wl,...). By default the first word must match one of
+ * cc_default_programs and every other word must be a flag known to only
+ * change code generation (-O*, -m*, -f*, -D*, -U*, -std=, -W*, -g*, ...,
+ * --target=). */
+typedef struct {
+  const char *const *programs; /* fnmatch patterns ('*' stops at '/'); NULL: the defaults */
+  size_t nprograms;
+  int any;                     /* run any command as given: for trusted farms only */
+} cc_policy;
+
+extern const char *const cc_default_programs[];
+extern const size_t cc_ndefault_programs;
+
+/* 0 when policy (NULL: the defaults) lets argv run; else -EPERM and why. */
+int cc_check(const cc_policy *policy, char *const *argv, char *err, size_t errlen);
+
+typedef struct {
+  const char *status;      /* "ok", "COMPILE_ERROR", "BUILD_TIMEOUT" (or "CANCELLED") */
+  const char *error;       /* first lines of diagnostics or the reason; "" when ok */
+  const uint8_t *so;       /* the shared object when ok */
+  size_t solen;
+  const char *compiler_id; /* "gcc 12.2.0 -O3 -march=native (native=znver3)" */
+  double seconds;          /* wall time of the compile itself */
+} cc_result;
+
+/* Called once per cc_build, from the loop; r and its strings live only
+ * for the call. */
+typedef void (*cc_done_fn)(void *data, const cc_result *r);
+
+/* policy may be NULL (the defaults); it is copied. */
+int cc_new(uv_loop_t *loop, const cc_policy *policy, cc_ctx **out);
+
+/* Kills every compile still running; their callbacks still come, with
+ * status "CANCELLED", so that callers can free what they passed. Frees
+ * the context once libuv lets go of its handles. */
+void cc_close(cc_ctx *c);
+
+/* Starts a build of `source` with `command`. target_arch (uname -m style;
+ * NULL or "" for any) must match what the command builds for.
+ * timeout_ms 0 means CC_DEFAULT_TIMEOUT_MS. Returns 0 and calls done
+ * later, exactly once; a negative code (no memory, closed context) means
+ * done will not be called. */
+#define CC_DEFAULT_TIMEOUT_MS 60000
+int cc_build(cc_ctx *c, const char *command, const char *source, const char *target_arch,
+             uint32_t timeout_ms, cc_done_fn done, void *data);
+
+/* ---- pieces, exposed for tests ---- */
+
+/* Splits a command line into words like a shell would without running
+ * one: blanks separate words; '...' keeps everything literally, "..." and
+ * a backslash escape the next character. No variables, globs or
+ * redirections. Returns the word count (>0) and a NULL-terminated array
+ * (free with cc_argv_free), or -EINVAL with a reason in err. */
+int cc_split(const char *command, char ***argv, char *err, size_t errlen);
+void cc_argv_free(char **argv);
+
+/* "x86_64-pc-linux-gnu" -> "x86_64"; the uname -m name of a GNU triple's
+ * CPU (amd64 -> x86_64, arm64 -> aarch64, armv7l -> arm, i386 -> i686).
+ * The same mapping makes a runner's `uname -m` comparable. */
+void cc_arch_name(const char *triple, char *out, size_t len);
+
+/* The version in the first line of `CMD --version` output ("gcc (Debian
+ * 12.2.0-14) 12.2.0" -> "12.2.0"); the whole first line when it holds no
+ * dotted number. */
+void cc_version(const char *version_output, char *out, size_t len);
+
+#endif

@@ -1,0 +1,505 @@
+/* The real ktune-builder process, first against a scripted tracker on
+ * loopback (this file listens, speaks the protocol by hand, and checks
+ * what the builder says): Hello (back ends, archs, slots), both back ends,
+ * COMPILE_ERROR with diagnostics, BUILD_TIMEOUT with the compiler gone,
+ * target checks, refused commands, --jobs concurrency, results never
+ * crossing a reconnect, a clean stop with a compile in flight. Then in a
+ * real farm: a broken template ends in COMPILE_ERROR rows and the farm
+ * keeps working, with either back end. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/utsname.h>
+#include <time.h>
+
+#include "common/wire.h"
+#include "tests/integration/harness.h"
+#include "tests/integration/proc.h"
+#include "tests/test.h"
+
+typedef struct {
+  char dir[256];
+  char log[300];
+  int lfd;     /* listening socket */
+  int fd;      /* the builder's connection */
+  pid_t pid;
+  Ktune__Hello *hello; /* the last Hello, owned by env */
+  Ktune__Envelope *hello_env;
+} fake;
+
+static double now_s(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static void set_timeout(int fd, int ms) {
+  struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+}
+
+static void send_env(int fd, Ktune__Envelope *env) { ASSERT_EQ_INT(wire_write_fd(fd, env), 0); }
+
+/* Accepts the builder's connection, reads its Hello, sends Welcome. */
+static void fake_accept(fake *f) {
+  set_timeout(f->lfd, 10000);
+  f->fd = accept(f->lfd, NULL, NULL);
+  if (f->fd < 0) {
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "cat %s >&2", f->log);
+    if (system(cmd) != 0) fprintf(stderr, "(no log)\n");
+    TEST_FAIL("the builder did not connect: %s", strerror(errno));
+  }
+  set_timeout(f->fd, 15000);
+  if (f->hello_env) wire_free(f->hello_env);
+  f->hello_env = wire_read_fd(f->fd, 1 << 20);
+  ASSERT_NOT_NULL(f->hello_env);
+  ASSERT_EQ_INT(f->hello_env->msg_case, KTUNE__ENVELOPE__MSG_HELLO);
+  f->hello = f->hello_env->hello;
+  Ktune__Welcome w = KTUNE__WELCOME__INIT;
+  w.version = WIRE_PROTOCOL_VERSION;
+  w.agent_id = 1;
+  w.heartbeat_ms = 200;
+  w.timeout_ms = 60000;
+  Ktune__Envelope env = KTUNE__ENVELOPE__INIT;
+  env.msg_case = KTUNE__ENVELOPE__MSG_WELCOME;
+  env.welcome = &w;
+  send_env(f->fd, &env);
+}
+
+static void fake_start(fake *f, const char *jobs) {
+  memset(f, 0, sizeof *f);
+  proc_tmpdir(f->dir, sizeof f->dir);
+  snprintf(f->log, sizeof f->log, "%s/builder.log", f->dir);
+  f->lfd = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT(f->lfd >= 0);
+  struct sockaddr_in sa = {0};
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ_INT(bind(f->lfd, (struct sockaddr *)&sa, sizeof sa), 0);
+  ASSERT_EQ_INT(listen(f->lfd, 4), 0);
+  socklen_t sl = sizeof sa;
+  ASSERT_EQ_INT(getsockname(f->lfd, (struct sockaddr *)&sa, &sl), 0);
+  char addr[64];
+  snprintf(addr, sizeof addr, "127.0.0.1:%d", ntohs(sa.sin_port));
+  /* Compiles leave their folders here, so that leftovers show. */
+  char tmp[300];
+  snprintf(tmp, sizeof tmp, "%s/tmp", f->dir);
+  ASSERT_EQ_INT(mkdir(tmp, 0700), 0);
+  ASSERT_EQ_INT(setenv("TMPDIR", tmp, 1), 0);
+  /* The fake compilers live in the test's folder. */
+  char *argv[] = {(char *)proc_bin("builder/ktune-builder"), "--tracker", addr, "--jobs",
+                  (char *)jobs, "--name", "bld-test", "--allow-compiler", "/tmp/ktune-test.*/*",
+                  NULL};
+  f->pid = proc_start(argv, f->log);
+  fake_accept(f);
+}
+
+static void fake_stop(fake *f) {
+  int st = proc_stop(f->pid, SIGTERM, 5000);
+  if (!(WIFEXITED(st) && WEXITSTATUS(st) == 0)) {
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "cat %s >&2", f->log);
+    if (system(cmd) != 0) fprintf(stderr, "(no log)\n");
+    TEST_FAIL("ktune-builder did not stop cleanly on SIGTERM (status %d)", st);
+  }
+  if (f->fd >= 0) close(f->fd);
+  close(f->lfd);
+  wire_free(f->hello_env);
+  char tmp[300];
+  snprintf(tmp, sizeof tmp, "%s/tmp", f->dir);
+  ASSERT_EQ_INT(rmdir(tmp), 0); /* empty: every compile folder was removed */
+}
+
+/* A build job; strings are borrowed. */
+typedef struct {
+  Ktune__BuildJob job;
+  Ktune__Param p[2];
+  Ktune__Param *pp[2];
+} job_msg;
+
+static const char *axpb_src =
+    "void k(float *out, const float *in) { for (int i = 0; i < N; i++) out[i] = 2 * in[i] + B; }\n";
+
+static void send_job(fake *f, uint64_t id, const char *src, const char *compiler,
+                     const char *target, uint32_t timeout_ms) {
+  job_msg m;
+  ktune__build_job__init(&m.job);
+  for (int i = 0; i < 2; i++) {
+    ktune__param__init(&m.p[i]);
+    m.pp[i] = &m.p[i];
+  }
+  m.p[0].name = "N";
+  m.p[0].value = 100;
+  m.p[1].name = "B";
+  m.p[1].value = 3;
+  m.job.job_id = id;
+  m.job.task = "axpb";
+  m.job.source = (char *)src;
+  m.job.defines = m.pp;
+  m.job.n_defines = 2;
+  m.job.compiler = (char *)compiler;
+  m.job.timeout_ms = timeout_ms;
+  m.job.target_arch = (char *)target;
+  Ktune__Envelope env = KTUNE__ENVELOPE__INIT;
+  env.msg_case = KTUNE__ENVELOPE__MSG_BUILD_JOB;
+  env.build_job = &m.job;
+  send_env(f->fd, &env);
+}
+
+/* The next BuildResult, skipping heartbeats; fails after timeout_ms. */
+static Ktune__Envelope *next_result(fake *f, int timeout_ms) {
+  double end = now_s() + timeout_ms / 1e3;
+  while (now_s() < end) {
+    set_timeout(f->fd, 100 + (int)((end - now_s()) * 1e3));
+    Ktune__Envelope *e = wire_read_fd(f->fd, 64u << 20);
+    if (!e) TEST_FAIL("no build result from the builder (connection closed or timed out)");
+    if (e->msg_case == KTUNE__ENVELOPE__MSG_BUILD_RESULT) return e;
+    ASSERT_EQ_INT(e->msg_case, KTUNE__ENVELOPE__MSG_HEARTBEAT);
+    wire_free(e);
+  }
+  TEST_FAIL("no build result within %d ms", timeout_ms);
+}
+
+static int has(char **list, size_t n, const char *s) {
+  for (size_t i = 0; i < n; i++)
+    if (strcmp(list[i], s) == 0) return 1;
+  return 0;
+}
+
+static void write_script(const char *path, const char *text) {
+  FILE *fp = fopen(path, "w");
+  ASSERT_NOT_NULL(fp);
+  fputs(text, fp);
+  fclose(fp);
+  ASSERT_EQ_INT(chmod(path, 0755), 0);
+}
+
+/* A fake compiler: answers the probes, then runs body. */
+static void fake_cc(char *path, size_t len, const char *dir, const char *name, const char *body) {
+  snprintf(path, len, "%s/%s", dir, name);
+  char text[2048];
+  snprintf(text, sizeof text,
+           "#!/bin/sh\n"
+           "for a in \"$@\"; do case \"$a\" in\n"
+           "  --version) echo 'fakecc 4.5.6'; exit 0;;\n"
+           "  -dumpmachine) echo x86_64-linux-gnu; exit 0;;\n"
+           "esac; done\n%s\n",
+           body);
+  write_script(path, text);
+}
+
+static int pid_running(pid_t pid) {
+  char path[64], buf[512];
+  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+  FILE *fp = fopen(path, "r");
+  if (!fp) return 0;
+  size_t n = fread(buf, 1, sizeof buf - 1, fp);
+  fclose(fp);
+  buf[n] = '\0';
+  const char *p = strrchr(buf, ')');
+  return !(p && p[1] == ' ' && p[2] == 'Z');
+}
+
+static pid_t wait_pid_file(const char *path) {
+  char line[32];
+  ASSERT_EQ_INT(proc_wait_file(path, line, sizeof line, 10000), 0);
+  return (pid_t)atoi(line);
+}
+
+TEST(hello_and_both_back_ends) {
+  fake f;
+  fake_start(&f, "3");
+  struct utsname u;
+  uname(&u);
+  ASSERT_EQ_INT(f.hello->role, KTUNE__ROLE__ROLE_BUILDER);
+  ASSERT_EQ_STR(f.hello->name, "bld-test");
+  ASSERT_EQ_INT(f.hello->slots, 3);
+  ASSERT_EQ_STR(f.hello->arch, u.machine);
+  ASSERT(has(f.hello->backends, f.hello->n_backends, "tcc"));
+  ASSERT(has(f.hello->backends, f.hello->n_backends, "cc"));
+  ASSERT_EQ_INT(f.hello->n_archs, 1);
+  ASSERT_EQ_STR(f.hello->archs[0], u.machine);
+
+  send_job(&f, 1, axpb_src, "tcc", u.machine, 10000);
+  Ktune__Envelope *e = next_result(&f, 10000);
+  Ktune__BuildResult *r = e->build_result;
+  ASSERT_EQ_U64(r->job_id, 1);
+  ASSERT_EQ_STR(r->status, "ok");
+  ASSERT(r->artifact.len > 64 && memcmp(r->artifact.data, "\177ELF", 4) == 0);
+  ASSERT_CONTAINS(r->compiler_id, "tcc 0.9.27");
+  wire_free(e);
+
+  send_job(&f, 2, axpb_src, "cc -O2", u.machine, 30000);
+  e = next_result(&f, 30000);
+  r = e->build_result;
+  ASSERT_EQ_U64(r->job_id, 2);
+  ASSERT_EQ_STR(r->status, "ok");
+  ASSERT(r->artifact.len > 64 && memcmp(r->artifact.data, "\177ELF", 4) == 0);
+  ASSERT_CONTAINS(r->compiler_id, "cc ");
+  ASSERT_CONTAINS(r->compiler_id, " -O2");
+  ASSERT_GT_DBL(r->build_s, 0);
+  wire_free(e);
+  fake_stop(&f);
+}
+
+TEST(errors_reach_the_tracker) {
+  fake f;
+  fake_start(&f, "2");
+  char cc[300], body[1024], pidf[300], childf[300];
+  snprintf(pidf, sizeof pidf, "%s/pid", f.dir);
+  snprintf(childf, sizeof childf, "%s/child", f.dir);
+  snprintf(body, sizeof body, "echo $$ > '%s'\nsleep 60 &\necho $! > '%s'\nwait", pidf, childf);
+  fake_cc(cc, sizeof cc, f.dir, "sleepy-cc", body);
+
+  /* The compiler's own words, pointing into the template. */
+  send_job(&f, 10, "void k(float *out) {\n  return 1 +;\n}\n", "gcc -O2", "", 30000);
+  Ktune__Envelope *e = next_result(&f, 30000);
+  ASSERT_EQ_U64(e->build_result->job_id, 10);
+  ASSERT_EQ_STR(e->build_result->status, "COMPILE_ERROR");
+  ASSERT_CONTAINS(e->build_result->error, "axpb.c:2:");
+  ASSERT_CONTAINS(e->build_result->error, "error:");
+  ASSERT_EQ_INT(e->build_result->artifact.len, 0);
+  ASSERT_CONTAINS(e->build_result->compiler_id, "gcc ");
+  wire_free(e);
+
+  /* tcc's too. */
+  send_job(&f, 11, "void k(float *out) {\n  foo bar;\n}\n", "tcc", "", 10000);
+  e = next_result(&f, 10000);
+  ASSERT_EQ_STR(e->build_result->status, "COMPILE_ERROR");
+  ASSERT_CONTAINS(e->build_result->error, "axpb.c:2: error:");
+  wire_free(e);
+
+  /* Over the time limit: BUILD_TIMEOUT, and the compiler with what it
+   * started is gone. */
+  double t0 = now_s();
+  send_job(&f, 12, axpb_src, cc, "", 500);
+  e = next_result(&f, 10000);
+  ASSERT_EQ_U64(e->build_result->job_id, 12);
+  ASSERT_EQ_STR(e->build_result->status, "BUILD_TIMEOUT");
+  ASSERT_CONTAINS(e->build_result->error, "longer than 500 ms");
+  ASSERT(now_s() - t0 < 5);
+  wire_free(e);
+  pid_t pid = wait_pid_file(pidf), child = wait_pid_file(childf);
+  for (int i = 0; i < 200 && (pid_running(pid) || pid_running(child)); i++) proc_sleep_ms(10);
+  ASSERT(!pid_running(pid));
+  ASSERT(!pid_running(child));
+
+  /* A compiler for another machine is refused before it runs. */
+  send_job(&f, 13, axpb_src, "cc -O2", "riscv64", 30000);
+  e = next_result(&f, 30000);
+  ASSERT_EQ_STR(e->build_result->status, "COMPILE_ERROR");
+  ASSERT_CONTAINS(e->build_result->error, "target mismatch");
+  ASSERT_CONTAINS(e->build_result->error, "the runners need riscv64");
+  wire_free(e);
+  send_job(&f, 14, axpb_src, "tcc", "riscv64", 10000);
+  e = next_result(&f, 10000);
+  ASSERT_EQ_STR(e->build_result->status, "COMPILE_ERROR");
+  ASSERT_CONTAINS(e->build_result->error, "target mismatch: tcc");
+  wire_free(e);
+
+  /* No such compiler. */
+  send_job(&f, 15, axpb_src, "gcc-999 -O2", "", 30000);
+  e = next_result(&f, 30000);
+  ASSERT_EQ_STR(e->build_result->status, "COMPILE_ERROR");
+  ASSERT_CONTAINS(e->build_result->error, "cannot run 'gcc-999'");
+  wire_free(e);
+
+  /* Commands are limited to compilers and code-generation flags: this one
+   * would run a program of the session's choosing. */
+  char marker[300], evil[700];
+  snprintf(marker, sizeof marker, "%s/ran", f.dir);
+  snprintf(evil, sizeof evil, "gcc -wrapper /bin/sh,-c,'touch %s' -O2", marker);
+  send_job(&f, 16, axpb_src, evil, "", 30000);
+  e = next_result(&f, 30000);
+  ASSERT_EQ_STR(e->build_result->status, "COMPILE_ERROR");
+  ASSERT_CONTAINS(e->build_result->error, "does not pass '-wrapper'");
+  ASSERT(access(marker, F_OK) != 0);
+  wire_free(e);
+  send_job(&f, 17, axpb_src, "sh -c 'touch /tmp/x'", "", 30000);
+  e = next_result(&f, 30000);
+  ASSERT_EQ_STR(e->build_result->status, "COMPILE_ERROR");
+  ASSERT_CONTAINS(e->build_result->error, "does not run 'sh'");
+  wire_free(e);
+
+  /* The builder is still fine. */
+  send_job(&f, 18, axpb_src, "tcc", "", 10000);
+  e = next_result(&f, 10000);
+  ASSERT_EQ_STR(e->build_result->status, "ok");
+  wire_free(e);
+  fake_stop(&f);
+}
+
+TEST(jobs_build_concurrently) {
+  fake f;
+  fake_start(&f, "4");
+  char cc[300];
+  /* One second per compile: four one after the other take four. */
+  fake_cc(cc, sizeof cc, f.dir, "slow-cc", "sleep 1\nexec cc \"$@\"");
+  double t0 = now_s();
+  for (uint64_t i = 0; i < 4; i++) send_job(&f, 20 + i, axpb_src, cc, "", 30000);
+  int seen[4] = {0};
+  for (int i = 0; i < 4; i++) {
+    Ktune__Envelope *e = next_result(&f, 30000);
+    uint64_t id = e->build_result->job_id;
+    ASSERT(id >= 20 && id < 24);
+    if (strcmp(e->build_result->status, "ok") != 0)
+      TEST_FAIL("job %llu: %s: %s", (unsigned long long)id, e->build_result->status,
+                e->build_result->error);
+    ASSERT_EQ_STR(e->build_result->compiler_id, "slow-cc 4.5.6");
+    seen[id - 20]++;
+    wire_free(e);
+  }
+  double wall = now_s() - t0;
+  for (int i = 0; i < 4; i++) ASSERT_EQ_INT(seen[i], 1);
+  if (wall >= 2.8) TEST_FAIL("4 one-second compiles with --jobs 4 took %.2f s", wall);
+  fake_stop(&f);
+}
+
+TEST(results_never_cross_a_reconnect) {
+  fake f;
+  fake_start(&f, "2");
+  char cc[300];
+  fake_cc(cc, sizeof cc, f.dir, "slow-cc", "sleep 1\nexec cc \"$@\"");
+  send_job(&f, 30, axpb_src, cc, "", 30000);
+  proc_sleep_ms(200);
+  /* The tracker drops the connection: the job goes back to its queue. */
+  close(f.fd);
+  fake_accept(&f);
+  ASSERT_EQ_STR(f.hello->name, "bld-test");
+  /* The old compile finishes during this job; only this job's result comes. */
+  send_job(&f, 31, axpb_src, "tcc", "", 10000);
+  Ktune__Envelope *e = next_result(&f, 10000);
+  ASSERT_EQ_U64(e->build_result->job_id, 31);
+  wire_free(e);
+  double end = now_s() + 2.0;
+  while (now_s() < end) {
+    set_timeout(f.fd, 200);
+    e = wire_read_fd(f.fd, 64u << 20);
+    if (!e) continue;
+    if (e->msg_case == KTUNE__ENVELOPE__MSG_BUILD_RESULT)
+      TEST_FAIL("job %llu's result came after a reconnect",
+                (unsigned long long)e->build_result->job_id);
+    wire_free(e);
+  }
+  fake_stop(&f);
+}
+
+TEST(sigterm_with_a_compile_in_flight) {
+  fake f;
+  fake_start(&f, "1");
+  char cc[300], body[1024], pidf[300];
+  snprintf(pidf, sizeof pidf, "%s/pid", f.dir);
+  snprintf(body, sizeof body, "echo $$ > '%s'\nsleep 60", pidf);
+  fake_cc(cc, sizeof cc, f.dir, "forever-cc", body);
+  send_job(&f, 40, axpb_src, cc, "", 60000);
+  pid_t pid = wait_pid_file(pidf);
+  ASSERT(pid_running(pid));
+  double t0 = now_s();
+  fake_stop(&f); /* exits 0, and its temporary folders are gone */
+  ASSERT(now_s() - t0 < 3);
+  for (int i = 0; i < 200 && pid_running(pid); i++) proc_sleep_ms(10);
+  ASSERT(!pid_running(pid));
+}
+
+/* A template that compiles for even V only. (Its reference must not
+ * depend on V: runners keep one reference output per task and size.) */
+static void write_broken_task(const char *dir, char *spec, size_t len) {
+  char path[400];
+  snprintf(path, sizeof path, "%s/broken.c", dir);
+  write_script(path,
+               "void k(float *out, const float *in) {\n"
+               "#if V % 2\n"
+               "  this is not C;\n"
+               "#endif\n"
+               "  for (int i = 0; i < 64; i++) out[i] = in[i] * 2;\n"
+               "}\n"
+               "void k_ref(float *out, const float *in) {\n"
+               "  for (int i = 0; i < 64; i++) out[i] = 2 * in[i];\n"
+               "}\n");
+  snprintf(spec, len, "%s/broken.json", dir);
+  write_script(spec, "{\"name\": \"broken\", \"source\": \"broken.c\", \"entry\": \"k\",\n"
+                     " \"reference\": \"k_ref\", \"flops\": \"64\",\n"
+                     " \"args\": [{\"name\": \"out\", \"type\": \"float\", \"count\": \"64\","
+                     " \"output\": true},\n"
+                     "          {\"name\": \"in\", \"type\": \"float\", \"count\": \"64\"}],\n"
+                     " \"knobs\": {\"V\": [0, 1, 2, 3]}}\n");
+}
+
+static void broken_session(farm *f, const char *spec, const char *compiler, const char *id_like) {
+  char out[8192];
+  char *args[] = {"tune", (char *)spec, "--key", "k", "--strategy", "grid", "--trials", "4",
+                  "--compiler", (char *)compiler, NULL};
+  int rc = farm_ktune(f, out, sizeof out, 120000, args);
+  if (rc != 0) {
+    farm_print_log(f);
+    TEST_FAIL("ktune tune %s --compiler '%s' exited %d: %s", spec, compiler, rc, out);
+  }
+  sqlite3 *db = farm_db(f);
+  long long sid = farm_query(db, "SELECT max(id) FROM sessions");
+  ASSERT_EQ_INT(farm_query(db, "SELECT count(*) FROM trials WHERE session = %lld", sid), 4);
+  ASSERT_EQ_INT(farm_query(db,
+                           "SELECT count(*) FROM trials WHERE session = %lld AND status = 'ok'"
+                           " AND json_extract(config, '$.V') %% 2 = 0 AND compiler_id LIKE '%s'",
+                           sid, id_like),
+                2);
+  /* The compiler's first lines, pointing into the template as written. */
+  ASSERT_EQ_INT(farm_query(db,
+                           "SELECT count(*) FROM trials WHERE session = %lld AND "
+                           "status = 'COMPILE_ERROR' AND json_extract(config, '$.V') %% 2 = 1 AND "
+                           "error LIKE '%%broken.c:3%%error%%' AND compiler_id LIKE '%s'",
+                           sid, id_like),
+                2);
+  sqlite3_close(db);
+}
+
+TEST(broken_template_in_a_farm) {
+  farm f;
+  farm_start(&f, NULL);
+  pid_t b = farm_builder(&f, "b1");
+  pid_t r = farm_runner(&f, "r1", "k", NULL);
+  farm_wait_agent(&f, "b1", 1);
+  farm_wait_agent(&f, "r1", 1);
+  char spec[400];
+  write_broken_task(f.dir, spec, sizeof spec);
+  broken_session(&f, spec, "tcc", "tcc 0.9.27%");
+  broken_session(&f, spec, "cc -O2", "cc % -O2");
+
+  /* ktune export carries the diagnostics too. */
+  static char exp[1 << 18];
+  char *export[] = {"export", "--format", "jsonl", NULL};
+  ASSERT_EQ_INT(farm_ktune(&f, exp, sizeof exp, 30000, export), 0);
+  int errors = 0;
+  for (char *line = strtok(exp, "\n"); line; line = strtok(NULL, "\n")) {
+    json_t *o = json_loads(line, 0, NULL);
+    ASSERT_NOT_NULL(o);
+    if (!strcmp(json_string_value(json_object_get(o, "status")), "COMPILE_ERROR")) {
+      ASSERT_CONTAINS(json_string_value(json_object_get(o, "error")), "broken.c:3");
+      errors++;
+    }
+    json_decref(o);
+  }
+  ASSERT_EQ_INT(errors, 4);
+
+  /* The farm keeps working: a real kernel with the external compiler. */
+  char out[8192];
+  char *good[] = {"tune", "matmul", "-D", "M=40", "-D", "N=33", "-D", "K=17", "--key", "k",
+                  "--trials", "3", "--compiler", "cc -O2", NULL};
+  int rc = farm_ktune(&f, out, sizeof out, 120000, good);
+  if (rc != 0) TEST_FAIL("ktune tune matmul exited %d: %s", rc, out);
+  sqlite3 *db = farm_db(&f);
+  ASSERT_EQ_INT(farm_query(db, "SELECT count(*) FROM trials WHERE task = 'matmul' AND "
+                               "status = 'ok' AND compiler_id LIKE 'cc %% -O2'"),
+                3);
+  sqlite3_close(db);
+  proc_stop(r, SIGTERM, 5000);
+  proc_stop(b, SIGTERM, 5000);
+  farm_stop_tracker(&f);
+}
+
+TEST_LIST(TEST_ENTRY(broken_template_in_a_farm), TEST_ENTRY(hello_and_both_back_ends), TEST_ENTRY(errors_reach_the_tracker),
+          TEST_ENTRY(jobs_build_concurrently), TEST_ENTRY(results_never_cross_a_reconnect),
+          TEST_ENTRY(sigterm_with_a_compile_in_flight))
