@@ -26,9 +26,10 @@ static int load_write_all(int fd, const uint8_t *p, size_t n) {
   return 0;
 }
 
-int load_open(load_so *so, const uint8_t *bytes, size_t len, char *err, size_t errlen) {
+int load_prepare(load_so *so, const uint8_t *bytes, size_t len, char *err, size_t errlen) {
   so->dl = NULL;
   so->fd = -1;
+  so->path[0] = '\0';
   if (err && errlen) err[0] = '\0';
   if (!bytes || len == 0) {
     if (err && errlen) snprintf(err, errlen, "cannot load artifact: it is empty");
@@ -44,14 +45,13 @@ int load_open(load_so *so, const uint8_t *bytes, size_t len, char *err, size_t e
     close(fd);
     return -2;
   }
-  char path[64];
   /* glibc identifies a loaded object by its path before anything else, so
    * a stale object still loaded under /proc/self/fd/N (an fd number reused
    * since) would be handed back instead of ours. Move to another number
    * until the path is free. */
   for (int tries = 0;; tries++) {
-    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
-    void *old = dlopen(path, RTLD_NOW | RTLD_NOLOAD);
+    snprintf(so->path, sizeof so->path, "/proc/self/fd/%d", fd);
+    void *old = dlopen(so->path, RTLD_NOW | RTLD_NOLOAD);
     if (!old) break;
     dlclose(old);
     int nfd = fcntl(fd, F_DUPFD_CLOEXEC, fd + 1);
@@ -59,20 +59,35 @@ int load_open(load_so *so, const uint8_t *bytes, size_t len, char *err, size_t e
     if (nfd < 0 || tries >= 16) {
       if (nfd >= 0) close(nfd);
       if (err && errlen) snprintf(err, errlen, "cannot load artifact: no free /proc/self/fd path");
+      so->path[0] = '\0';
       return -2;
     }
     fd = nfd;
   }
+  so->fd = fd;
+  return 0;
+}
+
+int load_map(load_so *so, char *err, size_t errlen) {
+  if (so->fd < 0 || !so->path[0]) {
+    if (err && errlen) snprintf(err, errlen, "cannot load artifact: not prepared");
+    return -2;
+  }
   dlerror();
-  void *dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+  void *dl = dlopen(so->path, RTLD_NOW | RTLD_LOCAL);
   if (!dl) {
     load_dlerror(err, errlen, "cannot load artifact");
-    close(fd);
     return -1;
   }
   so->dl = dl;
-  so->fd = fd;
   return 0;
+}
+
+int load_open(load_so *so, const uint8_t *bytes, size_t len, char *err, size_t errlen) {
+  int rc = load_prepare(so, bytes, len, err, errlen);
+  if (rc == 0) rc = load_map(so, err, errlen);
+  if (rc < 0) load_close(so);
+  return rc;
 }
 
 int load_sym(const load_so *so, const char *name, void **fn, char *err, size_t errlen) {
@@ -92,6 +107,11 @@ int load_sym(const load_so *so, const char *name, void **fn, char *err, size_t e
   }
   *fn = p;
   return 0;
+}
+
+void load_drop_fd(load_so *so) {
+  if (so->fd >= 0) close(so->fd);
+  so->fd = -1;
 }
 
 void load_close(load_so *so) {

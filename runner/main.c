@@ -1,23 +1,41 @@
 /* ktune-runner: measures candidates on this device. The agent never runs
  * a kernel itself: each job runs in a fresh child process (this same
- * program with --measure), so a kernel that crashes or hangs costs one
- * trial, not the runner. */
+ * program with --measure), in its own process group, sandboxed, so a
+ * kernel that crashes, hangs or misbehaves costs one trial, not the
+ * runner. The agent keeps what outlives a trial: the connection and the
+ * reference outputs of the tasks it has seen (runner/refcache.h). */
+#include <errno.h>
 #include <getopt.h>
+#include <inttypes.h>
+#include <math.h>
+#include <sched.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/utsname.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "common/agent.h"
+#include "common/auth.h"
 #include "common/frame.h"
 #include "common/log.h"
 #include "common/wire.h"
+#include "runner/device.h"
 #include "runner/measure.h"
+#include "runner/refcache.h"
+#include "runner/timing.h"
 
 #define WHO "runner"
 #define DEFAULT_RUN_TIMEOUT_MS 60000
+/* The child finds its reference image here. */
+#define CHILD_REF_FD 3
+/* A child's error text beyond this is cut: it came from untrusted code. */
+#define MAX_ERROR_TEXT 2048
+#define MIN_MEM_LIMIT_MB 16
 
 typedef struct runner runner;
 
@@ -27,6 +45,8 @@ typedef struct {
   runner *r;
   uint64_t job_id;
   uint64_t generation;
+  uint32_t repeat;
+  uint32_t limit_ms;
   uv_process_t proc;
   uv_pipe_t in, out;
   uv_timer_t timer;
@@ -38,6 +58,10 @@ typedef struct {
   int exited, drained, timed_out, handles;
   int64_t exit_status;
   int term_signal;
+  char *ref_key;     /* the job's reference cache key, or NULL */
+  int ref_fd;        /* image given to the child, or -1 */
+  int ref_blank;     /* ref_fd is ours: a blank the child fills */
+  uint64_t ref_total;
 } child;
 
 struct runner {
@@ -47,6 +71,10 @@ struct runner {
   uint64_t generation;
   child *busy;
   int stopping;
+  int cpu;
+  uint64_t mem_limit_mb;
+  refcache refs;
+  char exe[4096];
   uv_signal_t sigterm, sigint;
 };
 
@@ -59,6 +87,7 @@ static void send_result(runner *r, uint64_t job_id, const char *status, const ch
     res.status = (char *)status;
     res.error = (char *)(error ? error : "");
     res.n_costs_s = 0;
+    res.clock = (char *)TIMING_CLOCK_NAME;
   }
   Ktune__Envelope env = KTUNE__ENVELOPE__INIT;
   env.msg_case = KTUNE__ENVELOPE__MSG_RUN_RESULT;
@@ -66,11 +95,40 @@ static void send_result(runner *r, uint64_t job_id, const char *status, const ch
   agent_send(r->ag, &env);
 }
 
+/* The child's result came from a process that ran untrusted code: pass on
+ * only what a measuring child can honestly say. */
+static const char *result_problem(const child *ch, Ktune__RunResult *res) {
+  static const char *const statuses[] = {"ok", "LOAD_ERROR", "RUNTIME_ERROR", "WRONG_ANSWER"};
+  int known = 0;
+  for (size_t i = 0; i < sizeof statuses / sizeof statuses[0]; i++)
+    known |= res->status && strcmp(res->status, statuses[i]) == 0;
+  if (!known) return "unknown status";
+  if (res->error && strlen(res->error) > MAX_ERROR_TEXT) res->error[MAX_ERROR_TEXT] = '\0';
+  if (strcmp(res->status, "ok") != 0) return NULL;
+  if (res->n_costs_s != ch->repeat || res->number == 0) return "wrong number of rounds";
+  for (size_t i = 0; i < res->n_costs_s; i++)
+    if (!isfinite(res->costs_s[i]) || res->costs_s[i] < 0) return "a cost that is not a time";
+  return NULL;
+}
+
+static void describe_signal(int sig, char *why, size_t len) {
+  if (sig == SIGSYS)
+    snprintf(why, len, "sandbox: the measuring process was killed for a forbidden system call (SIGSYS)");
+  else if (sig == SIGKILL)
+    snprintf(why, len, "the measuring process was killed by SIGKILL, not by this runner "
+                       "(out of memory? the system's OOM killer does this)");
+  else
+    snprintf(why, len, "kernel crashed: SIG%s (%s)", sigabbrev_np(sig) ? sigabbrev_np(sig) : "?",
+             sigdescr_np(sig) ? sigdescr_np(sig) : "unknown signal");
+}
+
 static void child_free(uv_handle_t *h) {
   child *ch = h->data;
   if (--ch->handles > 0) return;
   frame_reader_free(&ch->rd);
   free(ch->job_frame);
+  free(ch->ref_key);
+  if (ch->ref_blank && ch->ref_fd >= 0) close(ch->ref_fd);
   if (ch->result) ktune__run_result__free_unpacked(ch->result, NULL);
   free(ch);
 }
@@ -79,26 +137,45 @@ static void close_handle(uv_handle_t *h) {
   if (!uv_is_closing(h)) uv_close(h, child_free);
 }
 
+/* Kills the child and anything it started: it leads its own process group.
+ * Only while it has not been reaped, so that a reused pid is never hit. */
+static void child_kill(child *ch) {
+  if (ch->exited) return;
+  if (ch->proc.pid > 0) kill(-ch->proc.pid, SIGKILL);
+  uv_process_kill(&ch->proc, SIGKILL);
+}
+
 /* Both events are in: report and let the next job come. */
 static void child_maybe_done(child *ch) {
   if (!ch->exited || !ch->drained) return;
   runner *r = ch->r;
-  char why[256];
+  char why[512];
+  const char *bad = ch->result && !ch->timed_out ? result_problem(ch, ch->result) : NULL;
   if (ch->generation == r->generation) {
     if (ch->timed_out) {
-      snprintf(why, sizeof(why), "no result within the time limit; the kernel was killed");
+      snprintf(why, sizeof(why),
+               "no result within %" PRIu32 " ms; the kernel was killed with its process group",
+               ch->limit_ms);
       send_result(r, ch->job_id, "RUN_TIMEOUT", why, NULL);
+    } else if (ch->result && bad) {
+      snprintf(why, sizeof(why), "the measuring process sent a malformed result (%s)", bad);
+      send_result(r, ch->job_id, "RUNTIME_ERROR", why, NULL);
     } else if (ch->result) {
       send_result(r, ch->job_id, NULL, NULL, ch->result);
     } else if (ch->term_signal) {
-      snprintf(why, sizeof(why), "kernel killed by signal %d (%s)", ch->term_signal,
-               strsignal(ch->term_signal));
+      describe_signal(ch->term_signal, why, sizeof(why));
       send_result(r, ch->job_id, "RUNTIME_ERROR", why, NULL);
     } else {
       snprintf(why, sizeof(why), "measuring process exited with status %lld and no result",
                (long long)ch->exit_status);
       send_result(r, ch->job_id, "RUNTIME_ERROR", why, NULL);
     }
+  }
+  /* The reference is good whatever the kernel did after it ran. */
+  if (ch->ref_blank && ch->ref_fd >= 0) {
+    if (refcache_adopt(&r->refs, ch->ref_key, ch->ref_fd, ch->ref_total))
+      log_debug(WHO, "reference cached (%" PRIu64 " bytes)", ch->ref_total);
+    ch->ref_fd = -1;
   }
   r->busy = NULL;
   close_handle((uv_handle_t *)&ch->timer);
@@ -120,7 +197,7 @@ static void on_exit_cb(uv_process_t *p, int64_t status, int sig) {
 static void on_timeout(uv_timer_t *t) {
   child *ch = t->data;
   ch->timed_out = 1;
-  uv_process_kill(&ch->proc, SIGKILL);
+  child_kill(ch);
 }
 
 static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
@@ -159,6 +236,30 @@ static void write_cb(uv_write_t *req, int status) {
   close_handle((uv_handle_t *)&ch->in);
 }
 
+/* The time a trial may take: the job's limit for the kernel, plus the
+ * pauses and minimum round lengths the job itself asks for. */
+static uint32_t run_limit_ms(const Ktune__RunJob *job) {
+  uint64_t ms = job->timeout_ms ? job->timeout_ms : DEFAULT_RUN_TIMEOUT_MS;
+  uint64_t rounds = job->repeat ? job->repeat : 1;
+  ms += rounds * ((uint64_t)job->cooldown_ms + job->min_repeat_ms);
+  return ms > UINT32_MAX / 2 ? UINT32_MAX / 2 : (uint32_t)ms;
+}
+
+/* Picks the reference image for the child: the cached one, or a blank to
+ * fill. Without one the child computes the reference privately. */
+static void child_reference(runner *r, child *ch, const Ktune__RunJob *job) {
+  ch->ref_fd = -1;
+  uint64_t off[8];
+  if (job->n_buffers > sizeof off / sizeof off[0]) return;
+  ch->ref_key = refcache_key(job);
+  if (!ch->ref_key || refcache_layout(job, off, &ch->ref_total) < 0) return;
+  ch->ref_fd = refcache_find(&r->refs, ch->ref_key);
+  if (ch->ref_fd < 0) {
+    ch->ref_fd = refcache_blank();
+    ch->ref_blank = ch->ref_fd >= 0;
+  }
+}
+
 static void on_run_job(runner *r, const Ktune__RunJob *job) {
   if (r->busy) {
     send_result(r, job->job_id, "RUNTIME_ERROR", "runner is busy: one measurement at a time", NULL);
@@ -169,6 +270,8 @@ static void on_run_job(runner *r, const Ktune__RunJob *job) {
   ch->r = r;
   ch->job_id = job->job_id;
   ch->generation = r->generation;
+  ch->repeat = job->repeat ? job->repeat : 1;
+  ch->limit_ms = run_limit_ms(job);
   frame_reader_init(&ch->rd, FRAME_MAX_DEFAULT);
   Ktune__Envelope env = KTUNE__ENVELOPE__INIT;
   env.msg_case = KTUNE__ENVELOPE__MSG_RUN_JOB;
@@ -178,33 +281,58 @@ static void on_run_job(runner *r, const Ktune__RunJob *job) {
     free(ch);
     return;
   }
+  child_reference(r, ch, job);
   uv_pipe_init(r->loop, &ch->in, 0);
   uv_pipe_init(r->loop, &ch->out, 0);
   uv_timer_init(r->loop, &ch->timer);
   ch->in.data = ch->out.data = ch->timer.data = ch->proc.data = ch->wreq.data = ch;
   ch->handles = 4;
 
-  char exe[4096];
-  ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-  exe[n > 0 ? n : 0] = 0;
-  char *args[5] = {exe, "--measure", NULL, NULL, NULL};
-  if (r->dump_dir) {
-    args[2] = "--dump-dir";
-    args[3] = (char *)r->dump_dir;
+  char cpu[16], mem[32], parent[32], ref[16];
+  char *args[16];
+  int na = 0;
+  args[na++] = r->exe;
+  args[na++] = "--measure";
+  snprintf(parent, sizeof parent, "%d", (int)getpid());
+  args[na++] = "--parent-pid";
+  args[na++] = parent;
+  if (r->cpu >= 0) {
+    snprintf(cpu, sizeof cpu, "%d", r->cpu);
+    args[na++] = "--cpu";
+    args[na++] = cpu;
   }
-  uv_stdio_container_t stdio[3];
+  snprintf(mem, sizeof mem, "%" PRIu64, r->mem_limit_mb);
+  args[na++] = "--mem-limit-mb";
+  args[na++] = mem;
+  if (r->dump_dir) {
+    args[na++] = "--dump-dir";
+    args[na++] = (char *)r->dump_dir;
+  }
+  uv_stdio_container_t stdio[4];
   stdio[0].flags = UV_CREATE_PIPE | UV_READABLE_PIPE;
   stdio[0].data.stream = (uv_stream_t *)&ch->in;
   stdio[1].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
   stdio[1].data.stream = (uv_stream_t *)&ch->out;
   stdio[2].flags = UV_INHERIT_FD;
   stdio[2].data.fd = 2;
+  int nstdio = 3;
+  if (ch->ref_fd >= 0) {
+    snprintf(ref, sizeof ref, "%d", CHILD_REF_FD);
+    args[na++] = "--ref-fd";
+    args[na++] = ref;
+    stdio[CHILD_REF_FD].flags = UV_INHERIT_FD;
+    stdio[CHILD_REF_FD].data.fd = ch->ref_fd;
+    nstdio = CHILD_REF_FD + 1;
+  }
+  args[na] = NULL;
   uv_process_options_t po = {0};
   po.exit_cb = on_exit_cb;
-  po.file = exe;
+  po.file = r->exe;
   po.args = args;
   po.stdio = stdio;
-  po.stdio_count = 3;
+  po.stdio_count = nstdio;
+  /* Its own session and process group: a timeout kills everything in it. */
+  po.flags = UV_PROCESS_DETACHED;
   r->busy = ch;
   int rc = uv_spawn(r->loop, &ch->proc, &po);
   if (rc < 0) {
@@ -215,8 +343,7 @@ static void on_run_job(runner *r, const Ktune__RunJob *job) {
     child_maybe_done(ch);
     return;
   }
-  uint32_t limit = job->timeout_ms ? job->timeout_ms : DEFAULT_RUN_TIMEOUT_MS;
-  uv_timer_start(&ch->timer, on_timeout, limit, 0);
+  uv_timer_start(&ch->timer, on_timeout, ch->limit_ms, 0);
   uv_read_start((uv_stream_t *)&ch->out, alloc_cb, read_cb);
   uv_buf_t b = uv_buf_init((char *)ch->job_frame, (unsigned)flen);
   uv_write(&ch->wreq, (uv_stream_t *)&ch->in, &b, 1, write_cb);
@@ -246,33 +373,113 @@ static void on_signal(uv_signal_t *h, int sig) {
   uv_close((uv_handle_t *)&r->sigterm, NULL);
   uv_close((uv_handle_t *)&r->sigint, NULL);
   if (r->busy) {
-    uv_process_kill(&r->busy->proc, SIGKILL);
+    child_kill(r->busy);
     return; /* the agent stops once the child is reaped */
   }
   agent_stop(r->ag);
 }
 
 static void usage(FILE *f) {
-  fprintf(f, "usage: ktune-runner --tracker HOST:PORT --key KEY [--name NAME] [--dump-dir DIR]\n"
+  fprintf(f, "usage: ktune-runner --tracker HOST:PORT --key KEY [--cpu N] [--mem-limit-mb N]\n"
+             "                    [--name NAME] [--token-file PATH] [--dump-dir DIR]\n"
              "\n"
-             "Measures candidates on this device for a ktune tracker.\n"
+             "Measures candidates on this device for a ktune tracker, one at a time.\n"
              "  --tracker HOST:PORT  the tracker to serve (or KTUNE_TRACKER)\n"
              "  --key KEY            device key: the pool this device belongs to\n"
-             "  --name NAME          name shown in `ktune status` (default HOST-PID)\n"
-             "  --dump-dir DIR       write each job's raw output buffers to DIR/job-ID.out\n");
+             "  --cpu N              pin measurements to core N (one runner per core)\n"
+             "  --mem-limit-mb N     address space a measurement may use, buffers included\n"
+             "                       (default: half of this machine's memory)\n"
+             "  --name NAME          name shown in `ktune status` (default HOST-PID); with a\n"
+             "                       token, the name the token was issued to\n"
+             "  --token-file PATH    this runner's token (or KTUNE_TOKEN, KTUNE_TOKEN_FILE;\n"
+             "                       docs/SECURITY.md)\n"
+             "  --dump-dir DIR       write each job's raw output buffers to DIR/job-ID.out\n"
+             "See docs/MEASUREMENT.md for getting stable numbers.\n");
 }
+
+static int parse_num(const char *opt, const char *s, uint64_t lo, uint64_t hi, uint64_t *out) {
+  char *end;
+  errno = 0;
+  unsigned long long v = strtoull(s, &end, 10);
+  if (errno || end == s || *end || s[0] == '-' || v < lo || v > hi) {
+    fprintf(stderr, "ktune-runner: %s: expected a whole number from %" PRIu64 " to %" PRIu64
+                    ", got \"%s\"\n", opt, lo, hi, s);
+    return -1;
+  }
+  *out = v;
+  return 0;
+}
+
+static uint64_t default_mem_limit_mb(void) {
+  long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);
+  uint64_t mb = pages > 0 && size > 0 ? (uint64_t)pages * (uint64_t)size / 2 / (1u << 20) : 0;
+  return mb > 1024 ? mb : 1024;
+}
+
+/* Claims core cpu for this runner, so that a second runner pinned there
+ * refuses to start rather than time its kernels against ours. An abstract
+ * socket name is released by the kernel however the runner ends. Returns
+ * the fd to keep open, or -1 with the reason in err. */
+static int claim_cpu(int cpu, char *err, size_t len) {
+  struct sockaddr_un a = {.sun_family = AF_UNIX};
+  int n = snprintf(a.sun_path + 1, sizeof a.sun_path - 1, "ktune-runner-cpu-%d", cpu);
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    snprintf(err, len, "cannot claim cpu %d: socket: %s", cpu, strerror(errno));
+    return -1;
+  }
+  socklen_t alen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n);
+  if (bind(fd, (struct sockaddr *)&a, alen) < 0) {
+    if (errno == EADDRINUSE)
+      snprintf(err, len, "--cpu %d: another runner on this host measures on that core; "
+                         "give each runner its own", cpu);
+    else
+      snprintf(err, len, "cannot claim cpu %d: %s", cpu, strerror(errno));
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+/* The measuring child: dies with the agent, then measures one job. */
+static int child_main(pid_t parent, const measure_opts *mo) {
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (parent > 0 && getppid() != parent) return 1; /* the agent died before prctl */
+  _exit(measure_child_main(0, 1, mo));
+}
+
+/* Logs what the runner measures on; a governor that moves the clock
+ * makes timings drift. */
+static void report_device(const device_info *d, int cpu) {
+  log_info(WHO, "device: %s, %u cores, %s, kernel %s, cpu %d governor %s, ktune %s", d->cpu_model,
+           d->cores, d->arch, d->kernel, cpu < 0 ? 0 : cpu, d->governor, d->version);
+  if (strcmp(d->governor, "unknown") == 0)
+    log_warn(WHO, "cannot read the cpufreq governor of cpu %d: if the clock speed varies, "
+                  "timings may drift (docs/MEASUREMENT.md)", cpu < 0 ? 0 : cpu);
+  else if (strcmp(d->governor, "performance") != 0)
+    log_warn(WHO, "cpu %d frequency governor is \"%s\", not \"performance\": timings may drift "
+                  "(docs/MEASUREMENT.md)", cpu < 0 ? 0 : cpu, d->governor);
+}
+
+enum { OPT_CPU = 256, OPT_MEM, OPT_REF, OPT_PARENT, OPT_TOKEN };
 
 int main(int argc, char **argv) {
   const char *tracker = getenv("KTUNE_TRACKER");
-  const char *key = NULL, *dump_dir = NULL;
+  const char *key = NULL, *dump_dir = NULL, *token_file = NULL;
   int measure = 0;
+  uint64_t cpu = UINT64_MAX, mem = 0, ref_fd = UINT64_MAX, parent = 0;
   char name[128];
   agent_default_name(name, sizeof(name));
   static const struct option opts[] = {{"tracker", required_argument, 0, 't'},
                                        {"key", required_argument, 0, 'k'},
                                        {"name", required_argument, 0, 'n'},
                                        {"dump-dir", required_argument, 0, 'D'},
+                                       {"cpu", required_argument, 0, OPT_CPU},
+                                       {"mem-limit-mb", required_argument, 0, OPT_MEM},
+                                       {"token-file", required_argument, 0, OPT_TOKEN},
                                        {"measure", no_argument, 0, 'M'},
+                                       {"ref-fd", required_argument, 0, OPT_REF},
+                                       {"parent-pid", required_argument, 0, OPT_PARENT},
                                        {"help", no_argument, 0, 'h'},
                                        {0, 0, 0, 0}};
   int c;
@@ -282,12 +489,27 @@ int main(int argc, char **argv) {
     case 'k': key = optarg; break;
     case 'n': snprintf(name, sizeof(name), "%s", optarg); break;
     case 'D': dump_dir = optarg; break;
+    case OPT_TOKEN: token_file = optarg; break;
+    case OPT_CPU: if (parse_num("--cpu", optarg, 0, CPU_SETSIZE - 1, &cpu)) return 2; break;
+    case OPT_MEM:
+      if (parse_num("--mem-limit-mb", optarg, MIN_MEM_LIMIT_MB, UINT64_C(1) << 40, &mem)) return 2;
+      break;
+    case OPT_REF: if (parse_num("--ref-fd", optarg, 3, 1 << 20, &ref_fd)) return 2; break;
+    case OPT_PARENT: if (parse_num("--parent-pid", optarg, 1, INT32_MAX, &parent)) return 2; break;
     case 'M': measure = 1; break;
     case 'h': usage(stdout); return 0;
     default: usage(stderr); return 2;
     }
   }
-  if (measure) return measure_child_main(0, 1, dump_dir);
+  if (measure) {
+    measure_opts mo = MEASURE_OPTS_INIT;
+    mo.dump_dir = dump_dir;
+    mo.cpu = cpu == UINT64_MAX ? -1 : (int)cpu;
+    mo.mem_limit_mb = mem;
+    mo.ref_fd = ref_fd == UINT64_MAX ? -1 : (int)ref_fd;
+    mo.sandbox = 1;
+    return child_main((pid_t)parent, &mo);
+  }
   if (!tracker || !key || !*key || optind < argc) {
     fprintf(stderr, "ktune-runner: %s\n",
             !tracker ? "--tracker HOST:PORT is required (or set KTUNE_TRACKER)"
@@ -299,10 +521,47 @@ int main(int argc, char **argv) {
   runner r = {0};
   r.loop = uv_default_loop();
   r.dump_dir = dump_dir;
-  struct utsname u;
-  uname(&u);
-  agent_config cfg = {WHO, tracker, KTUNE__ROLE__ROLE_RUNNER, name, key, u.machine, NULL, 0, 1};
+  r.cpu = cpu == UINT64_MAX ? -1 : (int)cpu;
+  r.mem_limit_mb = mem ? mem : default_mem_limit_mb();
+  refcache_init(&r.refs);
+  if (r.cpu >= 0) {
+    cpu_set_t allowed;
+    if (sched_getaffinity(0, sizeof allowed, &allowed) == 0 && !CPU_ISSET(r.cpu, &allowed)) {
+      fprintf(stderr, "ktune-runner: --cpu %d: this process may not run there (%ld CPUs online; "
+                      "see taskset and isolcpus)\n", r.cpu, sysconf(_SC_NPROCESSORS_ONLN));
+      return 2;
+    }
+  }
   char err[256];
+  int claim = -1;
+  if (r.cpu >= 0 && (claim = claim_cpu(r.cpu, err, sizeof err)) < 0) {
+    fprintf(stderr, "ktune-runner: %s\n", err);
+    return 2;
+  }
+  ssize_t n = readlink("/proc/self/exe", r.exe, sizeof(r.exe) - 1);
+  if (n <= 0) {
+    fprintf(stderr, "ktune-runner: cannot find its own program (/proc/self/exe): %s\n",
+            strerror(errno));
+    return 1;
+  }
+  r.exe[n] = '\0';
+  char token[AUTH_TOKEN_MAX], terr[512];
+  int have_token = auth_read_token(token_file, token, sizeof token, terr, sizeof terr);
+  if (have_token < 0) {
+    fprintf(stderr, "ktune-runner: %s\n", terr);
+    return 2;
+  }
+  /* Measuring children inherit the environment and run untrusted code:
+   * nothing there may lead to the token. */
+  unsetenv("KTUNE_TOKEN");
+  unsetenv("KTUNE_TOKEN_FILE");
+  device_info dev;
+  device_identity(r.cpu, &dev);
+  report_device(&dev, r.cpu);
+  agent_config cfg = {.who = WHO, .tracker = tracker, .role = KTUNE__ROLE__ROLE_RUNNER, .name = name,
+                      .key = key, .arch = dev.arch, .slots = 1, .cpu_model = dev.cpu_model,
+                      .cores = dev.cores, .kernel = dev.kernel, .governor = dev.governor,
+                      .token = have_token ? token : NULL};
   if (agent_new(r.loop, &cfg, &ops, &r, &r.ag, err, sizeof(err)) < 0) {
     fprintf(stderr, "ktune-runner: %s\n", err);
     return 2;
@@ -312,8 +571,12 @@ int main(int argc, char **argv) {
   r.sigterm.data = r.sigint.data = &r;
   uv_signal_start(&r.sigterm, on_signal, SIGTERM);
   uv_signal_start(&r.sigint, on_signal, SIGINT);
-  log_info(WHO, "%s serving key %s for %s", name, key, tracker);
+  log_info(WHO, "%s serving key %s for %s%s", name, key, tracker,
+           r.cpu >= 0 ? "" : " (measurements not pinned: --cpu N pins them)");
   uv_run(r.loop, UV_RUN_DEFAULT);
   uv_loop_close(r.loop);
+  refcache_clear(&r.refs);
+  memset(token, 0, sizeof token);
+  if (claim >= 0) close(claim);
   return 0;
 }

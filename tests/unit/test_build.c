@@ -52,11 +52,21 @@ static char *matmul_template(void) {
   return t;
 }
 
-/* Builds a template with M N K and the three tile knobs. */
+/* The matmul template's defines from v = {M, N, K, MR, NV, KC}; the other
+ * knobs stay fixed (VW 8, KU 2, MC 64, NC 256). */
+enum { MATMUL_DEFS = 10 };
+static void matmul_defines(const int64_t *v, codegen_define *d) {
+  static const char *const names[MATMUL_DEFS] = {"M", "N", "K", "MR", "NV", "KC",
+                                                 "VW", "KU", "MC", "NC"};
+  const int64_t fixed[] = {8, 2, 64, 256};
+  for (int i = 0; i < MATMUL_DEFS; i++) d[i] = (codegen_define){names[i], i < 6 ? v[i] : fixed[i - 6]};
+}
+
+/* Builds the matmul template (see matmul_defines). */
 static void build(const char *task, const char *tmpl, const int64_t *v, uint8_t **so, size_t *len) {
-  codegen_define defs[] = {{"M", v[0]}, {"N", v[1]}, {"K", v[2]},
-                           {"TI", v[3]}, {"TJ", v[4]}, {"TK", v[5]}};
-  char *src = codegen_source(task, tmpl, defs, 6);
+  codegen_define defs[MATMUL_DEFS];
+  matmul_defines(v, defs);
+  char *src = codegen_source(task, tmpl, defs, MATMUL_DEFS);
   ASSERT_NOT_NULL(src);
   char diag[2048];
   int rc = tcc_build_so(src, so, len, diag, sizeof diag);
@@ -68,6 +78,12 @@ static void build_plain(const char *src, uint8_t **so, size_t *len) {
   char diag[2048];
   int rc = tcc_build_so(src, so, len, diag, sizeof diag);
   if (rc != 0) TEST_FAIL("tcc_build_so: %d: %s", rc, diag);
+}
+
+static int measure_dumping(const Ktune__RunJob *job, const char *dir, Ktune__RunResult *res) {
+  measure_opts o = MEASURE_OPTS_INIT;
+  o.dump_dir = dir;
+  return measure_job(job, &o, res);
 }
 
 /* A run job for buffers C(out) A B of a matmul; the caller owns the arrays. */
@@ -170,7 +186,7 @@ TEST(rng_streams) {
 
 TEST(tcc_builds_matmul) {
   char *tmpl = matmul_template();
-  int64_t v[] = {512, 512, 512, 32, 64, 128};
+  int64_t v[] = {512, 512, 512, 4, 2, 256};
   uint8_t *so;
   size_t len;
   build("matmul", tmpl, v, &so, &len); /* the first build pays for tcc's setup */
@@ -231,8 +247,9 @@ static void check_dump(const char *path, int64_t m, int64_t n, int64_t k, uint64
 TEST(measure_matmul_edges) {
   char *tmpl = matmul_template();
   const int64_t m = 64, n = 48, k = 80;
-  /* Tiles that do not divide 64x48x80, and one larger than every side. */
-  const int64_t tiles[][3] = {{4, 32, 64}, {24, 128, 256}, {1, 4, 16}, {8, 32, 32}, {64, 256, 256}};
+  /* Micro-tiles and k blocks (MR, NV, KC) that do not divide 64x48x80,
+   * and one larger than every side. */
+  const int64_t tiles[][3] = {{6, 1, 64}, {4, 3, 32}, {3, 2, 16}, {2, 1, 80}, {8, 8, 512}};
   char dir[] = "/tmp/ktune-test-XXXXXX";
   ASSERT_NOT_NULL(mkdtemp(dir));
   for (size_t t = 0; t < sizeof tiles / sizeof tiles[0]; t++) {
@@ -244,9 +261,9 @@ TEST(measure_matmul_edges) {
     matmul_job_init(&j, so, len, m, n, k);
     j.job.job_id = 100 + t;
     Ktune__RunResult res;
-    ASSERT_EQ_INT(measure_job(&j.job, dir, &res), 0);
+    ASSERT_EQ_INT(measure_dumping(&j.job, dir, &res), 0);
     if (strcmp(res.status, "ok") != 0)
-      TEST_FAIL("tiles %lld %lld %lld: %s: %s", (long long)v[3], (long long)v[4], (long long)v[5],
+      TEST_FAIL("MR %lld NV %lld KC %lld: %s: %s", (long long)v[3], (long long)v[4], (long long)v[5],
                 res.status, res.error);
     ASSERT_EQ_STR(res.error, "");
     ASSERT_EQ_U64(res.job_id, 100 + t);
@@ -268,7 +285,7 @@ TEST(measure_matmul_edges) {
 
 TEST(measure_zero_number_repeat) {
   char *tmpl = matmul_template();
-  int64_t v[] = {8, 8, 8, 4, 4, 16};
+  int64_t v[] = {8, 8, 8, 2, 1, 64};
   uint8_t *so;
   size_t len;
   build("matmul", tmpl, v, &so, &len);
@@ -311,7 +328,7 @@ TEST(wrong_answer_names_index) {
   char dir[] = "/tmp/ktune-test-XXXXXX";
   ASSERT_NOT_NULL(mkdtemp(dir));
   Ktune__RunResult res;
-  ASSERT_EQ_INT(measure_job(&j.job, dir, &res), 0);
+  ASSERT_EQ_INT(measure_dumping(&j.job, dir, &res), 0);
   ASSERT_EQ_STR(res.status, "WRONG_ANSWER");
   ASSERT_CONTAINS(res.error, "buffer 0[123]: got ");
   ASSERT_CONTAINS(res.error, "worst abs error 0.5");
@@ -502,7 +519,7 @@ TEST(kernel_uses_libc_and_libtcc1) {
   char dir[] = "/tmp/ktune-test-XXXXXX";
   ASSERT_NOT_NULL(mkdtemp(dir));
   Ktune__RunResult res;
-  ASSERT_EQ_INT(measure_job(&job, dir, &res), 0);
+  ASSERT_EQ_INT(measure_dumping(&job, dir, &res), 0);
   if (strcmp(res.status, "ok") != 0) TEST_FAIL("%s: %s", res.status, res.error);
   char path[256];
   snprintf(path, sizeof path, "%s/job-5.out", dir);
@@ -574,7 +591,7 @@ TEST(bad_buffers_runtime_error) {
 
 TEST(child_main_over_pipes) {
   char *tmpl = matmul_template();
-  int64_t v[] = {16, 12, 20, 8, 8, 16};
+  int64_t v[] = {16, 12, 20, 4, 1, 16};
   uint8_t *so;
   size_t len;
   build("matmul", tmpl, v, &so, &len);
@@ -622,10 +639,10 @@ typedef struct {
 
 static void *build_thread(void *p) {
   build_thread_arg *a = p;
-  int64_t v[] = {64, 64, 64, a->ti, 32, 32};
-  codegen_define defs[] = {{"M", v[0]}, {"N", v[1]}, {"K", v[2]},
-                           {"TI", v[3]}, {"TJ", v[4]}, {"TK", v[5]}};
-  char *src = codegen_source("matmul", a->tmpl, defs, 6);
+  int64_t v[] = {64, 64, 64, a->ti, 2, 32};
+  codegen_define defs[MATMUL_DEFS];
+  matmul_defines(v, defs);
+  char *src = codegen_source("matmul", a->tmpl, defs, MATMUL_DEFS);
   a->ok = src != NULL;
   for (int i = 0; i < 20 && a->ok; i++) {
     uint8_t *so;
@@ -643,10 +660,10 @@ TEST(two_threads_build) {
   char *tmpl = matmul_template();
   uint8_t *so;
   size_t len;
-  int64_t v[] = {8, 8, 8, 4, 4, 4};
+  int64_t v[] = {8, 8, 8, 2, 1, 16};
   build("matmul", tmpl, v, &so, &len); /* libtcc's lazy setup, once */
   free(so);
-  build_thread_arg a[2] = {{tmpl, 4, 0}, {tmpl, 8, 0}};
+  build_thread_arg a[2] = {{tmpl, 2, 0}, {tmpl, 4, 0}};
   pthread_t t[2];
   for (int i = 0; i < 2; i++) ASSERT_EQ_INT(pthread_create(&t[i], NULL, build_thread, &a[i]), 0);
   for (int i = 0; i < 2; i++) ASSERT_EQ_INT(pthread_join(t[i], NULL), 0);
