@@ -206,7 +206,11 @@ int cmd_tasks(int argc, char **argv) {
         printf("%s%lld", v ? "," : "", (long long)t.knobs[k].values[v]);
       printf("]");
     }
-    if (space_init(&sp, &t, err, sizeof(err)) == 0)
+    uint64_t valid = 0;
+    if (space_init(&sp, &t, err, sizeof(err)) == 0 && space_count_valid(&sp, 1u << 22, &valid) == 0)
+      printf("\n  space: %llu configs, %llu meet the constraints\n\n", (unsigned long long)sp.size,
+             (unsigned long long)valid);
+    else
       printf("\n  space: %llu configs before constraints\n\n", (unsigned long long)sp.size);
     task_free(&t);
     free(paths[i]);

@@ -6,6 +6,8 @@
 #include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 int space_init(space *sp, const task_spec *t, char *err, size_t errlen) {
   if (!sp || !t) {
@@ -68,6 +70,67 @@ int space_valid(const space *sp, const int64_t *values, int *ok, char *err, size
     if (v == 0) return 0;
   }
   *ok = 1;
+  return 0;
+}
+
+int space_count_valid(const space *sp, uint64_t limit, uint64_t *n) {
+  if (sp->size > limit) return -E2BIG;
+  size_t nk = sp->task->nknobs;
+  int64_t *v = malloc((nk ? nk : 1) * sizeof(int64_t));
+  if (!v) return -ENOMEM;
+  uint64_t count = 0;
+  for (uint64_t i = 0; i < sp->size; i++) {
+    int ok = 0;
+    space_config(sp, i, v);
+    /* A constraint that cannot be evaluated makes the config invalid. */
+    if (space_valid(sp, v, &ok, NULL, 0) == 0 && ok) count++;
+  }
+  free(v);
+  *n = count;
+  return 0;
+}
+
+/* Position of a value in its knob's list, or -1. */
+static long value_pos(const task_knob *k, int64_t v) {
+  for (size_t i = 0; i < k->nvalues; i++)
+    if (k->values[i] == v) return (long)i;
+  return -1;
+}
+
+int space_neighbours(const space *sp, const int64_t *values, uint64_t *out, size_t max,
+                     size_t *n) {
+  const task_spec *t = sp->task;
+  *n = 0;
+  if (t->nknobs > 64) return -E2BIG;
+  int64_t v[64];
+  memcpy(v, values, t->nknobs * sizeof(int64_t));
+  for (size_t k = 0; k < t->nknobs; k++) {
+    long pos = value_pos(&t->knobs[k], values[k]);
+    if (pos < 0) return -ENOENT;
+    for (int step = -1; step <= 1; step += 2) {
+      long np = pos + step;
+      if (np < 0 || np >= (long)t->knobs[k].nvalues || *n >= max) continue;
+      v[k] = t->knobs[k].values[np];
+      int ok = 0;
+      uint64_t idx;
+      if (space_valid(sp, v, &ok, NULL, 0) == 0 && ok && space_index(sp, v, &idx) == 0)
+        out[(*n)++] = idx;
+    }
+    v[k] = values[k];
+  }
+  return 0;
+}
+
+size_t space_nfeatures(const space *sp) { return 2 * sp->task->nknobs; }
+
+int space_features(const space *sp, const int64_t *values, double *out) {
+  const task_spec *t = sp->task;
+  for (size_t k = 0; k < t->nknobs; k++) {
+    long pos = value_pos(&t->knobs[k], values[k]);
+    if (pos < 0) return -ENOENT;
+    out[2 * k] = (double)values[k];
+    out[2 * k + 1] = t->knobs[k].nvalues > 1 ? (double)pos / (double)(t->knobs[k].nvalues - 1) : 0;
+  }
   return 0;
 }
 

@@ -30,7 +30,8 @@
 #define TASK_MAX_TASK_NAME 128
 #define TASK_MAX_EXPR 4096
 #define TASK_MAX_CONSTS 256
-#define TASK_MAX_ARGS 64
+/* The runner calls a kernel with at most this many pointer arguments. */
+#define TASK_MAX_ARGS 8
 #define TASK_MAX_KNOBS 64
 #define TASK_MAX_KNOB_VALUES 65536
 #define TASK_MAX_CONSTRAINTS 256
@@ -60,6 +61,23 @@ static int is_ident(const char *s) {
           (*c >= '0' && *c <= '9')))
       return 0;
   return 1;
+}
+
+/* Knobs and constants become #defines: a keyword or the name of the entry
+ * or reference would break every build of the task. */
+static const char *define_clash(const task_spec *t, const char *name) {
+  static const char *const keywords[] = {
+      "auto", "break", "case", "char", "const", "continue", "default", "do", "double", "else",
+      "enum", "extern", "float", "for", "goto", "if", "inline", "int", "long", "register",
+      "restrict", "return", "short", "signed", "sizeof", "static", "struct", "switch",
+      "typedef", "union", "unsigned", "void", "volatile", "while", "_Alignas", "_Alignof",
+      "_Atomic", "_Bool", "_Complex", "_Generic", "_Imaginary", "_Noreturn", "_Static_assert",
+      "_Thread_local"};
+  for (size_t i = 0; i < sizeof(keywords) / sizeof(keywords[0]); i++)
+    if (strcmp(name, keywords[i]) == 0) return "a C keyword";
+  if (t->entry && strcmp(name, t->entry) == 0) return "the entry function's name";
+  if (t->reference && strcmp(name, t->reference) == 0) return "the reference function's name";
+  return NULL;
 }
 
 /* Task names end up in file names, history rows and command lines. */
@@ -244,6 +262,8 @@ static int validate(const task_spec *t, const char *prefix, char *err, size_t er
                  "'%.64s' is not a C identifier (at most %d characters)", n ? n : "",
                  TASK_MAX_IDENT);
     snprintf(field, sizeof field, "constants.%s", n);
+    const char *clash = define_clash(t, n);
+    if (clash) return bad(err, errlen, prefix, field, "'%s' is %s; rename it", n, clash);
     for (size_t j = 0; j < i; j++)
       if (strcmp(t->consts[j].name, n) == 0) return bad(err, errlen, prefix, field, "appears twice");
   }
@@ -254,6 +274,8 @@ static int validate(const task_spec *t, const char *prefix, char *err, size_t er
                  "'%.64s' is not a C identifier (at most %d characters)", k->name ? k->name : "",
                  TASK_MAX_IDENT);
     snprintf(field, sizeof field, "knobs.%s", k->name);
+    const char *clash = define_clash(t, k->name);
+    if (clash) return bad(err, errlen, prefix, field, "'%s' is %s; rename it", k->name, clash);
     for (size_t j = 0; j < i; j++)
       if (strcmp(t->knobs[j].name, k->name) == 0)
         return bad(err, errlen, prefix, field, "appears twice");

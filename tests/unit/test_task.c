@@ -305,6 +305,26 @@ TEST(duplicate_names) {
                                "\"M\", \"output\": true}]"},
                "args[0].name", "also a knob");
   expect_error((parts){.reference = "\"reference\": \"k\""}, "reference", "must differ");
+  /* knobs and constants become #defines: keywords and function names break every build */
+  expect_error((parts){.knobs = "\"knobs\": {\"float\": [1], \"TJ\": [1]}"}, "knobs.float",
+               "a C keyword");
+  expect_error((parts){.knobs = "\"knobs\": {\"k\": [1], \"TJ\": [1]}"}, "knobs.k",
+               "the entry function's name");
+  expect_error((parts){.constants = "\"constants\": {\"M\": 4, \"while\": 2}"},
+               "constants.while", "a C keyword");
+  cleanup();
+}
+
+TEST(too_many_args) {
+  setup();
+  /* the runner passes at most 8 buffers to a kernel */
+  char args[2048] = "\"args\": [";
+  for (int i = 0; i < 9; i++)
+    snprintf(args + strlen(args), sizeof(args) - strlen(args),
+             "%s{\"name\": \"B%d\", \"type\": \"float\", \"count\": \"M\"%s}", i ? ", " : "",
+             i, i == 0 ? ", \"output\": true" : "");
+  strcat(args, "]");
+  expect_error((parts){.args = args}, "args", "at most 8 allowed");
   cleanup();
 }
 
@@ -587,7 +607,7 @@ TEST(find_and_list) {
   cleanup();
 }
 
-TEST_LIST(TEST_ENTRY(good_spec_loads), TEST_ENTRY(optional_fields), TEST_ENTRY(missing_field),
+TEST_LIST(TEST_ENTRY(too_many_args), TEST_ENTRY(good_spec_loads), TEST_ENTRY(optional_fields), TEST_ENTRY(missing_field),
           TEST_ENTRY(wrong_type), TEST_ENTRY(unknown_arg_type),
           TEST_ENTRY(count_names_unknown_constant), TEST_ENTRY(non_positive_count),
           TEST_ENTRY(knob_values), TEST_ENTRY(source_missing),
