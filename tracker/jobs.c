@@ -102,7 +102,14 @@ static const char *key_arch(tracker *t, const char *key) {
   return NULL;
 }
 
+static int refused(const peer *b, const char *compiler) {
+  for (unsigned i = 0; i < b->nrefused && i < 4; i++)
+    if (strncmp(b->refused[i], compiler, sizeof(b->refused[i]) - 1) == 0) return 1;
+  return 0;
+}
+
 static int can_build(const peer *b, const session *s, const char *arch) {
+  if (refused(b, s->compiler)) return 0;
   if (strcmp(s->compiler, "tcc") != 0) return b->has_cc; /* the builder checks the target */
   if (!b->has_tcc) return 0;
   if (b->narchs == 0) return strcmp(b->arch, arch) == 0;
@@ -188,11 +195,7 @@ static void send_run(tracker *t, peer *r, job *j) {
     j->owner = r;
     r->busy++;
     s->served++;
-    if (strcmp(s->state, "queued") == 0) {
-      s->state = "running";
-      server_db_write(t);
-      hist_session_update(t->db, (int64_t)s->id, "running");
-    }
+    session_started(t, s);
   }
 out:
   free(bufs);
@@ -339,6 +342,25 @@ static job *leased_job(tracker *t, peer *p, uint64_t id, enum job_state want, co
   return j;
 }
 
+/* Build errors that say the builder, not the candidate, is the problem
+ * (builder/cc.c and builder/backend.c word them so). */
+static int builder_cannot(const char *error) {
+  static const char *const prefixes[] = {"target mismatch:", "cannot run '",
+                                         "this builder does not run"};
+  for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++)
+    if (strncmp(error, prefixes[i], strlen(prefixes[i])) == 0) return 1;
+  return 0;
+}
+
+static int another_builder(tracker *t, const peer *except, const session *s) {
+  const char *arch = key_arch(t, s->key);
+  for (peer *b = t->peers; b; b = b->next)
+    if (b != except && b->state == PEER_READY && b->role == KTUNE__ROLE__ROLE_BUILDER && arch &&
+        can_build(b, s, arch))
+      return 1;
+  return 0;
+}
+
 void jobs_on_build_result(tracker *t, peer *p, const Ktune__BuildResult *r) {
   job *j = leased_job(t, p, r->job_id, JOB_BUILDING, "build result");
   if (!j) return;
@@ -371,6 +393,16 @@ void jobs_on_build_result(tracker *t, peer *p, const Ktune__BuildResult *r) {
     return;
   }
   if (!code || strcmp(code, "ok") == 0) code = "COMPILE_ERROR";
+  if (builder_cannot(r->error) && another_builder(t, p, j->s)) {
+    /* Not the candidate's fault: this builder lacks the compiler or the
+     * target. Another one gets the job; this one is not asked again. */
+    snprintf(p->refused[p->nrefused++ % 4], sizeof(p->refused[0]), "%s", j->s->compiler);
+    log_info(WHO, "builder %s cannot build for session %llu (%.120s); trying another",
+             p->name, (unsigned long long)j->s->id, r->error);
+    j->state = JOB_BUILD_QUEUED;
+    jobs_dispatch(t);
+    return;
+  }
   record_job(t, j, code, r->error[0] ? r->error : "builder returned no artifact", NULL, 0, NULL,
              0, NULL);
   finish(t, j);

@@ -270,6 +270,13 @@ static void on_hello(tracker *t, peer *p, const Ktune__Hello *h) {
   p->slots = h->role == KTUNE__ROLE__ROLE_RUNNER ? 1 : (h->slots ? h->slots : 1);
   if (p->slots > 64) p->slots = 64;
   if (h->nonce.len == AUTH_NONCE) memcpy(p->peer_nonce, h->nonce.data, AUTH_NONCE);
+  if (t->tokens.n == 0 && h->nonce.len) {
+    /* The peer holds a token and will not work for a tracker that cannot
+     * prove it; leasing it jobs would only lose them. */
+    reject(t, p, "AUTH_UNAVAILABLE", "this tracker has no token file, so it cannot prove it "
+           "holds your token; start it with --tokens FILE, or run this agent without a token");
+    return;
+  }
   if (t->tokens.n == 0) {
     welcome(t, p, NULL);
     return;

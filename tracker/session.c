@@ -362,6 +362,13 @@ static int answer_from_history(tracker *t, session *s, const int64_t *values) {
   return found == 1;
 }
 
+void session_started(tracker *t, session *s) {
+  if (strcmp(s->state, "queued") != 0) return;
+  s->state = "running";
+  server_db_write(t);
+  hist_session_update(t->db, (int64_t)s->id, "running");
+}
+
 void session_fill(tracker *t, session *s) {
   if (strcmp(s->state, "running") != 0 && strcmp(s->state, "queued") != 0) return;
   uint32_t cap = s->batch * 2 > 64 ? 64 : s->batch * 2;
@@ -376,7 +383,7 @@ void session_fill(tracker *t, session *s) {
     }
     s->proposed++;
     if (answer_from_history(t, s, vals)) {
-      if (strcmp(s->state, "queued") == 0) s->state = "running";
+      session_started(t, s);
       continue;
     }
     char *config = space_config_json(&s->sp, vals);

@@ -84,6 +84,8 @@ struct peer {
   char arch[32];
   int has_tcc, has_cc;     /* builders: back ends */
   char archs[4][32];       /* builders: what tcc makes here */
+  char refused[4][128];    /* builders: compiler commands they said they cannot run */
+  unsigned nrefused;
   size_t narchs;
   char cpu_model[128];     /* runners: device identity */
   uint32_t cores;
@@ -99,7 +101,7 @@ struct peer {
   uint8_t peer_nonce[AUTH_NONCE], tracker_nonce[AUTH_NONCE];
   int is_admin;
   uint64_t close_at;       /* rejected: uv_now at which to answer and close */
-  char reject_code[16];
+  char reject_code[32];
   char reject_msg[256];
   peer *next, *prev;
 };
@@ -196,6 +198,8 @@ void session_free_all(tracker *t);
 /* Picks up the sessions an earlier run of the tracker left unfinished. */
 int session_resume_all(tracker *t);
 void session_end(tracker *t, session *s, const char *state, const char *why);
+/* queued -> running, when its first trial is measured or answered. */
+void session_started(tracker *t, session *s);
 /* Marks sessions whose key has no runner as waiting; fails those past
  * their --wait-timeout. */
 void session_sweep(tracker *t);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -33,8 +34,12 @@ void proc_tmpdir(char *buf, size_t len) {
 }
 
 pid_t proc_start(char *const argv[], const char *log_path) {
+  pid_t parent = getpid();
   pid_t pid = fork();
   if (pid != 0) return pid;
+  /* A test case that fails leaves no daemons behind. */
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (getppid() != parent) _exit(126);
   int fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
   int nul = open("/dev/null", O_RDONLY);
   if (fd < 0 || nul < 0) _exit(126);

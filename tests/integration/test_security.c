@@ -102,7 +102,7 @@ TEST(wrong_or_missing_tokens_are_refused) {
   farm_stop_tracker(&f);
 }
 
-TEST(runner_refuses_a_tracker_that_does_not_know_its_token) {
+TEST(tracker_without_tokens_turns_away_agents_that_hold_one) {
   farm f;
   farm_start(&f, NULL); /* no tokens at all */
   unsetenv("KTUNE_TOKEN");
@@ -110,7 +110,7 @@ TEST(runner_refuses_a_tracker_that_does_not_know_its_token) {
   setenv("KTUNE_TOKEN", T_RUNNER, 1);
   pid_t r = farm_runner(&f, "r1", "k", NULL);
   unsetenv("KTUNE_TOKEN");
-  wait_log(&f, "did not prove it holds this runner's token");
+  wait_log(&f, "cannot prove it holds your token");
   char *args[] = {"matmul", "-D", "M=16", "--trials", "2", "--key", "k", "--wait-timeout",
                   "1500", NULL};
   long id = farm_submit(&f, args);
@@ -118,12 +118,63 @@ TEST(runner_refuses_a_tracker_that_does_not_know_its_token) {
   snprintf(ids, sizeof(ids), "%ld", id);
   char *wait[] = {"wait", ids, NULL};
   ASSERT_EQ_INT(farm_ktune(&f, out, sizeof(out), 30000, wait), 1);
+  ASSERT_CONTAINS(out, "no runner with key 'k'");
   sqlite3 *db = farm_db(&f);
   ASSERT_EQ_INT(farm_query(db, "SELECT count(*) FROM trials"), 0);
   sqlite3_close(db);
   proc_stop(r, SIGKILL, 1000);
   proc_stop(b, SIGTERM, 5000);
   farm_stop_tracker(&f);
+}
+
+/* A fake tracker that welcomes a runner without proving it holds the
+ * runner's token, then hands it a job: the runner must not run it. */
+TEST(runner_refuses_a_tracker_that_does_not_prove_its_token) {
+  int ls = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in sa = {0};
+  sa.sin_family = AF_INET;
+  inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+  ASSERT_EQ_INT(bind(ls, (struct sockaddr *)&sa, sizeof(sa)), 0);
+  ASSERT_EQ_INT(listen(ls, 4), 0);
+  socklen_t sl = sizeof(sa);
+  getsockname(ls, (struct sockaddr *)&sa, &sl);
+  farm f = {0};
+  proc_tmpdir(f.dir, sizeof(f.dir));
+  snprintf(f.log, sizeof(f.log), "%s/farm.log", f.dir);
+  snprintf(f.addr, sizeof(f.addr), "127.0.0.1:%d", ntohs(sa.sin_port));
+  setenv("KTUNE_TOKEN", T_RUNNER, 1);
+  pid_t r = farm_runner(&f, "r1", "k", NULL);
+  unsetenv("KTUNE_TOKEN");
+  struct timeval tv = {10, 0};
+  setsockopt(ls, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  int fd = accept(ls, NULL, NULL);
+  ASSERT_GE_INT(fd, 0);
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  Ktune__Envelope *h = wire_read_fd(fd, FRAME_MAX_DEFAULT);
+  ASSERT_NOT_NULL(h);
+  ASSERT_EQ_INT(h->msg_case, KTUNE__ENVELOPE__MSG_HELLO);
+  ASSERT_EQ_INT(h->hello->nonce.len, AUTH_NONCE);
+  wire_free(h);
+  Ktune__Welcome w = KTUNE__WELCOME__INIT;
+  w.version = WIRE_PROTOCOL_VERSION;
+  w.heartbeat_ms = 1000;
+  w.timeout_ms = 10000;
+  Ktune__Envelope env = KTUNE__ENVELOPE__INIT;
+  env.msg_case = KTUNE__ENVELOPE__MSG_WELCOME;
+  env.welcome = &w;
+  ASSERT_EQ_INT(wire_write_fd(fd, &env), 0);
+  Ktune__RunJob job = KTUNE__RUN_JOB__INIT;
+  job.job_id = 1;
+  job.entry = "k";
+  env.msg_case = KTUNE__ENVELOPE__MSG_RUN_JOB;
+  env.run_job = &job;
+  wire_write_fd(fd, &env); /* may fail: the runner may have hung up already */
+  /* Nothing comes back but the end of the connection. */
+  ASSERT_NULL(wire_read_fd(fd, FRAME_MAX_DEFAULT));
+  close(fd);
+  close(ls);
+  wait_log(&f, "did not prove it holds this runner's token");
+  proc_stop(r, SIGTERM, 5000);
 }
 
 static int dial(const farm *f) {
@@ -363,7 +414,8 @@ TEST(no_tokens_means_loopback_only) {
 }
 
 TEST_LIST(TEST_ENTRY(wrong_or_missing_tokens_are_refused),
-          TEST_ENTRY(runner_refuses_a_tracker_that_does_not_know_its_token),
+          TEST_ENTRY(tracker_without_tokens_turns_away_agents_that_hold_one),
+          TEST_ENTRY(runner_refuses_a_tracker_that_does_not_prove_its_token),
           TEST_ENTRY(altered_frame_after_login_closes_the_connection),
           TEST_ENTRY(hostile_peers_and_idle_connections_do_not_stop_a_session),
           TEST_ENTRY(only_the_owner_or_an_admin_may_cancel),
