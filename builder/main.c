@@ -20,6 +20,9 @@ typedef struct {
   backend *be;
   uint64_t generation;    /* bumps on every reconnect: old results are stale */
   uv_signal_t sigterm, sigint;
+  unsigned inflight;      /* builds under way */
+  int draining;           /* SIGTERM: finish them, then leave */
+  int left;
 } builder;
 
 typedef struct {
@@ -42,15 +45,29 @@ static void send_result(builder *b, const backend_result *res) {
   agent_send(b->ag, &env);
 }
 
+static void leave(builder *b) {
+  if (b->left) return;
+  b->left = 1;
+  backend_close(b->be);
+  uv_close((uv_handle_t *)&b->sigterm, NULL);
+  uv_close((uv_handle_t *)&b->sigint, NULL);
+}
+
 static void on_built(void *data, const backend_result *res) {
   build_ticket *t = data;
   builder *b = t->b;
+  b->inflight--;
   if (t->generation == b->generation && strcmp(res->status, "CANCELLED") != 0) {
     send_result(b, res);
     log_debug(WHO, "job %llu: %s in %.3f ms (%s)", (unsigned long long)res->job_id, res->status,
               res->build_s * 1e3, res->compiler_id);
   }
   free(t);
+  if (b->draining && b->inflight == 0 && !b->left) {
+    log_info(WHO, "builds finished: leaving");
+    leave(b);
+    agent_stop_flushed(b->ag);
+  }
 }
 
 static void on_build_job(builder *b, const Ktune__BuildJob *j) {
@@ -59,7 +76,9 @@ static void on_build_job(builder *b, const Ktune__BuildJob *j) {
     t->b = b;
     t->generation = b->generation;
   }
+  if (t) b->inflight++;
   if (!t || backend_build(b->be, j, on_built, t) < 0) {
+    if (t) b->inflight--;
     free(t);
     backend_result r = {.job_id = j->job_id, .status = "COMPILE_ERROR",
                         .error = "the builder is out of memory", .compiler_id = j->compiler};
@@ -80,13 +99,20 @@ static void on_disconnect(agent *a) {
 
 static const agent_ops ops = {on_message, on_disconnect};
 
+/* SIGTERM drains: no new work, the builds under way finish and are sent.
+ * A second SIGTERM, or SIGINT, leaves at once. */
 static void on_signal(uv_signal_t *h, int sig) {
   builder *b = h->data;
+  if (sig == SIGTERM && b->inflight && !b->draining) {
+    b->draining = 1;
+    agent_goodbye(b->ag);
+    log_info(WHO, "SIGTERM: finishing %u build(s), then leaving (SIGTERM again to stop now)",
+             b->inflight);
+    return;
+  }
   log_info(WHO, "signal %d: leaving", sig);
-  backend_close(b->be);
+  leave(b);
   agent_stop(b->ag);
-  uv_close((uv_handle_t *)&b->sigterm, NULL);
-  uv_close((uv_handle_t *)&b->sigint, NULL);
 }
 
 static void usage(FILE *f) {

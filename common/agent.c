@@ -28,6 +28,8 @@ struct agent {
   uint32_t timeout_ms;
   uv_timer_t retry;
   uv_timer_t beat;
+  uv_timer_t drain;
+  uint64_t drain_since;
   char host[256];
   uint8_t nonce[AUTH_NONCE];         /* ours, for this connection */
   uint8_t tracker_nonce[AUTH_NONCE]; /* the tracker's challenge */
@@ -222,7 +224,8 @@ int agent_new(uv_loop_t *loop, const agent_config *cfg, const agent_ops *ops, vo
   gethostname(a->host, sizeof(a->host) - 1);
   uv_timer_init(loop, &a->retry);
   uv_timer_init(loop, &a->beat);
-  a->retry.data = a->beat.data = a;
+  uv_timer_init(loop, &a->drain);
+  a->retry.data = a->beat.data = a->drain.data = a;
   srand((unsigned)getpid());
   dial(a);
   *out = a;
@@ -246,8 +249,30 @@ static void free_agent(uv_handle_t *h) {
 static void noop_close(uv_handle_t *h) { (void)h; }
 
 void agent_stop(agent *a) {
+  if (a->stopped) return;
   a->stopped = 1;
   if (a->c) conn_close(a->c, "stopping");
   uv_close((uv_handle_t *)&a->retry, noop_close);
+  uv_close((uv_handle_t *)&a->drain, noop_close);
   uv_close((uv_handle_t *)&a->beat, free_agent);
+}
+
+void agent_goodbye(agent *a) {
+  Ktune__Goodbye g = KTUNE__GOODBYE__INIT;
+  Ktune__Envelope env = KTUNE__ENVELOPE__INIT;
+  env.msg_case = KTUNE__ENVELOPE__MSG_GOODBYE;
+  env.goodbye = &g;
+  agent_send(a, &env);
+}
+
+static void on_drain(uv_timer_t *t) {
+  agent *a = t->data;
+  int flushed = !a->c || (!a->c->writing && a->c->out_len == 0);
+  if (flushed || uv_now(a->loop) - a->drain_since > 5000) agent_stop(a);
+}
+
+void agent_stop_flushed(agent *a) {
+  if (a->stopped) return;
+  a->drain_since = uv_now(a->loop);
+  uv_timer_start(&a->drain, on_drain, 0, 20);
 }

@@ -51,6 +51,11 @@ int agent_connected(const agent *a);
 void *agent_data(agent *a);
 /* Closes the connection and every handle; the loop can then end. */
 void agent_stop(agent *a);
+/* Draining: tells the tracker to send no more work (the agent finishes
+ * what it holds), and later stops once what it sent has been written, or
+ * after 5 s at most. */
+void agent_goodbye(agent *a);
+void agent_stop_flushed(agent *a);
 
 /* Fills a default agent name: HOSTNAME-PID. */
 void agent_default_name(char *buf, size_t len);

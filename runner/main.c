@@ -71,6 +71,7 @@ struct runner {
   uint64_t generation;
   child *busy;
   int stopping;
+  int draining;            /* SIGTERM: finish the job under way, then leave */
   int cpu;
   uint64_t mem_limit_mb;
   refcache refs;
@@ -182,7 +183,14 @@ static void child_maybe_done(child *ch) {
   close_handle((uv_handle_t *)&ch->in);
   close_handle((uv_handle_t *)&ch->out);
   close_handle((uv_handle_t *)&ch->proc);
-  if (r->stopping) agent_stop(r->ag);
+  if (r->stopping) {
+    agent_stop(r->ag);
+  } else if (r->draining) {
+    log_info(WHO, "job finished: leaving");
+    uv_close((uv_handle_t *)&r->sigterm, NULL);
+    uv_close((uv_handle_t *)&r->sigint, NULL);
+    agent_stop_flushed(r->ag);
+  }
 }
 
 static void on_exit_cb(uv_process_t *p, int64_t status, int sig) {
@@ -366,8 +374,17 @@ static void on_disconnect(agent *a) {
 
 static const agent_ops ops = {on_message, on_disconnect};
 
+/* SIGTERM drains: the tracker sends nothing more, the job under way is
+ * measured and reported. A second SIGTERM, or SIGINT, leaves at once. */
 static void on_signal(uv_signal_t *h, int sig) {
   runner *r = h->data;
+  if (sig == SIGTERM && r->busy && !r->draining) {
+    r->draining = 1;
+    agent_goodbye(r->ag);
+    log_info(WHO, "SIGTERM: finishing job %llu, then leaving (SIGTERM again to stop now)",
+             (unsigned long long)r->busy->job_id);
+    return;
+  }
   log_info(WHO, "signal %d: leaving", sig);
   r->stopping = 1;
   uv_close((uv_handle_t *)&r->sigterm, NULL);

@@ -238,7 +238,7 @@ static job *pick_build(tracker *t, const peer *b) {
 void jobs_dispatch(tracker *t) {
   if (t->stopping) return;
   for (peer *p = t->peers; p; p = p->next) {
-    if (p->state != PEER_READY || !p->c) continue;
+    if (p->state != PEER_READY || !p->c || p->draining) continue;
     if (p->role == KTUNE__ROLE__ROLE_RUNNER) {
       job *j;
       while (p->busy < p->slots && (j = pick_run(t, p))) send_run(t, p, j);

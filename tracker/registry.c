@@ -35,7 +35,8 @@ peer *registry_find(tracker *t, uint64_t id) {
 uint32_t registry_runners(tracker *t, const char *key) {
   uint32_t n = 0;
   for (peer *p = t->peers; p; p = p->next)
-    if (p->state == PEER_READY && p->role == KTUNE__ROLE__ROLE_RUNNER && strcmp(p->key, key) == 0)
+    if (p->state == PEER_READY && p->role == KTUNE__ROLE__ROLE_RUNNER && !p->draining &&
+        strcmp(p->key, key) == 0)
       n++;
   return n;
 }
@@ -89,7 +90,7 @@ void registry_status(tracker *t, Ktune__StatusReply *out) {
     a->host = p->host;
     a->arch = p->arch;
     a->id = p->id;
-    a->state = p->busy ? "busy" : "idle";
+    a->state = p->draining ? "draining" : p->busy ? "busy" : "idle";
     a->trials_done = p->trials_done;
     a->trials_failed = p->trials_failed;
     a->last_heard_s = p->c ? (double)(uv_now(t->loop) - p->c->last_rx_ms) / 1e3 : 0;

@@ -152,10 +152,18 @@ static void on_cancel(tracker *t, peer *p, Ktune__Envelope *env) {
   send_progress(t, p, s);
 }
 
+static void on_goodbye(tracker *t, peer *p, Ktune__Envelope *env) {
+  (void)t, (void)env;
+  p->draining = 1;
+  log_info(WHO, "%s %s is leaving after the %u job(s) it holds", wire_role_name(p->role), p->name,
+           p->busy);
+}
+
 static const struct {
   handler_fn fn;
   unsigned roles;
 } commands[] = {
+    [KTUNE__ENVELOPE__MSG_GOODBYE] = {on_goodbye, R_BUILDER | R_RUNNER},
     [KTUNE__ENVELOPE__MSG_HEARTBEAT] = {on_heartbeat, R_ANY},
     [KTUNE__ENVELOPE__MSG_BUILD_RESULT] = {on_build_result, R_BUILDER},
     [KTUNE__ENVELOPE__MSG_RUN_RESULT] = {on_run_result, R_RUNNER},

@@ -97,6 +97,7 @@ struct peer {
   uint32_t busy;           /* jobs it holds */
   uint32_t trials_done;
   uint32_t trials_failed;
+  int draining;            /* said goodbye: finishing what it holds */
   uint64_t watching;       /* clients: session id followed, 0 for none */
   uint8_t peer_nonce[AUTH_NONCE], tracker_nonce[AUTH_NONCE];
   int is_admin;

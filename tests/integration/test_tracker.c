@@ -244,7 +244,37 @@ TEST(cancel_stops_a_session_and_drops_its_queue) {
   farm_stop_tracker(&f);
 }
 
-TEST_LIST(TEST_ENTRY(runner_killed_mid_session_its_job_finishes_elsewhere),
+TEST(sigterm_drains_a_runner_after_its_job) {
+  farm f;
+  farm_start(&f, NULL);
+  pid_t b = farm_builder(&f, "b1");
+  pid_t r1 = farm_runner(&f, "r1", "k", NULL), r2 = farm_runner(&f, "r2", "k", NULL);
+  farm_wait_agent(&f, "r1", 1);
+  farm_wait_agent(&f, "r2", 1);
+  char *args[] = {"matmul", "-D", "M=64", "-D", "N=64", "-D", "K=64", "--number", "300",
+                  "--trials", "8", "--key", "k", NULL};
+  long id = farm_submit(&f, args);
+  farm_wait_busy(&f, "r1");
+  sqlite3 *db = farm_db(&f);
+  long long before = farm_query(db, "SELECT count(*) FROM trials WHERE runner = 'r1'");
+  kill(r1, SIGTERM);
+  int st = 0;
+  for (int i = 0; i < 3000 && waitpid(r1, &st, WNOHANG) == 0; i++) proc_sleep_ms(10);
+  ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  /* The job it held was measured by it, not requeued. */
+  ASSERT_EQ_INT(farm_query(db, "SELECT count(*) FROM trials WHERE runner = 'r1'"), before + 1);
+  sqlite3_close(db);
+  wait_session(&f, id, 0, "best: ");
+  expect_session_ok(&f, id, 8);
+  db = farm_db(&f);
+  ASSERT_EQ_INT(farm_query(db, "SELECT count(*) FROM trials WHERE status <> 'ok'"), 0);
+  sqlite3_close(db);
+  proc_stop(r2, SIGTERM, 5000);
+  proc_stop(b, SIGTERM, 5000);
+  farm_stop_tracker(&f);
+}
+
+TEST_LIST(TEST_ENTRY(sigterm_drains_a_runner_after_its_job), TEST_ENTRY(runner_killed_mid_session_its_job_finishes_elsewhere),
           TEST_ENTRY(tracker_killed_mid_session_resumes_on_restart),
           TEST_ENTRY(frozen_runner_loses_its_job_after_the_heartbeat_timeout),
           TEST_ENTRY(job_that_keeps_losing_its_runner_ends_as_runner_lost),
