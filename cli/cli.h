@@ -38,6 +38,8 @@ void client_close(client *c);
 
 /* --tracker, else KTUNE_TRACKER, else NULL. */
 const char *cli_tracker(const char *opt);
+/* The same, else the tracker's default address on this machine. */
+const char *cli_tracker_or_local(const char *opt);
 
 typedef struct {
   pid_t tracker, builder, runner;

@@ -25,6 +25,11 @@ const char *cli_tracker(const char *opt) {
   return e && *e ? e : NULL;
 }
 
+const char *cli_tracker_or_local(const char *opt) {
+  const char *t = cli_tracker(opt);
+  return t ? t : "127.0.0.1:9290";
+}
+
 int client_send(client *c, const Ktune__Envelope *env) {
   c->last_tx_ms = mono_ms();
   return wire_write_fd_mac(c->fd, env, &c->mac);

@@ -28,8 +28,7 @@ static int parse_id_args(const char *cmd, int argc, char **argv, uint64_t *id, c
     fprintf(stderr, "ktune %s: give one session id (`ktune sessions` lists them)\n", cmd);
     return -1;
   }
-  *tracker = cli_tracker(opt_tracker);
-  if (!*tracker) *tracker = "127.0.0.1:9290";
+  *tracker = cli_tracker_or_local(opt_tracker);
   return 0;
 }
 
@@ -100,8 +99,7 @@ int cmd_sessions(int argc, char **argv) {
     default: return EXIT_USAGE;
     }
   }
-  const char *tracker = cli_tracker(opt_tracker);
-  if (!tracker) tracker = "127.0.0.1:9290";
+  const char *tracker = cli_tracker_or_local(opt_tracker);
   char err[512];
   Ktune__Envelope *m;
   if (cli_fetch_status(tracker, &m, err, sizeof(err)) < 0) {

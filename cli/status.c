@@ -144,8 +144,7 @@ int cmd_status(int argc, char **argv) {
     fprintf(stderr, "ktune status: unexpected argument '%s'\n", argv[optind]);
     return EXIT_USAGE;
   }
-  const char *tracker = cli_tracker(opt_tracker);
-  if (!tracker) tracker = "127.0.0.1:9290";
+  const char *tracker = cli_tracker_or_local(opt_tracker);
   char err[512];
   Ktune__Envelope *m;
   if (cli_fetch_status(tracker, &m, err, sizeof(err)) < 0) {

@@ -32,16 +32,6 @@ static void on_run_result(tracker *t, peer *p, Ktune__Envelope *env) {
   jobs_on_run_result(t, p, env->run_result);
 }
 
-static void send_progress(tracker *t, peer *p, session *s) {
-  Ktune__SessionProgress pr;
-  session_progress(t, s, &pr);
-  Ktune__Envelope env = KTUNE__ENVELOPE__INIT;
-  env.msg_case = KTUNE__ENVELOPE__MSG_PROGRESS;
-  env.progress = &pr;
-  server_send(p, &env);
-  session_progress_free(&pr);
-}
-
 static void on_submit(tracker *t, peer *p, Ktune__Envelope *env) {
   char err[512];
   uint64_t id;
@@ -73,7 +63,7 @@ static void on_watch(tracker *t, peer *p, Ktune__Envelope *env) {
     return;
   }
   p->watching = s->id;
-  send_progress(t, p, s);
+  session_send_progress(t, s, p);
 }
 
 static void on_status(tracker *t, peer *p, Ktune__Envelope *env) {
@@ -149,7 +139,7 @@ static void on_cancel(tracker *t, peer *p, Ktune__Envelope *env) {
   char why[128];
   snprintf(why, sizeof(why), "cancelled by %s", p->name);
   session_end(t, s, "cancelled", why);
-  send_progress(t, p, s);
+  session_send_progress(t, s, p);
 }
 
 static void on_goodbye(tracker *t, peer *p, Ktune__Envelope *env) {

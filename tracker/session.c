@@ -440,7 +440,7 @@ void session_sweep(tracker *t) {
   }
 }
 
-void session_progress(tracker *t, session *s, Ktune__SessionProgress *out) {
+static void session_progress(tracker *t, session *s, Ktune__SessionProgress *out) {
   ktune__session_progress__init(out);
   out->session_id = s->id;
   out->state = (char *)s->state;
@@ -475,19 +475,23 @@ void session_progress(tracker *t, session *s, Ktune__SessionProgress *out) {
   }
 }
 
-void session_progress_free(Ktune__SessionProgress *p) {
+static void session_progress_free(Ktune__SessionProgress *p) {
   if (p->best_config) free(p->best_config[0]);
   free(p->best_config);
 }
 
-void session_notify(tracker *t, session *s) {
+void session_send_progress(tracker *t, session *s, peer *to) {
   Ktune__SessionProgress pr;
   session_progress(t, s, &pr);
   Ktune__Envelope env = KTUNE__ENVELOPE__INIT;
   env.msg_case = KTUNE__ENVELOPE__MSG_PROGRESS;
   env.progress = &pr;
   for (peer *p = t->peers; p; p = p->next)
-    if (p->watching == s->id) server_send(p, &env);
+    if (to ? p == to : p->watching == s->id) server_send(p, &env);
   session_progress_free(&pr);
+}
+
+void session_notify(tracker *t, session *s) {
+  session_send_progress(t, s, NULL);
   s->batch_best = 0;
 }

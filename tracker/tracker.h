@@ -192,8 +192,9 @@ void session_on_trial(tracker *t, session *s, const int64_t *values, const char 
                       double mean_s);
 /* Asks the tuner for more candidates while the session has room. */
 void session_fill(tracker *t, session *s);
-void session_progress(tracker *t, session *s, Ktune__SessionProgress *out); /* free with session_progress_free */
-void session_progress_free(Ktune__SessionProgress *p);
+/* Sends the session's progress to one client, or (to NULL) to all that
+ * watch it. session_notify also starts a new batch. */
+void session_send_progress(tracker *t, session *s, peer *to);
 void session_notify(tracker *t, session *s);
 void session_free_all(tracker *t);
 /* Picks up the sessions an earlier run of the tracker left unfinished. */
