@@ -529,8 +529,10 @@ static void cc_req_free(cc_req *r) {
 
 static void cc_req_deliver(cc_req *r, const char *status, const char *error, const uint8_t *so,
                            size_t solen) {
-  cc_result res = {status, error ? error : "", so, solen,
-                   r->probe && r->probe->id ? r->probe->id : r->command, r->seconds};
+  /* Once the builder is closing, the probe may be freed already. */
+  const char *id = r->command;
+  if (!r->ctx->closed && r->probe && r->probe->id) id = r->probe->id;
+  cc_result res = {status, error ? error : "", so, solen, id, r->seconds};
   if (r->ctx->closed) {
     res.status = "CANCELLED";
     res.error = "the builder is stopping";

@@ -22,9 +22,38 @@ int wire_pack(const Ktune__Envelope *env, uint8_t **frame, size_t *len) {
   return wire_pack_mac(env, NULL, frame, len);
 }
 
+/* libprotobuf-c accepts an unknown field numbered 0 written as a two-byte
+ * tag, and re-encodes it in a form it then refuses: a message stored as
+ * received (a session's submission) would not decode again. Found by
+ * fuzzing (tests/fuzz/corpus/frame/field-zero-*). */
+static int has_field_zero(const ProtobufCMessage *m, int depth) {
+  if (depth > 16) return 1;
+  for (unsigned i = 0; i < m->n_unknown_fields; i++)
+    if (m->unknown_fields[i].tag == 0) return 1;
+  const ProtobufCMessageDescriptor *d = m->descriptor;
+  const char *base = (const char *)m;
+  for (unsigned i = 0; i < d->n_fields; i++) {
+    const ProtobufCFieldDescriptor *f = &d->fields[i];
+    if (f->type != PROTOBUF_C_TYPE_MESSAGE) continue;
+    const void *member = base + f->offset;
+    if (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) {
+      if (*(const uint32_t *)(base + f->quantifier_offset) != f->id) continue;
+    } else if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+      size_t n = *(const size_t *)(base + f->quantifier_offset);
+      ProtobufCMessage *const *arr = *(ProtobufCMessage *const *const *)member;
+      for (size_t k = 0; k < n; k++)
+        if (has_field_zero(arr[k], depth + 1)) return 1;
+      continue;
+    }
+    const ProtobufCMessage *sub = *(ProtobufCMessage *const *)member;
+    if (sub && has_field_zero(sub, depth + 1)) return 1;
+  }
+  return 0;
+}
+
 Ktune__Envelope *wire_unpack(const uint8_t *payload, size_t len) {
   Ktune__Envelope *env = ktune__envelope__unpack(NULL, len, payload);
-  if (env && env->msg_case == KTUNE__ENVELOPE__MSG__NOT_SET) {
+  if (env && (env->msg_case == KTUNE__ENVELOPE__MSG__NOT_SET || has_field_zero(&env->base, 0))) {
     ktune__envelope__free_unpacked(env, NULL);
     return NULL;
   }

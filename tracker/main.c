@@ -40,6 +40,7 @@ static void usage(FILE *f) {
           "  --max-knobs         knobs per task (default 32)\n"
           "  --max-values        values per knob (default 4096)\n"
           "  --max-space         configs in a task's space (default 1000000000000)\n"
+          "  --max-constraint-bytes  text of a task's constraints (default 8192)\n"
           "  --max-lost          times a job may lose its agent before it ends as\n"
           "                      RUNNER_LOST (default 3)\n");
 }
@@ -61,6 +62,7 @@ static const num_opt num_opts[] = {
     NUM("max-sessions", max_sessions, 1), NUM("max-queued", max_queued, 1),
     NUM("max-knobs", max_knobs, 1), NUM("max-values", max_values, 1),
     {"max-space", offsetof(tracker_opts, max_space), 1, 1}, NUM("max-lost", max_lost, 1),
+    NUM("max-constraint-bytes", max_constraint_bytes, 1),
 };
 #define NNUM (sizeof(num_opts) / sizeof(num_opts[0]))
 
@@ -97,6 +99,7 @@ static void defaults(tracker_opts *o) {
   o->max_knobs = 32;
   o->max_values = 4096;
   o->max_space = 1000000000000ull;
+  o->max_constraint_bytes = 8192;
 }
 
 int main(int argc, char **argv) {

@@ -34,25 +34,8 @@ static void on_run_result(tracker *t, peer *p, Ktune__Envelope *env) {
 
 static void on_submit(tracker *t, peer *p, Ktune__Envelope *env) {
   char err[512];
-  uint64_t id;
-  session *s;
-  if (session_submit(t, p, env->submit, &id, err, sizeof(err)) < 0) {
+  if (session_submit(t, p, env->submit, err, sizeof(err)) < 0)
     conn_send_error(p->c, "BAD_SESSION", "%s", err);
-    return;
-  }
-  s = session_find(t, id);
-  Ktune__SessionAccepted acc = KTUNE__SESSION_ACCEPTED__INIT;
-  acc.session_id = id;
-  acc.space_size = s->sp.size;
-  Ktune__Envelope reply = KTUNE__ENVELOPE__INIT;
-  reply.msg_case = KTUNE__ENVELOPE__MSG_ACCEPTED;
-  reply.accepted = &acc;
-  server_send(p, &reply);
-  /* The submitter follows its session from the first trial on; a watch
-   * sent after the accept could miss the batches of a fast session. */
-  p->watching = id;
-  session_fill(t, s);
-  jobs_dispatch(t);
 }
 
 static void on_watch(tracker *t, peer *p, Ktune__Envelope *env) {

@@ -160,17 +160,22 @@ static void link_session(tracker *t, session *s) {
   t->sessions = s;
 }
 
-/* Per-client and per-task limits; each error names its tracker option. */
-static int within_limits(tracker *t, peer *p, const session *s, char *err, size_t errlen) {
+/* Per-client and per-task limits, checked on the submission as it came,
+ * before any work is spent on it; each error names its tracker option. */
+static int within_limits(tracker *t, peer *p, const Ktune__SubmitSession *req, char *err,
+                         size_t errlen) {
   const tracker_opts *o = &t->opts;
+  const Ktune__TaskSpec *task = req->task;
   uint32_t active = 0;
-  uint64_t queued = s->trials;
+  uint64_t queued = req->trials;
   for (session *x = t->sessions; x; x = x->next) {
     if (strcmp(x->owner, p->name) != 0) continue;
     if (strcmp(x->state, "running") != 0 && strcmp(x->state, "queued") != 0) continue;
     active++;
     queued += x->trials - (x->done < x->trials ? x->done : x->trials);
   }
+  for (session_pending *w = t->pending; w; w = w->next)
+    if (w->peer_id == p->id) active++, queued += w->trials;
   if (active >= o->max_sessions) {
     snprintf(err, errlen, "LIMIT: %s already has %u unfinished sessions; the limit is %u "
              "(--max-sessions)", p->name, active, o->max_sessions);
@@ -181,37 +186,66 @@ static int within_limits(tracker *t, peer *p, const session *s, char *err, size_
              "(--max-queued)", p->name, (unsigned long long)queued, o->max_queued);
     return -1;
   }
-  if (s->task.nknobs > o->max_knobs) {
+  if (!task) return 0; /* prepare() says what is missing */
+  if (task->n_knobs > o->max_knobs) {
     snprintf(err, errlen, "LIMIT: task %s has %zu knobs; the limit is %u (--max-knobs)",
-             s->task.name, s->task.nknobs, o->max_knobs);
+             task->name, task->n_knobs, o->max_knobs);
     return -1;
   }
-  for (size_t i = 0; i < s->task.nknobs; i++)
-    if (s->task.knobs[i].nvalues > o->max_values) {
+  uint64_t size = 1;
+  for (size_t i = 0; i < task->n_knobs; i++) {
+    size_t nv = task->knobs[i]->n_values;
+    if (nv > o->max_values) {
       snprintf(err, errlen, "LIMIT: knob %s has %zu values; the limit is %u (--max-values)",
-               s->task.knobs[i].name, s->task.knobs[i].nvalues, o->max_values);
+               task->knobs[i]->name, nv, o->max_values);
       return -1;
     }
-  if (s->sp.size > o->max_space) {
+    if (nv && size > UINT64_MAX / nv) size = UINT64_MAX;
+    else size *= nv ? nv : 1;
+  }
+  if (size > o->max_space) {
     snprintf(err, errlen, "LIMIT: task %s has a space of %llu configs; the limit is %llu "
-             "(--max-space)", s->task.name, (unsigned long long)s->sp.size,
+             "(--max-space)", task->name, (unsigned long long)size,
              (unsigned long long)o->max_space);
+    return -1;
+  }
+  size_t text = 0;
+  for (size_t i = 0; i < task->n_constraints; i++) text += strlen(task->constraints[i]);
+  if (text > o->max_constraint_bytes) {
+    snprintf(err, errlen, "LIMIT: task %s has %zu bytes of constraints; the limit is %u "
+             "(--max-constraint-bytes)", task->name, text, o->max_constraint_bytes);
     return -1;
   }
   return 0;
 }
 
-int session_submit(tracker *t, peer *p, const Ktune__SubmitSession *req, uint64_t *id,
-                   char *err, size_t errlen) {
-  session *s = calloc(1, sizeof(*s));
-  if (!s) return -1;
-  if (prepare(s, req, err, errlen) < 0 || within_limits(t, p, s, err, errlen) < 0) {
-    session_free(s);
-    return -1;
+/* Checking a submission and building its tuner can take long (a random
+ * search lists the valid configs of a space up to 2^20): it runs on
+ * libuv's thread pool, and only the result comes back to the loop. */
+static void submit_work(uv_work_t *req) {
+  session_pending *w = req->data;
+  Ktune__SubmitSession *sub = ktune__submit_session__unpack(NULL, w->blob_len, w->blob);
+  if (!sub) {
+    snprintf(w->err, sizeof(w->err), "the submission does not decode");
+    w->rc = -1;
+    return;
   }
-  snprintf(s->owner, sizeof(s->owner), "%s", p->name);
-  uint8_t *blob = malloc(ktune__submit_session__get_packed_size(req) + 1);
-  size_t blen = blob ? ktune__submit_session__pack(req, blob) : 0;
+  w->rc = prepare(w->s, sub, w->err, sizeof(w->err));
+  ktune__submit_session__free_unpacked(sub, NULL);
+}
+
+static void unlink_pending(tracker *t, session_pending *w) {
+  for (session_pending **pp = &t->pending; *pp; pp = &(*pp)->next)
+    if (*pp == w) {
+      *pp = w->next;
+      return;
+    }
+}
+
+/* Stores an accepted session; it exists from here on, even if its client
+ * has gone meanwhile. */
+static int store_session(tracker *t, session_pending *w, char *err, size_t errlen) {
+  session *s = w->s;
   hist_session hs = {0};
   hs.task = s->task.name;
   hs.size_json = s->size_json;
@@ -222,25 +256,77 @@ int session_submit(tracker *t, peer *p, const Ktune__SubmitSession *req, uint64_
   hs.trials = s->trials;
   hs.seed = s->seed;
   hs.state = "queued";
-  hs.spec = blob;
-  hs.spec_len = blen;
+  hs.spec = w->blob;
+  hs.spec_len = w->blob_len;
   int64_t rowid = 0;
   server_db_write(t);
-  int rc = blob ? hist_session_add(t->db, &hs, &rowid) : -1;
-  free(blob);
-  if (rc < 0) {
+  if (hist_session_add(t->db, &hs, &rowid) < 0) {
     snprintf(err, errlen, "history: cannot store the session: %s", hist_errmsg(t->db));
-    session_free(s);
     return -1;
   }
   s->id = (uint64_t)rowid;
   s->state = "queued";
   s->started_ms = uv_now(t->loop);
   link_session(t, s);
-  *id = s->id;
   log_info(WHO, "session %llu from %s: %s %s on key %s, %u trials, %s search (%llu configs)",
            (unsigned long long)s->id, s->owner, s->task.name, s->size_json, s->key, s->trials,
            s->strategy, (unsigned long long)s->sp.size);
+  return 0;
+}
+
+static void submit_done(uv_work_t *req, int status) {
+  session_pending *w = req->data;
+  tracker *t = w->t;
+  unlink_pending(t, w);
+  peer *p = registry_find(t, w->peer_id);
+  if (status == 0 && w->rc == 0 && !t->stopping &&
+      store_session(t, w, w->err, sizeof(w->err)) == 0) {
+    session *s = w->s;
+    w->s = NULL;
+    if (p) {
+      Ktune__SessionAccepted acc = KTUNE__SESSION_ACCEPTED__INIT;
+      acc.session_id = s->id;
+      acc.space_size = s->sp.size;
+      Ktune__Envelope reply = KTUNE__ENVELOPE__INIT;
+      reply.msg_case = KTUNE__ENVELOPE__MSG_ACCEPTED;
+      reply.accepted = &acc;
+      server_send(p, &reply);
+      /* The submitter follows its session from the first trial on; a
+       * watch sent after the accept could miss a fast session's batches. */
+      p->watching = s->id;
+    }
+    session_fill(t, s);
+    jobs_dispatch(t);
+  } else if (p && p->c) {
+    conn_send_error(p->c, "BAD_SESSION", "%s",
+                    t->stopping ? "the tracker is stopping" : w->err[0] ? w->err : "refused");
+  }
+  if (w->s) session_free(w->s);
+  free(w->blob);
+  free(w);
+}
+
+int session_submit(tracker *t, peer *p, const Ktune__SubmitSession *req, char *err,
+                   size_t errlen) {
+  if (within_limits(t, p, req, err, errlen) < 0) return -1;
+  session_pending *w = calloc(1, sizeof(*w));
+  if (w) w->s = calloc(1, sizeof(*w->s));
+  if (w) w->blob = malloc(ktune__submit_session__get_packed_size(req) + 1);
+  if (!w || !w->s || !w->blob) {
+    if (w) free(w->s), free(w->blob);
+    free(w);
+    snprintf(err, errlen, "the tracker is out of memory");
+    return -1;
+  }
+  w->blob_len = ktune__submit_session__pack(req, w->blob);
+  w->t = t;
+  w->peer_id = p->id;
+  w->trials = req->trials;
+  snprintf(w->s->owner, sizeof(w->s->owner), "%s", p->name);
+  w->work.data = w;
+  w->next = t->pending;
+  t->pending = w;
+  uv_queue_work(t->loop, &w->work, submit_work, submit_done);
   return 0;
 }
 

@@ -19,6 +19,7 @@
 #include "tuner/tuner.h"
 
 typedef struct session session;
+typedef struct session_pending session_pending;
 typedef struct job job;
 typedef struct peer peer;
 
@@ -45,6 +46,7 @@ typedef struct {
   uint32_t max_values;     /* values per knob */
   uint64_t max_space;      /* configs in a task's space */
   uint32_t max_artifact;   /* bytes of a built shared object */
+  uint32_t max_constraint_bytes; /* text of a task's constraints */
 } tracker_opts;
 
 typedef struct tracker {
@@ -64,6 +66,7 @@ typedef struct tracker {
   job *jobs;       /* every unfinished job, oldest first */
   job *jobs_tail;
   session *sessions;
+  session_pending *pending; /* submissions being checked on the thread pool */
 } tracker;
 
 /* --- registry.c --- */
@@ -184,8 +187,25 @@ struct session {
   session *next;
 };
 
-int session_submit(tracker *t, peer *p, const Ktune__SubmitSession *req, uint64_t *id,
-                   char *err, size_t errlen);
+/* A submission on its way: checked on the thread pool, then stored and
+ * answered (SessionAccepted or Error) from the loop. */
+struct session_pending {
+  uv_work_t work;
+  tracker *t;
+  uint64_t peer_id;
+  uint32_t trials;
+  session *s;
+  uint8_t *blob;           /* the SubmitSession as received, packed */
+  size_t blob_len;
+  int rc;
+  char err[512];
+  session_pending *next;
+};
+
+/* Checks the per-client limits now and queues the rest; a refusal here
+ * returns -1 with the reason in err. */
+int session_submit(tracker *t, peer *p, const Ktune__SubmitSession *req, char *err,
+                   size_t errlen);
 session *session_find(tracker *t, uint64_t id);
 /* One trial of a session has ended (any status). */
 void session_on_trial(tracker *t, session *s, const int64_t *values, const char *status,

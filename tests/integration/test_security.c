@@ -413,7 +413,70 @@ TEST(no_tokens_means_loopback_only) {
   ASSERT_CONTAINS(out, "chmod 600");
 }
 
-TEST_LIST(TEST_ENTRY(wrong_or_missing_tokens_are_refused),
+/* A spec whose space of 2^20 configs with 32 constraints takes seconds to
+ * list; the tracker must keep answering meanwhile. */
+static void costly_spec(const char *dir, char *path, size_t len, int constraint_bytes) {
+  char p[400];
+  snprintf(p, sizeof(p), "%s/k.c", dir);
+  FILE *f = fopen(p, "w");
+  ASSERT_NOT_NULL(f);
+  fprintf(f, "void k(float *C) { C[0] = 1; }\nvoid k_ref(float *C) { C[0] = 1; }\n");
+  fclose(f);
+  snprintf(path, len, "%s/costly.json", dir);
+  f = fopen(path, "w");
+  ASSERT_NOT_NULL(f);
+  fprintf(f, "{\"name\": \"costly\", \"source\": \"k.c\", \"entry\": \"k\", \"reference\": \"k_ref\",\n"
+             " \"args\": [{\"name\": \"C\", \"type\": \"float\", \"count\": \"1\", \"output\": true}],\n"
+             " \"knobs\": {");
+  for (int k = 0; k < 5; k++) {
+    fprintf(f, "%s\"K%d\": [", k ? ", " : "", k);
+    for (int v = 0; v < 16; v++) fprintf(f, "%s%d", v ? "," : "", v + 1);
+    fprintf(f, "]");
+  }
+  fprintf(f, "},\n \"constraints\": [");
+  int written = 0;
+  for (int c = 0; written < constraint_bytes || c < 32; c++) {
+    char one[128];
+    snprintf(one, sizeof(one), "(K0 * K1 + K2 * K3 + K4 + %d) %% 7 != 100", c);
+    fprintf(f, "%s\"%s\"", c ? ", " : "", one);
+    written += (int)strlen(one);
+    if (c >= 31 && written >= constraint_bytes) break;
+  }
+  fprintf(f, "],\n \"flops\": \"1\"}\n");
+  fclose(f);
+}
+
+TEST(costly_submission_does_not_stall_the_tracker) {
+  farm f;
+  farm_start(&f, NULL);
+  char spec[400];
+  costly_spec(f.dir, spec, sizeof(spec), 0);
+  char *argv[] = {(char *)proc_bin("cli/ktune"), "tune", spec, "--trials", "3", "--key", "nobody",
+                  "--detach", "--tracker", f.addr, NULL};
+  char tune_log[300];
+  snprintf(tune_log, sizeof(tune_log), "%s/tune.out", f.dir);
+  pid_t tune = proc_start(argv, tune_log);
+  proc_sleep_ms(300);
+  struct timespec a, b;
+  clock_gettime(CLOCK_MONOTONIC, &a);
+  json_t *st = farm_status(&f);
+  clock_gettime(CLOCK_MONOTONIC, &b);
+  json_decref(st);
+  double s = (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9;
+  if (s > 1.0) TEST_FAIL("ktune status took %.2f s while a submission was being checked", s);
+  int rc = 0;
+  for (int i = 0; i < 12000 && waitpid(tune, &rc, WNOHANG) == 0; i++) proc_sleep_ms(10);
+  ASSERT(WIFEXITED(rc) && WEXITSTATUS(rc) == 0);
+  /* Too much constraint text is refused before any work, naming the limit. */
+  costly_spec(f.dir, spec, sizeof(spec), 9000);
+  char out[4096];
+  char *big[] = {"tune", spec, "--trials", "3", "--key", "nobody", "--detach", NULL};
+  ASSERT_EQ_INT(farm_ktune(&f, out, sizeof(out), 30000, big), 2);
+  ASSERT_CONTAINS(out, "--max-constraint-bytes");
+  farm_stop_tracker(&f);
+}
+
+TEST_LIST(TEST_ENTRY(costly_submission_does_not_stall_the_tracker), TEST_ENTRY(wrong_or_missing_tokens_are_refused),
           TEST_ENTRY(tracker_without_tokens_turns_away_agents_that_hold_one),
           TEST_ENTRY(runner_refuses_a_tracker_that_does_not_prove_its_token),
           TEST_ENTRY(altered_frame_after_login_closes_the_connection),

@@ -119,6 +119,10 @@ TEST(empty_and_garbage_payloads_refused) {
   /* A length-delimited field whose length runs past the end. */
   const uint8_t trunc[] = {0x0a, 0x40, 0x01};
   ASSERT_NULL(wire_unpack(trunc, sizeof(trunc)));
+  /* An unknown field numbered 0 (a two-byte tag) decodes but would not
+   * decode again after re-encoding: refused (found by fuzzing). */
+  const uint8_t zero[] = {0x1a, 0x00, 0x80, 0x00, 0x00};
+  ASSERT_NULL(wire_unpack(zero, sizeof(zero)));
   uint8_t rnd[256];
   uint64_t s = 88172645463325252ull;
   for (int round = 0; round < 2000; round++) {
