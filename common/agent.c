@@ -30,6 +30,7 @@ struct agent {
   uv_timer_t beat;
   uv_timer_t drain;
   uint64_t drain_since;
+  int open_handles;
   char host[256];
   uint8_t nonce[AUTH_NONCE];         /* ours, for this connection */
   uint8_t tracker_nonce[AUTH_NONCE]; /* the tracker's challenge */
@@ -241,20 +242,20 @@ int agent_connected(const agent *a) { return a->c && a->welcomed; }
 
 void *agent_data(agent *a) { return a->data; }
 
-static void free_agent(uv_handle_t *h) {
+/* libuv runs close callbacks in no promised order: the last one frees. */
+static void handle_closed(uv_handle_t *h) {
   agent *a = h->data;
-  free(a);
+  if (--a->open_handles == 0) free(a);
 }
-
-static void noop_close(uv_handle_t *h) { (void)h; }
 
 void agent_stop(agent *a) {
   if (a->stopped) return;
   a->stopped = 1;
   if (a->c) conn_close(a->c, "stopping");
-  uv_close((uv_handle_t *)&a->retry, noop_close);
-  uv_close((uv_handle_t *)&a->drain, noop_close);
-  uv_close((uv_handle_t *)&a->beat, free_agent);
+  a->open_handles = 3;
+  uv_close((uv_handle_t *)&a->retry, handle_closed);
+  uv_close((uv_handle_t *)&a->drain, handle_closed);
+  uv_close((uv_handle_t *)&a->beat, handle_closed);
 }
 
 void agent_goodbye(agent *a) {

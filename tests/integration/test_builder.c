@@ -398,8 +398,13 @@ TEST(sigterm_with_a_compile_in_flight) {
   send_job(&f, 40, axpb_src, cc, "", 60000);
   pid_t pid = wait_pid_file(pidf);
   ASSERT(pid_running(pid));
+  /* The first SIGTERM drains: the compile under way goes on. */
+  kill(f.pid, SIGTERM);
+  proc_sleep_ms(300);
+  ASSERT(pid_running(pid));
+  ASSERT_EQ_INT(waitpid(f.pid, NULL, WNOHANG), 0);
   double t0 = now_s();
-  fake_stop(&f); /* exits 0, and its temporary folders are gone */
+  fake_stop(&f); /* the second stops at once: exits 0, its temporary folders are gone */
   ASSERT(now_s() - t0 < 3);
   for (int i = 0; i < 200 && pid_running(pid); i++) proc_sleep_ms(10);
   ASSERT(!pid_running(pid));
