@@ -187,6 +187,8 @@ int main(int argc, char **argv) {
     hist_close(t.db);
     return 1;
   }
+  /* Resumed sessions propose what they had not proposed yet. */
+  for (session *s = t.sessions; s; s = s->next) session_fill(&t, s);
   uv_run(t.loop, UV_RUN_DEFAULT);
   jobs_free_all(&t);
   session_free_all(&t);

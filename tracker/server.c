@@ -396,6 +396,22 @@ static void on_prepare(uv_prepare_t *h) {
     if (p->c) conn_flush(p->c);
 }
 
+static void on_refill(uv_idle_t *h) {
+  tracker *t = h->data;
+  int more = 0;
+  for (session *s = t->sessions; s; s = s->next) {
+    if (!s->refill) continue;
+    session_fill(t, s);
+    more |= s->refill;
+  }
+  jobs_dispatch(t);
+  if (!more) uv_idle_stop(h);
+}
+
+void server_refill(tracker *t) {
+  if (!t->stopping) uv_idle_start(&t->refill, on_refill);
+}
+
 static void on_sweep(uv_timer_t *h) {
   tracker *t = h->data;
   uint64_t now = uv_now(t->loop);
@@ -474,6 +490,8 @@ int server_start(tracker *t, char *err, size_t errlen) {
   uv_timer_start(&t->sweep, on_sweep, tick, tick);
   uv_prepare_init(t->loop, &t->commit);
   t->commit.data = t;
+  uv_idle_init(t->loop, &t->refill);
+  t->refill.data = t;
   uv_prepare_start(&t->commit, on_prepare);
   uv_signal_init(t->loop, &t->sigterm);
   uv_signal_init(t->loop, &t->sigint);
@@ -498,6 +516,7 @@ void server_stop(tracker *t) {
   uv_close((uv_handle_t *)&t->listener, NULL);
   uv_close((uv_handle_t *)&t->sweep, NULL);
   uv_close((uv_handle_t *)&t->commit, NULL);
+  uv_close((uv_handle_t *)&t->refill, NULL);
   uv_close((uv_handle_t *)&t->sigterm, NULL);
   uv_close((uv_handle_t *)&t->sigint, NULL);
 }

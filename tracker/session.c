@@ -17,6 +17,8 @@
 #define MAX_NUMBER 1000000u
 #define MAX_REPEAT 10000u
 #define MAX_MS (24u * 3600u * 1000u)
+/* Configs a session's search may look at in one loop turn. */
+#define FILL_BUDGET 2048
 /* Bytes of kernel buffers a session may ask a runner for. */
 #define MAX_BUFFER_BYTES (4ull << 30)
 
@@ -460,9 +462,17 @@ void session_fill(tracker *t, session *s) {
   uint32_t cap = s->batch * 2 > 64 ? 64 : s->batch * 2;
   uint32_t out = jobs_outstanding(t, s);
   int64_t vals[64];
+  s->refill = 0;
   while (!s->exhausted && s->proposed < s->trials && out < cap && s->task.nknobs <= 64) {
     uint64_t idx;
-    if (tuner_next(s->tu, vals, &idx) != 0) {
+    /* A bounded look per turn: a sparse space cannot stall the loop. */
+    int rc = tuner_step(s->tu, vals, &idx, FILL_BUDGET);
+    if (rc == TUNER_AGAIN) {
+      s->refill = 1;
+      server_refill(t);
+      return;
+    }
+    if (rc != 0) {
       /* No new valid config: the space is smaller than the trials asked. */
       s->exhausted = 1;
       break;

@@ -55,6 +55,7 @@ typedef struct tracker {
   uv_tcp_t listener;
   uv_timer_t sweep;
   uv_prepare_t commit;
+  uv_idle_t refill;        /* runs while a session's search has more to look at */
   uv_signal_t sigterm, sigint;
   hist *db;
   auth_tokens tokens;      /* empty: no authentication (loopback only) */
@@ -180,6 +181,7 @@ struct session {
   uint64_t waiting_since;  /* uv_now when its key last had no runner, or 0 */
   char message[256];       /* what it waits for, or why it ended */
   int exhausted;           /* the tuner has no new config */
+  int refill;              /* its search ran out of budget: go on next turn */
   const char *state;       /* queued, running, done, failed, cancelled */
   double best_gflops, best_latency, batch_best;
   int64_t *best_values;
@@ -227,6 +229,8 @@ void session_started(tracker *t, session *s);
 void session_sweep(tracker *t);
 
 /* --- server.c --- */
+/* Calls session_fill again on a later loop turn for sessions marked refill. */
+void server_refill(tracker *t);
 int server_start(tracker *t, char *err, size_t errlen);
 /* Opens the group-commit transaction if it is not open; it is committed
  * before this loop turn's replies leave (see server.c). */

@@ -28,6 +28,7 @@ struct tuner {
   /* grid */
   uint64_t cursor;
   int done;
+  uint64_t misses;   /* configs looked at since the last one found */
   /* random, listed: valid[0..remaining) are not yet proposed */
   uint64_t *valid;
   uint64_t remaining;
@@ -117,14 +118,17 @@ oom:
   return -ENOMEM;
 }
 
-static int next_grid(tuner *t, uint64_t *index) {
-  for (uint64_t scanned = 0; !t->done && scanned < GRID_SCAN_MAX; scanned++) {
+static int next_grid(tuner *t, uint64_t *index, uint32_t budget) {
+  for (uint32_t looked = 0; !t->done && t->misses < GRID_SCAN_MAX; looked++) {
     if (t->cursor >= t->sp.size) break;
+    if (looked == budget) return TUNER_AGAIN;
     uint64_t i = t->cursor++;
     if (is_valid(t, i)) {
+      t->misses = 0;
       *index = i;
       return 0;
     }
+    t->misses++;
   }
   t->done = 1;
   return 1;
@@ -141,32 +145,45 @@ static int next_listed(tuner *t, uint64_t *index) {
   return 0;
 }
 
-static int next_sampled(tuner *t, uint64_t *index) {
+static int next_sampled(tuner *t, uint64_t *index, uint32_t budget) {
   if (t->count >= RANDOM_MAX_PROPOSED || t->count >= t->sp.size) return 1;
-  for (int attempt = 0; attempt < RANDOM_ATTEMPTS; attempt++) {
+  for (uint32_t looked = 0; t->misses < RANDOM_ATTEMPTS; looked++) {
+    if (looked == budget) return TUNER_AGAIN;
     uint64_t i = rng_below(&t->r, t->sp.size);
-    if (set_has(t, i) || !is_valid(t, i)) continue;
+    if (set_has(t, i) || !is_valid(t, i)) {
+      t->misses++;
+      continue;
+    }
     int rc = set_add(t, i);
     if (rc < 0) return rc;
+    t->misses = 0;
     *index = i;
     return 0;
   }
   return 1;
 }
 
-int tuner_next(tuner *t, int64_t *values, uint64_t *index) {
+int tuner_step(tuner *t, int64_t *values, uint64_t *index, uint32_t budget) {
   if (!t) return -EINVAL;
   uint64_t i = 0;
   int rc;
+  if (budget == 0) budget = 1;
   switch (t->kind) {
-    case KIND_GRID: rc = next_grid(t, &i); break;
+    case KIND_GRID: rc = next_grid(t, &i, budget); break;
     case KIND_RANDOM_LIST: rc = next_listed(t, &i); break;
-    default: rc = next_sampled(t, &i); break;
+    default: rc = next_sampled(t, &i, budget); break;
   }
   if (rc != 0) return rc;
   if (values && space_config(&t->sp, i, values) < 0) return -ERANGE;
   if (index) *index = i;
   return 0;
+}
+
+int tuner_next(tuner *t, int64_t *values, uint64_t *index) {
+  int rc;
+  while ((rc = tuner_step(t, values, index, UINT32_MAX)) == TUNER_AGAIN) {
+  }
+  return rc;
 }
 
 void tuner_observe(tuner *t, uint64_t index, double gflops) {

@@ -18,6 +18,12 @@ int tuner_new(const char *strategy, const space *sp, uint64_t seed, tuner **out,
  * 1 when every valid config has been proposed; negative on error. */
 int tuner_next(tuner *t, int64_t *values, uint64_t *index);
 
+/* The same, but looks at no more than `budget` configs: returns
+ * TUNER_AGAIN when it has not found one yet, so that a caller on an event
+ * loop can go on later instead of stalling. */
+#define TUNER_AGAIN 2
+int tuner_step(tuner *t, int64_t *values, uint64_t *index, uint32_t budget);
+
 /* The measured result of a proposed config (gflops 0 for a failure); used
  * by model-based strategies, ignored by random and grid. */
 void tuner_observe(tuner *t, uint64_t index, double gflops);

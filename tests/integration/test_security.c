@@ -415,7 +415,8 @@ TEST(no_tokens_means_loopback_only) {
 
 /* A spec whose space of 2^20 configs with 32 constraints takes seconds to
  * list; the tracker must keep answering meanwhile. */
-static void costly_spec(const char *dir, char *path, size_t len, int constraint_bytes) {
+static void costly_spec(const char *dir, char *path, size_t len, int constraint_bytes, int knobs,
+                        const char *never) {
   char p[400];
   snprintf(p, sizeof(p), "%s/k.c", dir);
   FILE *f = fopen(p, "w");
@@ -428,12 +429,13 @@ static void costly_spec(const char *dir, char *path, size_t len, int constraint_
   fprintf(f, "{\"name\": \"costly\", \"source\": \"k.c\", \"entry\": \"k\", \"reference\": \"k_ref\",\n"
              " \"args\": [{\"name\": \"C\", \"type\": \"float\", \"count\": \"1\", \"output\": true}],\n"
              " \"knobs\": {");
-  for (int k = 0; k < 5; k++) {
+  for (int k = 0; k < knobs; k++) {
     fprintf(f, "%s\"K%d\": [", k ? ", " : "", k);
     for (int v = 0; v < 16; v++) fprintf(f, "%s%d", v ? "," : "", v + 1);
     fprintf(f, "]");
   }
   fprintf(f, "},\n \"constraints\": [");
+  if (never) fprintf(f, "\"%s\", ", never);
   int written = 0;
   for (int c = 0; written < constraint_bytes || c < 32; c++) {
     char one[128];
@@ -450,7 +452,7 @@ TEST(costly_submission_does_not_stall_the_tracker) {
   farm f;
   farm_start(&f, NULL);
   char spec[400];
-  costly_spec(f.dir, spec, sizeof(spec), 0);
+  costly_spec(f.dir, spec, sizeof(spec), 0, 5, NULL);
   char *argv[] = {(char *)proc_bin("cli/ktune"), "tune", spec, "--trials", "3", "--key", "nobody",
                   "--detach", "--tracker", f.addr, NULL};
   char tune_log[300];
@@ -468,7 +470,7 @@ TEST(costly_submission_does_not_stall_the_tracker) {
   for (int i = 0; i < 12000 && waitpid(tune, &rc, WNOHANG) == 0; i++) proc_sleep_ms(10);
   ASSERT(WIFEXITED(rc) && WEXITSTATUS(rc) == 0);
   /* Too much constraint text is refused before any work, naming the limit. */
-  costly_spec(f.dir, spec, sizeof(spec), 9000);
+  costly_spec(f.dir, spec, sizeof(spec), 9000, 5, NULL);
   char out[4096];
   char *big[] = {"tune", spec, "--trials", "3", "--key", "nobody", "--detach", NULL};
   ASSERT_EQ_INT(farm_ktune(&f, out, sizeof(out), 30000, big), 2);
@@ -476,7 +478,35 @@ TEST(costly_submission_does_not_stall_the_tracker) {
   farm_stop_tracker(&f);
 }
 
-TEST_LIST(TEST_ENTRY(costly_submission_does_not_stall_the_tracker), TEST_ENTRY(wrong_or_missing_tokens_are_refused),
+/* A grid over 2^24 configs of which none is valid: the search looks at a
+ * bounded number per loop turn, and the tracker keeps answering. */
+TEST(sparse_search_does_not_stall_the_tracker) {
+  farm f;
+  farm_start(&f, NULL);
+  char spec[400];
+  costly_spec(f.dir, spec, sizeof(spec), 0, 6, "K0 > 100");
+  char out[4096];
+  char *args[] = {spec, "--trials", "3", "--key", "nobody", "--strategy", "grid", NULL};
+  long id = farm_submit(&f, args);
+  for (int i = 0; i < 5; i++) {
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    json_t *st = farm_status(&f);
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    ASSERT_EQ_STR(json_string_value(json_object_get(farm_session(st, id), "state")), "queued");
+    json_decref(st);
+    double s = (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9;
+    if (s > 1.0) TEST_FAIL("ktune status took %.2f s while a search was scanning", s);
+    proc_sleep_ms(100);
+  }
+  char ids[32];
+  snprintf(ids, sizeof(ids), "%ld", id);
+  char *cancel[] = {"cancel", ids, NULL};
+  ASSERT_EQ_INT(farm_ktune(&f, out, sizeof(out), 10000, cancel), 0);
+  farm_stop_tracker(&f);
+}
+
+TEST_LIST(TEST_ENTRY(sparse_search_does_not_stall_the_tracker), TEST_ENTRY(costly_submission_does_not_stall_the_tracker), TEST_ENTRY(wrong_or_missing_tokens_are_refused),
           TEST_ENTRY(tracker_without_tokens_turns_away_agents_that_hold_one),
           TEST_ENTRY(runner_refuses_a_tracker_that_does_not_prove_its_token),
           TEST_ENTRY(altered_frame_after_login_closes_the_connection),

@@ -146,6 +146,34 @@ TEST(grid_in_index_order) {
   tuner_free(tu);
 }
 
+TEST(step_gives_way_and_finds_the_same_configs) {
+  task_spec t = small_spec();
+  space sp;
+  ASSERT_EQ_INT(space_init(&sp, &t, NULL, 0), 0);
+  tuner *a, *b;
+  ASSERT_EQ_INT(tuner_new("grid", &sp, 0, &a, NULL, 0), 0);
+  ASSERT_EQ_INT(tuner_new("grid", &sp, 0, &b, NULL, 0), 0);
+  int64_t v[3];
+  uint64_t ia, ib;
+  int agains = 0;
+  for (;;) {
+    int ra = tuner_next(a, v, &ia);
+    /* one config looked at per step: it says AGAIN over invalid ones */
+    int rb;
+    for (int guard = 0; (rb = tuner_step(b, v, &ib, 1)) == TUNER_AGAIN; guard++) {
+      agains++;
+      ASSERT_LT_INT(guard, (long long)sp.size + 1);
+    }
+    ASSERT_EQ_INT(rb, ra);
+    if (ra != 0) break;
+    ASSERT_EQ_U64(ib, ia);
+  }
+  /* small_spec has invalid configs, so giving way happened */
+  ASSERT_GE_INT(agains, 1);
+  tuner_free(a);
+  tuner_free(b);
+}
+
 TEST(no_knobs_and_no_valid_configs) {
   task_spec t = {0};
   t.name = "none";
@@ -261,7 +289,7 @@ TEST(huge_space_is_never_listed) {
   }
 }
 
-TEST_LIST(TEST_ENTRY(unknown_strategy), TEST_ENTRY(random_covers_each_valid_config_once),
+TEST_LIST(TEST_ENTRY(step_gives_way_and_finds_the_same_configs), TEST_ENTRY(unknown_strategy), TEST_ENTRY(random_covers_each_valid_config_once),
           TEST_ENTRY(random_same_seed_same_sequence), TEST_ENTRY(random_first_pick_is_uniform),
           TEST_ENTRY(grid_in_index_order), TEST_ENTRY(no_knobs_and_no_valid_configs),
           TEST_ENTRY(large_space_samples_without_repeats), TEST_ENTRY(large_space_gives_up),
