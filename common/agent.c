@@ -9,6 +9,7 @@
 #include "common/auth.h"
 #include "common/conn.h"
 #include "common/log.h"
+#include "common/rng.h"
 #include "common/wire.h"
 
 #define BACKOFF_MIN_MS 100
@@ -31,6 +32,7 @@ struct agent {
   uv_timer_t drain;
   uint64_t drain_since;
   int open_handles;
+  rng jitter;
   char host[256];
   uint8_t nonce[AUTH_NONCE];         /* ours, for this connection */
   uint8_t tracker_nonce[AUTH_NONCE]; /* the tracker's challenge */
@@ -51,7 +53,7 @@ static void schedule_retry(agent *a) {
   if (a->stopped) return;
   uint32_t d = a->backoff_ms;
   /* Jitter spreads a farm's reconnects after a tracker restart. */
-  d += (uint32_t)(rand() % (int)(d / 4 + 1));
+  d += (uint32_t)rng_below(&a->jitter, d / 4 + 1);
   a->backoff_ms = a->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : a->backoff_ms * 2;
   uv_timer_start(&a->retry, on_retry, d, 0);
 }
@@ -227,7 +229,7 @@ int agent_new(uv_loop_t *loop, const agent_config *cfg, const agent_ops *ops, vo
   uv_timer_init(loop, &a->beat);
   uv_timer_init(loop, &a->drain);
   a->retry.data = a->beat.data = a->drain.data = a;
-  srand((unsigned)getpid());
+  rng_seed(&a->jitter, (uint64_t)getpid() ^ uv_hrtime());
   dial(a);
   *out = a;
   return 0;
@@ -237,8 +239,6 @@ int agent_send(agent *a, const Ktune__Envelope *env) {
   if (!a->c || !a->welcomed) return -1;
   return conn_send(a->c, env);
 }
-
-int agent_connected(const agent *a) { return a->c && a->welcomed; }
 
 void *agent_data(agent *a) { return a->data; }
 

@@ -47,7 +47,6 @@ int agent_new(uv_loop_t *loop, const agent_config *cfg, const agent_ops *ops, vo
 /* Sends to the tracker; -1 when not connected (the work is lost and the
  * tracker requeues it). */
 int agent_send(agent *a, const Ktune__Envelope *env);
-int agent_connected(const agent *a);
 void *agent_data(agent *a);
 /* Closes the connection and every handle; the loop can then end. */
 void agent_stop(agent *a);
