@@ -1,6 +1,9 @@
 #include "tests/integration/harness.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,6 +71,28 @@ void farm_stop_tracker(farm *f) {
     farm_print_log(f);
     TEST_FAIL("tracker did not stop cleanly on SIGTERM (status %d)", st);
   }
+}
+
+int farm_dial(const farm *f) {
+  char host[64];
+  int port;
+  ASSERT_EQ_INT(sscanf(f->addr, "%63[^:]:%d", host, &port), 2);
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in sa = {0};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons((uint16_t)port);
+  inet_pton(AF_INET, host, &sa.sin_addr);
+  ASSERT_EQ_INT(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+  struct timeval tv = {5, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  return fd;
+}
+
+void farm_stop_all(farm *f, pid_t a, pid_t b, pid_t c) {
+  pid_t agents[] = {a, b, c};
+  for (int i = 0; i < 3; i++)
+    if (agents[i] > 0) proc_stop(agents[i], SIGTERM, 5000);
+  farm_stop_tracker(f);
 }
 
 int farm_ktune(farm *f, char *out, size_t outlen, int timeout_ms, char *const args[]) {

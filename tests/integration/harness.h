@@ -33,6 +33,11 @@ int farm_ktune(farm *f, char *out, size_t outlen, int timeout_ms, char *const ar
 /* `ktune tune ... --detach`: the session id. */
 long farm_submit(farm *f, char *const args[]);
 
+/* A raw TCP connection to the tracker, with a 5 s receive timeout. */
+int farm_dial(const farm *f);
+/* SIGTERM to each agent given (0 or less: none), then to the tracker. */
+void farm_stop_all(farm *f, pid_t a, pid_t b, pid_t c);
+
 json_t *farm_status(farm *f);
 /* The agent of that name in status, or NULL (borrowed from st). */
 json_t *farm_agent(json_t *st, const char *name);

@@ -142,20 +142,6 @@ TEST(tune_16_trials_end_to_end) {
 }
 
 /* Hostile bytes get an error and a close; the tracker keeps serving. */
-static int dial(farm *f) {
-  char host[64];
-  int port;
-  ASSERT_EQ_INT(sscanf(f->addr, "%63[^:]:%d", host, &port), 2);
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in sa = {0};
-  sa.sin_family = AF_INET;
-  sa.sin_port = htons((uint16_t)port);
-  inet_pton(AF_INET, host, &sa.sin_addr);
-  ASSERT_EQ_INT(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-  struct timeval tv = {5, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  return fd;
-}
 
 /* Reads until the tracker closes; returns the error code it sent, if any. */
 static void expect_error_and_close(int fd, const char *code) {
@@ -178,19 +164,19 @@ TEST(hostile_frames_do_not_hurt_the_tracker) {
   farm f;
   farm_start(&f, NULL);
 
-  int fd = dial(&f);
+  int fd = farm_dial(&f);
   ASSERT_EQ_INT(write(fd, "\x00\x00\x00\x05garba", 9), 9);
   expect_error_and_close(fd, "BAD_FRAME");
 
-  fd = dial(&f);
+  fd = farm_dial(&f);
   ASSERT_EQ_INT(write(fd, "\x80\x00\x00\x00", 4), 4); /* a length of 2^31 */
   expect_error_and_close(fd, "FRAME_TOO_BIG");
 
-  fd = dial(&f);
+  fd = farm_dial(&f);
   ASSERT_EQ_INT(write(fd, "\x00\x00\x00\x00", 4), 4); /* zero-length frame */
   expect_error_and_close(fd, "BAD_FRAME");
 
-  fd = dial(&f);
+  fd = farm_dial(&f);
   Ktune__StatusRequest sr = KTUNE__STATUS_REQUEST__INIT;
   Ktune__Envelope env = KTUNE__ENVELOPE__INIT;
   env.msg_case = KTUNE__ENVELOPE__MSG_STATUS_REQUEST;
@@ -199,12 +185,12 @@ TEST(hostile_frames_do_not_hurt_the_tracker) {
   expect_error_and_close(fd, "NOT_HELLO");
 
   /* A truncated frame from a peer that then goes away. */
-  fd = dial(&f);
+  fd = farm_dial(&f);
   ASSERT_EQ_INT(write(fd, "\x00\x00\x01\x00partial", 11), 11);
   close(fd);
 
   /* A runner saying hello without a key is refused with the reason. */
-  fd = dial(&f);
+  fd = farm_dial(&f);
   Ktune__Hello h = KTUNE__HELLO__INIT;
   h.version = WIRE_PROTOCOL_VERSION;
   h.role = KTUNE__ROLE__ROLE_RUNNER;

@@ -177,25 +177,11 @@ TEST(runner_refuses_a_tracker_that_does_not_prove_its_token) {
   proc_stop(r, SIGTERM, 5000);
 }
 
-static int dial(const farm *f) {
-  char host[64];
-  int port;
-  ASSERT_EQ_INT(sscanf(f->addr, "%63[^:]:%d", host, &port), 2);
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in sa = {0};
-  sa.sin_family = AF_INET;
-  sa.sin_port = htons((uint16_t)port);
-  inet_pton(AF_INET, host, &sa.sin_addr);
-  ASSERT_EQ_INT(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-  struct timeval tv = {5, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  return fd;
-}
 
 /* Logs in as bob by hand; returns the socket with mac ready. */
 static int login(const farm *f, auth_stream *mac) {
   ASSERT_EQ_INT(auth_init(), 0);
-  int fd = dial(f);
+  int fd = farm_dial(f);
   uint8_t pn[AUTH_NONCE], tn[AUTH_NONCE], m[AUTH_MAC];
   auth_nonce(pn);
   Ktune__Hello h = KTUNE__HELLO__INIT;
@@ -301,7 +287,7 @@ typedef struct {
 /* A peer that sends a hello one byte a second. */
 static void *dribble(void *arg) {
   dribble_ctx *d = arg;
-  int fd = dial(d->f);
+  int fd = farm_dial(d->f);
   uint8_t hdr[4];
   frame_put_header(hdr, 200);
   for (int i = 0; i < 30 && !d->stop; i++) {
@@ -336,12 +322,12 @@ TEST(hostile_peers_and_idle_connections_do_not_stop_a_session) {
   pthread_t th;
   ASSERT_EQ_INT(pthread_create(&th, NULL, dribble, &d), 0);
   int idle[500];
-  for (int i = 0; i < 500; i++) idle[i] = dial(&f);
-  int g = dial(&f);
+  for (int i = 0; i < 500; i++) idle[i] = farm_dial(&f);
+  int g = farm_dial(&f);
   ASSERT_EQ_INT(write(g, "\x00\x00\x00\x08garbage!", 12), 12);
-  int big = dial(&f);
+  int big = farm_dial(&f);
   ASSERT_EQ_INT(write(big, "\x80\x00\x00\x00", 4), 4);
-  int trunc = dial(&f);
+  int trunc = farm_dial(&f);
   ASSERT_EQ_INT(write(trunc, "\x00\x00\x10\x00short", 9), 9);
   close(trunc);
 

@@ -58,9 +58,7 @@ TEST(runner_killed_mid_session_its_job_finishes_elsewhere) {
   sqlite3 *db = farm_db(&f);
   ASSERT_EQ_INT(farm_query(db, "SELECT count(*) FROM trials WHERE status = 'ok'"), 12);
   sqlite3_close(db);
-  proc_stop(r2, SIGTERM, 5000);
-  proc_stop(b, SIGTERM, 5000);
-  farm_stop_tracker(&f);
+  farm_stop_all(&f, r2, b, 0);
 }
 
 TEST(tracker_killed_mid_session_resumes_on_restart) {
@@ -80,9 +78,7 @@ TEST(tracker_killed_mid_session_resumes_on_restart) {
   expect_session_ok(&f, id, 14);
   ASSERT_EQ_INT(waitpid(r, NULL, WNOHANG), 0);
   ASSERT_EQ_INT(waitpid(b, NULL, WNOHANG), 0);
-  proc_stop(r, SIGTERM, 5000);
-  proc_stop(b, SIGTERM, 5000);
-  farm_stop_tracker(&f);
+  farm_stop_all(&f, r, b, 0);
 }
 
 TEST(frozen_runner_loses_its_job_after_the_heartbeat_timeout) {
@@ -103,10 +99,7 @@ TEST(frozen_runner_loses_its_job_after_the_heartbeat_timeout) {
   /* Thawed, it dials again by itself. */
   kill(r1, SIGCONT);
   farm_wait_agent(&f, "r1", 1);
-  proc_stop(r1, SIGTERM, 5000);
-  proc_stop(r2, SIGTERM, 5000);
-  proc_stop(b, SIGTERM, 5000);
-  farm_stop_tracker(&f);
+  farm_stop_all(&f, r1, r2, b);
 }
 
 TEST(job_that_keeps_losing_its_runner_ends_as_runner_lost) {
@@ -126,9 +119,7 @@ TEST(job_that_keeps_losing_its_runner_ends_as_runner_lost) {
   ASSERT_EQ_INT(farm_query(db, "SELECT count(*) FROM trials WHERE session = %ld", id), 6);
   ASSERT_EQ_INT(farm_query(db, "SELECT count(*) FROM trials WHERE status = 'RUNNER_LOST'"), 1);
   sqlite3_close(db);
-  proc_stop(r2, SIGTERM, 5000);
-  proc_stop(b, SIGTERM, 5000);
-  farm_stop_tracker(&f);
+  farm_stop_all(&f, r2, b, 0);
 }
 
 TEST(two_sessions_of_equal_priority_share_one_runner) {
@@ -157,9 +148,7 @@ TEST(two_sessions_of_equal_priority_share_one_runner) {
   wait_session(&f, s2, 0, NULL);
   expect_session_ok(&f, s1, 16);
   expect_session_ok(&f, s2, 16);
-  proc_stop(r, SIGTERM, 5000);
-  proc_stop(b, SIGTERM, 5000);
-  farm_stop_tracker(&f);
+  farm_stop_all(&f, r, b, 0);
 }
 
 TEST(session_for_a_key_nobody_serves_waits_then_fails) {
@@ -239,9 +228,7 @@ TEST(cancel_stops_a_session_and_drops_its_queue) {
   sqlite3_close(db);
   /* Cancelling again is an error that says the session had ended. */
   ASSERT_EQ_INT(farm_ktune(&f, out, sizeof(out), 10000, cancel), 1);
-  proc_stop(r, SIGTERM, 5000);
-  proc_stop(b, SIGTERM, 5000);
-  farm_stop_tracker(&f);
+  farm_stop_all(&f, r, b, 0);
 }
 
 TEST(sigterm_drains_a_runner_after_its_job) {
@@ -269,9 +256,7 @@ TEST(sigterm_drains_a_runner_after_its_job) {
   db = farm_db(&f);
   ASSERT_EQ_INT(farm_query(db, "SELECT count(*) FROM trials WHERE status <> 'ok'"), 0);
   sqlite3_close(db);
-  proc_stop(r2, SIGTERM, 5000);
-  proc_stop(b, SIGTERM, 5000);
-  farm_stop_tracker(&f);
+  farm_stop_all(&f, r2, b, 0);
 }
 
 TEST_LIST(TEST_ENTRY(sigterm_drains_a_runner_after_its_job), TEST_ENTRY(runner_killed_mid_session_its_job_finishes_elsewhere),
