@@ -7,10 +7,6 @@
 #include "cli/cli.h"
 #include "common/wire.h"
 
-static const char *role_name(Ktune__Role r) {
-  return r == KTUNE__ROLE__ROLE_BUILDER ? "builder" : r == KTUNE__ROLE__ROLE_RUNNER ? "runner" : "client";
-}
-
 static void print_json(const Ktune__StatusReply *r) {
   json_t *o = json_object();
   json_object_set_new(o, "uptime_s", json_real(r->uptime_s));
@@ -23,7 +19,7 @@ static void print_json(const Ktune__StatusReply *r) {
     for (size_t k = 0; k < a->n_backends; k++) json_array_append_new(backends, json_string(a->backends[k]));
     json_array_append_new(agents,
         json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:i, s:i, s:o, s:f, s:o, s:{s:s, s:i, s:s, s:s, s:s}}",
-                  "role", role_name(a->role), "name", a->name, "key", a->key, "host", a->host,
+                  "role", wire_role_name(a->role), "name", a->name, "key", a->key, "host", a->host,
                   "state", a->state, "arch", a->arch, "id", (json_int_t)a->id, "trials_done",
                   (int)a->trials_done, "trials_failed", (int)a->trials_failed, "jobs", jobs,
                   "last_heard_s", a->last_heard_s, "backends", backends, "device", "cpu",
@@ -83,7 +79,7 @@ static void print_text(const char *addr, const Ktune__StatusReply *r) {
     char job[24] = "-", counts[24];
     if (a->n_jobs) snprintf(job, sizeof(job), "%llu%s", (unsigned long long)a->jobs[0], a->n_jobs > 1 ? "+" : "");
     snprintf(counts, sizeof(counts), "%u/%u", a->trials_done, a->trials_failed);
-    printf("  %-8s %-18s %-10s %-14s %-7s %-5s %-9s %-7s %.1fs ago\n", role_name(a->role), a->name,
+    printf("  %-8s %-18s %-10s %-14s %-7s %-5s %-9s %-7s %.1fs ago\n", wire_role_name(a->role), a->name,
            a->key[0] ? a->key : "-", a->host, a->arch, a->state, job, counts, a->last_heard_s);
     if (a->role == KTUNE__ROLE__ROLE_RUNNER && a->cpu_model[0])
       printf("           %s, %u cores, kernel %s, governor %s, ktune %s\n", a->cpu_model, a->cores,

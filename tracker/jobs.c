@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "common/log.h"
 #include "common/wire.h"
@@ -249,12 +248,6 @@ void jobs_dispatch(tracker *t) {
   }
 }
 
-static int64_t now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int cmp_double(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
   return (x > y) - (x < y);
@@ -289,7 +282,6 @@ void jobs_record(tracker *t, session *s, const int64_t *values, const char *conf
   tr->repeat = s->repeat;
   tr->calls = (uint64_t)tr->number * n;
   tr->timing_json = s->timing_json;
-  if (!tr->timestamp_ms) tr->timestamp_ms = now_ms();
   server_db_write(t);
   if (hist_trial_add(t->db, tr, NULL) < 0)
     log_error(WHO, "history: cannot record a trial of session %llu: %s",

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "common/rng.h"
 #include "common/wire.h"
 #include "tracker/tracker.h"
 
@@ -117,8 +118,7 @@ static int prepare(session *s, const Ktune__SubmitSession *req, char *err, size_
   for (size_t i = 0; i < s->task.nargs; i++) {
     int64_t c;
     if (task_eval(&s->task, NULL, s->task.args[i].count, &c, err, errlen) < 0) return -1;
-    const char *ty = s->task.args[i].type;
-    size_t es = strcmp(ty, "double") == 0 || strcmp(ty, "int64") == 0 ? 8 : 4;
+    size_t es = rng_type_size(s->task.args[i].type);
     if (c <= 0 || (uint64_t)c > MAX_BUFFER_BYTES / es) {
       snprintf(err, errlen, "task %s: buffer %s has %lld elements; it must be 1 to %llu",
                s->task.name, s->task.args[i].name, (long long)c,
