@@ -21,7 +21,8 @@ enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
 typedef struct {
   int fd;
   uint32_t heartbeat_ms;
-  uint64_t last_tx_ms;
+  uint32_t silence_ms;   /* the tracker's liveness timeout (Welcome) */
+  uint64_t last_tx_ms, last_rx_ms;
   const char *addr;
   auth_stream mac;
 } client;
@@ -30,9 +31,10 @@ typedef struct {
  * file KTUNE_TOKEN_FILE names, when set) and waits for Welcome. */
 int client_connect(client *c, const char *tracker, char *err, size_t errlen);
 int client_send(client *c, const Ktune__Envelope *env);
-/* Waits up to timeout_ms (-1: forever) for the next message that is not a
- * heartbeat, sending heartbeats meanwhile. NULL with err set on a closed
- * connection, timeout or an Error message from the tracker. */
+/* Waits up to timeout_ms (-1: as long as the tracker is alive) for the
+ * next message that is not a heartbeat, sending heartbeats meanwhile. NULL
+ * with err set on a closed connection, timeout, a tracker silent for
+ * longer than its own liveness timeout, or an Error message from it. */
 Ktune__Envelope *client_recv(client *c, int timeout_ms, char *err, size_t errlen);
 void client_close(client *c);
 

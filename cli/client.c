@@ -52,6 +52,12 @@ Ktune__Envelope *client_recv(client *c, int timeout_ms, char *err, size_t errlen
       snprintf(err, errlen, "tracker %s did not answer in time", c->addr);
       return NULL;
     }
+    /* A live tracker sends heartbeats even when it has nothing to say. */
+    if (c->silence_ms && now - c->last_rx_ms >= c->silence_ms) {
+      snprintf(err, errlen, "the tracker at %s sent nothing, not even a heartbeat, for %.1f s",
+               c->addr, (now - c->last_rx_ms) / 1e3);
+      return NULL;
+    }
     uint32_t hb = c->heartbeat_ms ? c->heartbeat_ms : 1000;
     if (now - c->last_tx_ms >= hb) heartbeat(c);
     uint64_t wait = hb - (now - c->last_tx_ms);
@@ -64,6 +70,7 @@ Ktune__Envelope *client_recv(client *c, int timeout_ms, char *err, size_t errlen
       return NULL;
     }
     if (rc == 0) continue;
+    c->last_rx_ms = mono_ms();
     int forged;
     Ktune__Envelope *env = wire_read_fd_mac(c->fd, FRAME_MAX_DEFAULT, &c->mac, &forged);
     if (!env) {
@@ -174,6 +181,7 @@ int client_connect(client *c, const char *tracker, char *err, size_t errlen) {
     return -1;
   }
   c->heartbeat_ms = w->welcome->heartbeat_ms;
+  c->silence_ms = w->welcome->timeout_ms;
   wire_free(w);
   return 0;
 }

@@ -171,7 +171,13 @@ static int submit_and_follow(const tune_opts *o, const char *tracker, const task
   env.submit = &s;
   int rc = client_send(&c, &env);
   task_proto_free(tp);
+  /* First word that the submission arrived and is being checked, then
+   * the verdict, for as long as the tracker stays alive. */
   Ktune__Envelope *m = rc < 0 ? NULL : client_recv(&c, 30000, err, sizeof(err));
+  if (m && m->msg_case == KTUNE__ENVELOPE__MSG_SUBMIT_RECEIVED) {
+    wire_free(m);
+    m = client_recv(&c, -1, err, sizeof(err));
+  }
   if (!m || m->msg_case != KTUNE__ENVELOPE__MSG_ACCEPTED) {
     fprintf(stderr, "ktune tune: the tracker refused the session: %s\n", m ? "unexpected reply" : err);
     wire_free(m);

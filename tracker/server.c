@@ -34,8 +34,16 @@ static void on_run_result(tracker *t, peer *p, Ktune__Envelope *env) {
 
 static void on_submit(tracker *t, peer *p, Ktune__Envelope *env) {
   char err[512];
-  if (session_submit(t, p, env->submit, err, sizeof(err)) < 0)
+  if (session_submit(t, p, env->submit, err, sizeof(err)) < 0) {
     conn_send_error(p->c, "BAD_SESSION", "%s", err);
+    return;
+  }
+  /* The verdict can take a while: say at once that it is coming. */
+  Ktune__SubmitReceived rcv = KTUNE__SUBMIT_RECEIVED__INIT;
+  Ktune__Envelope reply = KTUNE__ENVELOPE__INIT;
+  reply.msg_case = KTUNE__ENVELOPE__MSG_SUBMIT_RECEIVED;
+  reply.submit_received = &rcv;
+  server_send(p, &reply);
 }
 
 static void on_watch(tracker *t, peer *p, Ktune__Envelope *env) {

@@ -1,9 +1,12 @@
-/* random and grid. Small spaces (up to RANDOM_LIST_MAX combinations) are
- * filtered once and shuffled incrementally, which is exact and never
- * repeats. Larger spaces are sampled by rejection, remembering what was
- * proposed; each call gives up after a bounded number of draws, so a huge
- * space with almost no valid configs ends the session instead of stalling
- * the tracker. grid bounds its scan per call for the same reason. */
+/* random and grid. Both walk the whole index space once, looking at a
+ * bounded number of configs per call, so that a space of any size and any
+ * density costs nothing up front, never repeats a config, and says it has
+ * no more valid configs only after it has looked at every one.
+ *   grid:   indices in order.
+ *   random: indices in the order of a keyed pseudo-random permutation
+ *           (a Feistel network over the next power of two, cycle-walked
+ *           into [0, size)), so the valid configs come in a uniformly
+ *           shuffled order that the seed alone decides. */
 #include "tuner/tuner.h"
 
 #include <errno.h>
@@ -13,28 +16,19 @@
 
 #include "common/rng.h"
 
-#define RANDOM_LIST_MAX ((uint64_t)1 << 20)
-#define RANDOM_ATTEMPTS 65536
-#define RANDOM_MAX_PROPOSED ((size_t)1 << 22)
-#define GRID_SCAN_MAX ((uint64_t)1 << 24)
+#define FEISTEL_ROUNDS 6
 
-enum { KIND_GRID, KIND_RANDOM_LIST, KIND_RANDOM_SAMPLE };
+enum { KIND_GRID, KIND_RANDOM };
 
 struct tuner {
   int kind;
   space sp;
-  rng r;
   int64_t *scratch;  /* one config, for validity checks */
-  /* grid */
-  uint64_t cursor;
+  uint64_t cursor;   /* next position of the walk */
   int done;
-  uint64_t misses;   /* configs looked at since the last one found */
-  /* random, listed: valid[0..remaining) are not yet proposed */
-  uint64_t *valid;
-  uint64_t remaining;
-  /* random, sampled: open addressing set of proposed index + 1 (0 = empty) */
-  uint64_t *set;
-  size_t cap, count;
+  /* random: the permutation's key and shape */
+  uint64_t keys[FEISTEL_ROUNDS];
+  unsigned half;     /* bits in each half of the Feistel block */
 };
 
 static int is_valid(tuner *t, uint64_t index) {
@@ -51,34 +45,26 @@ static uint64_t hash64(uint64_t z) {
   return z ^ (z >> 31);
 }
 
-static int set_has(const tuner *t, uint64_t index) {
-  if (!t->cap) return 0;
-  for (size_t i = hash64(index) & (t->cap - 1);; i = (i + 1) & (t->cap - 1)) {
-    if (t->set[i] == 0) return 0;
-    if (t->set[i] == index + 1) return 1;
+/* A bijection of [0, 2^(2*half)). */
+static uint64_t feistel(const tuner *t, uint64_t x) {
+  uint64_t mask = t->half >= 32 ? UINT32_MAX : (((uint64_t)1 << t->half) - 1);
+  uint64_t l = (x >> t->half) & mask, r = x & mask;
+  for (int i = 0; i < FEISTEL_ROUNDS; i++) {
+    uint64_t f = hash64(r ^ t->keys[i]) & mask;
+    uint64_t nl = r;
+    r = l ^ f;
+    l = nl;
   }
+  return (l << t->half) | r;
 }
 
-static void set_put_raw(uint64_t *set, size_t cap, uint64_t key) {
-  size_t i = hash64(key - 1) & (cap - 1);
-  while (set[i]) i = (i + 1) & (cap - 1);
-  set[i] = key;
-}
-
-static int set_add(tuner *t, uint64_t index) {
-  if ((t->count + 1) * 2 > t->cap) {
-    size_t ncap = t->cap ? t->cap * 2 : 1024;
-    uint64_t *ns = calloc(ncap, sizeof *ns);
-    if (!ns) return -ENOMEM;
-    for (size_t i = 0; i < t->cap; i++)
-      if (t->set[i]) set_put_raw(ns, ncap, t->set[i]);
-    free(t->set);
-    t->set = ns;
-    t->cap = ncap;
-  }
-  set_put_raw(t->set, t->cap, index + 1);
-  t->count++;
-  return 0;
+/* Cycle walking: applying the bijection until the value lands below size
+ * restricts it to a bijection of [0, size). At most 4 steps on average,
+ * since the block has fewer than 4 * size values. */
+static uint64_t permute(const tuner *t, uint64_t pos) {
+  uint64_t y = feistel(t, pos);
+  while (y >= t->sp.size) y = feistel(t, y);
+  return y;
 }
 
 int tuner_new(const char *strategy, const space *sp, uint64_t seed, tuner **out, char *err,
@@ -97,19 +83,15 @@ int tuner_new(const char *strategy, const space *sp, uint64_t seed, tuner **out,
   tuner *t = calloc(1, sizeof *t);
   if (!t) goto oom;
   t->sp = *sp;
-  rng_seed(&t->r, seed);
   size_t nk = sp->task->nknobs;
   if (!(t->scratch = calloc(nk ? nk : 1, sizeof *t->scratch))) goto oom;
-  if (strcmp(strategy, "grid") == 0) {
-    t->kind = KIND_GRID;
-  } else if (sp->size <= RANDOM_LIST_MAX) {
-    t->kind = KIND_RANDOM_LIST;
-    if (!(t->valid = malloc((sp->size ? sp->size : 1) * sizeof *t->valid))) goto oom;
-    for (uint64_t i = 0; i < sp->size; i++)
-      if (is_valid(t, i)) t->valid[t->remaining++] = i;
-  } else {
-    t->kind = KIND_RANDOM_SAMPLE;
-  }
+  t->kind = strcmp(strategy, "grid") == 0 ? KIND_GRID : KIND_RANDOM;
+  rng r;
+  rng_seed(&r, seed);
+  for (int i = 0; i < FEISTEL_ROUNDS; i++) t->keys[i] = rng_next(&r);
+  unsigned bits = 1;
+  while (bits < 64 && ((uint64_t)1 << bits) < sp->size) bits++;
+  t->half = (bits + 1) / 2;
   *out = t;
   return 0;
 oom:
@@ -118,65 +100,21 @@ oom:
   return -ENOMEM;
 }
 
-static int next_grid(tuner *t, uint64_t *index, uint32_t budget) {
-  for (uint32_t looked = 0; !t->done && t->misses < GRID_SCAN_MAX; looked++) {
+int tuner_step(tuner *t, int64_t *values, uint64_t *index, uint32_t budget) {
+  if (!t) return -EINVAL;
+  if (budget == 0) budget = 1;
+  for (uint32_t looked = 0; !t->done; looked++) {
     if (t->cursor >= t->sp.size) break;
     if (looked == budget) return TUNER_AGAIN;
-    uint64_t i = t->cursor++;
-    if (is_valid(t, i)) {
-      t->misses = 0;
-      *index = i;
-      return 0;
-    }
-    t->misses++;
+    uint64_t pos = t->cursor++;
+    uint64_t i = t->kind == KIND_GRID ? pos : permute(t, pos);
+    if (!is_valid(t, i)) continue;
+    if (values && space_config(&t->sp, i, values) < 0) return -ERANGE;
+    if (index) *index = i;
+    return 0;
   }
   t->done = 1;
   return 1;
-}
-
-static int next_listed(tuner *t, uint64_t *index) {
-  if (t->remaining == 0) return 1;
-  /* one step of Fisher-Yates: swap the pick out of the live prefix */
-  uint64_t j = rng_below(&t->r, t->remaining);
-  uint64_t pick = t->valid[j];
-  t->valid[j] = t->valid[--t->remaining];
-  t->valid[t->remaining] = pick;
-  *index = pick;
-  return 0;
-}
-
-static int next_sampled(tuner *t, uint64_t *index, uint32_t budget) {
-  if (t->count >= RANDOM_MAX_PROPOSED || t->count >= t->sp.size) return 1;
-  for (uint32_t looked = 0; t->misses < RANDOM_ATTEMPTS; looked++) {
-    if (looked == budget) return TUNER_AGAIN;
-    uint64_t i = rng_below(&t->r, t->sp.size);
-    if (set_has(t, i) || !is_valid(t, i)) {
-      t->misses++;
-      continue;
-    }
-    int rc = set_add(t, i);
-    if (rc < 0) return rc;
-    t->misses = 0;
-    *index = i;
-    return 0;
-  }
-  return 1;
-}
-
-int tuner_step(tuner *t, int64_t *values, uint64_t *index, uint32_t budget) {
-  if (!t) return -EINVAL;
-  uint64_t i = 0;
-  int rc;
-  if (budget == 0) budget = 1;
-  switch (t->kind) {
-    case KIND_GRID: rc = next_grid(t, &i, budget); break;
-    case KIND_RANDOM_LIST: rc = next_listed(t, &i); break;
-    default: rc = next_sampled(t, &i, budget); break;
-  }
-  if (rc != 0) return rc;
-  if (values && space_config(&t->sp, i, values) < 0) return -ERANGE;
-  if (index) *index = i;
-  return 0;
 }
 
 int tuner_next(tuner *t, int64_t *values, uint64_t *index) {
@@ -193,7 +131,5 @@ void tuner_observe(tuner *t, uint64_t index, double gflops) {
 void tuner_free(tuner *t) {
   if (!t) return;
   free(t->scratch);
-  free(t->valid);
-  free(t->set);
   free(t);
 }

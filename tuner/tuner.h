@@ -1,6 +1,7 @@
 /* Search strategies: propose configs of a space, never the same one twice
- * in a session. random: uniform over valid configs; grid: valid configs in
- * index order. */
+ * in a session. random: valid configs in a uniformly shuffled order; grid:
+ * valid configs in index order. Both look at every config of the space
+ * before they say there are no more. */
 #ifndef KTUNE_TUNER_H
 #define KTUNE_TUNER_H
 

@@ -205,7 +205,7 @@ TEST(no_knobs_and_no_valid_configs) {
   }
 }
 
-/* 2^21 combinations: above the listing limit, so random samples. */
+/* 2^21 combinations. */
 static int64_t big[128];
 static task_knob big_knobs[] = {{"X", big, 128}, {"Y", big, 128}, {"Z", big, 128}};
 
@@ -248,17 +248,47 @@ TEST(large_space_samples_without_repeats) {
   ASSERT(memcmp(again, got, sizeof again) == 0);
 }
 
-TEST(large_space_gives_up) {
+/* No valid config among 2^21: both strategies look at every one, then
+ * say so, and never before. */
+TEST(large_space_without_valid_configs_ends) {
   char *c[] = {"X < 0"};
   task_spec t = big_spec(c, 1);
   space sp;
   ASSERT_EQ_INT(space_init(&sp, &t, NULL, 0), 0);
-  tuner *tu;
-  ASSERT_EQ_INT(tuner_new("random", &sp, 1, &tu, NULL, 0), 0);
-  int64_t v[3];
-  uint64_t idx;
-  ASSERT_EQ_INT(tuner_next(tu, v, &idx), 1);
-  tuner_free(tu);
+  const char *strategies[] = {"random", "grid"};
+  for (int s = 0; s < 2; s++) {
+    tuner *tu;
+    ASSERT_EQ_INT(tuner_new(strategies[s], &sp, 1, &tu, NULL, 0), 0);
+    int64_t v[3];
+    uint64_t idx;
+    uint64_t steps = 0;
+    int rc;
+    while ((rc = tuner_step(tu, v, &idx, 4096)) == TUNER_AGAIN) steps++;
+    ASSERT_EQ_INT(rc, 1);
+    ASSERT_GE_INT(steps * 4096, (long long)sp.size - 4096);
+    tuner_free(tu);
+  }
+}
+
+/* One valid config in 2^21, at a place the seed does not know: random
+ * finds it, whatever the seed. */
+TEST(random_finds_the_only_valid_config) {
+  char *c[] = {"X == 77 && Y == 3 && Z == 120"};
+  task_spec t = big_spec(c, 1);
+  space sp;
+  ASSERT_EQ_INT(space_init(&sp, &t, NULL, 0), 0);
+  for (uint64_t seed = 1; seed <= 3; seed++) {
+    tuner *tu;
+    ASSERT_EQ_INT(tuner_new("random", &sp, seed, &tu, NULL, 0), 0);
+    int64_t v[3];
+    uint64_t idx;
+    ASSERT_EQ_INT(tuner_next(tu, v, &idx), 0);
+    ASSERT_EQ_INT(v[0], 77);
+    ASSERT_EQ_INT(v[1], 3);
+    ASSERT_EQ_INT(v[2], 120);
+    ASSERT_EQ_INT(tuner_next(tu, v, &idx), 1);
+    tuner_free(tu);
+  }
 }
 
 TEST(huge_space_is_never_listed) {
@@ -292,5 +322,6 @@ TEST(huge_space_is_never_listed) {
 TEST_LIST(TEST_ENTRY(step_gives_way_and_finds_the_same_configs), TEST_ENTRY(unknown_strategy), TEST_ENTRY(random_covers_each_valid_config_once),
           TEST_ENTRY(random_same_seed_same_sequence), TEST_ENTRY(random_first_pick_is_uniform),
           TEST_ENTRY(grid_in_index_order), TEST_ENTRY(no_knobs_and_no_valid_configs),
-          TEST_ENTRY(large_space_samples_without_repeats), TEST_ENTRY(large_space_gives_up),
+          TEST_ENTRY(large_space_samples_without_repeats), TEST_ENTRY(large_space_without_valid_configs_ends),
+          TEST_ENTRY(random_finds_the_only_valid_config),
           TEST_ENTRY(huge_space_is_never_listed))
