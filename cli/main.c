@@ -1,4 +1,5 @@
 /* ktune: the command line. A table of subcommands, each in its own file. */
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -28,6 +29,9 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
+  /* A tracker that closes on us is an error message, not a silent death
+   * by SIGPIPE (exit 141). */
+  signal(SIGPIPE, SIG_IGN);
   if (argc < 2) {
     usage(stderr);
     return EXIT_USAGE;

@@ -19,6 +19,10 @@ void log_msg(int level, const char *who, const char *fmt, ...) {
   va_start(ap, fmt);
   if (n > 0 && (size_t)n < sizeof(line)) vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
   va_end(ap);
+  /* Names and errors come from the network: a control byte in them must
+   * not start a forged line or move the terminal's cursor. */
+  for (char *c = line; *c; c++)
+    if ((unsigned char)*c < 0x20 || *c == 0x7f) *c = (*c == '\n' || *c == '\r') ? '|' : '?';
   /* One write per line so that lines of several processes do not interleave. */
   fprintf(stderr, "%s\n", line);
 }

@@ -1,4 +1,6 @@
-/* Logging to stderr: "2026-11-28T01:02:03.456Z tracker info: text". */
+/* Logging to stderr: "2026-11-28T01:02:03.456Z tracker info: text". One
+ * call is one line: control bytes in the text (a newline in a peer's name
+ * or a compiler error) are replaced, so nobody can forge a log line. */
 #ifndef KTUNE_LOG_H
 #define KTUNE_LOG_H
 
