@@ -7,6 +7,7 @@
 
 #include "cli/cli.h"
 #include "common/history.h"
+#include "common/identity.h"
 #include "common/space.h"
 #include "common/task.h"
 #include "common/wire.h"
@@ -96,15 +97,94 @@ int cmd_export(int argc, char **argv) {
   return EXIT_OK;
 }
 
+/* A stored JSON text as a value: an object stays an object. */
+static json_t *json_text(const char *text) {
+  json_t *j = text ? json_loads(text, JSON_DECODE_ANY, NULL) : NULL;
+  return j ? j : json_null();
+}
+
+static json_t *json_opt_string(const char *s) { return s ? json_string(s) : json_null(); }
+
+static const char *or_dash(const char *s) { return s && *s ? s : "-"; }
+
+static int best_print_json(const task_spec *t, const char *size, const hist_best_row *b,
+                           int unchecked) {
+  json_t *o = json_object();
+  json_object_set_new(o, "task", json_string(t->name));
+  json_object_set_new(o, "size", json_text(size));
+  json_object_set_new(o, "config", json_text(b->config_json));
+  json_object_set_new(o, "mean_s", json_real(b->mean_s));
+  json_object_set_new(o, "gflops", json_real(b->gflops));
+  json_object_set_new(o, "compiler", json_opt_string(b->compiler));
+  json_object_set_new(o, "compiler_id", json_opt_string(b->compiler_id));
+  json_object_set_new(o, "key", json_opt_string(b->key));
+  json_object_set_new(o, "runner", json_opt_string(b->runner));
+  json_object_set_new(o, "builder", json_opt_string(b->builder));
+  json_object_set_new(o, "timing", json_text(b->timing_json));
+  json_object_set_new(o, "kernel", json_opt_string(b->kernel));
+  json_object_set_new(o, "checked", json_boolean(b->checked));
+  json_object_set_new(o, "unchecked_accepted", json_boolean(unchecked));
+  json_object_set_new(o, "trial", json_integer(b->id));
+  json_object_set_new(o, "session", b->session ? json_integer(b->session) : json_null());
+  char *text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+  json_decref(o);
+  if (!text) return -1;
+  int rc = puts(text) < 0 ? -1 : 0;
+  free(text);
+  return rc;
+}
+
+static void best_print_text(const task_spec *t, const char *size, const hist_best_row *b,
+                            int unchecked) {
+  printf("%s %s: %s  latency %.6g s, %.3f GFLOPS\n", t->name, size, b->config_json, b->mean_s,
+         b->gflops);
+  printf("  compiler %s", or_dash(b->compiler));
+  if (b->compiler_id) printf(" (%s)", b->compiler_id);
+  printf(", key %s, runner %s, builder %s\n", or_dash(b->key), or_dash(b->runner),
+         or_dash(b->builder));
+  printf("  trial %lld", (long long)b->id);
+  if (b->session) printf(" of session %lld", (long long)b->session);
+  printf("\n");
+  if (unchecked)
+    printf("  --unchecked: trials measured with --no-check count too; this one's outputs %s\n",
+           b->checked ? "were checked against the reference" : "were NOT checked");
+}
+
+/* Nothing of this kernel answered: say why, when the history can tell. */
+static void best_explain_none(hist *h, const task_spec *t, const char *size,
+                              const hist_best_query *q, const char *db) {
+  int64_t n = 0;
+  hist_best_query any = *q;
+  any.checked_only = 0;
+  if (q->checked_only && hist_count_ok(h, &any, &n) == 0 && n > 0) {
+    fprintf(stderr,
+            "ktune best: no checked trial of this exact kernel: %lld %s of task %s measured "
+            "with --no-check; pass --unchecked to accept them\n",
+            (long long)n, n == 1 ? "trial was" : "trials were", t->name);
+    return;
+  }
+  any.kernel = NULL;
+  if (hist_count_ok(h, &any, &n) == 0 && n > 0) {
+    fprintf(stderr,
+            "ktune best: no trial of this exact kernel: %lld %s of task %s measured from "
+            "other template or spec versions\n",
+            (long long)n, n == 1 ? "trial was" : "trials were", t->name);
+    return;
+  }
+  fprintf(stderr, "ktune best: no successful trial of %s at %s%s%s in %s\n", t->name, size,
+          q->key ? " on key " : "", q->key ? q->key : "", db);
+}
+
 int cmd_best(int argc, char **argv) {
   const char *db = "ktune.db", *key = NULL;
-  int json = 0;
+  int json = 0, unchecked = 0;
   char **defines = calloc((size_t)argc + 1, sizeof(char *));
   size_t nd = 0;
   int rc = EXIT_USAGE;
   static const struct option opts[] = {{"db", required_argument, 0, 'd'},
                                        {"key", required_argument, 0, 'k'},
                                        {"json", no_argument, 0, 'j'},
+                                       {"unchecked", no_argument, 0, 'u'},
                                        {"help", no_argument, 0, 'h'},
                                        {0, 0, 0, 0}};
   int ch;
@@ -114,9 +194,13 @@ int cmd_best(int argc, char **argv) {
     case 'd': db = optarg; break;
     case 'k': key = optarg; break;
     case 'j': json = 1; break;
+    case 'u': unchecked = 1; break;
     case 'h':
       printf("usage: ktune best TASK [-D NAME=VALUE]... [--key KEY] [--db PATH] [--json]\n"
-             "The fastest config measured for TASK at this size (default --db ./ktune.db).\n");
+             "                  [--unchecked]\n"
+             "The fastest config measured for exactly this kernel (template and spec, after\n"
+             "-D) at this size, with its outputs checked against the reference (default\n"
+             "--db ./ktune.db). --unchecked also accepts trials measured with --no-check.\n");
       rc = EXIT_OK;
       goto out;
     default: goto out;
@@ -143,33 +227,36 @@ int cmd_best(int argc, char **argv) {
       goto out;
     }
   }
-  char *size = space_consts_json(&t);
-  hist *h;
   rc = EXIT_FAIL;
-  if (hist_open_readonly(db, &h, err, sizeof(err)) < 0) {
+  /* The digest of the kernel as it would be built now, constants included:
+   * only its own trials answer for it. */
+  char kernel[IDENT_HEX];
+  char *size = space_consts_json(&t);
+  hist *h = NULL;
+  if (!size || ident_kernel(&t, kernel) < 0) {
+    fprintf(stderr, "ktune best: cannot compute the identity of %s\n", t.name);
+  } else if (hist_open_readonly(db, &h, err, sizeof(err)) < 0) {
     fprintf(stderr, "ktune best: %s\n", err);
   } else {
-    char *config = NULL, *compiler = NULL;
-    double mean = 0, gflops = 0;
-    int found = hist_best(h, t.name, size, key, &config, &mean, &gflops, &compiler);
+    hist_best_query q = {.task = t.name, .kernel = kernel, .size_json = size, .key = key,
+                         .checked_only = !unchecked};
+    hist_best_row b;
+    int found = hist_best(h, &q, &b);
     if (found == 1) {
       if (json)
-        printf("{\"task\":\"%s\",\"size\":%s,\"config\":%s,\"mean_s\":%.9g,\"gflops\":%.6g}\n",
-               t.name, size, config, mean, gflops);
-      else
-        printf("%s %s: %s  latency %.6g s, %.3f GFLOPS (%s)\n", t.name, size, config, mean,
-               gflops, compiler);
-      rc = EXIT_OK;
+        rc = best_print_json(&t, size, &b, unchecked) < 0 ? EXIT_FAIL : EXIT_OK;
+      else {
+        best_print_text(&t, size, &b, unchecked);
+        rc = EXIT_OK;
+      }
+      hist_best_row_clear(&b);
     } else if (found == 0) {
-      fprintf(stderr, "ktune best: no successful trial of %s at %s%s%s in %s\n", t.name, size,
-              key ? " on key " : "", key ? key : "", db);
+      best_explain_none(h, &t, size, &q, db);
     } else {
       fprintf(stderr, "ktune best: %s\n", hist_errmsg(h));
     }
-    free(config);
-    free(compiler);
-    hist_close(h);
   }
+  hist_close(h);
   free(size);
   task_free(&t);
 out:

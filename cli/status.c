@@ -18,11 +18,13 @@ static void print_json(const Ktune__StatusReply *r) {
     json_t *backends = json_array();
     for (size_t k = 0; k < a->n_backends; k++) json_array_append_new(backends, json_string(a->backends[k]));
     json_array_append_new(agents,
-        json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:i, s:i, s:o, s:f, s:o, s:{s:s, s:i, s:s, s:s, s:s}}",
+        json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:i, s:i, s:o, s:f, s:o, s:s, "
+                  "s:{s:s, s:i, s:s, s:s, s:s}}",
                   "role", wire_role_name(a->role), "name", a->name, "key", a->key, "host", a->host,
                   "state", a->state, "arch", a->arch, "id", (json_int_t)a->id, "trials_done",
                   (int)a->trials_done, "trials_failed", (int)a->trials_failed, "jobs", jobs,
-                  "last_heard_s", a->last_heard_s, "backends", backends, "device", "cpu",
+                  "last_heard_s", a->last_heard_s, "backends", backends, "quarantine",
+                  a->quarantine, "device", "cpu",
                   a->cpu_model, "cores", (int)a->cores, "kernel", a->kernel, "governor",
                   a->governor, "ktune", a->version));
   }
@@ -40,9 +42,10 @@ static void print_json(const Ktune__StatusReply *r) {
   for (size_t i = 0; i < r->n_sessions; i++) {
     const Ktune__SessionInfo *s = r->sessions[i];
     json_array_append_new(sessions,
-        json_pack("{s:I, s:s, s:s, s:i, s:i, s:i, s:f, s:s, s:s, s:s, s:i, s:s}", "id",
+        json_pack("{s:I, s:s, s:s, s:i, s:i, s:i, s:i, s:f, s:s, s:s, s:s, s:i, s:s}", "id",
                   (json_int_t)s->id, "key", s->key, "state", s->state, "trials", (int)s->trials,
                   "trials_done", (int)s->trials_done, "failures", (int)s->failures,
+                  "reused", (int)s->reused,
                   "best_gflops", s->best_gflops, "task", s->task, "strategy", s->strategy,
                   "owner", s->owner, "priority", (int)s->priority, "message", s->message));
   }
@@ -84,6 +87,7 @@ static void print_text(const char *addr, const Ktune__StatusReply *r) {
     if (a->role == KTUNE__ROLE__ROLE_RUNNER && a->cpu_model[0])
       printf("           %s, %u cores, kernel %s, governor %s, ktune %s\n", a->cpu_model, a->cores,
              a->kernel, a->governor[0] ? a->governor : "unknown", a->version);
+    if (a->quarantine[0]) printf("           %s\n", a->quarantine);
   }
   printf("\nkeys (%zu)\n", r->n_keys);
   if (r->n_keys)

@@ -75,8 +75,12 @@ static void print_progress(const Ktune__SessionProgress *p) {
   char lat[32];
   fmt_latency(lat, sizeof(lat), p->best_latency_s);
   int w = snprintf(NULL, 0, "%u", p->trials);
-  printf("[%*u/%u] last %8.3f GFLOPS  best %8.3f GFLOPS (%s)  failed %u  %.1f s\n", w,
-         p->trials_done, p->trials, p->last_gflops, p->best_gflops, lat, p->failures, p->wall_s);
+  char reused[32] = "";
+  /* A rerun answered from the history must not look like a measurement. */
+  if (p->reused) snprintf(reused, sizeof(reused), "  reused %u", p->reused);
+  printf("[%*u/%u] last %8.3f GFLOPS  best %8.3f GFLOPS (%s)  failed %u%s  %.1f s\n", w,
+         p->trials_done, p->trials, p->last_gflops, p->best_gflops, lat, p->failures, reused,
+         p->wall_s);
   fflush(stdout);
 }
 
@@ -101,8 +105,9 @@ int cli_follow(client *c, uint64_t id, int quiet) {
       continue;
     }
     int rc = EXIT_OK;
-    if (p->message && p->message[0]) printf("note: %s\n", p->message);
-    if (strcmp(p->state, "done") != 0) {
+    int done = strcmp(p->state, "done") == 0;
+    if (done && p->message && p->message[0]) printf("note: %s\n", p->message);
+    if (!done) {
       fprintf(stderr, "ktune: session %llu %s%s%s\n", (unsigned long long)id, p->state,
               p->message[0] ? ": " : "", p->message);
       rc = EXIT_FAIL;
@@ -115,8 +120,9 @@ int cli_follow(client *c, uint64_t id, int quiet) {
       char cfg[1024], lat[32];
       fmt_config(cfg, sizeof(cfg), p->best_config, p->n_best_config);
       fmt_latency(lat, sizeof(lat), p->best_latency_s);
-      printf("best: %s\n      latency %s, %.3f GFLOPS (session %llu, %u trials, %u failed)\n", cfg,
-             lat, p->best_gflops, (unsigned long long)id, p->trials_done, p->failures);
+      printf("best: %s\n      latency %s, %.3f GFLOPS (session %llu, %u trials, %u failed, "
+             "%u from the history)\n", cfg, lat, p->best_gflops, (unsigned long long)id,
+             p->trials_done, p->failures, p->reused);
     }
     wire_free(m);
     return rc;

@@ -37,6 +37,7 @@ struct agent {
   uint8_t nonce[AUTH_NONCE];         /* ours, for this connection */
   uint8_t tracker_nonce[AUTH_NONCE]; /* the tracker's challenge */
   int challenged;
+  uint64_t holding;
 };
 
 static void dial(agent *a);
@@ -76,6 +77,7 @@ static void send_hello(agent *a) {
   h.ktune_version = KTUNE_VERSION;
   h.archs = (char **)a->cfg.archs;
   h.n_archs = a->cfg.narchs;
+  h.holding = a->holding;
   a->challenged = 0;
   if (a->cfg.token) {
     auth_nonce(a->nonce);
@@ -162,6 +164,7 @@ static void on_message(conn *c, Ktune__Envelope *env) {
     uv_timer_start(&a->beat, on_beat, a->heartbeat_ms, a->heartbeat_ms);
     log_info(a->cfg.who, "connected to tracker %s as %s (id %llu)", a->cfg.tracker, a->cfg.name,
              (unsigned long long)env->welcome->agent_id);
+    if (a->cfg.on_welcome) a->cfg.on_welcome(a);
     return;
   case KTUNE__ENVELOPE__MSG_HEARTBEAT:
     return;
@@ -241,6 +244,8 @@ int agent_send(agent *a, const Ktune__Envelope *env) {
 }
 
 void *agent_data(agent *a) { return a->data; }
+
+void agent_set_holding(agent *a, uint64_t job_id) { a->holding = job_id; }
 
 /* libuv runs close callbacks in no promised order: the last one frees. */
 static void handle_closed(uv_handle_t *h) {

@@ -40,6 +40,8 @@ typedef struct {
   /* The agent's token (KTUNE_TOKEN or a file), or NULL. With a token the
    * agent works only for a tracker that proves it holds the same one. */
   const char *token;
+  /* Optional: called after each Welcome, once agent_send works again. */
+  void (*on_welcome)(agent *a);
 } agent_config;
 
 int agent_new(uv_loop_t *loop, const agent_config *cfg, const agent_ops *ops, void *data,
@@ -48,6 +50,9 @@ int agent_new(uv_loop_t *loop, const agent_config *cfg, const agent_ops *ops, vo
  * tracker requeues it). */
 int agent_send(agent *a, const Ktune__Envelope *env);
 void *agent_data(agent *a);
+/* Runners: the job still being measured from an earlier connection, put
+ * in every later Hello (Hello.holding); 0 for none. */
+void agent_set_holding(agent *a, uint64_t job_id);
 /* Closes the connection and every handle; the loop can then end. */
 void agent_stop(agent *a);
 /* Draining: tells the tracker to send no more work (the agent finishes

@@ -18,7 +18,11 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#define HIST_SCHEMA_VERSION 1
+#include "common/text.h"
+
+#include "common/identity.h"
+
+#define HIST_SCHEMA_VERSION 2
 #define HIST_BUSY_MS 5000
 
 enum {
@@ -29,8 +33,6 @@ enum {
   ST_SESSION_UPDATE,
   ST_TRIAL_ADD,
   ST_TRIAL_COUNT,
-  ST_BEST_KEY,
-  ST_BEST_ANY,
   ST_EXPORT,
   ST_JOB_ADD,
   ST_JOB_DELETE,
@@ -48,45 +50,43 @@ static const char *const stmt_sql[ST_COUNT] = {
   [ST_SESSION_ADD] =
     "INSERT INTO sessions(task, size, key, strategy, compiler, owner, trials, seed,"
     " state, created_ms, updated_ms, spec) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-  [ST_SESSION_UPDATE] = "UPDATE sessions SET state = ?, updated_ms = ? WHERE id = ?",
+  [ST_SESSION_UPDATE] =
+    "UPDATE sessions SET state = ?, message = ?, updated_ms = ? WHERE id = ?",
   [ST_TRIAL_ADD] =
     "INSERT INTO trials(session, task, size, config, key, compiler, status, error,"
     " costs, mean_s, gflops, flops, runner, build_s, timestamp_ms, number, repeat,"
-    " compiler_id, device, median_s, std_s, calls, clock, timing, reused)"
-    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+    " compiler_id, device, median_s, std_s, calls, clock, timing, reused,"
+    " digest, kernel, checked, builder)"
+    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
   [ST_TRIAL_COUNT] = "SELECT count(*) FROM trials WHERE session = ?",
-  /* status = 'ok' spelled literally so the partial index applies. */
-  [ST_BEST_KEY] =
-    "SELECT config, mean_s, gflops, compiler FROM trials"
-    " WHERE status = 'ok' AND task = ? AND size = ? AND key = ? AND mean_s IS NOT NULL"
-    " ORDER BY mean_s, id LIMIT 1",
-  [ST_BEST_ANY] =
-    "SELECT config, mean_s, gflops, compiler FROM trials"
-    " WHERE status = 'ok' AND task = ? AND size = ? AND mean_s IS NOT NULL"
-    " ORDER BY mean_s, id LIMIT 1",
   [ST_EXPORT] =
     "SELECT id, session, task, size, config, key, compiler, status, error, costs,"
     " mean_s, gflops, flops, runner, build_s, timestamp_ms, number, repeat,"
-    " compiler_id, device, median_s, std_s, calls, clock, timing, reused"
+    " compiler_id, device, median_s, std_s, calls, clock, timing, reused,"
+    " digest, kernel, checked, builder"
     " FROM trials ORDER BY id",
   [ST_JOB_ADD] = "INSERT INTO jobs(session, idx, config, lost) VALUES (?,?,?,0)",
   [ST_JOB_DELETE] = "DELETE FROM jobs WHERE id = ?",
   [ST_JOB_LOST] = "UPDATE jobs SET lost = ? WHERE id = ?",
-  /* The newest ok measurement of exactly this config under these conditions. */
+  /* The newest ok measurement of exactly this trial identity; status = 'ok'
+   * spelled literally so the partial index applies. */
   [ST_FIND_OK] =
     "SELECT id, costs, mean_s, runner, number, build_s, compiler_id, device, median_s,"
-    " std_s, calls, clock FROM trials"
-    " WHERE status = 'ok' AND task = ? AND size = ? AND key = ? AND config = ?"
-    " AND compiler = ? AND timing = ? AND mean_s IS NOT NULL ORDER BY id DESC LIMIT 1",
+    " std_s, calls, clock, builder FROM trials"
+    " WHERE status = 'ok' AND digest = ? AND mean_s IS NOT NULL ORDER BY id DESC LIMIT 1",
 };
 
 /* Column order of ST_EXPORT. */
 enum {
   X_ID, X_SESSION, X_TASK, X_SIZE, X_CONFIG, X_KEY, X_COMPILER, X_STATUS, X_ERROR,
   X_COSTS, X_MEAN, X_GFLOPS, X_FLOPS, X_RUNNER, X_BUILD, X_TS, X_NUMBER, X_REPEAT,
-  X_COMPILER_ID, X_DEVICE, X_MEDIAN, X_STD, X_CALLS, X_CLOCK, X_TIMING, X_REUSED
+  X_COMPILER_ID, X_DEVICE, X_MEDIAN, X_STD, X_CALLS, X_CLOCK, X_TIMING, X_REUSED,
+  X_DIGEST, X_KERNEL, X_CHECKED, X_BUILDER
 };
 
+/* Version 1, as the first ktune created it. A new file gets this and then every
+ * migration, so a new file and an upgraded one have the same columns in
+ * the same order. */
 static const char schema_sql[] =
   "CREATE TABLE sessions ("
   " id INTEGER PRIMARY KEY,"
@@ -141,6 +141,37 @@ static const char schema_sql[] =
   "CREATE INDEX trials_best ON trials(task, size, key, mean_s) WHERE status = 'ok';"
   "CREATE INDEX trials_reuse ON trials(task, size, key, config) WHERE status = 'ok';"
   "CREATE INDEX trials_session ON trials(session);";
+
+/* Version 1 to 2: a trial's identity (what was built and how it was
+ * measured) as digests, whether its outputs were checked and who built it;
+ * why a session ended. Old trials get no digest, so they never answer for
+ * a new one: nothing says which template they were built from. Reuse looks
+ * trials up by digest now, so the index by config goes. */
+static const char migrate_v2_sql[] =
+  "ALTER TABLE trials ADD COLUMN digest TEXT;"
+  "ALTER TABLE trials ADD COLUMN kernel TEXT;"
+  "ALTER TABLE trials ADD COLUMN checked INTEGER NOT NULL DEFAULT 0;"
+  "ALTER TABLE trials ADD COLUMN builder TEXT;"
+  "ALTER TABLE sessions ADD COLUMN message TEXT;"
+  "DROP INDEX IF EXISTS trials_reuse;"
+  "CREATE INDEX trials_digest ON trials(digest) WHERE status = 'ok';"
+  "CREATE INDEX trials_kernel ON trials(kernel, size, mean_s) WHERE status = 'ok';";
+
+/* migrations[v] takes a file from version v to v + 1. */
+static const char *const migrations[HIST_SCHEMA_VERSION] = {[1] = migrate_v2_sql};
+
+/* A version 1 file opened read-only cannot be upgraded; these temporary
+ * views, which shadow the tables of the same name for this connection
+ * only, show it with the version 2 columns as NULL (checked as 0). The
+ * version 1 columns are listed, not *, so a tracker upgrading the file
+ * meanwhile does not duplicate them. */
+static const char readonly_v1_sql[] =
+  "CREATE TEMP VIEW sessions AS SELECT id, task, size, key, strategy, compiler, owner,"
+  " trials, seed, state, created_ms, updated_ms, spec, NULL AS message FROM main.sessions;"
+  "CREATE TEMP VIEW trials AS SELECT id, session, task, size, config, key, compiler,"
+  " status, error, costs, mean_s, gflops, flops, runner, build_s, timestamp_ms, number,"
+  " repeat, compiler_id, device, median_s, std_s, calls, clock, timing, reused,"
+  " NULL AS digest, NULL AS kernel, 0 AS checked, NULL AS builder FROM main.trials;";
 
 struct hist {
   sqlite3 *db;
@@ -229,25 +260,12 @@ static void fmt_real(char *out, size_t n, double v) {
   snprintf(out, n, "%.*g", real_digits(v), v);
 }
 
-/* Keys sorted, compact: the same text as space_config_json, so equal
- * configs compare equal as strings whoever wrote them. */
+/* Keys sorted, compact: the same text as space_config_json and as the
+ * digests hash, so equal configs compare equal as strings whoever wrote
+ * them. */
 static char *canonical_object(hist *h, const char *what, const char *text) {
-  if (!text) {
-    fail(h, "%s is missing", what);
-    return NULL;
-  }
-  json_error_t je;
-  json_t *j = json_loads(text, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
-  if (!j) {
-    fail(h, "%s is not valid JSON (%s): %.100s", what, je.text, text);
-    return NULL;
-  }
-  char *out = NULL;
-  if (!json_is_object(j))
-    fail(h, "%s must be a JSON object, got: %.100s", what, text);
-  else if (!(out = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS)))
-    fail(h, "out of memory");
-  json_decref(j);
+  char why[200], *out;
+  if (ident_canonical_object(text, &out, why, sizeof(why)) < 0) fail(h, "%s %s", what, why);
   return out;
 }
 
@@ -317,8 +335,9 @@ static void open_errmsg(sqlite3 *db, const char *path, char *err, size_t errlen)
     errf(err, errlen, "cannot open history at %s: %s", path, m);
 }
 
+/* Versions this ktune reads: 1 (upgraded, or viewed read-only) to current. */
 static int version_ok(int64_t v, const char *path, char *err, size_t errlen) {
-  if (v == HIST_SCHEMA_VERSION) return 1;
+  if (v >= 1 && v <= HIST_SCHEMA_VERSION) return 1;
   if (v > HIST_SCHEMA_VERSION)
     errf(err, errlen,
          "history at %s has schema version %lld but this ktune knows version %d: "
@@ -330,8 +349,9 @@ static int version_ok(int64_t v, const char *path, char *err, size_t errlen) {
   return 0;
 }
 
-/* Creates the schema on a fresh file; under the write lock so that two
- * openers racing on a new file do not both create it. */
+/* Creates the schema on a fresh file and upgrades an older one, in one
+ * transaction under the write lock: two openers racing on a file do not
+ * both do it, and a failed upgrade leaves the file as it was. */
 static int ensure_schema(sqlite3 *db, const char *path, char *err, size_t errlen) {
   int rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
   if (rc != SQLITE_OK) goto dberr;
@@ -347,12 +367,17 @@ static int ensure_schema(sqlite3 *db, const char *path, char *err, size_t errlen
       return -1;
     }
     if ((rc = sqlite3_exec(db, schema_sql, NULL, NULL, NULL)) != SQLITE_OK) goto dberr_rb;
-    char sql[64];
-    snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", HIST_SCHEMA_VERSION);
-    if ((rc = sqlite3_exec(db, sql, NULL, NULL, NULL)) != SQLITE_OK) goto dberr_rb;
+    v = 1;
   } else if (!version_ok(v, path, err, errlen)) {
     sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
     return -1;
+  }
+  if (v < HIST_SCHEMA_VERSION) {
+    for (; v < HIST_SCHEMA_VERSION; v++)
+      if ((rc = sqlite3_exec(db, migrations[v], NULL, NULL, NULL)) != SQLITE_OK) goto dberr_rb;
+    char sql[64];
+    snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", HIST_SCHEMA_VERSION);
+    if ((rc = sqlite3_exec(db, sql, NULL, NULL, NULL)) != SQLITE_OK) goto dberr_rb;
   }
   if ((rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL)) != SQLITE_OK) goto dberr_rb;
   return 0;
@@ -462,6 +487,11 @@ int hist_open_readonly(const char *path, hist **out, char *err, size_t errlen) {
     sqlite3_close_v2(db);
     return -1;
   }
+  if (v == 1 && (rc = sqlite3_exec(db, readonly_v1_sql, NULL, NULL, NULL)) != SQLITE_OK) {
+    errf(err, errlen, "cannot read version 1 history at %s: %s", path, sqlite3_errmsg(db));
+    sqlite3_close_v2(db);
+    return -(rc & 0xff);
+  }
   if (!(*out = hist_new(db))) {
     errf(err, errlen, "out of memory");
     sqlite3_close_v2(db);
@@ -547,15 +577,16 @@ int hist_session_add(hist *h, const hist_session *s, int64_t *id) {
   return rc;
 }
 
-int hist_session_update(hist *h, int64_t id, const char *state) {
+int hist_session_update(hist *h, int64_t id, const char *state, const char *message) {
   h->err[0] = '\0';
   if (!state || !*state) return fail(h, "session %lld: no state given", (long long)id);
   sqlite3_stmt *st;
   int rc = stmt(h, ST_SESSION_UPDATE, &st);
   if (rc < 0) return rc;
   sqlite3_bind_text(st, 1, state, -1, SQLITE_STATIC);
-  sqlite3_bind_int64(st, 2, now_ms());
-  sqlite3_bind_int64(st, 3, id);
+  bind_opt_text(st, 2, message);
+  sqlite3_bind_int64(st, 3, now_ms());
+  sqlite3_bind_int64(st, 4, id);
   if ((rc = step_done(h, st)) < 0) return rc;
   if (sqlite3_changes(h->db) == 0) return fail(h, "no session %lld in the history", (long long)id);
   return 0;
@@ -569,6 +600,11 @@ int hist_trial_add(hist *h, const hist_trial *t, int64_t *id) {
                         : !t->status   ? "status"
                                        : NULL;
   if (missing) return fail(h, "trial has no %s", missing);
+  /* A malformed digest would never be asked for again: refuse it now. */
+  if (t->digest && *t->digest && !ident_is_digest(t->digest))
+    return fail(h, "trial digest is not 64 lowercase hex digits: %.80s", t->digest);
+  if (t->kernel && *t->kernel && !ident_is_digest(t->kernel))
+    return fail(h, "trial kernel digest is not 64 lowercase hex digits: %.80s", t->kernel);
   char *size = canonical_object(h, "trial size", t->size_json);
   char *config = size ? canonical_object(h, "trial config", t->config_json) : NULL;
   char *costs = config ? costs_json(h, t->costs, t->ncosts) : NULL;
@@ -613,6 +649,10 @@ int hist_trial_add(hist *h, const hist_trial *t, int64_t *id) {
     sqlite3_bind_int64(st, 25, t->reused);
   else
     sqlite3_bind_null(st, 25);
+  bind_opt_text(st, 26, t->digest);
+  bind_opt_text(st, 27, t->kernel);
+  sqlite3_bind_int(st, 28, t->checked != 0);
+  bind_opt_text(st, 29, t->builder);
   rc = step_done(h, st);
   if (rc == 0 && id) *id = sqlite3_last_insert_rowid(h->db);
 out:
@@ -707,34 +747,107 @@ int hist_sessions_unfinished(hist *h, hist_session_fn cb, void *ctx) {
   return query_end(h, st, cb_rc ? SQLITE_DONE : step, cb_rc);
 }
 
-int hist_session_summary(hist *h, int64_t session, uint32_t *trials, uint32_t *failures,
-                         char **best_config, double *best_mean_s) {
+static double col_real(sqlite3_stmt *st, int i) {
+  return sqlite3_column_type(st, i) == SQLITE_NULL ? NAN : sqlite3_column_double(st, i);
+}
+
+/* ---- sessions ---- */
+
+/* A session and its counts; the best trial as summary and ktune best pick
+ * it (fastest ok, oldest on ties). Subqueries use trials_session. */
+#define SESSION_ROW_SQL                                                                   \
+  "SELECT s.id, s.task, s.size, s.key, s.strategy, s.compiler, s.owner, s.state,"         \
+  " s.message, s.trials, s.created_ms, s.updated_ms,"                                     \
+  " (SELECT count(*) FROM trials t WHERE t.session = s.id),"                              \
+  " (SELECT count(*) FROM trials t WHERE t.session = s.id AND t.status <> 'ok'),"         \
+  " (SELECT count(*) FROM trials t WHERE t.session = s.id AND t.reused IS NOT NULL),"     \
+  " b.config, b.mean_s, b.gflops"                                                         \
+  " FROM sessions s LEFT JOIN trials b ON b.id = (SELECT t.id FROM trials t"              \
+  " WHERE t.session = s.id AND t.status = 'ok' AND t.mean_s > 0"                          \
+  " ORDER BY t.mean_s, t.id LIMIT 1)"
+
+void hist_session_row_clear(hist_session_row *r) {
+  char **strs[] = {&r->task,  &r->size_json, &r->key,     &r->strategy,   &r->compiler,
+                   &r->owner, &r->state,     &r->message, &r->best_config};
+  for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++) free(*strs[i]);
+  memset(r, 0, sizeof(*r));
+}
+
+static int session_row(hist *h, sqlite3_stmt *st, hist_session_row *r) {
+  memset(r, 0, sizeof(*r));
+  r->id = sqlite3_column_int64(st, 0);
+  /* A NULL copy of a column that is not NULL means out of memory. */
+  char **strs[] = {&r->task, &r->size_json, &r->key, &r->strategy, &r->compiler,
+                   &r->owner, &r->state, &r->message};
+  for (int i = 0; i < 8; i++)
+    if (!(*strs[i] = col_strdup(st, i + 1)) && sqlite3_column_type(st, i + 1) != SQLITE_NULL)
+      goto oom;
+  r->trials = (uint32_t)sqlite3_column_int64(st, 9);
+  r->created_ms = sqlite3_column_int64(st, 10);
+  r->updated_ms = sqlite3_column_int64(st, 11);
+  r->done = (uint32_t)sqlite3_column_int64(st, 12);
+  r->failures = (uint32_t)sqlite3_column_int64(st, 13);
+  r->reused = (uint32_t)sqlite3_column_int64(st, 14);
+  if (sqlite3_column_type(st, 15) != SQLITE_NULL) {
+    if (!(r->best_config = col_strdup(st, 15))) goto oom;
+    r->best_mean_s = sqlite3_column_double(st, 16);
+    r->best_gflops = sqlite3_column_double(st, 17);
+  }
+  return 0;
+oom:
+  hist_session_row_clear(r);
+  return fail(h, "out of memory");
+}
+
+int hist_session_get(hist *h, int64_t id, hist_session_row *out) {
+  memset(out, 0, sizeof(*out));
   sqlite3_stmt *st;
-  int rc = query(h, "SELECT count(*), coalesce(sum(status <> 'ok'), 0) FROM trials WHERE session = ?",
-                 &st);
+  int rc = query(h, SESSION_ROW_SQL " WHERE s.id = ?", &st);
   if (rc < 0) return rc;
-  sqlite3_bind_int64(st, 1, session);
+  sqlite3_bind_int64(st, 1, id);
   int step = sqlite3_step(st);
   if (step == SQLITE_ROW) {
-    *trials = (uint32_t)sqlite3_column_int64(st, 0);
-    *failures = (uint32_t)sqlite3_column_int64(st, 1);
-    step = SQLITE_DONE;
-  }
-  if ((rc = query_end(h, st, step, 0)) < 0) return rc;
-  *best_config = NULL;
-  *best_mean_s = 0;
-  rc = query(h, "SELECT config, mean_s FROM trials WHERE session = ? AND status = 'ok'"
-                " AND mean_s > 0 ORDER BY mean_s, id LIMIT 1", &st);
-  if (rc < 0) return rc;
-  sqlite3_bind_int64(st, 1, session);
-  step = sqlite3_step(st);
-  if (step == SQLITE_ROW) {
-    *best_config = col_strdup(st, 0);
-    *best_mean_s = sqlite3_column_double(st, 1);
-    step = SQLITE_DONE;
+    rc = session_row(h, st, out) < 0 ? -1 : 1;
+    sqlite3_finalize(st);
+    return rc;
   }
   return query_end(h, st, step, 0);
 }
+
+int hist_sessions_recent(hist *h, uint32_t limit, hist_session_row_fn cb, void *ctx) {
+  sqlite3_stmt *st;
+  int rc = query(h, SESSION_ROW_SQL " WHERE s.state NOT IN ('queued', 'running')"
+                    " ORDER BY s.updated_ms DESC, s.id DESC LIMIT ?", &st);
+  if (rc < 0) return rc;
+  sqlite3_bind_int64(st, 1, limit);
+  int step, cb_rc = 0;
+  while (!cb_rc && (step = sqlite3_step(st)) == SQLITE_ROW) {
+    hist_session_row r;
+    if (session_row(h, st, &r) < 0) {
+      sqlite3_finalize(st);
+      return -1;
+    }
+    cb_rc = cb(ctx, &r);
+    hist_session_row_clear(&r);
+  }
+  return query_end(h, st, cb_rc ? SQLITE_DONE : step, cb_rc);
+}
+
+int hist_session_summary(hist *h, int64_t session, uint32_t *trials, uint32_t *failures,
+                         char **best_config, double *best_mean_s) {
+  hist_session_row r;
+  int rc = hist_session_get(h, session, &r);
+  if (rc < 0) return rc;
+  *trials = r.done;
+  *failures = r.failures;
+  *best_config = r.best_config;
+  *best_mean_s = r.best_mean_s;
+  r.best_config = NULL;
+  hist_session_row_clear(&r);
+  return 0;
+}
+
+/* ---- reuse ---- */
 
 void hist_found_clear(hist_found *f) {
   free(f->costs);
@@ -742,26 +855,19 @@ void hist_found_clear(hist_found *f) {
   free(f->compiler_id);
   free(f->device_json);
   free(f->clock);
+  free(f->builder);
   memset(f, 0, sizeof(*f));
 }
 
-int hist_find_ok(hist *h, const char *task, const char *size_json, const char *key,
-                 const char *config_json, const char *compiler, const char *timing_json,
-                 hist_found *out) {
+int hist_find_ok(hist *h, const char *digest, hist_found *out) {
   h->err[0] = '\0';
   memset(out, 0, sizeof(*out));
-  char *size = canonical_object(h, "size", size_json);
-  char *config = size ? canonical_object(h, "config", config_json) : NULL;
-  char *timing = config ? canonical_object(h, "timing", timing_json ? timing_json : "{}") : NULL;
+  /* No identity, nothing it could repeat. */
+  if (!digest || !*digest) return 0;
   sqlite3_stmt *st = NULL;
-  int rc = timing ? stmt(h, ST_FIND_OK, &st) : -1;
-  if (rc < 0) goto out;
-  sqlite3_bind_text(st, 1, task, -1, SQLITE_STATIC);
-  sqlite3_bind_text(st, 2, size, -1, SQLITE_STATIC);
-  sqlite3_bind_text(st, 3, key, -1, SQLITE_STATIC);
-  sqlite3_bind_text(st, 4, config, -1, SQLITE_STATIC);
-  sqlite3_bind_text(st, 5, compiler, -1, SQLITE_STATIC);
-  sqlite3_bind_text(st, 6, timing, -1, SQLITE_STATIC);
+  int rc = stmt(h, ST_FIND_OK, &st);
+  if (rc < 0) return rc;
+  sqlite3_bind_text(st, 1, digest, -1, SQLITE_STATIC);
   int step = sqlite3_step(st);
   if (step == SQLITE_ROW) {
     json_error_t je;
@@ -783,15 +889,13 @@ int hist_find_ok(hist *h, const char *task, const char *size_json, const char *k
     out->std_s = sqlite3_column_double(st, 9);
     out->calls = (uint64_t)sqlite3_column_int64(st, 10);
     out->clock = col_strdup(st, 11);
+    out->builder = col_strdup(st, 12);
     rc = out->ncosts ? 1 : fail(h, "trial %lld has no costs", (long long)out->id);
+    if (rc < 0) hist_found_clear(out);
   } else {
     rc = step == SQLITE_DONE ? 0 : fail_db(h, step);
   }
   stmt_done(st);
-out:
-  free(size);
-  free(config);
-  free(timing);
   return rc;
 }
 
@@ -812,71 +916,7 @@ int hist_trial_count(hist *h, int64_t session, int64_t *n) {
   return rc;
 }
 
-
-static double col_real(sqlite3_stmt *st, int i) {
-  return sqlite3_column_type(st, i) == SQLITE_NULL ? NAN : sqlite3_column_double(st, i);
-}
-
-int hist_best(hist *h, const char *task, const char *size_json, const char *key,
-              char **config_json, double *mean_s, double *gflops, char **compiler) {
-  h->err[0] = '\0';
-  if (config_json) *config_json = NULL;
-  if (compiler) *compiler = NULL;
-  if (!task) return fail(h, "no task given");
-  char *size = canonical_object(h, "size", size_json);
-  if (!size) return -1;
-  sqlite3_stmt *st;
-  int rc = stmt(h, key ? ST_BEST_KEY : ST_BEST_ANY, &st);
-  if (rc < 0) {
-    free(size);
-    return rc;
-  }
-  sqlite3_bind_text(st, 1, task, -1, SQLITE_STATIC);
-  sqlite3_bind_text(st, 2, size, -1, SQLITE_STATIC);
-  if (key) sqlite3_bind_text(st, 3, key, -1, SQLITE_STATIC);
-  rc = sqlite3_step(st);
-  if (rc == SQLITE_ROW) {
-    char *c = config_json ? col_strdup(st, 0) : NULL;
-    char *k = compiler ? col_strdup(st, 3) : NULL;
-    if ((config_json && !c) || (compiler && !k)) {
-      free(c);
-      free(k);
-      rc = fail(h, "out of memory");
-    } else {
-      if (config_json) *config_json = c;
-      if (compiler) *compiler = k;
-      if (mean_s) *mean_s = col_real(st, 1);
-      if (gflops) *gflops = col_real(st, 2);
-      rc = 1;
-    }
-  } else if (rc == SQLITE_DONE) {
-    rc = 0;
-  } else {
-    rc = fail_db(h, rc);
-  }
-  stmt_done(st);
-  free(size);
-  return rc;
-}
-
-/* ---- export ---- */
-
-static void iso_utc_ms(int64_t ms, char *out, size_t n) {
-  int64_t s = ms / 1000, r = ms % 1000;
-  if (r < 0) {
-    r += 1000;
-    s--;
-  }
-  time_t t = (time_t)s;
-  struct tm tm;
-  if (!gmtime_r(&t, &tm)) {
-    snprintf(out, n, "%s", "");
-    return;
-  }
-  char day[48];
-  strftime(day, sizeof(day), "%Y-%m-%dT%H:%M:%S", &tm);
-  snprintf(out, n, "%s.%03dZ", day, (int)r);
-}
+/* ---- best ---- */
 
 typedef struct {
   char *s;
@@ -904,6 +944,126 @@ static void sb_put(sbuf *b, const char *p, size_t n) {
 
 static void sb_str(sbuf *b, const char *p) { sb_put(b, p, strlen(p)); }
 
+/* The trials a best query allows, as "SELECT <what> FROM trials WHERE ...
+ * <tail>", prepared and bound. Only the conditions asked for are written,
+ * so SQLite plans each with the index that fits (trials_kernel when a
+ * kernel is given, else trials_best); status = 'ok' is spelled literally so
+ * those partial indexes apply. *size and *timing hold bound text: free
+ * them after finalizing *st. */
+static int best_prepare(hist *h, const hist_best_query *q, const char *what, const char *tail,
+                        sqlite3_stmt **st, char **size, char **timing) {
+  h->err[0] = '\0';
+  *st = NULL;
+  *size = *timing = NULL;
+  if (!q || !q->task) return fail(h, "no task given");
+  if (!(*size = canonical_object(h, "size", q->size_json))) return -1;
+  if (q->timing_json && !(*timing = canonical_object(h, "timing", q->timing_json))) return -1;
+  const char *binds[5] = {q->task, *size};
+  int n = 2;
+  sbuf sql = {0};
+  sb_str(&sql, "SELECT ");
+  sb_str(&sql, what);
+  sb_str(&sql, " FROM trials WHERE status = 'ok' AND mean_s IS NOT NULL AND task = ?"
+               " AND size = ?");
+  const struct {
+    const char *col, *val;
+  } opt[] = {{"kernel", q->kernel}, {"key", q->key}, {"compiler", q->compiler},
+             {"timing", *timing}};
+  for (size_t i = 0; i < sizeof(opt) / sizeof(opt[0]); i++) {
+    if (!opt[i].val) continue;
+    sb_str(&sql, " AND ");
+    sb_str(&sql, opt[i].col);
+    sb_str(&sql, " = ?");
+    binds[n++] = opt[i].val;
+  }
+  if (q->checked_only) sb_str(&sql, " AND checked = 1");
+  sb_str(&sql, tail);
+  if (sql.oom) {
+    free(sql.s);
+    return fail(h, "out of memory");
+  }
+  int rc = query(h, sql.s, st);
+  free(sql.s);
+  if (rc < 0) return rc;
+  for (int i = 0; i < n; i++) sqlite3_bind_text(*st, i + 1, binds[i], -1, SQLITE_STATIC);
+  return 0;
+}
+
+void hist_best_row_clear(hist_best_row *r) {
+  char **strs[] = {&r->config_json, &r->compiler, &r->compiler_id, &r->key,
+                   &r->runner,      &r->builder,  &r->timing_json, &r->kernel};
+  for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++) free(*strs[i]);
+  memset(r, 0, sizeof(*r));
+}
+
+int hist_best(hist *h, const hist_best_query *q, hist_best_row *out) {
+  memset(out, 0, sizeof(*out));
+  sqlite3_stmt *st;
+  char *size, *timing;
+  int rc = best_prepare(h, q,
+                        "id, session, mean_s, gflops, checked, config, compiler, compiler_id,"
+                        " key, runner, builder, timing, kernel",
+                        " ORDER BY mean_s, id LIMIT 1", &st, &size, &timing);
+  int step = rc < 0 ? SQLITE_DONE : sqlite3_step(st);
+  if (rc == 0 && step == SQLITE_ROW) {
+    out->id = sqlite3_column_int64(st, 0);
+    out->session = sqlite3_column_int64(st, 1);
+    out->mean_s = col_real(st, 2);
+    out->gflops = col_real(st, 3);
+    out->checked = sqlite3_column_int(st, 4) != 0;
+    char **strs[] = {&out->config_json, &out->compiler, &out->compiler_id, &out->key,
+                     &out->runner,      &out->builder,  &out->timing_json, &out->kernel};
+    rc = 1;
+    for (int i = 0; i < 8; i++)
+      if (!(*strs[i] = col_strdup(st, i + 5)) && sqlite3_column_type(st, i + 5) != SQLITE_NULL)
+        rc = fail(h, "out of memory");
+    if (rc < 0) hist_best_row_clear(out);
+    step = SQLITE_DONE;
+  }
+  if (st) rc = query_end(h, st, step, rc);
+  free(size);
+  free(timing);
+  return rc;
+}
+
+int hist_count_ok(hist *h, const hist_best_query *q, int64_t *n) {
+  *n = 0;
+  sqlite3_stmt *st;
+  char *size, *timing;
+  int rc = best_prepare(h, q, "count(*)", "", &st, &size, &timing);
+  if (rc == 0) {
+    int step = sqlite3_step(st);
+    if (step == SQLITE_ROW) {
+      *n = sqlite3_column_int64(st, 0);
+      step = SQLITE_DONE;
+    }
+    rc = query_end(h, st, step, 0);
+  }
+  free(size);
+  free(timing);
+  return rc;
+}
+
+/* ---- export ---- */
+
+static void iso_utc_ms(int64_t ms, char *out, size_t n) {
+  int64_t s = ms / 1000, r = ms % 1000;
+  if (r < 0) {
+    r += 1000;
+    s--;
+  }
+  time_t t = (time_t)s;
+  struct tm tm;
+  if (!gmtime_r(&t, &tm)) {
+    snprintf(out, n, "%s", "");
+    return;
+  }
+  char day[48];
+  strftime(day, sizeof(day), "%Y-%m-%dT%H:%M:%S", &tm);
+  snprintf(out, n, "%s.%03dZ", day, (int)r);
+}
+
+
 /* RFC 4180: quote a field that holds a comma, quote or line break. */
 static void csv_field(sbuf *b, int first, const char *v) {
   if (!first) sb_put(b, ",", 1);
@@ -923,17 +1083,20 @@ static void csv_field(sbuf *b, int first, const char *v) {
 static const char csv_header[] =
   "id,session,task,size,config,key,compiler,status,error,costs_s,mean_s,gflops,flops,"
   "runner,build_s,timestamp,timestamp_ms,number,repeat,compiler_id,device,median_s,std_s,"
-  "calls,clock,timing,reused_from";
+  "calls,clock,timing,reused_from,digest,kernel,checked,builder";
 
 
 /* One CSV row: numbers as text, NULL as an empty field. */
 static int csv_row(hist *h, sqlite3_stmt *st, char **line) {
   sbuf b = {0};
   char num[48], ts[64];
-  for (int i = X_ID; i <= X_REUSED; i++) {
+  for (int i = X_ID; i <= X_BUILDER; i++) {
     const char *v = NULL;
     int type = sqlite3_column_type(st, i);
-    if (i == X_TS) {
+    if (i == X_CHECKED) {
+      /* As in jsonl, so one reader parses both. */
+      v = sqlite3_column_int(st, i) ? "true" : "false";
+    } else if (i == X_TS) {
       iso_utc_ms(sqlite3_column_int64(st, i), ts, sizeof(ts));
       csv_field(&b, 0, ts);
       v = col_text(st, i);
@@ -966,25 +1129,6 @@ static void sb_real(sbuf *b, double v) {
   if (!strpbrk(num, ".e")) sb_str(b, ".0");
 }
 
-/* Length of the valid UTF-8 sequence at p, 0 if invalid. */
-static size_t utf8_len(const unsigned char *p) {
-  unsigned c = p[0];
-  size_t n;
-  unsigned min;
-  if (c < 0x80) return 1;
-  if (c >= 0xc2 && c <= 0xdf) n = 2, min = 0x80;
-  else if (c >= 0xe0 && c <= 0xef) n = 3, min = 0x800;
-  else if (c >= 0xf0 && c <= 0xf4) n = 4, min = 0x10000;
-  else return 0;
-  unsigned cp = c & (0xff >> (n + 1));
-  for (size_t i = 1; i < n; i++) {
-    if ((p[i] & 0xc0) != 0x80) return 0;
-    cp = cp << 6 | (p[i] & 0x3f);
-  }
-  if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return 0;
-  return n;
-}
-
 /* Compiler diagnostics can carry any bytes; invalid UTF-8 becomes U+FFFD so
  * the line stays valid JSON. */
 static void sb_jstr(sbuf *b, const char *v) {
@@ -1010,7 +1154,7 @@ static void sb_jstr(sbuf *b, const char *v) {
       }
       p++;
     } else {
-      size_t n = utf8_len(p);
+      size_t n = text_utf8_len(p, 4); /* a NUL ends a sequence */
       if (n) {
         sb_put(b, (const char *)p, n);
         p += n;
@@ -1150,6 +1294,14 @@ static int jsonl_row(hist *h, sqlite3_stmt *st, char **line) {
   if ((rc = sb_col_object(h, &b, st, X_TIMING, "timing")) < 0) goto out;
   sb_key(&b, "reused_from");
   sb_col_int(&b, st, X_REUSED);
+  sb_key(&b, "digest");
+  sb_jstr(&b, col_text(st, X_DIGEST));
+  sb_key(&b, "kernel");
+  sb_jstr(&b, col_text(st, X_KERNEL));
+  sb_key(&b, "checked");
+  sb_str(&b, sqlite3_column_int(st, X_CHECKED) ? "true" : "false");
+  sb_key(&b, "builder");
+  sb_jstr(&b, col_text(st, X_BUILDER));
   sb_put(&b, "}", 1);
   if (b.oom) rc = fail(h, "out of memory");
 out:

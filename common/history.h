@@ -48,6 +48,10 @@ typedef struct {
   const char *clock;
   const char *timing_json; /* requested timing options, a JSON object */
   int64_t reused;          /* answered from this earlier trial, 0 if measured */
+  const char *digest;      /* trial identity (ident_trial); NULL: answers for nothing */
+  const char *kernel;      /* kernel identity (ident_kernel); may be NULL */
+  const char *builder;     /* name of the builder that built it; may be NULL */
+  int checked;             /* 1 when outputs were compared with the reference */
 } hist_trial;
 
 /* What hist_find_ok found (strings malloc'd; free with hist_found_clear). */
@@ -58,13 +62,50 @@ typedef struct {
   double mean_s, median_s, std_s, build_s;
   uint32_t number;
   uint64_t calls;
-  char *runner, *compiler_id, *device_json, *clock;
+  char *runner, *compiler_id, *device_json, *clock, *builder;
 } hist_found;
 
+/* A session as recorded, with counts from its trials (strings malloc'd;
+ * free with hist_session_row_clear). */
+typedef struct {
+  int64_t id;
+  char *task, *size_json, *key, *strategy, *compiler, *owner, *state;
+  char *message;           /* why it ended or what it waits for; may be NULL */
+  uint32_t trials;         /* budget requested */
+  uint32_t done;           /* trials recorded */
+  uint32_t failures;       /* of those, not ok */
+  uint32_t reused;         /* of those, answered from the history */
+  char *best_config;       /* fastest ok trial of the session; NULL when none */
+  double best_mean_s, best_gflops; /* 0 when none */
+  int64_t created_ms, updated_ms;
+} hist_session_row;
+
+/* What hist_best and hist_count_ok look for: ok, timed trials of a task at
+ * a size, optionally narrowed. */
+typedef struct {
+  const char *task;        /* required */
+  const char *kernel;      /* kernel digest; NULL = any kernel of that task name */
+  const char *size_json;   /* required; any key order */
+  const char *key, *compiler, *timing_json; /* NULL = any */
+  int checked_only;        /* 1: only trials whose outputs were checked */
+} hist_best_query;
+
+/* The winner hist_best found (strings malloc'd, NULL when the column is;
+ * free with hist_best_row_clear). */
+typedef struct {
+  int64_t id, session;     /* session 0 when none */
+  char *config_json, *compiler, *compiler_id, *key, *runner, *builder, *timing_json, *kernel;
+  double mean_s, gflops;
+  int checked;
+} hist_best_row;
+
 /* Opens (creating if needed) the history in WAL mode. sync_full selects
- * synchronous=FULL instead of NORMAL. */
+ * synchronous=FULL instead of NORMAL. A version 1 file is upgraded to
+ * version 2 in place, in one transaction. */
 int hist_open(const char *path, int sync_full, hist **out, char *err, size_t errlen);
-/* Opens an existing history read-only (for the CLI). */
+/* Opens an existing history read-only (for the CLI). A version 1 file is
+ * read as it is, its version 2 columns reading as NULL (checked as 0);
+ * hist_open upgrades it. */
 int hist_open_readonly(const char *path, hist **out, char *err, size_t errlen);
 void hist_close(hist *h);
 
@@ -73,7 +114,8 @@ int hist_begin(hist *h);
 int hist_commit(hist *h);
 
 int hist_session_add(hist *h, const hist_session *s, int64_t *id);
-int hist_session_update(hist *h, int64_t id, const char *state);
+/* Sets state and message (NULL clears it) and the update time. */
+int hist_session_update(hist *h, int64_t id, const char *state, const char *message);
 int hist_trial_add(hist *h, const hist_trial *t, int64_t *id);
 int hist_trial_count(hist *h, int64_t session, int64_t *n);
 
@@ -95,11 +137,18 @@ int hist_sessions_unfinished(hist *h, hist_session_fn cb, void *ctx);
 int hist_session_summary(hist *h, int64_t session, uint32_t *trials, uint32_t *failures,
                          char **best_config, double *best_mean_s);
 
-/* The newest ok trial of exactly this config under the same conditions.
- * Returns 1 and fills out, 0 when there is none. */
-int hist_find_ok(hist *h, const char *task, const char *size_json, const char *key,
-                 const char *config_json, const char *compiler, const char *timing_json,
-                 hist_found *out);
+/* One session with its counts. Returns 1 and fills out, 0 when there is no
+ * such session (out zeroed), negative on error. */
+int hist_session_get(hist *h, int64_t id, hist_session_row *out);
+void hist_session_row_clear(hist_session_row *r);
+/* Ended sessions (state neither queued nor running), most recently ended
+ * first, at most limit. A non-zero return of cb stops and is returned. */
+typedef int (*hist_session_row_fn)(void *ctx, const hist_session_row *r);
+int hist_sessions_recent(hist *h, uint32_t limit, hist_session_row_fn cb, void *ctx);
+
+/* The newest ok, timed trial with this trial digest (ident_trial). Returns
+ * 1 and fills out, 0 when there is none (always for a NULL digest). */
+int hist_find_ok(hist *h, const char *digest, hist_found *out);
 void hist_found_clear(hist_found *f);
 
 /* Calls cb once per trial, oldest first, with one line of the format
@@ -107,10 +156,13 @@ void hist_found_clear(hist_found *f);
 typedef int (*hist_line_fn)(void *ctx, const char *line);
 int hist_export(hist *h, const char *format, hist_line_fn cb, void *ctx, char *err, size_t errlen);
 
-/* The fastest ok trial of a task at a size on a key (key may be NULL). Returns
- * 1 and fills the out-parameters (caller frees the strings), 0 when none. */
-int hist_best(hist *h, const char *task, const char *size_json, const char *key,
-              char **config_json, double *mean_s, double *gflops, char **compiler);
+/* The fastest trial q allows (ties: the oldest). Returns 1 and fills out,
+ * 0 when none (out zeroed), negative on error. */
+int hist_best(hist *h, const hist_best_query *q, hist_best_row *out);
+void hist_best_row_clear(hist_best_row *r);
+/* How many trials q allows: with q->kernel NULL, how many trials of that
+ * task name at that size exist whatever kernel they were built from. */
+int hist_count_ok(hist *h, const hist_best_query *q, int64_t *n);
 
 const char *hist_errmsg(hist *h);
 

@@ -3,7 +3,11 @@
  * program with --measure), in its own process group, sandboxed, so a
  * kernel that crashes, hangs or misbehaves costs one trial, not the
  * runner. The agent keeps what outlives a trial: the connection and the
- * reference outputs of the tasks it has seen (runner/refcache.h). */
+ * reference outputs of the tasks it has seen (runner/refcache.h). A job
+ * under way outlives the connection too: its child goes on, the runner
+ * tells the tracker it dials again that it still holds the job
+ * (Hello.holding), and the result goes to whichever tracker is there when
+ * the child is done, or right after the next Welcome. */
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -36,6 +40,18 @@
 /* A child's error text beyond this is cut: it came from untrusted code. */
 #define MAX_ERROR_TEXT 2048
 #define MIN_MEM_LIMIT_MB 16
+/* --test-fault huge-error: an error text far above any sane limit. */
+#define FAULT_HUGE_ERROR_BYTES (12u << 20)
+
+/* --test-fault: how a runner misbehaves for ktune's own tests of the
+ * tracker. A fault answers (or ignores) every job without a child. */
+typedef enum {
+  FAULT_NONE,
+  FAULT_SILENT,     /* accept every job, never answer */
+  FAULT_FAIL,       /* RUNTIME_ERROR at once */
+  FAULT_TINY_COST,  /* ok at once, every cost 1e-30 s */
+  FAULT_HUGE_ERROR, /* RUNTIME_ERROR with 12 MB of control bytes */
+} runner_fault;
 
 typedef struct runner runner;
 
@@ -44,7 +60,6 @@ typedef struct runner runner;
 typedef struct {
   runner *r;
   uint64_t job_id;
-  uint64_t generation;
   uint32_t repeat;
   uint32_t limit_ms;
   uv_process_t proc;
@@ -58,6 +73,7 @@ typedef struct {
   int exited, drained, timed_out, handles;
   int64_t exit_status;
   int term_signal;
+  int spawn_error; /* uv_spawn's error: there was never a child */
   char *ref_key;     /* the job's reference cache key, or NULL */
   int ref_fd;        /* image given to the child, or -1 */
   int ref_blank;     /* ref_fd is ours: a blank the child fills */
@@ -68,8 +84,10 @@ struct runner {
   uv_loop_t *loop;
   agent *ag;
   const char *dump_dir;
-  uint64_t generation;
   child *busy;
+  /* The last job's result, kept while no tracker could take it. */
+  Ktune__Envelope *pending;
+  runner_fault fault;
   int stopping;
   int draining;            /* SIGTERM: finish the job under way, then leave */
   int cpu;
@@ -79,21 +97,77 @@ struct runner {
   uv_signal_t sigterm, sigint;
 };
 
+/* env carries res for job_id: what the child said (from), or, with
+ * status, a failure without costs. */
+static void result_envelope(Ktune__Envelope *env, Ktune__RunResult *res, uint64_t job_id,
+                            const char *status, const char *error, const Ktune__RunResult *from) {
+  ktune__run_result__init(res);
+  if (from) *res = *from;
+  res->job_id = job_id;
+  if (status) {
+    res->status = (char *)status;
+    res->error = (char *)(error ? error : "");
+    res->n_costs_s = 0;
+    res->clock = (char *)TIMING_CLOCK_NAME;
+  }
+  ktune__envelope__init(env);
+  env->msg_case = KTUNE__ENVELOPE__MSG_RUN_RESULT;
+  env->run_result = res;
+}
+
+/* An answer to a job just received: the tracker that sent it is there. */
 static void send_result(runner *r, uint64_t job_id, const char *status, const char *error,
                         const Ktune__RunResult *from) {
-  Ktune__RunResult res = KTUNE__RUN_RESULT__INIT;
-  if (from) res = *from;
-  res.job_id = job_id;
-  if (status) {
-    res.status = (char *)status;
-    res.error = (char *)(error ? error : "");
-    res.n_costs_s = 0;
-    res.clock = (char *)TIMING_CLOCK_NAME;
-  }
-  Ktune__Envelope env = KTUNE__ENVELOPE__INIT;
-  env.msg_case = KTUNE__ENVELOPE__MSG_RUN_RESULT;
-  env.run_result = &res;
+  Ktune__RunResult res;
+  Ktune__Envelope env;
+  result_envelope(&env, &res, job_id, status, error, from);
   agent_send(r->ag, &env);
+}
+
+/* The measured job is settled: the runner holds nothing any more. */
+static void result_settled(runner *r) {
+  wire_free(r->pending);
+  r->pending = NULL;
+  agent_set_holding(r->ag, 0);
+}
+
+/* A measured job's result: sent now, or, with no tracker to take it, kept
+ * (a copy that owns its strings) for right after the next Welcome. */
+static void report_result(runner *r, uint64_t job_id, const char *status, const char *error,
+                          const Ktune__RunResult *from) {
+  Ktune__RunResult res;
+  Ktune__Envelope env;
+  result_envelope(&env, &res, job_id, status, error, from);
+  if (agent_send(r->ag, &env) == 0) {
+    result_settled(r);
+    return;
+  }
+  uint8_t *frame;
+  size_t len;
+  wire_free(r->pending);
+  r->pending = NULL;
+  if (wire_pack(&env, &frame, &len) == 0) {
+    r->pending = wire_unpack(frame + FRAME_HEADER, len - FRAME_HEADER);
+    free(frame);
+  }
+  if (r->pending) {
+    log_info(WHO, "job %llu finished while the tracker is away: its result waits for the next "
+                  "connection", (unsigned long long)job_id);
+    return;
+  }
+  /* Out of memory: the tracker must not wait for it. */
+  log_warn(WHO, "job %llu finished while the tracker is away and its result is lost",
+           (unsigned long long)job_id);
+  result_settled(r);
+}
+
+static void on_welcome(agent *a) {
+  runner *r = agent_data(a);
+  if (r->pending && agent_send(a, r->pending) == 0) {
+    log_info(WHO, "sent the kept result of job %llu",
+             (unsigned long long)r->pending->run_result->job_id);
+    result_settled(r);
+  }
 }
 
 /* The child's result came from a process that ran untrusted code: pass on
@@ -152,26 +226,29 @@ static void child_maybe_done(child *ch) {
   runner *r = ch->r;
   char why[512];
   const char *bad = ch->result && !ch->timed_out ? result_problem(ch, ch->result) : NULL;
-  if (ch->generation == r->generation) {
-    if (ch->timed_out) {
-      snprintf(why, sizeof(why),
-               "no result within %" PRIu32 " ms; the kernel was killed with its process group",
-               ch->limit_ms);
-      send_result(r, ch->job_id, "RUN_TIMEOUT", why, NULL);
-    } else if (ch->result && bad) {
-      snprintf(why, sizeof(why), "the measuring process sent a malformed result (%s)", bad);
-      send_result(r, ch->job_id, "RUNTIME_ERROR", why, NULL);
-    } else if (ch->result) {
-      send_result(r, ch->job_id, NULL, NULL, ch->result);
-    } else if (ch->term_signal) {
-      describe_signal(ch->term_signal, why, sizeof(why));
-      send_result(r, ch->job_id, "RUNTIME_ERROR", why, NULL);
-    } else {
-      snprintf(why, sizeof(why), "measuring process exited with status %lld and no result",
-               (long long)ch->exit_status);
-      send_result(r, ch->job_id, "RUNTIME_ERROR", why, NULL);
-    }
+  const char *status = "RUNTIME_ERROR";
+  if (ch->spawn_error) {
+    /* This runner's fault, not the kernel's: the tracker gives the job to
+     * another runner. */
+    status = "RUNNER_ERROR";
+    snprintf(why, sizeof(why), "cannot start the measuring process: %s",
+             uv_strerror(ch->spawn_error));
+  } else if (ch->timed_out) {
+    status = "RUN_TIMEOUT";
+    snprintf(why, sizeof(why),
+             "no result within %" PRIu32 " ms; the kernel was killed with its process group",
+             ch->limit_ms);
+  } else if (ch->result && bad) {
+    snprintf(why, sizeof(why), "the measuring process sent a malformed result (%s)", bad);
+  } else if (ch->result) {
+    status = NULL;
+  } else if (ch->term_signal) {
+    describe_signal(ch->term_signal, why, sizeof(why));
+  } else {
+    snprintf(why, sizeof(why), "measuring process exited with status %lld and no result",
+             (long long)ch->exit_status);
   }
+  report_result(r, ch->job_id, status, why, status ? NULL : ch->result);
   /* The reference is good whatever the kernel did after it ran. */
   if (ch->ref_blank && ch->ref_fd >= 0) {
     if (refcache_adopt(&r->refs, ch->ref_key, ch->ref_fd, ch->ref_total))
@@ -268,16 +345,60 @@ static void child_reference(runner *r, child *ch, const Ktune__RunJob *job) {
   }
 }
 
+/* --test-fault: the answer to every job, at once and without a child. */
+static void fault_answer(runner *r, const Ktune__RunJob *job) {
+  switch (r->fault) {
+  case FAULT_NONE:
+  case FAULT_SILENT: return;
+  case FAULT_FAIL: send_result(r, job->job_id, "RUNTIME_ERROR", "test fault", NULL); return;
+  case FAULT_TINY_COST: {
+    Ktune__RunResult res = KTUNE__RUN_RESULT__INIT;
+    uint32_t repeat = job->repeat ? job->repeat : 1;
+    double *costs = calloc(repeat, sizeof *costs);
+    if (!costs) {
+      send_result(r, job->job_id, "RUNTIME_ERROR", "test fault: out of memory", NULL);
+      return;
+    }
+    for (uint32_t i = 0; i < repeat; i++) costs[i] = 1e-30;
+    res.status = "ok";
+    res.costs_s = costs;
+    res.n_costs_s = repeat;
+    res.number = job->number ? job->number : 1;
+    res.clock = "monotonic";
+    send_result(r, job->job_id, NULL, NULL, &res);
+    free(costs);
+    return;
+  }
+  case FAULT_HUGE_ERROR: {
+    char *text = malloc(FAULT_HUGE_ERROR_BYTES + 1);
+    if (!text) return;
+    /* 0x01..0x1f over and over: control bytes, no NUL. */
+    for (size_t i = 0; i < FAULT_HUGE_ERROR_BYTES; i++) text[i] = (char)(1 + i % 0x1f);
+    text[FAULT_HUGE_ERROR_BYTES] = '\0';
+    send_result(r, job->job_id, "RUNTIME_ERROR", text, NULL);
+    free(text);
+    return;
+  }
+  }
+}
+
 static void on_run_job(runner *r, const Ktune__RunJob *job) {
+  if (r->fault != FAULT_NONE) {
+    fault_answer(r, job);
+    return;
+  }
   if (r->busy) {
-    send_result(r, job->job_id, "RUNTIME_ERROR", "runner is busy: one measurement at a time", NULL);
+    /* Not a trial result: the tracker gives the job to someone else. */
+    char why[128];
+    snprintf(why, sizeof why, "runner is busy with job %llu: one measurement at a time",
+             (unsigned long long)r->busy->job_id);
+    send_result(r, job->job_id, "REFUSED", why, NULL);
     return;
   }
   child *ch = calloc(1, sizeof(*ch));
   if (!ch) return;
   ch->r = r;
   ch->job_id = job->job_id;
-  ch->generation = r->generation;
   ch->repeat = job->repeat ? job->repeat : 1;
   ch->limit_ms = run_limit_ms(job);
   frame_reader_init(&ch->rd, FRAME_MAX_DEFAULT);
@@ -342,11 +463,10 @@ static void on_run_job(runner *r, const Ktune__RunJob *job) {
   /* Its own session and process group: a timeout kills everything in it. */
   po.flags = UV_PROCESS_DETACHED;
   r->busy = ch;
+  agent_set_holding(r->ag, ch->job_id);
   int rc = uv_spawn(r->loop, &ch->proc, &po);
   if (rc < 0) {
-    char why[256];
-    snprintf(why, sizeof(why), "cannot start the measuring process: %s", uv_strerror(rc));
-    send_result(r, ch->job_id, "RUNTIME_ERROR", why, NULL);
+    ch->spawn_error = rc;
     ch->exited = ch->drained = 1;
     child_maybe_done(ch);
     return;
@@ -368,8 +488,9 @@ static void on_message(agent *a, Ktune__Envelope *env) {
 
 static void on_disconnect(agent *a) {
   runner *r = agent_data(a);
-  /* The tracker requeues what we held; a result now would be stale. */
-  r->generation++;
+  if (r->busy)
+    log_info(WHO, "job %llu goes on: its result goes to the tracker once it is back",
+             (unsigned long long)r->busy->job_id);
 }
 
 static const agent_ops ops = {on_message, on_disconnect};
@@ -399,6 +520,7 @@ static void on_signal(uv_signal_t *h, int sig) {
 static void usage(FILE *f) {
   fprintf(f, "usage: ktune-runner --tracker HOST:PORT --key KEY [--cpu N] [--mem-limit-mb N]\n"
              "                    [--name NAME] [--token-file PATH] [--dump-dir DIR]\n"
+             "                    [--test-fault MODE]\n"
              "\n"
              "Measures candidates on this device for a ktune tracker, one at a time.\n"
              "  --tracker HOST:PORT  the tracker to serve (or KTUNE_TRACKER)\n"
@@ -411,6 +533,8 @@ static void usage(FILE *f) {
              "  --token-file PATH    this runner's token (or KTUNE_TOKEN, KTUNE_TOKEN_FILE;\n"
              "                       docs/SECURITY.md)\n"
              "  --dump-dir DIR       write each job's raw output buffers to DIR/job-ID.out\n"
+             "  --test-fault MODE    misbehave, for ktune's own tests: silent, fail, arch=NAME,\n"
+             "                       tiny-cost or huge-error (may be given more than once)\n"
              "See docs/MEASUREMENT.md for getting stable numbers.\n");
 }
 
@@ -431,6 +555,29 @@ static uint64_t default_mem_limit_mb(void) {
   long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);
   uint64_t mb = pages > 0 && size > 0 ? (uint64_t)pages * (uint64_t)size / 2 / (1u << 20) : 0;
   return mb > 1024 ? mb : 1024;
+}
+
+/* --test-fault MODE: a fault for every job, or a false architecture. */
+static int parse_fault(const char *s, runner_fault *fault, const char **arch) {
+  static const struct {
+    const char *name;
+    runner_fault fault;
+  } modes[] = {{"silent", FAULT_SILENT},
+               {"fail", FAULT_FAIL},
+               {"tiny-cost", FAULT_TINY_COST},
+               {"huge-error", FAULT_HUGE_ERROR}};
+  if (strncmp(s, "arch=", 5) == 0 && s[5]) {
+    *arch = s + 5;
+    return 0;
+  }
+  for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++)
+    if (strcmp(s, modes[i].name) == 0) {
+      *fault = modes[i].fault;
+      return 0;
+    }
+  fprintf(stderr, "ktune-runner: --test-fault: expected silent, fail, arch=NAME, tiny-cost or "
+                  "huge-error, got \"%s\"\n", s);
+  return -1;
 }
 
 /* Claims core cpu for this runner, so that a second runner pinned there
@@ -478,11 +625,12 @@ static void report_device(const device_info *d, int cpu) {
                   "(docs/MEASUREMENT.md)", cpu < 0 ? 0 : cpu, d->governor);
 }
 
-enum { OPT_CPU = 256, OPT_MEM, OPT_REF, OPT_PARENT, OPT_TOKEN };
+enum { OPT_CPU = 256, OPT_MEM, OPT_REF, OPT_PARENT, OPT_TOKEN, OPT_FAULT };
 
 int main(int argc, char **argv) {
   const char *tracker = getenv("KTUNE_TRACKER");
-  const char *key = NULL, *dump_dir = NULL, *token_file = NULL;
+  const char *key = NULL, *dump_dir = NULL, *token_file = NULL, *fault_arch = NULL;
+  runner_fault fault = FAULT_NONE;
   int measure = 0;
   uint64_t cpu = UINT64_MAX, mem = 0, ref_fd = UINT64_MAX, parent = 0;
   char name[128];
@@ -497,6 +645,7 @@ int main(int argc, char **argv) {
                                        {"measure", no_argument, 0, 'M'},
                                        {"ref-fd", required_argument, 0, OPT_REF},
                                        {"parent-pid", required_argument, 0, OPT_PARENT},
+                                       {"test-fault", required_argument, 0, OPT_FAULT},
                                        {"help", no_argument, 0, 'h'},
                                        {0, 0, 0, 0}};
   int c;
@@ -513,6 +662,7 @@ int main(int argc, char **argv) {
       break;
     case OPT_REF: if (parse_num("--ref-fd", optarg, 3, 1 << 20, &ref_fd)) return 2; break;
     case OPT_PARENT: if (parse_num("--parent-pid", optarg, 1, INT32_MAX, &parent)) return 2; break;
+    case OPT_FAULT: if (parse_fault(optarg, &fault, &fault_arch)) return 2; break;
     case 'M': measure = 1; break;
     case 'h': usage(stdout); return 0;
     default: usage(stderr); return 2;
@@ -538,6 +688,7 @@ int main(int argc, char **argv) {
   runner r = {0};
   r.loop = uv_default_loop();
   r.dump_dir = dump_dir;
+  r.fault = fault;
   r.cpu = cpu == UINT64_MAX ? -1 : (int)cpu;
   r.mem_limit_mb = mem ? mem : default_mem_limit_mb();
   refcache_init(&r.refs);
@@ -576,9 +727,10 @@ int main(int argc, char **argv) {
   device_identity(r.cpu, &dev);
   report_device(&dev, r.cpu);
   agent_config cfg = {.who = WHO, .tracker = tracker, .role = KTUNE__ROLE__ROLE_RUNNER, .name = name,
-                      .key = key, .arch = dev.arch, .slots = 1, .cpu_model = dev.cpu_model,
-                      .cores = dev.cores, .kernel = dev.kernel, .governor = dev.governor,
-                      .token = have_token ? token : NULL};
+                      .key = key, .arch = fault_arch ? fault_arch : dev.arch, .slots = 1,
+                      .cpu_model = dev.cpu_model, .cores = dev.cores, .kernel = dev.kernel,
+                      .governor = dev.governor, .token = have_token ? token : NULL,
+                      .on_welcome = on_welcome};
   if (agent_new(r.loop, &cfg, &ops, &r, &r.ag, err, sizeof(err)) < 0) {
     fprintf(stderr, "ktune-runner: %s\n", err);
     return 2;
@@ -590,8 +742,11 @@ int main(int argc, char **argv) {
   uv_signal_start(&r.sigint, on_signal, SIGINT);
   log_info(WHO, "%s serving key %s for %s%s", name, key, tracker,
            r.cpu >= 0 ? "" : " (measurements not pinned: --cpu N pins them)");
+  if (fault != FAULT_NONE || fault_arch)
+    log_warn(WHO, "--test-fault: this runner misbehaves on purpose; it is for ktune's own tests");
   uv_run(r.loop, UV_RUN_DEFAULT);
   uv_loop_close(r.loop);
+  wire_free(r.pending);
   refcache_clear(&r.refs);
   memset(token, 0, sizeof token);
   if (claim >= 0) close(claim);

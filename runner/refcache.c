@@ -33,13 +33,17 @@ int refcache_layout(const Ktune__RunJob *job, uint64_t *offsets, uint64_t *total
 }
 
 char *refcache_key(const Ktune__RunJob *job) {
-  if (!job->check || !job->task || !job->task[0] || !job->reference || !job->reference[0])
-    return NULL;
-  size_t cap = strlen(job->task) + (job->size ? strlen(job->size) : 0) +
-               strlen(job->reference) + 64 + job->n_buffers * 48;
+  /* The tracker's digest names the reference code and its inputs, so a
+   * session whose reference differs under the same task name and size
+   * gets its own image. Without one, the name and size stand for them. */
+  int digest = job->ref_key && job->ref_key[0];
+  const char *name = digest ? job->ref_key : job->task;
+  const char *size = digest || !job->size ? "" : job->size;
+  if (!job->check || !name || !name[0] || !job->reference || !job->reference[0]) return NULL;
+  size_t cap = strlen(name) + strlen(size) + strlen(job->reference) + 64 + job->n_buffers * 48;
   char *k = malloc(cap);
   if (!k) return NULL;
-  int n = snprintf(k, cap, "%s\n%s\n%s\n%" PRIu64, job->task, job->size ? job->size : "",
+  int n = snprintf(k, cap, "%s:%s\n%s\n%s\n%" PRIu64, digest ? "digest" : "task", name, size,
                    job->reference, job->seed);
   for (size_t i = 0; i < job->n_buffers && n > 0 && (size_t)n < cap; i++) {
     const Ktune__Buffer *b = job->buffers[i];

@@ -1,5 +1,6 @@
-/* Reference outputs, computed once per runner for a task and size and kept
- * by the runner agent for every later trial.
+/* Reference outputs, computed once per runner for a reference (the
+ * tracker's RunJob.ref_key) and kept by the runner agent for every later
+ * trial.
  *
  * An image is a memfd: a header, then the reference's output buffers in
  * argument order, each at a 64-byte aligned offset. The agent hands a
@@ -30,9 +31,10 @@ typedef struct {
  * valid (unknown type, no count, too big). */
 int refcache_layout(const Ktune__RunJob *job, uint64_t *offsets, uint64_t *total);
 
-/* The key a job's reference is cached under: task, size, seed, reference
- * function and buffer layout. malloc'd; NULL when the job's reference is
- * not cacheable (no check, or no task name to key it by). */
+/* The key a job's reference is cached under: the job's ref_key (or, when
+ * the tracker sent none, its task and size), seed, reference function and
+ * buffer layout. malloc'd; NULL when the job's reference is not cacheable
+ * (no check, or nothing to key it by). */
 char *refcache_key(const Ktune__RunJob *job);
 
 typedef struct {

@@ -4,30 +4,28 @@
  * goes back one step, and after max_lost such losses it ends as
  * RUNNER_LOST. Builders run ahead of runners by a bounded amount so that a
  * runner finds an artifact waiting. Each job is a row of the history's jobs
- * table until its trial is recorded, in the same transaction. */
+ * table until its trial is recorded, in the same transaction.
+ *
+ * Only what a kernel did is recorded against it. An agent's refusal, a
+ * report its role cannot make, an implausible number or a job held past
+ * its deadline sends the job back to the queue and marks the agent
+ * (guard.c). A failure is confirmed by a second agent when another one
+ * could try, so one lying agent cannot fail a session's trials. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/identity.h"
 #include "common/log.h"
+#include "common/text.h"
 #include "common/wire.h"
 #include "tracker/tracker.h"
 
 #define WHO "tracker"
-#define MAX_COSTS 100000
-
-static const char *const trial_codes[] = {
-    "ok", "INVALID_CONFIG", "COMPILE_ERROR", "BUILD_TIMEOUT", "LOAD_ERROR", "RUNTIME_ERROR",
-    "RUN_TIMEOUT", "WRONG_ANSWER", "RUNNER_LOST", "CANCELLED",
-};
-
-/* Status strings come from the network: only known codes reach the history. */
-static const char *known_code(const char *s) {
-  for (size_t i = 0; i < sizeof(trial_codes) / sizeof(trial_codes[0]); i++)
-    if (strcmp(s, trial_codes[i]) == 0) return trial_codes[i];
-  return NULL;
-}
+/* Bytes of an agent's error text kept: compiler diagnostics fit. */
+#define MAX_ERROR_TEXT 4096
+#define DEFAULT_RUN_TIMEOUT_MS 60000
 
 job *jobs_add(tracker *t, session *s, uint64_t id, uint64_t index, const int64_t *values,
               uint32_t lost) {
@@ -64,6 +62,7 @@ static void job_free(tracker *t, job *j) {
   free(j->config_json);
   free(j->artifact);
   free(j->compiler_id);
+  free(j->held_error);
   free(j);
 }
 
@@ -92,13 +91,9 @@ static uint32_t built_ahead(tracker *t, const char *key) {
   return n;
 }
 
-/* The architecture the runners of a key report (they are identical
- * devices), or NULL when none is connected. */
-static const char *key_arch(tracker *t, const char *key) {
-  for (peer *p = t->peers; p; p = p->next)
-    if (p->state == PEER_READY && p->role == KTUNE__ROLE__ROLE_RUNNER && !strcmp(p->key, key))
-      return p->arch;
-  return NULL;
+static int runner_ready(tracker *t, const peer *p) {
+  return p->state == PEER_READY && p->role == KTUNE__ROLE__ROLE_RUNNER && p->c && !p->draining &&
+         !guard_quarantined(t, p);
 }
 
 static int refused(const peer *b, const char *compiler) {
@@ -115,6 +110,38 @@ static int can_build(const peer *b, const session *s, const char *arch) {
   for (size_t i = 0; i < b->narchs; i++)
     if (strcmp(b->archs[i], arch) == 0) return 1;
   return 0;
+}
+
+/* The architecture to build a job of s for on builder b: each runner
+ * says its own, and the one most runners of the key share among those b
+ * can make wins. A runner whose architecture nobody builds for waits
+ * alone; it never steers the others' builds. NULL when none fits. */
+static const char *build_arch(tracker *t, const peer *b, const session *s) {
+  const char *best = NULL;
+  uint32_t best_n = 0;
+  for (peer *p = t->peers; p; p = p->next) {
+    if (!runner_ready(t, p) || strcmp(p->key, s->key) != 0 || !can_build(b, s, p->arch)) continue;
+    uint32_t n = 0;
+    for (peer *q = t->peers; q; q = q->next)
+      n += runner_ready(t, q) && !strcmp(q->key, s->key) && !strcmp(q->arch, p->arch);
+    if (n > best_n) best = p->arch, best_n = n;
+  }
+  return best;
+}
+
+/* The run limit a runner applies to a job (runner/main.c), so that the
+ * tracker's deadline is never the shorter one. */
+static uint64_t run_limit_ms(tracker *t, const session *s) {
+  uint64_t ms = s->timeout_ms ? s->timeout_ms : t->opts.run_timeout_ms;
+  if (!ms) ms = DEFAULT_RUN_TIMEOUT_MS;
+  return ms + (uint64_t)s->repeat * ((uint64_t)s->cooldown_ms + s->min_repeat_ms);
+}
+
+static void lease(tracker *t, job *j, peer *p, enum job_state state, uint64_t limit_ms) {
+  j->state = state;
+  j->owner = p;
+  j->deadline = uv_now(t->loop) + limit_ms + t->opts.grace_ms;
+  p->busy++;
 }
 
 static void send_build(tracker *t, peer *b, job *j, const char *arch) {
@@ -142,9 +169,8 @@ static void send_build(tracker *t, peer *b, job *j, const char *arch) {
   env.msg_case = KTUNE__ENVELOPE__MSG_BUILD_JOB;
   env.build_job = &bj;
   if (server_send(b, &env) == 0) {
-    j->state = JOB_BUILDING;
-    j->owner = b;
-    b->busy++;
+    snprintf(j->arch, sizeof(j->arch), "%s", arch);
+    lease(t, j, b, JOB_BUILDING, t->opts.build_timeout_ms);
     s->built++;
   }
 out:
@@ -186,13 +212,17 @@ static void send_run(tracker *t, peer *r, job *j) {
   rj.flush_cache = s->flush_cache;
   rj.task = s->task.name;
   rj.size = s->size_json;
+  /* The reference's output depends on its code (in the kernel digest)
+   * and its inputs (the seed): the runner caches it under both. */
+  char ref_key[96] = "";
+  if (s->kernel[0]) snprintf(ref_key, sizeof(ref_key), "%s:%llu", s->kernel,
+                             (unsigned long long)KTUNE_INPUT_SEED);
+  rj.ref_key = ref_key;
   Ktune__Envelope env = KTUNE__ENVELOPE__INIT;
   env.msg_case = KTUNE__ENVELOPE__MSG_RUN_JOB;
   env.run_job = &rj;
   if (server_send(r, &env) == 0) {
-    j->state = JOB_RUNNING;
-    j->owner = r;
-    r->busy++;
+    lease(t, j, r, JOB_RUNNING, run_limit_ms(t, s));
     s->served++;
     session_started(t, s);
   }
@@ -214,22 +244,25 @@ static int better(const job *a, const job *b, int for_runner) {
 static job *pick_run(tracker *t, const peer *r) {
   job *best = NULL;
   for (job *j = t->jobs; j; j = j->next)
-    if (j->s && j->state == JOB_RUN_QUEUED && !strcmp(j->s->key, r->key) && better(j, best, 1))
+    if (j->s && j->state == JOB_RUN_QUEUED && !strcmp(j->s->key, r->key) &&
+        !strcmp(j->arch, r->arch) && strcmp(j->avoid, r->name) != 0 && better(j, best, 1))
       best = j;
   return best;
 }
 
-static job *pick_build(tracker *t, const peer *b) {
+static job *pick_build(tracker *t, const peer *b, const char **arch_out) {
   job *best = NULL;
   for (job *j = t->jobs; j; j = j->next) {
     if (!j->s || j->state != JOB_BUILD_QUEUED || !better(j, best, 0)) continue;
+    if (!strcmp(j->avoid, b->name)) continue;
     /* The target must be known: build only for a key that has a runner. */
-    const char *arch = key_arch(t, j->s->key);
-    if (!arch || !can_build(b, j->s, arch)) continue;
+    const char *arch = build_arch(t, b, j->s);
+    if (!arch) continue;
     uint32_t runners = registry_runners(t, j->s->key);
     uint32_t limit = runners > 1 ? 2 * runners : 2;
     if (built_ahead(t, j->s->key) >= limit) continue;
     best = j;
+    *arch_out = arch;
   }
   return best;
 }
@@ -237,13 +270,14 @@ static job *pick_build(tracker *t, const peer *b) {
 void jobs_dispatch(tracker *t) {
   if (t->stopping) return;
   for (peer *p = t->peers; p; p = p->next) {
-    if (p->state != PEER_READY || !p->c || p->draining) continue;
+    if (p->state != PEER_READY || !p->c || p->draining || guard_quarantined(t, p)) continue;
     if (p->role == KTUNE__ROLE__ROLE_RUNNER) {
       job *j;
-      while (p->busy < p->slots && (j = pick_run(t, p))) send_run(t, p, j);
+      while (p->busy < p->slots && !p->holding && (j = pick_run(t, p))) send_run(t, p, j);
     } else if (p->role == KTUNE__ROLE__ROLE_BUILDER) {
       job *j;
-      while (p->busy < p->slots && (j = pick_build(t, p))) send_build(t, p, j, key_arch(t, j->s->key));
+      const char *arch = NULL;
+      while (p->busy < p->slots && (j = pick_build(t, p, &arch))) send_build(t, p, j, arch);
     }
   }
 }
@@ -282,11 +316,17 @@ void jobs_record(tracker *t, session *s, const int64_t *values, const char *conf
   tr->repeat = s->repeat;
   tr->calls = (uint64_t)tr->number * n;
   tr->timing_json = s->timing_json;
+  tr->kernel = s->kernel[0] ? s->kernel : NULL;
+  tr->checked = s->check && s->task.reference;
+  char digest[IDENT_HEX];
+  if (s->kernel[0] && ident_trial(s->kernel, config_json, s->compiler, s->key, s->timing_json,
+                                  tr->checked, digest) == 0)
+    tr->digest = digest;
   server_db_write(t);
   if (hist_trial_add(t->db, tr, NULL) < 0)
     log_error(WHO, "history: cannot record a trial of session %llu: %s",
               (unsigned long long)s->id, hist_errmsg(t->db));
-  session_on_trial(t, s, values, tr->status, ok ? mean : 0);
+  session_on_trial(t, s, values, tr);
 }
 
 /* Records a job's trial and retires its history row in the same
@@ -295,12 +335,14 @@ static void record_job(tracker *t, job *j, const char *status, const char *error
                        const double *costs, size_t ncosts, const peer *runner, uint32_t number,
                        const char *clock) {
   hist_trial tr = {0};
+  char *clean = error && error[0] ? text_clean(error, MAX_ERROR_TEXT) : NULL;
   tr.status = status;
-  tr.error = error && error[0] ? error : NULL;
+  tr.error = clean;
   tr.costs = costs;
   tr.ncosts = ncosts;
   tr.runner = runner ? runner->name : NULL;
   tr.device_json = runner ? runner->device_json : NULL;
+  tr.builder = j->builder[0] ? j->builder : NULL;
   tr.build_s = j->build_s;
   tr.compiler_id = j->compiler_id;
   tr.number = number;
@@ -310,6 +352,7 @@ static void record_job(tracker *t, job *j, const char *status, const char *error
     log_error(WHO, "history: cannot retire job %llu: %s", (unsigned long long)j->id,
               hist_errmsg(t->db));
   jobs_record(t, j->s, j->values, j->config_json, &tr);
+  free(clean);
 }
 
 /* The job's trial is recorded (or its session is gone): free it and let
@@ -319,6 +362,11 @@ static void finish(tracker *t, job *j) {
   job_free(t, j);
   if (s) session_fill(t, s);
   jobs_dispatch(t);
+}
+
+static void record_held(tracker *t, job *j) {
+  record_job(t, j, j->held_status, j->held_error, NULL, 0, NULL, 0, NULL);
+  finish(t, j);
 }
 
 static job *leased_job(tracker *t, peer *p, uint64_t id, enum job_state want, const char *what) {
@@ -334,6 +382,17 @@ static job *leased_job(tracker *t, peer *p, uint64_t id, enum job_state want, co
   return j;
 }
 
+/* Back one step, to be done by another agent (or this one, later). */
+static void requeue(tracker *t, job *j) {
+  if (j->state == JOB_BUILDING || j->state == JOB_BUILD_QUEUED) {
+    j->state = JOB_BUILD_QUEUED;
+  } else {
+    j->state = JOB_RUN_QUEUED;
+  }
+  j->owner = NULL;
+  (void)t;
+}
+
 /* Build errors that say the builder, not the candidate, is the problem
  * (builder/cc.c and builder/backend.c word them so). */
 static int builder_cannot(const char *error) {
@@ -344,27 +403,86 @@ static int builder_cannot(const char *error) {
   return 0;
 }
 
-static int another_builder(tracker *t, const peer *except, const session *s) {
-  const char *arch = key_arch(t, s->key);
-  for (peer *b = t->peers; b; b = b->next)
-    if (b != except && b->state == PEER_READY && b->role == KTUNE__ROLE__ROLE_BUILDER && arch &&
-        can_build(b, s, arch))
+/* Another agent than the one named that could do job j. */
+static int another_agent(tracker *t, const char *except, const job *j, Ktune__Role role) {
+  for (peer *p = t->peers; p; p = p->next) {
+    if (p->state != PEER_READY || p->role != role || !p->c || p->draining ||
+        guard_quarantined(t, p) || !strcmp(p->name, except))
+      continue;
+    if (role == KTUNE__ROLE__ROLE_BUILDER && can_build(p, j->s, j->arch)) return 1;
+    if (role == KTUNE__ROLE__ROLE_RUNNER && !strcmp(p->key, j->s->key) &&
+        !strcmp(p->arch, j->arch))
       return 1;
+  }
   return 0;
+}
+
+static int agent_here(tracker *t, const char *name, Ktune__Role role) {
+  for (peer *p = t->peers; p; p = p->next)
+    if (p->state == PEER_READY && p->role == role && p->c && !strcmp(p->name, name)) return 1;
+  return 0;
+}
+
+/* A failure from p: the first one of a job goes to another agent for a
+ * second opinion when there is one, so that a lying agent cannot fail
+ * trials; the second is the kernel's. Returns 1 when it was sent back. */
+static int second_opinion(tracker *t, peer *p, job *j, const char *status, const char *error,
+                          Ktune__Role role) {
+  if (j->avoid[0] || !another_agent(t, p->name, j, role)) return 0;
+  snprintf(j->avoid, sizeof(j->avoid), "%s", p->name);
+  snprintf(j->held_status, sizeof(j->held_status), "%s", status);
+  free(j->held_error);
+  j->held_error = text_clean(error, MAX_ERROR_TEXT);
+  requeue(t, j);
+  log_debug(WHO, "job %llu: %s from %s %s; asking another", (unsigned long long)j->id, status,
+            wire_role_name(p->role), p->name);
+  return 1;
+}
+
+/* j succeeded where the agent it avoids had failed it: that agent lied
+ * or is broken. */
+static void contradicted(tracker *t, job *j, Ktune__Role role) {
+  /* A refused report was struck when it came; only a failure waits. */
+  if (j->held_status[0])
+    guard_strike(t, guard_record(t, j->avoid, role),
+                 "its %s of job %llu was contradicted by another %s", j->held_status,
+                 (unsigned long long)j->id, wire_role_name(role));
+  j->avoid[0] = 0;
+  j->held_status[0] = 0;
+  free(j->held_error);
+  j->held_error = NULL;
+}
+
+/* An answer the agent's role cannot honestly give: the job goes back,
+ * the agent is marked. */
+static void refuse_report(tracker *t, peer *p, job *j, const char *what) {
+  guard_strike(t, p->rec, "job %llu: %s; the job goes back to the queue",
+               (unsigned long long)j->id, what);
+  snprintf(j->avoid, sizeof(j->avoid), "%s", p->name);
+  requeue(t, j);
+  jobs_dispatch(t);
 }
 
 void jobs_on_build_result(tracker *t, peer *p, const Ktune__BuildResult *r) {
   job *j = leased_job(t, p, r->job_id, JOB_BUILDING, "build result");
   if (!j) return;
+  if (p->rec) p->rec->loss_streak = 0;
   if (!j->s) {
     finish(t, j);
     return;
   }
+  if (!guard_builder_status(r->status)) {
+    char what[96];
+    snprintf(what, sizeof(what), "status '%.32s' is not one a builder can report", r->status);
+    refuse_report(t, p, j, what);
+    return;
+  }
   j->build_s = isfinite(r->build_s) && r->build_s >= 0 ? r->build_s : 0;
   free(j->compiler_id);
-  j->compiler_id = r->compiler_id[0] ? strndup(r->compiler_id, 512) : NULL;
-  const char *code = known_code(r->status);
-  if (r->artifact.len > t->opts.max_artifact) {
+  j->compiler_id = r->compiler_id[0] ? text_clean(r->compiler_id, 512) : NULL;
+  snprintf(j->builder, sizeof(j->builder), "%s", p->name);
+  int ok = strcmp(r->status, "ok") == 0;
+  if (ok && r->artifact.len > t->opts.max_artifact) {
     char why[160];
     snprintf(why, sizeof(why), "the built artifact has %zu bytes; the limit is %u (--max-artifact)",
              r->artifact.len, t->opts.max_artifact);
@@ -372,7 +490,7 @@ void jobs_on_build_result(tracker *t, peer *p, const Ktune__BuildResult *r) {
     finish(t, j);
     return;
   }
-  if (code && strcmp(code, "ok") == 0 && r->artifact.len > 0) {
+  if (ok && r->artifact.len > 0) {
     j->artifact = malloc(r->artifact.len);
     if (!j->artifact) {
       j->state = JOB_BUILD_QUEUED;
@@ -381,11 +499,13 @@ void jobs_on_build_result(tracker *t, peer *p, const Ktune__BuildResult *r) {
     memcpy(j->artifact, r->artifact.data, r->artifact.len);
     j->artifact_len = r->artifact.len;
     j->state = JOB_RUN_QUEUED;
+    contradicted(t, j, KTUNE__ROLE__ROLE_BUILDER);
     jobs_dispatch(t);
     return;
   }
-  if (!code || strcmp(code, "ok") == 0) code = "COMPILE_ERROR";
-  if (builder_cannot(r->error) && another_builder(t, p, j->s)) {
+  const char *code = ok ? "COMPILE_ERROR" : r->status;
+  const char *error = r->error[0] ? r->error : "builder returned no artifact";
+  if (builder_cannot(r->error) && another_agent(t, p->name, j, KTUNE__ROLE__ROLE_BUILDER)) {
     /* Not the candidate's fault: this builder lacks the compiler or the
      * target. Another one gets the job; this one is not asked again. */
     snprintf(p->refused[p->nrefused++ % 4], sizeof(p->refused[0]), "%s", j->s->compiler);
@@ -395,8 +515,11 @@ void jobs_on_build_result(tracker *t, peer *p, const Ktune__BuildResult *r) {
     jobs_dispatch(t);
     return;
   }
-  record_job(t, j, code, r->error[0] ? r->error : "builder returned no artifact", NULL, 0, NULL,
-             0, NULL);
+  if (second_opinion(t, p, j, code, error, KTUNE__ROLE__ROLE_BUILDER)) {
+    jobs_dispatch(t);
+    return;
+  }
+  record_job(t, j, code, error, NULL, 0, NULL, 0, NULL);
   finish(t, j);
 }
 
@@ -409,56 +532,107 @@ static void send_ack(peer *p, uint64_t job_id) {
   server_send(p, &env);
 }
 
+/* A result for the job a runner brought along from an earlier connection
+ * that we could not give back to it: it is free again. */
+static int unheld_result(tracker *t, peer *p, const Ktune__RunResult *r) {
+  if (!p->holding) return 0;
+  job *j = find_job(t, r->job_id);
+  if (j && j->owner == p) return 0;
+  log_info(WHO, "runner %s finished job %llu from before; it is free again", p->name,
+           (unsigned long long)r->job_id);
+  p->holding = 0;
+  if (p->busy) p->busy--;
+  send_ack(p, r->job_id);
+  jobs_dispatch(t);
+  return 1;
+}
+
 void jobs_on_run_result(tracker *t, peer *p, const Ktune__RunResult *r) {
+  if (unheld_result(t, p, r)) return;
+  if (strcmp(r->status, "REFUSED") == 0) {
+    /* Busy with a job we do not know of (sent before our restart): not
+     * the kernel's doing. It stays busy until that one is answered. */
+    job *j = leased_job(t, p, r->job_id, JOB_RUNNING, "refusal");
+    if (!j) return;
+    requeue(t, j);
+    p->holding = UINT64_MAX;
+    p->holding_until = uv_now(t->loop) + (j->s ? run_limit_ms(t, j->s) : t->opts.run_timeout_ms) +
+                       t->opts.grace_ms;
+    p->busy++;
+    log_info(WHO, "runner %s is busy with earlier work; job %llu goes to the queue", p->name,
+             (unsigned long long)r->job_id);
+    jobs_dispatch(t);
+    return;
+  }
   job *j = leased_job(t, p, r->job_id, JOB_RUNNING, "run result");
   if (!j) return;
+  p->holding = 0;
+  if (p->rec) p->rec->loss_streak = 0;
   send_ack(p, r->job_id);
   if (!j->s) {
     finish(t, j);
     return;
   }
-  const char *code = known_code(r->status);
-  const char *error = r->error;
-  if (!code) {
-    code = "RUNTIME_ERROR";
-    error = "runner reported an unknown status";
+  char why[256];
+  if (strcmp(r->status, "RUNNER_ERROR") == 0) {
+    snprintf(why, sizeof(why), "could not measure it: %.200s", r->error);
+    refuse_report(t, p, j, why);
+    return;
   }
-  size_t n = r->n_costs_s;
-  int costs_ok = n > 0 && n <= MAX_COSTS;
-  for (size_t i = 0; costs_ok && i < n; i++)
-    costs_ok = isfinite(r->costs_s[i]) && r->costs_s[i] > 0;
-  if (strcmp(code, "ok") == 0 && !costs_ok) {
-    code = "RUNTIME_ERROR";
-    error = "runner reported no valid timings";
+  if (!guard_runner_status(r->status)) {
+    snprintf(why, sizeof(why), "status '%.32s' is not one a runner can report", r->status);
+    refuse_report(t, p, j, why);
+    return;
   }
-  int ok = strcmp(code, "ok") == 0;
-  if (ok) p->trials_done++;
-  else p->trials_failed++;
+  int ok = strcmp(r->status, "ok") == 0;
+  if (ok && guard_plausible(t, j, r, why, sizeof(why)) < 0) {
+    char what[300];
+    snprintf(what, sizeof(what), "implausible result (%s)", why);
+    refuse_report(t, p, j, what);
+    return;
+  }
+  if (!ok && second_opinion(t, p, j, r->status, r->error, KTUNE__ROLE__ROLE_RUNNER)) {
+    jobs_dispatch(t);
+    return;
+  }
+  if (ok) {
+    p->trials_done++;
+    contradicted(t, j, KTUNE__ROLE__ROLE_RUNNER);
+  } else {
+    p->trials_failed++;
+  }
   char clock[32];
   snprintf(clock, sizeof(clock), "%s", r->clock);
-  record_job(t, j, code, error, ok ? r->costs_s : NULL, ok ? n : 0, p,
+  record_job(t, j, r->status, r->error, ok ? r->costs_s : NULL, ok ? r->n_costs_s : 0, p,
              r->number ? r->number : j->s->number, clock[0] ? clock : NULL);
   finish(t, j);
 }
 
-void jobs_release(tracker *t, peer *p) {
-  /* Two passes: recording a lost job can end its session, which frees
-   * other jobs of it, so no pointer into the list survives a recording. */
-  for (job *j = t->jobs; j; j = j->next) {
-    if (j->owner != p) continue;
-    j->owner = NULL;
-    j->state = j->state == JOB_BUILDING ? JOB_BUILD_QUEUED : JOB_RUN_QUEUED;
-    /* A tracker that is stopping loses no agent: the jobs stay as they are
-     * in the history and are queued again on restart. */
-    if (t->stopping || !j->s) continue;
-    j->lost++;
-    server_db_write(t);
-    hist_job_lost(t->db, (int64_t)j->id, j->lost);
-    log_info(WHO, "job %llu lost its %s (%u of %u times); back to the queue",
-             (unsigned long long)j->id, wire_role_name(p->role), j->lost, t->opts.max_lost);
+void jobs_adopt(tracker *t, peer *p, uint64_t id) {
+  job *j = find_job(t, id);
+  if (j && j->s && (j->state != JOB_RUNNING || j->owner == NULL)) {
+    /* Still ours: the runner's result will be its trial. A builder that
+     * was given it again since no longer has it; another runner measuring
+     * it keeps it, and this result will be dropped. */
+    if (j->owner && j->owner != p && j->owner->busy) j->owner->busy--;
+    snprintf(j->arch, sizeof(j->arch), "%s", p->arch);
+    lease(t, j, p, JOB_RUNNING, run_limit_ms(t, j->s));
+    p->holding = id;
+    log_info(WHO, "runner %s still measures job %llu: waiting for its result", p->name,
+             (unsigned long long)id);
+    return;
   }
-  p->busy = 0;
-  if (t->stopping) return;
+  /* Recorded or dropped meanwhile: its result will be dropped, but the
+   * runner stays busy until it comes. */
+  p->holding = id;
+  p->holding_until = uv_now(t->loop) + t->opts.run_timeout_ms + t->opts.grace_ms;
+  p->busy++;
+}
+
+/* Jobs that lost their agent too often end as RUNNER_LOST. Recording one
+ * can end its session, which frees other jobs of it, so no pointer into
+ * the list survives a recording: start over after each. */
+static void record_lost(tracker *t) {
   for (int again = 1; again;) {
     again = 0;
     for (job *j = t->jobs; j; j = j->next) {
@@ -470,6 +644,111 @@ void jobs_release(tracker *t, peer *p) {
       again = 1;
       break;
     }
+  }
+}
+
+/* j's holder is gone or too late: back to the queue, one loss more. */
+static void lose(tracker *t, job *j, const char *holder_role) {
+  requeue(t, j);
+  if (!j->s) return;
+  j->lost++;
+  server_db_write(t);
+  hist_job_lost(t->db, (int64_t)j->id, j->lost);
+  log_info(WHO, "job %llu lost its %s (%u of %u times); back to the queue",
+           (unsigned long long)j->id, holder_role, j->lost, t->opts.max_lost);
+}
+
+void jobs_release(tracker *t, peer *p) {
+  uint32_t lost = 0;
+  for (job *j = t->jobs; j; j = j->next) {
+    if (j->owner != p) continue;
+    /* A tracker that is stopping loses no agent: the jobs stay as they are
+     * in the history and are queued again on restart. */
+    if (t->stopping) {
+      requeue(t, j);
+      continue;
+    }
+    lose(t, j, wire_role_name(p->role));
+    lost++;
+  }
+  p->busy = 0;
+  if (t->stopping) return;
+  /* A crash loses a job now and then; an agent that loses job after job
+   * without delivering one takes work only to drop it. */
+  if (lost && p->rec && ++p->rec->loss_streak >= 2)
+    guard_strike(t, p->rec, "lost %u jobs in a row with its connection, delivering none",
+                 p->rec->loss_streak);
+  record_lost(t);
+}
+
+void jobs_sweep(tracker *t) {
+  uint64_t now = uv_now(t->loop);
+  int changed = 0;
+  for (job *j = t->jobs; j; j = j->next) {
+    peer *o = j->owner;
+    if (o && now > j->deadline) {
+      /* The agent is there but silent about the job: its doing, not the
+       * kernel's (the agent enforces the job's limit itself). Another
+       * agent gets it; no loss is counted against the kernel. */
+      guard_strike(t, o->rec, "held job %llu past its deadline (%u ms after its limit)",
+                   (unsigned long long)j->id, t->opts.grace_ms);
+      if (o->busy) o->busy--;
+      if (o->holding == j->id) o->holding = 0;
+      snprintf(j->avoid, sizeof(j->avoid), "%s", o->name);
+      requeue(t, j);
+      changed = 1;
+      continue;
+    }
+    if (!o && j->s && j->state == JOB_BUILD_QUEUED && j->avoid[0] &&
+        agent_here(t, j->avoid, KTUNE__ROLE__ROLE_BUILDER) &&
+        !another_agent(t, j->avoid, j, KTUNE__ROLE__ROLE_BUILDER)) {
+      /* The builder it avoids is the only one left: a failure it held
+       * stands; anything else, it may try again. */
+      changed = 1;
+      if (j->held_status[0]) {
+        record_held(t, j);
+        break;
+      }
+      j->avoid[0] = 0;
+    }
+    /* Built for an architecture whose runners are all gone: build it
+     * again for one that is here. */
+    if (!o && j->s && j->state == JOB_RUN_QUEUED) {
+      int fits = 0, same_arch = 0, any = 0;
+      for (peer *p = t->peers; p && !fits; p = p->next) {
+        if (!runner_ready(t, p) || strcmp(p->key, j->s->key) != 0) continue;
+        any = 1;
+        same_arch |= !strcmp(p->arch, j->arch);
+        fits = !strcmp(p->arch, j->arch) && strcmp(p->name, j->avoid) != 0;
+      }
+      if (fits || !any) continue;
+      if (same_arch && j->held_status[0]) {
+        /* Nobody else can give the second opinion: the first stands. */
+        record_held(t, j);
+        changed = 1;
+        break; /* the list may have changed under us */
+      }
+      if (same_arch) {
+        j->avoid[0] = 0; /* only the agent it avoids is left: try it again */
+      } else {
+        free(j->artifact);
+        j->artifact = NULL;
+        j->artifact_len = 0;
+        j->state = JOB_BUILD_QUEUED;
+      }
+      changed = 1;
+    }
+  }
+  for (peer *p = t->peers; p; p = p->next)
+    if (p->holding && !find_job(t, p->holding) && p->holding_until && now > p->holding_until) {
+      p->holding = 0;
+      p->holding_until = 0;
+      if (p->busy) p->busy--;
+      changed = 1;
+    }
+  if (changed) {
+    record_lost(t);
+    jobs_dispatch(t);
   }
 }
 

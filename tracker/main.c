@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/addr.h"
 #include "common/log.h"
@@ -42,7 +43,11 @@ static void usage(FILE *f) {
           "  --max-space         configs in a task's space (default 1000000000000)\n"
           "  --max-constraint-bytes  text of a task's constraints (default 8192)\n"
           "  --max-lost          times a job may lose its agent before it ends as\n"
-          "                      RUNNER_LOST (default 3)\n");
+          "                      RUNNER_LOST (default 3)\n"
+          "  --grace-ms          a job held longer than its run or build limit plus this\n"
+          "                      goes back to the queue (default 10000)\n"
+          "  --max-gflops        results faster than this are refused as implausible\n"
+          "                      (default 1000000)\n");
 }
 
 /* Numeric options: name, where, smallest value. */
@@ -50,7 +55,7 @@ typedef struct {
   const char *name;
   size_t offset;
   uint64_t min;
-  int wide; /* a uint64_t field rather than uint32_t */
+  int wide; /* 1: a uint64_t field, 2: a double, 0: uint32_t */
 } num_opt;
 
 #define NUM(n, field, min) {n, offsetof(tracker_opts, field), min, 0}
@@ -62,7 +67,8 @@ static const num_opt num_opts[] = {
     NUM("max-sessions", max_sessions, 1), NUM("max-queued", max_queued, 1),
     NUM("max-knobs", max_knobs, 1), NUM("max-values", max_values, 1),
     {"max-space", offsetof(tracker_opts, max_space), 1, 1}, NUM("max-lost", max_lost, 1),
-    NUM("max-constraint-bytes", max_constraint_bytes, 1),
+    NUM("max-constraint-bytes", max_constraint_bytes, 1), NUM("grace-ms", grace_ms, 0),
+    {"max-gflops", offsetof(tracker_opts, max_gflops), 1, 2},
 };
 #define NNUM (sizeof(num_opts) / sizeof(num_opts[0]))
 
@@ -70,6 +76,16 @@ static int set_num(tracker_opts *o, const num_opt *n, const char *s) {
   char *end;
   unsigned long long v = strtoull(s, &end, 10);
   uint64_t max = n->wide ? UINT64_MAX : UINT32_MAX;
+  if (n->wide == 2) {
+    double d = strtod(s, &end);
+    if (!*s || *end || !(d >= (double)n->min) || d > 1e18) {
+      fprintf(stderr, "ktune-tracker: --%s needs a number of at least %llu, not '%s'\n", n->name,
+              (unsigned long long)n->min, s);
+      return -1;
+    }
+    *(double *)((char *)o + n->offset) = d;
+    return 0;
+  }
   if (!*s || *end || *s == '-' || v < n->min || v > max) {
     fprintf(stderr, "ktune-tracker: --%s needs a whole number of at least %llu, not '%s'\n",
             n->name, (unsigned long long)n->min, s);
@@ -100,6 +116,8 @@ static void defaults(tracker_opts *o) {
   o->max_values = 4096;
   o->max_space = 1000000000000ull;
   o->max_constraint_bytes = 8192;
+  o->grace_ms = 10000;
+  o->max_gflops = 1e6;
 }
 
 int main(int argc, char **argv) {
@@ -170,10 +188,16 @@ int main(int argc, char **argv) {
   if (!t.tokens.n && t.opts.insecure)
     log_warn(WHO, "--insecure: no authentication; anyone who reaches %s can run code on every "
              "runner", t.opts.listen);
+  t.lock_fd = -1;
+  if (dblock_take(&t, err, sizeof(err)) < 0) {
+    fprintf(stderr, "ktune-tracker: %s\n", err);
+    return 1;
+  }
   if (hist_open(t.opts.db_path, t.opts.sync_full, &t.db, err, sizeof(err)) < 0) {
     fprintf(stderr, "ktune-tracker: %s\n", err);
     return 1;
   }
+  dblock_check(&t, err, sizeof(err));
   t.loop = uv_default_loop();
   t.started_ms = uv_now(t.loop);
   if (session_resume_all(&t) < 0) {
@@ -192,9 +216,11 @@ int main(int argc, char **argv) {
   uv_run(t.loop, UV_RUN_DEFAULT);
   jobs_free_all(&t);
   session_free_all(&t);
+  guard_free_all(&t);
   hist_close(t.db);
+  close(t.lock_fd);
   auth_tokens_free(&t.tokens);
   uv_loop_close(t.loop);
   log_info(WHO, "stopped");
-  return 0;
+  return t.fatal ? 1 : 0;
 }

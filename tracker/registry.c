@@ -69,6 +69,34 @@ static Ktune__KeyInfo *key_info(Ktune__StatusReply *out, const char *key) {
   return k;
 }
 
+/* Ended sessions shown from the history besides those still in memory:
+ * enough to find the last few, few enough that status stays small on a
+ * tracker that has run thousands. */
+#define RECENT_SESSIONS 10
+
+static int add_recent(void *ctx, const hist_session_row *r) {
+  Ktune__StatusReply *out = ctx;
+  for (size_t i = 0; i < out->n_sessions; i++)
+    if (out->sessions[i]->id == (uint64_t)r->id) return 0;
+  Ktune__SessionInfo *si = calloc(1, sizeof(*si));
+  if (!si) return 0;
+  ktune__session_info__init(si);
+  si->id = (uint64_t)r->id;
+  si->key = strdup(r->key ? r->key : "");
+  si->state = strdup(r->state ? r->state : "");
+  si->trials = r->trials;
+  si->trials_done = r->done;
+  si->best_gflops = r->best_gflops;
+  si->task = strdup(r->task ? r->task : "");
+  si->strategy = strdup(r->strategy ? r->strategy : "");
+  si->owner = strdup(r->owner ? r->owner : "");
+  si->message = strdup(r->message ? r->message : "");
+  si->failures = r->failures;
+  si->reused = r->reused;
+  out->sessions[out->n_sessions++] = si;
+  return 0;
+}
+
 void registry_status(tracker *t, Ktune__StatusReply *out) {
   ktune__status_reply__init(out);
   out->uptime_s = (double)(uv_now(t->loop) - t->started_ms) / 1e3;
@@ -76,6 +104,7 @@ void registry_status(tracker *t, Ktune__StatusReply *out) {
   for (peer *p = t->peers; p; p = p->next)
     na += p->state == PEER_READY && p->role != KTUNE__ROLE__ROLE_CLIENT;
   for (session *s = t->sessions; s; s = s->next) ns++;
+  ns += RECENT_SESSIONS;
   out->agents = calloc(na ? na : 1, sizeof(*out->agents));
   out->sessions = calloc(ns ? ns : 1, sizeof(*out->sessions));
   if (!out->agents || !out->sessions) return;
@@ -91,6 +120,12 @@ void registry_status(tracker *t, Ktune__StatusReply *out) {
     a->arch = p->arch;
     a->id = p->id;
     a->state = p->draining ? "draining" : p->busy ? "busy" : "idle";
+    if (guard_quarantined(t, p)) {
+      a->state = "quarantined";
+      char q[256];
+      guard_describe(t, p, q, sizeof(q));
+      a->quarantine = strdup(q);
+    }
     a->trials_done = p->trials_done;
     a->trials_failed = p->trials_failed;
     a->last_heard_s = p->c ? (double)(uv_now(t->loop) - p->c->last_rx_ms) / 1e3 : 0;
@@ -127,31 +162,39 @@ void registry_status(tracker *t, Ktune__StatusReply *out) {
     if (!si) break;
     ktune__session_info__init(si);
     si->id = s->id;
-    si->key = s->key;
-    si->state = (char *)s->state;
+    si->key = strdup(s->key);
+    si->state = strdup(s->state);
     si->trials = s->trials;
     si->trials_done = s->done;
     si->best_gflops = s->best_gflops;
-    si->task = s->task.name;
-    si->strategy = s->strategy;
-    si->owner = s->owner;
+    si->task = strdup(s->task.name);
+    si->strategy = strdup(s->strategy);
+    si->owner = strdup(s->owner);
     si->priority = s->priority;
-    si->message = s->message;
+    si->message = strdup(s->message);
     si->failures = s->failures;
+    si->reused = s->reused;
     out->sessions[out->n_sessions++] = si;
   }
+  hist_sessions_recent(t->db, RECENT_SESSIONS, add_recent, out);
 }
 
 void registry_status_free(Ktune__StatusReply *r) {
-  /* The strings belong to peers and sessions; only the shells are ours. */
+  /* The agents' strings belong to peers; the sessions' are copies. */
   for (size_t i = 0; i < r->n_agents; i++) {
     free(r->agents[i]->jobs);
     free(r->agents[i]->backends);
+    if (r->agents[i]->quarantine != protobuf_c_empty_string) free(r->agents[i]->quarantine);
     free(r->agents[i]);
   }
   for (size_t i = 0; i < r->n_keys; i++) free(r->keys[i]);
   free(r->keys);
-  for (size_t i = 0; i < r->n_sessions; i++) free(r->sessions[i]);
+  for (size_t i = 0; i < r->n_sessions; i++) {
+    Ktune__SessionInfo *si = r->sessions[i];
+    free(si->key), free(si->state), free(si->task), free(si->strategy), free(si->owner);
+    free(si->message);
+    free(si);
+  }
   free(r->agents);
   free(r->sessions);
 }

@@ -48,6 +48,7 @@ static void on_submit(tracker *t, peer *p, Ktune__Envelope *env) {
 
 static void on_watch(tracker *t, peer *p, Ktune__Envelope *env) {
   session *s = session_find(t, env->watch->session_id);
+  if (!s && session_progress_from_history(t, env->watch->session_id, p) == 0) return;
   if (!s) {
     conn_send_error(p->c, "NO_SESSION", "no session %llu on this tracker (see `ktune status`)",
                     (unsigned long long)env->watch->session_id);
@@ -112,6 +113,15 @@ static void on_export(tracker *t, peer *p, Ktune__Envelope *env) {
 
 static void on_cancel(tracker *t, peer *p, Ktune__Envelope *env) {
   session *s = session_find(t, env->cancel->session_id);
+  hist_session_row row;
+  if (!s && env->cancel->session_id <= INT64_MAX &&
+      hist_session_get(t->db, (int64_t)env->cancel->session_id, &row) == 1) {
+    /* Only ended sessions leave memory. */
+    conn_send_error(p->c, "SESSION_ENDED", "session %llu had already ended: %s",
+                    (unsigned long long)env->cancel->session_id, row.state ? row.state : "?");
+    hist_session_row_clear(&row);
+    return;
+  }
   if (!s) {
     conn_send_error(p->c, "NO_SESSION", "no session %llu on this tracker (see `ktune status`)",
                     (unsigned long long)env->cancel->session_id);
@@ -193,6 +203,8 @@ static void welcome(tracker *t, peer *p, const auth_entry *e) {
   if (p->role != KTUNE__ROLE__ROLE_CLIENT)
     log_info(WHO, "%s %s joined from %s%s%s", wire_role_name(p->role), p->name, p->c->peer,
              p->key[0] ? " with key " : "", p->key);
+  if (p->role != KTUNE__ROLE__ROLE_CLIENT) p->rec = guard_record(t, p->name, p->role);
+  if (p->holding) jobs_adopt(t, p, p->holding);
   jobs_dispatch(t);
 }
 
@@ -254,7 +266,10 @@ static void on_hello(tracker *t, peer *p, const Ktune__Hello *h) {
   copy_field(p->governor, sizeof(p->governor), h->governor);
   copy_field(p->version, sizeof(p->version), h->ktune_version);
   p->cores = h->cores;
-  if (h->role == KTUNE__ROLE__ROLE_RUNNER) p->device_json = registry_device_json(p);
+  if (h->role == KTUNE__ROLE__ROLE_RUNNER) {
+    p->device_json = registry_device_json(p);
+    p->holding = h->holding;
+  }
   /* A runner owns its device: one measurement at a time, whatever it asks. */
   p->slots = h->role == KTUNE__ROLE__ROLE_RUNNER ? 1 : (h->slots ? h->slots : 1);
   if (p->slots > 64) p->slots = 64;
@@ -451,7 +466,17 @@ static void on_sweep(uv_timer_t *h) {
     }
     if (p->state == PEER_READY) server_send(p, &env);
   }
+  char why[300];
+  if (dblock_check(t, why, sizeof(why)) < 0) {
+    /* Writing on would record results nobody will ever read. */
+    log_error(WHO, "%s: stopping; restart the tracker on a history that stays in place", why);
+    t->fatal = 1;
+    server_stop(t);
+    return;
+  }
+  jobs_sweep(t);
   session_sweep(t);
+  session_evict(t);
 }
 
 static void on_signal(uv_signal_t *h, int sig) {
@@ -467,6 +492,7 @@ static int write_port_file(tracker *t, char *err, size_t errlen) {
   uv_tcp_getsockname(&t->listener, (struct sockaddr *)&ss, &len);
   addr_format(&ss, buf, sizeof(buf));
   log_info(WHO, "listening on %s, history %s", buf, t->opts.db_path);
+  dblock_note_address(t, buf);
   if (!t->opts.port_file) return 0;
   char tmp[4096];
   snprintf(tmp, sizeof(tmp), "%s.tmp", t->opts.port_file);

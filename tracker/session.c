@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/identity.h"
 #include "common/log.h"
 #include "common/rng.h"
 #include "common/wire.h"
@@ -22,6 +23,23 @@
 #define FILL_BUDGET 2048
 /* Bytes of kernel buffers a session may ask a runner for. */
 #define MAX_BUFFER_BYTES (4ull << 30)
+/* Ended sessions kept in memory for `ktune status`; older ones are served
+ * from the history. */
+#define KEEP_ENDED 8
+#define KEEP_ENDED_MS 60000
+
+/* Trial statuses, for the per-status counts of a session. */
+static const char *const codes[] = {
+    "ok", "INVALID_CONFIG", "COMPILE_ERROR", "BUILD_TIMEOUT", "LOAD_ERROR", "RUNTIME_ERROR",
+    "RUN_TIMEOUT", "WRONG_ANSWER", "RUNNER_LOST", "CANCELLED",
+};
+#define NCODES (sizeof(codes) / sizeof(codes[0]))
+
+static size_t code_index(const char *status) {
+  for (size_t i = 0; i < NCODES; i++)
+    if (strcmp(status, codes[i]) == 0) return i;
+  return 0;
+}
 
 session *session_find(tracker *t, uint64_t id) {
   for (session *s = t->sessions; s; s = s->next)
@@ -39,6 +57,7 @@ static void session_free(session *s) {
   free(s->timing_json);
   free(s->counts);
   free(s->best_values);
+  for (size_t i = 0; i < NCODES; i++) free(s->first_error[i]);
   free(s);
 }
 
@@ -101,6 +120,10 @@ static int prepare(session *s, const Ktune__SubmitSession *req, char *err, size_
     return -1;
   }
   if (task_from_proto(req->task, &s->task, err, errlen) < 0) return -1;
+  if (ident_kernel(&s->task, s->kernel) < 0) {
+    snprintf(err, errlen, "cannot compute the kernel's identity digest");
+    return -1;
+  }
   if (space_init(&s->sp, &s->task, err, errlen) < 0) return -1;
   s->seed = req->seed;
   if (tuner_new(req->strategy[0] ? req->strategy : "random", &s->sp, req->seed, &s->tu, err,
@@ -370,7 +393,7 @@ static int resume_one(void *ctx, int64_t id, const void *spec, size_t len, const
               req ? err : "its stored form does not decode");
     if (req) ktune__submit_session__free_unpacked(req, NULL);
     if (s) session_free(s);
-    hist_session_update(t->db, id, "failed");
+    hist_session_update(t->db, id, "failed", NULL);
     return 0;
   }
   ktune__submit_session__free_unpacked(req, NULL);
@@ -378,15 +401,18 @@ static int resume_one(void *ctx, int64_t id, const void *spec, size_t len, const
   snprintf(s->owner, sizeof(s->owner), "%s", owner ? owner : "");
   s->state = "running";
   s->started_ms = uv_now(t->loop);
-  char *best = NULL;
-  double best_mean = 0;
-  hist_session_summary(t->db, id, &s->done, &s->failures, &best, &best_mean);
-  if (best && best_mean > 0) {
-    values_from_json(s, best);
-    s->best_latency = best_mean;
-    s->best_gflops = (double)s->flops / best_mean / 1e9;
+  hist_session_row row;
+  if (hist_session_get(t->db, id, &row) == 1) {
+    s->done = row.done;
+    s->failures = row.failures;
+    s->reused = row.reused;
+    if (row.best_config && row.best_mean_s > 0) {
+      values_from_json(s, row.best_config);
+      s->best_latency = row.best_mean_s;
+      s->best_gflops = (double)s->flops / row.best_mean_s / 1e9;
+    }
+    hist_session_row_clear(&row);
   }
-  free(best);
   /* Random and grid are deterministic in their seed: replaying as many
    * proposals as were made puts the tuner where it was. */
   int64_t vals[64];
@@ -409,18 +435,108 @@ int session_resume_all(tracker *t) {
   return hist_sessions_unfinished(t->db, resume_one, t);
 }
 
+/* "COMPILE_ERROR 24: kernel.c:7: error: ..., RUNTIME_ERROR 2: ..." */
+static void failure_summary(const session *s, char *out, size_t len) {
+  size_t off = 0;
+  out[0] = 0;
+  for (size_t i = 1; i < NCODES && off < len; i++) {
+    if (!s->fail_count[i]) continue;
+    char first[160] = "";
+    if (s->first_error[i]) {
+      /* The first line says what went wrong; the rest is context. */
+      snprintf(first, sizeof(first), ": %.*s", (int)strcspn(s->first_error[i], "\n"),
+               s->first_error[i]);
+    }
+    off += (size_t)snprintf(out + off, len - off, "%s%s %u%s", off ? "; " : "", codes[i],
+                            s->fail_count[i], first);
+  }
+}
+
 void session_end(tracker *t, session *s, const char *state, const char *why) {
+  char summary[512];
+  failure_summary(s, summary, sizeof(summary));
+  if (!strcmp(state, "done") && s->done > 0 && s->failures == s->done) {
+    /* Nothing measured: there is no best, and the reason is what failed. */
+    state = "failed";
+    snprintf(s->message, sizeof(s->message), "every trial failed: %s", summary);
+  } else if (why) {
+    snprintf(s->message, sizeof(s->message), "%s", why);
+  } else if (summary[0]) {
+    snprintf(s->message, sizeof(s->message), "%u of %u trials failed: %s", s->failures, s->done,
+             summary);
+  }
   s->state = state;
-  if (why) snprintf(s->message, sizeof(s->message), "%s", why);
+  s->ended_ms = uv_now(t->loop);
   server_db_write(t);
-  if (hist_session_update(t->db, (int64_t)s->id, state) < 0)
+  if (hist_session_update(t->db, (int64_t)s->id, state, s->message[0] ? s->message : NULL) < 0)
     log_error(WHO, "history: cannot update session %llu: %s", (unsigned long long)s->id,
               hist_errmsg(t->db));
   jobs_drop_session(t, s);
-  log_info(WHO, "session %llu %s: %u trials, %u failed, best %.3f GFLOPS%s%s",
-           (unsigned long long)s->id, state, s->done, s->failures, s->best_gflops,
-           why ? ": " : "", why ? why : "");
+  log_info(WHO, "session %llu %s: %u trials (%u from the history), %u failed, best %.3f GFLOPS%s%s",
+           (unsigned long long)s->id, state, s->done, s->reused, s->failures, s->best_gflops,
+           s->message[0] ? ": " : "", s->message);
   session_notify(t, s);
+}
+
+void session_evict(tracker *t) {
+  uint64_t now = uv_now(t->loop);
+  uint32_t kept = 0;
+  /* Newest first: the list is pushed at the head. */
+  for (session **pp = &t->sessions; *pp;) {
+    session *s = *pp;
+    if (!s->ended_ms) {
+      pp = &s->next;
+      continue;
+    }
+    if (++kept <= KEEP_ENDED && now - s->ended_ms < KEEP_ENDED_MS) {
+      pp = &s->next;
+      continue;
+    }
+    *pp = s->next;
+    session_free(s);
+  }
+}
+
+int session_progress_from_history(tracker *t, uint64_t id, peer *to) {
+  hist_session_row row;
+  if (id > INT64_MAX || hist_session_get(t->db, (int64_t)id, &row) != 1) return -1;
+  Ktune__SessionProgress pr = KTUNE__SESSION_PROGRESS__INIT;
+  pr.session_id = id;
+  pr.state = row.state ? row.state : "failed";
+  pr.trials = row.trials;
+  pr.trials_done = row.done;
+  pr.failures = row.failures;
+  pr.reused = row.reused;
+  pr.best_gflops = row.best_gflops;
+  pr.best_latency_s = row.best_mean_s;
+  pr.wall_s = (double)(row.updated_ms - row.created_ms) / 1e3;
+  pr.message = row.message ? row.message : "";
+  json_error_t je;
+  json_t *cfg = row.best_config ? json_loads(row.best_config, 0, &je) : NULL;
+  size_t nk = json_is_object(cfg) ? json_object_size(cfg) : 0;
+  Ktune__Param *ps = calloc(nk ? nk : 1, sizeof(*ps));
+  Ktune__Param **pp = calloc(nk ? nk : 1, sizeof(*pp));
+  if (ps && pp && nk && row.best_mean_s > 0) {
+    const char *name;
+    json_t *v;
+    json_object_foreach(cfg, name, v) {
+      ktune__param__init(&ps[pr.n_best_config]);
+      ps[pr.n_best_config].name = (char *)name;
+      ps[pr.n_best_config].value = json_integer_value(v);
+      pp[pr.n_best_config] = &ps[pr.n_best_config];
+      pr.n_best_config++;
+    }
+    pr.best_config = pp;
+  }
+  Ktune__Envelope env = KTUNE__ENVELOPE__INIT;
+  env.msg_case = KTUNE__ENVELOPE__MSG_PROGRESS;
+  env.progress = &pr;
+  server_send(to, &env);
+  free(ps);
+  free(pp);
+  json_decref(cfg);
+  hist_session_row_clear(&row);
+  return 0;
 }
 
 /* The history measured this config under the same conditions: the trial
@@ -428,16 +544,19 @@ void session_end(tracker *t, session *s, const char *state, const char *why) {
 static int answer_from_history(tracker *t, session *s, const int64_t *values) {
   if (s->remeasure) return 0;
   char *config = space_config_json(&s->sp, values);
+  char digest[IDENT_HEX];
   hist_found f;
-  int found = config ? hist_find_ok(t->db, s->task.name, s->size_json, s->key, config,
-                                    s->compiler, s->timing_json, &f)
-                     : 0;
+  int found = config && ident_trial(s->kernel, config, s->compiler, s->key, s->timing_json,
+                                    s->check && s->task.reference, digest) == 0
+                  ? hist_find_ok(t->db, digest, &f)
+                  : 0;
   if (found == 1) {
     hist_trial tr = {0};
     tr.status = "ok";
     tr.costs = f.costs;
     tr.ncosts = f.ncosts;
     tr.runner = f.runner;
+    tr.builder = f.builder;
     tr.device_json = f.device_json;
     tr.compiler_id = f.compiler_id;
     tr.number = f.number;
@@ -454,7 +573,7 @@ void session_started(tracker *t, session *s) {
   if (strcmp(s->state, "queued") != 0) return;
   s->state = "running";
   server_db_write(t);
-  hist_session_update(t->db, (int64_t)s->id, "running");
+  hist_session_update(t->db, (int64_t)s->id, "running", NULL);
 }
 
 void session_fill(tracker *t, session *s) {
@@ -497,17 +616,20 @@ void session_fill(tracker *t, session *s) {
   if (out == 0 && (s->done >= s->trials || s->exhausted)) session_end(t, s, "done", NULL);
 }
 
-void session_on_trial(tracker *t, session *s, const int64_t *values, const char *status,
-                      double mean_s) {
+void session_on_trial(tracker *t, session *s, const int64_t *values, const hist_trial *tr) {
   s->done++;
-  if (strcmp(status, "ok") != 0) {
+  if (tr->reused > 0) s->reused++;
+  size_t code = code_index(tr->status);
+  if (code != 0) {
     s->failures++;
-  } else if (mean_s > 0) {
-    double g = (double)s->flops / mean_s / 1e9;
+    s->fail_count[code]++;
+    if (!s->first_error[code] && tr->error) s->first_error[code] = strdup(tr->error);
+  } else if (tr->mean_s > 0) {
+    double g = (double)s->flops / tr->mean_s / 1e9;
     if (g > s->batch_best) s->batch_best = g;
     if (g > s->best_gflops) {
       s->best_gflops = g;
-      s->best_latency = mean_s;
+      s->best_latency = tr->mean_s;
       memcpy(s->best_values, values, s->task.nknobs * sizeof(int64_t));
     }
   }
@@ -543,6 +665,7 @@ static void session_progress(tracker *t, session *s, Ktune__SessionProgress *out
   out->trials = s->trials;
   out->trials_done = s->done;
   out->failures = s->failures;
+  out->reused = s->reused;
   out->last_gflops = s->batch_best;
   out->best_gflops = s->best_gflops;
   out->best_latency_s = s->best_latency;

@@ -4,6 +4,8 @@
  *   registry.c connected peers (builders, runners, clients)
  *   jobs.c     the job queue: build, run, leases, results into the history
  *   session.c  tuning sessions: the tuner's candidates, progress, the end
+ *   guard.c    what an agent may report, and agents that misbehave
+ *   dblock.c   one tracker per history file
  * One thread, one libuv loop; nothing here blocks on the network. */
 #ifndef KTUNE_TRACKER_H
 #define KTUNE_TRACKER_H
@@ -22,6 +24,7 @@ typedef struct session session;
 typedef struct session_pending session_pending;
 typedef struct job job;
 typedef struct peer peer;
+typedef struct agent_record agent_record;
 
 typedef struct {
   const char *listen;
@@ -47,6 +50,8 @@ typedef struct {
   uint64_t max_space;      /* configs in a task's space */
   uint32_t max_artifact;   /* bytes of a built shared object */
   uint32_t max_constraint_bytes; /* text of a task's constraints */
+  uint32_t grace_ms;       /* a leased job's deadline: its limit plus this */
+  double max_gflops;       /* results faster than this are refused as implausible */
 } tracker_opts;
 
 typedef struct tracker {
@@ -61,6 +66,7 @@ typedef struct tracker {
   auth_tokens tokens;      /* empty: no authentication (loopback only) */
   int txn_open;
   int stopping;
+  int fatal;               /* stopped for a reason that makes the exit status 1 */
   uint64_t started_ms;
   uint64_t next_peer_id;
   peer *peers;
@@ -68,6 +74,11 @@ typedef struct tracker {
   job *jobs_tail;
   session *sessions;
   session_pending *pending; /* submissions being checked on the thread pool */
+  agent_record *records;   /* what each agent name has done wrong, by name */
+  uint32_t nrecords;
+  int db_dev_ino_known;    /* the history file's identity, to notice it replaced */
+  uint64_t db_dev, db_ino;
+  int lock_fd;             /* holds the history's lock file (dblock.c) */
 } tracker;
 
 /* --- registry.c --- */
@@ -102,6 +113,10 @@ struct peer {
   uint32_t trials_done;
   uint32_t trials_failed;
   int draining;            /* said goodbye: finishing what it holds */
+  uint64_t holding;        /* runners: a job it measures that we do not lease
+                              (from before a reconnect or a restart), 0: none */
+  uint64_t holding_until;  /* uv_now after which that is given up on */
+  agent_record *rec;       /* its record by name (guard.c) */
   uint64_t watching;       /* clients: session id followed, 0 for none */
   uint8_t peer_nonce[AUTH_NONCE], tracker_nonce[AUTH_NONCE];
   int is_admin;
@@ -135,6 +150,12 @@ struct job {
   size_t artifact_len;
   double build_s;
   char *compiler_id;
+  char arch[32];           /* what it is built for: only runners of it run it */
+  char builder[64];        /* who built it */
+  char avoid[64];          /* an agent whose failure awaits a second opinion */
+  char held_status[24];    /* that failure, recorded if no other agent can try */
+  char *held_error;
+  uint64_t deadline;       /* uv_now by which its holder must answer */
   uint32_t lost;           /* times its agent went away */
   job *next, *prev;
 };
@@ -152,6 +173,12 @@ void jobs_on_build_result(tracker *t, peer *p, const Ktune__BuildResult *r);
 void jobs_on_run_result(tracker *t, peer *p, const Ktune__RunResult *r);
 /* A peer is gone: its leases go back to the queue. */
 void jobs_release(tracker *t, peer *p);
+/* Jobs held past their deadline go back to the queue, their holders are
+ * marked (guard.c), and run artifacts no runner can take are rebuilt. */
+void jobs_sweep(tracker *t);
+/* A runner says in Hello that it still measures job id: lease it the job
+ * if we have it, else keep it busy until it answers. */
+void jobs_adopt(tracker *t, peer *p, uint64_t id);
 /* Drops every job of a session (ended or cancelled). */
 void jobs_drop_session(tracker *t, session *s);
 uint32_t jobs_outstanding(tracker *t, const session *s);
@@ -167,7 +194,10 @@ struct session {
   uint64_t seed;
   int64_t flops;
   uint64_t *counts;        /* element count of each arg */
-  uint32_t trials, proposed, done, failures, batch;
+  uint32_t trials, proposed, done, failures, reused, batch;
+  char kernel[65];         /* identity digest of the kernel (common/identity.h) */
+  uint32_t fail_count[16]; /* per trial status code */
+  char *first_error[16];   /* the first message of each */
   uint32_t number, repeat;
   uint32_t min_repeat_ms, cooldown_ms, timeout_ms;
   int flush_cache;
@@ -184,6 +214,7 @@ struct session {
   int refill;              /* its search ran out of budget: go on next turn */
   const char *state;       /* queued, running, done, failed, cancelled */
   double best_gflops, best_latency, batch_best;
+  uint64_t ended_ms;       /* uv_now when it ended, 0 while it runs */
   int64_t *best_values;
   uint64_t started_ms;
   session *next;
@@ -210,8 +241,13 @@ int session_submit(tracker *t, peer *p, const Ktune__SubmitSession *req, char *e
                    size_t errlen);
 session *session_find(tracker *t, uint64_t id);
 /* One trial of a session has ended (any status). */
-void session_on_trial(tracker *t, session *s, const int64_t *values, const char *status,
-                      double mean_s);
+void session_on_trial(tracker *t, session *s, const int64_t *values, const hist_trial *tr);
+/* Forgets ended sessions beyond the few kept for `ktune status`; the
+ * history still answers for them. */
+void session_evict(tracker *t);
+/* Progress of a session that is no longer in memory, from the history;
+ * 0 when found, -1 when there is no such session. */
+int session_progress_from_history(tracker *t, uint64_t id, peer *to);
 /* Asks the tuner for more candidates while the session has room. */
 void session_fill(tracker *t, session *s);
 /* Sends the session's progress to one client, or (to NULL) to all that
@@ -227,6 +263,51 @@ void session_started(tracker *t, session *s);
 /* Marks sessions whose key has no runner as waiting; fails those past
  * their --wait-timeout. */
 void session_sweep(tracker *t);
+
+/* --- guard.c --- */
+/* What an agent name has done wrong. A strike: a job held past its
+ * deadline, lost with its connection, answered with something the agent
+ * cannot honestly say, or a failure that another agent's success
+ * contradicts. Three within a minute quarantine it: it is fed nothing for
+ * a time that doubles with each quarantine. */
+struct agent_record {
+  char name[64];
+  int role;
+  uint32_t strikes;
+  uint64_t window_ms;      /* when the strikes being counted began */
+  uint32_t quarantines;
+  uint64_t until_ms;       /* quarantined until this uv_now */
+  uint32_t loss_streak;    /* jobs lost with its connection, none delivered since */
+  char reason[200];
+  agent_record *next;
+};
+
+agent_record *guard_record(tracker *t, const char *name, int role);
+void guard_strike(tracker *t, agent_record *r, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* 1 when the peer may not be fed work now. */
+int guard_quarantined(tracker *t, const peer *p);
+/* "quarantined for 12 s: ..." or "" (for status). */
+void guard_describe(tracker *t, const peer *p, char *out, size_t len);
+/* Trial statuses each role may report. */
+int guard_runner_status(const char *status);
+int guard_builder_status(const char *status);
+/* Checks an ok run result against what the job asked for and what a
+ * clock can measure; -1 with the reason when it cannot be true. */
+int guard_plausible(tracker *t, const job *j, const Ktune__RunResult *r, char *why, size_t len);
+void guard_free_all(tracker *t);
+
+/* --- dblock.c --- */
+/* Takes the history's lock file (PATH.lock) for this tracker, writing its
+ * pid and listen address; -1 with the holder named in err when another
+ * tracker has it. */
+int dblock_take(tracker *t, char *err, size_t errlen);
+/* Says where this tracker listens, once it knows. */
+void dblock_note_address(tracker *t, const char *addr);
+/* 0 while the history file is the one opened (the first call, right
+ * after opening, learns which that is); -1 with why when it was deleted
+ * or replaced. */
+int dblock_check(tracker *t, char *why, size_t len);
 
 /* --- server.c --- */
 /* Calls session_fill again on a later loop turn for sessions marked refill. */

@@ -51,6 +51,15 @@ pid_t farm_runner(farm *f, const char *name, const char *key, const char *dump_d
   return proc_start(argv, f->log);
 }
 
+pid_t farm_runner_args(farm *f, const char *name, const char *key, char *const extra[]) {
+  char *argv[32] = {(char *)proc_bin("runner/ktune-runner"), "--tracker", f->addr, "--key",
+                    (char *)key, "--name", (char *)name};
+  int n = 7;
+  for (int i = 0; extra && extra[i] && n < 31; i++) argv[n++] = extra[i];
+  argv[n] = NULL;
+  return proc_start(argv, f->log);
+}
+
 pid_t farm_builder(farm *f, const char *name) {
   char *argv[] = {(char *)proc_bin("builder/ktune-builder"), "--tracker", f->addr, "--name",
                   (char *)name, NULL};

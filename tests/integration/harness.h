@@ -23,6 +23,9 @@ typedef struct {
 void farm_start(farm *f, char *const extra[]);
 void farm_restart_tracker(farm *f, char *const extra[]);
 pid_t farm_runner(farm *f, const char *name, const char *key, const char *dump_dir);
+/* A runner with more options after the usual ones (a NULL-ended list),
+ * e.g. a hidden --test-fault MODE. */
+pid_t farm_runner_args(farm *f, const char *name, const char *key, char *const extra[]);
 pid_t farm_builder(farm *f, const char *name);
 /* SIGTERM to the tracker; fails the test unless it exits 0. */
 void farm_stop_tracker(farm *f);

@@ -95,6 +95,33 @@ static void bench_print_log(const bench *b) {
   if (f) fclose(f);
 }
 
+/* Takes the runner's next connection: its Hello goes to b->hello (the
+ * last one's is freed), and it is welcomed. */
+static void bench_accept(bench *b) {
+  struct pollfd p = {b->lfd, POLLIN, 0};
+  if (poll(&p, 1, 10000) != 1) {
+    bench_print_log(b);
+    TEST_FAIL("the runner never dialled");
+  }
+  b->fd = accept4(b->lfd, NULL, NULL, SOCK_CLOEXEC);
+  ASSERT(b->fd >= 0);
+  p.fd = b->fd;
+  ASSERT_EQ_INT(poll(&p, 1, 10000), 1);
+  wire_free(b->hello);
+  b->hello = wire_read_fd(b->fd, FRAME_MAX_DEFAULT);
+  ASSERT_NOT_NULL(b->hello);
+  ASSERT_EQ_INT(b->hello->msg_case, KTUNE__ENVELOPE__MSG_HELLO);
+  Ktune__Welcome w = KTUNE__WELCOME__INIT;
+  w.version = WIRE_PROTOCOL_VERSION;
+  w.agent_id = 1;
+  w.heartbeat_ms = 1000;
+  w.timeout_ms = 600000; /* this tracker does not beat; the runner must not give up on it */
+  Ktune__Envelope env = KTUNE__ENVELOPE__INIT;
+  env.msg_case = KTUNE__ENVELOPE__MSG_WELCOME;
+  env.welcome = &w;
+  ASSERT_EQ_INT(wire_write_fd(b->fd, &env), 0);
+}
+
 /* Listens on 127.0.0.1, starts ktune-runner against it (extra options
  * after the usual ones) and completes its handshake. */
 static void bench_start(bench *b, char *const extra[]) {
@@ -119,27 +146,7 @@ static void bench_start(bench *b, char *const extra[]) {
   for (int i = 0; extra && extra[i] && n < 31; i++) argv[n++] = extra[i];
   argv[n] = NULL;
   b->runner = start_runner(argv, b->log);
-  struct pollfd p = {b->lfd, POLLIN, 0};
-  if (poll(&p, 1, 10000) != 1) {
-    bench_print_log(b);
-    TEST_FAIL("the runner never dialled");
-  }
-  b->fd = accept4(b->lfd, NULL, NULL, SOCK_CLOEXEC);
-  ASSERT(b->fd >= 0);
-  p.fd = b->fd;
-  ASSERT_EQ_INT(poll(&p, 1, 10000), 1);
-  b->hello = wire_read_fd(b->fd, FRAME_MAX_DEFAULT);
-  ASSERT_NOT_NULL(b->hello);
-  ASSERT_EQ_INT(b->hello->msg_case, KTUNE__ENVELOPE__MSG_HELLO);
-  Ktune__Welcome w = KTUNE__WELCOME__INIT;
-  w.version = WIRE_PROTOCOL_VERSION;
-  w.agent_id = 1;
-  w.heartbeat_ms = 1000;
-  w.timeout_ms = 600000; /* this tracker does not beat; the runner must not give up on it */
-  Ktune__Envelope env = KTUNE__ENVELOPE__INIT;
-  env.msg_case = KTUNE__ENVELOPE__MSG_WELCOME;
-  env.welcome = &w;
-  ASSERT_EQ_INT(wire_write_fd(b->fd, &env), 0);
+  bench_accept(b);
 }
 
 /* The runner's children: what is left of its measuring processes. */
@@ -182,6 +189,14 @@ static int running(pid_t pid) {
   return rp && rp[1] == ' ' && rp[2] != 'Z' && rp[2] != 'X';
 }
 
+/* The runner's measuring child, once it has started. */
+static pid_t bench_child(const bench *b) {
+  pid_t kid = 0;
+  for (int i = 0; i < 500 && children_of(b->runner, &kid, 1) == 0; i++) proc_sleep_ms(10);
+  ASSERT(kid > 0);
+  return kid;
+}
+
 static void bench_stop(bench *b) {
   int st = proc_stop(b->runner, SIGTERM, 10000);
   if (!(WIFEXITED(st) && WEXITSTATUS(st) == 0)) {
@@ -193,14 +208,29 @@ static void bench_stop(bench *b) {
   wire_free(b->hello);
 }
 
-/* Sends job and waits for its result (heartbeats skipped). The caller
- * frees the envelope. */
-static Ktune__Envelope *bench_trial(bench *b, Ktune__RunJob *job, int wait_ms) {
+/* 1 when the runner's log so far holds needle. */
+static int bench_log_contains(const bench *b, const char *needle) {
+  static char text[1 << 16];
+  FILE *f = fopen(b->log, "r");
+  ASSERT_NOT_NULL(f);
+  size_t n = fread(text, 1, sizeof text - 1, f);
+  fclose(f);
+  text[n] = '\0';
+  return strstr(text, needle) != NULL;
+}
+
+/* Sends job under the next job id. */
+static void bench_send(bench *b, Ktune__RunJob *job) {
   job->job_id = b->next_id++;
   Ktune__Envelope env = KTUNE__ENVELOPE__INIT;
   env.msg_case = KTUNE__ENVELOPE__MSG_RUN_JOB;
   env.run_job = job;
   ASSERT_EQ_INT(wire_write_fd(b->fd, &env), 0);
+}
+
+/* The next RunResult within wait_ms, heartbeats skipped, or NULL when
+ * none came. The caller frees it. */
+static Ktune__Envelope *bench_result(bench *b, int wait_ms) {
   struct timespec t0;
   clock_gettime(CLOCK_MONOTONIC, &t0);
   for (;;) {
@@ -208,22 +238,33 @@ static Ktune__Envelope *bench_trial(bench *b, Ktune__RunJob *job, int wait_ms) {
     clock_gettime(CLOCK_MONOTONIC, &t1);
     long left = wait_ms - ((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000);
     struct pollfd p = {b->fd, POLLIN, 0};
-    if (left <= 0 || poll(&p, 1, (int)left) != 1) {
-      bench_print_log(b);
-      TEST_FAIL("no result for job %llu within %d ms", (unsigned long long)job->job_id, wait_ms);
-    }
+    if (left <= 0 || poll(&p, 1, (int)left) != 1) return NULL;
     Ktune__Envelope *r = wire_read_fd(b->fd, FRAME_MAX_DEFAULT);
     if (!r) {
       bench_print_log(b);
       TEST_FAIL("the runner closed the connection");
     }
-    if (r->msg_case == KTUNE__ENVELOPE__MSG_RUN_RESULT) {
-      ASSERT_EQ_U64(r->run_result->job_id, job->job_id);
-      return r;
-    }
+    if (r->msg_case == KTUNE__ENVELOPE__MSG_RUN_RESULT) return r;
     ASSERT_EQ_INT(r->msg_case, KTUNE__ENVELOPE__MSG_HEARTBEAT);
     wire_free(r);
   }
+}
+
+/* The result of job_id, the next one the runner sends. */
+static Ktune__Envelope *bench_result_of(bench *b, uint64_t job_id, int wait_ms) {
+  Ktune__Envelope *r = bench_result(b, wait_ms);
+  if (!r) {
+    bench_print_log(b);
+    TEST_FAIL("no result for job %llu within %d ms", (unsigned long long)job_id, wait_ms);
+  }
+  ASSERT_EQ_U64(r->run_result->job_id, job_id);
+  return r;
+}
+
+/* Sends job and waits for its result. The caller frees the envelope. */
+static Ktune__Envelope *bench_trial(bench *b, Ktune__RunJob *job, int wait_ms) {
+  bench_send(b, job);
+  return bench_result_of(b, job->job_id, wait_ms);
 }
 
 /* ---- jobs ---- */
@@ -551,25 +592,20 @@ TEST(spinning_kernel_timed_within_ten_percent) {
   bench_stop(&b);
 }
 
-TEST(reference_computed_once_per_task_and_size) {
+/* One trial of a template whose reference (wrongly) follows a knob: it
+ * shows which reference the trial was compared with. */
+typedef struct {
+  int bias;
+  const char *size, *ref_key, *status;
+} ref_step;
+
+static void run_ref_steps(const ref_step *steps, size_t n) {
   bench b;
   bench_start(&b, NULL);
-  /* A template whose reference (wrongly) follows a knob shows which
-   * reference a trial was compared with. */
   const char *fmt =
       "void k(float *out, const float *in) { for (int i = 0; i < 64; i++) out[i] = in[i] + %d; }\n"
       "void k_ref(float *out, const float *in) { for (int i = 0; i < 64; i++) out[i] = in[i] + %d; }\n";
-  const struct {
-    int bias;
-    const char *size, *status;
-  } steps[] = {
-      {0, "{\"N\":64}", "ok"},           /* computes and caches the reference */
-      {1, "{\"N\":64}", "WRONG_ANSWER"}, /* compared with the cached one */
-      {1, "{\"N\":64,\"x\":1}", "ok"},   /* another size: its own reference */
-      {0, "{\"N\":64,\"x\":1}", "WRONG_ANSWER"},
-      {0, "{\"N\":64}", "ok"},
-  };
-  for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+  for (size_t i = 0; i < n; i++) {
     char src[512];
     snprintf(src, sizeof src, fmt, steps[i].bias, steps[i].bias);
     job_t j;
@@ -582,6 +618,7 @@ TEST(reference_computed_once_per_task_and_size) {
     j.job.check = 1;
     j.job.task = "biased";
     j.job.size = (char *)steps[i].size;
+    j.job.ref_key = (char *)(steps[i].ref_key ? steps[i].ref_key : "");
     Ktune__Envelope *r = bench_trial(&b, &j.job, 30000);
     if (strcmp(r->run_result->status, steps[i].status) != 0)
       TEST_FAIL("step %zu: expected %s, got %s: %s", i, steps[i].status, r->run_result->status,
@@ -590,6 +627,174 @@ TEST(reference_computed_once_per_task_and_size) {
     free(j.so);
   }
   bench_stop(&b);
+}
+
+TEST(reference_computed_once_per_task_and_size) {
+  /* Without a ref_key (an older tracker) the task and size key it. */
+  const ref_step steps[] = {
+      {0, "{\"N\":64}", NULL, "ok"},           /* computes and caches the reference */
+      {1, "{\"N\":64}", NULL, "WRONG_ANSWER"}, /* compared with the cached one */
+      {1, "{\"N\":64,\"x\":1}", NULL, "ok"},   /* another size: its own reference */
+      {0, "{\"N\":64,\"x\":1}", NULL, "WRONG_ANSWER"},
+      {0, "{\"N\":64}", NULL, "ok"},
+  };
+  run_ref_steps(steps, sizeof steps / sizeof steps[0]);
+}
+
+TEST(reference_cached_by_ref_key) {
+  /* Same task and size throughout: the tracker's digest alone tells the
+   * references apart, so a session whose reference differs does not
+   * inherit (or poison) another's. */
+  const ref_step steps[] = {
+      {0, "{\"N\":64}", "digest-a", "ok"},           /* computes and caches a */
+      {1, "{\"N\":64}", "digest-b", "ok"},           /* not a's: its own reference */
+      {1, "{\"N\":64}", "digest-a", "WRONG_ANSWER"}, /* a's, cached */
+      {0, "{\"N\":64}", "digest-b", "WRONG_ANSWER"}, /* b's, cached */
+      {0, "{\"N\":64}", NULL, "ok"},                 /* no digest: none of those */
+  };
+  run_ref_steps(steps, sizeof steps / sizeof steps[0]);
+}
+
+/* A job of about a second: warm-up and three rounds of 250 ms. */
+static void slow_job(job_t *j) {
+  spin_job(j, 250000);
+  j->job.repeat = 3;
+}
+
+TEST(busy_runner_refuses_a_second_job) {
+  bench b;
+  bench_start(&b, NULL);
+  job_t j;
+  slow_job(&j);
+  bench_send(&b, &j.job);
+  uint64_t first = j.job.job_id;
+  bench_send(&b, &j.job);
+  Ktune__Envelope *r = bench_result_of(&b, j.job.job_id, 10000);
+  ASSERT_EQ_STR(r->run_result->status, "REFUSED");
+  ASSERT_CONTAINS(r->run_result->error, "runner is busy with job 1: one measurement at a time");
+  ASSERT_EQ_INT(r->run_result->n_costs_s, 0);
+  wire_free(r);
+  /* The first is measured all the same. */
+  r = bench_result_of(&b, first, 30000);
+  ASSERT_EQ_STR(r->run_result->status, "ok");
+  ASSERT_EQ_INT(r->run_result->n_costs_s, 3);
+  wire_free(r);
+  free(j.so);
+  bench_stop(&b);
+}
+
+/* Drops the connection as a tracker that went away would. */
+static void bench_drop(bench *b) {
+  close(b->fd);
+  b->fd = -1;
+}
+
+TEST(job_outlives_a_lost_connection) {
+  bench b;
+  bench_start(&b, NULL);
+  ASSERT_EQ_U64(b.hello->hello->holding, 0);
+  job_t j;
+  slow_job(&j);
+
+  /* Back at once: the new connection is told of the job, and its result
+   * comes there when the child is done. */
+  bench_send(&b, &j.job);
+  pid_t kid = bench_child(&b);
+  bench_drop(&b);
+  bench_accept(&b);
+  ASSERT_EQ_U64(b.hello->hello->holding, j.job.job_id);
+  ASSERT(running(kid));
+  Ktune__Envelope *r = bench_result_of(&b, j.job.job_id, 30000);
+  ASSERT_EQ_STR(r->run_result->status, "ok");
+  ASSERT_EQ_INT(r->run_result->n_costs_s, 3);
+  wire_free(r);
+
+  /* Away until the child is done: the result is kept, and it is the
+   * first thing after the next Welcome. */
+  bench_send(&b, &j.job);
+  kid = bench_child(&b);
+  bench_drop(&b);
+  for (int i = 0; i < 3000 && children_of(b.runner, &kid, 1) > 0; i++) proc_sleep_ms(10);
+  ASSERT_EQ_INT(children_of(b.runner, &kid, 1), 0);
+  for (int i = 0; i < 500 && !bench_log_contains(&b, "its result waits"); i++) proc_sleep_ms(10);
+  ASSERT(bench_log_contains(&b, "its result waits for the next connection"));
+  bench_accept(&b);
+  ASSERT_EQ_U64(b.hello->hello->holding, j.job.job_id);
+  r = bench_result_of(&b, j.job.job_id, 10000);
+  ASSERT_EQ_STR(r->run_result->status, "ok");
+  ASSERT_EQ_INT(r->run_result->n_costs_s, 3);
+  wire_free(r);
+
+  /* Delivered: the runner holds nothing any more. */
+  bench_drop(&b);
+  bench_accept(&b);
+  ASSERT_EQ_U64(b.hello->hello->holding, 0);
+  /* And serves as before. */
+  free(j.so);
+  spin_job(&j, 100);
+  r = bench_trial(&b, &j.job, 30000);
+  ASSERT_EQ_STR(r->run_result->status, "ok");
+  wire_free(r);
+  free(j.so);
+  bench_stop(&b);
+}
+
+TEST(test_faults) {
+  job_t j;
+  spin_job(&j, 100);
+  j.job.repeat = 4;
+  j.job.number = 7;
+  bench b;
+
+  char *fail[] = {"--test-fault", "fail", "--test-fault", "arch=nowhere-arch", NULL};
+  bench_start(&b, fail);
+  ASSERT_EQ_STR(b.hello->hello->arch, "nowhere-arch");
+  Ktune__Envelope *r = bench_trial(&b, &j.job, 10000);
+  ASSERT_EQ_STR(r->run_result->status, "RUNTIME_ERROR");
+  ASSERT_EQ_STR(r->run_result->error, "test fault");
+  ASSERT_EQ_INT(children_of(b.runner, NULL, 0), 0);
+  wire_free(r);
+  bench_stop(&b);
+
+  char *tiny[] = {"--test-fault", "tiny-cost", NULL};
+  bench_start(&b, tiny);
+  r = bench_trial(&b, &j.job, 10000);
+  ASSERT_EQ_STR(r->run_result->status, "ok");
+  ASSERT_EQ_INT(r->run_result->n_costs_s, 4);
+  for (size_t i = 0; i < r->run_result->n_costs_s; i++) ASSERT(r->run_result->costs_s[i] == 1e-30);
+  ASSERT_EQ_INT(r->run_result->number, 7);
+  ASSERT_EQ_STR(r->run_result->clock, "monotonic");
+  wire_free(r);
+  bench_stop(&b);
+
+  char *huge[] = {"--test-fault", "huge-error", NULL};
+  bench_start(&b, huge);
+  r = bench_trial(&b, &j.job, 10000);
+  ASSERT_EQ_STR(r->run_result->status, "RUNTIME_ERROR");
+  const unsigned char *text = (const unsigned char *)r->run_result->error;
+  size_t len = strlen(r->run_result->error);
+  ASSERT_EQ_INT(len, 12 * 1024 * 1024);
+  for (size_t i = 0; i < len; i++)
+    if (text[i] < 0x01 || text[i] > 0x1f)
+      TEST_FAIL("error[%zu] = 0x%02x, not a control byte", i, text[i]);
+  wire_free(r);
+  bench_stop(&b);
+
+  /* Silent: no answer, but the heartbeats go on (bench_result skips them
+   * and fails on anything else). */
+  char *silent[] = {"--test-fault", "silent", NULL};
+  bench_start(&b, silent);
+  bench_send(&b, &j.job);
+  ASSERT_NULL(bench_result(&b, 2500));
+  ASSERT(bench_log_contains(&b, "for ktune's own tests"));
+  bench_stop(&b);
+
+  char out[4096];
+  char *bad[] = {(char *)proc_bin("runner/ktune-runner"), "--tracker", "127.0.0.1:1", "--key",
+                 "test", "--test-fault", "sometimes", NULL};
+  ASSERT_EQ_INT(proc_run(bad, out, sizeof out, 10000), 2);
+  ASSERT_CONTAINS(out, "--test-fault");
+  free(j.so);
 }
 
 TEST(hello_reports_the_device) {
@@ -609,16 +814,7 @@ TEST(hello_reports_the_device) {
   int steady = strcmp(h->governor, "performance") == 0;
   bench_stop(&b);
   /* Not "performance" (or unreadable): the log says timings may drift. */
-  if (!steady) {
-    size_t n = 0;
-    FILE *f = fopen(b.log, "r");
-    ASSERT_NOT_NULL(f);
-    static char text[1 << 16];
-    n = fread(text, 1, sizeof text - 1, f);
-    fclose(f);
-    text[n] = '\0';
-    ASSERT_CONTAINS(text, "timings may drift");
-  }
+  if (!steady) ASSERT(bench_log_contains(&b, "timings may drift"));
 }
 
 TEST(one_runner_per_core) {
@@ -647,15 +843,9 @@ TEST(stopping_or_killing_the_runner_leaves_nothing_running) {
     bench_start(&b, extra);
     job_t j;
     inline_job(&j, "void k(float *out) { volatile int x = 0; for (;;) x++; }", 16);
-    j.job.job_id = b.next_id++;
     j.job.timeout_ms = 600000;
-    Ktune__Envelope env = KTUNE__ENVELOPE__INIT;
-    env.msg_case = KTUNE__ENVELOPE__MSG_RUN_JOB;
-    env.run_job = &j.job;
-    ASSERT_EQ_INT(wire_write_fd(b.fd, &env), 0);
-    pid_t kid = 0;
-    for (int i = 0; i < 500 && children_of(b.runner, &kid, 1) == 0; i++) proc_sleep_ms(10);
-    ASSERT(kid > 0);
+    bench_send(&b, &j.job);
+    pid_t kid = bench_child(&b);
     proc_sleep_ms(100); /* spinning in the kernel by now */
     if (how == 0) {
       /* The first SIGTERM drains: the job under way goes on. */
@@ -744,7 +934,10 @@ TEST(hostile_task_through_ktune_tune) {
 
 TEST_LIST(TEST_ENTRY(hostile_trials_leave_the_runner_serving),
           TEST_ENTRY(spinning_kernel_timed_within_ten_percent),
-          TEST_ENTRY(reference_computed_once_per_task_and_size), TEST_ENTRY(hello_reports_the_device),
+          TEST_ENTRY(reference_computed_once_per_task_and_size),
+          TEST_ENTRY(reference_cached_by_ref_key), TEST_ENTRY(busy_runner_refuses_a_second_job),
+          TEST_ENTRY(job_outlives_a_lost_connection), TEST_ENTRY(test_faults),
+          TEST_ENTRY(hello_reports_the_device),
           TEST_ENTRY(one_runner_per_core),
           TEST_ENTRY(stopping_or_killing_the_runner_leaves_nothing_running),
           TEST_ENTRY(hostile_task_through_ktune_tune))

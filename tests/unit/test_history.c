@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "common/identity.h"
 #include "tests/test.h"
 
 /* 2026-11-28T01:02:03.456Z */
@@ -57,13 +58,18 @@ static int64_t add_session(hist *h, const char *key) {
 
 static const double costs3[] = {1.5e-3, 1.25e-3, 1e-3};
 
+/* Two kernel digests: the same task name from two template versions. */
+#define KERNEL_A "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+#define KERNEL_B "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+
 static hist_trial ok_trial(int64_t session, double mean) {
   hist_trial t = {
     .session = session, .task = "matmul", .size_json = "{\"K\":64,\"M\":64,\"N\":64}",
     .config_json = "{\"TI\":8,\"TJ\":16}", .key = "rpi4", .compiler = "tcc",
     .status = "ok", .costs = costs3, .ncosts = 3, .mean_s = mean,
     .gflops = 524288.0 / mean / 1e9, .flops = 524288, .runner = "pi-1", .build_s = 0.0005,
-    .timestamp_ms = TS1, .number = 10, .repeat = 3,
+    .timestamp_ms = TS1, .number = 10, .repeat = 3, .kernel = KERNEL_A, .checked = 1,
+    .builder = "b-1",
   };
   return t;
 }
@@ -102,6 +108,18 @@ static void raw_text(sqlite3 *db, const char *sql, char *out, size_t n) {
   ASSERT_EQ_INT(sqlite3_step(s), SQLITE_ROW);
   const unsigned char *t = sqlite3_column_text(s, 0);
   snprintf(out, n, "%s", t ? (const char *)t : "(null)");
+  sqlite3_finalize(s);
+}
+
+/* The first step of the query plan names the index. */
+static void expect_plan(sqlite3 *db, const char *sql, const char *index) {
+  char q[1024];
+  snprintf(q, sizeof(q), "EXPLAIN QUERY PLAN %s", sql);
+  sqlite3_stmt *s;
+  if (sqlite3_prepare_v2(db, q, -1, &s, NULL) != SQLITE_OK)
+    TEST_FAIL("prepare %s: %s", q, sqlite3_errmsg(db));
+  ASSERT_EQ_INT(sqlite3_step(s), SQLITE_ROW);
+  ASSERT_CONTAINS((const char *)sqlite3_column_text(s, 3), index);
   sqlite3_finalize(s);
 }
 
@@ -149,24 +167,30 @@ TEST(open_creates_schema_in_wal) {
   char mode[32];
   raw_text(db, "PRAGMA journal_mode", mode, sizeof(mode));
   ASSERT_EQ_STR(mode, "wal");
-  ASSERT_EQ_INT(raw_int(db, "PRAGMA user_version"), 1);
+  ASSERT_EQ_INT(raw_int(db, "PRAGMA user_version"), 2);
   ASSERT_EQ_INT(raw_int(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND"
                             " name IN ('sessions', 'trials')"),
                 2);
   ASSERT_EQ_INT(raw_int(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND"
-                            " name IN ('trials_best', 'trials_session')"),
-                2);
-  /* The best-trial query the CLI runs must use the index, not scan. */
-  sqlite3_stmt *s;
-  ASSERT_EQ_INT(sqlite3_prepare_v2(db,
-                                   "EXPLAIN QUERY PLAN SELECT config FROM trials WHERE status"
-                                   " = 'ok' AND task = 'a' AND size = '{}' AND key = 'k'"
-                                   " ORDER BY mean_s LIMIT 1",
-                                   -1, &s, NULL),
-                SQLITE_OK);
-  ASSERT_EQ_INT(sqlite3_step(s), SQLITE_ROW);
-  ASSERT_CONTAINS((const char *)sqlite3_column_text(s, 3), "trials_best");
-  sqlite3_finalize(s);
+                            " name IN ('trials_best', 'trials_session', 'trials_digest',"
+                            " 'trials_kernel')"),
+                4);
+  /* Reuse looks trials up by digest now. */
+  ASSERT_EQ_INT(raw_int(db, "SELECT count(*) FROM sqlite_schema WHERE name = 'trials_reuse'"),
+                0);
+  /* The queries ktune best and reuse run must use an index, not scan. */
+  expect_plan(db,
+              "SELECT config FROM trials WHERE status = 'ok' AND task = 'a' AND size = '{}'"
+              " AND key = 'k' ORDER BY mean_s LIMIT 1",
+              "trials_best");
+  expect_plan(db,
+              "SELECT config FROM trials WHERE status = 'ok' AND mean_s IS NOT NULL AND"
+              " task = 'a' AND size = '{}' AND kernel = 'x' ORDER BY mean_s, id LIMIT 1",
+              "trials_kernel");
+  expect_plan(db,
+              "SELECT id FROM trials WHERE status = 'ok' AND digest = 'x' AND mean_s IS NOT"
+              " NULL ORDER BY id DESC LIMIT 1",
+              "trials_digest");
   sqlite3_close(db);
 
   int64_t sid = add_session(h, "rpi4");
@@ -215,10 +239,17 @@ TEST(session_and_trial_round_trip) {
   ASSERT_GE_INT(now, created);
 
   usleep(5000);
-  ASSERT_EQ_INT(hist_session_update(h, sid, "done"), 0);
-  snprintf(sql, sizeof(sql), "SELECT state FROM sessions WHERE id = %lld", (long long)sid);
+  ASSERT_EQ_INT(hist_session_update(h, sid, "queued", "waits for a runner with key rpi4"), 0);
+  snprintf(sql, sizeof(sql), "SELECT state || '|' || message FROM sessions WHERE id = %lld",
+           (long long)sid);
   raw_text(db, sql, buf, sizeof(buf));
-  ASSERT_EQ_STR(buf, "done");
+  ASSERT_EQ_STR(buf, "queued|waits for a runner with key rpi4");
+  /* A NULL message clears it: it said why, and that no longer holds. */
+  ASSERT_EQ_INT(hist_session_update(h, sid, "done", NULL), 0);
+  snprintf(sql, sizeof(sql), "SELECT state || '|' || coalesce(message, 'none') FROM sessions"
+           " WHERE id = %lld", (long long)sid);
+  raw_text(db, sql, buf, sizeof(buf));
+  ASSERT_EQ_STR(buf, "done|none");
   snprintf(sql, sizeof(sql), "SELECT updated_ms - created_ms FROM sessions WHERE id = %lld",
            (long long)sid);
   ASSERT_GE_INT(raw_int(db, sql), 5);
@@ -226,7 +257,7 @@ TEST(session_and_trial_round_trip) {
   raw_text(db, sql, buf, sizeof(buf));
   ASSERT_EQ_STR(buf, "running");
 
-  ASSERT_LT_INT(hist_session_update(h, 999, "done"), 0);
+  ASSERT_LT_INT(hist_session_update(h, 999, "done", NULL), 0);
   ASSERT_CONTAINS(hist_errmsg(h), "no session 999");
 
   hist_trial tr = ok_trial(sid, 1e-3);
@@ -285,6 +316,14 @@ TEST(trial_input_is_checked) {
   tr.ncosts = 2;
   ASSERT_LT_INT(hist_trial_add(h, &tr, NULL), 0);
   ASSERT_CONTAINS(hist_errmsg(h), "not a finite number");
+  tr = ok_trial(sid, 1e-3);
+  tr.digest = "ABC";
+  ASSERT_LT_INT(hist_trial_add(h, &tr, NULL), 0);
+  ASSERT_CONTAINS(hist_errmsg(h), "trial digest is not 64 lowercase hex digits");
+  tr = ok_trial(sid, 1e-3);
+  tr.kernel = "xyz";
+  ASSERT_LT_INT(hist_trial_add(h, &tr, NULL), 0);
+  ASSERT_CONTAINS(hist_errmsg(h), "trial kernel digest is not");
   /* foreign_keys is on: a trial of a session that does not exist is refused. */
   tr = ok_trial(sid + 100, 1e-3);
   ASSERT_LT_INT(hist_trial_add(h, &tr, NULL), 0);
@@ -327,6 +366,10 @@ TEST(export_jsonl) {
   b.runner = "";
   b.timestamp_ms = TS1 + 1 - 450; /* .007 */
   b.config_json = "{ \"TJ\": 32, \"TI\": 4 }";
+  b.checked = 0;
+  b.kernel = NULL;
+  b.builder = NULL;
+  b.digest = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
   add_trial(h, &b);
 
   collect c = {0};
@@ -386,6 +429,10 @@ TEST(export_jsonl) {
   int64_t id0 = json_integer_value(json_object_get(o, "id"));
   /* Short values print short: the line is meant to be read too. */
   ASSERT_CONTAINS(c.lines[0], "\"costs_s\":[0.0015,0.00125,0.001]");
+  ASSERT(json_is_null(json_object_get(o, "digest")));
+  ASSERT_EQ_STR(json_string_value(json_object_get(o, "kernel")), KERNEL_A);
+  ASSERT(json_is_true(json_object_get(o, "checked")));
+  ASSERT_EQ_STR(json_string_value(json_object_get(o, "builder")), "b-1");
   json_decref(o);
 
   o = json_loads(c.lines[1], 0, &je);
@@ -404,6 +451,10 @@ TEST(export_jsonl) {
   ASSERT(json_is_real(json_object_get(o, "mean_s")));
   ASSERT_EQ_DBL(json_real_value(json_object_get(o, "mean_s")), 2.0, 0);
   ASSERT_EQ_STR(json_string_value(json_object_get(o, "timestamp")), "2026-11-28T01:02:03.007Z");
+  ASSERT_EQ_STR(json_string_value(json_object_get(o, "digest")), b.digest);
+  ASSERT(json_is_null(json_object_get(o, "kernel")));
+  ASSERT(json_is_false(json_object_get(o, "checked")));
+  ASSERT(json_is_null(json_object_get(o, "builder")));
   json_decref(o);
   collect_free(&c);
 
@@ -476,6 +527,9 @@ TEST(export_csv) {
   add_trial(h, &tr);
   hist_trial ok = ok_trial(sid, 1e-3);
   ok.compiler = "gcc -O3";
+  ok.kernel = NULL;
+  ok.checked = 0;
+  ok.builder = NULL;
   add_trial(h, &ok);
 
   collect c = {0};
@@ -484,16 +538,17 @@ TEST(export_csv) {
   ASSERT_EQ_STR(c.lines[0],
                 "id,session,task,size,config,key,compiler,status,error,costs_s,mean_s,gflops,"
                 "flops,runner,build_s,timestamp,timestamp_ms,number,repeat,compiler_id,device,"
-                "median_s,std_s,calls,clock,timing,reused_from");
+                "median_s,std_s,calls,clock,timing,reused_from,digest,kernel,checked,builder");
   char want[512];
   snprintf(want, sizeof(want),
            "1,%lld,matmul,\"{\"\"K\"\":64,\"\"M\"\":64,\"\"N\"\":64}\",\"{\"\"TI\"\":8,"
            "\"\"TJ\"\":16}\",rpi4,tcc,COMPILE_ERROR,\"x.c:1: expected ',' or \"\";\"\"\n"
            "second line\",\"[0.0015,0.00125,0.001]\",0.001,0.524288,524288,pi-1,0.0005,"
-           "2026-11-28T01:02:03.456Z,1795827723456,10,3,,,0,0,0,,{},",
+           "2026-11-28T01:02:03.456Z,1795827723456,10,3,,,0,0,0,,{},,," KERNEL_A ",true,b-1",
            (long long)sid);
   ASSERT_EQ_STR(c.lines[1], want);
   ASSERT_CONTAINS(c.lines[2], ",rpi4,gcc -O3,ok,,\"[");
+  ASSERT_CONTAINS(c.lines[2], ",{},,,,false,");
   collect_free(&c);
 
   hist_close(h);
@@ -528,16 +583,30 @@ TEST(export_unknown_format) {
   tmp_free(&t);
 }
 
+#define SIZE64 "{\"K\":64,\"M\":64,\"N\":64}"
+
+static int best_of(hist *h, const hist_best_query *q, hist_best_row *b) {
+  int rc = hist_best(h, q, b);
+  if (rc < 0) TEST_FAIL("hist_best: %d %s", rc, hist_errmsg(h));
+  return rc;
+}
+
+static int64_t count_of(hist *h, const hist_best_query *q) {
+  int64_t n = -1;
+  int rc = hist_count_ok(h, q, &n);
+  if (rc != 0) TEST_FAIL("hist_count_ok: %d %s", rc, hist_errmsg(h));
+  return n;
+}
+
 TEST(best_picks_fastest_ok) {
   tmp t;
   tmp_init(&t);
   hist *h = open_rw(t.db);
-  char *config = NULL, *compiler = NULL;
-  double mean = -1, gf = -1;
-  const char *size = "{\"K\":64,\"M\":64,\"N\":64}";
-  ASSERT_EQ_INT(hist_best(h, "matmul", size, "rpi4", &config, &mean, &gf, &compiler), 0);
-  ASSERT_NULL(config);
-  ASSERT_NULL(compiler);
+  hist_best_row b;
+  hist_best_query q = {.task = "matmul", .size_json = SIZE64, .key = "rpi4"};
+  ASSERT_EQ_INT(best_of(h, &q, &b), 0);
+  ASSERT_NULL(b.config_json);
+  ASSERT_EQ_INT(count_of(h, &q), 0);
 
   int64_t sid = add_session(h, "rpi4");
   hist_trial tr = ok_trial(sid, 3e-3);
@@ -546,7 +615,9 @@ TEST(best_picks_fastest_ok) {
   tr = ok_trial(sid, 1e-3); /* the answer */
   tr.config_json = "{\"TI\":16,\"TJ\":32}";
   tr.compiler = "gcc -O3";
-  add_trial(h, &tr);
+  tr.compiler_id = "gcc 12.2.0 -O3";
+  tr.timing_json = "{\"number\":10,\"repeat\":3}";
+  int64_t answer = add_trial(h, &tr);
   tr = ok_trial(sid, 2e-3);
   add_trial(h, &tr);
   tr = ok_trial(sid, 1e-6); /* faster but wrong */
@@ -564,26 +635,122 @@ TEST(best_picks_fastest_ok) {
   tr.task = "conv2d";
   add_trial(h, &tr);
 
-  ASSERT_EQ_INT(hist_best(h, "matmul", size, "rpi4", &config, &mean, &gf, &compiler), 1);
-  ASSERT_EQ_STR(config, "{\"TI\":16,\"TJ\":32}");
-  ASSERT_EQ_STR(compiler, "gcc -O3");
-  ASSERT_EQ_DBL(mean, 1e-3, 0);
-  ASSERT_EQ_DBL(gf, 524288.0 / 1e-3 / 1e9, 1e-12);
-  free(config);
-  free(compiler);
+  ASSERT_EQ_INT(best_of(h, &q, &b), 1);
+  ASSERT_EQ_INT(b.id, answer);
+  ASSERT_EQ_INT(b.session, sid);
+  ASSERT_EQ_STR(b.config_json, "{\"TI\":16,\"TJ\":32}");
+  ASSERT_EQ_STR(b.compiler, "gcc -O3");
+  ASSERT_EQ_STR(b.compiler_id, "gcc 12.2.0 -O3");
+  ASSERT_EQ_STR(b.key, "rpi4");
+  ASSERT_EQ_STR(b.runner, "pi-1");
+  ASSERT_EQ_STR(b.builder, "b-1");
+  ASSERT_EQ_STR(b.timing_json, "{\"number\":10,\"repeat\":3}");
+  ASSERT_EQ_STR(b.kernel, KERNEL_A);
+  ASSERT_EQ_INT(b.checked, 1);
+  ASSERT_EQ_DBL(b.mean_s, 1e-3, 0);
+  ASSERT_EQ_DBL(b.gflops, 524288.0 / 1e-3 / 1e9, 1e-12);
+  hist_best_row_clear(&b);
+  ASSERT_NULL(b.config_json);
+  ASSERT_EQ_INT(count_of(h, &q), 3);
 
   /* Any key; a size written differently is the same size. */
-  ASSERT_EQ_INT(hist_best(h, "matmul", "{ \"N\": 64, \"M\": 64, \"K\": 64 }", NULL, &config,
-                          &mean, NULL, NULL),
-                1);
-  ASSERT_EQ_STR(config, "{\"TI\":32,\"TJ\":32}");
-  ASSERT_EQ_DBL(mean, 5e-4, 0);
-  free(config);
+  hist_best_query any = {.task = "matmul", .size_json = "{ \"N\": 64, \"M\": 64, \"K\": 64 }"};
+  ASSERT_EQ_INT(best_of(h, &any, &b), 1);
+  ASSERT_EQ_STR(b.config_json, "{\"TI\":32,\"TJ\":32}");
+  ASSERT_EQ_DBL(b.mean_s, 5e-4, 0);
+  hist_best_row_clear(&b);
 
-  ASSERT_EQ_INT(hist_best(h, "matmul", size, "rpi5", &config, &mean, &gf, &compiler), 0);
-  ASSERT_EQ_INT(hist_best(h, "gemv", size, NULL, &config, &mean, &gf, &compiler), 0);
-  ASSERT_LT_INT(hist_best(h, "matmul", "{M=64}", NULL, &config, &mean, &gf, &compiler), 0);
+  /* Narrowed by compiler and by timing, written in any key order. */
+  hist_best_query narrow = q;
+  narrow.compiler = "tcc";
+  ASSERT_EQ_INT(best_of(h, &narrow, &b), 1);
+  ASSERT_EQ_DBL(b.mean_s, 2e-3, 0);
+  hist_best_row_clear(&b);
+  narrow = q;
+  narrow.timing_json = "{\"repeat\":3,\"number\":10}";
+  ASSERT_EQ_INT(best_of(h, &narrow, &b), 1);
+  ASSERT_EQ_INT(b.id, answer);
+  hist_best_row_clear(&b);
+
+  q.key = "rpi5";
+  ASSERT_EQ_INT(best_of(h, &q, &b), 0);
+  any.task = "gemv";
+  ASSERT_EQ_INT(best_of(h, &any, &b), 0);
+  any.task = "matmul";
+  any.size_json = "{M=64}";
+  ASSERT_LT_INT(hist_best(h, &any, &b), 0);
   ASSERT_CONTAINS(hist_errmsg(h), "not valid JSON");
+  any.size_json = SIZE64;
+  any.task = NULL;
+  ASSERT_LT_INT(hist_best(h, &any, &b), 0);
+  ASSERT_CONTAINS(hist_errmsg(h), "no task");
+  hist_close(h);
+  tmp_free(&t);
+}
+
+TEST(best_checked_only_ignores_unchecked) {
+  tmp t;
+  tmp_init(&t);
+  hist *h = open_rw(t.db);
+  int64_t sid = add_session(h, "rpi4");
+  hist_trial tr = ok_trial(sid, 1e-4); /* fastest, measured with --no-check */
+  tr.checked = 0;
+  tr.config_json = "{\"TI\":1,\"TJ\":1}";
+  add_trial(h, &tr);
+  tr = ok_trial(sid, 1e-3);
+  int64_t checked = add_trial(h, &tr);
+
+  hist_best_query q = {.task = "matmul", .kernel = KERNEL_A, .size_json = SIZE64,
+                       .checked_only = 1};
+  hist_best_row b;
+  ASSERT_EQ_INT(best_of(h, &q, &b), 1);
+  ASSERT_EQ_INT(b.id, checked);
+  ASSERT_EQ_INT(b.checked, 1);
+  hist_best_row_clear(&b);
+  ASSERT_EQ_INT(count_of(h, &q), 1);
+  q.checked_only = 0;
+  ASSERT_EQ_INT(best_of(h, &q, &b), 1);
+  ASSERT_EQ_STR(b.config_json, "{\"TI\":1,\"TJ\":1}");
+  ASSERT_EQ_INT(b.checked, 0);
+  hist_best_row_clear(&b);
+  ASSERT_EQ_INT(count_of(h, &q), 2);
+  hist_close(h);
+  tmp_free(&t);
+}
+
+TEST(best_of_a_kernel_ignores_other_kernels_of_the_name) {
+  tmp t;
+  tmp_init(&t);
+  hist *h = open_rw(t.db);
+  int64_t sid = add_session(h, "rpi4");
+  hist_trial tr = ok_trial(sid, 1e-4); /* an older template of matmul */
+  tr.kernel = KERNEL_B;
+  tr.config_json = "{\"TI\":1,\"TJ\":1}";
+  add_trial(h, &tr);
+  tr = ok_trial(sid, 1e-4); /* recorded before kernels had digests */
+  tr.kernel = NULL;
+  add_trial(h, &tr);
+
+  hist_best_query q = {.task = "matmul", .kernel = KERNEL_A, .size_json = SIZE64,
+                       .checked_only = 1};
+  hist_best_row b;
+  ASSERT_EQ_INT(best_of(h, &q, &b), 0);
+  ASSERT_EQ_INT(count_of(h, &q), 0);
+  /* What ktune best reports then: trials of the name from other versions. */
+  hist_best_query name = q;
+  name.kernel = NULL;
+  ASSERT_EQ_INT(count_of(h, &name), 2);
+
+  tr = ok_trial(sid, 1e-3);
+  int64_t mine = add_trial(h, &tr);
+  ASSERT_EQ_INT(best_of(h, &q, &b), 1);
+  ASSERT_EQ_INT(b.id, mine);
+  ASSERT_EQ_STR(b.kernel, KERNEL_A);
+  hist_best_row_clear(&b);
+  q.kernel = KERNEL_B;
+  ASSERT_EQ_INT(best_of(h, &q, &b), 1);
+  ASSERT_EQ_STR(b.config_json, "{\"TI\":1,\"TJ\":1}");
+  hist_best_row_clear(&b);
   hist_close(h);
   tmp_free(&t);
 }
@@ -598,7 +765,7 @@ TEST(committed_survives_reopen) {
     hist_trial tr = ok_trial(sid, 1e-3 + i * 1e-6);
     add_trial(h, &tr);
   }
-  ASSERT_EQ_INT(hist_session_update(h, sid, "done"), 0);
+  ASSERT_EQ_INT(hist_session_update(h, sid, "done", NULL), 0);
   ASSERT_EQ_INT(hist_commit(h), 0);
   hist_close(h);
 
@@ -667,7 +834,7 @@ TEST(crash_keeps_committed_only) {
       hist_trial tr = ok_trial(sid, 2e-3);
       if (hist_trial_add(h, &tr, NULL) != 0) _exit(15);
     }
-    if (hist_session_update(h, sid, "done") != 0) _exit(16);
+    if (hist_session_update(h, sid, "done", NULL) != 0) _exit(16);
     kill(getpid(), SIGKILL);
     _exit(17);
   }
@@ -704,10 +871,11 @@ TEST(reader_sees_only_committed_and_is_not_blocked) {
   ASSERT_EQ_INT(count_trials(r), 0);
   ASSERT_EQ_INT(hist_commit(w), 0);
   ASSERT_EQ_INT(count_trials(r), 1);
-  char *config = NULL;
-  ASSERT_EQ_INT(hist_best(r, "matmul", tr.size_json, "rpi4", &config, NULL, NULL, NULL), 1);
-  ASSERT_EQ_STR(config, "{\"TI\":8,\"TJ\":16}");
-  free(config);
+  hist_best_query q = {.task = "matmul", .size_json = tr.size_json, .key = "rpi4"};
+  hist_best_row b;
+  ASSERT_EQ_INT(hist_best(r, &q, &b), 1);
+  ASSERT_EQ_STR(b.config_json, "{\"TI\":8,\"TJ\":16}");
+  hist_best_row_clear(&b);
   /* A read-only handle refuses writes. */
   ASSERT_LT_INT(hist_trial_add(r, &tr, NULL), 0);
   ASSERT_CONTAINS(hist_errmsg(r), "readonly");
@@ -763,10 +931,10 @@ TEST(not_a_history_is_refused) {
   h = open_rw(t.db);
   hist_close(h);
   db = raw_open(t.db);
-  ASSERT_EQ_INT(sqlite3_exec(db, "PRAGMA user_version = 2", NULL, NULL, NULL), SQLITE_OK);
+  ASSERT_EQ_INT(sqlite3_exec(db, "PRAGMA user_version = 3", NULL, NULL, NULL), SQLITE_OK);
   sqlite3_close(db);
   ASSERT_LT_INT(hist_open(t.db, 0, &h, err, sizeof(err)), 0);
-  ASSERT_CONTAINS(err, "schema version 2");
+  ASSERT_CONTAINS(err, "schema version 3");
   ASSERT_CONTAINS(err, "upgrade ktune");
   ASSERT_LT_INT(hist_open_readonly(t.db, &h, err, sizeof(err)), 0);
   ASSERT_CONTAINS(err, "upgrade ktune");
@@ -810,7 +978,7 @@ TEST(jobs_and_unfinished_sessions_resume) {
   tmp_init(&t);
   hist *h = open_rw(t.db);
   int64_t a = add_session(h, "x"), b = add_session(h, "y");
-  ASSERT_EQ_INT(hist_session_update(h, b, "done"), 0);
+  ASSERT_EQ_INT(hist_session_update(h, b, "done", NULL), 0);
   int64_t j1, j2, j3;
   ASSERT_EQ_INT(hist_job_add(h, a, 5, "{\"TJ\":2, \"TI\":1}", &j1), 0);
   ASSERT_EQ_INT(hist_job_add(h, a, 9, "{\"TI\":3,\"TJ\":4}", &j2), 0);
@@ -856,7 +1024,13 @@ TEST(jobs_and_unfinished_sessions_resume) {
   tmp_free(&t);
 }
 
-TEST(find_ok_matches_exact_conditions) {
+static void digest_of(const char *kernel, const hist_trial *tr, char out[IDENT_HEX]) {
+  int rc = ident_trial(kernel, tr->config_json, tr->compiler, tr->key, tr->timing_json,
+                       tr->checked, out);
+  if (rc != 0) TEST_FAIL("ident_trial: %d", rc);
+}
+
+TEST(find_ok_matches_only_the_exact_digest) {
   tmp t;
   tmp_init(&t);
   hist *h = open_rw(t.db);
@@ -866,41 +1040,386 @@ TEST(find_ok_matches_exact_conditions) {
   tr.timing_json = "{\"number\":1,\"repeat\":3}";
   tr.device_json = "{\"cpu\":\"zen\"}";
   tr.compiler_id = "tcc 0.9.27";
+  char d[IDENT_HEX];
+  digest_of(KERNEL_A, &tr, d);
+  tr.digest = d;
   int64_t id = add_trial(h, &tr);
+
+  /* The same trial, its JSON written differently: the same digest, found. */
+  hist_trial same = tr;
+  same.config_json = "{ \"TJ\": 16, \"TI\": 8 }";
+  same.timing_json = "{\"repeat\":3,\"number\":1}";
+  char d2[IDENT_HEX];
+  digest_of(KERNEL_A, &same, d2);
+  ASSERT_EQ_STR(d2, d);
   hist_found f;
-  /* Same conditions, written differently: found. */
-  ASSERT_EQ_INT(hist_find_ok(h, tr.task, "{\"N\":64,\"M\":64,\"K\":64}", "x", tr.config_json,
-                             tr.compiler, "{\"repeat\":3,\"number\":1}", &f), 1);
+  ASSERT_EQ_INT(hist_find_ok(h, d2, &f), 1);
   ASSERT_EQ_INT(f.id, id);
   ASSERT_EQ_INT(f.ncosts, 3);
   ASSERT_EQ_DBL(f.costs[1], costs3[1], 0);
   ASSERT_EQ_STR(f.compiler_id, "tcc 0.9.27");
   ASSERT_EQ_STR(f.device_json, "{\"cpu\":\"zen\"}");
+  ASSERT_EQ_STR(f.builder, "b-1");
+  ASSERT_EQ_STR(f.runner, "pi-1");
   hist_found_clear(&f);
-  /* Any difference in timing, compiler or key: not found. */
-  ASSERT_EQ_INT(hist_find_ok(h, tr.task, tr.size_json, "x", tr.config_json, tr.compiler,
-                             "{\"number\":2,\"repeat\":3}", &f), 0);
-  ASSERT_EQ_INT(hist_find_ok(h, tr.task, tr.size_json, "x", tr.config_json, "gcc",
-                             tr.timing_json, &f), 0);
-  ASSERT_EQ_INT(hist_find_ok(h, tr.task, tr.size_json, "y", tr.config_json, tr.compiler,
-                             tr.timing_json, &f), 0);
+  ASSERT_NULL(f.builder);
+
+  /* Another kernel, timing, compiler, key or check: another digest. */
+  hist_trial other[5];
+  for (int i = 0; i < 5; i++) other[i] = tr;
+  other[1].timing_json = "{\"number\":2,\"repeat\":3}";
+  other[2].compiler = "gcc";
+  other[3].key = "y";
+  other[4].checked = 0;
+  for (int i = 0; i < 5; i++) {
+    char o[IDENT_HEX];
+    digest_of(i == 0 ? KERNEL_B : KERNEL_A, &other[i], o);
+    ASSERT(strcmp(o, d) != 0);
+    ASSERT_EQ_INT(hist_find_ok(h, o, &f), 0);
+  }
+  /* No digest answers for nothing, even where trials have none. */
+  hist_trial anon = tr;
+  anon.digest = NULL;
+  add_trial(h, &anon);
+  ASSERT_EQ_INT(hist_find_ok(h, NULL, &f), 0);
+  ASSERT_EQ_INT(hist_find_ok(h, "", &f), 0);
+
   /* A failed trial is never reused. */
   hist_trial bad = tr;
   bad.status = "WRONG_ANSWER";
   bad.config_json = "{\"TI\":99,\"TJ\":1}";
+  char db[IDENT_HEX];
+  digest_of(KERNEL_A, &bad, db);
+  bad.digest = db;
   add_trial(h, &bad);
-  ASSERT_EQ_INT(hist_find_ok(h, tr.task, tr.size_json, "x", bad.config_json, tr.compiler,
-                             tr.timing_json, &f), 0);
+  ASSERT_EQ_INT(hist_find_ok(h, db, &f), 0);
+
+  /* The newest of several measurements of the same trial. */
+  hist_trial again = tr;
+  again.runner = "pi-2";
+  int64_t id2 = add_trial(h, &again);
+  ASSERT_EQ_INT(hist_find_ok(h, d, &f), 1);
+  ASSERT_EQ_INT(f.id, id2);
+  ASSERT_EQ_STR(f.runner, "pi-2");
+  hist_found_clear(&f);
   hist_close(h);
   tmp_free(&t);
 }
 
-TEST_LIST(TEST_ENTRY(jobs_and_unfinished_sessions_resume), TEST_ENTRY(find_ok_matches_exact_conditions), TEST_ENTRY(open_creates_schema_in_wal), TEST_ENTRY(session_and_trial_round_trip),
-          TEST_ENTRY(trial_input_is_checked), TEST_ENTRY(export_jsonl),
-          TEST_ENTRY(export_jsonl_untimed_trial_has_nulls),
+/* Version 1 of the schema, as ktune wrote it before trial identities
+ * (git show 032e419:common/history.c). */
+static const char v1_schema[] =
+  "CREATE TABLE sessions ("
+  " id INTEGER PRIMARY KEY, task TEXT NOT NULL, size TEXT NOT NULL, key TEXT NOT NULL,"
+  " strategy TEXT NOT NULL, compiler TEXT NOT NULL, owner TEXT, trials INTEGER NOT NULL,"
+  " seed INTEGER NOT NULL, state TEXT NOT NULL, created_ms INTEGER NOT NULL,"
+  " updated_ms INTEGER NOT NULL, spec BLOB);"
+  "CREATE TABLE trials ("
+  " id INTEGER PRIMARY KEY, session INTEGER REFERENCES sessions(id), task TEXT NOT NULL,"
+  " size TEXT NOT NULL, config TEXT NOT NULL, key TEXT NOT NULL, compiler TEXT NOT NULL,"
+  " status TEXT NOT NULL, error TEXT, costs TEXT NOT NULL, mean_s REAL, gflops REAL,"
+  " flops INTEGER NOT NULL, runner TEXT, build_s REAL, timestamp_ms INTEGER NOT NULL,"
+  " number INTEGER NOT NULL, repeat INTEGER NOT NULL, compiler_id TEXT, device TEXT,"
+  " median_s REAL, std_s REAL, calls INTEGER, clock TEXT,"
+  " timing TEXT NOT NULL DEFAULT '{}', reused INTEGER REFERENCES trials(id)%s);"
+  "CREATE TABLE jobs ("
+  " id INTEGER PRIMARY KEY, session INTEGER NOT NULL REFERENCES sessions(id),"
+  " idx INTEGER NOT NULL, config TEXT NOT NULL, lost INTEGER NOT NULL DEFAULT 0);"
+  "CREATE INDEX jobs_session ON jobs(session);"
+  "CREATE INDEX trials_best ON trials(task, size, key, mean_s) WHERE status = 'ok';"
+  "CREATE INDEX trials_reuse ON trials(task, size, key, config) WHERE status = 'ok';"
+  "CREATE INDEX trials_session ON trials(session);"
+  "INSERT INTO sessions VALUES (1, 'matmul', '{\"K\":64,\"M\":64,\"N\":64}', 'rpi4',"
+  " 'random', 'tcc', 'alice', 10, 7, 'done', 1000, 2000, NULL);"
+  "INSERT INTO trials(session, task, size, config, key, compiler, status, costs, mean_s,"
+  " gflops, flops, runner, timestamp_ms, number, repeat, timing) VALUES"
+  " (1, 'matmul', '{\"K\":64,\"M\":64,\"N\":64}', '{\"TI\":8,\"TJ\":16}', 'rpi4', 'tcc',"
+  " 'ok', '[0.001]', 0.001, 0.524288, 524288, 'pi-1', 1500, 1, 1, '{}'),"
+  " (1, 'matmul', '{\"K\":64,\"M\":64,\"N\":64}', '{\"TI\":4,\"TJ\":4}', 'rpi4', 'tcc',"
+  " 'COMPILE_ERROR', '[]', NULL, NULL, 524288, NULL, 1600, 1, 1, '{}');"
+  "INSERT INTO jobs(session, idx, config) VALUES (1, 3, '{\"TI\":2,\"TJ\":2}');"
+  "PRAGMA user_version = 1;";
+
+/* A version 1 file with two trials and a job; extra_column goes into the
+ * trials table (to make the upgrade fail). */
+static void make_v1(const char *path, const char *extra_column) {
+  char sql[sizeof(v1_schema) + 64];
+  snprintf(sql, sizeof(sql), v1_schema, extra_column);
+  sqlite3 *db = NULL;
+  ASSERT_EQ_INT(sqlite3_open(path, &db), SQLITE_OK);
+  char *err = NULL;
+  if (sqlite3_exec(db, "PRAGMA journal_mode = WAL", NULL, NULL, &err) != SQLITE_OK ||
+      sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK)
+    TEST_FAIL("making a version 1 file: %s", err);
+  sqlite3_close(db);
+}
+
+static void columns_of(sqlite3 *db, const char *table, char *out, size_t n) {
+  char sql[128];
+  snprintf(sql, sizeof(sql), "SELECT group_concat(name, ',') FROM pragma_table_info('%s')",
+           table);
+  raw_text(db, sql, out, n);
+}
+
+TEST(v1_file_reads_read_only_as_it_is) {
+  tmp t;
+  tmp_init(&t);
+  make_v1(t.db, "");
+  hist *r = NULL;
+  char err[256] = "";
+  ASSERT_EQ_INT(hist_open_readonly(t.db, &r, err, sizeof(err)), 0);
+  collect c = {0};
+  export_ok(r, "jsonl", &c);
+  ASSERT_EQ_INT(c.n, 2);
+  json_t *o = json_loads(c.lines[0], 0, NULL);
+  ASSERT_NOT_NULL(o);
+  ASSERT_EQ_STR(json_string_value(json_object_get(o, "status")), "ok");
+  ASSERT(json_is_null(json_object_get(o, "digest")));
+  ASSERT(json_is_null(json_object_get(o, "kernel")));
+  ASSERT(json_is_false(json_object_get(o, "checked")));
+  ASSERT(json_is_null(json_object_get(o, "builder")));
+  json_decref(o);
+  collect_free(&c);
+  export_ok(r, "csv", &c);
+  ASSERT_EQ_INT(c.n, 3);
+  ASSERT_CONTAINS(c.lines[0], ",reused_from,digest,kernel,checked,builder");
+  collect_free(&c);
+
+  /* ktune best finds it only when it asks for no kernel and no check. */
+  hist_best_query q = {.task = "matmul", .size_json = SIZE64};
+  hist_best_row b;
+  ASSERT_EQ_INT(best_of(r, &q, &b), 1);
+  ASSERT_EQ_STR(b.config_json, "{\"TI\":8,\"TJ\":16}");
+  ASSERT_NULL(b.kernel);
+  ASSERT_NULL(b.builder);
+  hist_best_row_clear(&b);
+  q.checked_only = 1;
+  ASSERT_EQ_INT(best_of(r, &q, &b), 0);
+  q.checked_only = 0;
+  q.kernel = KERNEL_A;
+  ASSERT_EQ_INT(best_of(r, &q, &b), 0);
+  hist_found f;
+  ASSERT_EQ_INT(hist_find_ok(r, KERNEL_A, &f), 0);
+
+  hist_session_row s;
+  ASSERT_EQ_INT(hist_session_get(r, 1, &s), 1);
+  ASSERT_EQ_STR(s.state, "done");
+  ASSERT_NULL(s.message);
+  ASSERT_EQ_INT(s.done, 2);
+  ASSERT_EQ_INT(s.failures, 1);
+  hist_session_row_clear(&s);
+  hist_close(r);
+
+  /* Reading changed nothing. */
+  sqlite3 *db = raw_open(t.db);
+  ASSERT_EQ_INT(raw_int(db, "PRAGMA user_version"), 1);
+  char cols[1024];
+  columns_of(db, "trials", cols, sizeof(cols));
+  ASSERT(strstr(cols, "digest") == NULL);
+  sqlite3_close(db);
+  tmp_free(&t);
+}
+
+TEST(v1_file_is_upgraded_in_place) {
+  tmp t;
+  tmp_init(&t);
+  make_v1(t.db, "");
+  hist *h = open_rw(t.db);
+
+  sqlite3 *db = raw_open(t.db);
+  ASSERT_EQ_INT(raw_int(db, "PRAGMA user_version"), 2);
+  ASSERT_EQ_INT(raw_int(db, "SELECT count(*) FROM sqlite_schema WHERE name = 'trials_reuse'"),
+                0);
+  ASSERT_EQ_INT(raw_int(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND"
+                            " name IN ('trials_digest', 'trials_kernel')"),
+                2);
+  /* Old rows kept, with no identity: they never answer for a new trial. */
+  ASSERT_EQ_INT(raw_int(db, "SELECT count(*) FROM trials WHERE digest IS NULL AND kernel IS"
+                            " NULL AND checked = 0 AND builder IS NULL"),
+                2);
+  ASSERT_EQ_INT(raw_int(db, "SELECT count(*) FROM sessions WHERE message IS NULL"), 1);
+
+  /* The same columns in the same order as a file made new. */
+  tmp t2;
+  tmp_init(&t2);
+  hist *fresh = open_rw(t2.db);
+  sqlite3 *db2 = raw_open(t2.db);
+  const char *tables[] = {"sessions", "trials", "jobs"};
+  for (size_t i = 0; i < 3; i++) {
+    char a[1024], b[1024];
+    columns_of(db, tables[i], a, sizeof(a));
+    columns_of(db2, tables[i], b, sizeof(b));
+    ASSERT_EQ_STR(a, b);
+  }
+  char idx_a[512], idx_b[512];
+  const char *idx_sql = "SELECT group_concat(name, ',') FROM (SELECT name FROM sqlite_schema"
+                        " WHERE type = 'index' AND sql IS NOT NULL ORDER BY name)";
+  raw_text(db, idx_sql, idx_a, sizeof(idx_a));
+  raw_text(db2, idx_sql, idx_b, sizeof(idx_b));
+  ASSERT_EQ_STR(idx_a, idx_b);
+  sqlite3_close(db2);
+  hist_close(fresh);
+  tmp_free(&t2);
+  sqlite3_close(db);
+
+  /* The job is still there to resume, and new trials record. */
+  jobs_seen js = {0};
+  ASSERT_EQ_INT(hist_jobs_of(h, 1, see_job, &js), 0);
+  ASSERT_EQ_INT(js.n, 1);
+  hist_trial tr = ok_trial(1, 2e-3);
+  char d[IDENT_HEX];
+  digest_of(KERNEL_A, &tr, d);
+  tr.digest = d;
+  int64_t id = add_trial(h, &tr);
+  hist_found f;
+  ASSERT_EQ_INT(hist_find_ok(h, d, &f), 1);
+  ASSERT_EQ_INT(f.id, id);
+  hist_found_clear(&f);
+  hist_close(h);
+
+  /* Opening again finds version 2 and does nothing. */
+  h = open_rw(t.db);
+  ASSERT_EQ_INT(count_trials(h), 3);
+  hist_close(h);
+  tmp_free(&t);
+}
+
+TEST(v1_upgrade_that_fails_leaves_the_file_as_it_was) {
+  tmp t;
+  tmp_init(&t);
+  /* A column the upgrade adds is there already: its ALTER fails midway. */
+  make_v1(t.db, ", builder TEXT");
+  hist *h = NULL;
+  char err[256] = "";
+  ASSERT_LT_INT(hist_open(t.db, 0, &h, err, sizeof(err)), 0);
+  ASSERT_NULL(h);
+  ASSERT_CONTAINS(err, t.db);
+  ASSERT_CONTAINS(err, "duplicate column");
+  sqlite3 *db = raw_open(t.db);
+  ASSERT_EQ_INT(raw_int(db, "PRAGMA user_version"), 1);
+  char cols[1024];
+  columns_of(db, "trials", cols, sizeof(cols));
+  ASSERT(strstr(cols, "digest") == NULL);
+  ASSERT_EQ_INT(raw_int(db, "SELECT count(*) FROM sqlite_schema WHERE name = 'trials_reuse'"),
+                1);
+  sqlite3_close(db);
+  tmp_free(&t);
+}
+
+typedef struct {
+  int64_t ids[8];
+  char states[8][16];
+  int n, stop_at;
+} recent_seen;
+
+static int see_recent(void *ctx, const hist_session_row *r) {
+  recent_seen *s = ctx;
+  ASSERT_LT_INT(s->n, 8);
+  s->ids[s->n] = r->id;
+  snprintf(s->states[s->n++], sizeof(s->states[0]), "%s", r->state);
+  return s->stop_at && s->n >= s->stop_at ? 9 : 0;
+}
+
+TEST(session_get_and_recent) {
+  tmp t;
+  tmp_init(&t);
+  hist *h = open_rw(t.db);
+  int64_t a = add_session(h, "rpi4"), b = add_session(h, "rpi4"), c = add_session(h, "rpi4"),
+          d = add_session(h, "rpi4");
+  hist_trial slow = ok_trial(a, 2e-3), fast = ok_trial(a, 1e-3), bad = ok_trial(a, 5e-4);
+  fast.config_json = "{\"TI\":16,\"TJ\":4}";
+  bad.status = "WRONG_ANSWER";
+  int64_t slow_id = add_trial(h, &slow);
+  add_trial(h, &fast);
+  add_trial(h, &bad);
+  hist_trial again = slow;
+  again.reused = slow_id;
+  add_trial(h, &again);
+  hist_trial other = ok_trial(b, 1e-5); /* another session's, not a's best */
+  add_trial(h, &other);
+
+  ASSERT_EQ_INT(hist_session_update(h, a, "done", NULL), 0);
+  usleep(3000);
+  ASSERT_EQ_INT(hist_session_update(h, b, "failed", "no runner with key rpi4 for 60 s"), 0);
+  usleep(3000);
+  ASSERT_EQ_INT(hist_session_update(h, c, "running", NULL), 0);
+  ASSERT_EQ_INT(hist_session_update(h, d, "cancelled", "cancelled by alice"), 0);
+
+  hist_session_row r;
+  ASSERT_EQ_INT(hist_session_get(h, a, &r), 1);
+  ASSERT_EQ_INT(r.id, a);
+  ASSERT_EQ_STR(r.task, "matmul");
+  ASSERT_EQ_STR(r.size_json, SIZE64);
+  ASSERT_EQ_STR(r.key, "rpi4");
+  ASSERT_EQ_STR(r.strategy, "random");
+  ASSERT_EQ_STR(r.compiler, "tcc");
+  ASSERT_EQ_STR(r.owner, "alice");
+  ASSERT_EQ_STR(r.state, "done");
+  ASSERT_NULL(r.message);
+  ASSERT_EQ_INT(r.trials, 10);
+  ASSERT_EQ_INT(r.done, 4);
+  ASSERT_EQ_INT(r.failures, 1);
+  ASSERT_EQ_INT(r.reused, 1);
+  ASSERT_EQ_STR(r.best_config, "{\"TI\":16,\"TJ\":4}");
+  ASSERT_EQ_DBL(r.best_mean_s, 1e-3, 0);
+  ASSERT_EQ_DBL(r.best_gflops, 524288.0 / 1e-3 / 1e9, 1e-9);
+  ASSERT_GE_INT(r.updated_ms, r.created_ms);
+  hist_session_row_clear(&r);
+  ASSERT_NULL(r.task);
+
+  ASSERT_EQ_INT(hist_session_get(h, b, &r), 1);
+  ASSERT_EQ_STR(r.message, "no runner with key rpi4 for 60 s");
+  ASSERT_EQ_INT(r.done, 1);
+  hist_session_row_clear(&r);
+  ASSERT_EQ_INT(hist_session_get(h, c, &r), 1);
+  ASSERT_EQ_INT(r.done, 0);
+  ASSERT_NULL(r.best_config);
+  ASSERT_EQ_DBL(r.best_mean_s, 0, 0);
+  hist_session_row_clear(&r);
+  ASSERT_EQ_INT(hist_session_get(h, 999, &r), 0);
+  ASSERT_NULL(r.task);
+
+  /* Ended ones, most recently ended first; the running one is not. */
+  recent_seen s = {0};
+  ASSERT_EQ_INT(hist_sessions_recent(h, 10, see_recent, &s), 0);
+  ASSERT_EQ_INT(s.n, 3);
+  ASSERT_EQ_INT(s.ids[0], d);
+  ASSERT_EQ_STR(s.states[0], "cancelled");
+  ASSERT_EQ_INT(s.ids[1], b);
+  ASSERT_EQ_INT(s.ids[2], a);
+  recent_seen lim = {0};
+  ASSERT_EQ_INT(hist_sessions_recent(h, 2, see_recent, &lim), 0);
+  ASSERT_EQ_INT(lim.n, 2);
+  ASSERT_EQ_INT(lim.ids[1], b);
+  recent_seen stop = {.stop_at = 1};
+  ASSERT_EQ_INT(hist_sessions_recent(h, 10, see_recent, &stop), 9);
+  ASSERT_EQ_INT(stop.n, 1);
+
+  /* The summary the tracker resumes from agrees. */
+  uint32_t n = 0, failed = 0;
+  char *best = NULL;
+  double mean = 0;
+  ASSERT_EQ_INT(hist_session_summary(h, a, &n, &failed, &best, &mean), 0);
+  ASSERT_EQ_INT(n, 4);
+  ASSERT_EQ_INT(failed, 1);
+  ASSERT_EQ_STR(best, "{\"TI\":16,\"TJ\":4}");
+  free(best);
+  hist_close(h);
+  tmp_free(&t);
+}
+
+TEST_LIST(TEST_ENTRY(jobs_and_unfinished_sessions_resume),
+          TEST_ENTRY(find_ok_matches_only_the_exact_digest), TEST_ENTRY(open_creates_schema_in_wal),
+          TEST_ENTRY(session_and_trial_round_trip), TEST_ENTRY(trial_input_is_checked),
+          TEST_ENTRY(export_jsonl), TEST_ENTRY(export_jsonl_untimed_trial_has_nulls),
           TEST_ENTRY(export_jsonl_odd_text_stays_valid), TEST_ENTRY(export_csv),
           TEST_ENTRY(export_unknown_format), TEST_ENTRY(best_picks_fastest_ok),
+          TEST_ENTRY(best_checked_only_ignores_unchecked),
+          TEST_ENTRY(best_of_a_kernel_ignores_other_kernels_of_the_name),
           TEST_ENTRY(committed_survives_reopen), TEST_ENTRY(uncommitted_is_lost_on_close),
           TEST_ENTRY(crash_keeps_committed_only),
           TEST_ENTRY(reader_sees_only_committed_and_is_not_blocked),
-          TEST_ENTRY(readonly_missing_path), TEST_ENTRY(not_a_history_is_refused))
+          TEST_ENTRY(readonly_missing_path), TEST_ENTRY(not_a_history_is_refused),
+          TEST_ENTRY(v1_file_reads_read_only_as_it_is), TEST_ENTRY(v1_file_is_upgraded_in_place),
+          TEST_ENTRY(v1_upgrade_that_fails_leaves_the_file_as_it_was),
+          TEST_ENTRY(session_get_and_recent))
