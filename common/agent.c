@@ -14,6 +14,9 @@
 
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
+/* Logins refused in a row before the agent gives up: a wrong token or
+ * name does not fix itself, and retrying for ever only fills two logs. */
+#define MAX_REFUSALS 5
 
 struct agent {
   uv_loop_t *loop;
@@ -38,6 +41,7 @@ struct agent {
   uint8_t tracker_nonce[AUTH_NONCE]; /* the tracker's challenge */
   int challenged;
   uint64_t holding;
+  uint32_t refusals;       /* logins refused in a row */
 };
 
 static void dial(agent *a);
@@ -143,6 +147,18 @@ static int tracker_proved(agent *a, const Ktune__Welcome *w) {
   return 1;
 }
 
+/* A refused login: say what to check, and after a few give up. */
+static void refused(agent *a, const char *code) {
+  if (!strcmp(code, "AUTH_FAILED"))
+    log_error(a->cfg.who, "the tracker refused the token: it must be issued to this %s under the "
+              "name '%s' (--name), with role %s, in the tracker's tokens file",
+              wire_role_name(a->cfg.role), a->cfg.name, wire_role_name(a->cfg.role));
+  if (++a->refusals < MAX_REFUSALS) return;
+  log_error(a->cfg.who, "giving up after %u refused logins", a->refusals);
+  if (a->cfg.on_give_up) a->cfg.on_give_up(a);
+  else agent_stop(a);
+}
+
 static void on_message(conn *c, Ktune__Envelope *env) {
   agent *a = c->data;
   switch (env->msg_case) {
@@ -158,6 +174,7 @@ static void on_message(conn *c, Ktune__Envelope *env) {
       return;
     }
     a->welcomed = 1;
+    a->refusals = 0;
     a->backoff_ms = BACKOFF_MIN_MS;
     a->heartbeat_ms = env->welcome->heartbeat_ms ? env->welcome->heartbeat_ms : 1000;
     a->timeout_ms = env->welcome->timeout_ms ? env->welcome->timeout_ms : 10 * a->heartbeat_ms;
@@ -170,6 +187,7 @@ static void on_message(conn *c, Ktune__Envelope *env) {
     return;
   case KTUNE__ENVELOPE__MSG_ERROR:
     log_error(a->cfg.who, "tracker says %s: %s", env->error->code, env->error->message);
+    if (!a->welcomed && !strncmp(env->error->code, "AUTH_", 5)) refused(a, env->error->code);
     return;
   default:
     if (!a->welcomed) {

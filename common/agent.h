@@ -42,6 +42,10 @@ typedef struct {
   const char *token;
   /* Optional: called after each Welcome, once agent_send works again. */
   void (*on_welcome)(agent *a);
+  /* Optional: the tracker refused this agent's login again and again; the
+   * program should stop (agent_stop) and exit non-zero. Without it the
+   * agent just stops. */
+  void (*on_give_up)(agent *a);
 } agent_config;
 
 int agent_new(uv_loop_t *loop, const agent_config *cfg, const agent_ops *ops, void *data,
@@ -50,6 +54,7 @@ int agent_new(uv_loop_t *loop, const agent_config *cfg, const agent_ops *ops, vo
  * tracker requeues it). */
 int agent_send(agent *a, const Ktune__Envelope *env);
 void *agent_data(agent *a);
+
 /* Runners: the job still being measured from an earlier connection, put
  * in every later Hello (Hello.holding); 0 for none. */
 void agent_set_holding(agent *a, uint64_t job_id);

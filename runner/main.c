@@ -89,6 +89,7 @@ struct runner {
   Ktune__Envelope *pending;
   runner_fault fault;
   int stopping;
+  int exit_code;           /* 2 when the tracker kept refusing our login */
   int draining;            /* SIGTERM: finish the job under way, then leave */
   int cpu;
   uint64_t mem_limit_mb;
@@ -495,6 +496,18 @@ static void on_disconnect(agent *a) {
 
 static const agent_ops ops = {on_message, on_disconnect};
 
+static void leave_now(runner *r) {
+  if (r->stopping) return;
+  r->stopping = 1;
+  uv_close((uv_handle_t *)&r->sigterm, NULL);
+  uv_close((uv_handle_t *)&r->sigint, NULL);
+  if (r->busy) {
+    child_kill(r->busy);
+    return; /* the agent stops once the child is reaped */
+  }
+  agent_stop(r->ag);
+}
+
 /* SIGTERM drains: the tracker sends nothing more, the job under way is
  * measured and reported. A second SIGTERM, or SIGINT, leaves at once. */
 static void on_signal(uv_signal_t *h, int sig) {
@@ -507,14 +520,14 @@ static void on_signal(uv_signal_t *h, int sig) {
     return;
   }
   log_info(WHO, "signal %d: leaving", sig);
-  r->stopping = 1;
-  uv_close((uv_handle_t *)&r->sigterm, NULL);
-  uv_close((uv_handle_t *)&r->sigint, NULL);
-  if (r->busy) {
-    child_kill(r->busy);
-    return; /* the agent stops once the child is reaped */
-  }
-  agent_stop(r->ag);
+  leave_now(r);
+}
+
+/* The tracker keeps refusing our login: a configuration error. */
+static void on_give_up(agent *a) {
+  runner *r = agent_data(a);
+  r->exit_code = 2;
+  leave_now(r);
 }
 
 static void usage(FILE *f) {
@@ -730,7 +743,7 @@ int main(int argc, char **argv) {
                       .key = key, .arch = fault_arch ? fault_arch : dev.arch, .slots = 1,
                       .cpu_model = dev.cpu_model, .cores = dev.cores, .kernel = dev.kernel,
                       .governor = dev.governor, .token = have_token ? token : NULL,
-                      .on_welcome = on_welcome};
+                      .on_welcome = on_welcome, .on_give_up = on_give_up};
   if (agent_new(r.loop, &cfg, &ops, &r, &r.ag, err, sizeof(err)) < 0) {
     fprintf(stderr, "ktune-runner: %s\n", err);
     return 2;
@@ -750,5 +763,5 @@ int main(int argc, char **argv) {
   refcache_clear(&r.refs);
   memset(token, 0, sizeof token);
   if (claim >= 0) close(claim);
-  return 0;
+  return r.exit_code;
 }

@@ -23,7 +23,8 @@ static void usage(FILE *f) {
           "  --sync normal|full  normal: a result survives a crash of this process (default);\n"
           "                      full: it also survives power loss, slower\n"
           "  --tokens FILE       who may connect: lines of ROLE NAME TOKEN (docs/SECURITY.md);\n"
-          "                      without it only loopback addresses are allowed\n"
+          "                      without it only loopback addresses are allowed; SIGHUP\n"
+          "                      reads it again\n"
           "  --insecure          listen beyond loopback without tokens (anyone who reaches\n"
           "                      the port can run code on every runner)\n"
           "  --port-file PATH    write the address actually bound, once listening\n"
@@ -35,6 +36,7 @@ static void usage(FILE *f) {
           "  --max-artifact      bytes of a built shared object (default 16777216)\n"
           "  --max-conns         connections at once (default 1024)\n"
           "  --max-unauth        connections not logged in yet (default 64)\n"
+          "  --max-unauth-per-addr  the same, from one address (default 8)\n"
           "  --auth-delay-ms     a failed login's answer waits this long (default 1000)\n"
           "  --max-sessions      unfinished sessions per client (default 16)\n"
           "  --max-queued        trials not yet recorded per client (default 100000)\n"
@@ -64,6 +66,7 @@ static const num_opt num_opts[] = {
     NUM("hello-timeout-ms", hello_timeout_ms, 10), NUM("max-frame", max_frame, 1024),
     NUM("max-artifact", max_artifact, 1024), NUM("max-conns", max_conns, 1),
     NUM("max-unauth", max_unauth, 1), NUM("auth-delay-ms", auth_delay_ms, 0),
+    NUM("max-unauth-per-addr", max_unauth_addr, 1),
     NUM("max-sessions", max_sessions, 1), NUM("max-queued", max_queued, 1),
     NUM("max-knobs", max_knobs, 1), NUM("max-values", max_values, 1),
     {"max-space", offsetof(tracker_opts, max_space), 1, 1}, NUM("max-lost", max_lost, 1),
@@ -109,6 +112,7 @@ static void defaults(tracker_opts *o) {
   o->max_lost = 3;
   o->max_conns = 1024;
   o->max_unauth = 64;
+  o->max_unauth_addr = 8;
   o->auth_delay_ms = 1000;
   o->max_sessions = 16;
   o->max_queued = 100000;

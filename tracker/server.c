@@ -165,6 +165,16 @@ static const struct {
     [KTUNE__ENVELOPE__MSG_CANCEL] = {on_cancel, R_CLIENT},
 };
 
+#define LABEL_MAX 63
+
+static int label_ok(const char *s) {
+  size_t n = strlen(s);
+  if (n == 0 || n > LABEL_MAX) return 0;
+  for (size_t i = 0; i < n; i++)
+    if ((unsigned char)s[i] <= 0x20 || (unsigned char)s[i] >= 0x7f) return 0;
+  return 1;
+}
+
 static void copy_field(char *dst, size_t n, const char *src) {
   snprintf(dst, n, "%s", src ? src : "");
 }
@@ -249,6 +259,24 @@ static void on_hello(tracker *t, peer *p, const Ktune__Hello *h) {
     conn_send_error(p->c, "BAD_HELLO", "a runner needs a device key (--key KEY)");
     conn_close(p->c, "runner without key");
     return;
+  }
+  /* Names and keys reach logs and status: checked before either sees them. */
+  const char *bad = !label_ok(h->name) ? "name" : h->key[0] && !label_ok(h->key) ? "key" : NULL;
+  if (bad) {
+    conn_send_error(p->c, "BAD_HELLO", "the %s must be 1 to %d printable characters without "
+                    "spaces", bad, LABEL_MAX);
+    conn_close(p->c, "bad name or key");
+    return;
+  }
+  if (h->role != KTUNE__ROLE__ROLE_CLIENT) {
+    for (peer *o = t->peers; o; o = o->next)
+      if (o != p && o->state == PEER_READY && o->role == h->role && !strcmp(o->name, h->name)) {
+        conn_send_error(p->c, "NAME_TAKEN", "a %s named %s is already connected (from %s); give "
+                        "each agent its own --name", wire_role_name(h->role), h->name,
+                        o->c ? o->c->peer : "?");
+        conn_close(p->c, "name taken");
+        return;
+      }
   }
   p->role = h->role;
   copy_field(p->name, sizeof(p->name), h->name);
@@ -358,25 +386,47 @@ static void on_close(conn *c, const char *why) {
 
 static const conn_ops server_conn_ops = {on_message, on_close, NULL};
 
+/* "127.0.0.2:4000" and "127.0.0.2:4001" are the same host. */
+static int same_host(const char *a, const char *b) {
+  const char *ca = strrchr(a, ':'), *cb = strrchr(b, ':');
+  size_t la = ca ? (size_t)(ca - a) : strlen(a), lb = cb ? (size_t)(cb - b) : strlen(b);
+  return la == lb && memcmp(a, b, la) == 0;
+}
+
 static void on_connection(uv_stream_t *server, int status) {
   tracker *t = server->data;
   if (status < 0 || t->stopping) return;
   conn *c = conn_new(t->loop, &server_conn_ops, NULL, t->opts.max_frame);
   if (!c) return;
-  if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
+  /* Reading starts now (which also learns the peer's address, for the
+   * limits below); nothing is read before this callback returns. */
+  if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0 || conn_start(c) != 0) {
     conn_close(c, "accept failed");
     return;
   }
-  uint32_t total = 0, unauth = 0;
+  uint32_t total = 0, unauth = 0, here = 0;
   for (peer *p = t->peers; p; p = p->next) {
     total++;
     unauth += p->state != PEER_READY;
+    here += p->state != PEER_READY && p->c && same_host(p->c->peer, c->peer);
   }
-  if (total >= t->opts.max_conns || unauth >= t->opts.max_unauth) {
-    int all = total >= t->opts.max_conns;
-    conn_send_error(c, "LIMIT", "too many %sconnections: the limit is %u (--%s)",
-                    all ? "" : "unauthenticated ", all ? t->opts.max_conns : t->opts.max_unauth,
-                    all ? "max-conns" : "max-unauth");
+  /* Per address first: one flooding host must not take every slot that
+   * the others need to log in. */
+  const char *what = NULL, *opt = NULL;
+  uint32_t limit = 0;
+  if (total >= t->opts.max_conns)
+    what = "", opt = "max-conns", limit = t->opts.max_conns;
+  else if (here >= t->opts.max_unauth_addr)
+    what = "unauthenticated connections from one address: the limit is", opt = "max-unauth-per-addr",
+    limit = t->opts.max_unauth_addr;
+  else if (unauth >= t->opts.max_unauth)
+    what = "unauthenticated ", opt = "max-unauth", limit = t->opts.max_unauth;
+  if (what) {
+    if (!strcmp(opt, "max-unauth-per-addr"))
+      conn_send_error(c, "LIMIT", "too many %s %u (--%s)", what, limit, opt);
+    else
+      conn_send_error(c, "LIMIT", "too many %sconnections: the limit is %u (--%s)", what, limit,
+                      opt);
     conn_close(c, "over the connection limit");
     return;
   }
@@ -387,7 +437,6 @@ static void on_connection(uv_stream_t *server, int status) {
     return;
   }
   c->data = p;
-  if (conn_start(c) != 0) conn_close(c, "cannot read");
 }
 
 int server_send(peer *p, const Ktune__Envelope *env) {
@@ -485,6 +534,54 @@ static void on_signal(uv_signal_t *h, int sig) {
   server_stop(t);
 }
 
+static int same_entry(const auth_entry *a, const auth_entry *b) {
+  return a && b && !strcmp(a->role, b->role) && !strcmp(a->token, b->token);
+}
+
+/* Names of one token list that the other lacks or holds differently. */
+static void token_changes(const auth_tokens *from, const auth_tokens *to, char *out, size_t len) {
+  size_t off = 0;
+  out[0] = 0;
+  for (size_t i = 0; i < from->n && off < len; i++)
+    if (!same_entry(&from->e[i], auth_tokens_find(to, from->e[i].name)))
+      off += (size_t)snprintf(out + off, len - off, "%s%s", off ? ", " : "", from->e[i].name);
+  if (!out[0]) snprintf(out, len, "none");
+}
+
+/* SIGHUP: read the tokens file again, as daemons do. Whoever lost their
+ * token (or had it changed) is disconnected; everyone else stays. */
+static void on_hangup(uv_signal_t *h, int sig) {
+  tracker *t = h->data;
+  (void)sig;
+  if (!t->opts.tokens_path) {
+    log_warn(WHO, "SIGHUP: there is no --tokens file to read again");
+    return;
+  }
+  auth_tokens fresh = {0};
+  char err[512];
+  if (auth_tokens_load(t->opts.tokens_path, &fresh, err, sizeof(err)) < 0) {
+    log_error(WHO, "SIGHUP: keeping the tokens in use: %s", err);
+    return;
+  }
+  char gone[512], added[512];
+  token_changes(&t->tokens, &fresh, gone, sizeof(gone));
+  token_changes(&fresh, &t->tokens, added, sizeof(added));
+  log_info(WHO, "SIGHUP: tokens read again from %s: %zu entries; removed or changed: %s; added "
+           "or changed: %s", t->opts.tokens_path, fresh.n, gone, added);
+  for (peer *p = t->peers, *next; p; p = next) {
+    next = p->next;
+    if (p->state != PEER_READY || !p->c || t->tokens.n == 0) continue;
+    const auth_entry *was = auth_tokens_find(&t->tokens, p->name);
+    if (same_entry(was, auth_tokens_find(&fresh, p->name))) continue;
+    log_info(WHO, "%s %s: its token was removed or changed; disconnecting it",
+             wire_role_name(p->role), p->name);
+    conn_send_error(p->c, "AUTH_REVOKED", "your token was removed from the tracker's tokens file");
+    conn_close(p->c, "token revoked");
+  }
+  auth_tokens_free(&t->tokens);
+  t->tokens = fresh;
+}
+
 static int write_port_file(tracker *t, char *err, size_t errlen) {
   struct sockaddr_storage ss;
   int len = sizeof(ss);
@@ -532,6 +629,9 @@ int server_start(tracker *t, char *err, size_t errlen) {
   t->sigterm.data = t->sigint.data = t;
   uv_signal_start(&t->sigterm, on_signal, SIGTERM);
   uv_signal_start(&t->sigint, on_signal, SIGINT);
+  uv_signal_init(t->loop, &t->sighup);
+  t->sighup.data = t;
+  uv_signal_start(&t->sighup, on_hangup, SIGHUP);
   return 0;
 }
 
@@ -553,4 +653,5 @@ void server_stop(tracker *t) {
   uv_close((uv_handle_t *)&t->refill, NULL);
   uv_close((uv_handle_t *)&t->sigterm, NULL);
   uv_close((uv_handle_t *)&t->sigint, NULL);
+  uv_close((uv_handle_t *)&t->sighup, NULL);
 }

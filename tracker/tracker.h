@@ -42,6 +42,7 @@ typedef struct {
   int insecure;            /* listen beyond loopback without tokens */
   uint32_t max_conns;      /* connections at once */
   uint32_t max_unauth;     /* connections that have not logged in yet */
+  uint32_t max_unauth_addr; /* the same, from one address */
   uint32_t auth_delay_ms;  /* a failed login waits this long for its answer */
   uint32_t max_sessions;   /* unfinished sessions per client */
   uint32_t max_queued;     /* trials not yet recorded, per client */
@@ -61,7 +62,7 @@ typedef struct tracker {
   uv_timer_t sweep;
   uv_prepare_t commit;
   uv_idle_t refill;        /* runs while a session's search has more to look at */
-  uv_signal_t sigterm, sigint;
+  uv_signal_t sigterm, sigint, sighup;
   hist *db;
   auth_tokens tokens;      /* empty: no authentication (loopback only) */
   int txn_open;

@@ -492,10 +492,173 @@ TEST(sparse_search_does_not_stall_the_tracker) {
   farm_stop_tracker(&f);
 }
 
+
+/* A socket to the tracker from another loopback address. */
+static int dial_from(const farm *f, const char *from) {
+  char host[64];
+  int port;
+  ASSERT_EQ_INT(sscanf(f->addr, "%63[^:]:%d", host, &port), 2);
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE_INT(fd, 0);
+  struct sockaddr_in me = {0}, to = {0};
+  me.sin_family = to.sin_family = AF_INET;
+  inet_pton(AF_INET, from, &me.sin_addr);
+  ASSERT_EQ_INT(bind(fd, (struct sockaddr *)&me, sizeof(me)), 0);
+  to.sin_port = htons((uint16_t)port);
+  inet_pton(AF_INET, host, &to.sin_addr);
+  if (connect(fd, (struct sockaddr *)&to, sizeof(to)) < 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+/* 1,000 idle sockets from 127.0.0.2 take at most their address's share
+ * of the login slots: a client on 127.0.0.1 tunes and asks for status
+ * throughout, and an agent reconnects. */
+TEST(flood_from_one_address_does_not_lock_out_another) {
+  farm f;
+  farm_start(&f, NULL);
+  pid_t b = farm_builder(&f, "b1");
+  pid_t r = farm_runner(&f, "r1", "k", NULL);
+  farm_wait_agent(&f, "r1", 1);
+  farm_wait_agent(&f, "b1", 1);
+  enum { FLOOD = 1000 };
+  static int idle[FLOOD];
+  int opened = 0;
+  for (int i = 0; i < FLOOD; i++)
+    if ((idle[i] = dial_from(&f, "127.0.0.2")) >= 0) opened++;
+  ASSERT_GE_INT(opened, 1);
+  char out[8192];
+  int failed = 0;
+  for (int i = 0; i < 10; i++) {
+    char *status[] = {"status", NULL};
+    if (farm_ktune(&f, out, sizeof(out), 10000, status) != 0) {
+      failed++;
+      fprintf(stderr, "ktune status failed during the flood: %s\n", out);
+    }
+  }
+  if (failed) {
+    farm_print_log(&f);
+    TEST_FAIL("%d of 10 status calls failed during the flood", failed);
+  }
+  /* An agent that comes back meanwhile is let in. */
+  proc_stop(r, SIGKILL, 1000);
+  r = farm_runner(&f, "r1", "k", NULL);
+  farm_wait_agent(&f, "r1", 1);
+  char *args[] = {"tune", "matmul", "-D", "M=16", "-D", "N=16", "-D", "K=16", "--trials", "6",
+                  "--key", "k", NULL};
+  int rc = farm_ktune(&f, out, sizeof(out), 60000, args);
+  if (rc != 0) {
+    farm_print_log(&f);
+    TEST_FAIL("the session failed during the flood (exit %d): %s", rc, out);
+  }
+  ASSERT_CONTAINS(out, "best: ");
+  /* The sockets past the address's share were told why. */
+  struct timeval tv = {5, 0};
+  setsockopt(idle[FLOOD - 1], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  Ktune__Envelope *m = idle[FLOOD - 1] >= 0 ? wire_read_fd(idle[FLOOD - 1], FRAME_MAX_DEFAULT) : NULL;
+  ASSERT_NOT_NULL(m);
+  ASSERT_EQ_INT(m->msg_case, KTUNE__ENVELOPE__MSG_ERROR);
+  ASSERT_CONTAINS(m->error->message, "--max-unauth-per-addr");
+  wire_free(m);
+  for (int i = 0; i < FLOOD; i++)
+    if (idle[i] >= 0) close(idle[i]);
+  farm_stop_all(&f, r, b, 0);
+}
+
+/* A Hello whose name carries a newline and a fake log line is refused
+ * before anything logs it, and the log keeps one line per event. */
+TEST(hello_name_with_a_newline_forges_no_log_line) {
+  farm f;
+  farm_start(&f, NULL);
+  int fd = farm_dial(&f);
+  Ktune__Hello h = KTUNE__HELLO__INIT;
+  h.version = WIRE_PROTOCOL_VERSION;
+  h.role = KTUNE__ROLE__ROLE_RUNNER;
+  h.name = "evil\n2026-01-01T00:00:00.000Z tracker info: FORGED admin joined";
+  h.key = "k";
+  Ktune__Envelope env = KTUNE__ENVELOPE__INIT;
+  env.msg_case = KTUNE__ENVELOPE__MSG_HELLO;
+  env.hello = &h;
+  ASSERT_EQ_INT(wire_write_fd(fd, &env), 0);
+  Ktune__Envelope *m = wire_read_fd(fd, FRAME_MAX_DEFAULT);
+  ASSERT_NOT_NULL(m);
+  ASSERT_EQ_INT(m->msg_case, KTUNE__ENVELOPE__MSG_ERROR);
+  ASSERT_EQ_STR(m->error->code, "BAD_HELLO");
+  ASSERT_CONTAINS(m->error->message, "printable");
+  wire_free(m);
+  close(fd);
+  /* Even a message that is logged cannot start a line of its own. */
+  as_user("bob\nFORGED", NULL);
+  char out[4096];
+  char *status[] = {"status", NULL};
+  farm_ktune(&f, out, sizeof(out), 10000, status);
+  unsetenv("KTUNE_USER");
+  farm_stop_tracker(&f);
+  FILE *lf = fopen(f.log, "r");
+  ASSERT_NOT_NULL(lf);
+  char line[4096];
+  while (fgets(line, sizeof(line), lf))
+    if (!strncmp(line, "FORGED", 6) || strstr(line, "Z tracker info: FORGED"))
+      TEST_FAIL("a forged line reached the log: %s", line);
+  fclose(lf);
+}
+
+/* SIGHUP reads the tokens file again: the agent whose token was removed
+ * is disconnected (and, refused again and again, gives up with exit 2);
+ * the others stay. */
+TEST(sighup_with_a_token_removed_disconnects_only_that_agent) {
+  char tokens[300];
+  tokens_file(tokens, sizeof(tokens));
+  FILE *tf = fopen(tokens, "a");
+  ASSERT_NOT_NULL(tf);
+  fprintf(tf, "runner r2 runner-r2-token-0123456789\n");
+  fclose(tf);
+  farm f;
+  char *opts[] = {"--tokens", tokens, "--auth-delay-ms", "50", NULL};
+  farm_start(&f, opts);
+  as_user("alice", T_ALICE);
+  pid_t r1 = agent_with_token(&f, 1, "r1", T_RUNNER);
+  pid_t r2 = agent_with_token(&f, 1, "r2", "runner-r2-token-0123456789");
+  farm_wait_agent(&f, "r1", 1);
+  farm_wait_agent(&f, "r2", 1);
+  tf = fopen(tokens, "w");
+  ASSERT_NOT_NULL(tf);
+  fprintf(tf, "admin alice " T_ALICE "\nrunner r1 " T_RUNNER "\n");
+  fclose(tf);
+  ASSERT_EQ_INT(kill(f.tracker, SIGHUP), 0);
+  farm_wait_agent(&f, "r2", 0);
+  wait_log(&f, "SIGHUP: tokens read again");
+  wait_log(&f, "removed or changed: bob, carol, b1, r2");
+  json_t *st = farm_status(&f);
+  ASSERT_NOT_NULL(farm_agent(st, "r1"));
+  ASSERT_NULL(farm_agent(st, "r2"));
+  json_decref(st);
+  /* r2 is refused from now on; it says why and gives up. */
+  int rc = -1;
+  for (int i = 0; i < 600 && rc < 0; i++) {
+    int w;
+    if (waitpid(r2, &w, WNOHANG) == r2) rc = WIFEXITED(w) ? WEXITSTATUS(w) : 128;
+    else proc_sleep_ms(50);
+  }
+  if (rc != 2) {
+    farm_print_log(&f);
+    TEST_FAIL("the refused runner exited %d, not 2", rc);
+  }
+  ASSERT(log_contains(&f, "under the name 'r2'"));
+  ASSERT(log_contains(&f, "giving up after 5 refused logins"));
+  proc_stop(r1, SIGTERM, 5000);
+  farm_stop_tracker(&f);
+}
+
 TEST_LIST(TEST_ENTRY(sparse_search_does_not_stall_the_tracker), TEST_ENTRY(costly_submission_does_not_stall_the_tracker), TEST_ENTRY(wrong_or_missing_tokens_are_refused),
           TEST_ENTRY(tracker_without_tokens_turns_away_agents_that_hold_one),
           TEST_ENTRY(runner_refuses_a_tracker_that_does_not_prove_its_token),
           TEST_ENTRY(altered_frame_after_login_closes_the_connection),
           TEST_ENTRY(hostile_peers_and_idle_connections_do_not_stop_a_session),
           TEST_ENTRY(only_the_owner_or_an_admin_may_cancel),
-          TEST_ENTRY(no_tokens_means_loopback_only))
+          TEST_ENTRY(no_tokens_means_loopback_only),
+          TEST_ENTRY(flood_from_one_address_does_not_lock_out_another),
+          TEST_ENTRY(hello_name_with_a_newline_forges_no_log_line),
+          TEST_ENTRY(sighup_with_a_token_removed_disconnects_only_that_agent))
