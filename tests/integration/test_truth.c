@@ -673,7 +673,38 @@ TEST(huge_errors_never_become_data) { misbehaving_runner("huge-error", 16, 30); 
 /* Today one sparc64 runner stops every build for its key. */
 TEST(foreign_arch_runner_does_not_stop_its_key) { misbehaving_runner("arch=sparc64", 16, 30); }
 
-TEST_LIST(TEST_ENTRY(three_kernels_under_one_name_never_answer_for_each_other),
+/* A template that never compiles ends its session failed: the client
+ * exits 1 and shows the status and the first compiler error, and no
+ * "best" is named from other code (a working kernel of the same name was
+ * measured first). */
+TEST(template_that_never_compiles_fails_its_session) {
+  farm f;
+  farm_start(&f, NULL);
+  pid_t b = farm_builder(&f, "b1");
+  pid_t r = farm_runner(&f, "r1", "k", NULL);
+  farm_wait_agent(&f, "r1", 1);
+  char good[512], bad[512], out[16384];
+  write_task(f.dir, "real", REAL_SRC, 1024, 1, good, sizeof(good));
+  char *first[] = {"tune", good, "--trials", "4", "--key", "k", NULL};
+  ASSERT_EQ_INT(farm_ktune(&f, out, sizeof(out), 60000, first), 0);
+  write_task(f.dir, "broken",
+             "void k(float *C, const float *A) { this is not C; }\n"
+             "void k_ref(float *C, const float *A) { (void)C; (void)A; }\n",
+             1024, 1, bad, sizeof(bad));
+  char *second[] = {"tune", bad, "--trials", "4", "--key", "k", NULL};
+  int rc = farm_ktune(&f, out, sizeof(out), 60000, second);
+  if (rc != 1) {
+    farm_print_log(&f);
+    TEST_FAIL("a session whose every build fails exited %d, not 1: %s", rc, out);
+  }
+  ASSERT_CONTAINS(out, "failed");
+  ASSERT_CONTAINS(out, "every trial failed: COMPILE_ERROR 4");
+  ASSERT_CONTAINS(out, "error: ");
+  if (strstr(out, "best: ")) TEST_FAIL("a failed session named a best config: %s", out);
+  farm_stop_all(&f, r, b, 0);
+}
+
+TEST_LIST(TEST_ENTRY(template_that_never_compiles_fails_its_session), TEST_ENTRY(three_kernels_under_one_name_never_answer_for_each_other),
           TEST_ENTRY(second_tracker_on_the_same_db_refuses),
           TEST_ENTRY(finished_session_survives_a_restart),
           TEST_ENTRY(chaos_never_becomes_data),
