@@ -28,7 +28,7 @@
 #define TASK_MAX_SOURCE (16u << 20)
 #define TASK_MAX_IDENT 64
 #define TASK_MAX_TASK_NAME 128
-#define TASK_MAX_EXPR 4096
+#define TASK_MAX_EXPR EXPR_MAX_LEN
 #define TASK_MAX_CONSTS 256
 /* The runner calls a kernel with at most this many pointer arguments. */
 #define TASK_MAX_ARGS 8
@@ -166,23 +166,24 @@ static int recording_lookup(void *ctx, const char *name, size_t len, int64_t *ou
 /* An expression over the constants only, that must be positive. */
 static int check_positive(const task_spec *t, const char *prefix, const char *field,
                           const char *src, char *err, size_t errlen) {
-  char msg[256], ctext[256];
+  char msg[256], ctext[256], quoted[160];
+  expr_quote(src, quoted, sizeof quoted);
   recording_scope r = {.s = {.t = t}};
   int64_t v;
   if (expr_eval(src, recording_lookup, &r, &v, msg, sizeof msg) == 0) {
     if (v > 0) return 0;
     consts_text(t, ctext, sizeof ctext);
-    return bad(err, errlen, prefix, field, "'%s' must be positive, is %lld (with %s)", src,
+    return bad(err, errlen, prefix, field, "%s must be positive, is %lld (with %s)", quoted,
                (long long)v, ctext);
   }
   for (size_t i = 0; r.missing && i < t->nknobs; i++)
     if (strlen(t->knobs[i].name) == r.missing_len &&
         memcmp(t->knobs[i].name, r.missing, r.missing_len) == 0)
       return bad(err, errlen, prefix, field,
-                 "'%s' names the knob '%s'; it may use only the constants", src,
+                 "%s names the knob '%s'; it may use only the constants", quoted,
                  t->knobs[i].name);
   names_text(t, 0, ctext, sizeof ctext);
-  return bad(err, errlen, prefix, field, "'%s': %s (constants: %s)", src, msg, ctext);
+  return bad(err, errlen, prefix, field, "%s: %s (constants: %s)", quoted, msg, ctext);
 }
 
 static int check_exprs(const task_spec *t, const char *prefix, char *err, size_t errlen) {
@@ -196,13 +197,14 @@ static int check_exprs(const task_spec *t, const char *prefix, char *err, size_t
   if (rc < 0) return rc;
   scope all = {.t = t, .all_knobs = 1};
   for (size_t i = 0; i < t->nconstraints; i++) {
-    char msg[256], names[256], knames[256];
+    char msg[256], names[256], knames[256], quoted[160];
     if (expr_check(t->constraints[i], scope_lookup, &all, msg, sizeof msg) == 0) continue;
+    expr_quote(t->constraints[i], quoted, sizeof quoted);
     snprintf(field, sizeof field, "constraints[%zu]", i);
     names_text(t, 0, names, sizeof names);
     names_text(t, 1, knames, sizeof knames);
-    return bad(err, errlen, prefix, field, "'%s': %s (constants: %s; knobs: %s)",
-               t->constraints[i], msg, names, knames);
+    return bad(err, errlen, prefix, field, "%s: %s (constants: %s; knobs: %s)", quoted, msg,
+               names, knames);
   }
   return 0;
 }
@@ -318,17 +320,21 @@ static int validate(const task_spec *t, const char *prefix, char *err, size_t er
                  a->type ? a->type : "");
     snprintf(field, sizeof field, "args[%zu].count", i);
     if (!a->count || !*a->count || strlen(a->count) > TASK_MAX_EXPR)
-      return bad(err, errlen, prefix, field, "expected an expression over the constants");
+      return bad(err, errlen, prefix, field,
+                 "expected an expression over the constants of at most %d bytes", TASK_MAX_EXPR);
     outputs += a->output != 0;
   }
   if (!outputs)
     return bad(err, errlen, prefix, "args", "expected at least one argument with \"output\": true");
   if (!t->flops || !*t->flops || strlen(t->flops) > TASK_MAX_EXPR)
-    return bad(err, errlen, prefix, "flops", "expected an expression over the constants");
+    return bad(err, errlen, prefix, "flops",
+               "expected an expression over the constants of at most %d bytes", TASK_MAX_EXPR);
   for (size_t i = 0; i < t->nconstraints; i++) {
     snprintf(field, sizeof field, "constraints[%zu]", i);
     if (!t->constraints[i] || !*t->constraints[i] || strlen(t->constraints[i]) > TASK_MAX_EXPR)
-      return bad(err, errlen, prefix, field, "expected an expression over knobs and constants");
+      return bad(err, errlen, prefix, field,
+                 "expected an expression over knobs and constants of at most %d bytes",
+                 TASK_MAX_EXPR);
   }
   if (!isfinite(t->rtol) || t->rtol < 0)
     return bad(err, errlen, prefix, "tolerance.rtol", "expected a finite number >= 0");

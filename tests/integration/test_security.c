@@ -464,13 +464,14 @@ TEST(costly_submission_does_not_stall_the_tracker) {
   farm_stop_tracker(&f);
 }
 
-/* A grid over 2^24 configs of which none is valid: the search looks at a
- * bounded number per loop turn, and the tracker keeps answering. */
+/* A grid over 2^28 configs of which none is valid, by a constraint on
+ * every knob that no pruning can cut short: the search looks at a bounded
+ * number per loop turn, and the tracker keeps answering. */
 TEST(sparse_search_does_not_stall_the_tracker) {
   farm f;
   farm_start(&f, NULL);
   char spec[400];
-  costly_spec(f.dir, spec, sizeof(spec), 0, 6, "K0 > 100");
+  costly_spec(f.dir, spec, sizeof(spec), 0, 7, "K0 + K1 + K2 + K3 + K4 + K5 + K6 > 1000");
   char out[4096];
   char *args[] = {spec, "--trials", "3", "--key", "nobody", "--strategy", "grid", NULL};
   long id = farm_submit(&f, args);

@@ -18,11 +18,10 @@ static int lookup(void *ctx, const char *name, size_t len, int64_t *out) {
   return -1;
 }
 
-TEST(values) {
-  static const struct {
-    const char *src;
-    int64_t want;
-  } cases[] = {
+static const struct {
+  const char *src;
+  int64_t want;
+} value_cases[] = {
       {"0", 0},
       {"42", 42},
       {"  42  ", 42},
@@ -76,22 +75,24 @@ TEST(values) {
       {"0 && BIG + 1", 0},
       {"1 || SMALL / -1", 1},
       {"((((((((((1))))))))))", 1},
-  };
-  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+};
+
+TEST(values) {
+  for (size_t i = 0; i < sizeof(value_cases) / sizeof(value_cases[0]); i++) {
     char err[256] = "";
     int64_t v = -12345;
-    int rc = expr_eval(cases[i].src, lookup, NULL, &v, err, sizeof err);
-    if (rc != 0) TEST_FAIL("'%s': unexpected error %d: %s", cases[i].src, rc, err);
-    if (v != cases[i].want)
-      TEST_FAIL("'%s': got %lld, want %lld", cases[i].src, (long long)v, (long long)cases[i].want);
+    int rc = expr_eval(value_cases[i].src, lookup, NULL, &v, err, sizeof err);
+    if (rc != 0) TEST_FAIL("'%s': unexpected error %d: %s", value_cases[i].src, rc, err);
+    if (v != value_cases[i].want)
+      TEST_FAIL("'%s': got %lld, want %lld", value_cases[i].src, (long long)v,
+                (long long)value_cases[i].want);
   }
 }
 
-TEST(errors) {
-  static const struct {
-    const char *src;
-    const char *want; /* must appear in the message */
-  } cases[] = {
+static const struct {
+  const char *src;
+  const char *want; /* must appear in the message */
+} error_cases[] = {
       {"", "at 1: expected a number, a name or '(', got end of input"},
       {"   ", "at 4: expected a number, a name or '(', got end of input"},
       {"1 + Q", "at 5: unknown name 'Q'"},
@@ -122,16 +123,119 @@ TEST(errors) {
       /* the skipped side must still parse and name only known names */
       {"0 && Q", "at 6: unknown name 'Q'"},
       {"1 || (2", "at 8: expected ')'"},
-  };
-  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+      {"K > 1 && M % N == 0 && Q", "at 12: modulo by zero"}, /* evaluation comes first */
+      {"M > 1 && (K == 7 && 5 / N)", "at 23: division by zero"},
+};
+
+TEST(errors) {
+  for (size_t i = 0; i < sizeof(error_cases) / sizeof(error_cases[0]); i++) {
     char err[256] = "";
     int64_t v = 77;
-    int rc = expr_eval(cases[i].src, lookup, NULL, &v, err, sizeof err);
-    if (rc >= 0) TEST_FAIL("'%s': expected an error, got %lld", cases[i].src, (long long)v);
-    if (!strstr(err, cases[i].want))
-      TEST_FAIL("'%s': message \"%s\" lacks \"%s\"", cases[i].src, err, cases[i].want);
-    if (v != 77) TEST_FAIL("'%s': *out written on error", cases[i].src);
+    int rc = expr_eval(error_cases[i].src, lookup, NULL, &v, err, sizeof err);
+    if (rc >= 0) TEST_FAIL("'%s': expected an error, got %lld", error_cases[i].src, (long long)v);
+    if (!strstr(err, error_cases[i].want))
+      TEST_FAIL("'%s': message \"%s\" lacks \"%s\"", error_cases[i].src, err,
+                error_cases[i].want);
+    if (v != 77) TEST_FAIL("'%s': *out written on error", error_cases[i].src);
   }
+}
+
+/* For compiling: M and K are variables (slots 0 and 1), the rest
+ * constants, with the values lookup gives. */
+static int resolve(void *ctx, const char *name, size_t len, int64_t *value, int *slot) {
+  (void)ctx;
+  *slot = len == 1 && name[0] == 'M' ? 0 : len == 1 && name[0] == 'K' ? 1 : -1;
+  return lookup(NULL, name, len, value);
+}
+
+/* Compiled and run, an expression gives what expr_eval gives: the value,
+ * or the error and its message; one that does not compile fails
+ * expr_check with the same message. */
+static void same_as_eval(const char *src) {
+  static const int64_t vars[] = {512, 7};
+  char want[256] = "", got[256] = "";
+  int64_t wv = 0, gv = 0;
+  int wrc = expr_eval(src, lookup, NULL, &wv, want, sizeof want);
+  expr_prog *g = NULL;
+  int crc = expr_compile(src, resolve, NULL, &g, got, sizeof got);
+  if (crc < 0) {
+    ASSERT(expr_check(src, lookup, NULL, want, sizeof want) < 0);
+    ASSERT_NULL(g);
+  } else {
+    ASSERT_EQ_INT(expr_run(g, vars, &gv, got, sizeof got), wrc);
+    if (wrc == 0 && gv != wv) TEST_FAIL("'%s': compiled %lld, eval %lld", src, (long long)gv,
+                                        (long long)wv);
+    expr_free(g);
+  }
+  if (strcmp(want, got) != 0) TEST_FAIL("'%s': compiled \"%s\", eval \"%s\"", src, got, want);
+}
+
+TEST(compiled_matches_eval) {
+  for (size_t i = 0; i < sizeof(value_cases) / sizeof(value_cases[0]); i++)
+    same_as_eval(value_cases[i].src);
+  for (size_t i = 0; i < sizeof(error_cases) / sizeof(error_cases[0]); i++)
+    same_as_eval(error_cases[i].src);
+  same_as_eval("(M > 1 && K < 9) && (M % (K - 7) == 0 || K == 7) && min(M, K) != 3");
+}
+
+TEST(compiled_parts) {
+  static const struct {
+    const char *src;
+    size_t nparts;
+    int deepest[4]; /* slot each part reads last, -1: none */
+  } cases[] = {
+      {"M % 2 == 0", 1, {0}},
+      {"M > 1 && K > 1", 2, {0, 1}},
+      {"(M > 1 && (K > 1 && 3)) && M + K", 4, {0, 1, -1, 1}},
+      {"M > 1 && K > 1 || N", 1, {1}},
+      {"!(M && K)", 1, {1}},
+      {"(M || K) && N == 0", 2, {1, -1}},
+      {"min(M && K, 1) && 1", 2, {1, -1}},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    expr_prog *g;
+    char err[128];
+    ASSERT_EQ_INT(expr_compile(cases[i].src, resolve, NULL, &g, err, sizeof err), 0);
+    if (expr_nparts(g) != cases[i].nparts)
+      TEST_FAIL("'%s': %zu parts, want %zu", cases[i].src, expr_nparts(g), cases[i].nparts);
+    for (size_t p = 0; p < cases[i].nparts; p++)
+      ASSERT_EQ_INT(expr_part_slot(g, p, 64), cases[i].deepest[p]);
+    expr_free(g);
+  }
+  /* one part alone: its own error, at its place in the whole text */
+  expr_prog *g;
+  char err[128];
+  int64_t v;
+  static const int64_t vars[] = {512, 0};
+  ASSERT_EQ_INT(expr_compile("K != 0 && M % K == 0", resolve, NULL, &g, err, sizeof err), 0);
+  ASSERT_EQ_INT(expr_run(g, vars, &v, err, sizeof err), 0);
+  ASSERT_EQ_INT(v, 0);
+  ASSERT(expr_run_part(g, 1, vars, &v, err, sizeof err) < 0);
+  ASSERT_EQ_STR(err, "at 13: modulo by zero");
+  ASSERT_EQ_INT(expr_part_slot(g, 1, 1), 0);
+  expr_free(g);
+  /* thousands of && are parts, not a deep recursion */
+  size_t n = 3000;
+  char *chain = malloc(6 * n);
+  ASSERT_NOT_NULL(chain);
+  for (size_t i = 0; i < n; i++) memcpy(chain + 5 * i, i ? "&&K>1" : "  K>1", 5);
+  chain[5 * n] = '\0';
+  ASSERT_EQ_INT(expr_compile(chain, resolve, NULL, &g, err, sizeof err), 0);
+  ASSERT_EQ_INT(expr_nparts(g), n);
+  free(chain);
+  expr_free(g);
+}
+
+TEST(quote_keeps_room_for_the_reason) {
+  char buf[200];
+  expr_quote("M % TI == 0", buf, sizeof buf);
+  ASSERT_EQ_STR(buf, "'M % TI == 0'");
+  char long_src[9501];
+  memset(long_src, 'x', sizeof long_src - 1);
+  long_src[sizeof long_src - 1] = '\0';
+  expr_quote(long_src, buf, sizeof buf);
+  ASSERT(strlen(buf) < 120);
+  ASSERT_CONTAINS(buf, "...' (expression of 9500 bytes, limit 4096)");
 }
 
 TEST(null_lookup_and_null_src) {
@@ -204,6 +308,7 @@ TEST(check_reports_names_not_arithmetic) {
   ASSERT_CONTAINS(err, "at 4:");
 }
 
-TEST_LIST(TEST_ENTRY(values), TEST_ENTRY(errors), TEST_ENTRY(null_lookup_and_null_src),
+TEST_LIST(TEST_ENTRY(values), TEST_ENTRY(errors), TEST_ENTRY(compiled_matches_eval),
+          TEST_ENTRY(compiled_parts), TEST_ENTRY(quote_keeps_room_for_the_reason), TEST_ENTRY(null_lookup_and_null_src),
           TEST_ENTRY(long_name_is_clipped), TEST_ENTRY(depth_is_bounded),
           TEST_ENTRY(check_reports_names_not_arithmetic))

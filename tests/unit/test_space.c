@@ -29,6 +29,13 @@ static int brute_valid(int64_t a, int64_t b, int64_t c) {
   return 12 % a == 0 && (b == 0 || 40 % b == 0) && a * c < 20;
 }
 
+static int valid_at(const space *sp, uint64_t i) {
+  int64_t v[8];
+  int ok = 0;
+  ASSERT_EQ_INT(space_config(sp, i, v), 0);
+  return space_valid(sp, v, &ok, NULL, 0) == 0 && ok;
+}
+
 TEST(size) {
   task_spec t = spec3();
   space sp;
@@ -260,7 +267,133 @@ TEST(features_are_value_and_position) {
   ASSERT_EQ_DBL(f[5], 0, 0);
 }
 
-TEST_LIST(TEST_ENTRY(count_valid_matches_brute_force), TEST_ENTRY(neighbours_are_one_step_and_valid),
+/* The pruned walk lists exactly the configs space_valid accepts, in
+ * index order, for every pair of constraints from a list that mixes
+ * guards, errors, || and parenthesised &&. */
+TEST(walk_matches_brute_force) {
+  static int64_t wa[] = {0, 1, 2, 3, 6}, wb[] = {-2, 0, 1, 4}, wc[] = {3, 0, 2};
+  task_knob k[] = {{"A", wa, 5}, {"B", wb, 4}, {"C", wc, 3}};
+  char *pool[] = {"M % A == 0",
+                  "A != 0 && M % A == 0",
+                  "B > 0 && (C < 3 && A + B > 2)",
+                  "C == 0 || N / C > 10",
+                  "(A < 3 && B != 0) && M / B > C",
+                  "1 && A + C != 4 && N % 5 == 0",
+                  "B * C >= A || !A",
+                  "min(A, C) == 0 && max(B, 1) == 1",
+                  "N > 100 && A > 0",
+                  "C / B",
+                  "B > 0 && M % A == 0"};
+  size_t np = sizeof pool / sizeof pool[0];
+  for (size_t i = 0; i < np; i++)
+    for (size_t j = 0; j < np; j++) {
+      char *c[] = {pool[i], pool[j]};
+      task_spec t = {.name = "w", .knobs = k, .nknobs = 3, .consts = consts, .nconsts = 2,
+                      .constraints = c, .nconstraints = i == j ? 1 : 2};
+      space sp;
+      ASSERT_EQ_INT(space_init(&sp, &t, NULL, 0), 0);
+      space_walk *w;
+      ASSERT_EQ_INT(space_walk_new(&sp, &w, NULL, 0), 0);
+      uint64_t next = 0, found;
+      int rc;
+      while ((rc = space_walk_next(w, 1, &found, NULL)) != 1) {
+        if (rc == SPACE_AGAIN) continue;
+        ASSERT_EQ_INT(rc, 0);
+        for (; next < found; next++) /* the ones skipped are invalid */
+          if (valid_at(&sp, next)) TEST_FAIL("'%s', '%s': missed %llu", c[0], c[1],
+                                             (unsigned long long)next);
+        ASSERT(valid_at(&sp, found));
+        next = found + 1;
+        int ok;
+        ASSERT_EQ_INT(space_walk_check(w, found, &ok, NULL), 0);
+        ASSERT_EQ_INT(ok, 1);
+      }
+      for (; next < sp.size; next++) ASSERT(!valid_at(&sp, next));
+      ASSERT_EQ_INT(space_walk_next(w, 1, &found, NULL), 1);
+      space_walk_free(w);
+    }
+}
+
+/* Nine knobs of ten values, one valid config in 10^9: counted at once. */
+TEST(count_in_a_sparse_billion) {
+  static int64_t ten[] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9};
+  const char *names[] = {"K0", "K1", "K2", "K3", "K4", "K5", "K6", "K7", "K8"};
+  task_knob k[9];
+  for (int i = 0; i < 9; i++) k[i] = (task_knob){(char *)names[i], ten, 10};
+  char *c[] = {"K0 == 3", "K1 == 7 && K2 == 1", "(K3 + K4 == 9 && K3 == 4) && K5 == 0",
+               "K6 * 10 + K7 == 58", "K8 == K0 + 1"};
+  task_spec t = {.name = "sparse", .knobs = k, .nknobs = 9, .constraints = c, .nconstraints = 5};
+  space sp;
+  ASSERT_EQ_INT(space_init(&sp, &t, NULL, 0), 0);
+  ASSERT_EQ_U64(sp.size, 1000000000);
+  uint64_t n = 0;
+  ASSERT_EQ_INT(space_count_valid(&sp, 100000, &n), 0);
+  ASSERT_EQ_U64(n, 1);
+  /* too little work to finish is not a count */
+  ASSERT_EQ_INT(space_count_valid(&sp, 20, &n), -E2BIG);
+}
+
+/* The first error the walk meets names its constraint, its expression and
+ * the knobs; an error C's && would not reach is not one. */
+TEST(walk_notes_the_first_reached_error) {
+  int64_t ti[] = {0, 4, 5}, kk[] = {0, 1};
+  task_knob k[] = {{"TI", ti, 3}, {"K", kk, 2}};
+  char *guarded[] = {"K < 2", "TI != 0 && M % TI == 0"};
+  char *late[] = {"K == 1 && M % TI == 0"};
+  char *bare[] = {"K < 2", "M % TI == 0"};
+  char **sets[] = {guarded, late, bare};
+  size_t counts[] = {2, 1, 2};
+  const char *want[] = {NULL, "constraints[0] 'K == 1 && M % TI == 0': at 13: modulo by zero (TI=0)",
+                        "constraints[1] 'M % TI == 0': at 3: modulo by zero (TI=0)"};
+  for (int s = 0; s < 3; s++) {
+    task_spec t = {.name = "z", .knobs = k, .nknobs = 2, .consts = consts, .nconsts = 2,
+                    .constraints = sets[s], .nconstraints = counts[s]};
+    space sp;
+    ASSERT_EQ_INT(space_init(&sp, &t, NULL, 0), 0);
+    space_walk *w;
+    ASSERT_EQ_INT(space_walk_new(&sp, &w, NULL, 0), 0);
+    uint64_t idx, n = 0;
+    while (space_walk_next(w, UINT64_MAX, &idx, NULL) == 0) n++;
+    ASSERT_EQ_U64(n, s == 1 ? 1 : 2); /* TI=4 (with K=1 only for late) */
+    if (want[s])
+      ASSERT_EQ_STR(space_walk_note(w), want[s]);
+    else
+      ASSERT_NULL(space_walk_note(w));
+    space_walk_free(w);
+  }
+}
+
+/* A long constraint's error keeps its reason and names the limit. */
+TEST(long_constraint_error_keeps_the_reason) {
+  size_t n = 3000;
+  char *src = malloc(n + 16);
+  ASSERT_NOT_NULL(src);
+  for (size_t i = 0; i < n; i += 4) memcpy(src + i, "A + ", 4);
+  strcpy(src + n, "M % (A - A)");
+  char *c[] = {src};
+  task_spec t = spec3();
+  t.constraints = c;
+  t.nconstraints = 1;
+  space sp;
+  char err[256];
+  ASSERT_EQ_INT(space_init(&sp, &t, NULL, 0), 0);
+  int64_t v[3] = {1, 16, 7};
+  int ok;
+  ASSERT(space_valid(&sp, v, &ok, err, sizeof err) < 0);
+  ASSERT_CONTAINS(err, "constraints[0] 'A + A + ");
+  ASSERT_CONTAINS(err, "...' (expression of 3011 bytes, limit 4096): at 3003: modulo by zero");
+  space_walk *w;
+  ASSERT_EQ_INT(space_walk_new(&sp, &w, NULL, 0), 0);
+  uint64_t idx;
+  ASSERT_EQ_INT(space_walk_next(w, UINT64_MAX, &idx, NULL), 1);
+  ASSERT_CONTAINS(space_walk_note(w), "limit 4096): at 3003: modulo by zero (A=1)");
+  space_walk_free(w);
+  free(src);
+}
+
+TEST_LIST(TEST_ENTRY(count_valid_matches_brute_force), TEST_ENTRY(walk_matches_brute_force),
+          TEST_ENTRY(count_in_a_sparse_billion), TEST_ENTRY(walk_notes_the_first_reached_error),
+          TEST_ENTRY(long_constraint_error_keeps_the_reason), TEST_ENTRY(neighbours_are_one_step_and_valid),
           TEST_ENTRY(features_are_value_and_position), TEST_ENTRY(size), TEST_ENTRY(enumeration_matches_brute_force),
           TEST_ENTRY(index_rejects_foreign_values), TEST_ENTRY(evaluation_error_is_reported),
           TEST_ENTRY(huge_space_saturates), TEST_ENTRY(canonical_json))
