@@ -25,23 +25,59 @@ typedef struct {
   uint64_t last_tx_ms, last_rx_ms;
   const char *addr;
   auth_stream mac;
+  int refused;           /* the last failure was an Error message from the tracker */
 } client;
 
-/* Connects, says Hello as a client (logging in with KTUNE_TOKEN or the
- * file KTUNE_TOKEN_FILE names, when set) and waits for Welcome. */
-int client_connect(client *c, const char *tracker, char *err, size_t errlen);
-int client_send(client *c, const Ktune__Envelope *env);
+/* Where a command dials and how it logs in. */
+typedef struct {
+  const char *tracker;     /* HOST:PORT; NULL until cli_dial_settle finds one */
+  const char *token_file;  /* --token-file; NULL: KTUNE_TOKEN, else KTUNE_TOKEN_FILE */
+} cli_dial;
+
+/* --tracker and --token-file, for the option table of every command that
+ * dials; their getopt_long values lie above any short option's. */
+enum { CLI_OPT_TRACKER = 1000, CLI_OPT_TOKEN_FILE };
+#define CLI_DIAL_OPTIONS                                      \
+  {"tracker", required_argument, 0, CLI_OPT_TRACKER},         \
+  {"token-file", required_argument, 0, CLI_OPT_TOKEN_FILE}
+#define CLI_DIAL_USAGE "[--tracker HOST:PORT] [--token-file PATH]"
+
+/* Records the value of CLI_OPT_TRACKER or CLI_OPT_TOKEN_FILE. */
+void cli_dial_option(cli_dial *d, int ch, const char *arg);
+/* Settles d->tracker: --tracker, else KTUNE_TRACKER, else fallback (may
+ * be NULL), and checks its HOST:PORT syntax before anything else happens.
+ * Prints "ktune CMD: ..." naming the bad part and returns -1 when it is
+ * wrong (a usage error). */
+int cli_dial_settle(cli_dial *d, const char *cmd, const char *fallback);
+/* The tracker's default address on this machine. */
+#define CLI_LOCAL_TRACKER "127.0.0.1:9290"
+
+/* Connects, says Hello as a client (logging in with the token of
+ * d->token_file, else KTUNE_TOKEN, else the file KTUNE_TOKEN_FILE names,
+ * when there is one) and waits for Welcome. Warns on stderr when others
+ * can read the token file. */
+int client_connect(client *c, const cli_dial *d, char *err, size_t errlen);
+/* err (may be NULL) says why a send failed, in words: a tracker that
+ * closed the connection is not an errno. */
+int client_send(client *c, const Ktune__Envelope *env, char *err, size_t errlen);
 /* Waits up to timeout_ms (-1: as long as the tracker is alive) for the
  * next message that is not a heartbeat, sending heartbeats meanwhile. NULL
  * with err set on a closed connection, timeout, a tracker silent for
- * longer than its own liveness timeout, or an Error message from it. */
+ * longer than its own liveness timeout, or an Error message from it (then
+ * c->refused is set). */
 Ktune__Envelope *client_recv(client *c, int timeout_ms, char *err, size_t errlen);
+/* Sends env and waits up to timeout_ms for the answer, as client_recv. */
+Ktune__Envelope *client_ask(client *c, const Ktune__Envelope *env, int timeout_ms, char *err,
+                            size_t errlen);
 void client_close(client *c);
 
-/* --tracker, else KTUNE_TRACKER, else NULL. */
-const char *cli_tracker(const char *opt);
-/* The same, else the tracker's default address on this machine. */
-const char *cli_tracker_or_local(const char *opt);
+/* Parses a whole number from 0 to max in base (0: 10, or 16 after 0x):
+ * digits only, so no sign, no blanks and nothing after. */
+int cli_parse_u64(const char *s, int base, uint64_t max, uint64_t *out);
+/* A device key: 1 to CLI_KEY_MAX printable characters without spaces, as
+ * the tracker requires. 0 when it is one. */
+#define CLI_KEY_MAX 63
+int cli_check_key(const char *cmd, const char *key);
 
 typedef struct {
   pid_t tracker, builder, runner;
@@ -71,7 +107,7 @@ int cmd_sessions(int argc, char **argv);
 int cli_follow(client *c, uint64_t id, int quiet);
 
 /* Asks a tracker for its status; *reply is freed with wire_free. */
-int cli_fetch_status(const char *tracker, Ktune__Envelope **reply, char *err, size_t errlen);
+int cli_fetch_status(const cli_dial *d, Ktune__Envelope **reply, char *err, size_t errlen);
 void cli_print_sessions(const Ktune__StatusReply *r);
 
 /* Parses -D NAME=VALUE. */

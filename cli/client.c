@@ -1,3 +1,4 @@
+#include <ctype.h>
 #include <errno.h>
 #include <poll.h>
 #include <pwd.h>
@@ -19,20 +20,48 @@ static uint64_t mono_ms(void) {
   return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-const char *cli_tracker(const char *opt) {
-  if (opt && *opt) return opt;
-  const char *e = getenv("KTUNE_TRACKER");
-  return e && *e ? e : NULL;
+void cli_dial_option(cli_dial *d, int ch, const char *arg) {
+  if (ch == CLI_OPT_TRACKER) d->tracker = arg;
+  else if (ch == CLI_OPT_TOKEN_FILE) d->token_file = arg;
 }
 
-const char *cli_tracker_or_local(const char *opt) {
-  const char *t = cli_tracker(opt);
-  return t ? t : "127.0.0.1:9290";
+int cli_dial_settle(cli_dial *d, const char *cmd, const char *fallback) {
+  const char *from = "--tracker";
+  if (!d->tracker || !*d->tracker) {
+    const char *e = getenv("KTUNE_TRACKER");
+    from = "KTUNE_TRACKER";
+    d->tracker = e && *e ? e : NULL;
+  }
+  if (!d->tracker) {
+    d->tracker = fallback;
+    return 0;
+  }
+  /* Syntax now, as a usage error; whether it resolves and answers is a
+   * runtime matter for client_connect. */
+  char host[256], err[512];
+  int port;
+  if (addr_parse(d->tracker, host, sizeof(host), &port, err, sizeof(err)) < 0) {
+    fprintf(stderr, "ktune %s: %s: %s\n", cmd, from, err);
+    return -1;
+  }
+  return 0;
 }
 
-int client_send(client *c, const Ktune__Envelope *env) {
+int client_send(client *c, const Ktune__Envelope *env, char *err, size_t errlen) {
   c->last_tx_ms = mono_ms();
-  return wire_write_fd_mac(c->fd, env, &c->mac);
+  if (wire_write_fd_mac(c->fd, env, &c->mac) == 0) return 0;
+  c->refused = 0;
+  if (err && (errno == EPIPE || errno == ECONNRESET || errno == ENOTCONN))
+    snprintf(err, errlen, "the tracker at %s closed the connection", c->addr);
+  else if (err)
+    snprintf(err, errlen, "cannot send to the tracker at %s: %s", c->addr, strerror(errno));
+  return -1;
+}
+
+Ktune__Envelope *client_ask(client *c, const Ktune__Envelope *env, int timeout_ms, char *err,
+                            size_t errlen) {
+  if (client_send(c, env, err, errlen) < 0) return NULL;
+  return client_recv(c, timeout_ms, err, errlen);
 }
 
 static void heartbeat(client *c) {
@@ -41,10 +70,12 @@ static void heartbeat(client *c) {
   Ktune__Envelope env = KTUNE__ENVELOPE__INIT;
   env.msg_case = KTUNE__ENVELOPE__MSG_HEARTBEAT;
   env.heartbeat = &hb;
-  client_send(c, &env);
+  /* A failure shows as a closed connection on the next read. */
+  client_send(c, &env, NULL, 0);
 }
 
 Ktune__Envelope *client_recv(client *c, int timeout_ms, char *err, size_t errlen) {
+  c->refused = 0;
   uint64_t deadline = timeout_ms < 0 ? UINT64_MAX : mono_ms() + (uint64_t)timeout_ms;
   for (;;) {
     uint64_t now = mono_ms();
@@ -84,6 +115,7 @@ Ktune__Envelope *client_recv(client *c, int timeout_ms, char *err, size_t errlen
     }
     if (env->msg_case == KTUNE__ENVELOPE__MSG_ERROR) {
       snprintf(err, errlen, "%s", env->error->message);
+      c->refused = 1;
       wire_free(env);
       return NULL;
     }
@@ -91,10 +123,68 @@ Ktune__Envelope *client_recv(client *c, int timeout_ms, char *err, size_t errlen
   }
 }
 
-int client_connect(client *c, const char *tracker, char *err, size_t errlen) {
+/* The token's source, for messages: with three of them, which one was
+ * used is the first thing to know when a login fails. */
+static void token_source(const cli_dial *d, int have, char *buf, size_t len) {
+  const char *file = auth_token_file(d->token_file);
+  if (!have) snprintf(buf, len, "without a token (--token-file, KTUNE_TOKEN or KTUNE_TOKEN_FILE)");
+  else if (!file) snprintf(buf, len, "with the token from KTUNE_TOKEN");
+  else snprintf(buf, len, "with the token from %s %s",
+                d->token_file ? "--token-file" : "KTUNE_TOKEN_FILE", file);
+}
+
+/* Reads the token before dialing, so that a missing or exposed file is
+ * reported whether or not the tracker answers. */
+static int read_token(const cli_dial *d, char *token, size_t len, char *err, size_t errlen) {
+  const char *file = auth_token_file(d->token_file);
+  /* The tracker refuses a tokens file others can read; a user's token is
+   * theirs to guard, so here it is a warning and the command goes on. */
+  if (file && auth_file_exposed(file))
+    fprintf(stderr, "ktune: warning: token file %s can be read by others: chmod 600 %s\n", file,
+            file);
+  int have = auth_read_token(d->token_file, token, len, err, errlen);
+  if (have <= 0) return have;
+  if (auth_init() < 0) {
+    snprintf(err, errlen, "cannot initialise libsodium for the login");
+    return -1;
+  }
+  return 1;
+}
+
+/* Challenge-response with the token; NULL with err set on failure. */
+static Ktune__Envelope *prove(client *c, const char *token, const char *name, const uint8_t *nonce,
+                              Ktune__Envelope *challenge, char *err, size_t errlen) {
+  uint8_t tnonce[AUTH_NONCE], m[AUTH_MAC], want[AUTH_MAC];
+  memcpy(tnonce, challenge->challenge->nonce.data, AUTH_NONCE);
+  wire_free(challenge);
+  auth_peer_mac(token, nonce, tnonce, "client", name, m);
+  Ktune__Auth au = KTUNE__AUTH__INIT;
+  au.mac.data = m;
+  au.mac.len = AUTH_MAC;
+  Ktune__Envelope env = KTUNE__ENVELOPE__INIT;
+  env.msg_case = KTUNE__ENVELOPE__MSG_AUTH;
+  env.auth = &au;
+  Ktune__Envelope *w = client_ask(c, &env, 15000, err, errlen);
+  if (!w || w->msg_case != KTUNE__ENVELOPE__MSG_WELCOME) return w;
+  auth_tracker_proof(token, nonce, tnonce, want);
+  if (w->welcome->proof.len != AUTH_MAC || !auth_equal(want, w->welcome->proof.data, AUTH_MAC)) {
+    snprintf(err, errlen, "the tracker at %s did not prove it holds your token", c->addr);
+    wire_free(w);
+    return NULL;
+  }
+  auth_session_key(token, nonce, tnonce, want);
+  auth_stream_start(&c->mac, want, 0);
+  return w;
+}
+
+int client_connect(client *c, const cli_dial *d, char *err, size_t errlen) {
+  const char *tracker = d->tracker;
   memset(c, 0, sizeof(*c));
   c->fd = -1;
   c->addr = tracker;
+  char token[AUTH_TOKEN_MAX];
+  int have = read_token(d, token, sizeof(token), err, errlen);
+  if (have < 0) return -1;
   struct sockaddr_storage ss;
   if (addr_resolve(tracker, &ss, err, errlen) < 0) return -1;
   c->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -106,22 +196,21 @@ int client_connect(client *c, const char *tracker, char *err, size_t errlen) {
     return -1;
   }
   /* The session owner: the login name, so that the same person can find
-   * and cancel their sessions from another shell. */
+   * and cancel their sessions from another shell; with a token, the name
+   * the token was issued to (KTUNE_USER). */
   char name[128] = "user";
-  const char *user = getenv("USER");
+  const char *name_from = "the login name";
+  const char *user = getenv("USER"), *as = getenv("KTUNE_USER");
   struct passwd *pw = getpwuid(getuid());
-  if (user && *user) snprintf(name, sizeof(name), "%s", user);
-  else if (pw) snprintf(name, sizeof(name), "%s", pw->pw_name);
-  char token[AUTH_TOKEN_MAX];
-  int have = auth_read_token(NULL, token, sizeof(token), err, errlen);
-  if (have < 0 || (have && auth_init() < 0)) {
-    client_close(c);
-    return -1;
+  if (as && *as) {
+    snprintf(name, sizeof(name), "%s", as);
+    name_from = "KTUNE_USER";
+  } else if (user && *user) {
+    snprintf(name, sizeof(name), "%s", user);
+  } else if (pw) {
+    snprintf(name, sizeof(name), "%s", pw->pw_name);
   }
-  /* With a token the name is the one the token was issued to. */
-  const char *as = getenv("KTUNE_USER");
-  if (as && *as) snprintf(name, sizeof(name), "%s", as);
-  uint8_t nonce[AUTH_NONCE], tnonce[AUTH_NONCE];
+  uint8_t nonce[AUTH_NONCE];
   Ktune__Hello h = KTUNE__HELLO__INIT;
   h.version = WIRE_PROTOCOL_VERSION;
   h.role = KTUNE__ROLE__ROLE_CLIENT;
@@ -134,42 +223,24 @@ int client_connect(client *c, const char *tracker, char *err, size_t errlen) {
   Ktune__Envelope env = KTUNE__ENVELOPE__INIT;
   env.msg_case = KTUNE__ENVELOPE__MSG_HELLO;
   env.hello = &h;
-  if (client_send(c, &env) < 0) {
-    snprintf(err, errlen, "cannot talk to the tracker at %s: %s", tracker, strerror(errno));
-    client_close(c);
-    return -1;
-  }
-  Ktune__Envelope *w = client_recv(c, 10000, err, errlen);
+  Ktune__Envelope *w = client_ask(c, &env, 10000, err, errlen);
   if (w && w->msg_case == KTUNE__ENVELOPE__MSG_CHALLENGE && have &&
       w->challenge->nonce.len == AUTH_NONCE) {
-    memcpy(tnonce, w->challenge->nonce.data, AUTH_NONCE);
-    wire_free(w);
-    uint8_t m[AUTH_MAC];
-    auth_peer_mac(token, nonce, tnonce, "client", name, m);
-    Ktune__Auth au = KTUNE__AUTH__INIT;
-    au.mac.data = m;
-    au.mac.len = AUTH_MAC;
-    env.msg_case = KTUNE__ENVELOPE__MSG_AUTH;
-    env.auth = &au;
-    w = client_send(c, &env) < 0 ? NULL : client_recv(c, 15000, err, errlen);
-    uint8_t want[AUTH_MAC];
-    auth_tracker_proof(token, nonce, tnonce, want);
-    if (w && w->msg_case == KTUNE__ENVELOPE__MSG_WELCOME &&
-        (w->welcome->proof.len != AUTH_MAC || !auth_equal(want, w->welcome->proof.data, AUTH_MAC))) {
-      snprintf(err, errlen, "the tracker at %s did not prove it holds your token", tracker);
-      wire_free(w);
-      w = NULL;
-    } else if (w && w->msg_case == KTUNE__ENVELOPE__MSG_WELCOME) {
-      auth_session_key(token, nonce, tnonce, want);
-      auth_stream_start(&c->mac, want, 0);
-    }
+    w = prove(c, token, name, nonce, w, err, errlen);
   } else if (w && w->msg_case == KTUNE__ENVELOPE__MSG_CHALLENGE) {
-    snprintf(err, errlen, "the tracker at %s requires a token: set KTUNE_TOKEN or KTUNE_TOKEN_FILE",
-             tracker);
+    snprintf(err, errlen, "the tracker at %s requires a token", tracker);
     wire_free(w);
     w = NULL;
+    c->refused = 1;
   }
   memset(token, 0, sizeof(token));
+  if (!w && c->refused) {
+    /* The tracker's reason, and what this side sent it. */
+    char src[300];
+    token_source(d, have, src, sizeof(src));
+    size_t n = strlen(err);
+    snprintf(err + n, errlen - n, " (logged in as %s, from %s, %s)", name, name_from, src);
+  }
   if (!w) {
     client_close(c);
     return -1;
@@ -202,4 +273,35 @@ int cli_parse_define(const char *s, char *name, size_t namelen, int64_t *value) 
   name[eq - s] = 0;
   *value = v;
   return 0;
+}
+
+int cli_parse_u64(const char *s, int base, uint64_t max, uint64_t *out) {
+  /* strtoull alone would take "-1" (as 2^64-1), " 7" and "+7". */
+  if (!s || *s < '0' || *s > '9') return -1;
+  char *end;
+  errno = 0;
+  unsigned long long v = strtoull(s, &end, base);
+  if (*end || errno || v > max) return -1;
+  *out = v;
+  return 0;
+}
+
+int cli_check_key(const char *cmd, const char *key) {
+  size_t n = strlen(key);
+  int ok = n >= 1 && n <= CLI_KEY_MAX;
+  for (size_t i = 0; ok && i < n; i++) ok = isgraph((unsigned char)key[i]) != 0;
+  if (ok) return 0;
+  /* Shown with control bytes escaped: they are the reason, and must not
+   * act on the terminal. */
+  char shown[4 * 80 + 8];
+  size_t o = 0;
+  for (size_t i = 0; i < n && o < sizeof(shown) - 8; i++) {
+    unsigned char ch = (unsigned char)key[i];
+    if (isprint(ch)) shown[o++] = (char)ch;
+    else o += (size_t)snprintf(shown + o, sizeof(shown) - o, "\\x%02x", ch);
+  }
+  shown[o] = 0;
+  fprintf(stderr, "ktune %s: --key takes 1 to %d printable characters without spaces, not '%s'%s\n",
+          cmd, CLI_KEY_MAX, shown, n > CLI_KEY_MAX ? " (too long)" : "");
+  return -1;
 }

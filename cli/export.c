@@ -17,10 +17,10 @@ static int print_line(void *ctx, const char *line) {
   return puts(line) < 0 ? -1 : 0;
 }
 
-static int export_remote(const char *tracker, const char *format) {
+static int export_remote(const cli_dial *d, const char *format) {
   char err[512];
   client c;
-  if (client_connect(&c, tracker, err, sizeof(err)) < 0) {
+  if (client_connect(&c, d, err, sizeof(err)) < 0) {
     fprintf(stderr, "ktune export: %s\n", err);
     return EXIT_FAIL;
   }
@@ -29,9 +29,10 @@ static int export_remote(const char *tracker, const char *format) {
   Ktune__Envelope env = KTUNE__ENVELOPE__INIT;
   env.msg_case = KTUNE__ENVELOPE__MSG_EXPORT_REQUEST;
   env.export_request = &req;
-  int rc = client_send(&c, &env) < 0 ? EXIT_FAIL : EXIT_OK;
-  while (rc == EXIT_OK) {
-    Ktune__Envelope *m = client_recv(&c, 60000, err, sizeof(err));
+  int rc = EXIT_OK;
+  /* The request, then chunk after chunk until the last. */
+  Ktune__Envelope *m = client_ask(&c, &env, 60000, err, sizeof(err));
+  for (;;) {
     if (!m || m->msg_case != KTUNE__ENVELOPE__MSG_EXPORT_CHUNK) {
       fprintf(stderr, "ktune export: %s\n", m ? "unexpected reply from the tracker" : err);
       wire_free(m);
@@ -42,15 +43,16 @@ static int export_remote(const char *tracker, const char *format) {
     int last = m->export_chunk->last;
     wire_free(m);
     if (last) break;
+    m = client_recv(&c, 60000, err, sizeof(err));
   }
   client_close(&c);
   return rc;
 }
 
 int cmd_export(int argc, char **argv) {
-  const char *db = NULL, *opt_tracker = NULL, *format = "jsonl";
-  static const struct option opts[] = {{"db", required_argument, 0, 'd'},
-                                       {"tracker", required_argument, 0, 't'},
+  const char *db = NULL, *format = "jsonl";
+  cli_dial d = {0};
+  static const struct option opts[] = {{"db", required_argument, 0, 'd'}, CLI_DIAL_OPTIONS,
                                        {"format", required_argument, 0, 'f'},
                                        {"help", no_argument, 0, 'h'},
                                        {0, 0, 0, 0}};
@@ -58,10 +60,11 @@ int cmd_export(int argc, char **argv) {
   while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
     switch (ch) {
     case 'd': db = optarg; break;
-    case 't': opt_tracker = optarg; break;
+    case CLI_OPT_TRACKER: case CLI_OPT_TOKEN_FILE: cli_dial_option(&d, ch, optarg); break;
     case 'f': format = optarg; break;
     case 'h':
-      printf("usage: ktune export [--db PATH | --tracker HOST:PORT] [--format jsonl|csv]\n"
+      printf("usage: ktune export [--db PATH | --tracker HOST:PORT [--token-file PATH]]\n"
+             "                    [--format jsonl|csv]\n"
              "Writes every trial of the history, one per line (docs/HISTORY.md).\n"
              "Default: --db ./ktune.db, unless --tracker or KTUNE_TRACKER is given.\n");
       return EXIT_OK;
@@ -76,12 +79,13 @@ int cmd_export(int argc, char **argv) {
     fprintf(stderr, "ktune export: --format takes jsonl or csv, not '%s'\n", format);
     return EXIT_USAGE;
   }
-  const char *tracker = db ? NULL : cli_tracker(opt_tracker);
-  if (db && opt_tracker) {
+  if (db && d.tracker) {
     fprintf(stderr, "ktune export: give --db or --tracker, not both\n");
     return EXIT_USAGE;
   }
-  if (tracker) return export_remote(tracker, format);
+  /* With --db the history is read here: KTUNE_TRACKER does not matter. */
+  if (!db && cli_dial_settle(&d, "export", NULL) < 0) return EXIT_USAGE;
+  if (d.tracker) return export_remote(&d, format);
   char err[512];
   hist *h;
   if (hist_open_readonly(db ? db : "ktune.db", &h, err, sizeof(err)) < 0) {
@@ -210,6 +214,7 @@ int cmd_best(int argc, char **argv) {
     fprintf(stderr, "ktune best: name one task\n");
     goto out;
   }
+  if (key && cli_check_key("best", key) < 0) goto out;
   char err[1024], path[4096];
   task_spec t;
   if (task_find(argv[optind], path, sizeof(path), err, sizeof(err)) < 0 ||
@@ -265,7 +270,19 @@ out:
 }
 
 int cmd_tasks(int argc, char **argv) {
-  (void)argc, (void)argv;
+  static const struct option opts[] = {{"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+  int ch;
+  while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    if (ch != 'h') return EXIT_USAGE;
+    printf("usage: ktune tasks\n"
+           "The built-in tasks: their constants, knobs and the size of each one's space.\n");
+    return EXIT_OK;
+  }
+  if (optind < argc) {
+    fprintf(stderr, "ktune tasks: takes no arguments, not '%s' (`ktune tune TASK` tunes one)\n",
+            argv[optind]);
+    return EXIT_USAGE;
+  }
   char **paths;
   size_t n;
   char err[1024];

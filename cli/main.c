@@ -25,7 +25,9 @@ static void usage(FILE *f) {
   fprintf(f, "usage: ktune COMMAND [OPTIONS]   (ktune COMMAND --help for its options)\n\n");
   for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
     fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].help);
-  fprintf(f, "\nKTUNE_TRACKER stands for --tracker HOST:PORT.\n");
+  fprintf(f, "\nKTUNE_TRACKER stands for --tracker HOST:PORT. Against a farm with tokens, the\n"
+             "token is --token-file PATH, else KTUNE_TOKEN, else the file KTUNE_TOKEN_FILE\n"
+             "names; KTUNE_USER is the name it was issued to (default: your login name).\n");
 }
 
 int main(int argc, char **argv) {

@@ -8,38 +8,43 @@
 #include "cli/cli.h"
 #include "common/wire.h"
 
-/* Parses `ktune CMD ID [--tracker HOST:PORT]`. */
-static int parse_id_args(const char *cmd, int argc, char **argv, uint64_t *id, const char **tracker) {
-  const char *opt_tracker = NULL;
-  static const struct option opts[] = {{"tracker", required_argument, 0, 't'},
-                                       {"help", no_argument, 0, 'h'},
+/* Session ids are SQLite row ids: positive and below 2^63. */
+#define SESSION_ID_MAX ((uint64_t)INT64_MAX)
+
+/* Parses `ktune CMD ID [--tracker HOST:PORT] [--token-file PATH]`: 0, 1
+ * after --help, -1 on a usage error (said). */
+static int parse_id_args(const char *cmd, int argc, char **argv, uint64_t *id, cli_dial *d) {
+  static const struct option opts[] = {CLI_DIAL_OPTIONS, {"help", no_argument, 0, 'h'},
                                        {0, 0, 0, 0}};
   int ch;
   optind = 1;
   while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
     switch (ch) {
-    case 't': opt_tracker = optarg; break;
-    case 'h': printf("usage: ktune %s ID [--tracker HOST:PORT]\n", cmd); return 1;
+    case CLI_OPT_TRACKER: case CLI_OPT_TOKEN_FILE: cli_dial_option(d, ch, optarg); break;
+    case 'h': printf("usage: ktune %s ID " CLI_DIAL_USAGE "\n", cmd); return 1;
     default: return -1;
     }
   }
-  char *end = NULL;
-  if (argc - optind != 1 || !(*id = strtoull(argv[optind], &end, 10)) || *end) {
+  if (argc - optind != 1) {
     fprintf(stderr, "ktune %s: give one session id (`ktune sessions` lists them)\n", cmd);
     return -1;
   }
-  *tracker = cli_tracker_or_local(opt_tracker);
-  return 0;
+  if (cli_parse_u64(argv[optind], 10, SESSION_ID_MAX, id) < 0 || *id == 0) {
+    fprintf(stderr, "ktune %s: a session id is a whole number from 1 to %llu, not '%s'\n", cmd,
+            (unsigned long long)SESSION_ID_MAX, argv[optind]);
+    return -1;
+  }
+  return cli_dial_settle(d, cmd, CLI_LOCAL_TRACKER);
 }
 
 static int watch(const char *cmd, int argc, char **argv, int quiet) {
   uint64_t id;
-  const char *tracker;
-  int rc = parse_id_args(cmd, argc, argv, &id, &tracker);
+  cli_dial d = {0};
+  int rc = parse_id_args(cmd, argc, argv, &id, &d);
   if (rc) return rc > 0 ? EXIT_OK : EXIT_USAGE;
   char err[512];
   client c;
-  if (client_connect(&c, tracker, err, sizeof(err)) < 0) {
+  if (client_connect(&c, &d, err, sizeof(err)) < 0) {
     fprintf(stderr, "ktune %s: %s\n", cmd, err);
     return EXIT_FAIL;
   }
@@ -48,7 +53,12 @@ static int watch(const char *cmd, int argc, char **argv, int quiet) {
   Ktune__Envelope env = KTUNE__ENVELOPE__INIT;
   env.msg_case = KTUNE__ENVELOPE__MSG_WATCH;
   env.watch = &w;
-  rc = client_send(&c, &env) < 0 ? EXIT_FAIL : cli_follow(&c, id, quiet);
+  if (client_send(&c, &env, err, sizeof(err)) < 0) {
+    fprintf(stderr, "ktune %s: %s\n", cmd, err);
+    rc = EXIT_FAIL;
+  } else {
+    rc = cli_follow(&c, id, quiet);
+  }
   client_close(&c);
   return rc;
 }
@@ -59,12 +69,12 @@ int cmd_attach(int argc, char **argv) { return watch("attach", argc, argv, 0); }
 
 int cmd_cancel(int argc, char **argv) {
   uint64_t id;
-  const char *tracker;
-  int rc = parse_id_args("cancel", argc, argv, &id, &tracker);
+  cli_dial d = {0};
+  int rc = parse_id_args("cancel", argc, argv, &id, &d);
   if (rc) return rc > 0 ? EXIT_OK : EXIT_USAGE;
   char err[512];
   client c;
-  if (client_connect(&c, tracker, err, sizeof(err)) < 0) {
+  if (client_connect(&c, &d, err, sizeof(err)) < 0) {
     fprintf(stderr, "ktune cancel: %s\n", err);
     return EXIT_FAIL;
   }
@@ -73,7 +83,7 @@ int cmd_cancel(int argc, char **argv) {
   Ktune__Envelope env = KTUNE__ENVELOPE__INIT;
   env.msg_case = KTUNE__ENVELOPE__MSG_CANCEL;
   env.cancel = &cs;
-  Ktune__Envelope *m = client_send(&c, &env) < 0 ? NULL : client_recv(&c, 10000, err, sizeof(err));
+  Ktune__Envelope *m = client_ask(&c, &env, 10000, err, sizeof(err));
   client_close(&c);
   if (!m || m->msg_case != KTUNE__ENVELOPE__MSG_PROGRESS) {
     fprintf(stderr, "ktune cancel: %s\n", m ? "unexpected reply from the tracker" : err);
@@ -87,22 +97,25 @@ int cmd_cancel(int argc, char **argv) {
 }
 
 int cmd_sessions(int argc, char **argv) {
-  const char *opt_tracker = NULL;
-  static const struct option opts[] = {{"tracker", required_argument, 0, 't'},
-                                       {"help", no_argument, 0, 'h'},
+  cli_dial d = {0};
+  static const struct option opts[] = {CLI_DIAL_OPTIONS, {"help", no_argument, 0, 'h'},
                                        {0, 0, 0, 0}};
   int ch;
   while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
     switch (ch) {
-    case 't': opt_tracker = optarg; break;
-    case 'h': printf("usage: ktune sessions [--tracker HOST:PORT]\n"); return EXIT_OK;
+    case CLI_OPT_TRACKER: case CLI_OPT_TOKEN_FILE: cli_dial_option(&d, ch, optarg); break;
+    case 'h': printf("usage: ktune sessions " CLI_DIAL_USAGE "\n"); return EXIT_OK;
     default: return EXIT_USAGE;
     }
   }
-  const char *tracker = cli_tracker_or_local(opt_tracker);
+  if (optind < argc) {
+    fprintf(stderr, "ktune sessions: unexpected argument '%s'\n", argv[optind]);
+    return EXIT_USAGE;
+  }
+  if (cli_dial_settle(&d, "sessions", CLI_LOCAL_TRACKER) < 0) return EXIT_USAGE;
   char err[512];
   Ktune__Envelope *m;
-  if (cli_fetch_status(tracker, &m, err, sizeof(err)) < 0) {
+  if (cli_fetch_status(&d, &m, err, sizeof(err)) < 0) {
     fprintf(stderr, "ktune sessions: %s\n", err);
     return EXIT_FAIL;
   }

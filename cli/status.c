@@ -102,14 +102,14 @@ static void print_text(const char *addr, const Ktune__StatusReply *r) {
   cli_print_sessions(r);
 }
 
-int cli_fetch_status(const char *tracker, Ktune__Envelope **reply, char *err, size_t errlen) {
+int cli_fetch_status(const cli_dial *d, Ktune__Envelope **reply, char *err, size_t errlen) {
   client c;
-  if (client_connect(&c, tracker, err, errlen) < 0) return -1;
+  if (client_connect(&c, d, err, errlen) < 0) return -1;
   Ktune__StatusRequest req = KTUNE__STATUS_REQUEST__INIT;
   Ktune__Envelope env = KTUNE__ENVELOPE__INIT;
   env.msg_case = KTUNE__ENVELOPE__MSG_STATUS_REQUEST;
   env.status_request = &req;
-  Ktune__Envelope *m = client_send(&c, &env) < 0 ? NULL : client_recv(&c, 10000, err, errlen);
+  Ktune__Envelope *m = client_ask(&c, &env, 10000, err, errlen);
   client_close(&c);
   if (!m) return -1;
   if (m->msg_case != KTUNE__ENVELOPE__MSG_STATUS_REPLY) {
@@ -122,19 +122,19 @@ int cli_fetch_status(const char *tracker, Ktune__Envelope **reply, char *err, si
 }
 
 int cmd_status(int argc, char **argv) {
-  const char *opt_tracker = NULL;
+  cli_dial d = {0};
   int json = 0;
-  static const struct option opts[] = {{"tracker", required_argument, 0, 't'},
+  static const struct option opts[] = {CLI_DIAL_OPTIONS,
                                        {"json", no_argument, 0, 'j'},
                                        {"help", no_argument, 0, 'h'},
                                        {0, 0, 0, 0}};
   int ch;
   while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
     switch (ch) {
-    case 't': opt_tracker = optarg; break;
+    case CLI_OPT_TRACKER: case CLI_OPT_TOKEN_FILE: cli_dial_option(&d, ch, optarg); break;
     case 'j': json = 1; break;
     case 'h':
-      printf("usage: ktune status [--tracker HOST:PORT] [--json]\n"
+      printf("usage: ktune status " CLI_DIAL_USAGE " [--json]\n"
              "A tracker's agents, device keys and sessions (default tracker 127.0.0.1:9290).\n");
       return EXIT_OK;
     default: return EXIT_USAGE;
@@ -144,15 +144,15 @@ int cmd_status(int argc, char **argv) {
     fprintf(stderr, "ktune status: unexpected argument '%s'\n", argv[optind]);
     return EXIT_USAGE;
   }
-  const char *tracker = cli_tracker_or_local(opt_tracker);
+  if (cli_dial_settle(&d, "status", CLI_LOCAL_TRACKER) < 0) return EXIT_USAGE;
   char err[512];
   Ktune__Envelope *m;
-  if (cli_fetch_status(tracker, &m, err, sizeof(err)) < 0) {
+  if (cli_fetch_status(&d, &m, err, sizeof(err)) < 0) {
     fprintf(stderr, "ktune status: %s\n", err);
     return EXIT_FAIL;
   }
   if (json) print_json(m->status_reply);
-  else print_text(tracker, m->status_reply);
+  else print_text(d.tracker, m->status_reply);
   wire_free(m);
   return EXIT_OK;
 }

@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "cli/cli.h"
+#include "common/history.h"
 #include "common/space.h"
 #include "common/task.h"
 #include "common/wire.h"
@@ -14,6 +15,7 @@
 static void usage(FILE *f) {
   fprintf(f,
           "usage: ktune tune TASK [-D NAME=VALUE]... [--tracker HOST:PORT] [--key KEY]\n"
+          "                  [--token-file PATH]\n"
           "                  [--trials N] [--strategy random|grid] [--seed N] [--compiler tcc]\n"
           "                  [--db PATH] [--number N] [--repeat N] [--min-repeat-ms MS]\n"
           "                  [--cooldown-ms MS] [--flush-cache] [--timeout MS] [--batch N]\n"
@@ -24,7 +26,10 @@ static void usage(FILE *f) {
           "Without --tracker (or KTUNE_TRACKER) it runs a private local farm writing --db.\n"
           "  -D NAME=VALUE       set a problem constant, e.g. -D M=512\n"
           "  --tracker HOST:PORT use a running farm\n"
-          "  --key KEY           device key to measure on (default local)\n"
+          "  --token-file PATH   your token for the farm (else KTUNE_TOKEN, KTUNE_TOKEN_FILE;\n"
+          "                      KTUNE_USER: the name it was issued to)\n"
+          "  --key KEY           device key to measure on (default local): 1 to 63\n"
+          "                      printable characters without spaces\n"
           "  --trials N          candidates to measure (default 32)\n"
           "  --strategy S        random (default) or grid; no config is measured twice\n"
           "  --seed N            search seed (default: from the clock, printed)\n"
@@ -46,9 +51,8 @@ static void usage(FILE *f) {
 }
 
 static int parse_u32(const char *opt, const char *s, uint32_t min, uint32_t max, uint32_t *out) {
-  char *end;
-  unsigned long long v = strtoull(s, &end, 10);
-  if (!*s || *end || v < min || v > max) {
+  uint64_t v;
+  if (cli_parse_u64(s, 10, max, &v) < 0 || v < min) {
     fprintf(stderr, "ktune tune: %s takes a whole number from %u to %u, not '%s'\n", opt, min, max, s);
     return -1;
   }
@@ -133,7 +137,8 @@ typedef struct {
   const char *task_arg;
   char **defines;
   size_t ndefines;
-  const char *tracker, *key, *strategy, *compiler, *db;
+  const char *key, *strategy, *compiler, *db;
+  cli_dial dial;
   uint32_t trials, number, repeat, batch, min_repeat_ms, cooldown_ms, timeout_ms, priority,
       wait_timeout_ms;
   int flush_cache, remeasure;
@@ -141,10 +146,10 @@ typedef struct {
   int seed_set, check, detach;
 } tune_opts;
 
-static int submit_and_follow(const tune_opts *o, const char *tracker, const task_spec *t) {
+static int submit_and_follow(const tune_opts *o, const cli_dial *d, const task_spec *t) {
   char err[512];
   client c;
-  if (client_connect(&c, tracker, err, sizeof(err)) < 0) {
+  if (client_connect(&c, d, err, sizeof(err)) < 0) {
     fprintf(stderr, "ktune tune: %s\n", err);
     return EXIT_FAIL;
   }
@@ -175,20 +180,22 @@ static int submit_and_follow(const tune_opts *o, const char *tracker, const task
   Ktune__Envelope env = KTUNE__ENVELOPE__INIT;
   env.msg_case = KTUNE__ENVELOPE__MSG_SUBMIT;
   env.submit = &s;
-  int rc = client_send(&c, &env);
-  task_proto_free(tp);
   /* First word that the submission arrived and is being checked, then
    * the verdict, for as long as the tracker stays alive. */
-  Ktune__Envelope *m = rc < 0 ? NULL : client_recv(&c, 30000, err, sizeof(err));
+  Ktune__Envelope *m = client_ask(&c, &env, 30000, err, sizeof(err));
+  task_proto_free(tp);
   if (m && m->msg_case == KTUNE__ENVELOPE__MSG_SUBMIT_RECEIVED) {
     wire_free(m);
     m = client_recv(&c, -1, err, sizeof(err));
   }
   if (!m || m->msg_case != KTUNE__ENVELOPE__MSG_ACCEPTED) {
-    fprintf(stderr, "ktune tune: the tracker refused the session: %s\n", m ? "unexpected reply" : err);
+    /* A refusal is about the request (usage); a lost tracker is not. */
+    int refused = !m && c.refused;
+    if (refused) fprintf(stderr, "ktune tune: the tracker refused the session: %s\n", err);
+    else fprintf(stderr, "ktune tune: %s\n", m ? "unexpected reply from the tracker" : err);
     wire_free(m);
     client_close(&c);
-    return m ? EXIT_FAIL : EXIT_USAGE;
+    return refused ? EXIT_USAGE : EXIT_FAIL;
   }
   uint64_t id = m->accepted->session_id;
   uint64_t space = m->accepted->space_size;
@@ -202,9 +209,19 @@ static int submit_and_follow(const tune_opts *o, const char *tracker, const task
          (unsigned long long)id, t->name, o->key, o->trials, o->strategy,
          (unsigned long long)space, (unsigned long long)o->seed);
   fflush(stdout);
-  rc = cli_follow(&c, id, 0);
+  int rc = cli_follow(&c, id, 0);
   client_close(&c);
   return rc;
+}
+
+/* Opens the local farm's history here first: a --db that cannot be
+ * written is then one sentence naming the folder and why, not a tracker
+ * log that says "No such file or directory". */
+static int check_history(const char *db, char *err, size_t errlen) {
+  hist *h;
+  if (hist_open(db, 0, &h, err, errlen) < 0) return -1;
+  hist_close(h);
+  return 0;
 }
 
 int cmd_tune(int argc, char **argv) {
@@ -215,11 +232,11 @@ int cmd_tune(int argc, char **argv) {
   o.trials = 32;
   o.check = 1;
   o.defines = calloc((size_t)argc + 1, sizeof(char *));
-  enum { OPT_TRACKER = 256, OPT_KEY, OPT_TRIALS, OPT_STRATEGY, OPT_SEED, OPT_COMPILER, OPT_DB,
+  enum { OPT_KEY = 256, OPT_TRIALS, OPT_STRATEGY, OPT_SEED, OPT_COMPILER, OPT_DB,
          OPT_NUMBER, OPT_REPEAT, OPT_BATCH, OPT_NOCHECK, OPT_DETACH, OPT_MINREP, OPT_COOL,
          OPT_FLUSH, OPT_TIMEOUT, OPT_PRIO, OPT_REMEASURE, OPT_WAITTO };
   static const struct option opts[] = {
-      {"tracker", required_argument, 0, OPT_TRACKER}, {"key", required_argument, 0, OPT_KEY},
+      CLI_DIAL_OPTIONS, {"key", required_argument, 0, OPT_KEY},
       {"trials", required_argument, 0, OPT_TRIALS}, {"strategy", required_argument, 0, OPT_STRATEGY},
       {"seed", required_argument, 0, OPT_SEED}, {"compiler", required_argument, 0, OPT_COMPILER},
       {"db", required_argument, 0, OPT_DB}, {"number", required_argument, 0, OPT_NUMBER},
@@ -235,20 +252,18 @@ int cmd_tune(int argc, char **argv) {
   while ((ch = getopt_long(argc, argv, "D:h", opts, NULL)) != -1) {
     switch (ch) {
     case 'D': o.defines[o.ndefines++] = optarg; break;
-    case OPT_TRACKER: o.tracker = optarg; break;
+    case CLI_OPT_TRACKER: case CLI_OPT_TOKEN_FILE: cli_dial_option(&o.dial, ch, optarg); break;
     case OPT_KEY: o.key = optarg; break;
     case OPT_TRIALS: if (parse_u32("--trials", optarg, 1, 1000000, &o.trials)) goto out; break;
     case OPT_STRATEGY: o.strategy = optarg; break;
-    case OPT_SEED: {
-      char *end;
-      o.seed = strtoull(optarg, &end, 0);
-      if (!*optarg || *end) {
-        fprintf(stderr, "ktune tune: --seed takes a whole number, not '%s'\n", optarg);
+    case OPT_SEED:
+      if (cli_parse_u64(optarg, 0, UINT64_MAX, &o.seed) < 0) {
+        fprintf(stderr, "ktune tune: --seed takes a whole number from 0 to %llu, not '%s'\n",
+                (unsigned long long)UINT64_MAX, optarg);
         goto out;
       }
       o.seed_set = 1;
       break;
-    }
     case OPT_COMPILER: o.compiler = optarg; break;
     case OPT_DB: o.db = optarg; break;
     case OPT_NUMBER: if (parse_u32("--number", optarg, 1, 1000000, &o.number)) goto out; break;
@@ -285,6 +300,8 @@ int cmd_tune(int argc, char **argv) {
     fprintf(stderr, "ktune tune: --compiler takes tcc or a compiler command line\n");
     goto out;
   }
+  if ((o.key && cli_check_key("tune", o.key) < 0) || cli_dial_settle(&o.dial, "tune", NULL) < 0)
+    goto out;
   if (!o.seed_set) o.seed = (uint64_t)time(NULL);
 
   char err[1024], path[4096];
@@ -313,15 +330,14 @@ int cmd_tune(int argc, char **argv) {
     task_free(&t);
     goto out;
   }
-  const char *tracker = cli_tracker(o.tracker);
-  if (tracker) {
+  if (o.dial.tracker) {
     if (!o.key) {
       fprintf(stderr, "ktune tune: with --tracker, name the device key to measure on (--key KEY; "
                       "`ktune status` lists the runners' keys)\n");
       task_free(&t);
       goto out;
     }
-    rc = submit_and_follow(&o, tracker, &t);
+    rc = submit_and_follow(&o, &o.dial, &t);
   } else if (o.detach) {
     fprintf(stderr, "ktune tune: --detach needs a running farm (--tracker); the local farm "
                     "ends with the command\n");
@@ -331,13 +347,17 @@ int cmd_tune(int argc, char **argv) {
     unsetenv("KTUNE_TOKEN");
     unsetenv("KTUNE_TOKEN_FILE");
     farm f;
-    if (farm_start(&f, o.db, err, sizeof(err)) < 0) {
+    if (check_history(o.db, err, sizeof(err)) < 0) {
+      fprintf(stderr, "ktune tune: %s\n", err);
+      rc = EXIT_FAIL;
+    } else if (farm_start(&f, o.db, err, sizeof(err)) < 0) {
       fprintf(stderr, "ktune tune: %s\n", err);
       farm_stop(&f, 1);
       rc = EXIT_FAIL;
     } else {
       printf("local farm on %s, history %s\n", f.addr, o.db);
-      rc = submit_and_follow(&o, f.addr, &t);
+      cli_dial local = {.tracker = f.addr};
+      rc = submit_and_follow(&o, &local, &t);
       farm_stop(&f, rc == EXIT_FAIL);
     }
   }

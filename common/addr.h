@@ -7,8 +7,14 @@
 
 #define ADDR_DEFAULT_PORT 9290
 
-/* Parses "HOST:PORT", "HOST" or ":PORT" ("[::1]:9290" for IPv6) and
- * resolves it numerically or through getaddrinfo. */
+/* Checks the syntax of "HOST:PORT", "HOST" or ":PORT" ("[::1]:9290" for
+ * IPv6) without resolving anything: host gets the host (127.0.0.1 when
+ * empty), port the port (ADDR_DEFAULT_PORT when none). The message names
+ * the bad part. */
+int addr_parse(const char *spec, char *host, size_t hostlen, int *port, char *err,
+               size_t errlen);
+
+/* addr_parse, then resolves the host numerically or through getaddrinfo. */
 int addr_resolve(const char *spec, struct sockaddr_storage *out, char *err, size_t errlen);
 
 /* 1 when the address is a loopback address. */

@@ -163,12 +163,22 @@ void auth_tokens_free(auth_tokens *t) {
   memset(t, 0, sizeof(*t));
 }
 
+const char *auth_token_file(const char *file) {
+  if (file) return file;
+  const char *env = getenv("KTUNE_TOKEN");
+  if (env && *env) return NULL;
+  file = getenv("KTUNE_TOKEN_FILE");
+  return file && *file ? file : NULL;
+}
+
+int auth_file_exposed(const char *path) {
+  struct stat st;
+  return stat(path, &st) == 0 && (st.st_mode & (S_IRGRP | S_IROTH));
+}
+
 int auth_read_token(const char *file, char *buf, size_t len, char *err, size_t errlen) {
   const char *env = getenv("KTUNE_TOKEN");
-  if (!file && (!env || !*env)) {
-    file = getenv("KTUNE_TOKEN_FILE");
-    if (file && !*file) file = NULL;
-  }
+  file = auth_token_file(file);
   if (file) {
     FILE *f = fopen(file, "r");
     if (!f) {
@@ -187,7 +197,13 @@ int auth_read_token(const char *file, char *buf, size_t len, char *err, size_t e
   }
   buf[strcspn(buf, "\r\n")] = 0;
   if (strlen(buf) < AUTH_TOKEN_MIN) {
-    snprintf(err, errlen, "the token must be at least %d characters", AUTH_TOKEN_MIN);
+    /* Say where it came from: with three sources, "the token" is a riddle. */
+    if (file)
+      snprintf(err, errlen, "the token in file %s must be at least %d characters", file,
+               AUTH_TOKEN_MIN);
+    else
+      snprintf(err, errlen, "the token in KTUNE_TOKEN must be at least %d characters",
+               AUTH_TOKEN_MIN);
     return -1;
   }
   return 1;

@@ -35,6 +35,11 @@ void auth_tokens_free(auth_tokens *t);
  * other users could read. Returns 1 with the token in buf, 0 when there is
  * none, -1 on error. */
 int auth_read_token(const char *file, char *buf, size_t len, char *err, size_t errlen);
+/* The file auth_read_token reads: file, else KTUNE_TOKEN_FILE unless
+ * KTUNE_TOKEN is set; NULL when the token is not in a file. */
+const char *auth_token_file(const char *file);
+/* 1 when users other than the owner can read path (it should be mode 600). */
+int auth_file_exposed(const char *path);
 
 int auth_init(void);
 void auth_nonce(uint8_t out[AUTH_NONCE]);

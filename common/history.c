@@ -16,7 +16,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/text.h"
 
@@ -326,10 +328,61 @@ static int pragma_text(sqlite3 *db, const char *sql, char *out, size_t n) {
   return rc;
 }
 
-static void open_errmsg(sqlite3 *db, const char *path, char *err, size_t errlen) {
+/* Why the history at path cannot be written, in words, when its file or
+ * folder is to blame; 0 when neither is. SQLite only says "unable to open
+ * database file", and the errno behind it misleads: creating a file in
+ * /proc fails with "No such file or directory" although /proc exists. The
+ * folder matters even for a writable file: SQLite keeps its -wal and -shm
+ * files beside it. Tried rather than asked with access() alone, because
+ * root passes every permission check and still cannot write /proc. */
+static int unwritable_reason(const char *path, int sys_errno, char *why, size_t len) {
+  char dir[4096];
+  const char *slash = strrchr(path, '/');
+  if (!slash) snprintf(dir, sizeof(dir), ".");
+  else if (slash == path) snprintf(dir, sizeof(dir), "/");
+  else snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
+  struct stat st;
+  int exists = stat(path, &st) == 0;
+  if (exists && access(path, R_OK | W_OK) != 0) {
+    snprintf(why, len, "the file is read-only here (%s)", strerror(errno));
+    return 1;
+  }
+  if (stat(dir, &st) != 0) {
+    snprintf(why, len, "the folder %s %s", dir,
+             errno == ENOENT ? "does not exist" : strerror(errno));
+    return 1;
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    snprintf(why, len, "%s is not a folder", dir);
+    return 1;
+  }
+  struct statvfs vfs;
+  if (statvfs(dir, &vfs) == 0 && (vfs.f_flag & ST_RDONLY)) {
+    snprintf(why, len, "the folder %s is not writable: it is on a read-only file system", dir);
+    return 1;
+  }
+  if (access(dir, W_OK | X_OK) != 0) {
+    snprintf(why, len, "the folder %s is not writable (%s)", dir, strerror(errno));
+    return 1;
+  }
+  int refused = sys_errno == ENOENT || sys_errno == EACCES || sys_errno == EPERM ||
+                sys_errno == EROFS;
+  if (!exists && refused) {
+    snprintf(why, len, "the folder %s is not writable: creating a file there fails (%s)", dir,
+             strerror(sys_errno));
+    return 1;
+  }
+  return 0;
+}
+
+/* writing: the history was to be opened for writing. */
+static void open_errmsg(sqlite3 *db, const char *path, int writing, char *err, size_t errlen) {
   int e = db ? sqlite3_system_errno(db) : 0;
   const char *m = db ? sqlite3_errmsg(db) : "out of memory";
-  if (e)
+  char why[4300];
+  if (db && writing && unwritable_reason(path, e, why, sizeof(why)))
+    errf(err, errlen, "cannot open history at %s: %s", path, why);
+  else if (e)
     errf(err, errlen, "cannot open history at %s: %s (%s)", path, m, strerror(e));
   else
     errf(err, errlen, "cannot open history at %s: %s", path, m);
@@ -405,7 +458,7 @@ int hist_open(const char *path, int sync_full, hist **out, char *err, size_t err
   sqlite3 *db = NULL;
   int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
   if (rc != SQLITE_OK) {
-    open_errmsg(db, path, err, errlen);
+    open_errmsg(db, path, 1, err, errlen);
     sqlite3_close_v2(db);
     return rc > 0 ? -(rc & 0xff) : -1;
   }
@@ -413,7 +466,7 @@ int hist_open(const char *path, int sync_full, hist **out, char *err, size_t err
   char mode[32] = "";
   rc = pragma_text(db, "PRAGMA journal_mode = WAL", mode, sizeof(mode));
   if (rc != SQLITE_OK) {
-    errf(err, errlen, "cannot open history at %s: %s", path, sqlite3_errmsg(db));
+    open_errmsg(db, path, 1, err, errlen);
     sqlite3_close_v2(db);
     return -(rc & 0xff);
   }
@@ -471,7 +524,7 @@ int hist_open_readonly(const char *path, hist **out, char *err, size_t errlen) {
   sqlite3 *db = NULL;
   int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL);
   if (rc != SQLITE_OK) {
-    open_errmsg(db, path, err, errlen);
+    open_errmsg(db, path, 0, err, errlen);
     sqlite3_close_v2(db);
     return rc > 0 ? -(rc & 0xff) : -1;
   }

@@ -944,7 +944,22 @@ TEST(not_a_history_is_refused) {
   snprintf(bad, sizeof(bad), "%s/nope/ktune.db", t.dir);
   ASSERT_LT_INT(hist_open(bad, 0, &h, err, sizeof(err)), 0);
   ASSERT_CONTAINS(err, bad);
+  ASSERT_CONTAINS(err, "does not exist");
   tmp_free(&t);
+}
+
+/* A folder nobody can write, root included: creating a file in /proc
+ * fails with ENOENT, which alone would read "No such file or directory". */
+TEST(unwritable_folder_is_named) {
+  char err[512] = "";
+  hist *h = NULL;
+  ASSERT_LT_INT(hist_open("/proc/ktune-test.db", 0, &h, err, sizeof(err)), 0);
+  ASSERT_NULL(h);
+  ASSERT_CONTAINS(err, "/proc/ktune-test.db");
+  ASSERT_CONTAINS(err, "the folder /proc is not writable");
+  /* Reading is another matter: there is simply no history there. */
+  ASSERT_LT_INT(hist_open_readonly("/proc/ktune-test.db", &h, err, sizeof(err)), 0);
+  ASSERT_CONTAINS(err, "no history at");
 }
 
 typedef struct {
@@ -1420,6 +1435,7 @@ TEST_LIST(TEST_ENTRY(jobs_and_unfinished_sessions_resume),
           TEST_ENTRY(crash_keeps_committed_only),
           TEST_ENTRY(reader_sees_only_committed_and_is_not_blocked),
           TEST_ENTRY(readonly_missing_path), TEST_ENTRY(not_a_history_is_refused),
+          TEST_ENTRY(unwritable_folder_is_named),
           TEST_ENTRY(v1_file_reads_read_only_as_it_is), TEST_ENTRY(v1_file_is_upgraded_in_place),
           TEST_ENTRY(v1_upgrade_that_fails_leaves_the_file_as_it_was),
           TEST_ENTRY(session_get_and_recent))
