@@ -83,6 +83,15 @@ const char *wire_role_name(Ktune__Role r) {
   }
 }
 
+Ktune__Envelope wire_envelope(Ktune__Envelope__MsgCase which, void *msg) {
+  Ktune__Envelope env = KTUNE__ENVELOPE__INIT;
+  env.msg_case = which;
+  /* Every case of the oneof is a pointer in one union: storing through
+   * one member sets whichever the case names. */
+  env.hello = msg;
+  return env;
+}
+
 const char *wire_msg_name(const Ktune__Envelope *env) {
   const ProtobufCFieldDescriptor *f =
       protobuf_c_message_descriptor_get_field(&ktune__envelope__descriptor, (unsigned)env->msg_case);

@@ -27,6 +27,10 @@ Ktune__Envelope *wire_unpack(const uint8_t *payload, size_t len);
 Ktune__Envelope *wire_unpack_mac(const uint8_t *payload, size_t len, auth_stream *mac, int *forged);
 void wire_free(Ktune__Envelope *env);
 
+/* An Envelope holding msg (a pointer to the message of that case). The
+ * message stays the caller's; the Envelope only points at it. */
+Ktune__Envelope wire_envelope(Ktune__Envelope__MsgCase which, void *msg);
+
 /* "builder", "runner", "client": also what a login proof covers. */
 const char *wire_role_name(Ktune__Role r);
 

@@ -28,12 +28,12 @@
 #define DEFAULT_RUN_TIMEOUT_MS 60000
 
 job *jobs_add(tracker *t, session *s, uint64_t id, uint64_t index, const int64_t *values,
-              uint32_t lost) {
+              const char *config_json, uint32_t lost) {
   job *j = calloc(1, sizeof(*j));
   if (!j) return NULL;
   size_t nk = s->task.nknobs;
   j->values = malloc((nk ? nk : 1) * sizeof(int64_t));
-  j->config_json = space_config_json(&s->sp, values);
+  j->config_json = strdup(config_json);
   if (!j->values || !j->config_json) {
     free(j->values);
     free(j->config_json);
@@ -53,17 +53,25 @@ job *jobs_add(tracker *t, session *s, uint64_t id, uint64_t index, const int64_t
   return j;
 }
 
-static void job_free(tracker *t, job *j) {
+static void job_unlink(tracker *t, job *j) {
   if (j->prev) j->prev->next = j->next;
   else t->jobs = j->next;
   if (j->next) j->next->prev = j->prev;
   else t->jobs_tail = j->prev;
+}
+
+static void job_release_memory(job *j) {
   free(j->values);
   free(j->config_json);
   free(j->artifact);
   free(j->compiler_id);
   free(j->held_error);
   free(j);
+}
+
+static void job_free(tracker *t, job *j) {
+  job_unlink(t, j);
+  job_release_memory(j);
 }
 
 void jobs_free_all(tracker *t) {
@@ -165,10 +173,7 @@ static void send_build(tracker *t, peer *b, job *j, const char *arch) {
   bj.compiler = s->compiler;
   bj.timeout_ms = t->opts.build_timeout_ms;
   bj.target_arch = (char *)arch;
-  Ktune__Envelope env = KTUNE__ENVELOPE__INIT;
-  env.msg_case = KTUNE__ENVELOPE__MSG_BUILD_JOB;
-  env.build_job = &bj;
-  if (server_send(b, &env) == 0) {
+  if (core_send_msg(b, KTUNE__ENVELOPE__MSG_BUILD_JOB, &bj) == 0) {
     snprintf(j->arch, sizeof(j->arch), "%s", arch);
     lease(t, j, b, JOB_BUILDING, t->opts.build_timeout_ms);
     s->built++;
@@ -218,13 +223,10 @@ static void send_run(tracker *t, peer *r, job *j) {
   if (s->kernel[0]) snprintf(ref_key, sizeof(ref_key), "%s:%llu", s->kernel,
                              (unsigned long long)KTUNE_INPUT_SEED);
   rj.ref_key = ref_key;
-  Ktune__Envelope env = KTUNE__ENVELOPE__INIT;
-  env.msg_case = KTUNE__ENVELOPE__MSG_RUN_JOB;
-  env.run_job = &rj;
-  if (server_send(r, &env) == 0) {
+  if (core_send_msg(r, KTUNE__ENVELOPE__MSG_RUN_JOB, &rj) == 0) {
     lease(t, j, r, JOB_RUNNING, run_limit_ms(t, s));
     s->served++;
-    session_started(t, s);
+    t->hooks.job_started(t, s);
   }
 out:
   free(bufs);
@@ -282,51 +284,14 @@ void jobs_dispatch(tracker *t) {
   }
 }
 
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
-void jobs_record(tracker *t, session *s, const int64_t *values, const char *config_json,
-                 hist_trial *tr) {
-  double mean = 0, var = 0, median = 0;
-  size_t n = tr->ncosts;
-  for (size_t i = 0; i < n; i++) mean += tr->costs[i];
-  if (n) mean /= (double)n;
-  for (size_t i = 0; i < n; i++) var += (tr->costs[i] - mean) * (tr->costs[i] - mean);
-  double *sorted = n ? malloc(n * sizeof(double)) : NULL;
-  if (sorted) {
-    memcpy(sorted, tr->costs, n * sizeof(double));
-    qsort(sorted, n, sizeof(double), cmp_double);
-    median = n % 2 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
-    free(sorted);
-  }
-  int ok = strcmp(tr->status, "ok") == 0;
-  tr->session = (int64_t)s->id;
-  tr->task = s->task.name;
-  tr->size_json = s->size_json;
-  tr->config_json = config_json;
-  tr->key = s->key;
-  tr->compiler = s->compiler;
-  tr->mean_s = mean;
-  tr->median_s = median;
-  tr->std_s = n > 1 ? sqrt(var / (double)(n - 1)) : 0;
-  tr->gflops = mean > 0 && ok ? (double)s->flops / mean / 1e9 : 0;
-  tr->flops = s->flops;
-  tr->repeat = s->repeat;
-  tr->calls = (uint64_t)tr->number * n;
-  tr->timing_json = s->timing_json;
-  tr->kernel = s->kernel[0] ? s->kernel : NULL;
-  tr->checked = s->check && s->task.reference;
-  char digest[IDENT_HEX];
-  if (s->kernel[0] && ident_trial(s->kernel, config_json, s->compiler, s->key, s->timing_json,
-                                  tr->checked, digest) == 0)
-    tr->digest = digest;
-  server_db_write(t);
-  if (hist_trial_add(t->db, tr, NULL) < 0)
-    log_error(WHO, "history: cannot record a trial of session %llu: %s",
-              (unsigned long long)s->id, hist_errmsg(t->db));
-  session_on_trial(t, s, values, tr);
+/* The job is over: out of the queue, its session told (tr: the trial it
+ * made, NULL when its session is gone), then freed. */
+static void end_job(tracker *t, job *j, hist_trial *tr) {
+  session *s = j->s;
+  job_unlink(t, j);
+  if (s && tr) t->hooks.job_ended(t, s, j->values, j->config_json, tr);
+  job_release_memory(j);
+  jobs_dispatch(t);
 }
 
 /* Records a job's trial and retires its history row in the same
@@ -347,26 +312,16 @@ static void record_job(tracker *t, job *j, const char *status, const char *error
   tr.compiler_id = j->compiler_id;
   tr.number = number;
   tr.clock = clock;
-  server_db_write(t);
+  core_db_write(t);
   if (hist_job_delete(t->db, (int64_t)j->id) < 0)
     log_error(WHO, "history: cannot retire job %llu: %s", (unsigned long long)j->id,
               hist_errmsg(t->db));
-  jobs_record(t, j->s, j->values, j->config_json, &tr);
+  end_job(t, j, &tr);
   free(clean);
-}
-
-/* The job's trial is recorded (or its session is gone): free it and let
- * its session propose the next candidate. */
-static void finish(tracker *t, job *j) {
-  session *s = j->s;
-  job_free(t, j);
-  if (s) session_fill(t, s);
-  jobs_dispatch(t);
 }
 
 static void record_held(tracker *t, job *j) {
   record_job(t, j, j->held_status, j->held_error, NULL, 0, NULL, 0, NULL);
-  finish(t, j);
 }
 
 static job *leased_job(tracker *t, peer *p, uint64_t id, enum job_state want, const char *what) {
@@ -468,7 +423,7 @@ void jobs_on_build_result(tracker *t, peer *p, const Ktune__BuildResult *r) {
   if (!j) return;
   if (p->rec) p->rec->loss_streak = 0;
   if (!j->s) {
-    finish(t, j);
+    end_job(t, j, NULL);
     return;
   }
   if (!guard_builder_status(r->status)) {
@@ -487,7 +442,6 @@ void jobs_on_build_result(tracker *t, peer *p, const Ktune__BuildResult *r) {
     snprintf(why, sizeof(why), "the built artifact has %zu bytes; the limit is %u (--max-artifact)",
              r->artifact.len, t->opts.max_artifact);
     record_job(t, j, "COMPILE_ERROR", why, NULL, 0, NULL, 0, NULL);
-    finish(t, j);
     return;
   }
   if (ok && r->artifact.len > 0) {
@@ -520,16 +474,12 @@ void jobs_on_build_result(tracker *t, peer *p, const Ktune__BuildResult *r) {
     return;
   }
   record_job(t, j, code, error, NULL, 0, NULL, 0, NULL);
-  finish(t, j);
 }
 
 static void send_ack(peer *p, uint64_t job_id) {
   Ktune__ResultAck ack = KTUNE__RESULT_ACK__INIT;
   ack.job_id = job_id;
-  Ktune__Envelope env = KTUNE__ENVELOPE__INIT;
-  env.msg_case = KTUNE__ENVELOPE__MSG_RESULT_ACK;
-  env.result_ack = &ack;
-  server_send(p, &env);
+  core_send_msg(p, KTUNE__ENVELOPE__MSG_RESULT_ACK, &ack);
 }
 
 /* A result for the job a runner brought along from an earlier connection
@@ -570,7 +520,7 @@ void jobs_on_run_result(tracker *t, peer *p, const Ktune__RunResult *r) {
   if (p->rec) p->rec->loss_streak = 0;
   send_ack(p, r->job_id);
   if (!j->s) {
-    finish(t, j);
+    end_job(t, j, NULL);
     return;
   }
   char why[256];
@@ -605,7 +555,6 @@ void jobs_on_run_result(tracker *t, peer *p, const Ktune__RunResult *r) {
   snprintf(clock, sizeof(clock), "%s", r->clock);
   record_job(t, j, r->status, r->error, ok ? r->costs_s : NULL, ok ? r->n_costs_s : 0, p,
              r->number ? r->number : j->s->number, clock[0] ? clock : NULL);
-  finish(t, j);
 }
 
 void jobs_adopt(tracker *t, peer *p, uint64_t id) {
@@ -640,7 +589,6 @@ static void record_lost(tracker *t) {
       char why[128];
       snprintf(why, sizeof(why), "the job lost its agent %u times", j->lost);
       record_job(t, j, "RUNNER_LOST", why, NULL, 0, NULL, 0, NULL);
-      finish(t, j);
       again = 1;
       break;
     }
@@ -652,7 +600,7 @@ static void lose(tracker *t, job *j, const char *holder_role) {
   requeue(t, j);
   if (!j->s) return;
   j->lost++;
-  server_db_write(t);
+  core_db_write(t);
   hist_job_lost(t->db, (int64_t)j->id, j->lost);
   log_info(WHO, "job %llu lost its %s (%u of %u times); back to the queue",
            (unsigned long long)j->id, holder_role, j->lost, t->opts.max_lost);
@@ -756,7 +704,7 @@ void jobs_drop_session(tracker *t, session *s) {
   for (job *j = t->jobs, *next; j; j = next) {
     next = j->next;
     if (j->s != s) continue;
-    server_db_write(t);
+    core_db_write(t);
     hist_job_delete(t->db, (int64_t)j->id);
     /* A leased job waits for its agent's answer, which is then dropped. */
     if (j->owner) j->s = NULL;

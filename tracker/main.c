@@ -204,7 +204,8 @@ int main(int argc, char **argv) {
   dblock_check(&t, err, sizeof(err));
   t.loop = uv_default_loop();
   t.started_ms = uv_now(t.loop);
-  if (session_resume_all(&t) < 0) {
+  session_init(&t);
+  if (submit_resume_all(&t) < 0) {
     fprintf(stderr, "ktune-tracker: cannot resume the sessions in %s: %s\n", t.opts.db_path,
             hist_errmsg(t.db));
     hist_close(t.db);

@@ -1,8 +1,7 @@
 /* Accepting connections, the per-connection state machine (Hello first,
- * then the role's commands), liveness, and group commit: every history
- * write of a loop turn lands in one transaction that commits before any
- * reply of that turn is written, so nothing is acknowledged that is not
- * durable. */
+ * then the role's commands), liveness, signals, and the loop's prepare
+ * phase, where this turn's transaction commits (core.c) before its
+ * replies are flushed. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,16 +33,13 @@ static void on_run_result(tracker *t, peer *p, Ktune__Envelope *env) {
 
 static void on_submit(tracker *t, peer *p, Ktune__Envelope *env) {
   char err[512];
-  if (session_submit(t, p, env->submit, err, sizeof(err)) < 0) {
+  if (submit_session(t, p, env->submit, err, sizeof(err)) < 0) {
     conn_send_error(p->c, "BAD_SESSION", "%s", err);
     return;
   }
   /* The verdict can take a while: say at once that it is coming. */
   Ktune__SubmitReceived rcv = KTUNE__SUBMIT_RECEIVED__INIT;
-  Ktune__Envelope reply = KTUNE__ENVELOPE__INIT;
-  reply.msg_case = KTUNE__ENVELOPE__MSG_SUBMIT_RECEIVED;
-  reply.submit_received = &rcv;
-  server_send(p, &reply);
+  core_send_msg(p, KTUNE__ENVELOPE__MSG_SUBMIT_RECEIVED, &rcv);
 }
 
 static void on_watch(tracker *t, peer *p, Ktune__Envelope *env) {
@@ -62,10 +58,7 @@ static void on_status(tracker *t, peer *p, Ktune__Envelope *env) {
   (void)env;
   Ktune__StatusReply r;
   registry_status(t, &r);
-  Ktune__Envelope reply = KTUNE__ENVELOPE__INIT;
-  reply.msg_case = KTUNE__ENVELOPE__MSG_STATUS_REPLY;
-  reply.status_reply = &r;
-  server_send(p, &reply);
+  core_send_msg(p, KTUNE__ENVELOPE__MSG_STATUS_REPLY, &r);
   registry_status_free(&r);
 }
 
@@ -83,10 +76,7 @@ static void export_flush(export_ctx *x, int last) {
   ch.lines = x->lines;
   ch.n_lines = x->n;
   ch.last = last;
-  Ktune__Envelope env = KTUNE__ENVELOPE__INIT;
-  env.msg_case = KTUNE__ENVELOPE__MSG_EXPORT_CHUNK;
-  env.export_chunk = &ch;
-  if (server_send(x->p, &env) < 0) x->failed = 1;
+  if (core_send_msg(x->p, KTUNE__ENVELOPE__MSG_EXPORT_CHUNK, &ch) < 0) x->failed = 1;
   for (size_t i = 0; i < x->n; i++) free(x->lines[i]);
   x->n = 0;
 }
@@ -201,10 +191,7 @@ static void welcome(tracker *t, peer *p, const auth_entry *e) {
     w.proof.len = AUTH_MAC;
     w.granted = (char *)e->role;
   }
-  Ktune__Envelope env = KTUNE__ENVELOPE__INIT;
-  env.msg_case = KTUNE__ENVELOPE__MSG_WELCOME;
-  env.welcome = &w;
-  server_send(p, &env);
+  core_send_msg(p, KTUNE__ENVELOPE__MSG_WELCOME, &w);
   if (e) {
     /* Everything after the Welcome is authenticated frame by frame. */
     auth_session_key(e->token, p->peer_nonce, p->tracker_nonce, key);
@@ -327,10 +314,7 @@ static void on_hello(tracker *t, peer *p, const Ktune__Hello *h) {
   Ktune__Challenge ch = KTUNE__CHALLENGE__INIT;
   ch.nonce.data = p->tracker_nonce;
   ch.nonce.len = AUTH_NONCE;
-  Ktune__Envelope env = KTUNE__ENVELOPE__INIT;
-  env.msg_case = KTUNE__ENVELOPE__MSG_CHALLENGE;
-  env.challenge = &ch;
-  server_send(p, &env);
+  core_send_msg(p, KTUNE__ENVELOPE__MSG_CHALLENGE, &ch);
 }
 
 static void on_message(conn *c, Ktune__Envelope *env) {
@@ -439,49 +423,12 @@ static void on_connection(uv_stream_t *server, int status) {
   c->data = p;
 }
 
-int server_send(peer *p, const Ktune__Envelope *env) {
-  if (!p->c) return -1;
-  return conn_send(p->c, env);
-}
-
-void server_db_write(tracker *t) {
-  if (t->txn_open) return;
-  if (hist_begin(t->db) == 0) t->txn_open = 1;
-  else log_error(WHO, "history: cannot begin a transaction: %s", hist_errmsg(t->db));
-}
-
-static void commit_now(tracker *t) {
-  if (!t->txn_open) return;
-  t->txn_open = 0;
-  if (hist_commit(t->db) < 0) {
-    /* Replies of this turn would acknowledge what is not durable. */
-    log_error(WHO, "history: commit failed: %s; stopping", hist_errmsg(t->db));
-    exit(1);
-  }
-}
-
 /* Runs just before the loop waits for I/O: commit, then let replies go. */
 static void on_prepare(uv_prepare_t *h) {
   tracker *t = h->data;
-  commit_now(t);
+  core_commit(t);
   for (peer *p = t->peers; p; p = p->next)
     if (p->c) conn_flush(p->c);
-}
-
-static void on_refill(uv_idle_t *h) {
-  tracker *t = h->data;
-  int more = 0;
-  for (session *s = t->sessions; s; s = s->next) {
-    if (!s->refill) continue;
-    session_fill(t, s);
-    more |= s->refill;
-  }
-  jobs_dispatch(t);
-  if (!more) uv_idle_stop(h);
-}
-
-void server_refill(tracker *t) {
-  if (!t->stopping) uv_idle_start(&t->refill, on_refill);
 }
 
 static void on_sweep(uv_timer_t *h) {
@@ -489,9 +436,7 @@ static void on_sweep(uv_timer_t *h) {
   uint64_t now = uv_now(t->loop);
   Ktune__Heartbeat hb = KTUNE__HEARTBEAT__INIT;
   hb.sent_ms = now;
-  Ktune__Envelope env = KTUNE__ENVELOPE__INIT;
-  env.msg_case = KTUNE__ENVELOPE__MSG_HEARTBEAT;
-  env.heartbeat = &hb;
+  Ktune__Envelope env = wire_envelope(KTUNE__ENVELOPE__MSG_HEARTBEAT, &hb);
   for (peer *p = t->peers, *next; p; p = next) {
     next = p->next;
     if (!p->c) continue;
@@ -513,7 +458,7 @@ static void on_sweep(uv_timer_t *h) {
       conn_close(p->c, "heartbeat timeout");
       continue;
     }
-    if (p->state == PEER_READY) server_send(p, &env);
+    if (p->state == PEER_READY) core_send(p, &env);
   }
   char why[300];
   if (dblock_check(t, why, sizeof(why)) < 0) {
@@ -621,8 +566,6 @@ int server_start(tracker *t, char *err, size_t errlen) {
   uv_timer_start(&t->sweep, on_sweep, tick, tick);
   uv_prepare_init(t->loop, &t->commit);
   t->commit.data = t;
-  uv_idle_init(t->loop, &t->refill);
-  t->refill.data = t;
   uv_prepare_start(&t->commit, on_prepare);
   uv_signal_init(t->loop, &t->sigterm);
   uv_signal_init(t->loop, &t->sigint);
@@ -638,7 +581,7 @@ int server_start(tracker *t, char *err, size_t errlen) {
 void server_stop(tracker *t) {
   if (t->stopping) return;
   t->stopping = 1;
-  commit_now(t);
+  core_commit(t);
   for (peer *p = t->peers; p; p = p->next)
     if (p->c) conn_flush(p->c);
   while (t->peers) {
@@ -646,7 +589,7 @@ void server_stop(tracker *t) {
     if (p->c) conn_close(p->c, "tracker stopping");
     else registry_remove(t, p);
   }
-  commit_now(t);
+  core_commit(t);
   uv_close((uv_handle_t *)&t->listener, NULL);
   uv_close((uv_handle_t *)&t->sweep, NULL);
   uv_close((uv_handle_t *)&t->commit, NULL);

@@ -1,11 +1,18 @@
-/* The tracker's state, shared by its subsystems:
- *   server.c   listening, per-connection state machine, command table,
- *              liveness sweep, group commit
- *   registry.c connected peers (builders, runners, clients)
- *   jobs.c     the job queue: build, run, leases, results into the history
- *   session.c  tuning sessions: the tuner's candidates, progress, the end
+/* The tracker's state, shared by its subsystems. From the ground up,
+ * each calling only those below it:
+ *   core.c     this loop turn's history transaction, and sending
  *   guard.c    what an agent may report, and agents that misbehave
  *   dblock.c   one tracker per history file
+ *   registry.c connected peers (builders, runners, clients), status
+ *   jobs.c     the job queue: build, run, leases, what agents report; it
+ *              tells the session layer through t->hooks, never by name
+ *   trial.c    a trial's statistics, identity and row: recorded here only
+ *   session.c  tuning sessions: the tuner's candidates, reuse, progress,
+ *              the end
+ *   submit.c   checking a submission on the thread pool, storing it, and
+ *              resuming stored sessions after a restart
+ *   server.c   listening, per-connection state machine, command table,
+ *              liveness sweep, signals
  * One thread, one libuv loop; nothing here blocks on the network. */
 #ifndef KTUNE_TRACKER_H
 #define KTUNE_TRACKER_H
@@ -55,9 +62,23 @@ typedef struct {
   double max_gflops;       /* results faster than this are refused as implausible */
 } tracker_opts;
 
-typedef struct tracker {
+typedef struct tracker tracker;
+
+/* How the job queue tells the session layer about its jobs (set by
+ * session_init), so that calls only ever go down. */
+typedef struct {
+  /* A job of s ended with a trial: tr carries what the agents said; the
+   * job's row is already retired in this turn's transaction. */
+  void (*job_ended)(tracker *t, session *s, const int64_t *values, const char *config_json,
+                    hist_trial *tr);
+  /* A job of s was handed to a runner. */
+  void (*job_started)(tracker *t, session *s);
+} tracker_hooks;
+
+struct tracker {
   uv_loop_t *loop;
   tracker_opts opts;
+  tracker_hooks hooks;
   uv_tcp_t listener;
   uv_timer_t sweep;
   uv_prepare_t commit;
@@ -80,7 +101,16 @@ typedef struct tracker {
   int db_dev_ino_known;    /* the history file's identity, to notice it replaced */
   uint64_t db_dev, db_ino;
   int lock_fd;             /* holds the history's lock file (dblock.c) */
-} tracker;
+};
+
+/* --- core.c --- */
+/* Opens this turn's transaction if it is not open; core_commit commits it
+ * (and exits the process if it cannot: replies would lie). */
+void core_db_write(tracker *t);
+void core_commit(tracker *t);
+int core_send(peer *p, const Ktune__Envelope *env);
+/* Sends msg (a message of the Envelope case `which`). */
+int core_send_msg(peer *p, Ktune__Envelope__MsgCase which, void *msg);
 
 /* --- registry.c --- */
 /* A connection's state machine: Hello, then (with tokens) a challenge
@@ -163,11 +193,7 @@ struct job {
 
 /* Queues a job for a candidate already stored as history job `id`. */
 job *jobs_add(tracker *t, session *s, uint64_t id, uint64_t index, const int64_t *values,
-              uint32_t lost);
-/* Records a trial of a session (in this turn's transaction) and counts it;
- * tr carries the outcome, the session's fields are filled in here. */
-void jobs_record(tracker *t, session *s, const int64_t *values, const char *config_json,
-                 hist_trial *tr);
+              const char *config_json, uint32_t lost);
 /* Hands queued work to free builders and runners. */
 void jobs_dispatch(tracker *t);
 void jobs_on_build_result(tracker *t, peer *p, const Ktune__BuildResult *r);
@@ -184,6 +210,16 @@ void jobs_adopt(tracker *t, peer *p, uint64_t id);
 void jobs_drop_session(tracker *t, session *s);
 uint32_t jobs_outstanding(tracker *t, const session *s);
 void jobs_free_all(tracker *t);
+
+/* --- trial.c --- */
+/* Fills in the session's part of tr (identity, statistics, GFLOPS) and
+ * inserts it in this turn's transaction. */
+void trial_record(tracker *t, session *s, const char *config_json, hist_trial *tr);
+/* The trial identity digest of a config of s; -1 when s has no kernel
+ * digest. */
+int trial_digest(const session *s, const char *config_json, char out[65]);
+/* GFLOPS of a mean time per call; 0 for no time. */
+double trial_gflops(int64_t flops, double mean_s);
 
 /* --- session.c --- */
 struct session {
@@ -236,13 +272,11 @@ struct session_pending {
   session_pending *next;
 };
 
-/* Checks the per-client limits now and queues the rest; a refusal here
- * returns -1 with the reason in err. */
-int session_submit(tracker *t, peer *p, const Ktune__SubmitSession *req, char *err,
-                   size_t errlen);
+/* Sets the hooks through which the job queue reaches sessions. */
+void session_init(tracker *t);
 session *session_find(tracker *t, uint64_t id);
-/* One trial of a session has ended (any status). */
-void session_on_trial(tracker *t, session *s, const int64_t *values, const hist_trial *tr);
+void session_link(tracker *t, session *s);
+void session_free(session *s);
 /* Forgets ended sessions beyond the few kept for `ktune status`; the
  * history still answers for them. */
 void session_evict(tracker *t);
@@ -256,8 +290,6 @@ void session_fill(tracker *t, session *s);
 void session_send_progress(tracker *t, session *s, peer *to);
 void session_notify(tracker *t, session *s);
 void session_free_all(tracker *t);
-/* Picks up the sessions an earlier run of the tracker left unfinished. */
-int session_resume_all(tracker *t);
 void session_end(tracker *t, session *s, const char *state, const char *why);
 /* queued -> running, when its first trial is measured or answered. */
 void session_started(tracker *t, session *s);
@@ -310,14 +342,16 @@ void dblock_note_address(tracker *t, const char *addr);
  * or replaced. */
 int dblock_check(tracker *t, char *why, size_t len);
 
+/* --- submit.c --- */
+/* Checks the per-client limits now and queues the rest; a refusal here
+ * returns -1 with the reason in err. */
+int submit_session(tracker *t, peer *p, const Ktune__SubmitSession *req, char *err,
+                   size_t errlen);
+/* Picks up the sessions an earlier run of the tracker left unfinished. */
+int submit_resume_all(tracker *t);
+
 /* --- server.c --- */
-/* Calls session_fill again on a later loop turn for sessions marked refill. */
-void server_refill(tracker *t);
 int server_start(tracker *t, char *err, size_t errlen);
-/* Opens the group-commit transaction if it is not open; it is committed
- * before this loop turn's replies leave (see server.c). */
-void server_db_write(tracker *t);
 void server_stop(tracker *t);
-int server_send(peer *p, const Ktune__Envelope *env);
 
 #endif
