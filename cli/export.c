@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/catalogue.h"
 #include "cli/cli.h"
 #include "common/history.h"
 #include "common/identity.h"
@@ -217,7 +218,7 @@ int cmd_best(int argc, char **argv) {
   if (key && cli_check_key("best", key) < 0) goto out;
   char err[1024], path[4096];
   task_spec t;
-  if (task_find(argv[optind], path, sizeof(path), err, sizeof(err)) < 0 ||
+  if (catalogue_find(argv[optind], path, sizeof(path), err, sizeof(err)) < 0 ||
       task_load(path, &t, err, sizeof(err)) < 0) {
     fprintf(stderr, "ktune best: %s\n", err);
     goto out;
@@ -286,7 +287,7 @@ int cmd_tasks(int argc, char **argv) {
   char **paths;
   size_t n;
   char err[1024];
-  if (task_list_builtin(&paths, &n, err, sizeof(err)) < 0) {
+  if (catalogue_list(&paths, &n, err, sizeof(err)) < 0) {
     fprintf(stderr, "ktune tasks: %s\n", err);
     return EXIT_FAIL;
   }

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cli/catalogue.h"
 #include "cli/cli.h"
 #include "common/history.h"
 #include "common/space.h"
@@ -306,7 +307,7 @@ int cmd_tune(int argc, char **argv) {
 
   char err[1024], path[4096];
   task_spec t;
-  if (task_find(o.task_arg, path, sizeof(path), err, sizeof(err)) < 0 ||
+  if (catalogue_find(o.task_arg, path, sizeof(path), err, sizeof(err)) < 0 ||
       task_load(path, &t, err, sizeof(err)) < 0) {
     fprintf(stderr, "ktune tune: %s\n", err);
     goto out;

@@ -47,14 +47,6 @@ typedef struct {
  * negative code and writes "FILE: FIELD: what was expected" to err. */
 int task_load(const char *path, task_spec *out, char *err, size_t errlen);
 
-/* Resolves NAME to a spec path: an existing file path is taken as is;
- * otherwise NAME.json in the built-in tasks folder (KTUNE_TASKS, else the
- * compiled-in folder). */
-int task_find(const char *name, char *path, size_t pathlen, char *err, size_t errlen);
-
-/* Lists the built-in task spec paths (sorted); caller frees each and the array. */
-int task_list_builtin(char ***paths, size_t *n, char *err, size_t errlen);
-
 /* Overrides a constant (-D NAME=VALUE); unknown names are an error. */
 int task_set_const(task_spec *t, const char *name, int64_t value, char *err, size_t errlen);
 

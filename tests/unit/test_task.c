@@ -5,6 +5,7 @@
 #include <math.h>
 #include <sys/stat.h>
 
+#include "cli/catalogue.h"
 #include "tests/test.h"
 
 static char dir[64];
@@ -568,24 +569,24 @@ TEST(find_and_list) {
   ASSERT_EQ_INT(setenv("KTUNE_TASKS", dir, 1), 0);
 
   char path[512], err[512], want[512];
-  ASSERT_EQ_INT(task_find("alpha", path, sizeof path, err, sizeof err), 0);
+  ASSERT_EQ_INT(catalogue_find("alpha", path, sizeof path, err, sizeof err), 0);
   snprintf(want, sizeof want, "%s/alpha.json", dir);
   ASSERT_EQ_STR(path, want);
 
   /* an existing path is taken as it is */
-  ASSERT_EQ_INT(task_find(want, path, sizeof path, err, sizeof err), 0);
+  ASSERT_EQ_INT(catalogue_find(want, path, sizeof path, err, sizeof err), 0);
   ASSERT_EQ_STR(path, want);
 
-  ASSERT(task_find("nosuch", path, sizeof path, err, sizeof err) < 0);
+  ASSERT(catalogue_find("nosuch", path, sizeof path, err, sizeof err) < 0);
   ASSERT_CONTAINS(err, "unknown task 'nosuch'");
   ASSERT_CONTAINS(err, "built-in tasks: alpha, zeta");
-  ASSERT(task_find("./nosuch.json", path, sizeof path, err, sizeof err) < 0);
+  ASSERT(catalogue_find("./nosuch.json", path, sizeof path, err, sizeof err) < 0);
   ASSERT_CONTAINS(err, "no such task spec file");
-  ASSERT(task_find("alpha", path, 8, err, sizeof err) < 0);
+  ASSERT(catalogue_find("alpha", path, 8, err, sizeof err) < 0);
 
   char **list = NULL;
   size_t n = 0;
-  ASSERT_EQ_INT(task_list_builtin(&list, &n, err, sizeof err), 0);
+  ASSERT_EQ_INT(catalogue_list(&list, &n, err, sizeof err), 0);
   ASSERT_EQ_INT(n, 2);
   snprintf(want, sizeof want, "%s/alpha.json", dir);
   ASSERT_EQ_STR(list[0], want);
@@ -599,10 +600,10 @@ TEST(find_and_list) {
   snprintf(empty, sizeof empty, "%s/none", dir);
   ASSERT_EQ_INT(mkdir(empty, 0700), 0);
   ASSERT_EQ_INT(setenv("KTUNE_TASKS", empty, 1), 0);
-  ASSERT_EQ_INT(task_list_builtin(&list, &n, err, sizeof err), 0);
+  ASSERT_EQ_INT(catalogue_list(&list, &n, err, sizeof err), 0);
   ASSERT_EQ_INT(n, 0);
   free(list);
-  ASSERT(task_find("alpha", path, sizeof path, err, sizeof err) < 0);
+  ASSERT(catalogue_find("alpha", path, sizeof path, err, sizeof err) < 0);
   ASSERT_CONTAINS(err, empty);
   cleanup();
 }

@@ -6,8 +6,10 @@
  * go through the edge paths. */
 #include <sys/wait.h>
 
+#include "cli/catalogue.h"
 #include "common/rng.h"
 #include "common/space.h"
+#include "cli/catalogue.h"
 #include "common/task.h"
 #include "common/wire.h"
 #include "runner/measure.h"
@@ -174,7 +176,7 @@ TEST(builtin_tasks_listed_and_valid) {
   ASSERT_EQ_INT(setenv("KTUNE_TASKS", dir, 1), 0);
   char **paths, err[256];
   size_t n;
-  ASSERT_EQ_INT(task_list_builtin(&paths, &n, err, sizeof err), 0);
+  ASSERT_EQ_INT(catalogue_list(&paths, &n, err, sizeof err), 0);
   const char *want[] = {"conv2d", "matmul", "transpose"};
   ASSERT_EQ_INT(n, 3);
   for (size_t i = 0; i < n; i++) {
