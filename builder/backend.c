@@ -16,31 +16,24 @@ const char *const backend_names[BACKEND_NNAMES] = {"tcc", "cc"};
 struct backend {
   uv_loop_t *loop;
   cc_ctx *cc;
-  unsigned inflight; /* items on the thread pool */
+  unsigned inflight; /* failures on their way through the thread pool */
   int closed;
   char arch[65];
 };
 
-/* One build that goes through the thread pool: a tcc compile, or a job
- * that failed before compiling (its result still arrives from the loop). */
+/* A job that failed before compiling: its result still arrives from the
+ * loop, after backend_build has returned. */
 typedef struct {
   uv_work_t req;
   backend *b;
   uint64_t job_id;
-  uint32_t timeout_ms;
-  char *source;      /* NULL: nothing to compile, status/diag say why */
-  const char *status;
   const char *compiler_id;
-  uint8_t *so;
-  size_t solen;
-  int rc;
-  double seconds;
   backend_done_fn done;
   void *data;
   char diag[2048];
 } backend_work;
 
-/* An external compile: what to say when cc calls back. */
+/* A compile (cc.h): what to say when it calls back. */
 typedef struct {
   backend *b;
   uint64_t job_id;
@@ -60,52 +53,25 @@ static void backend_maybe_free(backend *b) {
   if (b->closed && b->inflight == 0) free(b);
 }
 
-static void backend_do_work(uv_work_t *req) {
-  backend_work *w = req->data;
-  if (!w->source) return;
-  uint64_t t0 = uv_hrtime();
-  w->rc = tcc_build_so(w->source, &w->so, &w->solen, w->diag, sizeof w->diag);
-  w->seconds = (double)(uv_hrtime() - t0) / 1e9;
-  if (w->rc == 0) {
-    w->status = "ok";
-    /* libtcc cannot be interrupted; a compile that overran still fails
-     * the way an external one would. */
-    if (w->timeout_ms && w->seconds * 1e3 > w->timeout_ms) {
-      w->status = "BUILD_TIMEOUT";
-      snprintf(w->diag, sizeof w->diag, "compile took %.0f ms, over the limit of %u ms",
-               w->seconds * 1e3, w->timeout_ms);
-    }
-  } else {
-    w->status = "COMPILE_ERROR";
-    if (!w->diag[0]) snprintf(w->diag, sizeof w->diag, "libtcc failed without a message");
-  }
-}
+static void backend_do_work(uv_work_t *req) { (void)req; }
 
 static void backend_after_work(uv_work_t *req, int status) {
   backend_work *w = req->data;
   backend *b = w->b;
   b->inflight--;
-  int ok = status == 0 && !b->closed && strcmp(w->status, "ok") == 0;
-  backend_result r = {w->job_id,
-                      status == 0 && !b->closed ? w->status : "CANCELLED",
-                      ok ? "" : (status == 0 && !b->closed ? w->diag : "the builder is stopping"),
-                      ok ? w->so : NULL,
-                      ok ? w->solen : 0,
-                      w->seconds,
-                      w->compiler_id};
+  int ok = status == 0 && !b->closed;
+  backend_result r = {w->job_id, ok ? "COMPILE_ERROR" : "CANCELLED",
+                      ok ? w->diag : "the builder is stopping", NULL, 0, 0, w->compiler_id};
   w->done(w->data, &r);
-  free(w->source);
-  free(w->so);
   free(w);
   backend_maybe_free(b);
 }
 
-static int backend_queue(backend *b, backend_work *w) {
+static int backend_fail(backend *b, backend_work *w) {
   w->req.data = w;
   w->b = b;
   int rc = uv_queue_work(b->loop, &w->req, backend_do_work, backend_after_work);
   if (rc < 0) {
-    free(w->source);
     free(w);
     return rc;
   }
@@ -121,11 +87,11 @@ static void backend_cc_done(void *data, const cc_result *cr) {
   free(c);
 }
 
-int backend_new(uv_loop_t *loop, const cc_policy *policy, backend **out, char *err,
-                size_t errlen) {
+int backend_new_limited(uv_loop_t *loop, const cc_policy *policy, const jail_opts *limits,
+                        backend **out, char *err, size_t errlen) {
   *out = NULL;
-  /* libtcc creates its lock lazily and unsafely: compile once before the
-   * thread pool can run two builds (FACTS.md). */
+  /* Builds are children, but a libtcc that does not work is better
+   * reported at start than per job. */
   uint8_t *so = NULL;
   size_t solen = 0;
   char diag[256];
@@ -135,17 +101,26 @@ int backend_new(uv_loop_t *loop, const cc_policy *policy, backend **out, char *e
   }
   free(so);
   backend *b = calloc(1, sizeof *b);
-  if (!b || cc_new(loop, policy, &b->cc) < 0) {
+  if (!b || cc_new_limited(loop, policy, limits, &b->cc) < 0) {
     free(b);
     snprintf(err, errlen, "out of memory");
     return -ENOMEM;
   }
   b->loop = loop;
+  /* Work folders of builders that were killed: nobody else removes them. */
+  jail_remove_stale();
   struct utsname u;
   snprintf(b->arch, sizeof b->arch, "%s", uname(&u) == 0 ? u.machine : "unknown");
   *out = b;
   return 0;
 }
+
+int backend_new(uv_loop_t *loop, const cc_policy *policy, backend **out, char *err,
+                size_t errlen) {
+  return backend_new_limited(loop, policy, NULL, out, err, errlen);
+}
+
+const char *backend_sandbox(const backend *b, int *confined) { return cc_sandbox(b->cc, confined); }
 
 void backend_close(backend *b) {
   if (!b || b->closed) return;
@@ -163,7 +138,6 @@ int backend_build(backend *b, const Ktune__BuildJob *j, backend_done_fn done, vo
   backend_work *w = calloc(1, sizeof *w);
   if (!w) return -ENOMEM;
   w->job_id = j->job_id;
-  w->timeout_ms = j->timeout_ms;
   w->done = done;
   w->data = data;
   w->compiler_id = tcc ? tcc_compiler_id() : "";
@@ -171,10 +145,9 @@ int backend_build(backend *b, const Ktune__BuildJob *j, backend_done_fn done, vo
   /* A spec has at most 256 constants and 64 knobs; the duplicate check in
    * codegen is quadratic, so a runaway count is refused up front. */
   if (j->n_defines > BACKEND_MAX_DEFINES) {
-    w->status = "COMPILE_ERROR";
     snprintf(w->diag, sizeof w->diag, "%zu defines; at most %d", j->n_defines,
              BACKEND_MAX_DEFINES);
-    return backend_queue(b, w);
+    return backend_fail(b, w);
   }
   codegen_define *defs = calloc(j->n_defines + 1, sizeof *defs);
   if (!defs) {
@@ -188,10 +161,9 @@ int backend_build(backend *b, const Ktune__BuildJob *j, backend_done_fn done, vo
   char *src = codegen_source(j->task, j->source, defs, j->n_defines);
   free(defs);
   if (!src) {
-    w->status = "COMPILE_ERROR";
     snprintf(w->diag, sizeof w->diag,
              "a knob or constant name is not a C identifier, or appears twice");
-    return backend_queue(b, w);
+    return backend_fail(b, w);
   }
   /* tcc only makes code for the CPU it runs on. */
   if (tcc && j->target_arch && *j->target_arch) {
@@ -200,17 +172,12 @@ int backend_build(backend *b, const Ktune__BuildJob *j, backend_done_fn done, vo
     cc_arch_name(b->arch, have, sizeof have);
     if (strcmp(want, have) != 0) {
       free(src);
-      w->status = "COMPILE_ERROR";
-      snprintf(w->diag, sizeof w->diag,
+        snprintf(w->diag, sizeof w->diag,
                "target mismatch: tcc on this builder makes %s code but the runners need %s; "
                "use a cross compiler (--compiler \"%s-linux-gnu-gcc -O2\") or a builder on %s",
                have, want, want, want);
-      return backend_queue(b, w);
+      return backend_fail(b, w);
     }
-  }
-  if (tcc) {
-    w->source = src;
-    return backend_queue(b, w);
   }
   free(w);
   backend_cc *c = calloc(1, sizeof *c);
@@ -222,7 +189,9 @@ int backend_build(backend *b, const Ktune__BuildJob *j, backend_done_fn done, vo
   c->job_id = j->job_id;
   c->done = done;
   c->data = data;
-  int rc = cc_build(b->cc, j->compiler, src, j->target_arch, j->timeout_ms, backend_cc_done, c);
+  int rc = tcc ? cc_build_tcc(b->cc, src, j->timeout_ms, backend_cc_done, c)
+               : cc_build(b->cc, j->compiler, src, j->target_arch, j->timeout_ms,
+                          backend_cc_done, c);
   free(src);
   if (rc < 0) free(c);
   return rc;

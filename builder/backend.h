@@ -1,8 +1,8 @@
 /* Turns a BuildJob into a BuildResult on the builder's libuv loop: code
  * generation, then the back end the job names. "tcc" (or "") compiles
- * with libtcc on libuv's thread pool, one compile at a time; anything
- * else is an external compiler command run as a child process (cc.h), as
- * many at once as jobs arrive. */
+ * with libtcc in a forked child; anything else is an external compiler
+ * command run as a child process. Either runs confined and is killed at
+ * its deadline (cc.h, jail.h), as many at once as jobs arrive. */
 #ifndef KTUNE_BACKEND_H
 #define KTUNE_BACKEND_H
 
@@ -29,10 +29,18 @@ typedef struct {
 typedef void (*backend_done_fn)(void *data, const backend_result *r);
 
 /* Also makes libtcc safe to use from several threads (one warm-up
- * compile); err says why libtcc does not work. policy (NULL: the
- * defaults) limits the external commands a job may name (cc.h). */
+ * compile) and removes stale work folders (jail_remove_stale); err says
+ * why libtcc does not work. policy (NULL: the defaults) limits the
+ * external commands a job may name (cc.h); limits (NULL: the defaults)
+ * what a compile may use (jail.h). */
 int backend_new(uv_loop_t *loop, const cc_policy *policy, backend **out, char *err,
                 size_t errlen);
+int backend_new_limited(uv_loop_t *loop, const cc_policy *policy, const jail_opts *limits,
+                        backend **out, char *err, size_t errlen);
+
+/* How compiles are confined, for the log; *confined 0: no file-system
+ * sandbox on this kernel. */
+const char *backend_sandbox(const backend *b, int *confined);
 
 /* Kills running compiler processes. Builds in flight still call back,
  * with status "CANCELLED", so that callers can free their data; frees

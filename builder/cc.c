@@ -1,15 +1,19 @@
 #include "builder/cc.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <fnmatch.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "builder/fsutil.h"
+#include "builder/jail.h"
+#include "builder/tcc.h"
 
 extern char **environ;
 
@@ -40,7 +44,8 @@ typedef struct {
 struct cc_proc {
   cc_ctx *ctx;
   cc_proc *prev, *next; /* ctx->procs, so that cc_close can kill them */
-  uv_process_t proc;
+  jail_child child;     /* its pid is also its process group */
+  uv_poll_t exitw;      /* the child's pidfd: readable once it has exited */
   uv_pipe_t pipes[2];   /* the child's stdout and stderr */
   uv_timer_t timer;     /* deadline, then grace periods */
   int handles;          /* initialised handles not yet closed */
@@ -54,6 +59,7 @@ struct cc_proc {
   cc_proc_fn done;
   void *data;
   int tag;              /* which probe question, for probes */
+  char spawn_msg[256];  /* why it could not start, when the jail said */
 };
 
 /* ---- a compiler command, probed once ---- */
@@ -86,6 +92,7 @@ struct cc_req {
   cc_probe *probe;
   char *command;
   char *source;
+  const char *fixed_id; /* libtcc in the child: no command, no probe */
   char target[64];
   uint32_t timeout_ms;
   cc_done_fn done;
@@ -102,6 +109,7 @@ struct cc_ctx {
   char **programs;     /* the policy's patterns, copied; NULL: the defaults */
   size_t nprograms;
   int any;
+  jail *jail;
   cc_probe *probes;
   cc_proc *procs;
   size_t live;         /* procs and requests not yet freed */
@@ -112,6 +120,7 @@ static void cc_maybe_free(cc_ctx *c) {
   if (!c->closed || c->live || c->probes) return;
   for (size_t i = 0; i < c->nprograms; i++) free(c->programs[i]);
   free(c->programs);
+  jail_free(c->jail);
   free(c);
 }
 
@@ -350,6 +359,7 @@ static void cc_proc_closed(uv_handle_t *h) {
   cc_proc *p = h->data;
   if (--p->handles > 0) return;
   cc_ctx *c = p->ctx;
+  if (p->child.pidfd >= 0) close(p->child.pidfd);
   free(p->cap[0].p);
   free(p->cap[1].p);
   free(p);
@@ -362,9 +372,9 @@ static void cc_proc_close(uv_handle_t *h) {
 }
 
 static void cc_proc_kill(cc_proc *p) {
-  /* The child leads its own process group (UV_PROCESS_DETACHED calls
-   * setsid), so this reaches cc1, as and ld too. */
-  if (p->spawned && !p->exited) kill(-p->proc.pid, SIGKILL);
+  /* The child leads its own process group (jail.h), so this reaches cc1,
+   * as and ld too. */
+  if (p->spawned && !p->exited) kill(-p->child.pid, SIGKILL);
 }
 
 static void cc_proc_finish(cc_proc *p) {
@@ -378,7 +388,7 @@ static void cc_proc_finish(cc_proc *p) {
   cc_proc_close((uv_handle_t *)&p->timer);
   cc_proc_close((uv_handle_t *)&p->pipes[0]);
   cc_proc_close((uv_handle_t *)&p->pipes[1]);
-  cc_proc_close((uv_handle_t *)&p->proc);
+  if (p->spawned) cc_proc_close((uv_handle_t *)&p->exitw);
 }
 
 static void cc_proc_check(cc_proc *p) {
@@ -398,14 +408,19 @@ static void cc_proc_on_timer(uv_timer_t *t) {
   }
 }
 
-static void cc_proc_on_exit(uv_process_t *h, int64_t status, int sig) {
+static void cc_proc_on_exit(uv_poll_t *h, int status, int events) {
+  (void)status;
+  (void)events;
   cc_proc *p = h->data;
+  int st;
+  if (p->exited || !jail_reap(&p->child, &st)) return;
+  uv_poll_stop(h);
   /* Nothing the compiler started may outlive it. Its group id stays taken
    * while any member lives, so this cannot reach a stranger. */
-  kill(-h->pid, SIGKILL);
+  kill(-p->child.pid, SIGKILL);
   p->exited = 1;
-  p->exit_status = status;
-  p->term_signal = sig;
+  p->exit_status = WIFEXITED(st) ? WEXITSTATUS(st) : 0;
+  p->term_signal = WIFSIGNALED(st) ? WTERMSIG(st) : 0;
   p->t1_ns = uv_hrtime();
   uv_timer_start(&p->timer, cc_proc_on_timer, CC_EXIT_GRACE_MS, 0);
   cc_proc_check(p);
@@ -440,33 +455,36 @@ static void cc_proc_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
 }
 
 /* The environment of a compiler: ours, with messages in plain ASCII
- * (gcc quotes names with UTF-8 marks in other locales). */
-static char **cc_env(void) {
+ * (gcc quotes names with UTF-8 marks in other locales) and temporary
+ * files in its work folder, the one place it may write (tmpdir, a
+ * "TMPDIR=..." string, or NULL). */
+static char **cc_env(char *tmpdir) {
   size_t n = 0;
   while (environ && environ[n]) n++;
-  char **env = calloc(n + 2, sizeof *env);
+  char **env = calloc(n + 3, sizeof *env);
   if (!env) return NULL;
   size_t k = 0;
   env[k++] = "LC_ALL=C";
+  if (tmpdir) env[k++] = tmpdir;
   for (size_t i = 0; i < n; i++)
-    if (strncmp(environ[i], "LC_ALL=", 7) != 0) env[k++] = environ[i];
+    if (strncmp(environ[i], "LC_ALL=", 7) != 0 && strncmp(environ[i], "TMPDIR=", 7) != 0)
+      env[k++] = environ[i];
   return env;
 }
 
-/* Starts argv; done(p) runs later, exactly once, from the loop (also when
- * the spawn itself fails: then p->spawn_error is set). */
-static cc_proc *cc_proc_start(cc_ctx *c, char **argv, const char *cwd, uint32_t timeout_ms,
-                              cc_proc_fn done, void *data, int tag) {
-  char **env = cc_env();
-  cc_proc *p = env ? calloc(1, sizeof *p) : NULL;
-  if (!p) {
-    free(env);
-    return NULL;
-  }
+/* Starts argv, or fn(arg) when argv is NULL, in a confined child (jail.h)
+ * working in cwd; done(p) runs later, exactly once, from the loop (also
+ * when the start itself fails: then p->spawn_error is set). */
+static cc_proc *cc_proc_start(cc_ctx *c, char **argv, int (*fn)(void *), void *arg,
+                              const char *cwd, uint32_t timeout_ms, cc_proc_fn done, void *data,
+                              int tag) {
+  cc_proc *p = calloc(1, sizeof *p);
+  if (!p) return NULL;
   p->ctx = c;
   p->done = done;
   p->data = data;
   p->tag = tag;
+  p->child.pidfd = -1;
   c->live++;
   p->next = c->procs;
   if (c->procs) c->procs->prev = p;
@@ -474,38 +492,49 @@ static cc_proc *cc_proc_start(cc_ctx *c, char **argv, const char *cwd, uint32_t 
   uv_timer_init(c->loop, &p->timer);
   uv_pipe_init(c->loop, &p->pipes[0], 0);
   uv_pipe_init(c->loop, &p->pipes[1], 0);
-  p->timer.data = p->pipes[0].data = p->pipes[1].data = p->proc.data = p;
-  p->handles = 4; /* the process handle is initialised by uv_spawn, even when it fails */
+  p->timer.data = p->pipes[0].data = p->pipes[1].data = p->exitw.data = p;
+  p->handles = 3; /* the exit watcher joins once the child runs */
 
-  uv_stdio_container_t io[3];
-  io[0].flags = UV_IGNORE;
-  for (int i = 0; i < 2; i++) {
-    io[i + 1].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
-    io[i + 1].data.stream = (uv_stream_t *)&p->pipes[i];
+  char exe[4096], tmpdir[4096 + 8], **env = NULL;
+  int fds[4] = {-1, -1, -1, -1}, rc = 0;
+  if (argv && (rc = jail_which(argv[0], exe, sizeof exe)) < 0) goto failed;
+  snprintf(tmpdir, sizeof tmpdir, "TMPDIR=%s", cwd ? cwd : "");
+  if (argv && !(env = cc_env(cwd ? tmpdir : NULL))) {
+    rc = -ENOMEM;
+    goto failed;
   }
-  uv_process_options_t o;
-  memset(&o, 0, sizeof o);
-  o.exit_cb = cc_proc_on_exit;
-  o.file = argv[0];
-  o.args = argv;
-  o.env = env;
-  o.cwd = cwd;
-  o.flags = UV_PROCESS_DETACHED;
-  o.stdio = io;
-  o.stdio_count = 3;
+  if (pipe2(fds, O_CLOEXEC) < 0 || pipe2(fds + 2, O_CLOEXEC) < 0) {
+    rc = -errno;
+    goto failed;
+  }
+  char *exe_argv0 = argv ? argv[0] : NULL;
+  if (argv) argv[0] = exe;
+  jail_spec spec = {argv, env, fn, arg, cwd, timeout_ms, fds[1], fds[3]};
   p->t0_ns = uv_hrtime();
-  int rc = uv_spawn(c->loop, &p->proc, &o);
-  free(env);
-  if (rc < 0) {
-    p->spawn_error = rc;
-    p->eof[0] = p->eof[1] = 1;
-    uv_timer_start(&p->timer, cc_proc_on_timer, 0, 0);
-    return p;
-  }
+  rc = jail_start(c->jail, &spec, &p->child, p->spawn_msg, sizeof p->spawn_msg);
+  if (argv) argv[0] = exe_argv0;
+  close(fds[1]);
+  close(fds[3]);
+  fds[1] = fds[3] = -1;
+  if (rc < 0) goto failed;
+  uv_pipe_open(&p->pipes[0], fds[0]);
+  uv_pipe_open(&p->pipes[1], fds[2]);
+  uv_poll_init(c->loop, &p->exitw, p->child.pidfd);
+  p->handles++;
   p->spawned = 1;
+  free(env);
+  uv_poll_start(&p->exitw, UV_READABLE, cc_proc_on_exit);
   uv_read_start((uv_stream_t *)&p->pipes[0], cc_proc_alloc, cc_proc_read);
   uv_read_start((uv_stream_t *)&p->pipes[1], cc_proc_alloc, cc_proc_read);
   uv_timer_start(&p->timer, cc_proc_on_timer, timeout_ms, 0);
+  return p;
+failed:
+  for (int i = 0; i < 4; i++)
+    if (fds[i] >= 0) close(fds[i]);
+  free(env);
+  p->spawn_error = rc;
+  p->eof[0] = p->eof[1] = 1;
+  uv_timer_start(&p->timer, cc_proc_on_timer, 0, 0);
   return p;
 }
 
@@ -530,7 +559,7 @@ static void cc_req_free(cc_req *r) {
 static void cc_req_deliver(cc_req *r, const char *status, const char *error, const uint8_t *so,
                            size_t solen) {
   /* Once the builder is closing, the probe may be freed already. */
-  const char *id = r->command;
+  const char *id = r->fixed_id ? r->fixed_id : r->command;
   if (!r->ctx->closed && r->probe && r->probe->id) id = r->probe->id;
   cc_result res = {status, error ? error : "", so, solen, id, r->seconds};
   if (r->ctx->closed) {
@@ -538,7 +567,7 @@ static void cc_req_deliver(cc_req *r, const char *status, const char *error, con
     res.error = "the builder is stopping";
     res.so = NULL;
     res.solen = 0;
-    res.compiler_id = r->command; /* its probe may be freed already */
+    res.compiler_id = r->fixed_id ? r->fixed_id : r->command; /* its probe may be gone */
   }
   r->done(r->data, &res);
   cc_req_free(r);
@@ -574,8 +603,9 @@ static void cc_compiled(cc_proc *p) {
   }
   r->seconds = (double)((p->exited ? p->t1_ns : uv_hrtime()) - p->t0_ns) / 1e9;
   if (p->spawn_error) {
-    cc_req_fail(r, "COMPILE_ERROR", "cannot run '%.200s': %s", r->probe->argv[0],
-                uv_strerror(p->spawn_error));
+    cc_req_fail(r, "COMPILE_ERROR", "cannot run '%.200s': %s",
+                r->probe ? r->probe->argv[0] : r->command,
+                p->spawn_msg[0] ? p->spawn_msg : uv_strerror(p->spawn_error));
     return;
   }
   if (p->timed_out) {
@@ -612,9 +642,42 @@ static void cc_compiled(cc_proc *p) {
   free(so);
 }
 
+/* The child of a libtcc build: the source is in its copy of our memory,
+ * the object goes to its work folder, the messages to stderr. */
+static int cc_tcc_main(void *arg) {
+  cc_req *r = arg;
+  char diag[CC_DIAG_MAX];
+  int rc = tcc_build_file(r->source, "out.so", diag, sizeof diag);
+  if (rc != 0 && diag[0] && write(2, diag, strlen(diag)) < 0) return 3;
+  return rc == 0 ? 0 : rc == -1 ? 1 : 2;
+}
+
+/* Makes the work folder, and for an external compiler writes kernel.c
+ * there. */
+static int cc_workdir(cc_req *r) {
+  int rc = jail_mkdtemp(r->dir, sizeof r->dir);
+  if (rc < 0) {
+    r->dir[0] = '\0';
+    cc_req_fail(r, "COMPILE_ERROR", "builder cannot make a temporary folder: %s", strerror(-rc));
+    return rc;
+  }
+  if (r->fixed_id) return 0;
+  char path[4096 + 16];
+  snprintf(path, sizeof path, "%s/kernel.c", r->dir);
+  if ((rc = fsutil_write_file(path, r->source, strlen(r->source))) < 0)
+    cc_req_fail(r, "COMPILE_ERROR", "builder cannot write %s: %s", path, strerror(-rc));
+  return rc;
+}
+
 static void cc_compile(cc_req *r) {
   cc_probe *pr = r->probe;
   char want[64];
+  if (!pr) { /* libtcc */
+    if (cc_workdir(r) == 0 && !cc_proc_start(r->ctx, NULL, cc_tcc_main, r, r->dir,
+                                             r->timeout_ms, cc_compiled, r, 0))
+      cc_req_fail(r, "COMPILE_ERROR", "builder out of memory");
+    return;
+  }
   if (r->target[0]) {
     cc_arch_name(r->target, want, sizeof want);
     if (!pr->arch[0]) {
@@ -632,18 +695,7 @@ static void cc_compile(cc_req *r) {
       return;
     }
   }
-  int rc = fsutil_mkdtemp("ktune-cc", r->dir, sizeof r->dir);
-  if (rc < 0) {
-    r->dir[0] = '\0';
-    cc_req_fail(r, "COMPILE_ERROR", "builder cannot make a temporary folder: %s", strerror(-rc));
-    return;
-  }
-  char path[4096 + 16];
-  snprintf(path, sizeof path, "%s/kernel.c", r->dir);
-  if ((rc = fsutil_write_file(path, r->source, strlen(r->source))) < 0) {
-    cc_req_fail(r, "COMPILE_ERROR", "builder cannot write %s: %s", path, strerror(-rc));
-    return;
-  }
+  if (cc_workdir(r) < 0) return;
   static const char *const tail[] = {"-shared", "-fPIC", "-o", "out.so", "kernel.c"};
   enum { NTAIL = sizeof tail / sizeof tail[0] };
   char **argv = calloc((size_t)pr->argc + NTAIL + 1, sizeof *argv);
@@ -653,7 +705,7 @@ static void cc_compile(cc_req *r) {
   }
   memcpy(argv, pr->argv, (size_t)pr->argc * sizeof *argv);
   memcpy(argv + pr->argc, tail, sizeof tail);
-  cc_proc *p = cc_proc_start(r->ctx, argv, r->dir, r->timeout_ms, cc_compiled, r, 0);
+  cc_proc *p = cc_proc_start(r->ctx, argv, NULL, NULL, r->dir, r->timeout_ms, cc_compiled, r, 0);
   free(argv);
   if (!p) cc_req_fail(r, "COMPILE_ERROR", "builder out of memory");
 }
@@ -775,7 +827,8 @@ static int cc_probe_start(cc_probe *pr) {
     if (!argv) return -ENOMEM;
     memcpy(argv, pr->argv, (size_t)pr->argc * sizeof *argv);
     memcpy(argv + pr->argc, extra[i], ne * sizeof *argv);
-    cc_proc *p = cc_proc_start(pr->ctx, argv, NULL, CC_PROBE_TIMEOUT_MS, cc_probed, pr, i);
+    cc_proc *p =
+        cc_proc_start(pr->ctx, argv, NULL, NULL, NULL, CC_PROBE_TIMEOUT_MS, cc_probed, pr, i);
     free(argv);
     if (!p) return -ENOMEM;
     pr->pending++;
@@ -785,15 +838,21 @@ static int cc_probe_start(cc_probe *pr) {
 
 /* ---- the interface ---- */
 
-int cc_new(uv_loop_t *loop, const cc_policy *policy, cc_ctx **out) {
+int cc_new_limited(uv_loop_t *loop, const cc_policy *policy, const jail_opts *limits,
+                   cc_ctx **out) {
   *out = NULL;
   cc_ctx *c = calloc(1, sizeof *c);
   if (!c) return -ENOMEM;
   c->loop = loop;
   c->any = policy && policy->any;
+  if (jail_new(limits, &c->jail) < 0) {
+    free(c);
+    return -ENOMEM;
+  }
   if (policy && policy->programs && policy->nprograms) {
     if (!(c->programs = calloc(policy->nprograms, sizeof *c->programs))) {
-      free(c);
+      c->closed = 1;
+      cc_maybe_free(c);
       return -ENOMEM;
     }
     for (; c->nprograms < policy->nprograms; c->nprograms++)
@@ -806,6 +865,12 @@ int cc_new(uv_loop_t *loop, const cc_policy *policy, cc_ctx **out) {
   *out = c;
   return 0;
 }
+
+int cc_new(uv_loop_t *loop, const cc_policy *policy, cc_ctx **out) {
+  return cc_new_limited(loop, policy, NULL, out);
+}
+
+const char *cc_sandbox(const cc_ctx *c, int *confined) { return jail_describe(c->jail, confined); }
 
 void cc_close(cc_ctx *c) {
   if (!c || c->closed) return;
@@ -825,15 +890,16 @@ void cc_close(cc_ctx *c) {
   cc_maybe_free(c);
 }
 
-int cc_build(cc_ctx *c, const char *command, const char *source, const char *target_arch,
-             uint32_t timeout_ms, cc_done_fn done, void *data) {
-  if (!c || c->closed || !done) return -EINVAL;
+static cc_req *cc_req_new(cc_ctx *c, const char *command, const char *source,
+                          const char *target_arch, uint32_t timeout_ms, cc_done_fn done,
+                          void *data) {
+  if (!c || c->closed || !done) return NULL;
   cc_req *r = calloc(1, sizeof *r);
-  if (!r) return -ENOMEM;
+  if (!r) return NULL;
   if (!(r->command = cc_strdup(command)) || !(r->source = cc_strdup(source))) {
     free(r->command);
     free(r);
-    return -ENOMEM;
+    return NULL;
   }
   r->ctx = c;
   r->done = done;
@@ -843,6 +909,24 @@ int cc_build(cc_ctx *c, const char *command, const char *source, const char *tar
   uv_timer_init(c->loop, &r->defer);
   r->defer.data = r;
   c->live++;
+  return r;
+}
+
+int cc_build_tcc(cc_ctx *c, const char *source, uint32_t timeout_ms, cc_done_fn done,
+                 void *data) {
+  if (!c || c->closed || !done) return -EINVAL;
+  cc_req *r = cc_req_new(c, "tcc", source, NULL, timeout_ms, done, data);
+  if (!r) return -ENOMEM;
+  r->fixed_id = tcc_compiler_id();
+  cc_compile(r);
+  return 0;
+}
+
+int cc_build(cc_ctx *c, const char *command, const char *source, const char *target_arch,
+             uint32_t timeout_ms, cc_done_fn done, void *data) {
+  if (!c || c->closed || !done) return -EINVAL;
+  cc_req *r = cc_req_new(c, command, source, target_arch, timeout_ms, done, data);
+  if (!r) return -ENOMEM;
 
   char **argv, err[1024];
   int argc = cc_split(command, &argv, err, sizeof err);

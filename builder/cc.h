@@ -1,11 +1,13 @@
-/* The external-compiler back end: any compiler command line ("gcc -O3
- * -march=native", "clang -O2", "aarch64-linux-gnu-gcc -O2") run as a child
- * process of the builder's libuv loop, without a shell:
+/* Compiles on the builder's libuv loop, each in a confined child process
+ * (jail.h) in a fresh private work folder: any compiler command line
+ * ("gcc -O3 -march=native", "clang -O2", "aarch64-linux-gnu-gcc -O2"),
+ * run without a shell as
  *
- *   CMD -shared -fPIC -o out.so kernel.c     in a fresh private folder
+ *   CMD -shared -fPIC -o out.so kernel.c
  *
- * with a time limit after which the compiler and everything it started
- * (its process group) is killed. Each distinct command is asked once for
+ * or libtcc in a forked child (libtcc cannot be interrupted, and a child
+ * keeps its memory out of the builder), with a time limit after which the
+ * compile and everything it started (its process group) is killed. Each distinct command is asked once for
  * `--version` and `-dumpmachine` (and, when a flag says "native", what
  * native means), and the answers are kept for the life of the context. */
 #ifndef KTUNE_CC_H
@@ -14,6 +16,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
+
+#include "builder/jail.h"
 
 typedef struct cc_ctx cc_ctx;
 
@@ -49,8 +53,13 @@ typedef struct {
  * for the call. */
 typedef void (*cc_done_fn)(void *data, const cc_result *r);
 
-/* policy may be NULL (the defaults); it is copied. */
+/* policy and limits may be NULL (the defaults); they are copied. */
 int cc_new(uv_loop_t *loop, const cc_policy *policy, cc_ctx **out);
+int cc_new_limited(uv_loop_t *loop, const cc_policy *policy, const jail_opts *limits,
+                   cc_ctx **out);
+
+/* How compiles are confined, for the log (jail_describe). */
+const char *cc_sandbox(const cc_ctx *c, int *confined);
 
 /* Kills every compile still running; their callbacks still come, with
  * status "CANCELLED", so that callers can free what they passed. Frees
@@ -65,6 +74,12 @@ void cc_close(cc_ctx *c);
 #define CC_DEFAULT_TIMEOUT_MS 60000
 int cc_build(cc_ctx *c, const char *command, const char *source, const char *target_arch,
              uint32_t timeout_ms, cc_done_fn done, void *data);
+
+/* The same with libtcc (tcc.h) in the child; its identity is
+ * tcc_compiler_id(). The caller checks the target (tcc builds for the
+ * host only). */
+int cc_build_tcc(cc_ctx *c, const char *source, uint32_t timeout_ms, cc_done_fn done,
+                 void *data);
 
 /* ---- pieces, exposed for tests ---- */
 

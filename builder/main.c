@@ -1,6 +1,7 @@
-/* ktune-builder: compiles candidates for the tracker. tcc builds run on
- * libuv's thread pool and external compilers as child processes, so that
- * heartbeats keep flowing during a slow one (backend.h). */
+/* ktune-builder: compiles candidates for the tracker. Every build, tcc's
+ * included, runs in a confined child process with a deadline, so that
+ * heartbeats keep flowing during a slow one and a hostile template cannot
+ * read files or grow the builder (backend.h, jail.h). */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +24,7 @@ typedef struct {
   unsigned inflight;      /* builds under way */
   int draining;           /* SIGTERM: finish them, then leave */
   int left;
+  int exit_code;          /* 2 when the tracker kept refusing our login */
 } builder;
 
 typedef struct {
@@ -115,6 +117,14 @@ static void on_signal(uv_signal_t *h, int sig) {
   agent_stop(b->ag);
 }
 
+/* The tracker keeps refusing our login: a configuration error. */
+static void on_give_up(agent *a) {
+  builder *b = agent_data(a);
+  b->exit_code = 2;
+  leave(b);
+  agent_stop(b->ag);
+}
+
 static void usage(FILE *f) {
   fprintf(f, "usage: ktune-builder --tracker HOST:PORT [--jobs N] [--name NAME]\n"
              "                     [--token-file PATH] [--allow-compiler PATTERN]...\n"
@@ -134,7 +144,11 @@ static void usage(FILE *f) {
              "                       clang-N, *-gcc, *-gcc-N, *-clang, found on the PATH\n"
              "  --allow-any-compiler run any command a session names, with any flags: only\n"
              "                       where everyone who can submit a session may run\n"
-             "                       programs on this machine (docs/TASKS.md)\n");
+             "                       programs on this machine (docs/TASKS.md)\n"
+             "  --build-mem-limit-mb N\n"
+             "                       address space one compile may use (default 1024)\n"
+             "  --build-read-dir DIR also let compilers read DIR (a toolchain outside /usr;\n"
+             "                       builds see only the toolchain: docs/SECURITY.md)\n");
 }
 
 int main(int argc, char **argv) {
@@ -150,13 +164,17 @@ int main(int argc, char **argv) {
   for (; nallow < cc_ndefault_programs && nallow < MAX_ALLOW; nallow++)
     allow[nallow] = cc_default_programs[nallow];
   cc_policy policy = {allow, 0, 0};
-  enum { OPT_TOKEN = 256, OPT_ALLOW, OPT_ANY };
+  const char *read_dirs[MAX_ALLOW];
+  jail_opts limits = {0, read_dirs, 0};
+  enum { OPT_TOKEN = 256, OPT_ALLOW, OPT_ANY, OPT_MEM, OPT_READ };
   static const struct option opts[] = {{"tracker", required_argument, 0, 't'},
                                        {"jobs", required_argument, 0, 'j'},
                                        {"name", required_argument, 0, 'n'},
                                        {"token-file", required_argument, 0, OPT_TOKEN},
                                        {"allow-compiler", required_argument, 0, OPT_ALLOW},
                                        {"allow-any-compiler", no_argument, 0, OPT_ANY},
+                                       {"build-mem-limit-mb", required_argument, 0, OPT_MEM},
+                                       {"build-read-dir", required_argument, 0, OPT_READ},
                                        {"help", no_argument, 0, 'h'},
                                        {0, 0, 0, 0}};
   int c;
@@ -184,6 +202,25 @@ int main(int argc, char **argv) {
       allow[nallow++] = optarg;
       break;
     case OPT_ANY: policy.any = 1; break;
+    case OPT_MEM: {
+      char *end;
+      unsigned long v = strtoul(optarg, &end, 10);
+      if (!*optarg || *end || v < 64 || v > (1ul << 20)) {
+        fprintf(stderr, "ktune-builder: --build-mem-limit-mb takes 64 to 1048576, not '%s'\n",
+                optarg);
+        return 2;
+      }
+      limits.mem_limit_mb = (unsigned)v;
+      break;
+    }
+    case OPT_READ:
+      if (limits.nread_dirs == MAX_ALLOW || optarg[0] != '/') {
+        fprintf(stderr, "ktune-builder: --build-read-dir takes an absolute path, at most %d\n",
+                MAX_ALLOW);
+        return 2;
+      }
+      read_dirs[limits.nread_dirs++] = optarg;
+      break;
     case 'h': usage(stdout); return 0;
     default: usage(stderr); return 2;
     }
@@ -207,7 +244,7 @@ int main(int argc, char **argv) {
   builder b = {0};
   b.loop = uv_default_loop();
   char err[256];
-  if (backend_new(b.loop, &policy, &b.be, err, sizeof err) < 0) {
+  if (backend_new_limited(b.loop, &policy, &limits, &b.be, err, sizeof err) < 0) {
     fprintf(stderr, "ktune-builder: %s\n", err);
     return 1;
   }
@@ -225,7 +262,8 @@ int main(int argc, char **argv) {
                       .slots = jobs,
                       .archs = archs,
                       .narchs = 1,
-                      .token = have_token ? token : NULL};
+                      .token = have_token ? token : NULL,
+                      .on_give_up = on_give_up};
   if (agent_new(b.loop, &cfg, &ops, &b, &b.ag, err, sizeof(err)) < 0) {
     fprintf(stderr, "ktune-builder: %s\n", err);
     backend_close(b.be);
@@ -236,10 +274,14 @@ int main(int argc, char **argv) {
   b.sigterm.data = b.sigint.data = &b;
   uv_signal_start(&b.sigterm, on_signal, SIGTERM);
   uv_signal_start(&b.sigint, on_signal, SIGINT);
+  int confined;
+  const char *sandbox = backend_sandbox(b.be, &confined);
+  if (confined) log_info(WHO, "builds run confined: %s", sandbox);
+  else log_warn(WHO, "builds run with %s", sandbox);
   log_info(WHO, "%s serving %s with %u job(s), back ends tcc (%s) and %s", name, tracker, jobs,
            backend_host_arch(b.be),
            policy.any ? "ANY external compiler command" : "external compilers");
   uv_run(b.loop, UV_RUN_DEFAULT);
   uv_loop_close(b.loop);
-  return 0;
+  return b.exit_code;
 }

@@ -78,7 +78,9 @@ static int tcc_output_tmpfile(TCCState *s, uint8_t **so, size_t *solen) {
   return rc;
 }
 
-static int tcc_build_locked(const char *source, uint8_t **so, size_t *solen, tcc_diag *d) {
+/* With path, tcc writes the object there; else it comes back in *so. */
+static int tcc_build_locked(const char *source, const char *path, uint8_t **so, size_t *solen,
+                            tcc_diag *d) {
   TCCState *s = tcc_new();
   if (!s) return -2;
   tcc_set_error_func(s, d, tcc_on_error);
@@ -101,12 +103,28 @@ static int tcc_build_locked(const char *source, uint8_t **so, size_t *solen, tcc
       tcc_add_file(s, KTUNE_TCC_LIB_DIR "/libtcc1.a") < 0)
     goto out;
   int errors = d->errors;
-  rc = tcc_output_memfd(s, so, solen);
-  if (rc == 1) rc = tcc_output_tmpfile(s, so, solen);
+  if (path) {
+    rc = tcc_output_file(s, path) < 0 ? -2 : 0;
+  } else {
+    rc = tcc_output_memfd(s, so, solen);
+    if (rc == 1) rc = tcc_output_tmpfile(s, so, solen);
+  }
   /* A link failure that tcc explained is the source's fault. */
   if (rc == -2 && d->errors > errors) rc = -1;
 out:
   tcc_delete(s);
+  return rc;
+}
+
+static int tcc_build(const char *source, const char *path, uint8_t **so, size_t *solen,
+                     char *diag, size_t diaglen) {
+  if (diag && diaglen) diag[0] = '\0';
+  tcc_diag d = {.buf = diag, .cap = diag ? diaglen : 0};
+  pthread_mutex_lock(&tcc_lock);
+  int rc = tcc_build_locked(source, path, so, solen, &d);
+  pthread_mutex_unlock(&tcc_lock);
+  if (rc == -1 && diag && diaglen && diag[0] == '\0')
+    snprintf(diag, diaglen, "tcc failed without a message");
   return rc;
 }
 
@@ -115,13 +133,13 @@ int tcc_build_so(const char *source, uint8_t **so, size_t *solen, char *diag, si
   if (!source || !so || !solen) return -2;
   *so = NULL;
   *solen = 0;
-  tcc_diag d = {.buf = diag, .cap = diag ? diaglen : 0};
-  pthread_mutex_lock(&tcc_lock);
-  int rc = tcc_build_locked(source, so, solen, &d);
-  pthread_mutex_unlock(&tcc_lock);
-  if (rc == -1 && diag && diaglen && diag[0] == '\0')
-    snprintf(diag, diaglen, "tcc failed without a message");
-  return rc;
+  return tcc_build(source, NULL, so, solen, diag, diaglen);
+}
+
+int tcc_build_file(const char *source, const char *path, char *diag, size_t diaglen) {
+  if (diag && diaglen) diag[0] = '\0';
+  if (!source || !path) return -2;
+  return tcc_build(source, path, NULL, NULL, diag, diaglen);
 }
 
 const char *tcc_compiler_id(void) { return "tcc 0.9.27 -shared -nostdlib"; }

@@ -7,6 +7,7 @@
  * real farm: a broken template ends in COMPILE_ERROR rows and the farm
  * keeps working, with either back end. */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -22,6 +23,7 @@
 
 typedef struct {
   char dir[256];
+  char tmp[300];  /* the builder's TMPDIR: its work folders */
   char log[300];
   int lfd;     /* listening socket */
   int fd;      /* the builder's connection */
@@ -70,6 +72,21 @@ static void fake_accept(fake *f) {
   send_env(f->fd, &env);
 }
 
+/* Starts a builder that dials the fake tracker, and accepts it. */
+static void fake_spawn(fake *f, const char *jobs) {
+  struct sockaddr_in sa;
+  socklen_t sl = sizeof sa;
+  ASSERT_EQ_INT(getsockname(f->lfd, (struct sockaddr *)&sa, &sl), 0);
+  char addr[64];
+  snprintf(addr, sizeof addr, "127.0.0.1:%d", ntohs(sa.sin_port));
+  /* The fake compilers live in the test's folder. */
+  char *argv[] = {(char *)proc_bin("builder/ktune-builder"), "--tracker", addr, "--jobs",
+                  (char *)jobs, "--name", "bld-test", "--allow-compiler", "/tmp/ktune-test.*/*",
+                  NULL};
+  f->pid = proc_start(argv, f->log);
+  fake_accept(f);
+}
+
 static void fake_start(fake *f, const char *jobs) {
   memset(f, 0, sizeof *f);
   proc_tmpdir(f->dir, sizeof f->dir);
@@ -81,21 +98,11 @@ static void fake_start(fake *f, const char *jobs) {
   sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   ASSERT_EQ_INT(bind(f->lfd, (struct sockaddr *)&sa, sizeof sa), 0);
   ASSERT_EQ_INT(listen(f->lfd, 4), 0);
-  socklen_t sl = sizeof sa;
-  ASSERT_EQ_INT(getsockname(f->lfd, (struct sockaddr *)&sa, &sl), 0);
-  char addr[64];
-  snprintf(addr, sizeof addr, "127.0.0.1:%d", ntohs(sa.sin_port));
   /* Compiles leave their folders here, so that leftovers show. */
-  char tmp[300];
-  snprintf(tmp, sizeof tmp, "%s/tmp", f->dir);
-  ASSERT_EQ_INT(mkdir(tmp, 0700), 0);
-  ASSERT_EQ_INT(setenv("TMPDIR", tmp, 1), 0);
-  /* The fake compilers live in the test's folder. */
-  char *argv[] = {(char *)proc_bin("builder/ktune-builder"), "--tracker", addr, "--jobs",
-                  (char *)jobs, "--name", "bld-test", "--allow-compiler", "/tmp/ktune-test.*/*",
-                  NULL};
-  f->pid = proc_start(argv, f->log);
-  fake_accept(f);
+  snprintf(f->tmp, sizeof f->tmp, "%s/tmp", f->dir);
+  ASSERT_EQ_INT(mkdir(f->tmp, 0700), 0);
+  ASSERT_EQ_INT(setenv("TMPDIR", f->tmp, 1), 0);
+  fake_spawn(f, jobs);
 }
 
 static void fake_stop(fake *f) {
@@ -109,9 +116,7 @@ static void fake_stop(fake *f) {
   if (f->fd >= 0) close(f->fd);
   close(f->lfd);
   wire_free(f->hello_env);
-  char tmp[300];
-  snprintf(tmp, sizeof tmp, "%s/tmp", f->dir);
-  ASSERT_EQ_INT(rmdir(tmp), 0); /* empty: every compile folder was removed */
+  ASSERT_EQ_INT(rmdir(f->tmp), 0); /* empty: every compile folder was removed */
 }
 
 /* A build job; strings are borrowed. */
@@ -192,22 +197,52 @@ static void fake_cc(char *path, size_t len, const char *dir, const char *name, c
   write_script(path, text);
 }
 
-static int pid_running(pid_t pid) {
-  char path[64], buf[512];
-  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-  FILE *fp = fopen(path, "r");
-  if (!fp) return 0;
-  size_t n = fread(buf, 1, sizeof buf - 1, fp);
-  fclose(fp);
-  buf[n] = '\0';
-  const char *p = strrchr(buf, ')');
-  return !(p && p[1] == ' ' && p[2] == 'Z');
+/* The compiler processes of a builder: those working in a folder below
+ * dir (its TMPDIR). A compile can write nowhere else, so its processes
+ * are found by where they run rather than by pid files. name, when
+ * given, must also be the process's name. */
+static int compilers_under(const char *dir, const char *name) {
+  DIR *d = opendir("/proc");
+  ASSERT_NOT_NULL(d);
+  int found = 0;
+  for (struct dirent *e; (e = readdir(d));) {
+    char path[300], where[4096], comm[64] = "";
+    snprintf(path, sizeof path, "/proc/%s/cwd", e->d_name);
+    ssize_t n = readlink(path, where, sizeof where - 1);
+    if (n <= 0) continue; /* not a process, or one that has ended */
+    where[n] = '\0';
+    if (strncmp(where, dir, strlen(dir)) != 0) continue;
+    snprintf(path, sizeof path, "/proc/%s/comm", e->d_name);
+    FILE *fp = fopen(path, "r");
+    if (fp) {
+      if (!fgets(comm, sizeof comm, fp)) comm[0] = '\0';
+      fclose(fp);
+    }
+    comm[strcspn(comm, "\n")] = '\0';
+    if (!name || strcmp(comm, name) == 0) found++;
+  }
+  closedir(d);
+  return found;
 }
 
-static pid_t wait_pid_file(const char *path) {
-  char line[32];
-  ASSERT_EQ_INT(proc_wait_file(path, line, sizeof line, 10000), 0);
-  return (pid_t)atoi(line);
+/* Waits until the count is (want_any ? > 0 : 0); returns the last count. */
+static int wait_compilers(const char *dir, const char *name, int want_any, int ms) {
+  double end = now_s() + ms / 1e3;
+  int n;
+  while (((n = compilers_under(dir, name)) != 0) != want_any && now_s() < end) proc_sleep_ms(10);
+  return n;
+}
+
+static long rss_kb(pid_t pid) {
+  char path[64], line[256];
+  snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+  FILE *fp = fopen(path, "r");
+  ASSERT_NOT_NULL(fp);
+  long kb = -1;
+  while (fgets(line, sizeof line, fp))
+    if (strncmp(line, "VmRSS:", 6) == 0) kb = atol(line + 6);
+  fclose(fp);
+  return kb;
 }
 
 TEST(hello_and_both_back_ends) {
@@ -249,11 +284,8 @@ TEST(hello_and_both_back_ends) {
 TEST(errors_reach_the_tracker) {
   fake f;
   fake_start(&f, "2");
-  char cc[300], body[1024], pidf[300], childf[300];
-  snprintf(pidf, sizeof pidf, "%s/pid", f.dir);
-  snprintf(childf, sizeof childf, "%s/child", f.dir);
-  snprintf(body, sizeof body, "echo $$ > '%s'\nsleep 60 &\necho $! > '%s'\nwait", pidf, childf);
-  fake_cc(cc, sizeof cc, f.dir, "sleepy-cc", body);
+  char cc[300];
+  fake_cc(cc, sizeof cc, f.dir, "sleepy-cc", "sleep 60 &\nwait");
 
   /* The compiler's own words, pointing into the template. */
   send_job(&f, 10, "void k(float *out) {\n  return 1 +;\n}\n", "gcc -O2", "", 30000);
@@ -283,10 +315,7 @@ TEST(errors_reach_the_tracker) {
   ASSERT_CONTAINS(e->build_result->error, "longer than 500 ms");
   ASSERT(now_s() - t0 < 5);
   wire_free(e);
-  pid_t pid = wait_pid_file(pidf), child = wait_pid_file(childf);
-  for (int i = 0; i < 200 && (pid_running(pid) || pid_running(child)); i++) proc_sleep_ms(10);
-  ASSERT(!pid_running(pid));
-  ASSERT(!pid_running(child));
+  ASSERT_EQ_INT(wait_compilers(f.tmp, NULL, 0, 2000), 0);
 
   /* A compiler for another machine is refused before it runs. */
   send_job(&f, 13, axpb_src, "cc -O2", "riscv64", 30000);
@@ -391,23 +420,88 @@ TEST(results_never_cross_a_reconnect) {
 TEST(sigterm_with_a_compile_in_flight) {
   fake f;
   fake_start(&f, "1");
-  char cc[300], body[1024], pidf[300];
-  snprintf(pidf, sizeof pidf, "%s/pid", f.dir);
-  snprintf(body, sizeof body, "echo $$ > '%s'\nsleep 60", pidf);
-  fake_cc(cc, sizeof cc, f.dir, "forever-cc", body);
+  char cc[300];
+  fake_cc(cc, sizeof cc, f.dir, "forever-cc", "sleep 60");
   send_job(&f, 40, axpb_src, cc, "", 60000);
-  pid_t pid = wait_pid_file(pidf);
-  ASSERT(pid_running(pid));
+  ASSERT(wait_compilers(f.tmp, "sleep", 1, 10000) > 0);
   /* The first SIGTERM drains: the compile under way goes on. */
   kill(f.pid, SIGTERM);
   proc_sleep_ms(300);
-  ASSERT(pid_running(pid));
+  ASSERT_EQ_INT(compilers_under(f.tmp, "sleep"), 1);
   ASSERT_EQ_INT(waitpid(f.pid, NULL, WNOHANG), 0);
   double t0 = now_s();
+  char tmp[300];
+  snprintf(tmp, sizeof tmp, "%s", f.tmp);
   fake_stop(&f); /* the second stops at once: exits 0, its temporary folders are gone */
   ASSERT(now_s() - t0 < 3);
-  for (int i = 0; i < 200 && pid_running(pid); i++) proc_sleep_ms(10);
-  ASSERT(!pid_running(pid));
+  ASSERT_EQ_INT(wait_compilers(tmp, NULL, 0, 2000), 0);
+}
+
+/* A macro that expands to 2^39 tokens: libtcc expands it in memory and
+ * cannot be interrupted. */
+static const char *bomb_src(void) {
+  static char src[4096];
+  int n = snprintf(src, sizeof src, "#define A0 x\n");
+  for (int i = 1; i < 40; i++)
+    n += snprintf(src + n, sizeof src - (size_t)n, "#define A%d A%d A%d\n", i, i - 1, i - 1);
+  snprintf(src + n, sizeof src - (size_t)n, "int v = A39;\n");
+  return src;
+}
+
+TEST(tcc_macro_bomb_times_out) {
+  fake f;
+  fake_start(&f, "2");
+  double t0 = now_s();
+  send_job(&f, 50, bomb_src(), "tcc", "", 2000);
+  Ktune__Envelope *e = next_result(&f, 10000);
+  double took = now_s() - t0;
+  ASSERT_EQ_U64(e->build_result->job_id, 50);
+  ASSERT_EQ_STR(e->build_result->status, "BUILD_TIMEOUT");
+  ASSERT_CONTAINS(e->build_result->error, "longer than 2000 ms");
+  wire_free(e);
+  if (took > 3.0) TEST_FAIL("BUILD_TIMEOUT after %.2f s, limit 2 s", took);
+  /* The compile grew in its child, not in the builder. */
+  long kb = rss_kb(f.pid);
+  if (kb > 300 * 1024) TEST_FAIL("the builder holds %ld kB after the bomb", kb);
+  ASSERT_EQ_INT(wait_compilers(f.tmp, NULL, 0, 2000), 0);
+  /* And it keeps serving, tcc included. */
+  send_job(&f, 51, axpb_src, "tcc", "", 10000);
+  e = next_result(&f, 10000);
+  ASSERT_EQ_STR(e->build_result->status, "ok");
+  wire_free(e);
+  fake_stop(&f);
+}
+
+static int work_folders(const char *dir) {
+  DIR *d = opendir(dir);
+  ASSERT_NOT_NULL(d);
+  int n = 0;
+  for (struct dirent *e; (e = readdir(d));) n += strncmp(e->d_name, "ktune-build-", 12) == 0;
+  closedir(d);
+  return n;
+}
+
+TEST(builder_death_kills_its_compilers) {
+  fake f;
+  fake_start(&f, "1");
+  /* gcc expands the bomb for seconds in cc1, a child of the driver. */
+  send_job(&f, 60, bomb_src(), "gcc -O2", "", 60000);
+  ASSERT(wait_compilers(f.tmp, "cc1", 1, 10000) > 0);
+  kill(f.pid, SIGKILL);
+  ASSERT_EQ_INT(waitpid(f.pid, NULL, 0), f.pid);
+  /* The supervisor's parent-death signal takes the whole group. */
+  if (wait_compilers(f.tmp, NULL, 0, 3000) != 0)
+    TEST_FAIL("%d compiler processes outlived the builder", compilers_under(f.tmp, NULL));
+  /* Its work folder is left behind, until the next builder starts. */
+  ASSERT_EQ_INT(work_folders(f.tmp), 1);
+  close(f.fd);
+  fake_spawn(&f, "1");
+  ASSERT_EQ_INT(work_folders(f.tmp), 0);
+  send_job(&f, 61, axpb_src, "tcc", "", 10000);
+  Ktune__Envelope *e = next_result(&f, 10000);
+  ASSERT_EQ_STR(e->build_result->status, "ok");
+  wire_free(e);
+  fake_stop(&f);
 }
 
 /* A template that compiles for even V only. (Its reference must not
@@ -507,4 +601,5 @@ TEST(broken_template_in_a_farm) {
 
 TEST_LIST(TEST_ENTRY(broken_template_in_a_farm), TEST_ENTRY(hello_and_both_back_ends), TEST_ENTRY(errors_reach_the_tracker),
           TEST_ENTRY(jobs_build_concurrently), TEST_ENTRY(results_never_cross_a_reconnect),
-          TEST_ENTRY(sigterm_with_a_compile_in_flight))
+          TEST_ENTRY(sigterm_with_a_compile_in_flight), TEST_ENTRY(tcc_macro_bomb_times_out),
+          TEST_ENTRY(builder_death_kills_its_compilers))
