@@ -12,10 +12,11 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "common/addr.h"
 #include "common/auth.h"
 #include "proto/ktune.pb-c.h"
 
-/* Exit codes (DESIGN.md). */
+/* Exit codes (README.md, "Exit status"). */
 enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
 
 typedef struct {
@@ -50,7 +51,7 @@ void cli_dial_option(cli_dial *d, int ch, const char *arg);
  * wrong (a usage error). */
 int cli_dial_settle(cli_dial *d, const char *cmd, const char *fallback);
 /* The tracker's default address on this machine. */
-#define CLI_LOCAL_TRACKER "127.0.0.1:9290"
+#define CLI_LOCAL_TRACKER ADDR_DEFAULT_TRACKER
 
 /* Connects, says Hello as a client (logging in with the token of
  * d->token_file, else KTUNE_TOKEN, else the file KTUNE_TOKEN_FILE names,

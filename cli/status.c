@@ -135,7 +135,7 @@ int cmd_status(int argc, char **argv) {
     case 'j': json = 1; break;
     case 'h':
       printf("usage: ktune status " CLI_DIAL_USAGE " [--json]\n"
-             "A tracker's agents, device keys and sessions (default tracker 127.0.0.1:9290).\n");
+             "A tracker's agents, device keys and sessions (default tracker " ADDR_DEFAULT_TRACKER ").\n");
       return EXIT_OK;
     default: return EXIT_USAGE;
     }

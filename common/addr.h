@@ -5,7 +5,10 @@
 #include <stddef.h>
 #include <sys/socket.h>
 
+/* Where a tracker listens, and where the CLI looks for one, unless told:
+ * this machine only. */
 #define ADDR_DEFAULT_PORT 9290
+#define ADDR_DEFAULT_TRACKER "127.0.0.1:9290"
 
 /* Checks the syntax of "HOST:PORT", "HOST" or ":PORT" ("[::1]:9290" for
  * IPv6) without resolving anything: host gets the host (127.0.0.1 when

@@ -18,7 +18,7 @@ static void usage(FILE *f) {
           "                     [--tokens FILE] [--insecure] [OPTION N]...\n"
           "\n"
           "Keeps the farm: builders and runners dial in, clients submit sessions.\n"
-          "  --listen HOST:PORT  address to listen on (default 127.0.0.1:9290; port 0 picks one)\n"
+          "  --listen HOST:PORT  address to listen on (default " ADDR_DEFAULT_TRACKER "; port 0 picks one)\n"
           "  --db PATH           SQLite history (default ./ktune.db)\n"
           "  --sync normal|full  normal: a result survives a crash of this process (default);\n"
           "                      full: it also survives power loss, slower\n"
@@ -100,7 +100,7 @@ static int set_num(tracker_opts *o, const num_opt *n, const char *s) {
 }
 
 static void defaults(tracker_opts *o) {
-  o->listen = "127.0.0.1:9290";
+  o->listen = ADDR_DEFAULT_TRACKER;
   o->db_path = "ktune.db";
   o->heartbeat_ms = 1000;
   o->timeout_ms = 10000;

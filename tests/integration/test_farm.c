@@ -77,7 +77,7 @@ TEST(tune_16_trials_end_to_end) {
   sqlite3_finalize(st);
   sqlite3_close(db);
 
-  /* ktune export: one JSON object per trial with the fields DESIGN.md names. */
+  /* ktune export: one JSON object per trial with the fields docs/HISTORY.md names. */
   static char exp[1 << 20];
   char *export[] = {(char *)proc_bin("cli/ktune"), "export", "--db", f.db, "--format", "jsonl", NULL};
   ASSERT_EQ_INT(proc_run(export, exp, sizeof(exp), 10000), 0);
