@@ -8,6 +8,7 @@
 
 #include "builder/codegen.h"
 #include "builder/tcc.h"
+#include "common/target.h"
 
 #define BACKEND_MAX_DEFINES 1024
 
@@ -28,6 +29,7 @@ typedef struct {
   backend *b;
   uint64_t job_id;
   const char *compiler_id;
+  const char *status;  /* COMPILE_ERROR, or UNSUPPORTED: not the candidate's fault */
   backend_done_fn done;
   void *data;
   char diag[2048];
@@ -41,14 +43,6 @@ typedef struct {
   void *data;
 } backend_cc;
 
-static int backend_is_tcc(const char *compiler) {
-  if (!compiler) return 1;
-  while (*compiler == ' ' || *compiler == '\t') compiler++;
-  size_t n = strlen(compiler);
-  while (n && (compiler[n - 1] == ' ' || compiler[n - 1] == '\t')) n--;
-  return n == 0 || (n == 3 && strncmp(compiler, "tcc", 3) == 0);
-}
-
 static void backend_maybe_free(backend *b) {
   if (b->closed && b->inflight == 0) free(b);
 }
@@ -60,7 +54,7 @@ static void backend_after_work(uv_work_t *req, int status) {
   backend *b = w->b;
   b->inflight--;
   int ok = status == 0 && !b->closed;
-  backend_result r = {w->job_id, ok ? "COMPILE_ERROR" : "CANCELLED",
+  backend_result r = {w->job_id, ok ? w->status : "CANCELLED",
                       ok ? w->diag : "the builder is stopping", NULL, 0, 0, w->compiler_id};
   w->done(w->data, &r);
   free(w);
@@ -110,7 +104,7 @@ int backend_new_limited(uv_loop_t *loop, const cc_policy *policy, const jail_opt
   /* Work folders of builders that were killed: nobody else removes them. */
   jail_remove_stale();
   struct utsname u;
-  snprintf(b->arch, sizeof b->arch, "%s", uname(&u) == 0 ? u.machine : "unknown");
+  target_arch(uname(&u) == 0 ? u.machine : "unknown", b->arch, sizeof b->arch);
   *out = b;
   return 0;
 }
@@ -134,13 +128,14 @@ const char *backend_host_arch(const backend *b) { return b->arch; }
 
 int backend_build(backend *b, const Ktune__BuildJob *j, backend_done_fn done, void *data) {
   if (!b || b->closed || !j || !done) return -EINVAL;
-  int tcc = backend_is_tcc(j->compiler);
+  int tcc = target_builtin_compiler(j->compiler);
   backend_work *w = calloc(1, sizeof *w);
   if (!w) return -ENOMEM;
   w->job_id = j->job_id;
   w->done = done;
   w->data = data;
   w->compiler_id = tcc ? tcc_compiler_id() : "";
+  w->status = "COMPILE_ERROR";
 
   /* A spec has at most 256 constants and 64 knobs; the duplicate check in
    * codegen is quadratic, so a runaway count is refused up front. */
@@ -168,11 +163,12 @@ int backend_build(backend *b, const Ktune__BuildJob *j, backend_done_fn done, vo
   /* tcc only makes code for the CPU it runs on. */
   if (tcc && j->target_arch && *j->target_arch) {
     char want[65], have[65];
-    cc_arch_name(j->target_arch, want, sizeof want);
-    cc_arch_name(b->arch, have, sizeof have);
+    target_arch(j->target_arch, want, sizeof want);
+    target_arch(b->arch, have, sizeof have);
     if (strcmp(want, have) != 0) {
       free(src);
-        snprintf(w->diag, sizeof w->diag,
+      w->status = "UNSUPPORTED";
+      snprintf(w->diag, sizeof w->diag,
                "target mismatch: tcc on this builder makes %s code but the runners need %s; "
                "use a cross compiler (--compiler \"%s-linux-gnu-gcc -O2\") or a builder on %s",
                have, want, want, want);

@@ -17,7 +17,9 @@ typedef struct backend backend;
 
 typedef struct {
   uint64_t job_id;
-  const char *status;       /* ok, COMPILE_ERROR, BUILD_TIMEOUT (CANCELLED after close) */
+  const char *status;       /* ok, COMPILE_ERROR, BUILD_TIMEOUT, UNSUPPORTED (this builder
+                               cannot run the compiler or make the target), CANCELLED
+                               after close */
   const char *error;        /* "" when ok */
   const uint8_t *artifact;
   size_t artifact_len;

@@ -14,6 +14,7 @@
 #include "builder/fsutil.h"
 #include "builder/jail.h"
 #include "builder/tcc.h"
+#include "common/target.h"
 
 extern char **environ;
 
@@ -277,30 +278,6 @@ out:
   }
   *argv = words;
   return count;
-}
-
-void cc_arch_name(const char *triple, char *out, size_t len) {
-  static const struct {
-    const char *from, *to;
-  } alias[] = {{"amd64", "x86_64"}, {"x64", "x86_64"},   {"arm64", "aarch64"},
-               {"i386", "i686"},    {"i486", "i686"},    {"i586", "i686"},
-               {"x86", "i686"},     {"armhf", "arm"},    {"ppc64el", "ppc64le"},
-               {"powerpc64le", "ppc64le"}};
-  char cpu[64];
-  size_t n = 0;
-  if (!len) return;
-  if (!triple) triple = "";
-  while (triple[n] && triple[n] != '-' && triple[n] != '\n' && n + 1 < sizeof cpu) {
-    cpu[n] = triple[n];
-    n++;
-  }
-  cpu[n] = '\0';
-  const char *name = cpu;
-  for (size_t i = 0; i < sizeof alias / sizeof alias[0]; i++)
-    if (strcmp(cpu, alias[i].from) == 0) name = alias[i].to;
-  /* armv7l, armv7a, armv6l...: one 32-bit ARM family for matching. */
-  if (strncmp(cpu, "armv", 4) == 0 || strcmp(cpu, "armel") == 0) name = "arm";
-  snprintf(out, len, "%s", name);
 }
 
 void cc_version(const char *text, char *out, size_t len) {
@@ -603,7 +580,7 @@ static void cc_compiled(cc_proc *p) {
   }
   r->seconds = (double)((p->exited ? p->t1_ns : uv_hrtime()) - p->t0_ns) / 1e9;
   if (p->spawn_error) {
-    cc_req_fail(r, "COMPILE_ERROR", "cannot run '%.200s': %s",
+    cc_req_fail(r, "UNSUPPORTED", "cannot run '%.200s': %s",
                 r->probe ? r->probe->argv[0] : r->command,
                 p->spawn_msg[0] ? p->spawn_msg : uv_strerror(p->spawn_error));
     return;
@@ -679,7 +656,7 @@ static void cc_compile(cc_req *r) {
     return;
   }
   if (r->target[0]) {
-    cc_arch_name(r->target, want, sizeof want);
+    target_arch(r->target, want, sizeof want);
     if (!pr->arch[0]) {
       cc_req_fail(r, "COMPILE_ERROR",
                   "cannot tell which architecture '%.200s' builds for (it did not answer "
@@ -688,7 +665,7 @@ static void cc_compile(cc_req *r) {
       return;
     }
     if (strcmp(want, pr->arch) != 0) {
-      cc_req_fail(r, "COMPILE_ERROR",
+      cc_req_fail(r, "UNSUPPORTED",
                   "target mismatch: '%.200s' builds for %s (%s) but the runners need %s; use a "
                   "compiler that targets %s (a cross compiler) or runners of that architecture",
                   r->command, pr->arch, pr->triple, want, want);
@@ -754,7 +731,7 @@ static int cc_probe_identify(cc_probe *pr) {
   snprintf(pr->triple, sizeof pr->triple, "%.*s",
            (int)strcspn(pr->out[PROBE_MACHINE] ? pr->out[PROBE_MACHINE] : "", " \r\n"),
            pr->out[PROBE_MACHINE] ? pr->out[PROBE_MACHINE] : "");
-  if (pr->triple[0]) cc_arch_name(pr->triple, pr->arch, sizeof pr->arch);
+  if (pr->triple[0]) target_arch(pr->triple, pr->arch, sizeof pr->arch);
   const char *base = strrchr(pr->argv[0], '/');
   base = base ? base + 1 : pr->argv[0];
   char *flags = cc_join(pr->argv + 1, pr->argc - 1);
@@ -784,7 +761,7 @@ static void cc_probe_done(cc_probe *pr) {
     /* Not remembered: the compiler may be installed by the next job. */
     for (; w; w = w->next) {
       w->probe = NULL;
-      cc_req_fail(w, "COMPILE_ERROR", "%s", pr->fail);
+      cc_req_fail(w, "UNSUPPORTED", "%s", pr->fail);
     }
     cc_probe_free(pr);
     return;
@@ -937,7 +914,7 @@ int cc_build(cc_ctx *c, const char *command, const char *source, const char *tar
   cc_policy pol = {(const char *const *)c->programs, c->nprograms, c->any};
   if (cc_check(&pol, argv, err, sizeof err) < 0) {
     cc_argv_free(argv);
-    cc_req_fail(r, "COMPILE_ERROR", "%s", err);
+    cc_req_fail(r, "UNSUPPORTED", "%s", err);
     return 0;
   }
   char *key = cc_join(argv, argc);

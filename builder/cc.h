@@ -91,10 +91,6 @@ int cc_build_tcc(cc_ctx *c, const char *source, uint32_t timeout_ms, cc_done_fn 
 int cc_split(const char *command, char ***argv, char *err, size_t errlen);
 void cc_argv_free(char **argv);
 
-/* "x86_64-pc-linux-gnu" -> "x86_64"; the uname -m name of a GNU triple's
- * CPU (amd64 -> x86_64, arm64 -> aarch64, armv7l -> arm, i386 -> i686).
- * The same mapping makes a runner's `uname -m` comparable. */
-void cc_arch_name(const char *triple, char *out, size_t len);
 
 /* The version in the first line of `CMD --version` output ("gcc (Debian
  * 12.2.0-14) 12.2.0" -> "12.2.0"); the whole first line when it holds no

@@ -35,7 +35,7 @@ typedef struct {
 static void send_result(builder *b, const backend_result *res) {
   Ktune__BuildResult r = KTUNE__BUILD_RESULT__INIT;
   r.job_id = res->job_id;
-  r.status = (char *)res->status;
+  r.status = wire_status_parse(res->status); /* the back ends speak the documented names */
   r.error = (char *)(res->error ? res->error : "");
   r.artifact.data = (uint8_t *)res->artifact;
   r.artifact.len = res->artifact_len;

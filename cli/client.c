@@ -12,6 +12,7 @@
 #include "common/addr.h"
 #include "common/agent.h"
 #include "common/frame.h"
+#include "common/login.h"
 #include "common/wire.h"
 
 static uint64_t mono_ms(void) {
@@ -151,29 +152,25 @@ static int read_token(const cli_dial *d, char *token, size_t len, char *err, siz
   return 1;
 }
 
-/* Challenge-response with the token; NULL with err set on failure. */
-static Ktune__Envelope *prove(client *c, const char *token, const char *name, const uint8_t *nonce,
-                              Ktune__Envelope *challenge, char *err, size_t errlen) {
-  uint8_t tnonce[AUTH_NONCE], m[AUTH_MAC], want[AUTH_MAC];
-  memcpy(tnonce, challenge->challenge->nonce.data, AUTH_NONCE);
+/* Answers the tracker's challenge and checks its proof; NULL with err
+ * set on failure. */
+static Ktune__Envelope *prove(client *c, login *l, Ktune__Envelope *challenge, char *err,
+                              size_t errlen) {
+  Ktune__Auth au;
+  int bad = login_answer(l, challenge->challenge, &au);
   wire_free(challenge);
-  auth_peer_mac(token, nonce, tnonce, "client", name, m);
-  Ktune__Auth au = KTUNE__AUTH__INIT;
-  au.mac.data = m;
-  au.mac.len = AUTH_MAC;
-  Ktune__Envelope env = KTUNE__ENVELOPE__INIT;
-  env.msg_case = KTUNE__ENVELOPE__MSG_AUTH;
-  env.auth = &au;
+  if (bad) {
+    snprintf(err, errlen, "the tracker at %s sent a malformed challenge", c->addr);
+    return NULL;
+  }
+  Ktune__Envelope env = wire_envelope(KTUNE__ENVELOPE__MSG_AUTH, &au);
   Ktune__Envelope *w = client_ask(c, &env, 15000, err, errlen);
   if (!w || w->msg_case != KTUNE__ENVELOPE__MSG_WELCOME) return w;
-  auth_tracker_proof(token, nonce, tnonce, want);
-  if (w->welcome->proof.len != AUTH_MAC || !auth_equal(want, w->welcome->proof.data, AUTH_MAC)) {
+  if (login_welcome(l, w->welcome, &c->mac) < 0) {
     snprintf(err, errlen, "the tracker at %s did not prove it holds your token", c->addr);
     wire_free(w);
     return NULL;
   }
-  auth_session_key(token, nonce, tnonce, want);
-  auth_stream_start(&c->mac, want, 0);
   return w;
 }
 
@@ -210,23 +207,16 @@ int client_connect(client *c, const cli_dial *d, char *err, size_t errlen) {
   } else if (pw) {
     snprintf(name, sizeof(name), "%s", pw->pw_name);
   }
-  uint8_t nonce[AUTH_NONCE];
   Ktune__Hello h = KTUNE__HELLO__INIT;
   h.version = WIRE_PROTOCOL_VERSION;
   h.role = KTUNE__ROLE__ROLE_CLIENT;
   h.name = name;
-  if (have) {
-    auth_nonce(nonce);
-    h.nonce.data = nonce;
-    h.nonce.len = AUTH_NONCE;
-  }
-  Ktune__Envelope env = KTUNE__ENVELOPE__INIT;
-  env.msg_case = KTUNE__ENVELOPE__MSG_HELLO;
-  env.hello = &h;
+  login l;
+  login_start(&l, have ? token : NULL, "client", name, &h);
+  Ktune__Envelope env = wire_envelope(KTUNE__ENVELOPE__MSG_HELLO, &h);
   Ktune__Envelope *w = client_ask(c, &env, 10000, err, errlen);
-  if (w && w->msg_case == KTUNE__ENVELOPE__MSG_CHALLENGE && have &&
-      w->challenge->nonce.len == AUTH_NONCE) {
-    w = prove(c, token, name, nonce, w, err, errlen);
+  if (w && w->msg_case == KTUNE__ENVELOPE__MSG_CHALLENGE && have) {
+    w = prove(c, &l, w, err, errlen);
   } else if (w && w->msg_case == KTUNE__ENVELOPE__MSG_CHALLENGE) {
     snprintf(err, errlen, "the tracker at %s requires a token", tracker);
     wire_free(w);

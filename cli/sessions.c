@@ -90,7 +90,8 @@ int cmd_cancel(int argc, char **argv) {
     wire_free(m);
     return EXIT_FAIL;
   }
-  printf("session %llu %s after %u of %u trials\n", (unsigned long long)id, m->progress->state,
+  printf("session %llu %s after %u of %u trials\n", (unsigned long long)id,
+         wire_state_name(m->progress->state),
          m->progress->trials_done, m->progress->trials);
   wire_free(m);
   return EXIT_OK;

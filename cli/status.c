@@ -43,7 +43,7 @@ static void print_json(const Ktune__StatusReply *r) {
     const Ktune__SessionInfo *s = r->sessions[i];
     json_array_append_new(sessions,
         json_pack("{s:I, s:s, s:s, s:i, s:i, s:i, s:i, s:f, s:s, s:s, s:s, s:i, s:s}", "id",
-                  (json_int_t)s->id, "key", s->key, "state", s->state, "trials", (int)s->trials,
+                  (json_int_t)s->id, "key", s->key, "state", wire_state_name(s->state), "trials", (int)s->trials,
                   "trials_done", (int)s->trials_done, "failures", (int)s->failures,
                   "reused", (int)s->reused,
                   "best_gflops", s->best_gflops, "task", s->task, "strategy", s->strategy,
@@ -66,7 +66,7 @@ void cli_print_sessions(const Ktune__StatusReply *r) {
     char trials[32];
     snprintf(trials, sizeof(trials), "%u/%u", s->trials_done, s->trials);
     printf("  %-5llu %-10s %-14s %-10s %-8s %-10s %-11s %-7u %.3f\n", (unsigned long long)s->id,
-           s->owner, s->task, s->key, s->strategy, s->state, trials, s->failures, s->best_gflops);
+           s->owner, s->task, s->key, s->strategy, wire_state_name(s->state), trials, s->failures, s->best_gflops);
     if (s->message[0]) printf("        %s\n", s->message);
   }
 }

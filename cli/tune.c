@@ -11,16 +11,30 @@
 #include "common/history.h"
 #include "common/space.h"
 #include "common/task.h"
+#include "common/timing.h"
 #include "common/wire.h"
+
+/* The timing options' part of --help, from their table. */
+static void usage_timing(FILE *f, int synopsis) {
+  for (int i = 0; i < TIMING_NOPTS; i++) {
+    const timing_field *tf = &timing_fields[i];
+    char opt[40];
+    snprintf(opt, sizeof(opt), "%s%s%s", tf->option, tf->arg ? " " : "", tf->arg ? tf->arg : "");
+    if (synopsis) fprintf(f, "%s[--%s]", i % 3 ? " " : "\n                  ", opt);
+    else if (!tf->arg) fprintf(f, "  --%-17s %s\n", opt, tf->help);
+    else fprintf(f, "  --%-17s %s (default %u)\n", opt, tf->help, tf->def);
+  }
+}
 
 static void usage(FILE *f) {
   fprintf(f,
           "usage: ktune tune TASK [-D NAME=VALUE]... [--tracker HOST:PORT] [--key KEY]\n"
           "                  [--token-file PATH]\n"
           "                  [--trials N] [--strategy random|grid] [--seed N] [--compiler tcc]\n"
-          "                  [--db PATH] [--number N] [--repeat N] [--min-repeat-ms MS]\n"
-          "                  [--cooldown-ms MS] [--flush-cache] [--timeout MS] [--batch N]\n"
-          "                  [--no-check] [--priority N] [--remeasure] [--wait-timeout MS]\n"
+          "                  [--db PATH] [--batch N]");
+  usage_timing(f, 1);
+  fprintf(f,
+          "\n                  [--no-check] [--priority N] [--remeasure] [--wait-timeout MS]\n"
           "                  [--detach]\n"
           "\n"
           "Tunes TASK (a built-in name from `ktune tasks`, or a task spec file).\n"
@@ -36,13 +50,9 @@ static void usage(FILE *f) {
           "  --seed N            search seed (default: from the clock, printed)\n"
           "  --compiler C        tcc (built in, default) or a compiler command line such as\n"
           "                      \"gcc -O3 -march=native\"; part of every trial's identity\n"
-          "  --db PATH           history of the local farm (default ./ktune.db)\n"
-          "  --number N          calls per timed round (default 1)\n"
-          "  --repeat N          timed rounds (default 3)\n"
-          "  --min-repeat-ms MS  raise --number until a round lasts at least MS\n"
-          "  --cooldown-ms MS    pause between rounds\n"
-          "  --flush-cache       evict caches between rounds\n"
-          "  --timeout MS        a run longer than this is killed (RUN_TIMEOUT)\n"
+          "  --db PATH           history of the local farm (default ./ktune.db)\n");
+  usage_timing(f, 0);
+  fprintf(f,
           "  --priority N        higher runs first; equal priorities share a key fairly\n"
           "  --remeasure         measure configs the history already has (default: reuse)\n"
           "  --wait-timeout MS   fail if the key has no runner for this long\n"
@@ -103,17 +113,18 @@ int cli_follow(client *c, uint64_t id, int quiet) {
       continue;
     }
     Ktune__SessionProgress *p = m->progress;
-    int running = strcmp(p->state, "running") == 0 || strcmp(p->state, "queued") == 0;
+    int running = p->state == WIRE_SESSION(RUNNING) || p->state == WIRE_SESSION(QUEUED);
     if (!quiet || !running) print_progress(p);
     if (running) {
       wire_free(m);
       continue;
     }
     int rc = EXIT_OK;
-    int done = strcmp(p->state, "done") == 0;
+    int done = p->state == WIRE_SESSION(DONE);
     if (done && p->message && p->message[0]) printf("note: %s\n", p->message);
     if (!done) {
-      fprintf(stderr, "ktune: session %llu %s%s%s\n", (unsigned long long)id, p->state,
+      fprintf(stderr, "ktune: session %llu %s%s%s\n", (unsigned long long)id,
+              wire_state_name(p->state),
               p->message[0] ? ": " : "", p->message);
       rc = EXIT_FAIL;
     } else if (p->n_best_config == 0) {
@@ -140,9 +151,9 @@ typedef struct {
   size_t ndefines;
   const char *key, *strategy, *compiler, *db;
   cli_dial dial;
-  uint32_t trials, number, repeat, batch, min_repeat_ms, cooldown_ms, timeout_ms, priority,
-      wait_timeout_ms;
-  int flush_cache, remeasure;
+  uint32_t trials, batch, priority, wait_timeout_ms;
+  Ktune__Timing timing;    /* 0: the tracker fills in the default */
+  int remeasure;
   uint64_t seed;
   int seed_set, check, detach;
 } tune_opts;
@@ -167,14 +178,10 @@ static int submit_and_follow(const tune_opts *o, const cli_dial *d, const task_s
   s.strategy = (char *)o->strategy;
   s.seed = o->seed;
   s.compiler = (char *)o->compiler;
-  s.number = o->number;
-  s.repeat = o->repeat;
+  Ktune__Timing timing = o->timing;
+  s.timing = &timing;
   s.batch = o->batch;
   s.check = o->check;
-  s.min_repeat_ms = o->min_repeat_ms;
-  s.cooldown_ms = o->cooldown_ms;
-  s.flush_cache = o->flush_cache;
-  s.timeout_ms = o->timeout_ms;
   s.priority = o->priority;
   s.remeasure = o->remeasure;
   s.wait_timeout_ms = o->wait_timeout_ms;
@@ -233,24 +240,38 @@ int cmd_tune(int argc, char **argv) {
   o.trials = 32;
   o.check = 1;
   o.defines = calloc((size_t)argc + 1, sizeof(char *));
+  ktune__timing__init(&o.timing);
+  /* Timing options are OPT_TIMING + their row in common/timing.c. */
   enum { OPT_KEY = 256, OPT_TRIALS, OPT_STRATEGY, OPT_SEED, OPT_COMPILER, OPT_DB,
-         OPT_NUMBER, OPT_REPEAT, OPT_BATCH, OPT_NOCHECK, OPT_DETACH, OPT_MINREP, OPT_COOL,
-         OPT_FLUSH, OPT_TIMEOUT, OPT_PRIO, OPT_REMEASURE, OPT_WAITTO };
-  static const struct option opts[] = {
+         OPT_BATCH, OPT_NOCHECK, OPT_DETACH, OPT_PRIO, OPT_REMEASURE, OPT_WAITTO, OPT_TIMING };
+  static const struct option fixed[] = {
       CLI_DIAL_OPTIONS, {"key", required_argument, 0, OPT_KEY},
       {"trials", required_argument, 0, OPT_TRIALS}, {"strategy", required_argument, 0, OPT_STRATEGY},
       {"seed", required_argument, 0, OPT_SEED}, {"compiler", required_argument, 0, OPT_COMPILER},
-      {"db", required_argument, 0, OPT_DB}, {"number", required_argument, 0, OPT_NUMBER},
-      {"repeat", required_argument, 0, OPT_REPEAT}, {"batch", required_argument, 0, OPT_BATCH},
+      {"db", required_argument, 0, OPT_DB}, {"batch", required_argument, 0, OPT_BATCH},
       {"no-check", no_argument, 0, OPT_NOCHECK}, {"detach", no_argument, 0, OPT_DETACH},
-      {"min-repeat-ms", required_argument, 0, OPT_MINREP},
-      {"cooldown-ms", required_argument, 0, OPT_COOL}, {"flush-cache", no_argument, 0, OPT_FLUSH},
-      {"timeout", required_argument, 0, OPT_TIMEOUT}, {"priority", required_argument, 0, OPT_PRIO},
+      {"priority", required_argument, 0, OPT_PRIO},
       {"remeasure", no_argument, 0, OPT_REMEASURE},
       {"wait-timeout", required_argument, 0, OPT_WAITTO},
-      {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+      {"help", no_argument, 0, 'h'}};
+  enum { NFIXED = sizeof(fixed) / sizeof(fixed[0]) };
+  struct option opts[NFIXED + TIMING_NOPTS + 1];
+  memcpy(opts, fixed, sizeof(fixed));
+  for (int i = 0; i < TIMING_NOPTS; i++)
+    opts[NFIXED + i] = (struct option){timing_fields[i].option,
+                                       timing_fields[i].arg ? required_argument : no_argument, 0,
+                                       OPT_TIMING + i};
+  opts[NFIXED + TIMING_NOPTS] = (struct option){0, 0, 0, 0};
   int ch, rc = EXIT_USAGE;
+  char terr[256];
   while ((ch = getopt_long(argc, argv, "D:h", opts, NULL)) != -1) {
+    if (ch >= OPT_TIMING && ch < OPT_TIMING + TIMING_NOPTS) {
+      if (timing_set(&o.timing, ch - OPT_TIMING, optarg, terr, sizeof(terr)) < 0) {
+        fprintf(stderr, "ktune tune: %s\n", terr);
+        goto out;
+      }
+      continue;
+    }
     switch (ch) {
     case 'D': o.defines[o.ndefines++] = optarg; break;
     case CLI_OPT_TRACKER: case CLI_OPT_TOKEN_FILE: cli_dial_option(&o.dial, ch, optarg); break;
@@ -267,14 +288,8 @@ int cmd_tune(int argc, char **argv) {
       break;
     case OPT_COMPILER: o.compiler = optarg; break;
     case OPT_DB: o.db = optarg; break;
-    case OPT_NUMBER: if (parse_u32("--number", optarg, 1, 1000000, &o.number)) goto out; break;
-    case OPT_REPEAT: if (parse_u32("--repeat", optarg, 1, 10000, &o.repeat)) goto out; break;
     case OPT_BATCH: if (parse_u32("--batch", optarg, 1, 100000, &o.batch)) goto out; break;
     case OPT_NOCHECK: o.check = 0; break;
-    case OPT_MINREP: if (parse_u32("--min-repeat-ms", optarg, 0, 86400000, &o.min_repeat_ms)) goto out; break;
-    case OPT_COOL: if (parse_u32("--cooldown-ms", optarg, 0, 86400000, &o.cooldown_ms)) goto out; break;
-    case OPT_FLUSH: o.flush_cache = 1; break;
-    case OPT_TIMEOUT: if (parse_u32("--timeout", optarg, 1, 86400000, &o.timeout_ms)) goto out; break;
     case OPT_PRIO: if (parse_u32("--priority", optarg, 0, 1000, &o.priority)) goto out; break;
     case OPT_REMEASURE: o.remeasure = 1; break;
     case OPT_WAITTO: if (parse_u32("--wait-timeout", optarg, 1, 86400000, &o.wait_timeout_ms)) goto out; break;

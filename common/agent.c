@@ -9,6 +9,7 @@
 #include "common/auth.h"
 #include "common/conn.h"
 #include "common/log.h"
+#include "common/login.h"
 #include "common/rng.h"
 #include "common/wire.h"
 
@@ -37,9 +38,7 @@ struct agent {
   int open_handles;
   rng jitter;
   char host[256];
-  uint8_t nonce[AUTH_NONCE];         /* ours, for this connection */
-  uint8_t tracker_nonce[AUTH_NONCE]; /* the tracker's challenge */
-  int challenged;
+  login login;                       /* this connection's */
   uint64_t holding;
   uint32_t refusals;       /* logins refused in a row */
 };
@@ -82,15 +81,8 @@ static void send_hello(agent *a) {
   h.archs = (char **)a->cfg.archs;
   h.n_archs = a->cfg.narchs;
   h.holding = a->holding;
-  a->challenged = 0;
-  if (a->cfg.token) {
-    auth_nonce(a->nonce);
-    h.nonce.data = a->nonce;
-    h.nonce.len = AUTH_NONCE;
-  }
-  Ktune__Envelope env = KTUNE__ENVELOPE__INIT;
-  env.msg_case = KTUNE__ENVELOPE__MSG_HELLO;
-  env.hello = &h;
+  login_start(&a->login, a->cfg.token, wire_role_name(a->cfg.role), a->cfg.name, &h);
+  Ktune__Envelope env = wire_envelope(KTUNE__ENVELOPE__MSG_HELLO, &h);
   conn_send(a->c, &env);
 }
 
@@ -117,34 +109,13 @@ static void answer_challenge(agent *a, const Ktune__Challenge *ch) {
     conn_close(a->c, "no token");
     return;
   }
-  if (ch->nonce.len != AUTH_NONCE) {
+  Ktune__Auth au;
+  if (login_answer(&a->login, ch, &au) < 0) {
     conn_close(a->c, "malformed challenge");
     return;
   }
-  memcpy(a->tracker_nonce, ch->nonce.data, AUTH_NONCE);
-  a->challenged = 1;
-  Ktune__Auth au = KTUNE__AUTH__INIT;
-  uint8_t m[AUTH_MAC];
-  auth_peer_mac(a->cfg.token, a->nonce, a->tracker_nonce, wire_role_name(a->cfg.role),
-                a->cfg.name, m);
-  au.mac.data = m;
-  au.mac.len = AUTH_MAC;
-  Ktune__Envelope env = KTUNE__ENVELOPE__INIT;
-  env.msg_case = KTUNE__ENVELOPE__MSG_AUTH;
-  env.auth = &au;
+  Ktune__Envelope env = wire_envelope(KTUNE__ENVELOPE__MSG_AUTH, &au);
   conn_send(a->c, &env);
-}
-
-/* An agent with a token runs code only for a tracker that holds it too. */
-static int tracker_proved(agent *a, const Ktune__Welcome *w) {
-  if (!a->cfg.token) return 1;
-  uint8_t want[AUTH_MAC];
-  if (!a->challenged || w->proof.len != AUTH_MAC) return 0;
-  auth_tracker_proof(a->cfg.token, a->nonce, a->tracker_nonce, want);
-  if (!auth_equal(want, w->proof.data, AUTH_MAC)) return 0;
-  auth_session_key(a->cfg.token, a->nonce, a->tracker_nonce, want);
-  auth_stream_start(&a->c->mac, want, 0);
-  return 1;
 }
 
 /* A refused login: say what to check, and after a few give up. */
@@ -167,7 +138,8 @@ static void on_message(conn *c, Ktune__Envelope *env) {
     return;
   case KTUNE__ENVELOPE__MSG_WELCOME:
     if (a->welcomed) return;
-    if (!tracker_proved(a, env->welcome)) {
+    /* An agent with a token runs code only for a tracker that holds it too. */
+    if (login_welcome(&a->login, env->welcome, &a->c->mac) < 0) {
       log_error(a->cfg.who, "tracker %s did not prove it holds this %s's token: refusing to "
                 "work for it", a->cfg.tracker, wire_role_name(a->cfg.role));
       conn_close(c, "tracker not authenticated");

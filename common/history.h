@@ -1,5 +1,6 @@
-/* The SQLite history: sessions and trials (docs/HISTORY.md). Only the
- * tracker writes it; the CLI may read it directly with --db. */
+/* The SQLite history: sessions and trials (docs/HISTORY.md), read side.
+ * Only the tracker writes it (tracker/store.c); the CLI reads it directly
+ * with --db. */
 #ifndef KTUNE_HISTORY_H
 #define KTUNE_HISTORY_H
 
@@ -8,20 +9,8 @@
 
 typedef struct hist hist;
 
-typedef struct {
-  const char *task;
-  const char *size_json;   /* canonical JSON of the constants */
-  const char *key;
-  const char *strategy;
-  const char *compiler;
-  const char *owner;
-  uint32_t trials;
-  uint64_t seed;
-  const char *state;       /* queued, running, done, failed, cancelled */
-  const void *spec;        /* serialized SubmitSession, to resume it */
-  size_t spec_len;
-} hist_session;
-
+/* One trial as the tracker records it (store_trial_add); the trials
+ * table (common/history_trials.c) says which member fills which column. */
 typedef struct {
   int64_t session;
   const char *task;
@@ -53,17 +42,6 @@ typedef struct {
   const char *builder;     /* name of the builder that built it; may be NULL */
   int checked;             /* 1 when outputs were compared with the reference */
 } hist_trial;
-
-/* What hist_find_ok found (strings malloc'd; free with hist_found_clear). */
-typedef struct {
-  int64_t id;
-  double *costs;
-  size_t ncosts;
-  double mean_s, median_s, std_s, build_s;
-  uint32_t number;
-  uint64_t calls;
-  char *runner, *compiler_id, *device_json, *clock, *builder;
-} hist_found;
 
 /* A session as recorded, with counts from its trials (strings malloc'd;
  * free with hist_session_row_clear). */
@@ -109,33 +87,12 @@ int hist_open(const char *path, int sync_full, hist **out, char *err, size_t err
 int hist_open_readonly(const char *path, hist **out, char *err, size_t errlen);
 void hist_close(hist *h);
 
-/* Groups writes into one transaction. */
-int hist_begin(hist *h);
-int hist_commit(hist *h);
-
-int hist_session_add(hist *h, const hist_session *s, int64_t *id);
-/* Sets state and message (NULL clears it) and the update time. */
-int hist_session_update(hist *h, int64_t id, const char *state, const char *message);
-int hist_trial_add(hist *h, const hist_trial *t, int64_t *id);
-int hist_trial_count(hist *h, int64_t session, int64_t *n);
-
-/* Jobs: candidates proposed and not yet recorded, so that a restarted
- * tracker queues them again. */
-int hist_job_add(hist *h, int64_t session, uint64_t index, const char *config_json, int64_t *id);
-int hist_job_delete(hist *h, int64_t id);
-int hist_job_lost(hist *h, int64_t id, uint32_t lost);
-typedef int (*hist_job_fn)(void *ctx, int64_t id, uint64_t index, uint32_t lost);
-int hist_jobs_of(hist *h, int64_t session, hist_job_fn cb, void *ctx);
-
-/* Sessions left queued or running, oldest first, with what resumes them. */
-typedef int (*hist_session_fn)(void *ctx, int64_t id, const void *spec, size_t spec_len,
-                               const char *owner, int64_t created_ms);
-int hist_sessions_unfinished(hist *h, hist_session_fn cb, void *ctx);
-
 /* A session's recorded trials: how many, how many failed, and the fastest
  * ok one (best_config NULL when none; caller frees). */
 int hist_session_summary(hist *h, int64_t session, uint32_t *trials, uint32_t *failures,
                          char **best_config, double *best_mean_s);
+/* Trials recorded for a session. */
+int hist_trial_count(hist *h, int64_t session, int64_t *n);
 
 /* One session with its counts. Returns 1 and fills out, 0 when there is no
  * such session (out zeroed), negative on error. */
@@ -145,11 +102,6 @@ void hist_session_row_clear(hist_session_row *r);
  * first, at most limit. A non-zero return of cb stops and is returned. */
 typedef int (*hist_session_row_fn)(void *ctx, const hist_session_row *r);
 int hist_sessions_recent(hist *h, uint32_t limit, hist_session_row_fn cb, void *ctx);
-
-/* The newest ok, timed trial with this trial digest (ident_trial). Returns
- * 1 and fills out, 0 when there is none (always for a NULL digest). */
-int hist_find_ok(hist *h, const char *digest, hist_found *out);
-void hist_found_clear(hist_found *f);
 
 /* Calls cb once per trial, oldest first, with one line of the format
  * ("jsonl" or "csv"; csv starts with a header line). */

@@ -61,18 +61,6 @@ void space_walk_free(space_walk *w);
  * (see space_walk_next); -E2BIG when that is not enough. */
 int space_count_valid(const space *sp, uint64_t limit, uint64_t *n);
 
-/* Valid configs that differ from `values` in one knob by one step along
- * that knob's value list (for evolutionary search). Writes up to max
- * indices to out and their number to *n. */
-int space_neighbours(const space *sp, const int64_t *values, uint64_t *out, size_t max,
-                     size_t *n);
-
-/* A numeric feature vector for the cost model: per knob its value and its
- * position in the knob's list scaled to [0, 1]. out has room for
- * space_nfeatures(sp) numbers. */
-size_t space_nfeatures(const space *sp);
-int space_features(const space *sp, const int64_t *values, double *out);
-
 /* Canonical JSON object of the knobs ({"A":1,"B":2}, keys sorted, compact)
  * and of the constants. Caller frees. */
 char *space_config_json(const space *sp, const int64_t *values);

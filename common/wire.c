@@ -1,6 +1,7 @@
 #include "common/wire.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "common/frame.h"
 
@@ -81,6 +82,68 @@ const char *wire_role_name(Ktune__Role r) {
   case KTUNE__ROLE__ROLE_CLIENT: return "client";
   default: return "peer";
   }
+}
+
+/* The one table of trial statuses: every program converts through it. */
+static const struct {
+  Ktune__TrialStatus status;
+  const char *name;
+  unsigned who;
+} statuses[] = {
+    {WIRE_TRIAL(OK), "ok", WIRE_BY_BUILDER | WIRE_BY_RUNNER | WIRE_BY_CHILD | WIRE_STORED},
+    {WIRE_TRIAL(INVALID_CONFIG), "INVALID_CONFIG", WIRE_STORED},
+    {WIRE_TRIAL(COMPILE_ERROR), "COMPILE_ERROR", WIRE_BY_BUILDER | WIRE_STORED},
+    {WIRE_TRIAL(BUILD_TIMEOUT), "BUILD_TIMEOUT", WIRE_BY_BUILDER | WIRE_STORED},
+    {WIRE_TRIAL(LOAD_ERROR), "LOAD_ERROR", WIRE_BY_RUNNER | WIRE_BY_CHILD | WIRE_STORED},
+    {WIRE_TRIAL(RUNTIME_ERROR), "RUNTIME_ERROR", WIRE_BY_RUNNER | WIRE_BY_CHILD | WIRE_STORED},
+    /* The runner's timer says it, never the kernel's own process. */
+    {WIRE_TRIAL(RUN_TIMEOUT), "RUN_TIMEOUT", WIRE_BY_RUNNER | WIRE_STORED},
+    {WIRE_TRIAL(WRONG_ANSWER), "WRONG_ANSWER", WIRE_BY_RUNNER | WIRE_BY_CHILD | WIRE_STORED},
+    {WIRE_TRIAL(RUNNER_LOST), "RUNNER_LOST", WIRE_STORED},
+    {WIRE_TRIAL(CANCELLED), "CANCELLED", WIRE_STORED},
+    /* Not trial results: the job goes back to the queue (tracker/jobs.c). */
+    {WIRE_TRIAL(REFUSED), "REFUSED", 0},
+    {WIRE_TRIAL(RUNNER_ERROR), "RUNNER_ERROR", 0},
+    /* The builder, not the candidate: another builder gets the job. */
+    {WIRE_TRIAL(UNSUPPORTED), "UNSUPPORTED", WIRE_BY_BUILDER},
+};
+#define NSTATUSES (sizeof(statuses) / sizeof(statuses[0]))
+
+const char *wire_status_name(Ktune__TrialStatus s) {
+  for (size_t i = 0; i < NSTATUSES; i++)
+    if (statuses[i].status == s) return statuses[i].name;
+  return NULL;
+}
+
+Ktune__TrialStatus wire_status_parse(const char *name) {
+  for (size_t i = 0; name && i < NSTATUSES; i++)
+    if (strcmp(statuses[i].name, name) == 0) return statuses[i].status;
+  return KTUNE__TRIAL_STATUS__TRIAL_STATUS_UNSET;
+}
+
+int wire_status_by(Ktune__TrialStatus s, unsigned who) {
+  for (size_t i = 0; i < NSTATUSES; i++)
+    if (statuses[i].status == s) return (statuses[i].who & who) != 0;
+  return 0;
+}
+
+static const char *const states[] = {
+    [WIRE_SESSION(QUEUED)] = "queued",
+    [WIRE_SESSION(RUNNING)] = "running",
+    [WIRE_SESSION(DONE)] = "done",
+    [WIRE_SESSION(FAILED)] = "failed",
+    [WIRE_SESSION(CANCELLED)] = "cancelled",
+};
+#define NSTATES (sizeof(states) / sizeof(states[0]))
+
+const char *wire_state_name(Ktune__SessionState s) {
+  return (unsigned)s < NSTATES && states[s] ? states[s] : "unknown";
+}
+
+Ktune__SessionState wire_state_parse(const char *name) {
+  for (size_t i = 0; name && i < NSTATES; i++)
+    if (states[i] && strcmp(states[i], name) == 0) return (Ktune__SessionState)i;
+  return KTUNE__SESSION_STATE__SESSION_STATE_UNSET;
 }
 
 Ktune__Envelope wire_envelope(Ktune__Envelope__MsgCase which, void *msg) {

@@ -8,7 +8,7 @@
 #include "common/auth.h"
 #include "proto/ktune.pb-c.h"
 
-#define WIRE_PROTOCOL_VERSION 1
+#define WIRE_PROTOCOL_VERSION 2
 
 /* Seed of the generator that fills every kernel input: fixed, so that a
  * runner can cache reference outputs and anyone can reproduce the inputs. */
@@ -33,6 +33,31 @@ Ktune__Envelope wire_envelope(Ktune__Envelope__MsgCase which, void *msg);
 
 /* "builder", "runner", "client": also what a login proof covers. */
 const char *wire_role_name(Ktune__Role r);
+
+/* A TrialStatus by its short name: WIRE_TRIAL(OK), WIRE_TRIAL(RUN_TIMEOUT). */
+#define WIRE_TRIAL(name) KTUNE__TRIAL_STATUS__TRIAL_##name
+
+/* A SessionState by its short name: WIRE_SESSION(DONE). */
+#define WIRE_SESSION(name) KTUNE__SESSION_STATE__SESSION_##name
+
+/* Who may say a trial status (wire_status_by). */
+enum {
+  WIRE_BY_BUILDER = 1, /* in a BuildResult */
+  WIRE_BY_RUNNER = 2,  /* in a RunResult, as a trial's result */
+  WIRE_BY_CHILD = 4,   /* the runner's measuring child, which ran the kernel */
+  WIRE_STORED = 8,     /* a trial's result: the history may hold it */
+};
+/* A trial status's documented name ("ok", "COMPILE_ERROR", ...): what the
+ * history stores and the CLI and export print; NULL for none. */
+const char *wire_status_name(Ktune__TrialStatus s);
+/* The status of a documented name; TRIAL_STATUS_UNSET for none. */
+Ktune__TrialStatus wire_status_parse(const char *name);
+/* 1 when one of `who` (WIRE_BY_* and WIRE_STORED bits) may say s. */
+int wire_status_by(Ktune__TrialStatus s, unsigned who);
+/* "queued", "running", "done", "failed", "cancelled"; "unknown" for a
+ * value this build does not know (a newer tracker's). */
+const char *wire_state_name(Ktune__SessionState s);
+Ktune__SessionState wire_state_parse(const char *name);
 
 /* The message's name for logs and errors ("hello", "run_job", ...). */
 const char *wire_msg_name(const Ktune__Envelope *env);

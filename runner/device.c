@@ -7,6 +7,8 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include "common/target.h"
+
 #ifndef KTUNE_VERSION
 #define KTUNE_VERSION "unknown"
 #endif
@@ -75,7 +77,7 @@ int device_identity(int cpu, device_info *out) {
   out->cores = n > 0 ? (uint32_t)n : 0;
   struct utsname u;
   if (uname(&u) == 0) {
-    snprintf(out->arch, sizeof out->arch, "%s", u.machine);
+    target_arch(u.machine, out->arch, sizeof out->arch);
     snprintf(out->kernel, sizeof out->kernel, "%s", u.release);
   } else {
     snprintf(out->arch, sizeof out->arch, DEVICE_UNKNOWN);

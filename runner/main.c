@@ -34,7 +34,6 @@
 #include "runner/timing.h"
 
 #define WHO "runner"
-#define DEFAULT_RUN_TIMEOUT_MS 60000
 /* The child finds its reference image here. */
 #define CHILD_REF_FD 3
 /* A child's error text beyond this is cut: it came from untrusted code. */
@@ -98,15 +97,16 @@ struct runner {
   uv_signal_t sigterm, sigint;
 };
 
-/* env carries res for job_id: what the child said (from), or, with
- * status, a failure without costs. */
+/* env carries res for job_id: what the child said (from), or, with a
+ * status (not UNSET), a failure without costs. */
 static void result_envelope(Ktune__Envelope *env, Ktune__RunResult *res, uint64_t job_id,
-                            const char *status, const char *error, const Ktune__RunResult *from) {
+                            Ktune__TrialStatus status, const char *error,
+                            const Ktune__RunResult *from) {
   ktune__run_result__init(res);
   if (from) *res = *from;
   res->job_id = job_id;
   if (status) {
-    res->status = (char *)status;
+    res->status = status;
     res->error = (char *)(error ? error : "");
     res->n_costs_s = 0;
     res->clock = (char *)TIMING_CLOCK_NAME;
@@ -117,7 +117,7 @@ static void result_envelope(Ktune__Envelope *env, Ktune__RunResult *res, uint64_
 }
 
 /* An answer to a job just received: the tracker that sent it is there. */
-static void send_result(runner *r, uint64_t job_id, const char *status, const char *error,
+static void send_result(runner *r, uint64_t job_id, Ktune__TrialStatus status, const char *error,
                         const Ktune__RunResult *from) {
   Ktune__RunResult res;
   Ktune__Envelope env;
@@ -134,7 +134,7 @@ static void result_settled(runner *r) {
 
 /* A measured job's result: sent now, or, with no tracker to take it, kept
  * (a copy that owns its strings) for right after the next Welcome. */
-static void report_result(runner *r, uint64_t job_id, const char *status, const char *error,
+static void report_result(runner *r, uint64_t job_id, Ktune__TrialStatus status, const char *error,
                           const Ktune__RunResult *from) {
   Ktune__RunResult res;
   Ktune__Envelope env;
@@ -174,13 +174,9 @@ static void on_welcome(agent *a) {
 /* The child's result came from a process that ran untrusted code: pass on
  * only what a measuring child can honestly say. */
 static const char *result_problem(const child *ch, Ktune__RunResult *res) {
-  static const char *const statuses[] = {"ok", "LOAD_ERROR", "RUNTIME_ERROR", "WRONG_ANSWER"};
-  int known = 0;
-  for (size_t i = 0; i < sizeof statuses / sizeof statuses[0]; i++)
-    known |= res->status && strcmp(res->status, statuses[i]) == 0;
-  if (!known) return "unknown status";
+  if (!wire_status_by(res->status, WIRE_BY_CHILD)) return "unknown status";
   if (res->error && strlen(res->error) > MAX_ERROR_TEXT) res->error[MAX_ERROR_TEXT] = '\0';
-  if (strcmp(res->status, "ok") != 0) return NULL;
+  if (res->status != WIRE_TRIAL(OK)) return NULL;
   if (res->n_costs_s != ch->repeat || res->number == 0) return "wrong number of rounds";
   for (size_t i = 0; i < res->n_costs_s; i++)
     if (!isfinite(res->costs_s[i]) || res->costs_s[i] < 0) return "a cost that is not a time";
@@ -227,22 +223,22 @@ static void child_maybe_done(child *ch) {
   runner *r = ch->r;
   char why[512];
   const char *bad = ch->result && !ch->timed_out ? result_problem(ch, ch->result) : NULL;
-  const char *status = "RUNTIME_ERROR";
+  Ktune__TrialStatus status = WIRE_TRIAL(RUNTIME_ERROR);
   if (ch->spawn_error) {
     /* This runner's fault, not the kernel's: the tracker gives the job to
      * another runner. */
-    status = "RUNNER_ERROR";
+    status = WIRE_TRIAL(RUNNER_ERROR);
     snprintf(why, sizeof(why), "cannot start the measuring process: %s",
              uv_strerror(ch->spawn_error));
   } else if (ch->timed_out) {
-    status = "RUN_TIMEOUT";
+    status = WIRE_TRIAL(RUN_TIMEOUT);
     snprintf(why, sizeof(why),
              "no result within %" PRIu32 " ms; the kernel was killed with its process group",
              ch->limit_ms);
   } else if (ch->result && bad) {
     snprintf(why, sizeof(why), "the measuring process sent a malformed result (%s)", bad);
   } else if (ch->result) {
-    status = NULL;
+    status = KTUNE__TRIAL_STATUS__TRIAL_STATUS_UNSET;
   } else if (ch->term_signal) {
     describe_signal(ch->term_signal, why, sizeof(why));
   } else {
@@ -322,12 +318,10 @@ static void write_cb(uv_write_t *req, int status) {
   close_handle((uv_handle_t *)&ch->in);
 }
 
-/* The time a trial may take: the job's limit for the kernel, plus the
- * pauses and minimum round lengths the job itself asks for. */
-static uint32_t run_limit_ms(const Ktune__RunJob *job) {
-  uint64_t ms = job->timeout_ms ? job->timeout_ms : DEFAULT_RUN_TIMEOUT_MS;
-  uint64_t rounds = job->repeat ? job->repeat : 1;
-  ms += rounds * ((uint64_t)job->cooldown_ms + job->min_repeat_ms);
+/* The time a trial may take (the tracker's deadline is the same plus
+ * its grace), within what a libuv timer takes. */
+static uint32_t run_limit_ms(const Ktune__Timing *tm) {
+  uint64_t ms = timing_limit_ms(tm);
   return ms > UINT32_MAX / 2 ? UINT32_MAX / 2 : (uint32_t)ms;
 }
 
@@ -347,26 +341,28 @@ static void child_reference(runner *r, child *ch, const Ktune__RunJob *job) {
 }
 
 /* --test-fault: the answer to every job, at once and without a child. */
-static void fault_answer(runner *r, const Ktune__RunJob *job) {
+static void fault_answer(runner *r, const Ktune__RunJob *job, const Ktune__Timing *tm) {
   switch (r->fault) {
   case FAULT_NONE:
   case FAULT_SILENT: return;
-  case FAULT_FAIL: send_result(r, job->job_id, "RUNTIME_ERROR", "test fault", NULL); return;
+  case FAULT_FAIL:
+    send_result(r, job->job_id, WIRE_TRIAL(RUNTIME_ERROR), "test fault", NULL);
+    return;
   case FAULT_TINY_COST: {
     Ktune__RunResult res = KTUNE__RUN_RESULT__INIT;
-    uint32_t repeat = job->repeat ? job->repeat : 1;
+    uint32_t repeat = tm->repeat;
     double *costs = calloc(repeat, sizeof *costs);
     if (!costs) {
-      send_result(r, job->job_id, "RUNTIME_ERROR", "test fault: out of memory", NULL);
+      send_result(r, job->job_id, WIRE_TRIAL(RUNTIME_ERROR), "test fault: out of memory", NULL);
       return;
     }
     for (uint32_t i = 0; i < repeat; i++) costs[i] = 1e-30;
-    res.status = "ok";
+    res.status = WIRE_TRIAL(OK);
     res.costs_s = costs;
     res.n_costs_s = repeat;
-    res.number = job->number ? job->number : 1;
+    res.number = tm->number;
     res.clock = "monotonic";
-    send_result(r, job->job_id, NULL, NULL, &res);
+    send_result(r, job->job_id, KTUNE__TRIAL_STATUS__TRIAL_STATUS_UNSET, NULL, &res);
     free(costs);
     return;
   }
@@ -376,7 +372,7 @@ static void fault_answer(runner *r, const Ktune__RunJob *job) {
     /* 0x01..0x1f over and over: control bytes, no NUL. */
     for (size_t i = 0; i < FAULT_HUGE_ERROR_BYTES; i++) text[i] = (char)(1 + i % 0x1f);
     text[FAULT_HUGE_ERROR_BYTES] = '\0';
-    send_result(r, job->job_id, "RUNTIME_ERROR", text, NULL);
+    send_result(r, job->job_id, WIRE_TRIAL(RUNTIME_ERROR), text, NULL);
     free(text);
     return;
   }
@@ -384,8 +380,19 @@ static void fault_answer(runner *r, const Ktune__RunJob *job) {
 }
 
 static void on_run_job(runner *r, const Ktune__RunJob *job) {
+  Ktune__Timing tm;
+  char err[256];
+  timing_copy(&tm, job->timing);
+  if (timing_fill(&tm, err, sizeof err) < 0) {
+    send_result(r, job->job_id, WIRE_TRIAL(RUNTIME_ERROR), err, NULL);
+    return;
+  }
+  log_debug(WHO, "job %llu: number %u, repeat %u, min_repeat_ms %u, cooldown_ms %u, "
+                 "flush_cache %d, timeout_ms %u",
+            (unsigned long long)job->job_id, tm.number, tm.repeat, tm.min_repeat_ms,
+            tm.cooldown_ms, (int)tm.flush_cache, tm.timeout_ms);
   if (r->fault != FAULT_NONE) {
-    fault_answer(r, job);
+    fault_answer(r, job, &tm);
     return;
   }
   if (r->busy) {
@@ -393,15 +400,15 @@ static void on_run_job(runner *r, const Ktune__RunJob *job) {
     char why[128];
     snprintf(why, sizeof why, "runner is busy with job %llu: one measurement at a time",
              (unsigned long long)r->busy->job_id);
-    send_result(r, job->job_id, "REFUSED", why, NULL);
+    send_result(r, job->job_id, WIRE_TRIAL(REFUSED), why, NULL);
     return;
   }
   child *ch = calloc(1, sizeof(*ch));
   if (!ch) return;
   ch->r = r;
   ch->job_id = job->job_id;
-  ch->repeat = job->repeat ? job->repeat : 1;
-  ch->limit_ms = run_limit_ms(job);
+  ch->repeat = tm.repeat;
+  ch->limit_ms = run_limit_ms(&tm);
   frame_reader_init(&ch->rd, FRAME_MAX_DEFAULT);
   Ktune__Envelope env = KTUNE__ENVELOPE__INIT;
   env.msg_case = KTUNE__ENVELOPE__MSG_RUN_JOB;

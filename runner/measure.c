@@ -27,7 +27,6 @@
 #define MEASURE_MAX_ARGS 8
 /* Rounds are kept one double each in the result; this bounds that array
  * for a job whose numbers came off the network. */
-#define MEASURE_MAX_REPEAT 100000u
 #define MEASURE_ALIGN 64
 
 typedef struct {
@@ -49,7 +48,7 @@ static char *measure_strdup(const char *s) {
   return p ? p : MEASURE_EMPTY;
 }
 
-static int measure_set(Ktune__RunResult *res, const char *status, const char *fmt, ...) {
+static int measure_set(Ktune__RunResult *res, Ktune__TrialStatus status, const char *fmt, ...) {
   char msg[1024];
   msg[0] = '\0';
   if (fmt) {
@@ -58,15 +57,13 @@ static int measure_set(Ktune__RunResult *res, const char *status, const char *fm
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
   }
-  if (res->status != protobuf_c_empty_string) free(res->status);
   if (res->error != protobuf_c_empty_string) free(res->error);
-  res->status = measure_strdup(status);
+  res->status = status;
   res->error = msg[0] ? measure_strdup(msg) : MEASURE_EMPTY;
-  return res->status == protobuf_c_empty_string ? -1 : 0;
+  return 0;
 }
 
 void measure_result_clear(Ktune__RunResult *res) {
-  if (res->status && res->status != protobuf_c_empty_string) free(res->status);
   if (res->error && res->error != protobuf_c_empty_string) free(res->error);
   if (res->clock && res->clock != protobuf_c_empty_string) free(res->clock);
   free(res->costs_s);
@@ -220,17 +217,17 @@ static int measure_limits(const measure_opts *o, Ktune__RunResult *res) {
     rlim_t bytes = (rlim_t)o->mem_limit_mb << 20;
     struct rlimit as = {bytes, bytes};
     if (setrlimit(RLIMIT_AS, &as) < 0)
-      return measure_set(res, "RUNTIME_ERROR", "cannot limit memory to %" PRIu64 " MB: %s",
+      return measure_set(res, WIRE_TRIAL(RUNTIME_ERROR), "cannot limit memory to %" PRIu64 " MB: %s",
                          o->mem_limit_mb, strerror(errno)) < 0 ? -1 : 1;
   }
   if (o->cpu >= 0) {
     cpu_set_t set;
     CPU_ZERO(&set);
     if (o->cpu >= CPU_SETSIZE)
-      return measure_set(res, "RUNTIME_ERROR", "cannot pin to cpu %d: no such cpu", o->cpu) < 0 ? -1 : 1;
+      return measure_set(res, WIRE_TRIAL(RUNTIME_ERROR), "cannot pin to cpu %d: no such cpu", o->cpu) < 0 ? -1 : 1;
     CPU_SET(o->cpu, &set);
     if (sched_setaffinity(0, sizeof set, &set) < 0)
-      return measure_set(res, "RUNTIME_ERROR", "cannot pin to cpu %d: %s", o->cpu, strerror(errno)) < 0
+      return measure_set(res, WIRE_TRIAL(RUNTIME_ERROR), "cannot pin to cpu %d: %s", o->cpu, strerror(errno)) < 0
                  ? -1 : 1;
   }
   return 0;
@@ -247,13 +244,13 @@ static int measure_alloc(const Ktune__RunJob *job, const measure_opts *o, measur
     const char *type = jb && jb->type ? jb->type : "";
     size_t ts = rng_type_size(type);
     if (ts == 0)
-      return measure_set(res, "RUNTIME_ERROR",
+      return measure_set(res, WIRE_TRIAL(RUNTIME_ERROR),
                          "buffer %zu: unknown element type \"%.40s\" (use float, double, int32 or int64)",
                          i, type) < 0 ? -1 : 1;
     if (jb->count == 0)
-      return measure_set(res, "RUNTIME_ERROR", "buffer %zu: element count is 0", i) < 0 ? -1 : 1;
+      return measure_set(res, WIRE_TRIAL(RUNTIME_ERROR), "buffer %zu: element count is 0", i) < 0 ? -1 : 1;
     if (jb->count > (SIZE_MAX / 4) / ts)
-      return measure_set(res, "RUNTIME_ERROR", "buffer %zu: %" PRIu64 " elements do not fit in memory",
+      return measure_set(res, WIRE_TRIAL(RUNTIME_ERROR), "buffer %zu: %" PRIu64 " elements do not fit in memory",
                          i, jb->count) < 0 ? -1 : 1;
     b[i].type = type;
     b[i].tsize = ts;
@@ -263,7 +260,7 @@ static int measure_alloc(const Ktune__RunJob *job, const measure_opts *o, measur
     b[i].bytes = (bytes + MEASURE_ALIGN - 1) / MEASURE_ALIGN * MEASURE_ALIGN;
     b[i].buf = aligned_alloc(MEASURE_ALIGN, b[i].bytes);
     if (!b[i].buf)
-      return measure_set(res, "RUNTIME_ERROR", "buffer %zu: cannot allocate %zu bytes%s", i,
+      return measure_set(res, WIRE_TRIAL(RUNTIME_ERROR), "buffer %zu: cannot allocate %zu bytes%s", i,
                          b[i].bytes, hint) < 0 ? -1 : 1;
     if (b[i].output) memset(b[i].buf, 0, b[i].bytes);
   }
@@ -319,7 +316,7 @@ static int measure_ref_setup(const Ktune__RunJob *job, const measure_opts *o, in
     if (!b[i].output) continue;
     b[i].ref = aligned_alloc(MEASURE_ALIGN, b[i].bytes);
     if (!b[i].ref)
-      return measure_set(res, "RUNTIME_ERROR", "buffer %zu: cannot allocate %zu bytes for the reference%s",
+      return measure_set(res, WIRE_TRIAL(RUNTIME_ERROR), "buffer %zu: cannot allocate %zu bytes for the reference%s",
                          i, b[i].bytes, hint) < 0 ? -1 : 1;
     memset(b[i].ref, 0, b[i].bytes);
   }
@@ -362,6 +359,7 @@ typedef struct {
   measure_buf *b;
   void **args;
   measure_ref ref;
+  Ktune__Timing tm;  /* the job's, filled in */
   uint8_t *flush;
   size_t flush_bytes;
   int dump_fd;
@@ -385,12 +383,12 @@ static int measure_compare_all(const Ktune__RunJob *job, const measure_buf *b, K
     const char *nm = job->buffers[i]->name;
     if (nm && nm[0]) snprintf(label, sizeof label, "%.64s", nm);
     else snprintf(label, sizeof label, "buffer %zu", i);
-    return measure_set(res, "WRONG_ANSWER",
+    return measure_set(res, WIRE_TRIAL(WRONG_ANSWER),
                        "%s[%" PRIu64 "]: got %s expected %s (worst abs error %.3g; %" PRIu64
                        " of %" PRIu64 " elements out of tolerance rtol %g atol %g)",
                        label, worst, got, want, werr, bad, b[i].count, rtol, atol);
   }
-  return measure_set(res, "ok", NULL);
+  return measure_set(res, WIRE_TRIAL(OK), NULL);
 }
 
 /* Everything before untrusted code runs: limits, buffers, inputs, the
@@ -410,24 +408,24 @@ static int measure_prepare(const Ktune__RunJob *job, const measure_opts *o, int 
   } else if (fd >= 0) {
     close(fd);
   }
-  if (job->flush_cache) {
+  if (st->tm.flush_cache) {
     st->flush_bytes = timing_flush_bytes(o->cpu);
     st->flush = aligned_alloc(MEASURE_ALIGN, st->flush_bytes);
     if (!st->flush) {
       char hint[160];
       measure_limit_hint(o, hint, sizeof hint);
-      return measure_set(res, "RUNTIME_ERROR", "cannot allocate %zu bytes to flush caches with%s",
+      return measure_set(res, WIRE_TRIAL(RUNTIME_ERROR), "cannot allocate %zu bytes to flush caches with%s",
                          st->flush_bytes, hint) < 0 ? -1 : 1;
     }
     memset(st->flush, 0, st->flush_bytes);
   }
-  res->costs_s = calloc(job->repeat ? job->repeat : 1, sizeof *res->costs_s);
+  res->costs_s = calloc(st->tm.repeat, sizeof *res->costs_s);
   if (!res->costs_s) return -1;
   char err[1024];
   if (load_prepare(&st->so, job->artifact.data, job->artifact.len, err, sizeof err) < 0)
-    return measure_set(res, "LOAD_ERROR", "%s", err) < 0 ? -1 : 1;
+    return measure_set(res, WIRE_TRIAL(LOAD_ERROR), "%s", err) < 0 ? -1 : 1;
   if (o->dump_dir && measure_dump_open(job, o->dump_dir, &st->dump_fd, err, sizeof err) < 0)
-    return measure_set(res, "RUNTIME_ERROR", "%s", err) < 0 ? -1 : 1;
+    return measure_set(res, WIRE_TRIAL(RUNTIME_ERROR), "%s", err) < 0 ? -1 : 1;
   return 0;
 }
 
@@ -439,22 +437,23 @@ static int measure_load(const Ktune__RunJob *job, const measure_opts *o, int nee
   int loaded = 0;
   if (o->sandbox) {
     if (!sandbox_loader_inside()) {
-      if (load_map(&st->so, err, sizeof err) < 0) return measure_set(res, "LOAD_ERROR", "%s", err);
+      if (load_map(&st->so, err, sizeof err) < 0)
+        return measure_set(res, WIRE_TRIAL(LOAD_ERROR), "%s", err) < 0 ? -1 : 1;
       loaded = 1;
     }
     sandbox_config sc = {job->job_id, o->out_fd, st->dump_fd, st->so.fd, st->so.path,
                          MEASURE_LIMITS_MEMORY ? o->mem_limit_mb : 0};
     if (sandbox_enter(&sc, &st->sb, err, sizeof err) < 0)
-      return measure_set(res, "RUNTIME_ERROR", "%s", err) < 0 ? -1 : 1;
+      return measure_set(res, WIRE_TRIAL(RUNTIME_ERROR), "%s", err) < 0 ? -1 : 1;
   }
   if (!loaded && load_map(&st->so, err, sizeof err) < 0)
-    return measure_set(res, "LOAD_ERROR", "%s", err) < 0 ? -1 : 1;
+    return measure_set(res, WIRE_TRIAL(LOAD_ERROR), "%s", err) < 0 ? -1 : 1;
   if (load_sym(&st->so, job->entry, entry, err, sizeof err) < 0 ||
       (need_ref && load_sym(&st->so, job->reference, ref, err, sizeof err) < 0))
-    return measure_set(res, "LOAD_ERROR", "%s", err) < 0 ? -1 : 1;
+    return measure_set(res, WIRE_TRIAL(LOAD_ERROR), "%s", err) < 0 ? -1 : 1;
   load_drop_fd(&st->so);
   if (st->sb && sandbox_lockdown(st->sb, err, sizeof err) < 0)
-    return measure_set(res, "RUNTIME_ERROR", "%s", err) < 0 ? -1 : 1;
+    return measure_set(res, WIRE_TRIAL(RUNTIME_ERROR), "%s", err) < 0 ? -1 : 1;
   return 0;
 }
 
@@ -462,14 +461,13 @@ static int measure_run(const Ktune__RunJob *job, const measure_opts *o, measure_
                        Ktune__RunResult *res) {
   size_t n = job->n_buffers;
   if (n > MEASURE_MAX_ARGS)
-    return measure_set(res, "RUNTIME_ERROR", "%zu buffers: at most %d arguments are supported", n,
+    return measure_set(res, WIRE_TRIAL(RUNTIME_ERROR), "%zu buffers: at most %d arguments are supported", n,
                        MEASURE_MAX_ARGS);
-  if (job->repeat > MEASURE_MAX_REPEAT)
-    return measure_set(res, "RUNTIME_ERROR", "repeat %" PRIu32 " is above the limit %u", job->repeat,
-                       MEASURE_MAX_REPEAT);
-  if (job->number > TIMING_MAX_NUMBER)
-    return measure_set(res, "RUNTIME_ERROR", "number %" PRIu32 " is above the limit %u", job->number,
-                       TIMING_MAX_NUMBER);
+  /* The numbers came off the network: the limits every program shares. */
+  char terr[256];
+  timing_copy(&st->tm, job->timing);
+  if (timing_fill(&st->tm, terr, sizeof terr) < 0)
+    return measure_set(res, WIRE_TRIAL(RUNTIME_ERROR), "%s", terr);
   int check = job->check && job->reference && job->reference[0];
   int rc = measure_prepare(job, o, check, st, res);
   if (rc != 0) return rc < 0 ? -1 : 0;
@@ -492,8 +490,8 @@ static int measure_run(const Ktune__RunJob *job, const measure_opts *o, measure_
   errno = 0;
   measure_call_ctx cc = {entry, st->args, n};
   measure_call(entry, st->args, n); /* warm-up: page faults, caches, lazy binding */
-  timing_opts to = {job->number, job->repeat ? job->repeat : 1, job->min_repeat_ms,
-                    job->cooldown_ms, st->flush, st->flush_bytes};
+  timing_opts to = {st->tm.number, st->tm.repeat, st->tm.min_repeat_ms, st->tm.cooldown_ms,
+                    st->flush, st->flush_bytes};
   timing_run(&to, measure_call_cb, &cc, res->costs_s, &res->number);
   res->n_costs_s = to.repeat;
   if (st->sb) sandbox_set_phase(st->sb, SANDBOX_CHECKING);
@@ -501,11 +499,11 @@ static int measure_run(const Ktune__RunJob *job, const measure_opts *o, measure_
   /* The dump and the check both see the outputs of the last timed call. */
   char err[1024];
   if (st->dump_fd >= 0 && measure_dump_write(st->dump_fd, st->b, n, err, sizeof err) < 0) {
-    measure_set(res, "RUNTIME_ERROR", "%s", err);
+    measure_set(res, WIRE_TRIAL(RUNTIME_ERROR), "%s", err);
     return -1;
   }
   if (check) return measure_compare_all(job, st->b, res);
-  return measure_set(res, "ok", NULL);
+  return measure_set(res, WIRE_TRIAL(OK), NULL);
 }
 
 int measure_job(const Ktune__RunJob *job, const measure_opts *o, Ktune__RunResult *res) {
@@ -542,7 +540,7 @@ int measure_job(const Ktune__RunJob *job, const measure_opts *o, Ktune__RunResul
     if (st.dump_fd >= 0) close(st.dump_fd);
     load_close(&st.so);
   }
-  if (res->status == protobuf_c_empty_string && rc >= 0) rc = -1;
+  if (res->status == KTUNE__TRIAL_STATUS__TRIAL_STATUS_UNSET && rc >= 0) rc = -1;
   return rc;
 }
 
@@ -576,8 +574,9 @@ int measure_child_main(int in_fd, int out_fd, const measure_opts *o) {
   int rc = measure_job(in->run_job, &mo, &res);
   /* A result whose status was set still tells the runner what happened,
    * even when the measurement hit an internal error. */
-  if (rc < 0 && res.status == protobuf_c_empty_string) {
-    measure_set(&res, "RUNTIME_ERROR", "measuring child failed: out of memory");
+  if (rc < 0 && res.status == KTUNE__TRIAL_STATUS__TRIAL_STATUS_UNSET) {
+    measure_set(&res, WIRE_TRIAL(RUNTIME_ERROR),
+                "measuring child failed: out of memory");
     res.job_id = in->run_job->job_id;
   }
   Ktune__Envelope out = KTUNE__ENVELOPE__INIT;

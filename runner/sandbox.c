@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "common/frame.h"
+#include "common/wire.h"
 #include "proto/ktune.pb-c.h"
 #include "runner/timing.h"
 
@@ -171,7 +172,7 @@ static const char *sb_subject(sandbox_phase p) {
 SB_NO_ASAN __attribute__((noreturn)) static void sb_report(const sandbox *sb, const char *msg) {
   Ktune__RunResult res = KTUNE__RUN_RESULT__INIT;
   res.job_id = sb->cfg.job_id;
-  res.status = (char *)"RUNTIME_ERROR";
+  res.status = WIRE_TRIAL(RUNTIME_ERROR);
   res.error = (char *)msg;
   res.clock = (char *)TIMING_CLOCK_NAME;
   Ktune__Envelope env = KTUNE__ENVELOPE__INIT;

@@ -24,7 +24,7 @@ uint32_t timing_next_number(uint32_t number, double round_s, uint32_t min_repeat
     double need = min_repeat_ms / (round_s * 1e3 / number) + 1;
     if (need > want) want = need;
   }
-  if (want >= (double)TIMING_MAX_NUMBER) return TIMING_MAX_NUMBER;
+  if (want >= (double)TIMING_MAX_GROWN_NUMBER) return TIMING_MAX_GROWN_NUMBER;
   uint32_t n = (uint32_t)want;
   return n > number ? n : number + 1;
 }
@@ -50,7 +50,7 @@ int timing_run(const timing_opts *o, timing_fn fn, void *ctx, double *costs, uin
       double t0 = timing_now();
       for (uint32_t k = 0; k < number; k++) fn(ctx);
       secs = timing_now() - t0;
-      if (secs * 1e3 >= o->min_repeat_ms || number >= TIMING_MAX_NUMBER) break;
+      if (secs * 1e3 >= o->min_repeat_ms || number >= TIMING_MAX_GROWN_NUMBER) break;
       number = timing_next_number(number, secs, o->min_repeat_ms);
     }
     costs[r] = secs / number;

@@ -9,11 +9,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/timing.h"
+
 /* What RunResult.clock names. */
 #define TIMING_CLOCK_NAME "CLOCK_MONOTONIC"
-/* number never grows past this: a round of a kernel that takes no time
- * must still end. */
-#define TIMING_MAX_NUMBER (1u << 30)
+/* number never grows past TIMING_MAX_GROWN_NUMBER (common/timing.h). */
 
 typedef struct {
   uint32_t number;        /* calls per round to start with; 0 means 1 */

@@ -1,6 +1,6 @@
 /* The ground floor of the tracker: this loop turn's history transaction,
- * and sending to a peer. It calls nothing else of the tracker, so every
- * layer may use it. Group commit: every history write of a loop turn
+ * and sending to a peer. It calls only store.c, so every layer may use
+ * it. Group commit: every history write of a loop turn
  * lands in one transaction, committed (core_commit, from the loop's
  * prepare phase) before any reply of that turn is written, so nothing is
  * acknowledged that is not durable. */
@@ -14,14 +14,14 @@
 
 void core_db_write(tracker *t) {
   if (t->txn_open) return;
-  if (hist_begin(t->db) == 0) t->txn_open = 1;
+  if (store_begin(t->db) == 0) t->txn_open = 1;
   else log_error(WHO, "history: cannot begin a transaction: %s", hist_errmsg(t->db));
 }
 
 void core_commit(tracker *t) {
   if (!t->txn_open) return;
   t->txn_open = 0;
-  if (hist_commit(t->db) < 0) {
+  if (store_commit(t->db) < 0) {
     /* Replies of this turn would acknowledge what is not durable. */
     log_error(WHO, "history: commit failed: %s; stopping", hist_errmsg(t->db));
     exit(1);

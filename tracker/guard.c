@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "common/timing.h"
 #include "common/wire.h"
 #include "tracker/tracker.h"
 
@@ -23,7 +24,6 @@
 /* CLOCK_MONOTONIC counts nanoseconds: one call cannot take less than a
  * tick spread over the calls of a round. */
 #define CLOCK_RESOLUTION_S 1e-9
-#define MAX_NUMBER 1000000000u
 
 agent_record *guard_record(tracker *t, const char *name, int role) {
   for (agent_record *r = t->records; r; r = r->next)
@@ -86,33 +86,25 @@ void guard_describe(tracker *t, const peer *p, char *out, size_t len) {
            (double)(p->rec->until_ms - uv_now(t->loop)) / 1e3, p->rec->reason);
 }
 
-static int in_list(const char *s, const char *const *list, size_t n) {
-  for (size_t i = 0; i < n; i++)
-    if (strcmp(s, list[i]) == 0) return 1;
-  return 0;
+int guard_runner_status(Ktune__TrialStatus status) {
+  return wire_status_by(status, WIRE_BY_RUNNER);
 }
 
-int guard_runner_status(const char *status) {
-  static const char *const ok[] = {"ok", "LOAD_ERROR", "RUNTIME_ERROR", "RUN_TIMEOUT",
-                                   "WRONG_ANSWER"};
-  return in_list(status, ok, sizeof(ok) / sizeof(ok[0]));
-}
-
-int guard_builder_status(const char *status) {
-  static const char *const ok[] = {"ok", "COMPILE_ERROR", "BUILD_TIMEOUT"};
-  return in_list(status, ok, sizeof(ok) / sizeof(ok[0]));
+int guard_builder_status(Ktune__TrialStatus status) {
+  return wire_status_by(status, WIRE_BY_BUILDER);
 }
 
 int guard_plausible(tracker *t, const job *j, const Ktune__RunResult *r, char *why, size_t len) {
   const session *s = j->s;
-  if (r->n_costs_s != s->repeat) {
-    snprintf(why, len, "%zu costs for a job of %u rounds", r->n_costs_s, s->repeat);
+  const Ktune__Timing *tm = &s->timing;
+  if (r->n_costs_s != tm->repeat) {
+    snprintf(why, len, "%zu costs for a job of %u rounds", r->n_costs_s, tm->repeat);
     return -1;
   }
-  if (r->number == 0 || r->number > MAX_NUMBER ||
-      (s->min_repeat_ms == 0 && r->number != s->number)) {
-    snprintf(why, len, "%u calls per round for a job that asked for %u%s", r->number, s->number,
-             s->min_repeat_ms ? " or more" : "");
+  if (r->number == 0 || r->number > TIMING_MAX_GROWN_NUMBER ||
+      (tm->min_repeat_ms == 0 && r->number != tm->number)) {
+    snprintf(why, len, "%u calls per round for a job that asked for %u%s", r->number, tm->number,
+             tm->min_repeat_ms ? " or more" : "");
     return -1;
   }
   double floor_s = CLOCK_RESOLUTION_S / r->number, sum = 0;

@@ -18,14 +18,15 @@
 
 #include "common/identity.h"
 #include "common/log.h"
+#include "common/target.h"
 #include "common/text.h"
+#include "common/timing.h"
 #include "common/wire.h"
 #include "tracker/tracker.h"
 
 #define WHO "tracker"
 /* Bytes of an agent's error text kept: compiler diagnostics fit. */
 #define MAX_ERROR_TEXT 4096
-#define DEFAULT_RUN_TIMEOUT_MS 60000
 
 job *jobs_add(tracker *t, session *s, uint64_t id, uint64_t index, const int64_t *values,
               const char *config_json, uint32_t lost) {
@@ -112,7 +113,7 @@ static int refused(const peer *b, const char *compiler) {
 
 static int can_build(const peer *b, const session *s, const char *arch) {
   if (refused(b, s->compiler)) return 0;
-  if (strcmp(s->compiler, "tcc") != 0) return b->has_cc; /* the builder checks the target */
+  if (!target_builtin_compiler(s->compiler)) return b->has_cc; /* the builder checks */
   if (!b->has_tcc) return 0;
   if (b->narchs == 0) return strcmp(b->arch, arch) == 0;
   for (size_t i = 0; i < b->narchs; i++)
@@ -137,13 +138,9 @@ static const char *build_arch(tracker *t, const peer *b, const session *s) {
   return best;
 }
 
-/* The run limit a runner applies to a job (runner/main.c), so that the
- * tracker's deadline is never the shorter one. */
-static uint64_t run_limit_ms(tracker *t, const session *s) {
-  uint64_t ms = s->timeout_ms ? s->timeout_ms : t->opts.run_timeout_ms;
-  if (!ms) ms = DEFAULT_RUN_TIMEOUT_MS;
-  return ms + (uint64_t)s->repeat * ((uint64_t)s->cooldown_ms + s->min_repeat_ms);
-}
+/* The run limit a runner applies to a job (runner/main.c), the same
+ * function, so that the tracker's deadline is never the shorter one. */
+static uint64_t run_limit_ms(const session *s) { return timing_limit_ms(&s->timing); }
 
 static void lease(tracker *t, job *j, peer *p, enum job_state state, uint64_t limit_ms) {
   j->state = state;
@@ -206,15 +203,10 @@ static void send_run(tracker *t, peer *r, job *j) {
   rj.buffers = bp;
   rj.n_buffers = na;
   rj.seed = KTUNE_INPUT_SEED;
-  rj.number = s->number;
-  rj.repeat = s->repeat;
+  rj.timing = &s->timing;
   rj.check = s->check && s->task.reference;
   rj.rtol = s->task.rtol;
   rj.atol = s->task.atol;
-  rj.timeout_ms = s->timeout_ms ? s->timeout_ms : t->opts.run_timeout_ms;
-  rj.min_repeat_ms = s->min_repeat_ms;
-  rj.cooldown_ms = s->cooldown_ms;
-  rj.flush_cache = s->flush_cache;
   rj.task = s->task.name;
   rj.size = s->size_json;
   /* The reference's output depends on its code (in the kernel digest)
@@ -224,7 +216,7 @@ static void send_run(tracker *t, peer *r, job *j) {
                              (unsigned long long)KTUNE_INPUT_SEED);
   rj.ref_key = ref_key;
   if (core_send_msg(r, KTUNE__ENVELOPE__MSG_RUN_JOB, &rj) == 0) {
-    lease(t, j, r, JOB_RUNNING, run_limit_ms(t, s));
+    lease(t, j, r, JOB_RUNNING, run_limit_ms(s));
     s->served++;
     t->hooks.job_started(t, s);
   }
@@ -296,12 +288,12 @@ static void end_job(tracker *t, job *j, hist_trial *tr) {
 
 /* Records a job's trial and retires its history row in the same
  * transaction: the trial exists exactly when the job no longer does. */
-static void record_job(tracker *t, job *j, const char *status, const char *error,
+static void record_job(tracker *t, job *j, Ktune__TrialStatus status, const char *error,
                        const double *costs, size_t ncosts, const peer *runner, uint32_t number,
                        const char *clock) {
   hist_trial tr = {0};
   char *clean = error && error[0] ? text_clean(error, MAX_ERROR_TEXT) : NULL;
-  tr.status = status;
+  tr.status = wire_status_name(status); /* the history keeps the documented strings */
   tr.error = clean;
   tr.costs = costs;
   tr.ncosts = ncosts;
@@ -313,7 +305,7 @@ static void record_job(tracker *t, job *j, const char *status, const char *error
   tr.number = number;
   tr.clock = clock;
   core_db_write(t);
-  if (hist_job_delete(t->db, (int64_t)j->id) < 0)
+  if (store_job_delete(t->db, (int64_t)j->id) < 0)
     log_error(WHO, "history: cannot retire job %llu: %s", (unsigned long long)j->id,
               hist_errmsg(t->db));
   end_job(t, j, &tr);
@@ -348,16 +340,6 @@ static void requeue(tracker *t, job *j) {
   (void)t;
 }
 
-/* Build errors that say the builder, not the candidate, is the problem
- * (builder/cc.c and builder/backend.c word them so). */
-static int builder_cannot(const char *error) {
-  static const char *const prefixes[] = {"target mismatch:", "cannot run '",
-                                         "this builder does not run"};
-  for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++)
-    if (strncmp(error, prefixes[i], strlen(prefixes[i])) == 0) return 1;
-  return 0;
-}
-
 /* Another agent than the one named that could do job j. */
 static int another_agent(tracker *t, const char *except, const job *j, Ktune__Role role) {
   for (peer *p = t->peers; p; p = p->next) {
@@ -381,15 +363,16 @@ static int agent_here(tracker *t, const char *name, Ktune__Role role) {
 /* A failure from p: the first one of a job goes to another agent for a
  * second opinion when there is one, so that a lying agent cannot fail
  * trials; the second is the kernel's. Returns 1 when it was sent back. */
-static int second_opinion(tracker *t, peer *p, job *j, const char *status, const char *error,
-                          Ktune__Role role) {
+static int second_opinion(tracker *t, peer *p, job *j, Ktune__TrialStatus status,
+                          const char *error, Ktune__Role role) {
   if (j->avoid[0] || !another_agent(t, p->name, j, role)) return 0;
   snprintf(j->avoid, sizeof(j->avoid), "%s", p->name);
-  snprintf(j->held_status, sizeof(j->held_status), "%s", status);
+  j->held_status = status;
   free(j->held_error);
   j->held_error = text_clean(error, MAX_ERROR_TEXT);
   requeue(t, j);
-  log_debug(WHO, "job %llu: %s from %s %s; asking another", (unsigned long long)j->id, status,
+  log_debug(WHO, "job %llu: %s from %s %s; asking another", (unsigned long long)j->id,
+            wire_status_name(status),
             wire_role_name(p->role), p->name);
   return 1;
 }
@@ -398,12 +381,13 @@ static int second_opinion(tracker *t, peer *p, job *j, const char *status, const
  * or is broken. */
 static void contradicted(tracker *t, job *j, Ktune__Role role) {
   /* A refused report was struck when it came; only a failure waits. */
-  if (j->held_status[0])
+  if (j->held_status)
     guard_strike(t, guard_record(t, j->avoid, role),
-                 "its %s of job %llu was contradicted by another %s", j->held_status,
+                 "its %s of job %llu was contradicted by another %s",
+                 wire_status_name(j->held_status),
                  (unsigned long long)j->id, wire_role_name(role));
   j->avoid[0] = 0;
-  j->held_status[0] = 0;
+  j->held_status = KTUNE__TRIAL_STATUS__TRIAL_STATUS_UNSET;
   free(j->held_error);
   j->held_error = NULL;
 }
@@ -428,7 +412,7 @@ void jobs_on_build_result(tracker *t, peer *p, const Ktune__BuildResult *r) {
   }
   if (!guard_builder_status(r->status)) {
     char what[96];
-    snprintf(what, sizeof(what), "status '%.32s' is not one a builder can report", r->status);
+    snprintf(what, sizeof(what), "status %d is not one a builder can report", (int)r->status);
     refuse_report(t, p, j, what);
     return;
   }
@@ -436,12 +420,12 @@ void jobs_on_build_result(tracker *t, peer *p, const Ktune__BuildResult *r) {
   free(j->compiler_id);
   j->compiler_id = r->compiler_id[0] ? text_clean(r->compiler_id, 512) : NULL;
   snprintf(j->builder, sizeof(j->builder), "%s", p->name);
-  int ok = strcmp(r->status, "ok") == 0;
+  int ok = r->status == WIRE_TRIAL(OK);
   if (ok && r->artifact.len > t->opts.max_artifact) {
     char why[160];
     snprintf(why, sizeof(why), "the built artifact has %zu bytes; the limit is %u (--max-artifact)",
              r->artifact.len, t->opts.max_artifact);
-    record_job(t, j, "COMPILE_ERROR", why, NULL, 0, NULL, 0, NULL);
+    record_job(t, j, WIRE_TRIAL(COMPILE_ERROR), why, NULL, 0, NULL, 0, NULL);
     return;
   }
   if (ok && r->artifact.len > 0) {
@@ -457,9 +441,10 @@ void jobs_on_build_result(tracker *t, peer *p, const Ktune__BuildResult *r) {
     jobs_dispatch(t);
     return;
   }
-  const char *code = ok ? "COMPILE_ERROR" : r->status;
+  Ktune__TrialStatus code = ok ? WIRE_TRIAL(COMPILE_ERROR) : r->status;
   const char *error = r->error[0] ? r->error : "builder returned no artifact";
-  if (builder_cannot(r->error) && another_agent(t, p->name, j, KTUNE__ROLE__ROLE_BUILDER)) {
+  if (r->status == WIRE_TRIAL(UNSUPPORTED) &&
+      another_agent(t, p->name, j, KTUNE__ROLE__ROLE_BUILDER)) {
     /* Not the candidate's fault: this builder lacks the compiler or the
      * target. Another one gets the job; this one is not asked again. */
     snprintf(p->refused[p->nrefused++ % 4], sizeof(p->refused[0]), "%s", j->s->compiler);
@@ -467,6 +452,12 @@ void jobs_on_build_result(tracker *t, peer *p, const Ktune__BuildResult *r) {
              p->name, (unsigned long long)j->s->id, r->error);
     j->state = JOB_BUILD_QUEUED;
     jobs_dispatch(t);
+    return;
+  }
+  if (code == WIRE_TRIAL(UNSUPPORTED)) {
+    /* No builder here can make it: the session's compiler or target is
+     * what failed, and the error says which. */
+    record_job(t, j, WIRE_TRIAL(COMPILE_ERROR), error, NULL, 0, NULL, 0, NULL);
     return;
   }
   if (second_opinion(t, p, j, code, error, KTUNE__ROLE__ROLE_BUILDER)) {
@@ -499,14 +490,14 @@ static int unheld_result(tracker *t, peer *p, const Ktune__RunResult *r) {
 
 void jobs_on_run_result(tracker *t, peer *p, const Ktune__RunResult *r) {
   if (unheld_result(t, p, r)) return;
-  if (strcmp(r->status, "REFUSED") == 0) {
+  if (r->status == WIRE_TRIAL(REFUSED)) {
     /* Busy with a job we do not know of (sent before our restart): not
      * the kernel's doing. It stays busy until that one is answered. */
     job *j = leased_job(t, p, r->job_id, JOB_RUNNING, "refusal");
     if (!j) return;
     requeue(t, j);
     p->holding = UINT64_MAX;
-    p->holding_until = uv_now(t->loop) + (j->s ? run_limit_ms(t, j->s) : t->opts.run_timeout_ms) +
+    p->holding_until = uv_now(t->loop) + (j->s ? run_limit_ms(j->s) : t->opts.run_timeout_ms) +
                        t->opts.grace_ms;
     p->busy++;
     log_info(WHO, "runner %s is busy with earlier work; job %llu goes to the queue", p->name,
@@ -524,17 +515,17 @@ void jobs_on_run_result(tracker *t, peer *p, const Ktune__RunResult *r) {
     return;
   }
   char why[256];
-  if (strcmp(r->status, "RUNNER_ERROR") == 0) {
+  if (r->status == WIRE_TRIAL(RUNNER_ERROR)) {
     snprintf(why, sizeof(why), "could not measure it: %.200s", r->error);
     refuse_report(t, p, j, why);
     return;
   }
   if (!guard_runner_status(r->status)) {
-    snprintf(why, sizeof(why), "status '%.32s' is not one a runner can report", r->status);
+    snprintf(why, sizeof(why), "status %d is not one a runner can report", (int)r->status);
     refuse_report(t, p, j, why);
     return;
   }
-  int ok = strcmp(r->status, "ok") == 0;
+  int ok = r->status == WIRE_TRIAL(OK);
   if (ok && guard_plausible(t, j, r, why, sizeof(why)) < 0) {
     char what[300];
     snprintf(what, sizeof(what), "implausible result (%s)", why);
@@ -554,7 +545,7 @@ void jobs_on_run_result(tracker *t, peer *p, const Ktune__RunResult *r) {
   char clock[32];
   snprintf(clock, sizeof(clock), "%s", r->clock);
   record_job(t, j, r->status, r->error, ok ? r->costs_s : NULL, ok ? r->n_costs_s : 0, p,
-             r->number ? r->number : j->s->number, clock[0] ? clock : NULL);
+             r->number ? r->number : j->s->timing.number, clock[0] ? clock : NULL);
 }
 
 void jobs_adopt(tracker *t, peer *p, uint64_t id) {
@@ -565,7 +556,7 @@ void jobs_adopt(tracker *t, peer *p, uint64_t id) {
      * it keeps it, and this result will be dropped. */
     if (j->owner && j->owner != p && j->owner->busy) j->owner->busy--;
     snprintf(j->arch, sizeof(j->arch), "%s", p->arch);
-    lease(t, j, p, JOB_RUNNING, run_limit_ms(t, j->s));
+    lease(t, j, p, JOB_RUNNING, run_limit_ms(j->s));
     p->holding = id;
     log_info(WHO, "runner %s still measures job %llu: waiting for its result", p->name,
              (unsigned long long)id);
@@ -588,7 +579,7 @@ static void record_lost(tracker *t) {
       if (!j->s || j->owner || j->lost < t->opts.max_lost) continue;
       char why[128];
       snprintf(why, sizeof(why), "the job lost its agent %u times", j->lost);
-      record_job(t, j, "RUNNER_LOST", why, NULL, 0, NULL, 0, NULL);
+      record_job(t, j, WIRE_TRIAL(RUNNER_LOST), why, NULL, 0, NULL, 0, NULL);
       again = 1;
       break;
     }
@@ -601,7 +592,7 @@ static void lose(tracker *t, job *j, const char *holder_role) {
   if (!j->s) return;
   j->lost++;
   core_db_write(t);
-  hist_job_lost(t->db, (int64_t)j->id, j->lost);
+  store_job_lost(t->db, (int64_t)j->id, j->lost);
   log_info(WHO, "job %llu lost its %s (%u of %u times); back to the queue",
            (unsigned long long)j->id, holder_role, j->lost, t->opts.max_lost);
 }
@@ -653,7 +644,7 @@ void jobs_sweep(tracker *t) {
       /* The builder it avoids is the only one left: a failure it held
        * stands; anything else, it may try again. */
       changed = 1;
-      if (j->held_status[0]) {
+      if (j->held_status) {
         record_held(t, j);
         break;
       }
@@ -670,7 +661,7 @@ void jobs_sweep(tracker *t) {
         fits = !strcmp(p->arch, j->arch) && strcmp(p->name, j->avoid) != 0;
       }
       if (fits || !any) continue;
-      if (same_arch && j->held_status[0]) {
+      if (same_arch && j->held_status) {
         /* Nobody else can give the second opinion: the first stands. */
         record_held(t, j);
         changed = 1;
@@ -705,7 +696,7 @@ void jobs_drop_session(tracker *t, session *s) {
     next = j->next;
     if (j->s != s) continue;
     core_db_write(t);
-    hist_job_delete(t->db, (int64_t)j->id);
+    store_job_delete(t->db, (int64_t)j->id);
     /* A leased job waits for its agent's answer, which is then dropped. */
     if (j->owner) j->s = NULL;
     else job_free(t, j);

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/wire.h"
 #include "tracker/tracker.h"
 
 peer *registry_add(tracker *t, conn *c) {
@@ -83,7 +84,7 @@ static int add_recent(void *ctx, const hist_session_row *r) {
   ktune__session_info__init(si);
   si->id = (uint64_t)r->id;
   si->key = strdup(r->key ? r->key : "");
-  si->state = strdup(r->state ? r->state : "");
+  si->state = wire_state_parse(r->state);
   si->trials = r->trials;
   si->trials_done = r->done;
   si->best_gflops = r->best_gflops;
@@ -163,7 +164,7 @@ void registry_status(tracker *t, Ktune__StatusReply *out) {
     ktune__session_info__init(si);
     si->id = s->id;
     si->key = strdup(s->key);
-    si->state = strdup(s->state);
+    si->state = s->state;
     si->trials = s->trials;
     si->trials_done = s->done;
     si->best_gflops = s->best_gflops;
@@ -191,7 +192,7 @@ void registry_status_free(Ktune__StatusReply *r) {
   free(r->keys);
   for (size_t i = 0; i < r->n_sessions; i++) {
     Ktune__SessionInfo *si = r->sessions[i];
-    free(si->key), free(si->state), free(si->task), free(si->strategy), free(si->owner);
+    free(si->key), free(si->task), free(si->strategy), free(si->owner);
     free(si->message);
     free(si);
   }

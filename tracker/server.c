@@ -8,6 +8,7 @@
 
 #include "common/addr.h"
 #include "common/log.h"
+#include "common/target.h"
 #include "common/wire.h"
 #include "tracker/tracker.h"
 
@@ -122,14 +123,14 @@ static void on_cancel(tracker *t, peer *p, Ktune__Envelope *env) {
                     "may cancel it", (unsigned long long)s->id, s->owner);
     return;
   }
-  if (strcmp(s->state, "running") != 0 && strcmp(s->state, "queued") != 0) {
+  if (!session_active(s)) {
     conn_send_error(p->c, "SESSION_ENDED", "session %llu had already ended: %s",
-                    (unsigned long long)s->id, s->state);
+                    (unsigned long long)s->id, wire_state_name(s->state));
     return;
   }
   char why[128];
   snprintf(why, sizeof(why), "cancelled by %s", p->name);
-  session_end(t, s, "cancelled", why);
+  session_end(t, s, WIRE_SESSION(CANCELLED), why);
   session_send_progress(t, s, p);
 }
 
@@ -269,13 +270,15 @@ static void on_hello(tracker *t, peer *p, const Ktune__Hello *h) {
   copy_field(p->name, sizeof(p->name), h->name);
   copy_field(p->key, sizeof(p->key), h->key);
   copy_field(p->host, sizeof(p->host), h->host);
-  copy_field(p->arch, sizeof(p->arch), h->arch);
+  /* Architectures are compared by name: each peer's is normalised here,
+   * whatever spelling its platform uses. */
+  target_arch(h->arch, p->arch, sizeof(p->arch));
   for (size_t i = 0; i < h->n_backends; i++) {
     if (strcmp(h->backends[i], "tcc") == 0) p->has_tcc = 1;
     if (strcmp(h->backends[i], "cc") == 0) p->has_cc = 1;
   }
   for (size_t i = 0; i < h->n_archs && p->narchs < 4; i++)
-    copy_field(p->archs[p->narchs++], sizeof(p->archs[0]), h->archs[i]);
+    target_arch(h->archs[i], p->archs[p->narchs++], sizeof(p->archs[0]));
   copy_field(p->cpu_model, sizeof(p->cpu_model), h->cpu_model);
   copy_field(p->kernel, sizeof(p->kernel), h->kernel);
   copy_field(p->governor, sizeof(p->governor), h->governor);

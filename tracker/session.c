@@ -22,18 +22,9 @@
 #define KEEP_ENDED 8
 #define KEEP_ENDED_MS 60000
 
-/* Trial statuses, for the per-status counts of a session. */
-static const char *const codes[] = {
-    "ok", "INVALID_CONFIG", "COMPILE_ERROR", "BUILD_TIMEOUT", "LOAD_ERROR", "RUNTIME_ERROR",
-    "RUN_TIMEOUT", "WRONG_ANSWER", "RUNNER_LOST", "CANCELLED",
-};
-#define NCODES (sizeof(codes) / sizeof(codes[0]))
-
-static size_t code_index(const char *status) {
-  for (size_t i = 0; i < NCODES; i++)
-    if (strcmp(status, codes[i]) == 0) return i;
-  return 0;
-}
+/* Per-status counts are indexed by the status itself (common/wire.c). */
+#define NCODES (sizeof(((session *)0)->fail_count) / sizeof(uint32_t))
+_Static_assert(KTUNE__TRIAL_STATUS__TRIAL_RUNNER_ERROR < NCODES, "a count for every status");
 
 static void session_on_trial(tracker *t, session *s, const int64_t *values,
                              const hist_trial *tr);
@@ -75,7 +66,7 @@ void session_free_all(tracker *t) {
 static void failure_summary(const session *s, char *out, size_t len) {
   size_t off = 0;
   out[0] = 0;
-  for (size_t i = 1; i < NCODES && off < len; i++) {
+  for (size_t i = 0; i < NCODES && off < len; i++) {
     if (!s->fail_count[i]) continue;
     char first[160] = "";
     if (s->first_error[i]) {
@@ -83,17 +74,23 @@ static void failure_summary(const session *s, char *out, size_t len) {
       snprintf(first, sizeof(first), ": %.*s", (int)strcspn(s->first_error[i], "\n"),
                s->first_error[i]);
     }
-    off += (size_t)snprintf(out + off, len - off, "%s%s %u%s", off ? "; " : "", codes[i],
-                            s->fail_count[i], first);
+    const char *name = wire_status_name((Ktune__TrialStatus)i);
+    off += (size_t)snprintf(out + off, len - off, "%s%s %u%s", off ? "; " : "",
+                            name ? name : "?", s->fail_count[i], first);
   }
 }
 
-void session_end(tracker *t, session *s, const char *state, const char *why) {
+int session_active(const session *s) {
+  return s->state == WIRE_SESSION(QUEUED) ||
+         s->state == WIRE_SESSION(RUNNING);
+}
+
+void session_end(tracker *t, session *s, Ktune__SessionState state, const char *why) {
   char summary[512];
   failure_summary(s, summary, sizeof(summary));
-  if (!strcmp(state, "done") && s->done > 0 && s->failures == s->done) {
+  if (state == WIRE_SESSION(DONE) && s->done > 0 && s->failures == s->done) {
     /* Nothing measured: there is no best, and the reason is what failed. */
-    state = "failed";
+    state = WIRE_SESSION(FAILED);
     snprintf(s->message, sizeof(s->message), "every trial failed: %s", summary);
   } else if (why) {
     snprintf(s->message, sizeof(s->message), "%s", why);
@@ -111,12 +108,14 @@ void session_end(tracker *t, session *s, const char *state, const char *why) {
   s->state = state;
   s->ended_ms = uv_now(t->loop);
   core_db_write(t);
-  if (hist_session_update(t->db, (int64_t)s->id, state, s->message[0] ? s->message : NULL) < 0)
+  if (store_session_update(t->db, (int64_t)s->id, wire_state_name(state),
+                          s->message[0] ? s->message : NULL) < 0)
     log_error(WHO, "history: cannot update session %llu: %s", (unsigned long long)s->id,
               hist_errmsg(t->db));
   jobs_drop_session(t, s);
   log_info(WHO, "session %llu %s: %u trials (%u from the history), %u failed, best %.3f GFLOPS%s%s",
-           (unsigned long long)s->id, state, s->done, s->reused, s->failures, s->best_gflops,
+           (unsigned long long)s->id, wire_state_name(state), s->done, s->reused, s->failures,
+           s->best_gflops,
            s->message[0] ? ": " : "", s->message);
   session_notify(t, s);
 }
@@ -145,7 +144,8 @@ int session_progress_from_history(tracker *t, uint64_t id, peer *to) {
   if (id > INT64_MAX || hist_session_get(t->db, (int64_t)id, &row) != 1) return -1;
   Ktune__SessionProgress pr = KTUNE__SESSION_PROGRESS__INIT;
   pr.session_id = id;
-  pr.state = row.state ? row.state : "failed";
+  pr.state = wire_state_parse(row.state);
+  if (!pr.state) pr.state = WIRE_SESSION(FAILED);
   pr.trials = row.trials;
   pr.trials_done = row.done;
   pr.failures = row.failures;
@@ -185,8 +185,8 @@ static int answer_from_history(tracker *t, session *s, const int64_t *values,
                                const char *config) {
   if (s->remeasure) return 0;
   char digest[IDENT_HEX];
-  hist_found f;
-  if (trial_digest(s, config, digest) < 0 || hist_find_ok(t->db, digest, &f) != 1) return 0;
+  store_found f;
+  if (trial_digest(s, config, digest) < 0 || store_find_ok(t->db, digest, &f) != 1) return 0;
   hist_trial tr = {0};
   tr.status = "ok";
   tr.costs = f.costs;
@@ -200,15 +200,15 @@ static int answer_from_history(tracker *t, session *s, const int64_t *values,
   tr.reused = f.id;
   trial_record(t, s, config, &tr);
   session_on_trial(t, s, values, &tr);
-  hist_found_clear(&f);
+  store_found_clear(&f);
   return 1;
 }
 
 void session_started(tracker *t, session *s) {
-  if (strcmp(s->state, "queued") != 0) return;
-  s->state = "running";
+  if (s->state != WIRE_SESSION(QUEUED)) return;
+  s->state = WIRE_SESSION(RUNNING);
   core_db_write(t);
-  hist_session_update(t->db, (int64_t)s->id, "running", NULL);
+  store_session_update(t->db, (int64_t)s->id, wire_state_name(s->state), NULL);
 }
 
 /* Runs while some session's search has more to look at than one loop
@@ -231,12 +231,12 @@ static int queue_candidate(tracker *t, session *s, uint64_t idx, const int64_t *
                            const char *config) {
   int64_t jid = 0;
   core_db_write(t);
-  if (hist_job_add(t->db, (int64_t)s->id, idx, config, &jid) < 0) return -1;
+  if (store_job_add(t->db, (int64_t)s->id, idx, config, &jid) < 0) return -1;
   return jobs_add(t, s, (uint64_t)jid, idx, vals, config, 0) ? 0 : -1;
 }
 
 void session_fill(tracker *t, session *s) {
-  if (strcmp(s->state, "running") != 0 && strcmp(s->state, "queued") != 0) return;
+  if (!session_active(s)) return;
   uint32_t cap = s->batch * 2 > 64 ? 64 : s->batch * 2;
   uint32_t out = jobs_outstanding(t, s);
   int64_t vals[64];
@@ -264,22 +264,37 @@ void session_fill(tracker *t, session *s) {
       session_started(t, s);
     } else if (!config || queue_candidate(t, s, idx, vals, config) < 0) {
       free(config);
-      session_end(t, s, "failed", "cannot queue a job (out of memory or history error)");
+      session_end(t, s, WIRE_SESSION(FAILED),
+                  "cannot queue a job (out of memory or history error)");
       return;
     } else {
       out++;
     }
     free(config);
   }
-  if (out == 0 && (s->done >= s->trials || s->exhausted)) session_end(t, s, "done", NULL);
+  if (out == 0 && (s->done >= s->trials || s->exhausted))
+    session_end(t, s, WIRE_SESSION(DONE), NULL);
+}
+
+/* The tuner hears of every trial, measured or answered from the history:
+ * a strategy that learns learns from all of them. */
+static void tell_tuner(session *s, const int64_t *values, const hist_trial *tr) {
+  int ok = tr->status && strcmp(tr->status, "ok") == 0;
+  tuner_trial tt = {.values = values, .status = tr->status, .mean_s = ok ? tr->mean_s : 0,
+                    .gflops = ok ? tr->gflops : 0};
+  if (space_index(&s->sp, values, &tt.index) < 0 || tuner_observe(s->tu, &tt) < 0)
+    log_error(WHO, "session %llu: its tuner could not take in a trial",
+              (unsigned long long)s->id);
 }
 
 static void session_on_trial(tracker *t, session *s, const int64_t *values,
                              const hist_trial *tr) {
+  tell_tuner(s, values, tr);
   s->done++;
   if (tr->reused > 0) s->reused++;
-  size_t code = code_index(tr->status);
-  if (code != 0) {
+  size_t code = (size_t)wire_status_parse(tr->status); /* the history's string */
+  if (code >= NCODES) code = 0;
+  if (code != KTUNE__TRIAL_STATUS__TRIAL_OK) {
     s->failures++;
     s->fail_count[code]++;
     if (!s->first_error[code] && tr->error) s->first_error[code] = strdup(tr->error);
@@ -298,7 +313,7 @@ static void session_on_trial(tracker *t, session *s, const int64_t *values,
 void session_sweep(tracker *t) {
   uint64_t now = uv_now(t->loop);
   for (session *s = t->sessions; s; s = s->next) {
-    if (strcmp(s->state, "running") != 0 && strcmp(s->state, "queued") != 0) continue;
+    if (!session_active(s)) continue;
     if (registry_runners(t, s->key) > 0) {
       s->waiting_since = 0;
       s->message[0] = 0;
@@ -312,7 +327,7 @@ void session_sweep(tracker *t) {
       char why[256];
       snprintf(why, sizeof(why), "no runner with key '%s' was connected for %.1f s (--wait-timeout)",
                s->key, s->wait_timeout_ms / 1e3);
-      session_end(t, s, "failed", why);
+      session_end(t, s, WIRE_SESSION(FAILED), why);
     }
   }
 }
@@ -320,7 +335,7 @@ void session_sweep(tracker *t) {
 static void session_progress(tracker *t, session *s, Ktune__SessionProgress *out) {
   ktune__session_progress__init(out);
   out->session_id = s->id;
-  out->state = (char *)s->state;
+  out->state = s->state;
   out->trials = s->trials;
   out->trials_done = s->done;
   out->failures = s->failures;

@@ -12,14 +12,14 @@
 
 #include "common/identity.h"
 #include "common/log.h"
+#include "common/target.h"
 #include "common/rng.h"
+#include "common/timing.h"
 #include "common/wire.h"
 #include "tracker/tracker.h"
 
 #define WHO "tracker"
 #define MAX_TRIALS 1000000u
-#define MAX_NUMBER 1000000u
-#define MAX_REPEAT 10000u
 #define MAX_MS (24u * 3600u * 1000u)
 /* Bytes of kernel buffers a session may ask a runner for. */
 #define MAX_BUFFER_BYTES (4ull << 30)
@@ -32,15 +32,6 @@ static int valid_compiler(const char *c) {
   for (size_t i = 0; i < n; i++)
     if ((unsigned char)c[i] < 0x20) return 0;
   return 1;
-}
-
-static char *timing_json(const session *s) {
-  json_t *o = json_pack("{s:i, s:i, s:i, s:i, s:b}", "number", (json_int_t)s->number, "repeat",
-                        (json_int_t)s->repeat, "min_repeat_ms", (json_int_t)s->min_repeat_ms,
-                        "cooldown_ms", (json_int_t)s->cooldown_ms, "flush_cache", s->flush_cache);
-  char *txt = o ? json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-  json_decref(o);
-  return txt;
 }
 
 /* Checks a submission (untrusted: it came over the network, or from a
@@ -58,18 +49,16 @@ static int prepare(session *s, const Ktune__SubmitSession *req, char *err, size_
     snprintf(err, errlen, "a session needs a device key of 1 to 63 characters");
     return -1;
   }
-  if (req->number > MAX_NUMBER || req->repeat > MAX_REPEAT) {
-    snprintf(err, errlen, "number must be at most %u and repeat at most %u", MAX_NUMBER,
-             MAX_REPEAT);
+  /* The same table and words as the CLI's (common/timing.c). */
+  timing_copy(&s->timing, req->timing);
+  if (timing_fill(&s->timing, err, errlen) < 0) return -1;
+  if (req->wait_timeout_ms > MAX_MS) {
+    snprintf(err, errlen, "wait-timeout must be at most %u ms", MAX_MS);
     return -1;
   }
-  if (req->min_repeat_ms > MAX_MS || req->cooldown_ms > MAX_MS || req->timeout_ms > MAX_MS ||
-      req->wait_timeout_ms > MAX_MS) {
-    snprintf(err, errlen, "min-repeat-ms, cooldown-ms, timeout and wait-timeout must be at most %u ms",
-             MAX_MS);
-    return -1;
-  }
-  const char *compiler = req->compiler[0] ? req->compiler : "tcc";
+  /* One spelling of the built-in compiler, so that it is one identity. */
+  const char *compiler = target_builtin_compiler(req->compiler) ? TARGET_BUILTIN_COMPILER
+                                                                : req->compiler;
   if (!valid_compiler(compiler)) {
     snprintf(err, errlen, "compiler must be tcc or a command line of at most 512 characters");
     return -1;
@@ -112,19 +101,13 @@ static int prepare(session *s, const Ktune__SubmitSession *req, char *err, size_
     return -1;
   }
   s->trials = req->trials;
-  s->number = or_default(req->number, 1);
-  s->repeat = or_default(req->repeat, 3);
   s->batch = or_default(req->batch, 8);
-  s->min_repeat_ms = req->min_repeat_ms;
-  s->cooldown_ms = req->cooldown_ms;
-  s->flush_cache = req->flush_cache;
-  s->timeout_ms = req->timeout_ms;
   s->check = req->check;
   s->remeasure = req->remeasure;
   s->priority = req->priority;
   s->wait_timeout_ms = req->wait_timeout_ms;
   s->size_json = space_consts_json(&s->task);
-  s->timing_json = timing_json(s);
+  s->timing_json = timing_json(&s->timing);
   s->key = strdup(req->key);
   s->strategy = strdup(req->strategy[0] ? req->strategy : "random");
   s->compiler = strdup(compiler);
@@ -145,7 +128,7 @@ static int within_limits(tracker *t, peer *p, const Ktune__SubmitSession *req, c
   uint64_t queued = req->trials;
   for (session *x = t->sessions; x; x = x->next) {
     if (strcmp(x->owner, p->name) != 0) continue;
-    if (strcmp(x->state, "running") != 0 && strcmp(x->state, "queued") != 0) continue;
+    if (!session_active(x)) continue;
     active++;
     queued += x->trials - (x->done < x->trials ? x->done : x->trials);
   }
@@ -221,7 +204,7 @@ static void unlink_pending(tracker *t, session_pending *w) {
  * has gone meanwhile. */
 static int store_session(tracker *t, session_pending *w, char *err, size_t errlen) {
   session *s = w->s;
-  hist_session hs = {0};
+  store_new_session hs = {0};
   hs.task = s->task.name;
   hs.size_json = s->size_json;
   hs.key = s->key;
@@ -230,17 +213,17 @@ static int store_session(tracker *t, session_pending *w, char *err, size_t errle
   hs.owner = s->owner;
   hs.trials = s->trials;
   hs.seed = s->seed;
-  hs.state = "queued";
+  hs.state = wire_state_name(WIRE_SESSION(QUEUED));
   hs.spec = w->blob;
   hs.spec_len = w->blob_len;
   int64_t rowid = 0;
   core_db_write(t);
-  if (hist_session_add(t->db, &hs, &rowid) < 0) {
+  if (store_session_add(t->db, &hs, &rowid) < 0) {
     snprintf(err, errlen, "history: cannot store the session: %s", hist_errmsg(t->db));
     return -1;
   }
   s->id = (uint64_t)rowid;
-  s->state = "queued";
+  s->state = WIRE_SESSION(QUEUED);
   s->started_ms = uv_now(t->loop);
   session_link(t, s);
   log_info(WHO, "session %llu from %s: %s %s on key %s, %u trials, %s search (%llu configs)",
@@ -302,33 +285,100 @@ int submit_session(tracker *t, peer *p, const Ktune__SubmitSession *req, char *e
   return 0;
 }
 
+/* What a resumed session's tuner restores from: the session's trials and
+ * its jobs queued again, each with its knob values. */
 typedef struct {
   tracker *t;
   session *s;
-  int failed;
+  int failed;          /* out of memory: the tuner cannot be restored */
+  tuner_trial *past;
+  int64_t *vals;       /* task.nknobs of them per entry of past */
+  char **status;       /* copies of past[i].status */
+  size_t n, cap;
 } resume_ctx;
 
+static int grow(void *arrayp, size_t elem, size_t n) {
+  void *p = realloc(*(void **)arrayp, n * elem);
+  if (!p) return -1;
+  *(void **)arrayp = p;
+  return 0;
+}
+
+/* Keeps a config the session proposed before the restart. */
+static void remember(resume_ctx *r, uint64_t index, const int64_t *vals, const char *status,
+                     double mean_s) {
+  size_t nk = r->s->task.nknobs ? r->s->task.nknobs : 1;
+  if (r->n == r->cap) {
+    size_t cap = r->cap ? 2 * r->cap : 64;
+    if (grow(&r->past, sizeof *r->past, cap) < 0 || grow(&r->vals, nk * sizeof *r->vals, cap) < 0 ||
+        grow(&r->status, sizeof *r->status, cap) < 0) {
+      r->failed = 1;
+      return;
+    }
+    r->cap = cap;
+  }
+  char *copy = status ? strdup(status) : NULL;
+  if (status && !copy) r->failed = 1;
+  int ok = copy && strcmp(copy, "ok") == 0;
+  memcpy(r->vals + r->n * nk, vals, r->s->task.nknobs * sizeof *vals);
+  r->status[r->n] = copy;
+  r->past[r->n++] = (tuner_trial){.index = index, .status = copy, .mean_s = ok ? mean_s : 0,
+                                  .gflops = ok ? trial_gflops(r->s->flops, mean_s) : 0};
+}
+
+/* A job that cannot be queued again is not remembered: the tuner may
+ * propose its config again. */
 static int resume_job(void *ctx, int64_t id, uint64_t index, uint32_t lost) {
   resume_ctx *r = ctx;
   int64_t vals[64];
   char *config = NULL;
-  if (r->s->task.nknobs > 64 || space_config(&r->s->sp, index, vals) < 0 ||
-      !(config = space_config_json(&r->s->sp, vals)) ||
-      !jobs_add(r->t, r->s, (uint64_t)id, index, vals, config, lost))
-    r->failed = 1;
-  else
+  if (r->s->task.nknobs <= 64 && space_config(&r->s->sp, index, vals) == 0 &&
+      (config = space_config_json(&r->s->sp, vals)) &&
+      jobs_add(r->t, r->s, (uint64_t)id, index, vals, config, lost)) {
     r->s->proposed++;
+    remember(r, index, vals, NULL, 0);
+  }
   free(config);
   return 0;
 }
 
-/* Knob values back from a stored canonical config. */
-static void values_from_json(session *s, const char *config) {
+/* Knob values back from a stored canonical config; -1 when one is not
+ * there. */
+static int values_from_json(const session *s, const char *config, int64_t *out) {
   json_error_t je;
   json_t *o = config ? json_loads(config, 0, &je) : NULL;
-  for (size_t i = 0; o && i < s->task.nknobs; i++)
-    s->best_values[i] = json_integer_value(json_object_get(o, s->task.knobs[i].name));
+  int rc = o ? 0 : -1;
+  for (size_t i = 0; o && i < s->task.nknobs; i++) {
+    json_t *v = json_object_get(o, s->task.knobs[i].name);
+    if (!json_is_integer(v)) rc = -1;
+    out[i] = json_integer_value(v);
+  }
   json_decref(o);
+  return rc;
+}
+
+/* A trial whose config is not in the space (an edited history) is one
+ * the tuner could not propose anyway. */
+static int resume_trial(void *ctx, const char *config_json, const char *status, double mean_s) {
+  resume_ctx *r = ctx;
+  int64_t vals[64];
+  uint64_t index;
+  if (r->s->task.nknobs <= 64 && values_from_json(r->s, config_json, vals) == 0 &&
+      space_index(&r->s->sp, vals, &index) == 0)
+    remember(r, index, vals, status, mean_s);
+  return 0;
+}
+
+/* Hands the tuner what the session proposed before the restart. */
+static int resume_tuner(resume_ctx *r) {
+  size_t nk = r->s->task.nknobs ? r->s->task.nknobs : 1;
+  for (size_t i = 0; i < r->n; i++) r->past[i].values = r->vals + i * nk;
+  int rc = r->failed ? -1 : tuner_restore(r->s->tu, r->past, r->n);
+  for (size_t i = 0; i < r->n; i++) free(r->status[i]);
+  free(r->past);
+  free(r->vals);
+  free(r->status);
+  return rc;
 }
 
 static int resume_one(void *ctx, int64_t id, const void *spec, size_t len, const char *owner,
@@ -343,13 +393,13 @@ static int resume_one(void *ctx, int64_t id, const void *spec, size_t len, const
               req ? err : "its stored form does not decode");
     if (req) ktune__submit_session__free_unpacked(req, NULL);
     if (s) session_free(s);
-    hist_session_update(t->db, id, "failed", NULL);
+    store_session_update(t->db, id, "failed", NULL);
     return 0;
   }
   ktune__submit_session__free_unpacked(req, NULL);
   s->id = (uint64_t)id;
   snprintf(s->owner, sizeof(s->owner), "%s", owner ? owner : "");
-  s->state = "running";
+  s->state = WIRE_SESSION(RUNNING);
   s->started_ms = uv_now(t->loop);
   hist_session_row row;
   if (hist_session_get(t->db, id, &row) == 1) {
@@ -357,31 +407,34 @@ static int resume_one(void *ctx, int64_t id, const void *spec, size_t len, const
     s->failures = row.failures;
     s->reused = row.reused;
     if (row.best_config && row.best_mean_s > 0) {
-      values_from_json(s, row.best_config);
+      values_from_json(s, row.best_config, s->best_values);
       s->best_latency = row.best_mean_s;
       s->best_gflops = trial_gflops(s->flops, row.best_mean_s);
     }
     hist_session_row_clear(&row);
   }
-  /* Random and grid are deterministic in their seed: replaying as many
-   * proposals as were made puts the tuner where it was. */
-  int64_t vals[64];
-  uint64_t idx;
-  uint32_t made = s->done;
-  resume_ctx rc = {t, s, 0};
+  /* The tuner restores from what the history holds (the session's trials,
+   * its jobs not finished), not by proposing again. */
+  resume_ctx rc = {.t = t, .s = s};
   session_link(t, s);
-  hist_jobs_of(t->db, id, resume_job, &rc);
-  made += s->proposed;
-  s->proposed = made;
-  for (uint32_t i = 0; i < made && s->task.nknobs <= 64; i++)
-    if (tuner_next(s->tu, vals, &idx) != 0) s->exhausted = 1;
+  store_jobs_of(t->db, id, resume_job, &rc);
+  uint32_t queued = s->proposed;
+  s->proposed += s->done;
+  if (store_session_trials(t->db, id, resume_trial, &rc) < 0) rc.failed = 1;
+  if (resume_tuner(&rc) < 0) {
+    log_error(WHO, "session %llu cannot restore its search; marking it failed",
+              (unsigned long long)s->id);
+    session_end(t, s, WIRE_SESSION(FAILED),
+                "its search could not be restored after a restart");
+    return 0;
+  }
   log_info(WHO, "session %llu resumed: %u of %u trials recorded, %u jobs queued again",
-           (unsigned long long)s->id, s->done, s->trials, made - s->done);
+           (unsigned long long)s->id, s->done, s->trials, queued);
   return 0;
 }
 
 int submit_resume_all(tracker *t) {
   core_db_write(t);
-  return hist_sessions_unfinished(t->db, resume_one, t);
+  return store_sessions_unfinished(t->db, resume_one, t);
 }
 

@@ -1,5 +1,7 @@
 /* The tracker's state, shared by its subsystems. From the ground up,
  * each calling only those below it:
+ *   store.c    the history's writes (sessions, trials, jobs) and the reads
+ *              only the tracker makes (reuse, resume)
  *   core.c     this loop turn's history transaction, and sending
  *   guard.c    what an agent may report, and agents that misbehave
  *   dblock.c   one tracker per history file
@@ -103,6 +105,64 @@ struct tracker {
   int lock_fd;             /* holds the history's lock file (dblock.c) */
 };
 
+/* --- store.c --- */
+/* What a new session is recorded with. */
+typedef struct {
+  const char *task;
+  const char *size_json;   /* canonical JSON of the constants */
+  const char *key;
+  const char *strategy;
+  const char *compiler;
+  const char *owner;
+  uint32_t trials;
+  uint64_t seed;
+  const char *state;       /* queued, running, done, failed, cancelled */
+  const void *spec;        /* serialized SubmitSession, to resume it */
+  size_t spec_len;
+} store_new_session;
+
+/* What store_find_ok found (strings malloc'd; free with store_found_clear). */
+typedef struct {
+  int64_t id;
+  double *costs;
+  size_t ncosts;
+  double mean_s, median_s, std_s, build_s;
+  uint32_t number;
+  uint64_t calls;
+  char *runner, *compiler_id, *device_json, *clock, *builder;
+} store_found;
+
+/* Groups writes into one transaction. */
+int store_begin(hist *h);
+int store_commit(hist *h);
+int store_session_add(hist *h, const store_new_session *s, int64_t *id);
+/* Sets state and message (NULL clears it) and the update time. */
+int store_session_update(hist *h, int64_t id, const char *state, const char *message);
+int store_trial_add(hist *h, const hist_trial *t, int64_t *id);
+/* Jobs: candidates proposed and not yet recorded, so that a restarted
+ * tracker queues them again. */
+int store_job_add(hist *h, int64_t session, uint64_t index, const char *config_json,
+                  int64_t *id);
+int store_job_delete(hist *h, int64_t id);
+int store_job_lost(hist *h, int64_t id, uint32_t lost);
+/* Resuming after a restart. Each calls cb per row, oldest first; a
+ * non-zero return of cb stops and is returned. */
+typedef int (*store_job_fn)(void *ctx, int64_t id, uint64_t index, uint32_t lost);
+int store_jobs_of(hist *h, int64_t session, store_job_fn cb, void *ctx);
+/* Sessions left queued or running, with what resumes them. */
+typedef int (*store_session_fn)(void *ctx, int64_t id, const void *spec, size_t spec_len,
+                                const char *owner, int64_t created_ms);
+int store_sessions_unfinished(hist *h, store_session_fn cb, void *ctx);
+/* A session's trials: the config (canonical JSON of the knobs), status,
+ * and mean seconds per call (0 when none), for its tuner to restore from. */
+typedef int (*store_session_trial_fn)(void *ctx, const char *config_json, const char *status,
+                                      double mean_s);
+int store_session_trials(hist *h, int64_t session, store_session_trial_fn cb, void *ctx);
+/* The newest ok, timed trial with this trial digest (ident_trial). Returns
+ * 1 and fills out, 0 when there is none (always for a NULL digest). */
+int store_find_ok(hist *h, const char *digest, store_found *out);
+void store_found_clear(store_found *f);
+
 /* --- core.c --- */
 /* Opens this turn's transaction if it is not open; core_commit commits it
  * (and exits the process if it cannot: replies would lie). */
@@ -184,7 +244,7 @@ struct job {
   char arch[32];           /* what it is built for: only runners of it run it */
   char builder[64];        /* who built it */
   char avoid[64];          /* an agent whose failure awaits a second opinion */
-  char held_status[24];    /* that failure, recorded if no other agent can try */
+  Ktune__TrialStatus held_status; /* that failure, recorded if no other agent can try */
   char *held_error;
   uint64_t deadline;       /* uv_now by which its holder must answer */
   uint32_t lost;           /* times its agent went away */
@@ -233,11 +293,9 @@ struct session {
   uint64_t *counts;        /* element count of each arg */
   uint32_t trials, proposed, done, failures, reused, batch;
   char kernel[65];         /* identity digest of the kernel (common/identity.h) */
-  uint32_t fail_count[16]; /* per trial status code */
+  uint32_t fail_count[16]; /* per trial status (Ktune__TrialStatus) */
   char *first_error[16];   /* the first message of each */
-  uint32_t number, repeat;
-  uint32_t min_repeat_ms, cooldown_ms, timeout_ms;
-  int flush_cache;
+  Ktune__Timing timing;    /* filled in: no option is left 0 for its default */
   char *timing_json;       /* the timing options, part of a trial's identity */
   int check;
   int remeasure;
@@ -249,7 +307,7 @@ struct session {
   char message[256];       /* what it waits for, or why it ended */
   int exhausted;           /* the tuner has no new config */
   int refill;              /* its search ran out of budget: go on next turn */
-  const char *state;       /* queued, running, done, failed, cancelled */
+  Ktune__SessionState state;
   double best_gflops, best_latency, batch_best;
   uint64_t ended_ms;       /* uv_now when it ended, 0 while it runs */
   int64_t *best_values;
@@ -290,7 +348,9 @@ void session_fill(tracker *t, session *s);
 void session_send_progress(tracker *t, session *s, peer *to);
 void session_notify(tracker *t, session *s);
 void session_free_all(tracker *t);
-void session_end(tracker *t, session *s, const char *state, const char *why);
+void session_end(tracker *t, session *s, Ktune__SessionState state, const char *why);
+/* 1 while s is queued or running. */
+int session_active(const session *s);
 /* queued -> running, when its first trial is measured or answered. */
 void session_started(tracker *t, session *s);
 /* Marks sessions whose key has no runner as waiting; fails those past
@@ -323,8 +383,8 @@ int guard_quarantined(tracker *t, const peer *p);
 /* "quarantined for 12 s: ..." or "" (for status). */
 void guard_describe(tracker *t, const peer *p, char *out, size_t len);
 /* Trial statuses each role may report. */
-int guard_runner_status(const char *status);
-int guard_builder_status(const char *status);
+int guard_runner_status(Ktune__TrialStatus status);
+int guard_builder_status(Ktune__TrialStatus status);
 /* Checks an ok run result against what the job asked for and what a
  * clock can measure; -1 with the reason when it cannot be true. */
 int guard_plausible(tracker *t, const job *j, const Ktune__RunResult *r, char *why, size_t len);

@@ -50,7 +50,7 @@ void trial_record(tracker *t, session *s, const char *config_json, hist_trial *t
   tr->compiler = s->compiler;
   tr->gflops = ok ? trial_gflops(s->flops, tr->mean_s) : 0;
   tr->flops = s->flops;
-  tr->repeat = s->repeat;
+  tr->repeat = s->timing.repeat;
   tr->calls = (uint64_t)tr->number * tr->ncosts;
   tr->timing_json = s->timing_json;
   tr->kernel = s->kernel[0] ? s->kernel : NULL;
@@ -58,7 +58,7 @@ void trial_record(tracker *t, session *s, const char *config_json, hist_trial *t
   char digest[IDENT_HEX];
   if (trial_digest(s, config_json, digest) == 0) tr->digest = digest;
   core_db_write(t);
-  if (hist_trial_add(t->db, tr, NULL) < 0)
+  if (store_trial_add(t->db, tr, NULL) < 0)
     log_error(WHO, "history: cannot record a trial of session %llu: %s",
               (unsigned long long)s->id, hist_errmsg(t->db));
   tr->digest = NULL; /* it lived on this stack */

@@ -1,15 +1,57 @@
-/* Search strategies: propose configs of a space, never the same one twice
- * in a session. random: valid configs in a shuffled order; grid: valid
- * configs in index order. Both find every valid config, however few, and
- * say there are no more only when every one has been proposed. */
+/* The search: a tuner proposes configs of a space, is told the outcome of
+ * every trial, and after a restart restores itself from the trials its
+ * session already has, so that it never proposes a config twice in a
+ * session. How it searches is its strategy's business: a strategy is one
+ * file in tuner/ and one line in the table in tuner.c.
+ *   grid:   valid configs in index order.
+ *   random: valid configs in a shuffled order that the seed decides.
+ * Both find every valid config, however few, and say there are no more
+ * only when every one has been proposed. */
 #ifndef KTUNE_TUNER_H
 #define KTUNE_TUNER_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "common/space.h"
 
 typedef struct tuner tuner;
+
+/* A trial of the session as the tuner hears of it: when it ended
+ * (tuner_observe), or from the history after a restart (tuner_restore). */
+typedef struct {
+  uint64_t index;          /* the config's index in the space */
+  const int64_t *values;   /* its knob values (space_config of index) */
+  const char *status;      /* "ok", a trial error code (COMPILE_ERROR, ...),
+                            * or NULL: proposed and not finished yet */
+  double mean_s;           /* seconds per call of an ok trial, else 0 */
+  double gflops;           /* of an ok trial, else 0 */
+} tuner_trial;
+
+/* What a strategy does. Its state is its own; the space outlives it. */
+typedef struct {
+  /* A search of sp; the seed alone decides its random choices. */
+  int (*new)(const space *sp, uint64_t seed, void **state);
+  /* The next config's *index: 0; 1 when there are no more; TUNER_AGAIN
+   * after about `budget` units of work (see tuner_step); negative on
+   * error. Its proposals may not depend on the budgets. */
+  int (*step)(void *state, uint64_t *index, uint32_t budget);
+  /* The outcome of a trial it proposed. NULL: it does not learn. */
+  int (*observe)(void *state, const tuner_trial *tr);
+  /* On a new state, before its first step: the session's trials so far,
+   * oldest first, and those proposed and not finished. None of them may
+   * be proposed again. */
+  int (*restore)(void *state, const tuner_trial *trials, size_t n);
+  /* A short human note on what the search met or is doing, or NULL.
+   * The member may be NULL. */
+  const char *(*note)(const void *state);
+  void (*free)(void *state);
+} tuner_strategy;
+
+extern const tuner_strategy tuner_grid, tuner_random;
+
+/* The name of the i-th strategy in the table, NULL past its end. */
+const char *tuner_strategy_name(size_t i);
 
 /* Unknown strategy names are an error naming the known ones. */
 int tuner_new(const char *strategy, const space *sp, uint64_t seed, tuner **out,
@@ -27,11 +69,17 @@ int tuner_next(tuner *t, int64_t *values, uint64_t *index);
 #define TUNER_AGAIN SPACE_AGAIN
 int tuner_step(tuner *t, int64_t *values, uint64_t *index, uint32_t budget);
 
-/* The measured result of a proposed config (gflops 0 for a failure); used
- * by model-based strategies, ignored by random and grid. */
-void tuner_observe(tuner *t, uint64_t index, double gflops);
+/* The outcome of a proposed config, for every trial that ends. */
+int tuner_observe(tuner *t, const tuner_trial *tr);
 
-/* The first constraint error met while searching, naming the constraint,
+/* After a restart, on a new tuner of the same strategy, space and seed,
+ * before its first step: the session's trials from the history and the
+ * proposals not finished yet. It goes on from there without proposing any
+ * of them again; -EINVAL once it has proposed. */
+int tuner_restore(tuner *t, const tuner_trial *trials, size_t n);
+
+/* The strategy's note: for grid and random, the first constraint error
+ * met while searching (which ruled configs out), naming the constraint,
  * its expression and the knob values (space_walk_note), or NULL. */
 const char *tuner_note(const tuner *t);
 

@@ -263,7 +263,7 @@ TEST(hello_and_both_back_ends) {
   Ktune__Envelope *e = next_result(&f, 10000);
   Ktune__BuildResult *r = e->build_result;
   ASSERT_EQ_U64(r->job_id, 1);
-  ASSERT_EQ_STR(r->status, "ok");
+  ASSERT_EQ_STR(wire_status_name(r->status), "ok");
   ASSERT(r->artifact.len > 64 && memcmp(r->artifact.data, "\177ELF", 4) == 0);
   ASSERT_CONTAINS(r->compiler_id, "tcc 0.9.27");
   wire_free(e);
@@ -272,7 +272,7 @@ TEST(hello_and_both_back_ends) {
   e = next_result(&f, 30000);
   r = e->build_result;
   ASSERT_EQ_U64(r->job_id, 2);
-  ASSERT_EQ_STR(r->status, "ok");
+  ASSERT_EQ_STR(wire_status_name(r->status), "ok");
   ASSERT(r->artifact.len > 64 && memcmp(r->artifact.data, "\177ELF", 4) == 0);
   ASSERT_CONTAINS(r->compiler_id, "cc ");
   ASSERT_CONTAINS(r->compiler_id, " -O2");
@@ -291,7 +291,7 @@ TEST(errors_reach_the_tracker) {
   send_job(&f, 10, "void k(float *out) {\n  return 1 +;\n}\n", "gcc -O2", "", 30000);
   Ktune__Envelope *e = next_result(&f, 30000);
   ASSERT_EQ_U64(e->build_result->job_id, 10);
-  ASSERT_EQ_STR(e->build_result->status, "COMPILE_ERROR");
+  ASSERT_EQ_STR(wire_status_name(e->build_result->status), "COMPILE_ERROR");
   ASSERT_CONTAINS(e->build_result->error, "axpb.c:2:");
   ASSERT_CONTAINS(e->build_result->error, "error:");
   ASSERT_EQ_INT(e->build_result->artifact.len, 0);
@@ -301,7 +301,7 @@ TEST(errors_reach_the_tracker) {
   /* tcc's too. */
   send_job(&f, 11, "void k(float *out) {\n  foo bar;\n}\n", "tcc", "", 10000);
   e = next_result(&f, 10000);
-  ASSERT_EQ_STR(e->build_result->status, "COMPILE_ERROR");
+  ASSERT_EQ_STR(wire_status_name(e->build_result->status), "COMPILE_ERROR");
   ASSERT_CONTAINS(e->build_result->error, "axpb.c:2: error:");
   wire_free(e);
 
@@ -311,7 +311,7 @@ TEST(errors_reach_the_tracker) {
   send_job(&f, 12, axpb_src, cc, "", 500);
   e = next_result(&f, 10000);
   ASSERT_EQ_U64(e->build_result->job_id, 12);
-  ASSERT_EQ_STR(e->build_result->status, "BUILD_TIMEOUT");
+  ASSERT_EQ_STR(wire_status_name(e->build_result->status), "BUILD_TIMEOUT");
   ASSERT_CONTAINS(e->build_result->error, "longer than 500 ms");
   ASSERT(now_s() - t0 < 5);
   wire_free(e);
@@ -320,20 +320,20 @@ TEST(errors_reach_the_tracker) {
   /* A compiler for another machine is refused before it runs. */
   send_job(&f, 13, axpb_src, "cc -O2", "riscv64", 30000);
   e = next_result(&f, 30000);
-  ASSERT_EQ_STR(e->build_result->status, "COMPILE_ERROR");
+  ASSERT_EQ_STR(wire_status_name(e->build_result->status), "UNSUPPORTED");
   ASSERT_CONTAINS(e->build_result->error, "target mismatch");
   ASSERT_CONTAINS(e->build_result->error, "the runners need riscv64");
   wire_free(e);
   send_job(&f, 14, axpb_src, "tcc", "riscv64", 10000);
   e = next_result(&f, 10000);
-  ASSERT_EQ_STR(e->build_result->status, "COMPILE_ERROR");
+  ASSERT_EQ_STR(wire_status_name(e->build_result->status), "UNSUPPORTED");
   ASSERT_CONTAINS(e->build_result->error, "target mismatch: tcc");
   wire_free(e);
 
   /* No such compiler. */
   send_job(&f, 15, axpb_src, "gcc-999 -O2", "", 30000);
   e = next_result(&f, 30000);
-  ASSERT_EQ_STR(e->build_result->status, "COMPILE_ERROR");
+  ASSERT_EQ_STR(wire_status_name(e->build_result->status), "UNSUPPORTED");
   ASSERT_CONTAINS(e->build_result->error, "cannot run 'gcc-999'");
   wire_free(e);
 
@@ -344,20 +344,20 @@ TEST(errors_reach_the_tracker) {
   snprintf(evil, sizeof evil, "gcc -wrapper /bin/sh,-c,'touch %s' -O2", marker);
   send_job(&f, 16, axpb_src, evil, "", 30000);
   e = next_result(&f, 30000);
-  ASSERT_EQ_STR(e->build_result->status, "COMPILE_ERROR");
+  ASSERT_EQ_STR(wire_status_name(e->build_result->status), "UNSUPPORTED");
   ASSERT_CONTAINS(e->build_result->error, "does not pass '-wrapper'");
   ASSERT(access(marker, F_OK) != 0);
   wire_free(e);
   send_job(&f, 17, axpb_src, "sh -c 'touch /tmp/x'", "", 30000);
   e = next_result(&f, 30000);
-  ASSERT_EQ_STR(e->build_result->status, "COMPILE_ERROR");
+  ASSERT_EQ_STR(wire_status_name(e->build_result->status), "UNSUPPORTED");
   ASSERT_CONTAINS(e->build_result->error, "does not run 'sh'");
   wire_free(e);
 
   /* The builder is still fine. */
   send_job(&f, 18, axpb_src, "tcc", "", 10000);
   e = next_result(&f, 10000);
-  ASSERT_EQ_STR(e->build_result->status, "ok");
+  ASSERT_EQ_STR(wire_status_name(e->build_result->status), "ok");
   wire_free(e);
   fake_stop(&f);
 }
@@ -375,8 +375,8 @@ TEST(jobs_build_concurrently) {
     Ktune__Envelope *e = next_result(&f, 30000);
     uint64_t id = e->build_result->job_id;
     ASSERT(id >= 20 && id < 24);
-    if (strcmp(e->build_result->status, "ok") != 0)
-      TEST_FAIL("job %llu: %s: %s", (unsigned long long)id, e->build_result->status,
+    if (strcmp(wire_status_name(e->build_result->status), "ok") != 0)
+      TEST_FAIL("job %llu: %s: %s", (unsigned long long)id, wire_status_name(e->build_result->status),
                 e->build_result->error);
     ASSERT_EQ_STR(e->build_result->compiler_id, "slow-cc 4.5.6");
     seen[id - 20]++;
@@ -456,7 +456,7 @@ TEST(tcc_macro_bomb_times_out) {
   Ktune__Envelope *e = next_result(&f, 10000);
   double took = now_s() - t0;
   ASSERT_EQ_U64(e->build_result->job_id, 50);
-  ASSERT_EQ_STR(e->build_result->status, "BUILD_TIMEOUT");
+  ASSERT_EQ_STR(wire_status_name(e->build_result->status), "BUILD_TIMEOUT");
   ASSERT_CONTAINS(e->build_result->error, "longer than 2000 ms");
   wire_free(e);
   if (took > 3.0) TEST_FAIL("BUILD_TIMEOUT after %.2f s, limit 2 s", took);
@@ -467,7 +467,7 @@ TEST(tcc_macro_bomb_times_out) {
   /* And it keeps serving, tcc included. */
   send_job(&f, 51, axpb_src, "tcc", "", 10000);
   e = next_result(&f, 10000);
-  ASSERT_EQ_STR(e->build_result->status, "ok");
+  ASSERT_EQ_STR(wire_status_name(e->build_result->status), "ok");
   wire_free(e);
   fake_stop(&f);
 }
@@ -499,7 +499,7 @@ TEST(builder_death_kills_its_compilers) {
   ASSERT_EQ_INT(work_folders(f.tmp), 0);
   send_job(&f, 61, axpb_src, "tcc", "", 10000);
   Ktune__Envelope *e = next_result(&f, 10000);
-  ASSERT_EQ_STR(e->build_result->status, "ok");
+  ASSERT_EQ_STR(wire_status_name(e->build_result->status), "ok");
   wire_free(e);
   fake_stop(&f);
 }

@@ -273,6 +273,7 @@ enum { MAX_BUFS = 4 };
 
 typedef struct {
   Ktune__RunJob job;
+  Ktune__Timing tm;
   Ktune__Buffer buf[MAX_BUFS];
   Ktune__Buffer *bufp[MAX_BUFS];
   uint8_t *so;
@@ -317,6 +318,8 @@ static void spec_job(job_t *j, const task_spec *t, const int64_t *knobs, const c
   build_or_fail(src, &j->so, &j->len);
   free(src);
   ktune__run_job__init(&j->job);
+  ktune__timing__init(&j->tm);
+  j->job.timing = &j->tm;
   ASSERT(t->nargs <= MAX_BUFS);
   for (size_t i = 0; i < t->nargs; i++) {
     ktune__buffer__init(&j->buf[i]);
@@ -336,12 +339,12 @@ static void spec_job(job_t *j, const task_spec *t, const int64_t *knobs, const c
   j->job.buffers = j->bufp;
   j->job.n_buffers = t->nargs;
   j->job.seed = KTUNE_INPUT_SEED;
-  j->job.number = 1;
-  j->job.repeat = 3;
+  j->tm.number = 1;
+  j->tm.repeat = 3;
   j->job.check = 1;
   j->job.rtol = t->rtol;
   j->job.atol = t->atol;
-  j->job.timeout_ms = 10000;
+  j->tm.timeout_ms = 10000;
   j->job.task = t->name;
   j->job.size = (char *)size;
 }
@@ -350,6 +353,8 @@ static void spec_job(job_t *j, const task_spec *t, const int64_t *knobs, const c
 static void inline_job(job_t *j, const char *src, uint64_t n) {
   build_or_fail(src, &j->so, &j->len);
   ktune__run_job__init(&j->job);
+  ktune__timing__init(&j->tm);
+  j->job.timing = &j->tm;
   ktune__buffer__init(&j->buf[0]);
   j->buf[0].type = "float";
   j->buf[0].count = n;
@@ -361,9 +366,9 @@ static void inline_job(job_t *j, const char *src, uint64_t n) {
   j->job.buffers = j->bufp;
   j->job.n_buffers = 1;
   j->job.seed = KTUNE_INPUT_SEED;
-  j->job.number = 1;
-  j->job.repeat = 3;
-  j->job.timeout_ms = 20000;
+  j->tm.number = 1;
+  j->tm.repeat = 3;
+  j->tm.timeout_ms = 20000;
 }
 
 static int cmp_dbl(const void *a, const void *b) {
@@ -454,16 +459,16 @@ TEST(hostile_trials_leave_the_runner_serving) {
     int64_t mode = e->mode;
     job_t j;
     spec_job(&j, &t, &mode, "{\"N\":1024}");
-    j.job.timeout_ms = 1500;
+    j.tm.timeout_ms = 1500;
     Ktune__Envelope *r = bench_trial(&b, &j.job, 30000);
     Ktune__RunResult *res = r->run_result;
-    if (strcmp(res->status, e->status) != 0 || (e->needle && !strstr(res->error, e->needle)) ||
+    if (strcmp(wire_status_name(res->status), e->status) != 0 || (e->needle && !strstr(res->error, e->needle)) ||
         (e->needle2 && !strstr(res->error, e->needle2))) {
       bench_print_log(&b);
       TEST_FAIL("MODE=%d: expected %s with \"%s\", got %s: %s", e->mode, e->status,
-                e->needle ? e->needle : "", res->status, res->error);
+                e->needle ? e->needle : "", wire_status_name(res->status), res->error);
     }
-    fprintf(stderr, "  MODE=%-2d %-13s %s\n", e->mode, res->status, res->error);
+    fprintf(stderr, "  MODE=%-2d %-13s %s\n", e->mode, wire_status_name(res->status), res->error);
     if (e->mode == 0) {
       ASSERT_EQ_INT(res->n_costs_s, 3);
       for (size_t k = 0; k < res->n_costs_s; k++) ASSERT_GT_DBL(res->costs_s[k], 0);
@@ -534,11 +539,11 @@ TEST(spinning_kernel_timed_within_ten_percent) {
   bench_start(&b, extra);
   job_t j;
   spin_job(&j, 2000);
-  j.job.repeat = 9;
+  j.tm.repeat = 9;
   int ok = 0;
   for (int attempt = 0; attempt < TIMING_ATTEMPTS && !ok; attempt++) {
     Ktune__Envelope *r = bench_trial(&b, &j.job, 30000);
-    ASSERT_EQ_STR(r->run_result->status, "ok");
+    ASSERT_EQ_STR(wire_status_name(r->run_result->status), "ok");
     ASSERT_EQ_INT(r->run_result->n_costs_s, 9);
     ASSERT_EQ_INT(r->run_result->number, 1);
     ASSERT_EQ_STR(r->run_result->clock, "CLOCK_MONOTONIC");
@@ -557,12 +562,12 @@ TEST(spinning_kernel_timed_within_ten_percent) {
    * round that reaches 20 ms is the one kept. */
   free(j.so);
   spin_job(&j, 1000);
-  j.job.repeat = 5;
-  j.job.min_repeat_ms = 20;
+  j.tm.repeat = 5;
+  j.tm.min_repeat_ms = 20;
   ok = 0;
   for (int attempt = 0; attempt < TIMING_ATTEMPTS && !ok; attempt++) {
     Ktune__Envelope *r = bench_trial(&b, &j.job, 30000);
-    ASSERT_EQ_STR(r->run_result->status, "ok");
+    ASSERT_EQ_STR(wire_status_name(r->run_result->status), "ok");
     uint32_t number = r->run_result->number;
     double m = median(r->run_result->costs_s, r->run_result->n_costs_s);
     fprintf(stderr, "  1 ms spin, min_repeat_ms 20: number %u, median %.4f ms\n", number, m * 1e3);
@@ -575,15 +580,15 @@ TEST(spinning_kernel_timed_within_ten_percent) {
   if (!ok) TEST_FAIL("min_repeat_ms did not give number 20 or 21 with 1 ms calls");
 
   /* cooldown_ms pauses between rounds; flush_cache still measures. */
-  j.job.min_repeat_ms = 0;
-  j.job.repeat = 4;
-  j.job.cooldown_ms = 100;
-  j.job.flush_cache = 1;
+  j.tm.min_repeat_ms = 0;
+  j.tm.repeat = 4;
+  j.tm.cooldown_ms = 100;
+  j.tm.flush_cache = 1;
   struct timespec t0, t1;
   clock_gettime(CLOCK_MONOTONIC, &t0);
   Ktune__Envelope *r = bench_trial(&b, &j.job, 30000);
   clock_gettime(CLOCK_MONOTONIC, &t1);
-  ASSERT_EQ_STR(r->run_result->status, "ok");
+  ASSERT_EQ_STR(wire_status_name(r->run_result->status), "ok");
   double wall = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9;
   ASSERT(wall >= 0.3);
   ASSERT_EQ_INT(r->run_result->n_costs_s, 4);
@@ -620,8 +625,8 @@ static void run_ref_steps(const ref_step *steps, size_t n) {
     j.job.size = (char *)steps[i].size;
     j.job.ref_key = (char *)(steps[i].ref_key ? steps[i].ref_key : "");
     Ktune__Envelope *r = bench_trial(&b, &j.job, 30000);
-    if (strcmp(r->run_result->status, steps[i].status) != 0)
-      TEST_FAIL("step %zu: expected %s, got %s: %s", i, steps[i].status, r->run_result->status,
+    if (strcmp(wire_status_name(r->run_result->status), steps[i].status) != 0)
+      TEST_FAIL("step %zu: expected %s, got %s: %s", i, steps[i].status, wire_status_name(r->run_result->status),
                 r->run_result->error);
     wire_free(r);
     free(j.so);
@@ -658,7 +663,7 @@ TEST(reference_cached_by_ref_key) {
 /* A job of about a second: warm-up and three rounds of 250 ms. */
 static void slow_job(job_t *j) {
   spin_job(j, 250000);
-  j->job.repeat = 3;
+  j->tm.repeat = 3;
 }
 
 TEST(busy_runner_refuses_a_second_job) {
@@ -670,13 +675,13 @@ TEST(busy_runner_refuses_a_second_job) {
   uint64_t first = j.job.job_id;
   bench_send(&b, &j.job);
   Ktune__Envelope *r = bench_result_of(&b, j.job.job_id, 10000);
-  ASSERT_EQ_STR(r->run_result->status, "REFUSED");
+  ASSERT_EQ_STR(wire_status_name(r->run_result->status), "REFUSED");
   ASSERT_CONTAINS(r->run_result->error, "runner is busy with job 1: one measurement at a time");
   ASSERT_EQ_INT(r->run_result->n_costs_s, 0);
   wire_free(r);
   /* The first is measured all the same. */
   r = bench_result_of(&b, first, 30000);
-  ASSERT_EQ_STR(r->run_result->status, "ok");
+  ASSERT_EQ_STR(wire_status_name(r->run_result->status), "ok");
   ASSERT_EQ_INT(r->run_result->n_costs_s, 3);
   wire_free(r);
   free(j.so);
@@ -705,7 +710,7 @@ TEST(job_outlives_a_lost_connection) {
   ASSERT_EQ_U64(b.hello->hello->holding, j.job.job_id);
   ASSERT(running(kid));
   Ktune__Envelope *r = bench_result_of(&b, j.job.job_id, 30000);
-  ASSERT_EQ_STR(r->run_result->status, "ok");
+  ASSERT_EQ_STR(wire_status_name(r->run_result->status), "ok");
   ASSERT_EQ_INT(r->run_result->n_costs_s, 3);
   wire_free(r);
 
@@ -721,7 +726,7 @@ TEST(job_outlives_a_lost_connection) {
   bench_accept(&b);
   ASSERT_EQ_U64(b.hello->hello->holding, j.job.job_id);
   r = bench_result_of(&b, j.job.job_id, 10000);
-  ASSERT_EQ_STR(r->run_result->status, "ok");
+  ASSERT_EQ_STR(wire_status_name(r->run_result->status), "ok");
   ASSERT_EQ_INT(r->run_result->n_costs_s, 3);
   wire_free(r);
 
@@ -733,7 +738,7 @@ TEST(job_outlives_a_lost_connection) {
   free(j.so);
   spin_job(&j, 100);
   r = bench_trial(&b, &j.job, 30000);
-  ASSERT_EQ_STR(r->run_result->status, "ok");
+  ASSERT_EQ_STR(wire_status_name(r->run_result->status), "ok");
   wire_free(r);
   free(j.so);
   bench_stop(&b);
@@ -742,15 +747,15 @@ TEST(job_outlives_a_lost_connection) {
 TEST(test_faults) {
   job_t j;
   spin_job(&j, 100);
-  j.job.repeat = 4;
-  j.job.number = 7;
+  j.tm.repeat = 4;
+  j.tm.number = 7;
   bench b;
 
   char *fail[] = {"--test-fault", "fail", "--test-fault", "arch=nowhere-arch", NULL};
   bench_start(&b, fail);
   ASSERT_EQ_STR(b.hello->hello->arch, "nowhere-arch");
   Ktune__Envelope *r = bench_trial(&b, &j.job, 10000);
-  ASSERT_EQ_STR(r->run_result->status, "RUNTIME_ERROR");
+  ASSERT_EQ_STR(wire_status_name(r->run_result->status), "RUNTIME_ERROR");
   ASSERT_EQ_STR(r->run_result->error, "test fault");
   ASSERT_EQ_INT(children_of(b.runner, NULL, 0), 0);
   wire_free(r);
@@ -759,7 +764,7 @@ TEST(test_faults) {
   char *tiny[] = {"--test-fault", "tiny-cost", NULL};
   bench_start(&b, tiny);
   r = bench_trial(&b, &j.job, 10000);
-  ASSERT_EQ_STR(r->run_result->status, "ok");
+  ASSERT_EQ_STR(wire_status_name(r->run_result->status), "ok");
   ASSERT_EQ_INT(r->run_result->n_costs_s, 4);
   for (size_t i = 0; i < r->run_result->n_costs_s; i++) ASSERT(r->run_result->costs_s[i] == 1e-30);
   ASSERT_EQ_INT(r->run_result->number, 7);
@@ -770,7 +775,7 @@ TEST(test_faults) {
   char *huge[] = {"--test-fault", "huge-error", NULL};
   bench_start(&b, huge);
   r = bench_trial(&b, &j.job, 10000);
-  ASSERT_EQ_STR(r->run_result->status, "RUNTIME_ERROR");
+  ASSERT_EQ_STR(wire_status_name(r->run_result->status), "RUNTIME_ERROR");
   const unsigned char *text = (const unsigned char *)r->run_result->error;
   size_t len = strlen(r->run_result->error);
   ASSERT_EQ_INT(len, 12 * 1024 * 1024);
@@ -843,7 +848,7 @@ TEST(stopping_or_killing_the_runner_leaves_nothing_running) {
     bench_start(&b, extra);
     job_t j;
     inline_job(&j, "void k(float *out) { volatile int x = 0; for (;;) x++; }", 16);
-    j.job.timeout_ms = 600000;
+    j.tm.timeout_ms = 600000;
     bench_send(&b, &j.job);
     pid_t kid = bench_child(&b);
     proc_sleep_ms(100); /* spinning in the kernel by now */

@@ -7,6 +7,7 @@
 #include "builder/codegen.h"
 #include "builder/tcc.h"
 #include "common/rng.h"
+#include "common/timing.h"
 #include "common/wire.h"
 #include "runner/load.h"
 #include "runner/measure.h"
@@ -89,6 +90,7 @@ static int measure_dumping(const Ktune__RunJob *job, const char *dir, Ktune__Run
 /* A run job for buffers C(out) A B of a matmul; the caller owns the arrays. */
 typedef struct {
   Ktune__RunJob job;
+  Ktune__Timing tm;
   Ktune__Buffer buf[3];
   Ktune__Buffer *bufp[3];
 } matmul_job;
@@ -96,6 +98,8 @@ typedef struct {
 static void matmul_job_init(matmul_job *j, uint8_t *so, size_t len, int64_t m, int64_t n,
                             int64_t k) {
   ktune__run_job__init(&j->job);
+  ktune__timing__init(&j->tm);
+  j->job.timing = &j->tm;
   uint64_t counts[3] = {(uint64_t)(m * n), (uint64_t)(m * k), (uint64_t)(k * n)};
   for (int i = 0; i < 3; i++) {
     ktune__buffer__init(&j->buf[i]);
@@ -112,8 +116,8 @@ static void matmul_job_init(matmul_job *j, uint8_t *so, size_t len, int64_t m, i
   j->job.buffers = j->bufp;
   j->job.n_buffers = 3;
   j->job.seed = 7;
-  j->job.number = 2;
-  j->job.repeat = 3;
+  j->tm.number = 2;
+  j->tm.repeat = 3;
   j->job.check = 1;
   j->job.rtol = 1e-4;
   j->job.atol = 1e-5;
@@ -262,9 +266,9 @@ TEST(measure_matmul_edges) {
     j.job.job_id = 100 + t;
     Ktune__RunResult res;
     ASSERT_EQ_INT(measure_dumping(&j.job, dir, &res), 0);
-    if (strcmp(res.status, "ok") != 0)
+    if (strcmp(wire_status_name(res.status), "ok") != 0)
       TEST_FAIL("MR %lld NV %lld KC %lld: %s: %s", (long long)v[3], (long long)v[4], (long long)v[5],
-                res.status, res.error);
+                wire_status_name(res.status), res.error);
     ASSERT_EQ_STR(res.error, "");
     ASSERT_EQ_U64(res.job_id, 100 + t);
     ASSERT_EQ_INT(res.n_costs_s, 3);
@@ -291,13 +295,14 @@ TEST(measure_zero_number_repeat) {
   build("matmul", tmpl, v, &so, &len);
   matmul_job j;
   matmul_job_init(&j, so, len, 8, 8, 8);
-  j.job.number = 0;
-  j.job.repeat = 0;
+  j.tm.number = 0;
+  j.tm.repeat = 0;
   Ktune__RunResult res;
   ASSERT_EQ_INT(measure_job(&j.job, NULL, &res), 0);
-  ASSERT_EQ_STR(res.status, "ok");
-  ASSERT_EQ_INT(res.n_costs_s, 1);
-  ASSERT_EQ_INT(res.number, 1);
+  ASSERT_EQ_STR(wire_status_name(res.status), "ok");
+  /* Unset means the defaults of the one table, as on the tracker. */
+  ASSERT_EQ_INT(res.n_costs_s, timing_fields[TIMING_REPEAT].def);
+  ASSERT_EQ_INT(res.number, timing_fields[TIMING_NUMBER].def);
   measure_result_clear(&res);
   free(so);
   free(tmpl);
@@ -329,7 +334,7 @@ TEST(wrong_answer_names_index) {
   ASSERT_NOT_NULL(mkdtemp(dir));
   Ktune__RunResult res;
   ASSERT_EQ_INT(measure_dumping(&j.job, dir, &res), 0);
-  ASSERT_EQ_STR(res.status, "WRONG_ANSWER");
+  ASSERT_EQ_STR(wire_status_name(res.status), "WRONG_ANSWER");
   ASSERT_CONTAINS(res.error, "buffer 0[123]: got ");
   ASSERT_CONTAINS(res.error, "worst abs error 0.5");
   ASSERT_CONTAINS(res.error, "2 of 256 elements");
@@ -356,7 +361,7 @@ TEST(wrong_answer_names_index) {
   /* Without the check the same kernel is simply timed. */
   j.job.check = 0;
   ASSERT_EQ_INT(measure_job(&j.job, NULL, &res), 0);
-  ASSERT_EQ_STR(res.status, "ok");
+  ASSERT_EQ_STR(wire_status_name(res.status), "ok");
   measure_result_clear(&res);
   free(so);
 }
@@ -385,7 +390,7 @@ TEST(wrong_answer_ints_exact) {
   job.atol = 2;
   Ktune__RunResult res;
   ASSERT_EQ_INT(measure_job(&job, NULL, &res), 0);
-  ASSERT_EQ_STR(res.status, "WRONG_ANSWER");
+  ASSERT_EQ_STR(wire_status_name(res.status), "WRONG_ANSWER");
   ASSERT_CONTAINS(res.error, "buffer 0[9]: got ");
   measure_result_clear(&res);
   free(so);
@@ -423,7 +428,7 @@ TEST(garbage_artifact_load_error) {
   matmul_job_init(&j, junk, sizeof junk, 4, 4, 4);
   Ktune__RunResult res;
   ASSERT_EQ_INT(measure_job(&j.job, NULL, &res), 0);
-  ASSERT_EQ_STR(res.status, "LOAD_ERROR");
+  ASSERT_EQ_STR(wire_status_name(res.status), "LOAD_ERROR");
   ASSERT_CONTAINS(res.error, "cannot load artifact");
   ASSERT_EQ_INT(res.n_costs_s, 0);
   measure_result_clear(&res);
@@ -435,7 +440,7 @@ TEST(garbage_artifact_load_error) {
               &len);
   matmul_job_init(&j, so, 200, 4, 4, 4);
   ASSERT_EQ_INT(measure_job(&j.job, NULL, &res), 0);
-  ASSERT_EQ_STR(res.status, "LOAD_ERROR");
+  ASSERT_EQ_STR(wire_status_name(res.status), "LOAD_ERROR");
   measure_result_clear(&res);
   free(so);
 
@@ -445,14 +450,14 @@ TEST(garbage_artifact_load_error) {
               &so, &len);
   matmul_job_init(&j, so, len, 4, 4, 4);
   ASSERT_EQ_INT(measure_job(&j.job, NULL, &res), 0);
-  ASSERT_EQ_STR(res.status, "LOAD_ERROR");
+  ASSERT_EQ_STR(wire_status_name(res.status), "LOAD_ERROR");
   ASSERT_CONTAINS(res.error, "undefined symbol: no_such_function");
   measure_result_clear(&res);
   free(so);
 
   matmul_job_init(&j, NULL, 0, 4, 4, 4);
   ASSERT_EQ_INT(measure_job(&j.job, NULL, &res), 0);
-  ASSERT_EQ_STR(res.status, "LOAD_ERROR");
+  ASSERT_EQ_STR(wire_status_name(res.status), "LOAD_ERROR");
   measure_result_clear(&res);
 }
 
@@ -466,7 +471,7 @@ TEST(missing_entry_load_error) {
   matmul_job_init(&j, so, len, 4, 4, 4);
   Ktune__RunResult res;
   ASSERT_EQ_INT(measure_job(&j.job, NULL, &res), 0);
-  ASSERT_EQ_STR(res.status, "LOAD_ERROR");
+  ASSERT_EQ_STR(wire_status_name(res.status), "LOAD_ERROR");
   ASSERT_CONTAINS(res.error, "function matmul not found");
   measure_result_clear(&res);
 
@@ -474,12 +479,12 @@ TEST(missing_entry_load_error) {
   j.job.entry = "other";
   j.job.reference = "nope";
   ASSERT_EQ_INT(measure_job(&j.job, NULL, &res), 0);
-  ASSERT_EQ_STR(res.status, "LOAD_ERROR");
+  ASSERT_EQ_STR(wire_status_name(res.status), "LOAD_ERROR");
   ASSERT_CONTAINS(res.error, "function nope not found");
   measure_result_clear(&res);
   j.job.check = 0;
   ASSERT_EQ_INT(measure_job(&j.job, NULL, &res), 0);
-  ASSERT_EQ_STR(res.status, "ok");
+  ASSERT_EQ_STR(wire_status_name(res.status), "ok");
   measure_result_clear(&res);
   free(so);
 }
@@ -520,7 +525,7 @@ TEST(kernel_uses_libc_and_libtcc1) {
   ASSERT_NOT_NULL(mkdtemp(dir));
   Ktune__RunResult res;
   ASSERT_EQ_INT(measure_dumping(&job, dir, &res), 0);
-  if (strcmp(res.status, "ok") != 0) TEST_FAIL("%s: %s", res.status, res.error);
+  if (strcmp(wire_status_name(res.status), "ok") != 0) TEST_FAIL("%s: %s", wire_status_name(res.status), res.error);
   char path[256];
   snprintf(path, sizeof path, "%s/job-5.out", dir);
   size_t dlen;
@@ -559,31 +564,31 @@ TEST(bad_buffers_runtime_error) {
   job.n_buffers = 9;
   Ktune__RunResult res;
   ASSERT_EQ_INT(measure_job(&job, NULL, &res), 0);
-  ASSERT_EQ_STR(res.status, "RUNTIME_ERROR");
+  ASSERT_EQ_STR(wire_status_name(res.status), "RUNTIME_ERROR");
   ASSERT_CONTAINS(res.error, "at most 8");
   measure_result_clear(&res);
 
   job.n_buffers = 8; /* eight is fine */
   ASSERT_EQ_INT(measure_job(&job, NULL, &res), 0);
-  ASSERT_EQ_STR(res.status, "ok");
+  ASSERT_EQ_STR(wire_status_name(res.status), "ok");
   measure_result_clear(&res);
 
   b[2].type = "half";
   ASSERT_EQ_INT(measure_job(&job, NULL, &res), 0);
-  ASSERT_EQ_STR(res.status, "RUNTIME_ERROR");
+  ASSERT_EQ_STR(wire_status_name(res.status), "RUNTIME_ERROR");
   ASSERT_CONTAINS(res.error, "buffer 2: unknown element type \"half\"");
   measure_result_clear(&res);
 
   b[2].type = "float";
   b[3].count = 0;
   ASSERT_EQ_INT(measure_job(&job, NULL, &res), 0);
-  ASSERT_EQ_STR(res.status, "RUNTIME_ERROR");
+  ASSERT_EQ_STR(wire_status_name(res.status), "RUNTIME_ERROR");
   ASSERT_CONTAINS(res.error, "buffer 3: element count is 0");
   measure_result_clear(&res);
 
   b[3].count = UINT64_MAX / 2;
   ASSERT_EQ_INT(measure_job(&job, NULL, &res), 0);
-  ASSERT_EQ_STR(res.status, "RUNTIME_ERROR");
+  ASSERT_EQ_STR(wire_status_name(res.status), "RUNTIME_ERROR");
   ASSERT_CONTAINS(res.error, "buffer 3:");
   measure_result_clear(&res);
   free(so);
@@ -610,7 +615,7 @@ TEST(child_main_over_pipes) {
   ASSERT_NOT_NULL(r);
   ASSERT_EQ_INT(r->msg_case, KTUNE__ENVELOPE__MSG_RUN_RESULT);
   ASSERT_EQ_U64(r->run_result->job_id, 77);
-  ASSERT_EQ_STR(r->run_result->status, "ok");
+  ASSERT_EQ_STR(wire_status_name(r->run_result->status), "ok");
   ASSERT_EQ_INT(r->run_result->n_costs_s, 3);
   ASSERT_EQ_STR(r->run_result->clock, "CLOCK_MONOTONIC");
   wire_free(r);

@@ -14,7 +14,9 @@
 #include "builder/fsutil.h"
 #include "builder/tcc.h"
 #include "common/rng.h"
+#include "common/wire.h"
 #include "runner/measure.h"
+#include "common/target.h"
 #include "tests/test.h"
 #include "tests/unit/build_util.h"
 
@@ -29,6 +31,8 @@ static const char *axpb_src =
  * for b >= 0, that it was built with B = b. */
 static void run_axpb_b(const uint8_t *so, size_t len, int b_value) {
   Ktune__RunJob job = KTUNE__RUN_JOB__INIT;
+  Ktune__Timing tm = KTUNE__TIMING__INIT;
+  job.timing = &tm;
   Ktune__Buffer b[2] = {KTUNE__BUFFER__INIT, KTUNE__BUFFER__INIT};
   Ktune__Buffer *bp[2] = {&b[0], &b[1]};
   b[0].type = b[1].type = "float";
@@ -40,8 +44,8 @@ static void run_axpb_b(const uint8_t *so, size_t len, int b_value) {
   job.reference = "k_ref";
   job.buffers = bp;
   job.n_buffers = 2;
-  job.number = 1;
-  job.repeat = 2;
+  tm.number = 1;
+  tm.repeat = 2;
   job.check = 1;
   job.rtol = 1e-6;
   job.atol = 1e-6;
@@ -54,7 +58,7 @@ static void run_axpb_b(const uint8_t *so, size_t len, int b_value) {
   measure_opts o = MEASURE_OPTS_INIT;
   o.dump_dir = dir;
   ASSERT_EQ_INT(measure_job(&job, &o, &res), 0);
-  if (strcmp(res.status, "ok") != 0) TEST_FAIL("%s: %s", res.status, res.error);
+  if (strcmp(wire_status_name(res.status), "ok") != 0) TEST_FAIL("%s: %s", wire_status_name(res.status), res.error);
   measure_result_clear(&res);
   float *out = (float *)bu_read_text(path), in[1000];
   ASSERT_NOT_NULL(out);
@@ -205,7 +209,7 @@ TEST(arch_and_version_parsing) {
       {"powerpc64le-linux-gnu", "ppc64le"},  {"", ""}};
   for (size_t i = 0; i < sizeof arch / sizeof arch[0]; i++) {
     char out[64];
-    cc_arch_name(arch[i][0], out, sizeof out);
+    target_arch(arch[i][0], out, sizeof out);
     ASSERT_EQ_STR(out, arch[i][1]);
   }
   static const char *const ver[][2] = {
@@ -289,7 +293,7 @@ TEST(only_compilers_and_codegen_flags_run) {
   axpb_job(&j, 9, cmd);
   bu_result r;
   bu_build(&j.job, &r);
-  ASSERT_EQ_STR(r.status, "COMPILE_ERROR");
+  ASSERT_EQ_STR(r.status, "UNSUPPORTED");
   ASSERT_CONTAINS(r.error, "does not pass '-wrapper'");
   ASSERT(access(marker, F_OK) != 0);
   bu_result_free(&r);
@@ -402,7 +406,7 @@ TEST(target_arch_mismatch_refused) {
   j.job.target_arch = "x86_64";
   bu_result r;
   bu_build(&j.job, &r);
-  ASSERT_EQ_STR(r.status, "COMPILE_ERROR");
+  ASSERT_EQ_STR(r.status, "UNSUPPORTED");
   ASSERT_CONTAINS(r.error, "target mismatch");
   ASSERT_CONTAINS(r.error, "builds for aarch64 (aarch64-linux-gnu) but the runners need x86_64");
   bu_result_free(&r);
@@ -433,7 +437,7 @@ TEST(target_arch_mismatch_refused) {
   axpb_job(&j, 19, "tcc");
   j.job.target_arch = "riscv64";
   bu_build(&j.job, &r);
-  ASSERT_EQ_STR(r.status, "COMPILE_ERROR");
+  ASSERT_EQ_STR(r.status, "UNSUPPORTED");
   ASSERT_CONTAINS(r.error, "target mismatch: tcc");
   bu_result_free(&r);
 
@@ -512,7 +516,7 @@ TEST(missing_compiler_and_bad_command) {
   bu_result r;
   axpb_job(&j, 50, "gcc-999 -O2");
   bu_build(&j.job, &r);
-  ASSERT_EQ_STR(r.status, "COMPILE_ERROR");
+  ASSERT_EQ_STR(r.status, "UNSUPPORTED");
   ASSERT_CONTAINS(r.error, "cannot run 'gcc-999'");
   ASSERT_CONTAINS(r.error, "is the compiler installed on this builder?");
   ASSERT_EQ_STR(r.compiler_id, "gcc-999 -O2");

@@ -9,6 +9,7 @@
 
 #include "common/identity.h"
 #include "tests/test.h"
+#include "tracker/tracker.h"
 
 /* 2026-11-28T01:02:03.456Z */
 #define TS1 INT64_C(1795827723456)
@@ -44,14 +45,14 @@ static hist *open_rw(const char *path) {
 }
 
 static int64_t add_session(hist *h, const char *key) {
-  hist_session s = {
+  store_new_session s = {
     .task = "matmul", .size_json = "{\"M\":64,\"N\":64,\"K\":64}", .key = key,
     .strategy = "random", .compiler = "tcc", .owner = "alice", .trials = 10, .seed = 7,
     .state = "running", .spec = "\x01\x02\x00\x03", .spec_len = 4,
   };
   int64_t id = 0;
-  int rc = hist_session_add(h, &s, &id);
-  if (rc != 0) TEST_FAIL("hist_session_add: %d %s", rc, hist_errmsg(h));
+  int rc = store_session_add(h, &s, &id);
+  if (rc != 0) TEST_FAIL("store_session_add: %d %s", rc, hist_errmsg(h));
   ASSERT_GE_INT(id, 1);
   return id;
 }
@@ -76,8 +77,8 @@ static hist_trial ok_trial(int64_t session, double mean) {
 
 static int64_t add_trial(hist *h, const hist_trial *t) {
   int64_t id = 0;
-  int rc = hist_trial_add(h, t, &id);
-  if (rc != 0) TEST_FAIL("hist_trial_add: %d %s", rc, hist_errmsg(h));
+  int rc = store_trial_add(h, t, &id);
+  if (rc != 0) TEST_FAIL("store_trial_add: %d %s", rc, hist_errmsg(h));
   ASSERT_GE_INT(id, 1);
   return id;
 }
@@ -175,6 +176,27 @@ TEST(open_creates_schema_in_wal) {
                             " name IN ('trials_best', 'trials_session', 'trials_digest',"
                             " 'trials_kernel')"),
                 4);
+  /* The text SQLite keeps for a version 1 file once upgraded (ALTER TABLE
+   * appends ", <column>"), byte for byte: new and upgraded files match. */
+  char sql[2048];
+  raw_text(db, "SELECT sql FROM sqlite_schema WHERE name = 'trials'", sql, sizeof(sql));
+  ASSERT_EQ_STR(sql,
+                "CREATE TABLE trials ( id INTEGER PRIMARY KEY, session INTEGER REFERENCES"
+                " sessions(id), task TEXT NOT NULL, size TEXT NOT NULL, config TEXT NOT NULL,"
+                " key TEXT NOT NULL, compiler TEXT NOT NULL, status TEXT NOT NULL, error TEXT,"
+                " costs TEXT NOT NULL, mean_s REAL, gflops REAL, flops INTEGER NOT NULL,"
+                " runner TEXT, build_s REAL, timestamp_ms INTEGER NOT NULL, number INTEGER NOT"
+                " NULL, repeat INTEGER NOT NULL, compiler_id TEXT, device TEXT, median_s REAL,"
+                " std_s REAL, calls INTEGER, clock TEXT, timing TEXT NOT NULL DEFAULT '{}',"
+                " reused INTEGER REFERENCES trials(id), digest TEXT, kernel TEXT, checked"
+                " INTEGER NOT NULL DEFAULT 0, builder TEXT)");
+  raw_text(db, "SELECT sql FROM sqlite_schema WHERE name = 'sessions'", sql, sizeof(sql));
+  ASSERT_EQ_STR(sql,
+                "CREATE TABLE sessions ( id INTEGER PRIMARY KEY, task TEXT NOT NULL, size TEXT"
+                " NOT NULL, key TEXT NOT NULL, strategy TEXT NOT NULL, compiler TEXT NOT NULL,"
+                " owner TEXT, trials INTEGER NOT NULL, seed INTEGER NOT NULL, state TEXT NOT"
+                " NULL, created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL, spec BLOB,"
+                " message TEXT)");
   /* Reuse looks trials up by digest now. */
   ASSERT_EQ_INT(raw_int(db, "SELECT count(*) FROM sqlite_schema WHERE name = 'trials_reuse'"),
                 0);
@@ -239,13 +261,13 @@ TEST(session_and_trial_round_trip) {
   ASSERT_GE_INT(now, created);
 
   usleep(5000);
-  ASSERT_EQ_INT(hist_session_update(h, sid, "queued", "waits for a runner with key rpi4"), 0);
+  ASSERT_EQ_INT(store_session_update(h, sid, "queued", "waits for a runner with key rpi4"), 0);
   snprintf(sql, sizeof(sql), "SELECT state || '|' || message FROM sessions WHERE id = %lld",
            (long long)sid);
   raw_text(db, sql, buf, sizeof(buf));
   ASSERT_EQ_STR(buf, "queued|waits for a runner with key rpi4");
   /* A NULL message clears it: it said why, and that no longer holds. */
-  ASSERT_EQ_INT(hist_session_update(h, sid, "done", NULL), 0);
+  ASSERT_EQ_INT(store_session_update(h, sid, "done", NULL), 0);
   snprintf(sql, sizeof(sql), "SELECT state || '|' || coalesce(message, 'none') FROM sessions"
            " WHERE id = %lld", (long long)sid);
   raw_text(db, sql, buf, sizeof(buf));
@@ -257,7 +279,7 @@ TEST(session_and_trial_round_trip) {
   raw_text(db, sql, buf, sizeof(buf));
   ASSERT_EQ_STR(buf, "running");
 
-  ASSERT_LT_INT(hist_session_update(h, 999, "done", NULL), 0);
+  ASSERT_LT_INT(store_session_update(h, 999, "done", NULL), 0);
   ASSERT_CONTAINS(hist_errmsg(h), "no session 999");
 
   hist_trial tr = ok_trial(sid, 1e-3);
@@ -301,32 +323,32 @@ TEST(trial_input_is_checked) {
   int64_t sid = add_session(h, "rpi4");
   hist_trial tr = ok_trial(sid, 1e-3);
   tr.config_json = "{\"TI\":8,";
-  ASSERT_LT_INT(hist_trial_add(h, &tr, NULL), 0);
+  ASSERT_LT_INT(store_trial_add(h, &tr, NULL), 0);
   ASSERT_CONTAINS(hist_errmsg(h), "trial config is not valid JSON");
   tr.config_json = "[8,16]";
-  ASSERT_LT_INT(hist_trial_add(h, &tr, NULL), 0);
+  ASSERT_LT_INT(store_trial_add(h, &tr, NULL), 0);
   ASSERT_CONTAINS(hist_errmsg(h), "trial config must be a JSON object");
   tr = ok_trial(sid, 1e-3);
   tr.task = NULL;
-  ASSERT_LT_INT(hist_trial_add(h, &tr, NULL), 0);
+  ASSERT_LT_INT(store_trial_add(h, &tr, NULL), 0);
   ASSERT_CONTAINS(hist_errmsg(h), "trial has no task");
   tr = ok_trial(sid, 1e-3);
   double nan_costs[] = {1e-3, NAN};
   tr.costs = nan_costs;
   tr.ncosts = 2;
-  ASSERT_LT_INT(hist_trial_add(h, &tr, NULL), 0);
+  ASSERT_LT_INT(store_trial_add(h, &tr, NULL), 0);
   ASSERT_CONTAINS(hist_errmsg(h), "not a finite number");
   tr = ok_trial(sid, 1e-3);
   tr.digest = "ABC";
-  ASSERT_LT_INT(hist_trial_add(h, &tr, NULL), 0);
+  ASSERT_LT_INT(store_trial_add(h, &tr, NULL), 0);
   ASSERT_CONTAINS(hist_errmsg(h), "trial digest is not 64 lowercase hex digits");
   tr = ok_trial(sid, 1e-3);
   tr.kernel = "xyz";
-  ASSERT_LT_INT(hist_trial_add(h, &tr, NULL), 0);
+  ASSERT_LT_INT(store_trial_add(h, &tr, NULL), 0);
   ASSERT_CONTAINS(hist_errmsg(h), "trial kernel digest is not");
   /* foreign_keys is on: a trial of a session that does not exist is refused. */
   tr = ok_trial(sid + 100, 1e-3);
-  ASSERT_LT_INT(hist_trial_add(h, &tr, NULL), 0);
+  ASSERT_LT_INT(store_trial_add(h, &tr, NULL), 0);
   ASSERT_CONTAINS(hist_errmsg(h), "FOREIGN KEY");
   /* Session 0 means none (a trial outside any session). */
   tr = ok_trial(0, 1e-3);
@@ -759,14 +781,14 @@ TEST(committed_survives_reopen) {
   tmp t;
   tmp_init(&t);
   hist *h = open_rw(t.db);
-  ASSERT_EQ_INT(hist_begin(h), 0);
+  ASSERT_EQ_INT(store_begin(h), 0);
   int64_t sid = add_session(h, "rpi4");
   for (int i = 0; i < 50; i++) {
     hist_trial tr = ok_trial(sid, 1e-3 + i * 1e-6);
     add_trial(h, &tr);
   }
-  ASSERT_EQ_INT(hist_session_update(h, sid, "done", NULL), 0);
-  ASSERT_EQ_INT(hist_commit(h), 0);
+  ASSERT_EQ_INT(store_session_update(h, sid, "done", NULL), 0);
+  ASSERT_EQ_INT(store_commit(h), 0);
   hist_close(h);
 
   h = open_rw(t.db);
@@ -777,15 +799,15 @@ TEST(committed_survives_reopen) {
 
   /* A second begin inside a transaction is an error, not a silent nest. */
   h = open_rw(t.db);
-  ASSERT_EQ_INT(hist_begin(h), 0);
-  ASSERT_LT_INT(hist_begin(h), 0);
-  ASSERT_EQ_INT(hist_commit(h), 0);
-  ASSERT_LT_INT(hist_commit(h), 0);
+  ASSERT_EQ_INT(store_begin(h), 0);
+  ASSERT_LT_INT(store_begin(h), 0);
+  ASSERT_EQ_INT(store_commit(h), 0);
+  ASSERT_LT_INT(store_commit(h), 0);
   /* ... and the handle still works after those errors. */
-  ASSERT_EQ_INT(hist_begin(h), 0);
+  ASSERT_EQ_INT(store_begin(h), 0);
   hist_trial tr = ok_trial(sid, 1e-3);
   add_trial(h, &tr);
-  ASSERT_EQ_INT(hist_commit(h), 0);
+  ASSERT_EQ_INT(store_commit(h), 0);
   ASSERT_EQ_INT(hist_trial_count(h, sid, &n), 0);
   ASSERT_EQ_INT(n, 51);
   hist_close(h);
@@ -797,7 +819,7 @@ TEST(uncommitted_is_lost_on_close) {
   tmp_init(&t);
   hist *h = open_rw(t.db);
   int64_t sid = add_session(h, "rpi4");
-  ASSERT_EQ_INT(hist_begin(h), 0);
+  ASSERT_EQ_INT(store_begin(h), 0);
   hist_trial tr = ok_trial(sid, 1e-3);
   add_trial(h, &tr);
   add_trial(h, &tr);
@@ -821,20 +843,20 @@ TEST(crash_keeps_committed_only) {
     hist *h = NULL;
     char err[256];
     if (hist_open(t.db, 0, &h, err, sizeof(err)) != 0) _exit(10);
-    if (hist_begin(h) != 0) _exit(11);
+    if (store_begin(h) != 0) _exit(11);
     int64_t sid = add_session(h, "rpi4");
     for (int i = 0; i < 5; i++) {
       hist_trial tr = ok_trial(sid, 1e-3);
-      if (hist_trial_add(h, &tr, NULL) != 0) _exit(12);
+      if (store_trial_add(h, &tr, NULL) != 0) _exit(12);
     }
-    if (hist_commit(h) != 0) _exit(13);
+    if (store_commit(h) != 0) _exit(13);
     /* The next turn's writes are in flight when the tracker dies. */
-    if (hist_begin(h) != 0) _exit(14);
+    if (store_begin(h) != 0) _exit(14);
     for (int i = 0; i < 7; i++) {
       hist_trial tr = ok_trial(sid, 2e-3);
-      if (hist_trial_add(h, &tr, NULL) != 0) _exit(15);
+      if (store_trial_add(h, &tr, NULL) != 0) _exit(15);
     }
-    if (hist_session_update(h, sid, "done", NULL) != 0) _exit(16);
+    if (store_session_update(h, sid, "done", NULL) != 0) _exit(16);
     kill(getpid(), SIGKILL);
     _exit(17);
   }
@@ -865,11 +887,11 @@ TEST(reader_sees_only_committed_and_is_not_blocked) {
   hist *r = NULL;
   char err[256] = "";
   ASSERT_EQ_INT(hist_open_readonly(t.db, &r, err, sizeof(err)), 0);
-  ASSERT_EQ_INT(hist_begin(w), 0);
+  ASSERT_EQ_INT(store_begin(w), 0);
   hist_trial tr = ok_trial(sid, 1e-3);
   add_trial(w, &tr);
   ASSERT_EQ_INT(count_trials(r), 0);
-  ASSERT_EQ_INT(hist_commit(w), 0);
+  ASSERT_EQ_INT(store_commit(w), 0);
   ASSERT_EQ_INT(count_trials(r), 1);
   hist_best_query q = {.task = "matmul", .size_json = tr.size_json, .key = "rpi4"};
   hist_best_row b;
@@ -877,7 +899,7 @@ TEST(reader_sees_only_committed_and_is_not_blocked) {
   ASSERT_EQ_STR(b.config_json, "{\"TI\":8,\"TJ\":16}");
   hist_best_row_clear(&b);
   /* A read-only handle refuses writes. */
-  ASSERT_LT_INT(hist_trial_add(r, &tr, NULL), 0);
+  ASSERT_LT_INT(store_trial_add(r, &tr, NULL), 0);
   ASSERT_CONTAINS(hist_errmsg(r), "readonly");
   hist_close(r);
   hist_close(w);
@@ -988,31 +1010,46 @@ static int see_session(void *ctx, int64_t id, const void *spec, size_t len, cons
   return 0;
 }
 
+typedef struct {
+  char configs[4][64], status[4][16];
+  double mean[4];
+  int n, stop_at;
+} trials_seen;
+
+static int see_trial(void *ctx, const char *config, const char *status, double mean_s) {
+  trials_seen *ts = ctx;
+  ASSERT_LT_INT(ts->n, 4);
+  snprintf(ts->configs[ts->n], sizeof(ts->configs[0]), "%s", config);
+  snprintf(ts->status[ts->n], sizeof(ts->status[0]), "%s", status);
+  ts->mean[ts->n++] = mean_s;
+  return ts->stop_at && ts->n >= ts->stop_at ? 9 : 0;
+}
+
 TEST(jobs_and_unfinished_sessions_resume) {
   tmp t;
   tmp_init(&t);
   hist *h = open_rw(t.db);
   int64_t a = add_session(h, "x"), b = add_session(h, "y");
-  ASSERT_EQ_INT(hist_session_update(h, b, "done", NULL), 0);
+  ASSERT_EQ_INT(store_session_update(h, b, "done", NULL), 0);
   int64_t j1, j2, j3;
-  ASSERT_EQ_INT(hist_job_add(h, a, 5, "{\"TJ\":2, \"TI\":1}", &j1), 0);
-  ASSERT_EQ_INT(hist_job_add(h, a, 9, "{\"TI\":3,\"TJ\":4}", &j2), 0);
-  ASSERT_EQ_INT(hist_job_add(h, b, 1, "{\"TI\":1,\"TJ\":1}", &j3), 0);
-  ASSERT_EQ_INT(hist_job_lost(h, j2, 2), 0);
-  ASSERT_EQ_INT(hist_job_delete(h, j1), 0);
-  ASSERT_LT_INT(hist_job_delete(h, j1), 0); /* already gone */
-  ASSERT_LT_INT(hist_job_add(h, a, 1, "not json", NULL), 0);
+  ASSERT_EQ_INT(store_job_add(h, a, 5, "{\"TJ\":2, \"TI\":1}", &j1), 0);
+  ASSERT_EQ_INT(store_job_add(h, a, 9, "{\"TI\":3,\"TJ\":4}", &j2), 0);
+  ASSERT_EQ_INT(store_job_add(h, b, 1, "{\"TI\":1,\"TJ\":1}", &j3), 0);
+  ASSERT_EQ_INT(store_job_lost(h, j2, 2), 0);
+  ASSERT_EQ_INT(store_job_delete(h, j1), 0);
+  ASSERT_LT_INT(store_job_delete(h, j1), 0); /* already gone */
+  ASSERT_LT_INT(store_job_add(h, a, 1, "not json", NULL), 0);
   hist_close(h);
 
   h = open_rw(t.db);
   jobs_seen js = {0};
-  ASSERT_EQ_INT(hist_jobs_of(h, a, see_job, &js), 0);
+  ASSERT_EQ_INT(store_jobs_of(h, a, see_job, &js), 0);
   ASSERT_EQ_INT(js.n, 1);
   ASSERT_EQ_INT(js.ids[0], j2);
   ASSERT_EQ_U64(js.idx[0], 9);
   ASSERT_EQ_INT(js.lost[0], 2);
   jobs_seen ss = {0};
-  ASSERT_EQ_INT(hist_sessions_unfinished(h, see_session, &ss), 0);
+  ASSERT_EQ_INT(store_sessions_unfinished(h, see_session, &ss), 0);
   ASSERT_EQ_INT(ss.n, 1);
   ASSERT_EQ_INT(ss.ids[0], a);
 
@@ -1035,6 +1072,18 @@ TEST(jobs_and_unfinished_sessions_resume) {
   ASSERT_EQ_INT(hist_session_summary(h, b, &n, &failed, &best, &mean), 0);
   ASSERT_EQ_INT(n, 0);
   ASSERT_NULL(best);
+
+  /* What the tuner restores from: every trial, oldest first. */
+  trials_seen ts = {0};
+  ASSERT_EQ_INT(store_session_trials(h, a, see_trial, &ts), 0);
+  ASSERT_EQ_INT(ts.n, 3);
+  ASSERT_EQ_STR(ts.configs[1], "{\"TI\":16,\"TJ\":4}");
+  ASSERT_EQ_STR(ts.status[2], "WRONG_ANSWER");
+  ASSERT_EQ_DBL(ts.mean[0], 2e-3, 0);
+  ts.stop_at = 1;
+  ts.n = 0;
+  ASSERT_EQ_INT(store_session_trials(h, a, see_trial, &ts), 9);
+  ASSERT_EQ_INT(ts.n, 1);
   hist_close(h);
   tmp_free(&t);
 }
@@ -1067,8 +1116,8 @@ TEST(find_ok_matches_only_the_exact_digest) {
   char d2[IDENT_HEX];
   digest_of(KERNEL_A, &same, d2);
   ASSERT_EQ_STR(d2, d);
-  hist_found f;
-  ASSERT_EQ_INT(hist_find_ok(h, d2, &f), 1);
+  store_found f;
+  ASSERT_EQ_INT(store_find_ok(h, d2, &f), 1);
   ASSERT_EQ_INT(f.id, id);
   ASSERT_EQ_INT(f.ncosts, 3);
   ASSERT_EQ_DBL(f.costs[1], costs3[1], 0);
@@ -1076,7 +1125,7 @@ TEST(find_ok_matches_only_the_exact_digest) {
   ASSERT_EQ_STR(f.device_json, "{\"cpu\":\"zen\"}");
   ASSERT_EQ_STR(f.builder, "b-1");
   ASSERT_EQ_STR(f.runner, "pi-1");
-  hist_found_clear(&f);
+  store_found_clear(&f);
   ASSERT_NULL(f.builder);
 
   /* Another kernel, timing, compiler, key or check: another digest. */
@@ -1090,14 +1139,14 @@ TEST(find_ok_matches_only_the_exact_digest) {
     char o[IDENT_HEX];
     digest_of(i == 0 ? KERNEL_B : KERNEL_A, &other[i], o);
     ASSERT(strcmp(o, d) != 0);
-    ASSERT_EQ_INT(hist_find_ok(h, o, &f), 0);
+    ASSERT_EQ_INT(store_find_ok(h, o, &f), 0);
   }
   /* No digest answers for nothing, even where trials have none. */
   hist_trial anon = tr;
   anon.digest = NULL;
   add_trial(h, &anon);
-  ASSERT_EQ_INT(hist_find_ok(h, NULL, &f), 0);
-  ASSERT_EQ_INT(hist_find_ok(h, "", &f), 0);
+  ASSERT_EQ_INT(store_find_ok(h, NULL, &f), 0);
+  ASSERT_EQ_INT(store_find_ok(h, "", &f), 0);
 
   /* A failed trial is never reused. */
   hist_trial bad = tr;
@@ -1107,16 +1156,16 @@ TEST(find_ok_matches_only_the_exact_digest) {
   digest_of(KERNEL_A, &bad, db);
   bad.digest = db;
   add_trial(h, &bad);
-  ASSERT_EQ_INT(hist_find_ok(h, db, &f), 0);
+  ASSERT_EQ_INT(store_find_ok(h, db, &f), 0);
 
   /* The newest of several measurements of the same trial. */
   hist_trial again = tr;
   again.runner = "pi-2";
   int64_t id2 = add_trial(h, &again);
-  ASSERT_EQ_INT(hist_find_ok(h, d, &f), 1);
+  ASSERT_EQ_INT(store_find_ok(h, d, &f), 1);
   ASSERT_EQ_INT(f.id, id2);
   ASSERT_EQ_STR(f.runner, "pi-2");
-  hist_found_clear(&f);
+  store_found_clear(&f);
   hist_close(h);
   tmp_free(&t);
 }
@@ -1213,8 +1262,8 @@ TEST(v1_file_reads_read_only_as_it_is) {
   q.checked_only = 0;
   q.kernel = KERNEL_A;
   ASSERT_EQ_INT(best_of(r, &q, &b), 0);
-  hist_found f;
-  ASSERT_EQ_INT(hist_find_ok(r, KERNEL_A, &f), 0);
+  store_found f;
+  ASSERT_EQ_INT(store_find_ok(r, KERNEL_A, &f), 0);
 
   hist_session_row s;
   ASSERT_EQ_INT(hist_session_get(r, 1, &s), 1);
@@ -1279,17 +1328,17 @@ TEST(v1_file_is_upgraded_in_place) {
 
   /* The job is still there to resume, and new trials record. */
   jobs_seen js = {0};
-  ASSERT_EQ_INT(hist_jobs_of(h, 1, see_job, &js), 0);
+  ASSERT_EQ_INT(store_jobs_of(h, 1, see_job, &js), 0);
   ASSERT_EQ_INT(js.n, 1);
   hist_trial tr = ok_trial(1, 2e-3);
   char d[IDENT_HEX];
   digest_of(KERNEL_A, &tr, d);
   tr.digest = d;
   int64_t id = add_trial(h, &tr);
-  hist_found f;
-  ASSERT_EQ_INT(hist_find_ok(h, d, &f), 1);
+  store_found f;
+  ASSERT_EQ_INT(store_find_ok(h, d, &f), 1);
   ASSERT_EQ_INT(f.id, id);
-  hist_found_clear(&f);
+  store_found_clear(&f);
   hist_close(h);
 
   /* Opening again finds version 2 and does nothing. */
@@ -1353,12 +1402,12 @@ TEST(session_get_and_recent) {
   hist_trial other = ok_trial(b, 1e-5); /* another session's, not a's best */
   add_trial(h, &other);
 
-  ASSERT_EQ_INT(hist_session_update(h, a, "done", NULL), 0);
+  ASSERT_EQ_INT(store_session_update(h, a, "done", NULL), 0);
   usleep(3000);
-  ASSERT_EQ_INT(hist_session_update(h, b, "failed", "no runner with key rpi4 for 60 s"), 0);
+  ASSERT_EQ_INT(store_session_update(h, b, "failed", "no runner with key rpi4 for 60 s"), 0);
   usleep(3000);
-  ASSERT_EQ_INT(hist_session_update(h, c, "running", NULL), 0);
-  ASSERT_EQ_INT(hist_session_update(h, d, "cancelled", "cancelled by alice"), 0);
+  ASSERT_EQ_INT(store_session_update(h, c, "running", NULL), 0);
+  ASSERT_EQ_INT(store_session_update(h, d, "cancelled", "cancelled by alice"), 0);
 
   hist_session_row r;
   ASSERT_EQ_INT(hist_session_get(h, a, &r), 1);

@@ -60,12 +60,15 @@ static void build_kernel(const char *body, const char *ref_body, int bias, uint8
 
 typedef struct {
   Ktune__RunJob job;
+  Ktune__Timing tm;
   Ktune__Buffer buf[2];
   Ktune__Buffer *bufp[2];
 } kjob;
 
 static void kjob_init(kjob *j, uint8_t *so, size_t len) {
   ktune__run_job__init(&j->job);
+  ktune__timing__init(&j->tm);
+  j->job.timing = &j->tm;
   for (int i = 0; i < 2; i++) {
     ktune__buffer__init(&j->buf[i]);
     j->buf[i].type = "float";
@@ -82,8 +85,8 @@ static void kjob_init(kjob *j, uint8_t *so, size_t len) {
   j->job.buffers = j->bufp;
   j->job.n_buffers = 2;
   j->job.seed = 1;
-  j->job.number = 1;
-  j->job.repeat = 2;
+  j->tm.number = 1;
+  j->tm.repeat = 2;
   j->job.check = 1;
   j->job.task = "unit";
   j->job.size = "{\"N\":256}";
@@ -132,10 +135,10 @@ static Ktune__Envelope *expect_result(const Ktune__RunJob *job, const measure_op
   if (!r) TEST_FAIL("no result (wait status %d)", st);
   ASSERT_EQ_INT(r->msg_case, KTUNE__ENVELOPE__MSG_RUN_RESULT);
   ASSERT_EQ_U64(r->run_result->job_id, job->job_id);
-  if (strcmp(r->run_result->status, status) != 0 ||
+  if (strcmp(wire_status_name(r->run_result->status), status) != 0 ||
       (needle && !strstr(r->run_result->error, needle)))
     TEST_FAIL("expected %s with \"%s\", got %s: %s", status, needle ? needle : "",
-              r->run_result->status, r->run_result->error);
+              wire_status_name(r->run_result->status), r->run_result->error);
   return r;
 }
 
@@ -153,7 +156,7 @@ TEST(timing_next_number_follows_tvm) {
   /* Always grows, even from nothing measured. */
   ASSERT_EQ_INT(timing_next_number(1, 0, 10), 2);
   ASSERT_EQ_INT(timing_next_number(0, 0, 10), 2);
-  ASSERT_EQ_U64(timing_next_number(1u << 29, 1e-9, 100000), TIMING_MAX_NUMBER);
+  ASSERT_EQ_U64(timing_next_number(1u << 29, 1e-9, 100000), TIMING_MAX_GROWN_NUMBER);
 }
 
 typedef struct {
@@ -206,8 +209,8 @@ TEST(sandboxed_child_measures) {
   build_kernel("", "", 0, &so, &len);
   kjob j;
   kjob_init(&j, so, len);
-  j.job.repeat = 5;
-  j.job.number = 3;
+  j.tm.repeat = 5;
+  j.tm.number = 3;
   Ktune__Envelope *r = expect_result(&j.job, NULL, "ok", NULL);
   ASSERT_EQ_INT(r->run_result->n_costs_s, 5);
   ASSERT_EQ_INT(r->run_result->number, 3);

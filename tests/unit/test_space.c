@@ -223,50 +223,6 @@ TEST(count_valid_matches_brute_force) {
   ASSERT_EQ_INT(space_count_valid(&sp, 10, &n), -E2BIG);
 }
 
-TEST(neighbours_are_one_step_and_valid) {
-  task_spec t = spec3();
-  space sp;
-  char err[256];
-  ASSERT_EQ_INT(space_init(&sp, &t, err, sizeof err), 0);
-  /* A=2 B=8 C=5: steps A->1,3; B->16,0; C->7. */
-  int64_t v[] = {2, 8, 5};
-  uint64_t out[16];
-  size_t n = 0;
-  ASSERT_EQ_INT(space_neighbours(&sp, v, out, 16, &n), 0);
-  size_t want = 0;
-  int64_t cand[][3] = {{1, 8, 5}, {3, 8, 5}, {2, 16, 5}, {2, 0, 5}, {2, 8, 7}};
-  for (size_t i = 0; i < 5; i++) {
-    if (!brute_valid(cand[i][0], cand[i][1], cand[i][2])) continue;
-    uint64_t idx;
-    ASSERT_EQ_INT(space_index(&sp, cand[i], &idx), 0);
-    ASSERT_EQ_U64(out[want], idx);
-    want++;
-  }
-  ASSERT_EQ_INT(n, want);
-  /* Bounded by max. */
-  ASSERT_EQ_INT(space_neighbours(&sp, v, out, 1, &n), 0);
-  ASSERT_EQ_INT(n, 1);
-  int64_t foreign[] = {5, 8, 5};
-  ASSERT_EQ_INT(space_neighbours(&sp, foreign, out, 16, &n), -ENOENT);
-}
-
-TEST(features_are_value_and_position) {
-  task_spec t = spec3();
-  space sp;
-  char err[256];
-  ASSERT_EQ_INT(space_init(&sp, &t, err, sizeof err), 0);
-  ASSERT_EQ_INT(space_nfeatures(&sp), 6);
-  int64_t v[] = {3, 0, 7};
-  double f[6];
-  ASSERT_EQ_INT(space_features(&sp, v, f), 0);
-  ASSERT_EQ_DBL(f[0], 3, 0);
-  ASSERT_EQ_DBL(f[1], 2.0 / 3.0, 1e-12);
-  ASSERT_EQ_DBL(f[2], 0, 0);
-  ASSERT_EQ_DBL(f[3], 1.0, 0);
-  ASSERT_EQ_DBL(f[4], 7, 0);
-  ASSERT_EQ_DBL(f[5], 0, 0);
-}
-
 /* The pruned walk lists exactly the configs space_valid accepts, in
  * index order, for every pair of constraints from a list that mixes
  * guards, errors, || and parenthesised &&. */
@@ -393,7 +349,7 @@ TEST(long_constraint_error_keeps_the_reason) {
 
 TEST_LIST(TEST_ENTRY(count_valid_matches_brute_force), TEST_ENTRY(walk_matches_brute_force),
           TEST_ENTRY(count_in_a_sparse_billion), TEST_ENTRY(walk_notes_the_first_reached_error),
-          TEST_ENTRY(long_constraint_error_keeps_the_reason), TEST_ENTRY(neighbours_are_one_step_and_valid),
-          TEST_ENTRY(features_are_value_and_position), TEST_ENTRY(size), TEST_ENTRY(enumeration_matches_brute_force),
+          TEST_ENTRY(long_constraint_error_keeps_the_reason),
+          TEST_ENTRY(size), TEST_ENTRY(enumeration_matches_brute_force),
           TEST_ENTRY(index_rejects_foreign_values), TEST_ENTRY(evaluation_error_is_reported),
           TEST_ENTRY(huge_space_saturates), TEST_ENTRY(canonical_json))

@@ -77,6 +77,8 @@ static void describe(const task_spec *t, const int64_t *knobs, char *buf, size_t
 static void run_checked(const task_spec *t, const bu_result *b, const char *what) {
   if (strcmp(b->status, "ok") != 0) TEST_FAIL("%s: build %s: %s", what, b->status, b->error);
   Ktune__RunJob job = KTUNE__RUN_JOB__INIT;
+  Ktune__Timing tm = KTUNE__TIMING__INIT;
+  job.timing = &tm;
   Ktune__Buffer buf[16], *bp[16];
   ASSERT(t->nargs <= 16);
   for (size_t i = 0; i < t->nargs; i++) {
@@ -98,12 +100,12 @@ static void run_checked(const task_spec *t, const bu_result *b, const char *what
   job.buffers = bp;
   job.n_buffers = t->nargs;
   job.seed = KTUNE_INPUT_SEED;
-  job.number = 1;
-  job.repeat = 1;
+  tm.number = 1;
+  tm.repeat = 1;
   job.check = 1;
   job.rtol = t->rtol;
   job.atol = t->atol;
-  job.timeout_ms = 60000;
+  tm.timeout_ms = 60000;
 
   int in[2], out[2];
   ASSERT_EQ_INT(pipe(in), 0);
@@ -131,8 +133,8 @@ static void run_checked(const task_spec *t, const bu_result *b, const char *what
   ASSERT_EQ_INT(waitpid(pid, &st, 0), pid);
   if (!r) TEST_FAIL("%s: the measuring child sent no result (status %d)", what, st);
   ASSERT_EQ_INT(r->msg_case, KTUNE__ENVELOPE__MSG_RUN_RESULT);
-  if (strcmp(r->run_result->status, "ok") != 0)
-    TEST_FAIL("%s: %s: %s", what, r->run_result->status, r->run_result->error);
+  if (strcmp(wire_status_name(r->run_result->status), "ok") != 0)
+    TEST_FAIL("%s: %s: %s", what, wire_status_name(r->run_result->status), r->run_result->error);
   ASSERT_EQ_INT(r->run_result->n_costs_s, 1);
   ASSERT_GT_DBL(r->run_result->costs_s[0], 0);
   wire_free(r);

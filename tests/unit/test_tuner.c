@@ -1,34 +1,5 @@
-#include "tuner/tuner.h"
-
-#include "tests/test.h"
-
-/* A small space: 5 * 4 * 3 = 60 configs, about half of them valid. */
-static int64_t va[] = {1, 2, 3, 4, 6};
-static int64_t vb[] = {8, 4, 2, 1};
-static int64_t vc[] = {0, 1, 2};
-static task_knob knobs[] = {{"A", va, 5}, {"B", vb, 4}, {"C", vc, 3}};
-static task_param consts[] = {{"M", 12}};
-static char *cons[] = {"M % A == 0", "A * B <= 16", "C == 0 || A % 2 == 0"};
-
-static task_spec small_spec(void) {
-  task_spec t = {0};
-  t.name = "small";
-  t.knobs = knobs;
-  t.nknobs = 3;
-  t.consts = consts;
-  t.nconsts = 1;
-  t.constraints = cons;
-  t.nconstraints = 3;
-  return t;
-}
-
-static int valid_index(const space *sp, uint64_t i) {
-  int64_t v[8];
-  int ok = 0;
-  ASSERT_EQ_INT(space_config(sp, i, v), 0);
-  ASSERT_EQ_INT(space_valid(sp, v, &ok, NULL, 0), 0);
-  return ok;
-}
+#include "tuner/features.h"
+#include "tests/unit/tuner_util.h"
 
 TEST(unknown_strategy) {
   task_spec t = small_spec();
@@ -41,6 +12,7 @@ TEST(unknown_strategy) {
   ASSERT_CONTAINS(err, "unknown strategy 'annealing'");
   ASSERT_CONTAINS(err, "random");
   ASSERT_CONTAINS(err, "grid");
+  for (size_t i = 0; tuner_strategy_name(i); i++) ASSERT_CONTAINS(err, tuner_strategy_name(i));
   ASSERT(tuner_new(NULL, &sp, 1, &tu, err, sizeof err) < 0);
 }
 
@@ -76,7 +48,6 @@ TEST(random_covers_each_valid_config_once) {
   ASSERT_EQ_INT(got, nvalid);
   ASSERT(!in_order); /* it is a shuffle, not a grid */
   ASSERT_EQ_INT(tuner_next(tu, v, &idx), 1); /* and stays exhausted */
-  tuner_observe(tu, idx, 1.0);
   tuner_free(tu);
 }
 
@@ -298,19 +269,12 @@ TEST(unprunable_space_ends_only_after_everything) {
 }
 
 /* Nine knobs of ten values: 10^9 configs, one of them valid. */
-static int64_t ten[] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9};
 static task_knob nine[9];
 static char *sparse_cons[] = {"K0 == 3", "K1 == 7 && K2 == 1",
                               "(K3 + K4 == 9 && K3 == 4) && K5 == 0", "K6 * 10 + K7 == 58",
                               "K8 == K0 + 1"};
 
-static task_spec billion_spec(char **c, size_t nc) {
-  static const char *names[] = {"K0", "K1", "K2", "K3", "K4", "K5", "K6", "K7", "K8"};
-  for (int i = 0; i < 9; i++) nine[i] = (task_knob){(char *)names[i], ten, 10};
-  task_spec t = {.name = "billion", .knobs = nine, .nknobs = 9, .constraints = c,
-                 .nconstraints = nc};
-  return t;
-}
+static task_spec billion_spec(char **c, size_t nc) { return tu_tens(nine, 9, c, nc); }
 
 TEST(grid_and_random_find_the_one_valid_config_in_a_billion) {
   task_spec t = billion_spec(sparse_cons, 5);
@@ -453,6 +417,80 @@ TEST(huge_space_is_never_listed) {
   }
 }
 
+/* Every strategy in the table, through the interface alone: a restart
+ * after a few trials loses nothing and repeats nothing. */
+TEST(every_strategy_restores_after_a_restart) {
+  size_t n = 0;
+  for (; tuner_strategy_name(n); n++) tu_restart_small(tuner_strategy_name(n), 5);
+  ASSERT_GE_INT(n, 2);
+}
+
+TEST(restore_comes_first_and_names_configs_of_the_space) {
+  task_spec t = small_spec();
+  space sp;
+  ASSERT_EQ_INT(space_init(&sp, &t, NULL, 0), 0);
+  int64_t v[3];
+  uint64_t idx;
+  for (size_t s = 0; tuner_strategy_name(s); s++) {
+    tuner *tu;
+    ASSERT_EQ_INT(tuner_new(tuner_strategy_name(s), &sp, 1, &tu, NULL, 0), 0);
+    tuner_trial far = {.index = sp.size, .values = v, .status = "ok"};
+    ASSERT_EQ_INT(tuner_restore(tu, &far, 1), -ERANGE);
+    ASSERT_EQ_INT(tuner_observe(tu, &far), -EINVAL);
+    ASSERT_EQ_INT(tuner_restore(tu, NULL, 0), 0);
+    ASSERT_EQ_INT(tuner_next(tu, v, &idx), 0);
+    tuner_trial done = {.index = idx, .values = v, .status = "ok", .mean_s = 1e-3, .gflops = 2};
+    ASSERT_EQ_INT(tuner_observe(tu, &done), 0);
+    /* once it has proposed, its state is its own */
+    ASSERT_EQ_INT(tuner_restore(tu, &done, 1), -EINVAL);
+    tuner_free(tu);
+  }
+}
+
+TEST(neighbours_are_one_step_and_valid) {
+  task_spec t = small_spec();
+  space sp;
+  ASSERT_EQ_INT(space_init(&sp, &t, NULL, 0), 0);
+  /* A=2 B=4 C=1: steps A->1,3; B->8,2; C->0,2, kept when valid */
+  int64_t v[] = {2, 4, 1};
+  int64_t cand[][3] = {{1, 4, 1}, {3, 4, 1}, {2, 8, 1}, {2, 2, 1}, {2, 4, 0}, {2, 4, 2}};
+  uint64_t out[16];
+  size_t n = 0, want = 0;
+  ASSERT_EQ_INT(features_neighbours(&sp, v, out, 16, &n), 0);
+  for (size_t i = 0; i < 6; i++) {
+    uint64_t idx;
+    ASSERT_EQ_INT(space_index(&sp, cand[i], &idx), 0);
+    if (!valid_index(&sp, idx)) continue;
+    ASSERT_LT_INT(want, n);
+    ASSERT_EQ_U64(out[want], idx);
+    want++;
+  }
+  ASSERT_EQ_INT(n, want);
+  ASSERT(want > 1 && want < 6);
+  ASSERT_EQ_INT(features_neighbours(&sp, v, out, 1, &n), 0); /* bounded by max */
+  ASSERT_EQ_INT(n, 1);
+  int64_t foreign[] = {5, 4, 1};
+  ASSERT_EQ_INT(features_neighbours(&sp, foreign, out, 16, &n), -ENOENT);
+}
+
+TEST(features_are_value_and_position) {
+  task_spec t = small_spec();
+  space sp;
+  ASSERT_EQ_INT(space_init(&sp, &t, NULL, 0), 0);
+  ASSERT_EQ_INT(features_count(&sp), 6);
+  int64_t v[] = {3, 1, 0};
+  double f[6];
+  ASSERT_EQ_INT(features_of(&sp, v, f), 0);
+  ASSERT_EQ_DBL(f[0], 3, 0);
+  ASSERT_EQ_DBL(f[1], 0.5, 0);
+  ASSERT_EQ_DBL(f[2], 1, 0);
+  ASSERT_EQ_DBL(f[3], 1.0, 0);
+  ASSERT_EQ_DBL(f[4], 0, 0);
+  ASSERT_EQ_DBL(f[5], 0, 0);
+  int64_t foreign[] = {5, 1, 0};
+  ASSERT_EQ_INT(features_of(&sp, foreign, f), -ENOENT);
+}
+
 TEST_LIST(TEST_ENTRY(step_gives_way_and_finds_the_same_configs), TEST_ENTRY(unknown_strategy), TEST_ENTRY(random_covers_each_valid_config_once),
           TEST_ENTRY(random_same_seed_same_sequence), TEST_ENTRY(random_first_pick_is_uniform),
           TEST_ENTRY(grid_in_index_order), TEST_ENTRY(no_knobs_and_no_valid_configs),
@@ -462,4 +500,7 @@ TEST_LIST(TEST_ENTRY(step_gives_way_and_finds_the_same_configs), TEST_ENTRY(unkn
           TEST_ENTRY(grid_and_random_find_the_one_valid_config_in_a_billion),
           TEST_ENTRY(random_is_deterministic_whatever_the_budget),
           TEST_ENTRY(division_by_zero_is_noted),
-          TEST_ENTRY(huge_space_is_never_listed))
+          TEST_ENTRY(huge_space_is_never_listed),
+          TEST_ENTRY(every_strategy_restores_after_a_restart),
+          TEST_ENTRY(restore_comes_first_and_names_configs_of_the_space),
+          TEST_ENTRY(neighbours_are_one_step_and_valid), TEST_ENTRY(features_are_value_and_position))

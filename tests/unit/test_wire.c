@@ -61,6 +61,8 @@ TEST(run_job_with_artifact_round_trip) {
   b1.count = 5;
   Ktune__Buffer *bufs[] = {&b0, &b1};
   Ktune__RunJob j = KTUNE__RUN_JOB__INIT;
+  Ktune__Timing tm = KTUNE__TIMING__INIT;
+  j.timing = &tm;
   j.job_id = 1ull << 40;
   j.artifact.data = art;
   j.artifact.len = sizeof(art);
@@ -69,8 +71,8 @@ TEST(run_job_with_artifact_round_trip) {
   j.buffers = bufs;
   j.n_buffers = 2;
   j.seed = 1;
-  j.number = 4;
-  j.repeat = 3;
+  tm.number = 4;
+  tm.repeat = 3;
   j.check = 1;
   j.rtol = 1e-4;
   j.atol = 1e-5;
@@ -88,7 +90,7 @@ TEST(run_job_with_artifact_round_trip) {
   ASSERT_EQ_INT(r->buffers[0]->output, 1);
   ASSERT_EQ_STR(r->buffers[1]->type, "int64");
   ASSERT_EQ_INT(r->buffers[1]->output, 0);
-  ASSERT_EQ_INT(r->number, 4);
+  ASSERT_EQ_INT(r->timing->number, 4);
   ASSERT_EQ_DBL(r->rtol, 1e-4, 0);
   wire_free(o);
 }
@@ -97,7 +99,7 @@ TEST(run_result_costs_round_trip) {
   double costs[] = {1.5e-3, 1.25e-3, 2e-3};
   Ktune__RunResult rr = KTUNE__RUN_RESULT__INIT;
   rr.job_id = 9;
-  rr.status = "WRONG_ANSWER";
+  rr.status = KTUNE__TRIAL_STATUS__TRIAL_WRONG_ANSWER;
   rr.error = "C[3]: got 1 expected 2";
   rr.costs_s = costs;
   rr.n_costs_s = 3;
@@ -105,7 +107,7 @@ TEST(run_result_costs_round_trip) {
   env.msg_case = KTUNE__ENVELOPE__MSG_RUN_RESULT;
   env.run_result = &rr;
   Ktune__Envelope *o = round_trip(&env);
-  ASSERT_EQ_STR(o->run_result->status, "WRONG_ANSWER");
+  ASSERT_EQ_STR(wire_status_name(o->run_result->status), "WRONG_ANSWER");
   ASSERT_EQ_INT(o->run_result->n_costs_s, 3);
   ASSERT_EQ_DBL(o->run_result->costs_s[1], 1.25e-3, 0);
   wire_free(o);

@@ -1,0 +1,156 @@
+/* One Timing from end to end: every timing option set on the command line
+ * reaches the runner and comes back into the history; an option out of
+ * range is refused with the same words by the CLI and by the tracker;
+ * and the canonical timing JSON stays what old history rows hold. */
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+
+#include "common/frame.h"
+#include "common/timing.h"
+#include "common/wire.h"
+#include "tests/integration/harness.h"
+#include "tests/test.h"
+
+static char *read_text(const char *path) {
+  FILE *fp = fopen(path, "r");
+  if (!fp) TEST_FAIL("cannot open %s", path);
+  static char buf[1 << 20];
+  size_t n = fread(buf, 1, sizeof(buf) - 1, fp);
+  buf[n] = 0;
+  fclose(fp);
+  return buf;
+}
+
+TEST(timing_json_is_what_old_rows_hold) {
+  Ktune__Timing tm;
+  char err[256];
+  timing_copy(&tm, NULL);
+  ASSERT_EQ_INT(timing_fill(&tm, err, sizeof(err)), 0);
+  char *j = timing_json(&tm);
+  ASSERT_EQ_STR(j, "{\"cooldown_ms\":0,\"flush_cache\":false,\"min_repeat_ms\":0,\"number\":1,"
+                   "\"repeat\":3}");
+  free(j);
+  ASSERT_EQ_INT(tm.timeout_ms, 60000);
+}
+
+TEST(every_option_reaches_the_runner_and_the_history) {
+  farm f;
+  farm_start(&f, NULL);
+  /* The runner logs what timing each job carried at debug level. */
+  setenv("KTUNE_DEBUG", "1", 1);
+  pid_t b = farm_builder(&f, "b1");
+  pid_t r = farm_runner(&f, "r1", "k", NULL);
+  unsetenv("KTUNE_DEBUG");
+  farm_wait_agent(&f, "r1", 1);
+  farm_wait_agent(&f, "b1", 1);
+
+  static char out[1 << 16];
+  char *tune[] = {"tune", "matmul", "-D", "M=37", "-D", "N=45", "-D", "K=29", "--trials", "2",
+                  "--key", "k", "--seed", "3", "--number", "2", "--repeat", "4",
+                  "--min-repeat-ms", "2", "--cooldown-ms", "3", "--flush-cache", "--timeout",
+                  "45000", NULL};
+  int rc = farm_ktune(&f, out, sizeof(out), 120000, tune);
+  if (rc != 0) {
+    farm_print_log(&f);
+    TEST_FAIL("ktune tune exited %d:\n%s", rc, out);
+  }
+
+  /* What the runner received, every option. */
+  ASSERT_CONTAINS(read_text(f.log), "number 2, repeat 4, min_repeat_ms 2, cooldown_ms 3, "
+                                    "flush_cache 1, timeout_ms 45000");
+
+  /* What the history holds: the options as its canonical JSON, the rounds
+   * and the calls (min_repeat_ms may have raised number above 2). */
+  sqlite3 *db = farm_db(&f);
+  ASSERT_EQ_INT(farm_query(db, "SELECT count(*) FROM trials WHERE status = 'ok'"), 2);
+  ASSERT_EQ_INT(farm_query(db, "SELECT count(*) FROM trials WHERE timing = "
+                               "'{\"cooldown_ms\":3,\"flush_cache\":true,\"min_repeat_ms\":2,"
+                               "\"number\":2,\"repeat\":4}'"),
+                2);
+  ASSERT_EQ_INT(farm_query(db, "SELECT count(*) FROM trials WHERE repeat = 4 AND number >= 2 "
+                               "AND calls = number * 4 AND json_array_length(costs) = 4"),
+                2);
+  sqlite3_close(db);
+  farm_stop_all(&f, r, b, 0);
+}
+
+/* A client that logs in and submits a session the CLI would never send. */
+static Ktune__Envelope *raw_submit(farm *f, const Ktune__Timing *tm) {
+  int fd = farm_dial(f);
+  Ktune__Hello h = KTUNE__HELLO__INIT;
+  h.version = WIRE_PROTOCOL_VERSION;
+  h.role = KTUNE__ROLE__ROLE_CLIENT;
+  h.name = "raw";
+  Ktune__Envelope env = wire_envelope(KTUNE__ENVELOPE__MSG_HELLO, &h);
+  ASSERT_EQ_INT(wire_write_fd(fd, &env), 0);
+  Ktune__Envelope *m = wire_read_fd(fd, FRAME_MAX_DEFAULT);
+  ASSERT_NOT_NULL(m);
+  ASSERT_EQ_INT(m->msg_case, KTUNE__ENVELOPE__MSG_WELCOME);
+  wire_free(m);
+  Ktune__TaskSpec task = KTUNE__TASK_SPEC__INIT;
+  task.name = "raw";
+  Ktune__SubmitSession s = KTUNE__SUBMIT_SESSION__INIT;
+  s.task = &task;
+  s.key = "k";
+  s.trials = 1;
+  s.timing = (Ktune__Timing *)tm;
+  env = wire_envelope(KTUNE__ENVELOPE__MSG_SUBMIT, &s);
+  ASSERT_EQ_INT(wire_write_fd(fd, &env), 0);
+  /* SubmitReceived, then the verdict. */
+  while ((m = wire_read_fd(fd, FRAME_MAX_DEFAULT)) &&
+         m->msg_case == KTUNE__ENVELOPE__MSG_SUBMIT_RECEIVED)
+    wire_free(m);
+  close(fd);
+  if (!m) TEST_FAIL("the tracker sent no verdict");
+  return m;
+}
+
+TEST(out_of_range_is_refused_alike_by_the_cli_and_the_tracker) {
+  farm f;
+  farm_start(&f, NULL);
+  static char out[1 << 14];
+  const char *want = "--repeat takes a whole number from 1 to 10000, not 10001";
+  char *tune[] = {"tune", "matmul", "--key", "k", "--repeat", "10001", NULL};
+  ASSERT_EQ_INT(farm_ktune(&f, out, sizeof(out), 30000, tune), 2);
+  ASSERT_CONTAINS(out, want);
+
+  Ktune__Timing tm = KTUNE__TIMING__INIT;
+  tm.repeat = 10001;
+  Ktune__Envelope *m = raw_submit(&f, &tm);
+  ASSERT_EQ_INT(m->msg_case, KTUNE__ENVELOPE__MSG_ERROR);
+  ASSERT_EQ_STR(m->error->code, "BAD_SESSION");
+  ASSERT_CONTAINS(m->error->message, want);
+  wire_free(m);
+
+  /* Every bounded option, both ways: the table's words. */
+  for (int i = 0; i < TIMING_NOPTS; i++) {
+    const timing_field *tf = &timing_fields[i];
+    if (!tf->arg) continue;
+    char big[16], msg[160];
+    snprintf(big, sizeof(big), "%u", tf->max + 1);
+    snprintf(msg, sizeof(msg), "--%s takes a whole number from %u to %u, not %s", tf->option,
+             tf->min, tf->max, big);
+    char opt[40];
+    snprintf(opt, sizeof(opt), "--%s", tf->option);
+    char *args[] = {"tune", "matmul", "--key", "k", opt, big, NULL};
+    ASSERT_EQ_INT(farm_ktune(&f, out, sizeof(out), 30000, args), 2);
+    ASSERT_CONTAINS(out, msg);
+    Ktune__Timing bad = KTUNE__TIMING__INIT;
+    *(uint32_t *)((char *)&bad + tf->offset) = tf->max + 1;
+    m = raw_submit(&f, &bad);
+    ASSERT_EQ_INT(m->msg_case, KTUNE__ENVELOPE__MSG_ERROR);
+    ASSERT_CONTAINS(m->error->message, msg);
+    wire_free(m);
+  }
+  /* Not a number at all: quoted, as the CLI read it. */
+  char *nan[] = {"tune", "matmul", "--key", "k", "--number", "2x", NULL};
+  ASSERT_EQ_INT(farm_ktune(&f, out, sizeof(out), 30000, nan), 2);
+  ASSERT_CONTAINS(out, "--number takes a whole number from 1 to 1000000, not '2x'");
+  farm_stop_tracker(&f);
+}
+
+TEST_LIST(TEST_ENTRY(timing_json_is_what_old_rows_hold),
+          TEST_ENTRY(every_option_reaches_the_runner_and_the_history),
+          TEST_ENTRY(out_of_range_is_refused_alike_by_the_cli_and_the_tracker))
