@@ -198,7 +198,7 @@ static int write_frames(const char *dir) {
   static double costs[] = {0.0125, 0.0124, 0.0126};
   Ktune__RunResult rr = KTUNE__RUN_RESULT__INIT;
   rr.job_id = 7;
-  rr.status = "ok";
+  rr.status = WIRE_TRIAL(OK);
   rr.error = "";
   rr.costs_s = costs;
   rr.n_costs_s = 3;
@@ -215,7 +215,7 @@ static int write_frames(const char *dir) {
   rr.costs_s = bad_costs;
   put_env(&b, &env);
   rr.n_costs_s = 0;
-  rr.status = "WRONG_ANSWER";
+  rr.status = WIRE_TRIAL(WRONG_ANSWER);
   rr.error = "max abs error 3.5 at C[17]";
   put_env(&b, &env);
   rc |= save(dir, "bad-results", &b);
@@ -241,7 +241,9 @@ static int write_frames(const char *dir) {
   sub.strategy = "grid";
   sub.seed = 1;
   sub.compiler = "tcc";
-  sub.repeat = 3;
+  Ktune__Timing sub_timing = KTUNE__TIMING__INIT;
+  sub_timing.repeat = 3;
+  sub.timing = &sub_timing;
   sub.check = 1;
   env.msg_case = KTUNE__ENVELOPE__MSG_SUBMIT;
   env.submit = &sub;
@@ -283,7 +285,7 @@ static int write_frames(const char *dir) {
   static uint8_t elf[] = {0x7f, 'E', 'L', 'F', 2, 1, 1, 0};
   Ktune__BuildResult br = KTUNE__BUILD_RESULT__INIT;
   br.job_id = 3;
-  br.status = "ok";
+  br.status = WIRE_TRIAL(OK);
   br.artifact.data = elf;
   br.artifact.len = sizeof elf;
   br.build_s = 0.0004;
@@ -308,8 +310,10 @@ static int write_frames(const char *dir) {
   rj.reference = "k_ref";
   rj.buffers = bufs;
   rj.n_buffers = 2;
-  rj.number = 1;
-  rj.repeat = 3;
+  Ktune__Timing rj_timing = KTUNE__TIMING__INIT;
+  rj_timing.number = 1;
+  rj_timing.repeat = 3;
+  rj.timing = &rj_timing;
   rj.check = 1;
   env.msg_case = KTUNE__ENVELOPE__MSG_RUN_JOB;
   env.run_job = &rj;

@@ -98,9 +98,10 @@ static Ktune__Envelope *raw_submit(farm *f, const Ktune__Timing *tm) {
   s.timing = (Ktune__Timing *)tm;
   env = wire_envelope(KTUNE__ENVELOPE__MSG_SUBMIT, &s);
   ASSERT_EQ_INT(wire_write_fd(fd, &env), 0);
-  /* SubmitReceived, then the verdict. */
+  /* SubmitReceived, then the verdict; heartbeats may come between. */
   while ((m = wire_read_fd(fd, FRAME_MAX_DEFAULT)) &&
-         m->msg_case == KTUNE__ENVELOPE__MSG_SUBMIT_RECEIVED)
+         (m->msg_case == KTUNE__ENVELOPE__MSG_SUBMIT_RECEIVED ||
+          m->msg_case == KTUNE__ENVELOPE__MSG_HEARTBEAT))
     wire_free(m);
   close(fd);
   if (!m) TEST_FAIL("the tracker sent no verdict");
