@@ -68,9 +68,7 @@ Ktune__Envelope *client_ask(client *c, const Ktune__Envelope *env, int timeout_m
 static void heartbeat(client *c) {
   Ktune__Heartbeat hb = KTUNE__HEARTBEAT__INIT;
   hb.sent_ms = mono_ms();
-  Ktune__Envelope env = KTUNE__ENVELOPE__INIT;
-  env.msg_case = KTUNE__ENVELOPE__MSG_HEARTBEAT;
-  env.heartbeat = &hb;
+  Ktune__Envelope env = wire_envelope(KTUNE__ENVELOPE__MSG_HEARTBEAT, &hb);
   /* A failure shows as a closed connection on the next read. */
   client_send(c, &env, NULL, 0);
 }

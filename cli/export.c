@@ -27,9 +27,7 @@ static int export_remote(const cli_dial *d, const char *format) {
   }
   Ktune__ExportRequest req = KTUNE__EXPORT_REQUEST__INIT;
   req.format = (char *)format;
-  Ktune__Envelope env = KTUNE__ENVELOPE__INIT;
-  env.msg_case = KTUNE__ENVELOPE__MSG_EXPORT_REQUEST;
-  env.export_request = &req;
+  Ktune__Envelope env = wire_envelope(KTUNE__ENVELOPE__MSG_EXPORT_REQUEST, &req);
   int rc = EXIT_OK;
   /* The request, then chunk after chunk until the last. */
   Ktune__Envelope *m = client_ask(&c, &env, 60000, err, sizeof(err));

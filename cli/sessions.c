@@ -50,9 +50,7 @@ static int watch(const char *cmd, int argc, char **argv, int quiet) {
   }
   Ktune__WatchSession w = KTUNE__WATCH_SESSION__INIT;
   w.session_id = id;
-  Ktune__Envelope env = KTUNE__ENVELOPE__INIT;
-  env.msg_case = KTUNE__ENVELOPE__MSG_WATCH;
-  env.watch = &w;
+  Ktune__Envelope env = wire_envelope(KTUNE__ENVELOPE__MSG_WATCH, &w);
   if (client_send(&c, &env, err, sizeof(err)) < 0) {
     fprintf(stderr, "ktune %s: %s\n", cmd, err);
     rc = EXIT_FAIL;
@@ -80,9 +78,7 @@ int cmd_cancel(int argc, char **argv) {
   }
   Ktune__CancelSession cs = KTUNE__CANCEL_SESSION__INIT;
   cs.session_id = id;
-  Ktune__Envelope env = KTUNE__ENVELOPE__INIT;
-  env.msg_case = KTUNE__ENVELOPE__MSG_CANCEL;
-  env.cancel = &cs;
+  Ktune__Envelope env = wire_envelope(KTUNE__ENVELOPE__MSG_CANCEL, &cs);
   Ktune__Envelope *m = client_ask(&c, &env, 10000, err, sizeof(err));
   client_close(&c);
   if (!m || m->msg_case != KTUNE__ENVELOPE__MSG_PROGRESS) {

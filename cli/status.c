@@ -106,9 +106,7 @@ int cli_fetch_status(const cli_dial *d, Ktune__Envelope **reply, char *err, size
   client c;
   if (client_connect(&c, d, err, errlen) < 0) return -1;
   Ktune__StatusRequest req = KTUNE__STATUS_REQUEST__INIT;
-  Ktune__Envelope env = KTUNE__ENVELOPE__INIT;
-  env.msg_case = KTUNE__ENVELOPE__MSG_STATUS_REQUEST;
-  env.status_request = &req;
+  Ktune__Envelope env = wire_envelope(KTUNE__ENVELOPE__MSG_STATUS_REQUEST, &req);
   Ktune__Envelope *m = client_ask(&c, &env, 10000, err, errlen);
   client_close(&c);
   if (!m) return -1;

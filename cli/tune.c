@@ -10,9 +10,11 @@
 #include "cli/cli.h"
 #include "common/history.h"
 #include "common/space.h"
+#include "common/target.h"
 #include "common/task.h"
 #include "common/timing.h"
 #include "common/wire.h"
+#include "tuner/tuner.h"
 
 /* The timing options' part of --help, from their table. */
 static void usage_timing(FILE *f, int synopsis) {
@@ -26,11 +28,25 @@ static void usage_timing(FILE *f, int synopsis) {
   }
 }
 
+/* The tuner's table of strategies is the one list: "random, grid". */
+static void strategy_names(char *out, size_t len) {
+  size_t off = 0;
+  out[0] = 0;
+  for (size_t i = 0; tuner_strategy_name(i) && off < len; i++)
+    off += (size_t)snprintf(out + off, len - off, "%s%s", i ? ", " : "", tuner_strategy_name(i));
+}
+
+static int known_strategy(const char *name) {
+  for (size_t i = 0; tuner_strategy_name(i); i++)
+    if (!strcmp(name, tuner_strategy_name(i))) return 1;
+  return 0;
+}
+
 static void usage(FILE *f) {
   fprintf(f,
           "usage: ktune tune TASK [-D NAME=VALUE]... [--tracker HOST:PORT] [--key KEY]\n"
           "                  [--token-file PATH]\n"
-          "                  [--trials N] [--strategy random|grid] [--seed N] [--compiler tcc]\n"
+          "                  [--trials N] [--strategy S] [--seed N] [--compiler tcc]\n"
           "                  [--db PATH] [--batch N]");
   usage_timing(f, 1);
   fprintf(f,
@@ -46,11 +62,13 @@ static void usage(FILE *f) {
           "  --key KEY           device key to measure on (default local): 1 to 63\n"
           "                      printable characters without spaces\n"
           "  --trials N          candidates to measure (default 32)\n"
-          "  --strategy S        random (default) or grid; no config is measured twice\n"
           "  --seed N            search seed (default: from the clock, printed)\n"
           "  --compiler C        tcc (built in, default) or a compiler command line such as\n"
           "                      \"gcc -O3 -march=native\"; part of every trial's identity\n"
           "  --db PATH           history of the local farm (default ./ktune.db)\n");
+  char names[256];
+  strategy_names(names, sizeof(names));
+  fprintf(f, "  --strategy S        %s (default random); no config is measured twice\n", names);
   usage_timing(f, 0);
   fprintf(f,
           "  --priority N        higher runs first; equal priorities share a key fairly\n"
@@ -185,9 +203,7 @@ static int submit_and_follow(const tune_opts *o, const cli_dial *d, const task_s
   s.priority = o->priority;
   s.remeasure = o->remeasure;
   s.wait_timeout_ms = o->wait_timeout_ms;
-  Ktune__Envelope env = KTUNE__ENVELOPE__INIT;
-  env.msg_case = KTUNE__ENVELOPE__MSG_SUBMIT;
-  env.submit = &s;
+  Ktune__Envelope env = wire_envelope(KTUNE__ENVELOPE__MSG_SUBMIT, &s);
   /* First word that the submission arrived and is being checked, then
    * the verdict, for as long as the tracker stays alive. */
   Ktune__Envelope *m = client_ask(&c, &env, 30000, err, sizeof(err));
@@ -235,7 +251,7 @@ static int check_history(const char *db, char *err, size_t errlen) {
 int cmd_tune(int argc, char **argv) {
   tune_opts o = {0};
   o.strategy = "random";
-  o.compiler = "tcc";
+  o.compiler = TARGET_BUILTIN_COMPILER;
   o.db = "ktune.db";
   o.trials = 32;
   o.check = 1;
@@ -308,8 +324,10 @@ int cmd_tune(int argc, char **argv) {
     goto out;
   }
   o.task_arg = argv[optind];
-  if (strcmp(o.strategy, "random") && strcmp(o.strategy, "grid")) {
-    fprintf(stderr, "ktune tune: --strategy takes random or grid, not '%s'\n", o.strategy);
+  if (!known_strategy(o.strategy)) {
+    char names[256];
+    strategy_names(names, sizeof(names));
+    fprintf(stderr, "ktune tune: --strategy takes %s, not '%s'\n", names, o.strategy);
     goto out;
   }
   if (!o.compiler[0]) {

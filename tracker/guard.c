@@ -122,7 +122,7 @@ int guard_plausible(tracker *t, const job *j, const Ktune__RunResult *r, char *w
     snprintf(why, len, "costs whose mean is not a time");
     return -1;
   }
-  double gflops = (double)s->flops / mean / 1e9;
+  double gflops = trial_gflops(s->flops, mean);
   if (gflops > t->opts.max_gflops) {
     snprintf(why, len, "%.3g GFLOPS, above the ceiling of %.3g (--max-gflops)", gflops,
              t->opts.max_gflops);

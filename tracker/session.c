@@ -10,7 +10,6 @@
 
 #include "common/identity.h"
 #include "common/log.h"
-#include "common/rng.h"
 #include "common/wire.h"
 #include "tracker/tracker.h"
 

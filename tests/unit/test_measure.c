@@ -12,7 +12,6 @@
 
 #include "builder/tcc.h"
 #include "common/frame.h"
-#include "common/rng.h"
 #include "common/wire.h"
 #include "runner/device.h"
 #include "runner/load.h"
