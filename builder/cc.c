@@ -1,19 +1,16 @@
 #include "builder/cc.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <fnmatch.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "builder/fsutil.h"
 #include "builder/jail.h"
 #include "builder/tcc.h"
+#include "common/child.h"
 #include "common/target.h"
 
 extern char **environ;
@@ -26,41 +23,20 @@ extern char **environ;
 #define CC_DIAG_MAX 2000
 /* Well under the wire's 64 MiB frame limit. */
 #define CC_ARTIFACT_MAX (32u << 20)
-/* After the compiler exits, how long something it left behind may hold
- * its output pipes open; after SIGKILL, how long to wait for the exit. */
-#define CC_EXIT_GRACE_MS 500
-#define CC_KILL_GRACE_MS 3000
-#define CC_MAX_WORDS 256
 
 /* ---- one child process ---- */
 
-typedef struct cc_proc cc_proc;
-typedef void (*cc_proc_fn)(cc_proc *p);
+typedef struct cc_run cc_run;
+typedef void (*cc_run_fn)(cc_run *run, const child_result *res);
 
-typedef struct {
-  char *p;
-  size_t len;
-} cc_capture;
-
-struct cc_proc {
+/* A confined child (common/child.h, jail.h) under way. */
+struct cc_run {
   cc_ctx *ctx;
-  cc_proc *prev, *next; /* ctx->procs, so that cc_close can kill them */
-  jail_child child;     /* its pid is also its process group */
-  uv_poll_t exitw;      /* the child's pidfd: readable once it has exited */
-  uv_pipe_t pipes[2];   /* the child's stdout and stderr */
-  uv_timer_t timer;     /* deadline, then grace periods */
-  int handles;          /* initialised handles not yet closed */
-  int spawned, exited, timed_out, finished, spawn_error;
-  int eof[2];
-  int64_t exit_status;
-  int term_signal;
-  uint64_t t0_ns, t1_ns;
-  char rbuf[2][4096];
-  cc_capture cap[2];
-  cc_proc_fn done;
+  cc_run *prev, *next;  /* ctx->runs, so that cc_close can kill them */
+  child *ch;
+  cc_run_fn done;
   void *data;
   int tag;              /* which probe question, for probes */
-  char spawn_msg[256];  /* why it could not start, when the jail said */
 };
 
 /* ---- a compiler command, probed once ---- */
@@ -112,8 +88,8 @@ struct cc_ctx {
   int any;
   jail *jail;
   cc_probe *probes;
-  cc_proc *procs;
-  size_t live;         /* procs and requests not yet freed */
+  cc_run *runs;
+  size_t live;         /* runs and requests not yet freed */
   int closed;
 };
 
@@ -123,68 +99,6 @@ static void cc_maybe_free(cc_ctx *c) {
   free(c->programs);
   jail_free(c->jail);
   free(c);
-}
-
-/* ---- what may run ---- */
-
-const char *const cc_default_programs[] = {"cc",      "gcc",         "clang",      "gcc-[0-9]*",
-                                           "clang-[0-9]*", "*-gcc", "*-gcc-[0-9]*", "*-clang"};
-const size_t cc_ndefault_programs = sizeof cc_default_programs / sizeof cc_default_programs[0];
-
-/* Flags that change how code is generated and nothing else: exact words,
- * then prefixes, minus the prefixes that load code, run programs or read
- * and write files. */
-static int cc_flag_ok(const char *w) {
-  static const char *const exact[] = {"-w", "-pipe", "-ansi"};
-  static const char *const allowed[] = {"-O", "-m", "-f", "-D", "-U", "-std=", "-W", "-g",
-                                        "-pedantic", "--target="};
-  static const char *const denied[] = {
-      "-mllvm",        "-fplugin",       "-fpass-plugin", "-fprofile",   "-fauto-profile",
-      "-fdump",        "-fsanitize-blacklist", "-fsanitize-ignorelist", "-fmodule",
-      "-fcrash-diagnostics", "-fuse-ld",  "-foffload",     "-fself-test", "-fltrans",
-      "-fwpa",         "-fresolution",   "-fcoverage",    "-fsave-optimization-record",
-      "-fopt-info",    "-Wl,",           "-Wa,",          "-Wp,"};
-  for (size_t i = 0; i < sizeof exact / sizeof exact[0]; i++)
-    if (strcmp(w, exact[i]) == 0) return 1;
-  for (size_t i = 0; i < sizeof denied / sizeof denied[0]; i++)
-    if (strncmp(w, denied[i], strlen(denied[i])) == 0) return 0;
-  for (size_t i = 0; i < sizeof allowed / sizeof allowed[0]; i++)
-    if (strncmp(w, allowed[i], strlen(allowed[i])) == 0) return 1;
-  return 0;
-}
-
-int cc_check(const cc_policy *policy, char *const *argv, char *err, size_t errlen) {
-  if (policy && policy->any) return 0;
-  const char *const *progs = policy && policy->programs ? policy->programs : cc_default_programs;
-  size_t n = policy && policy->programs ? policy->nprograms : cc_ndefault_programs;
-  int ok = 0;
-  for (size_t i = 0; i < n && !ok; i++) ok = fnmatch(progs[i], argv[0], FNM_PATHNAME) == 0;
-  if (!ok) {
-    char list[512] = "";
-    for (size_t i = 0, o = 0; i < n && o < sizeof list; i++)
-      o += (size_t)snprintf(list + o, sizeof list - o, "%s%s", i ? ", " : "", progs[i]);
-    snprintf(err, errlen,
-             "this builder does not run '%.200s' (it runs %s; its operator can allow more with "
-             "ktune-builder --allow-compiler PATTERN)",
-             argv[0], list);
-    return -EPERM;
-  }
-  for (char *const *w = argv + 1; *w; w++) {
-    /* clang's "-target TRIPLE" is the one flag with a separate value. */
-    if (strcmp(*w, "-target") == 0 && w[1] && w[1][0] != '-') {
-      w++;
-      continue;
-    }
-    if (!cc_flag_ok(*w)) {
-      snprintf(err, errlen,
-               "this builder does not pass '%.200s' to a compiler: only flags that change code "
-               "generation are allowed (-O*, -m*, -f*, -D*, -U*, -std=*, -W*, -g*, --target=*), "
-               "not ones that run programs or read or write files",
-               *w);
-      return -EPERM;
-    }
-  }
-  return 0;
 }
 
 /* ---- small text helpers ---- */
@@ -206,119 +120,16 @@ static char *cc_join(char *const *w, int n) {
   return s;
 }
 
-void cc_argv_free(char **argv) {
-  if (!argv) return;
-  for (char **w = argv; *w; w++) free(*w);
-  free(argv);
-}
-
-int cc_split(const char *command, char ***argv, char *err, size_t errlen) {
-  *argv = NULL;
-  if (!command) command = "";
-  size_t n = strlen(command);
-  char **words = calloc(CC_MAX_WORDS + 1, sizeof *words);
-  char *buf = malloc(n + 1);
-  int count = 0, rc = 0;
-  if (!words || !buf) {
-    rc = -ENOMEM;
-    snprintf(err, errlen, "out of memory");
-    goto out;
-  }
-  const char *s = command;
-  for (;;) {
-    while (*s == ' ' || *s == '\t' || *s == '\n') s++;
-    if (!*s) break;
-    size_t len = 0;
-    char quote = 0;
-    for (; *s; s++) {
-      if (quote == '\'') {
-        if (*s == '\'') quote = 0;
-        else buf[len++] = *s;
-      } else if (*s == '\\') {
-        if (!s[1]) break; /* a trailing backslash stands for itself */
-        buf[len++] = *++s;
-      } else if (quote == '"') {
-        if (*s == '"') quote = 0;
-        else buf[len++] = *s;
-      } else if (*s == '\'' || *s == '"') {
-        quote = *s;
-      } else if (*s == ' ' || *s == '\t' || *s == '\n') {
-        break;
-      } else {
-        buf[len++] = *s;
-      }
-    }
-    if (*s == '\\' && !s[1]) buf[len++] = *s++;
-    if (quote) {
-      rc = -EINVAL;
-      snprintf(err, errlen, "compiler command '%.200s' has an unclosed %c quote", command, quote);
-      goto out;
-    }
-    if (count == CC_MAX_WORDS) {
-      rc = -EINVAL;
-      snprintf(err, errlen, "compiler command has more than %d words", CC_MAX_WORDS);
-      goto out;
-    }
-    if (!(words[count] = strndup(buf, len))) {
-      rc = -ENOMEM;
-      snprintf(err, errlen, "out of memory");
-      goto out;
-    }
-    count++;
-  }
-  if (count == 0) {
-    rc = -EINVAL;
-    snprintf(err, errlen, "the compiler command is empty (give e.g. \"gcc -O3\" or tcc)");
-  }
-out:
-  free(buf);
-  if (rc < 0) {
-    cc_argv_free(words);
-    return rc;
-  }
-  *argv = words;
-  return count;
-}
-
-void cc_version(const char *text, char *out, size_t len) {
-  if (!len) return;
-  out[0] = '\0';
-  if (!text) return;
-  size_t line = strcspn(text, "\n");
-  const char *best = NULL;
-  size_t best_len = 0;
-  for (size_t i = 0; i < line;) {
-    while (i < line && text[i] == ' ') i++;
-    size_t j = i;
-    while (j < line && text[j] != ' ') j++;
-    /* A dotted number: "12.2.0", "14.0.6", "0.9.27". */
-    if (j > i && text[i] >= '0' && text[i] <= '9' && memchr(text + i, '.', j - i)) {
-      size_t k = i;
-      while (k < j && ((text[k] >= '0' && text[k] <= '9') || text[k] == '.')) k++;
-      best = text + i;
-      best_len = k - i;
-    }
-    i = j;
-  }
-  if (!best) {
-    best = text;
-    best_len = line;
-  }
-  if (best_len >= len) best_len = len - 1;
-  memcpy(out, best, best_len);
-  out[best_len] = '\0';
-}
-
 /* The first lines of what a process printed, plain ASCII, for a message
  * that ends up in JSON and in terminals. */
-static void cc_diag(const cc_capture *c, char *out, size_t len) {
+static void cc_diag(const char *text, size_t n, char *out, size_t len) {
   size_t o = 0;
   int lines = 0;
-  for (size_t i = 0; c->p && i < c->len && o + 1 < len && lines < CC_DIAG_LINES; i++) {
-    unsigned char ch = (unsigned char)c->p[i];
+  for (size_t i = 0; text && i < n && o + 1 < len && lines < CC_DIAG_LINES; i++) {
+    unsigned char ch = (unsigned char)text[i];
     if (ch == '\n') {
       lines++;
-      if (lines == CC_DIAG_LINES || i + 1 == c->len) break;
+      if (lines == CC_DIAG_LINES || i + 1 == n) break;
     } else if (ch == '\t') {
       ch = ' ';
     } else if (ch < 0x20 || ch >= 0x7f) {
@@ -332,103 +143,16 @@ static void cc_diag(const cc_capture *c, char *out, size_t len) {
 
 /* ---- running a process ---- */
 
-static void cc_proc_closed(uv_handle_t *h) {
-  cc_proc *p = h->data;
-  if (--p->handles > 0) return;
-  cc_ctx *c = p->ctx;
-  if (p->child.pidfd >= 0) close(p->child.pidfd);
-  free(p->cap[0].p);
-  free(p->cap[1].p);
-  free(p);
+static void cc_run_done(void *data, const child_result *res) {
+  cc_run *run = data;
+  cc_ctx *c = run->ctx;
+  if (run->prev) run->prev->next = run->next;
+  else c->runs = run->next;
+  if (run->next) run->next->prev = run->prev;
+  run->done(run, res);
+  free(run);
   c->live--;
   cc_maybe_free(c);
-}
-
-static void cc_proc_close(uv_handle_t *h) {
-  if (!uv_is_closing(h)) uv_close(h, cc_proc_closed);
-}
-
-static void cc_proc_kill(cc_proc *p) {
-  /* The child leads its own process group (jail.h), so this reaches cc1,
-   * as and ld too. */
-  if (p->spawned && !p->exited) kill(-p->child.pid, SIGKILL);
-}
-
-static void cc_proc_finish(cc_proc *p) {
-  if (p->finished) return;
-  p->finished = 1;
-  uv_timer_stop(&p->timer);
-  if (p->prev) p->prev->next = p->next;
-  else p->ctx->procs = p->next;
-  if (p->next) p->next->prev = p->prev;
-  if (p->done) p->done(p);
-  cc_proc_close((uv_handle_t *)&p->timer);
-  cc_proc_close((uv_handle_t *)&p->pipes[0]);
-  cc_proc_close((uv_handle_t *)&p->pipes[1]);
-  if (p->spawned) cc_proc_close((uv_handle_t *)&p->exitw);
-}
-
-static void cc_proc_check(cc_proc *p) {
-  if (p->exited && p->eof[0] && p->eof[1]) cc_proc_finish(p);
-}
-
-static void cc_proc_on_timer(uv_timer_t *t) {
-  cc_proc *p = t->data;
-  if (p->spawn_error || p->exited) {
-    cc_proc_finish(p); /* pipes still open: held by something that escaped the group */
-  } else if (!p->timed_out) {
-    p->timed_out = 1;
-    cc_proc_kill(p);
-    uv_timer_start(&p->timer, cc_proc_on_timer, CC_KILL_GRACE_MS, 0);
-  } else {
-    cc_proc_finish(p); /* SIGKILL did not end it in time: give up waiting */
-  }
-}
-
-static void cc_proc_on_exit(uv_poll_t *h, int status, int events) {
-  (void)status;
-  (void)events;
-  cc_proc *p = h->data;
-  int st;
-  if (p->exited || !jail_reap(&p->child, &st)) return;
-  uv_poll_stop(h);
-  /* Nothing the compiler started may outlive it. Its group id stays taken
-   * while any member lives, so this cannot reach a stranger. */
-  kill(-p->child.pid, SIGKILL);
-  p->exited = 1;
-  p->exit_status = WIFEXITED(st) ? WEXITSTATUS(st) : 0;
-  p->term_signal = WIFSIGNALED(st) ? WTERMSIG(st) : 0;
-  p->t1_ns = uv_hrtime();
-  uv_timer_start(&p->timer, cc_proc_on_timer, CC_EXIT_GRACE_MS, 0);
-  cc_proc_check(p);
-}
-
-static void cc_proc_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
-  (void)hint;
-  cc_proc *p = h->data;
-  int i = h == (uv_handle_t *)&p->pipes[1];
-  buf->base = p->rbuf[i];
-  buf->len = sizeof p->rbuf[i];
-}
-
-static void cc_proc_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
-  cc_proc *p = s->data;
-  int i = s == (uv_stream_t *)&p->pipes[1];
-  if (n < 0) {
-    uv_read_stop(s);
-    p->eof[i] = 1;
-    cc_proc_check(p);
-    return;
-  }
-  cc_capture *c = &p->cap[i];
-  size_t room = CC_CAPTURE_MAX - c->len, take = (size_t)n < room ? (size_t)n : room;
-  if (take == 0) return;
-  char *q = realloc(c->p, c->len + take + 1);
-  if (!q) return;
-  memcpy(q + c->len, buf->base, take);
-  c->p = q;
-  c->len += take;
-  c->p[c->len] = '\0';
 }
 
 /* The environment of a compiler: ours, with messages in plain ASCII
@@ -449,70 +173,55 @@ static char **cc_env(char *tmpdir) {
   return env;
 }
 
-/* Starts argv, or fn(arg) when argv is NULL, in a confined child (jail.h)
- * working in cwd; done(p) runs later, exactly once, from the loop (also
- * when the start itself fails: then p->spawn_error is set). */
-static cc_proc *cc_proc_start(cc_ctx *c, char **argv, int (*fn)(void *), void *arg,
-                              const char *cwd, uint32_t timeout_ms, cc_proc_fn done, void *data,
-                              int tag) {
-  cc_proc *p = calloc(1, sizeof *p);
-  if (!p) return NULL;
-  p->ctx = c;
-  p->done = done;
-  p->data = data;
-  p->tag = tag;
-  p->child.pidfd = -1;
-  c->live++;
-  p->next = c->procs;
-  if (c->procs) c->procs->prev = p;
-  c->procs = p;
-  uv_timer_init(c->loop, &p->timer);
-  uv_pipe_init(c->loop, &p->pipes[0], 0);
-  uv_pipe_init(c->loop, &p->pipes[1], 0);
-  p->timer.data = p->pipes[0].data = p->pipes[1].data = p->exitw.data = p;
-  p->handles = 3; /* the exit watcher joins once the child runs */
-
+/* Starts argv, or fn(arg) when argv is NULL, in a confined child working
+ * in cwd; done runs later, exactly once, from the loop (with spawn_error
+ * set when the child could not start). Returns 0, or a negative code with
+ * the reason in err when done will not come. */
+static int cc_run_start(cc_ctx *c, char **argv, int (*fn)(void *), void *arg, const char *cwd,
+                        uint32_t timeout_ms, cc_run_fn done, void *data, int tag, char *err,
+                        size_t errlen) {
   char exe[4096], tmpdir[4096 + 8], **env = NULL;
-  int fds[4] = {-1, -1, -1, -1}, rc = 0;
-  if (argv && (rc = jail_which(argv[0], exe, sizeof exe)) < 0) goto failed;
+  int rc = argv ? jail_which(argv[0], exe, sizeof exe) : 0;
+  if (rc < 0) {
+    snprintf(err, errlen, "cannot run '%.200s': %s%s", argv[0], uv_strerror(rc),
+             rc == -ENOENT ? " (is the compiler installed on this builder?)" : "");
+    return rc;
+  }
+  jail_plan plan;
+  if ((rc = jail_plan_make(c->jail, argv ? exe : NULL, cwd, timeout_ms, &plan, err, errlen)) < 0)
+    return rc;
   snprintf(tmpdir, sizeof tmpdir, "TMPDIR=%s", cwd ? cwd : "");
-  if (argv && !(env = cc_env(cwd ? tmpdir : NULL))) {
-    rc = -ENOMEM;
-    goto failed;
+  cc_run *run = calloc(1, sizeof *run);
+  if (!run || (argv && !(env = cc_env(cwd ? tmpdir : NULL)))) {
+    free(run);
+    jail_plan_release(&plan);
+    snprintf(err, errlen, "builder out of memory");
+    return -ENOMEM;
   }
-  if (pipe2(fds, O_CLOEXEC) < 0 || pipe2(fds + 2, O_CLOEXEC) < 0) {
-    rc = -errno;
-    goto failed;
-  }
+  run->ctx = c;
+  run->done = done;
+  run->data = data;
+  run->tag = tag;
   char *exe_argv0 = argv ? argv[0] : NULL;
   if (argv) argv[0] = exe;
-  jail_spec spec = {argv, env, fn, arg, cwd, timeout_ms, fds[1], fds[3]};
-  p->t0_ns = uv_hrtime();
-  rc = jail_start(c->jail, &spec, &p->child, p->spawn_msg, sizeof p->spawn_msg);
+  child_spec spec = {.argv = argv, .env = env, .fn = fn, .arg = arg, .dir = cwd ? cwd : "/",
+                     .prepare = jail_enter, .prepare_arg = &plan, .guard = 1,
+                     .keep_max = CC_CAPTURE_MAX, .timeout_ms = timeout_ms,
+                     .done = cc_run_done, .data = run};
+  rc = child_start(c->loop, &spec, &run->ch);
   if (argv) argv[0] = exe_argv0;
-  close(fds[1]);
-  close(fds[3]);
-  fds[1] = fds[3] = -1;
-  if (rc < 0) goto failed;
-  uv_pipe_open(&p->pipes[0], fds[0]);
-  uv_pipe_open(&p->pipes[1], fds[2]);
-  uv_poll_init(c->loop, &p->exitw, p->child.pidfd);
-  p->handles++;
-  p->spawned = 1;
   free(env);
-  uv_poll_start(&p->exitw, UV_READABLE, cc_proc_on_exit);
-  uv_read_start((uv_stream_t *)&p->pipes[0], cc_proc_alloc, cc_proc_read);
-  uv_read_start((uv_stream_t *)&p->pipes[1], cc_proc_alloc, cc_proc_read);
-  uv_timer_start(&p->timer, cc_proc_on_timer, timeout_ms, 0);
-  return p;
-failed:
-  for (int i = 0; i < 4; i++)
-    if (fds[i] >= 0) close(fds[i]);
-  free(env);
-  p->spawn_error = rc;
-  p->eof[0] = p->eof[1] = 1;
-  uv_timer_start(&p->timer, cc_proc_on_timer, 0, 0);
-  return p;
+  jail_plan_release(&plan);
+  if (rc < 0) {
+    free(run);
+    snprintf(err, errlen, "builder out of memory");
+    return rc;
+  }
+  c->live++;
+  run->next = c->runs;
+  if (c->runs) c->runs->prev = run;
+  c->runs = run;
+  return 0;
 }
 
 /* ---- requests ---- */
@@ -571,16 +280,16 @@ static void cc_req_fail(cc_req *r, const char *status, const char *fmt, ...) {
   uv_timer_start(&r->defer, cc_req_on_defer, 0, 0);
 }
 
-static void cc_compiled(cc_proc *p) {
-  cc_req *r = p->data;
+static void cc_compiled(cc_run *run, const child_result *p) {
+  cc_req *r = run->data;
   char diag[CC_DIAG_MAX + 1];
   if (r->ctx->closed) { /* its probe may be gone already */
     cc_req_deliver(r, "CANCELLED", "", NULL, 0);
     return;
   }
-  r->seconds = (double)((p->exited ? p->t1_ns : uv_hrtime()) - p->t0_ns) / 1e9;
+  r->seconds = p->seconds;
   if (p->spawn_error) {
-    cc_req_fail(r, "UNSUPPORTED", "cannot run '%.200s': %s",
+    cc_req_fail(r, "UNSUPPORTED", "cannot run '%.200s': cannot start the compile: %s",
                 r->probe ? r->probe->argv[0] : r->command,
                 p->spawn_msg[0] ? p->spawn_msg : uv_strerror(p->spawn_error));
     return;
@@ -590,8 +299,8 @@ static void cc_compiled(cc_proc *p) {
                 r->timeout_ms, r->command);
     return;
   }
-  cc_diag(&p->cap[1], diag, sizeof diag);
-  if (!diag[0]) cc_diag(&p->cap[0], diag, sizeof diag);
+  cc_diag(p->err, p->err_len, diag, sizeof diag);
+  if (!diag[0]) cc_diag(p->out, p->out_len, diag, sizeof diag);
   if (!p->exited || p->term_signal || p->exit_status != 0) {
     if (diag[0])
       cc_req_fail(r, "COMPILE_ERROR", "%s", diag);
@@ -649,10 +358,11 @@ static int cc_workdir(cc_req *r) {
 static void cc_compile(cc_req *r) {
   cc_probe *pr = r->probe;
   char want[64];
+  char err[1024];
   if (!pr) { /* libtcc */
-    if (cc_workdir(r) == 0 && !cc_proc_start(r->ctx, NULL, cc_tcc_main, r, r->dir,
-                                             r->timeout_ms, cc_compiled, r, 0))
-      cc_req_fail(r, "COMPILE_ERROR", "builder out of memory");
+    if (cc_workdir(r) == 0 && cc_run_start(r->ctx, NULL, cc_tcc_main, r, r->dir, r->timeout_ms,
+                                           cc_compiled, r, 0, err, sizeof err) < 0)
+      cc_req_fail(r, "COMPILE_ERROR", "%s", err);
     return;
   }
   if (r->target[0]) {
@@ -682,9 +392,10 @@ static void cc_compile(cc_req *r) {
   }
   memcpy(argv, pr->argv, (size_t)pr->argc * sizeof *argv);
   memcpy(argv + pr->argc, tail, sizeof tail);
-  cc_proc *p = cc_proc_start(r->ctx, argv, NULL, NULL, r->dir, r->timeout_ms, cc_compiled, r, 0);
+  int rc = cc_run_start(r->ctx, argv, NULL, NULL, r->dir, r->timeout_ms, cc_compiled, r, 0, err,
+                        sizeof err);
   free(argv);
-  if (!p) cc_req_fail(r, "COMPILE_ERROR", "builder out of memory");
+  if (rc < 0) cc_req_fail(r, rc == -ENOMEM ? "COMPILE_ERROR" : "UNSUPPORTED", "%s", err);
 }
 
 /* ---- probes ---- */
@@ -777,18 +488,18 @@ static void cc_probe_done(cc_probe *pr) {
   }
 }
 
-static void cc_probed(cc_proc *p) {
-  cc_probe *pr = p->data;
-  if (p->tag == PROBE_VERSION && p->spawn_error) {
+static void cc_probed(cc_run *run, const child_result *p) {
+  cc_probe *pr = run->data;
+  if (run->tag == PROBE_VERSION && p->spawn_error) {
     pr->failed = 1;
     snprintf(pr->fail, sizeof pr->fail, "cannot run '%.200s': %s%s", pr->argv[0],
-             uv_strerror(p->spawn_error),
+             p->spawn_msg[0] ? p->spawn_msg : uv_strerror(p->spawn_error),
              p->spawn_error == UV_ENOENT ? " (is the compiler installed on this builder?)" : "");
   }
   /* --version and -dumpmachine answer on stdout; -### on stderr. */
-  const cc_capture *cap = &p->cap[p->tag == PROBE_NATIVE ? 1 : 0];
-  if (!p->timed_out && p->exited && p->exit_status == 0 && cap->p)
-    pr->out[p->tag] = strdup(cap->p);
+  const char *said = run->tag == PROBE_NATIVE ? p->err : p->out;
+  if (!p->timed_out && p->exited && p->exit_status == 0 && said)
+    pr->out[run->tag] = strdup(said);
   if (--pr->pending == 0) cc_probe_done(pr);
 }
 
@@ -801,13 +512,16 @@ static int cc_probe_start(cc_probe *pr) {
     size_t ne = 0;
     while (ne < 5 && extra[i][ne]) ne++;
     char **argv = calloc((size_t)pr->argc + ne + 1, sizeof *argv);
-    if (!argv) return -ENOMEM;
+    if (!argv) {
+      snprintf(pr->fail, sizeof pr->fail, "builder out of memory");
+      return -ENOMEM;
+    }
     memcpy(argv, pr->argv, (size_t)pr->argc * sizeof *argv);
     memcpy(argv + pr->argc, extra[i], ne * sizeof *argv);
-    cc_proc *p =
-        cc_proc_start(pr->ctx, argv, NULL, NULL, NULL, CC_PROBE_TIMEOUT_MS, cc_probed, pr, i);
+    int rc = cc_run_start(pr->ctx, argv, NULL, NULL, NULL, CC_PROBE_TIMEOUT_MS, cc_probed, pr, i,
+                          pr->fail, sizeof pr->fail);
     free(argv);
-    if (!p) return -ENOMEM;
+    if (rc < 0) return rc;
     pr->pending++;
   }
   return 0;
@@ -852,7 +566,7 @@ const char *cc_sandbox(const cc_ctx *c, int *confined) { return jail_describe(c-
 void cc_close(cc_ctx *c) {
   if (!c || c->closed) return;
   c->closed = 1;
-  for (cc_proc *p = c->procs; p; p = p->next) cc_proc_kill(p);
+  for (cc_run *run = c->runs; run; run = run->next) child_kill(run->ch);
   /* Probes still asking are freed when their processes end. */
   cc_probe **q = &c->probes;
   while (*q) {
@@ -948,8 +662,7 @@ int cc_build(cc_ctx *c, const char *command, const char *source, const char *tar
   pr->next = c->probes;
   c->probes = pr;
   if (cc_probe_start(pr) < 0) {
-    pr->failed = 1;
-    snprintf(pr->fail, sizeof pr->fail, "builder out of memory");
+    pr->failed = 1; /* cc_probe_start said why */
     if (pr->pending == 0) cc_probe_done(pr); /* nothing started will call back */
   }
   return 0;

@@ -12,7 +12,6 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "builder/fsutil.h"
@@ -58,20 +57,6 @@ struct jail {
   int abi; /* Landlock ABI; <= 0: none */
   char describe[256];
 };
-
-/* What a child that could not start tells the builder, over a pipe that
- * closes when exec succeeds. */
-typedef struct {
-  int err;
-  char what[60];
-} jail_report;
-
-typedef struct {
-  const jail_spec *s;
-  int report_fd, null_fd, ruleset_fd;
-  pid_t builder;
-  struct rlimit as, cpu;
-} jail_plan;
 
 static uint64_t jail_fs_rights(int abi) {
   uint64_t r = (LANDLOCK_ACCESS_FS_MAKE_SYM << 1) - 1; /* ABI 1 */
@@ -157,7 +142,8 @@ static int jail_exe_rules(int rs, const char *exe, uint64_t handled) {
   return rc;
 }
 
-static int jail_ruleset(const jail *j, const jail_spec *s, char *err, size_t errlen) {
+static int jail_ruleset(const jail *j, const char *exe, const char *dir, char *err,
+                        size_t errlen) {
   uint64_t fs = jail_fs_rights(j->abi);
   jail_ruleset_attr attr = {fs, JAIL_NET_TCP, JAIL_SCOPE_ALL};
   size_t size = j->abi >= 6 ? sizeof attr : j->abi >= 4 ? 2 * sizeof(uint64_t) : sizeof(uint64_t);
@@ -174,8 +160,8 @@ static int jail_ruleset(const jail *j, const jail_spec *s, char *err, size_t err
     rc = jail_rule(rs, what = j->read_dirs[i], JAIL_FS_RX, fs);
   for (size_t i = 0; rc == 0 && i < sizeof jail_files / sizeof jail_files[0]; i++)
     rc = jail_rule(rs, what = jail_files[i].path, jail_files[i].rights, fs);
-  if (rc == 0 && s->argv) rc = jail_exe_rules(rs, what = s->argv[0], fs);
-  if (rc == 0 && s->dir) rc = jail_rule(rs, what = s->dir, fs, fs);
+  if (rc == 0 && exe) rc = jail_exe_rules(rs, what = exe, fs);
+  if (rc == 0 && dir) rc = jail_rule(rs, what = dir, fs, fs);
   if (rc < 0) {
     snprintf(err, errlen, "landlock rule for %.200s: %s", what, strerror(-rc));
     close(rs);
@@ -184,83 +170,21 @@ static int jail_ruleset(const jail *j, const jail_spec *s, char *err, size_t err
   return rs;
 }
 
-/* ---- in the children: async-signal-safe calls only (the builder may
- * have threads), until exec or until the worker runs its function ---- */
+/* ---- in the worker: async-signal-safe calls only (the builder may
+ * have threads) ---- */
 
-__attribute__((noreturn)) static void jail_fail(int fd, const char *what) {
-  jail_report r = {.err = errno ? errno : EIO};
-  size_t n = 0;
-  while (what[n] && n + 1 < sizeof r.what) {
-    r.what[n] = what[n];
-    n++;
-  }
-  if (write(fd, &r, sizeof r) < 0) _exit(127);
-  _exit(127);
-}
-
-/* The supervisor's parent-death signal: everything of this compile goes. */
-static void jail_on_builder_death(int sig) {
-  (void)sig;
-  kill(0, SIGKILL);
-}
-
-__attribute__((noreturn)) static void jail_worker(const jail_plan *p, pid_t supervisor) {
-  const jail_spec *s = p->s;
-  signal(SIGTERM, SIG_DFL);
-  if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != supervisor)
-    jail_fail(p->report_fd, "prctl");
-  if (dup2(p->null_fd, 0) < 0 || dup2(s->out_fd, 1) < 0 || dup2(s->err_fd, 2) < 0)
-    jail_fail(p->report_fd, "dup2");
-  if (chdir(s->dir ? s->dir : "/") < 0) jail_fail(p->report_fd, "chdir");
+const char *jail_enter(void *plan) {
+  const jail_plan *p = plan;
   struct rlimit fsize = {JAIL_FSIZE_MAX, JAIL_FSIZE_MAX}, none = {0, 0};
   if ((p->as.rlim_cur && setrlimit(RLIMIT_AS, &p->as) < 0) ||
       setrlimit(RLIMIT_CPU, &p->cpu) < 0 || setrlimit(RLIMIT_FSIZE, &fsize) < 0 ||
       setrlimit(RLIMIT_CORE, &none) < 0)
-    jail_fail(p->report_fd, "setrlimit");
+    return "setrlimit";
   /* No setuid program can give the compile more than the builder has. */
-  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) jail_fail(p->report_fd, "no_new_privs");
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) return "no_new_privs";
   if (p->ruleset_fd >= 0 && syscall(SYS_landlock_restrict_self, p->ruleset_fd, 0) < 0)
-    jail_fail(p->report_fd, "landlock_restrict_self");
-  /* Nothing of the builder's (its tracker connection) stays open. */
-  if (p->report_fd > 3) close_range(3, (unsigned)p->report_fd - 1, 0);
-  close_range((unsigned)p->report_fd + 1, ~0U, 0);
-  if (s->fn) {
-    close(p->report_fd);
-    _exit(s->fn(s->arg));
-  }
-  execve(s->argv[0], s->argv, s->env);
-  jail_fail(p->report_fd, "exec");
-}
-
-__attribute__((noreturn)) static void jail_supervisor(const jail_plan *p) {
-  /* Handlers and masks are the builder's (libuv's signal pipe): reset. */
-  for (int sig = 1; sig < NSIG; sig++)
-    if (sig != SIGKILL && sig != SIGSTOP) signal(sig, SIG_DFL);
-  sigset_t none;
-  sigemptyset(&none);
-  sigprocmask(SIG_SETMASK, &none, NULL);
-  if (setsid() < 0) jail_fail(p->report_fd, "setsid");
-  struct sigaction sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_handler = jail_on_builder_death;
-  sigaction(SIGTERM, &sa, NULL);
-  if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0) jail_fail(p->report_fd, "prctl");
-  if (getppid() != p->builder) kill(0, SIGKILL); /* it died before prctl */
-  pid_t self = getpid(), w = fork();
-  if (w < 0) jail_fail(p->report_fd, "fork");
-  if (w == 0) jail_worker(p, self);
-  close(p->report_fd);
-  int st;
-  while (waitpid(w, &st, 0) < 0)
-    if (errno != EINTR) _exit(127);
-  if (WIFSIGNALED(st)) {
-    /* Die the same way, so that the builder can name the signal. */
-    struct rlimit zero = {0, 0};
-    setrlimit(RLIMIT_CORE, &zero);
-    signal(WTERMSIG(st), SIG_DFL);
-    kill(self, WTERMSIG(st));
-  }
-  _exit(WIFEXITED(st) ? WEXITSTATUS(st) : 127);
+    return "landlock_restrict_self";
+  return NULL;
 }
 
 /* ---- in the builder ---- */
@@ -275,64 +199,26 @@ static rlim_t jail_own_vm(void) {
   return (rlim_t)pages * (rlim_t)sysconf(_SC_PAGESIZE);
 }
 
-int jail_start(const jail *j, const jail_spec *s, jail_child *out, char *err, size_t errlen) {
-  out->pid = -1;
-  out->pidfd = -1;
-  jail_plan p = {.s = s, .ruleset_fd = -1, .builder = getpid()};
-  rlim_t mem = (rlim_t)j->mem_mb << 20, base = s->fn ? jail_own_vm() : 0;
-  p.as.rlim_cur = p.as.rlim_max = s->fn && !base ? 0 : base + mem;
-  p.cpu.rlim_cur = s->timeout_ms / 1000 + 2;
-  p.cpu.rlim_max = p.cpu.rlim_cur + 1;
-  if (j->abi > 0 && (p.ruleset_fd = jail_ruleset(j, s, err, errlen)) < 0) return p.ruleset_fd;
-  int rp[2] = {-1, -1}, rc = 0;
-  p.null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-  if (p.null_fd < 0 || pipe2(rp, O_CLOEXEC) < 0) {
-    rc = -errno;
-    snprintf(err, errlen, "cannot start a compile: %s", strerror(errno));
-    goto out;
+int jail_plan_make(const jail *j, const char *exe, const char *dir, uint32_t timeout_ms,
+                   jail_plan *p, char *err, size_t errlen) {
+  memset(p, 0, sizeof *p);
+  p->ruleset_fd = -1;
+  /* A function runs in a fork of the builder, which starts with its size. */
+  rlim_t mem = (rlim_t)j->mem_mb << 20, base = exe ? 0 : jail_own_vm();
+  p->as.rlim_cur = p->as.rlim_max = !exe && !base ? 0 : base + mem;
+  p->cpu.rlim_cur = timeout_ms / 1000 + 2;
+  p->cpu.rlim_max = p->cpu.rlim_cur + 1;
+  if (j->abi > 0 && (p->ruleset_fd = jail_ruleset(j, exe, dir, err, errlen)) < 0) {
+    int rc = p->ruleset_fd;
+    p->ruleset_fd = -1;
+    return rc;
   }
-  p.report_fd = rp[1];
-  pid_t pid = fork();
-  if (pid == 0) jail_supervisor(&p);
-  if (pid < 0) {
-    rc = -errno;
-    snprintf(err, errlen, "cannot start a compile: fork: %s", strerror(errno));
-    goto out;
-  }
-  close(rp[1]);
-  rp[1] = -1;
-  /* Blocks for the fork and exec only, as libuv's own spawn does. */
-  jail_report r;
-  ssize_t n;
-  while ((n = read(rp[0], &r, sizeof r)) < 0 && errno == EINTR) {
-  }
-  int pidfd = n == 0 ? (int)syscall(SYS_pidfd_open, pid, 0) : -1;
-  if (pidfd < 0) {
-    rc = n == (ssize_t)sizeof r ? -r.err : -errno;
-    if (n == (ssize_t)sizeof r)
-      snprintf(err, errlen, "cannot start the compile: %.60s: %s", r.what, strerror(r.err));
-    else
-      snprintf(err, errlen, "cannot watch the compile: pidfd_open: %s", strerror(errno));
-    kill(-pid, SIGKILL);
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
-    goto out;
-  }
-  out->pid = pid;
-  out->pidfd = pidfd;
-out:
-  for (int i = 0; i < 2; i++)
-    if (rp[i] >= 0) close(rp[i]);
-  if (p.null_fd >= 0) close(p.null_fd);
-  if (p.ruleset_fd >= 0) close(p.ruleset_fd);
-  return rc;
+  return 0;
 }
 
-int jail_reap(const jail_child *c, int *status) {
-  pid_t r;
-  while ((r = waitpid(c->pid, status, WNOHANG)) < 0 && errno == EINTR) {
-  }
-  return r == c->pid;
+void jail_plan_release(jail_plan *p) {
+  if (p->ruleset_fd >= 0) close(p->ruleset_fd);
+  p->ruleset_fd = -1;
 }
 
 int jail_which(const char *name, char *path, size_t len) {

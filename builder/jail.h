@@ -1,22 +1,19 @@
-/* Confined children for compiles. A template is untrusted code and
- * compiling it runs the preprocessor on it, so every process the builder
- * starts (a compiler, its probes, a libtcc compile) is forked here:
- *
- *   builder
- *    └─ supervisor: leads a new process group; when the builder dies
- *       │           (parent-death signal) it kills that group
- *       └─ worker:  rlimits, Landlock, then exec of the compiler (or a
- *                   function, for libtcc)
+/* Confinement for compiles. A template is untrusted code and compiling
+ * it runs the preprocessor on it, so every process the builder starts (a
+ * compiler, its probes, a libtcc compile) is a guarded child
+ * (common/child.h: a guard leads its process group and kills it when the
+ * builder dies) whose worker enters a jail before exec.
  *
  * The worker's file-system view (Landlock) is the toolchain, read-only,
  * plus its own work folder; no TCP, no signals or abstract sockets out of
- * it. Its address space, CPU time and file sizes are limited. The caller
- * enforces the wall-clock deadline by killing the group (pid is its id). */
+ * it. Its address space, CPU time and file sizes are limited; the
+ * wall-clock deadline is the child's. */
 #ifndef KTUNE_JAIL_H
 #define KTUNE_JAIL_H
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/resource.h>
 #include <sys/types.h>
 
 #define JAIL_DEFAULT_MEM_MB 1024
@@ -41,28 +38,24 @@ void jail_free(jail *j);
  * the kernel offers no file-system sandbox. */
 const char *jail_describe(const jail *j, int *confined);
 
+/* What confines one compile, made in the builder before the fork: the
+ * Landlock ruleset and the limits. */
 typedef struct {
-  char *const *argv;   /* exec argv[0], a path (jail_which), or ... */
-  char *const *env;
-  int (*fn)(void *arg); /* ... run fn in the worker: its return is the exit code */
-  void *arg;
-  const char *dir;     /* cwd and the only writable folder; NULL: none (cwd /) */
-  uint32_t timeout_ms; /* sets the CPU-time limit, a backstop for the caller's deadline */
-  int out_fd, err_fd;  /* the worker's stdout and stderr */
-} jail_spec;
+  int ruleset_fd;        /* -1: no Landlock on this kernel */
+  struct rlimit as, cpu;
+} jail_plan;
 
-typedef struct {
-  pid_t pid;  /* the supervisor: also the process group of the whole compile */
-  int pidfd;  /* readable once the supervisor has exited (reap with jail_reap) */
-} jail_child;
+/* A plan for exe (a path; NULL when the child runs a function of ours,
+ * libtcc) writing only in dir (NULL: nowhere), with a CPU-time limit
+ * that backs up the caller's deadline of timeout_ms. 0, or a negative
+ * errno with the reason in err. Release with jail_plan_release. */
+int jail_plan_make(const jail *j, const char *exe, const char *dir, uint32_t timeout_ms,
+                   jail_plan *p, char *err, size_t errlen);
+void jail_plan_release(jail_plan *p);
 
-/* Starts a confined child and returns once it runs the compiler (or
- * the function), or a negative errno with the reason in err. */
-int jail_start(const jail *j, const jail_spec *s, jail_child *out, char *err, size_t errlen);
-
-/* Reaps the supervisor without blocking: 1 and its wait status, 0 while
- * it runs. */
-int jail_reap(const jail_child *c, int *status);
+/* child_spec.prepare for a plan: rlimits, no new privileges, Landlock.
+ * In the worker; returns NULL or the failed step with errno set. */
+const char *jail_enter(void *plan);
 
 /* Finds a command on PATH as execvp would. 0, or -ENOENT / -EACCES. */
 int jail_which(const char *name, char *path, size_t len);

@@ -20,11 +20,7 @@ typedef struct {
   agent *ag;
   backend *be;
   uint64_t generation;    /* bumps on every reconnect: old results are stale */
-  uv_signal_t sigterm, sigint;
   unsigned inflight;      /* builds under way */
-  int draining;           /* SIGTERM: finish them, then leave */
-  int left;
-  int exit_code;          /* 2 when the tracker kept refusing our login */
 } builder;
 
 typedef struct {
@@ -47,14 +43,6 @@ static void send_result(builder *b, const backend_result *res) {
   agent_send(b->ag, &env);
 }
 
-static void leave(builder *b) {
-  if (b->left) return;
-  b->left = 1;
-  backend_close(b->be);
-  uv_close((uv_handle_t *)&b->sigterm, NULL);
-  uv_close((uv_handle_t *)&b->sigint, NULL);
-}
-
 static void on_built(void *data, const backend_result *res) {
   build_ticket *t = data;
   builder *b = t->b;
@@ -65,11 +53,7 @@ static void on_built(void *data, const backend_result *res) {
               res->build_s * 1e3, res->compiler_id);
   }
   free(t);
-  if (b->draining && b->inflight == 0 && !b->left) {
-    log_info(WHO, "builds finished: leaving");
-    leave(b);
-    agent_stop_flushed(b->ag);
-  }
+  if (b->inflight == 0) agent_idle(b->ag, "builds finished");
 }
 
 static void on_build_job(builder *b, const Ktune__BuildJob *j) {
@@ -101,29 +85,21 @@ static void on_disconnect(agent *a) {
 
 static const agent_ops ops = {on_message, on_disconnect};
 
-/* SIGTERM drains: no new work, the builds under way finish and are sent.
- * A second SIGTERM, or SIGINT, leaves at once. */
-static void on_signal(uv_signal_t *h, int sig) {
-  builder *b = h->data;
-  if (sig == SIGTERM && b->inflight && !b->draining) {
-    b->draining = 1;
-    agent_goodbye(b->ag);
-    log_info(WHO, "SIGTERM: finishing %u build(s), then leaving (SIGTERM again to stop now)",
-             b->inflight);
-    return;
-  }
-  log_info(WHO, "signal %d: leaving", sig);
-  leave(b);
-  agent_stop(b->ag);
+static int busy(void *data, char *what, size_t len) {
+  builder *b = data;
+  snprintf(what, len, "%u build(s)", b->inflight);
+  return b->inflight > 0;
 }
 
-/* The tracker keeps refusing our login: a configuration error. */
-static void on_give_up(agent *a) {
-  builder *b = agent_data(a);
-  b->exit_code = 2;
-  leave(b);
-  agent_stop(b->ag);
+/* Builds still under way come back CANCELLED, and are not sent. */
+static int stop_now(void *data) {
+  builder *b = data;
+  backend_close(b->be); /* frees it once idle: never twice */
+  b->be = NULL;
+  return 0;
 }
+
+static const agent_role role = {busy, stop_now};
 
 static void usage(FILE *f) {
   fprintf(f, "usage: ktune-builder --tracker HOST:PORT [--jobs N] [--name NAME]\n"
@@ -230,15 +206,9 @@ int main(int argc, char **argv) {
     usage(stderr);
     return 2;
   }
-  char token[AUTH_TOKEN_MAX], terr[512];
-  int have_token = auth_read_token(token_file, token, sizeof token, terr, sizeof terr);
-  if (have_token < 0) {
-    fprintf(stderr, "ktune-builder: %s\n", terr);
-    return 2;
-  }
-  /* Compilers inherit the environment: nothing there may lead to the token. */
-  unsetenv("KTUNE_TOKEN");
-  unsetenv("KTUNE_TOKEN_FILE");
+  char token[AUTH_TOKEN_MAX];
+  int have_token = agent_token("ktune-builder", token_file, token, sizeof token);
+  if (have_token < 0) return 2;
   policy.nprograms = nallow;
 
   builder b = {0};
@@ -262,18 +232,7 @@ int main(int argc, char **argv) {
                       .slots = jobs,
                       .archs = archs,
                       .narchs = 1,
-                      .token = have_token ? token : NULL,
-                      .on_give_up = on_give_up};
-  if (agent_new(b.loop, &cfg, &ops, &b, &b.ag, err, sizeof(err)) < 0) {
-    fprintf(stderr, "ktune-builder: %s\n", err);
-    backend_close(b.be);
-    return 2;
-  }
-  uv_signal_init(b.loop, &b.sigterm);
-  uv_signal_init(b.loop, &b.sigint);
-  b.sigterm.data = b.sigint.data = &b;
-  uv_signal_start(&b.sigterm, on_signal, SIGTERM);
-  uv_signal_start(&b.sigint, on_signal, SIGINT);
+                      .token = have_token ? token : NULL};
   int confined;
   const char *sandbox = backend_sandbox(b.be, &confined);
   if (confined) log_info(WHO, "builds run confined: %s", sandbox);
@@ -281,7 +240,8 @@ int main(int argc, char **argv) {
   log_info(WHO, "%s serving %s with %u job(s), back ends tcc (%s) and %s", name, tracker, jobs,
            backend_host_arch(b.be),
            policy.any ? "ANY external compiler command" : "external compilers");
-  uv_run(b.loop, UV_RUN_DEFAULT);
-  uv_loop_close(b.loop);
-  return b.exit_code;
+  int code = agent_main(b.loop, "ktune-builder", &cfg, &ops, &role, &b, &b.ag);
+  backend_close(b.be); /* unless stop_now did: a drain ends with no build under way */
+  memset(token, 0, sizeof token);
+  return code;
 }

@@ -1,5 +1,6 @@
 #include "common/agent.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +42,12 @@ struct agent {
   login login;                       /* this connection's */
   uint64_t holding;
   uint32_t refusals;       /* logins refused in a row */
+  /* Under agent_main: */
+  const agent_role *role;
+  uv_signal_t sigterm, sigint;
+  int signals;             /* sigterm and sigint are open */
+  int draining, leaving, exit_code;
+  int owned;               /* agent_main frees it, after the loop */
 };
 
 static void dial(agent *a);
@@ -240,7 +247,7 @@ void agent_set_holding(agent *a, uint64_t job_id) { a->holding = job_id; }
 /* libuv runs close callbacks in no promised order: the last one frees. */
 static void handle_closed(uv_handle_t *h) {
   agent *a = h->data;
-  if (--a->open_handles == 0) free(a);
+  if (--a->open_handles == 0 && !a->owned) free(a);
 }
 
 void agent_stop(agent *a) {
@@ -271,4 +278,85 @@ void agent_stop_flushed(agent *a) {
   if (a->stopped) return;
   a->drain_since = uv_now(a->loop);
   uv_timer_start(&a->drain, on_drain, 0, 20);
+}
+
+/* ---- a builder's or a runner's main ---- */
+
+int agent_token(const char *prog, const char *token_file, char *token, size_t len) {
+  char err[512];
+  int have = auth_read_token(token_file, token, len, err, sizeof err);
+  if (have < 0) fprintf(stderr, "%s: %s\n", prog, err);
+  unsetenv("KTUNE_TOKEN");
+  unsetenv("KTUNE_TOKEN_FILE");
+  return have < 0 ? -1 : have > 0;
+}
+
+static void close_signals(agent *a) {
+  if (!a->signals) return;
+  a->signals = 0;
+  uv_close((uv_handle_t *)&a->sigterm, NULL);
+  uv_close((uv_handle_t *)&a->sigint, NULL);
+}
+
+static void leave_now(agent *a) {
+  if (a->leaving) return;
+  a->leaving = 1;
+  close_signals(a);
+  if (!a->role->stop_now(a->data)) agent_stop(a);
+}
+
+static void on_signal(uv_signal_t *h, int sig) {
+  agent *a = h->data;
+  char what[128];
+  if (sig == SIGTERM && !a->draining && a->role->busy(a->data, what, sizeof what)) {
+    a->draining = 1;
+    agent_goodbye(a);
+    log_info(a->cfg.who, "SIGTERM: finishing %s, then leaving (SIGTERM again to stop now)", what);
+    return;
+  }
+  log_info(a->cfg.who, "signal %d: leaving", sig);
+  leave_now(a);
+}
+
+/* The tracker keeps refusing our login: a configuration error. */
+static void on_give_up(agent *a) {
+  a->exit_code = 2;
+  leave_now(a);
+}
+
+void agent_idle(agent *a, const char *finished) {
+  if (a->stopped) return;
+  if (a->leaving) {
+    agent_stop(a);
+  } else if (a->draining) {
+    log_info(a->cfg.who, "%s: leaving", finished);
+    close_signals(a);
+    agent_stop_flushed(a);
+  }
+}
+
+int agent_main(uv_loop_t *loop, const char *prog, const agent_config *cfg, const agent_ops *ops,
+               const agent_role *role, void *data, agent **out) {
+  agent_config mine = *cfg;
+  mine.on_give_up = on_give_up;
+  char err[256];
+  agent *a;
+  if (agent_new(loop, &mine, ops, data, &a, err, sizeof err) < 0) {
+    fprintf(stderr, "%s: %s\n", prog, err);
+    return 2;
+  }
+  a->owned = 1;
+  a->role = role;
+  *out = a;
+  uv_signal_init(loop, &a->sigterm);
+  uv_signal_init(loop, &a->sigint);
+  a->sigterm.data = a->sigint.data = a;
+  a->signals = 1;
+  uv_signal_start(&a->sigterm, on_signal, SIGTERM);
+  uv_signal_start(&a->sigint, on_signal, SIGINT);
+  uv_run(loop, UV_RUN_DEFAULT);
+  uv_loop_close(loop);
+  int code = a->exit_code;
+  free(a);
+  return code;
 }

@@ -69,4 +69,36 @@ void agent_stop_flushed(agent *a);
 /* Fills a default agent name: HOSTNAME-PID. */
 void agent_default_name(char *buf, size_t len);
 
+/* ---- a builder's or a runner's main ---- */
+
+/* What agent_main asks of the program's role. */
+typedef struct {
+  /* The work under way, named for the log ("job 7", "2 build(s)"); 0
+   * when there is none. */
+  int (*busy)(void *data, char *what, size_t len);
+  /* Leave at once, abandoning the work: 0 when the agent may stop now, 1
+   * when the program calls agent_idle once its work is gone. */
+  int (*stop_now)(void *data);
+} agent_role;
+
+/* Reads the token (token_file, else KTUNE_TOKEN or KTUNE_TOKEN_FILE) and
+ * removes those variables: the children an agent starts inherit its
+ * environment and run untrusted code. 1 with a token, 0 without, -1
+ * after saying why on stderr, as prog. */
+int agent_token(const char *prog, const char *token_file, char *token, size_t len);
+
+/* Serves the tracker until the program leaves: connects (cfg.on_give_up
+ * is agent_main's own), and handles signals. SIGTERM drains: Goodbye, no
+ * new work, what is held is finished, then the agent leaves; with nothing
+ * held, or at a second SIGTERM or a SIGINT, it leaves at once. *out is
+ * the agent, set before the loop runs and valid until agent_main returns.
+ * Returns the exit status: 0, or 2 when the tracker kept refusing the
+ * login or the configuration is wrong (said on stderr, as prog). */
+int agent_main(uv_loop_t *loop, const char *prog, const agent_config *cfg, const agent_ops *ops,
+               const agent_role *role, void *data, agent **out);
+
+/* The program's work is done (finished, as "job finished", for the log):
+ * a draining or leaving agent stops now; otherwise nothing happens. */
+void agent_idle(agent *a, const char *finished);
+
 #endif

@@ -11,7 +11,6 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
-#include <math.h>
 #include <sched.h>
 #include <signal.h>
 #include <stddef.h>
@@ -31,13 +30,10 @@
 #include "runner/device.h"
 #include "runner/measure.h"
 #include "runner/refcache.h"
+#include "runner/supervise.h"
 #include "runner/timing.h"
 
 #define WHO "runner"
-/* The child finds its reference image here. */
-#define CHILD_REF_FD 3
-/* A child's error text beyond this is cut: it came from untrusted code. */
-#define MAX_ERROR_TEXT 2048
 #define MIN_MEM_LIMIT_MB 16
 /* --test-fault huge-error: an error text far above any sane limit. */
 #define FAULT_HUGE_ERROR_BYTES (12u << 20)
@@ -54,47 +50,17 @@ typedef enum {
 
 typedef struct runner runner;
 
-/* One job in its child: done when the child has exited and its stdout is
- * drained, in whichever order those come. */
-typedef struct {
-  runner *r;
-  uint64_t job_id;
-  uint32_t repeat;
-  uint32_t limit_ms;
-  uv_process_t proc;
-  uv_pipe_t in, out;
-  uv_timer_t timer;
-  uv_write_t wreq;
-  uint8_t *job_frame;
-  frame_reader rd;
-  char rbuf[8192];
-  Ktune__RunResult *result; /* what the child said, if anything */
-  int exited, drained, timed_out, handles;
-  int64_t exit_status;
-  int term_signal;
-  int spawn_error; /* uv_spawn's error: there was never a child */
-  char *ref_key;     /* the job's reference cache key, or NULL */
-  int ref_fd;        /* image given to the child, or -1 */
-  int ref_blank;     /* ref_fd is ours: a blank the child fills */
-  uint64_t ref_total;
-} child;
-
 struct runner {
   uv_loop_t *loop;
   agent *ag;
-  const char *dump_dir;
-  child *busy;
+  supervise_opts so;
+  supervise_job *busy;
   /* The last job's result, kept while no tracker could take it. */
   Ktune__Envelope *pending;
   runner_fault fault;
-  int stopping;
-  int exit_code;           /* 2 when the tracker kept refusing our login */
-  int draining;            /* SIGTERM: finish the job under way, then leave */
   int cpu;
-  uint64_t mem_limit_mb;
   refcache refs;
   char exe[4096];
-  uv_signal_t sigterm, sigint;
 };
 
 /* env carries res for job_id: what the child said (from), or, with a
@@ -171,173 +137,13 @@ static void on_welcome(agent *a) {
   }
 }
 
-/* The child's result came from a process that ran untrusted code: pass on
- * only what a measuring child can honestly say. */
-static const char *result_problem(const child *ch, Ktune__RunResult *res) {
-  if (!wire_status_by(res->status, WIRE_BY_CHILD)) return "unknown status";
-  if (res->error && strlen(res->error) > MAX_ERROR_TEXT) res->error[MAX_ERROR_TEXT] = '\0';
-  if (res->status != WIRE_TRIAL(OK)) return NULL;
-  if (res->n_costs_s != ch->repeat || res->number == 0) return "wrong number of rounds";
-  for (size_t i = 0; i < res->n_costs_s; i++)
-    if (!isfinite(res->costs_s[i]) || res->costs_s[i] < 0) return "a cost that is not a time";
-  return NULL;
-}
-
-static void describe_signal(int sig, char *why, size_t len) {
-  if (sig == SIGSYS)
-    snprintf(why, len, "sandbox: the measuring process was killed for a forbidden system call (SIGSYS)");
-  else if (sig == SIGKILL)
-    snprintf(why, len, "the measuring process was killed by SIGKILL, not by this runner "
-                       "(out of memory? the system's OOM killer does this)");
-  else
-    snprintf(why, len, "kernel crashed: SIG%s (%s)", sigabbrev_np(sig) ? sigabbrev_np(sig) : "?",
-             sigdescr_np(sig) ? sigdescr_np(sig) : "unknown signal");
-}
-
-static void child_free(uv_handle_t *h) {
-  child *ch = h->data;
-  if (--ch->handles > 0) return;
-  frame_reader_free(&ch->rd);
-  free(ch->job_frame);
-  free(ch->ref_key);
-  if (ch->ref_blank && ch->ref_fd >= 0) close(ch->ref_fd);
-  if (ch->result) ktune__run_result__free_unpacked(ch->result, NULL);
-  free(ch);
-}
-
-static void close_handle(uv_handle_t *h) {
-  if (!uv_is_closing(h)) uv_close(h, child_free);
-}
-
-/* Kills the child and anything it started: it leads its own process group.
- * Only while it has not been reaped, so that a reused pid is never hit. */
-static void child_kill(child *ch) {
-  if (ch->exited) return;
-  if (ch->proc.pid > 0) kill(-ch->proc.pid, SIGKILL);
-  uv_process_kill(&ch->proc, SIGKILL);
-}
-
-/* Both events are in: report and let the next job come. */
-static void child_maybe_done(child *ch) {
-  if (!ch->exited || !ch->drained) return;
-  runner *r = ch->r;
-  char why[512];
-  const char *bad = ch->result && !ch->timed_out ? result_problem(ch, ch->result) : NULL;
-  Ktune__TrialStatus status = WIRE_TRIAL(RUNTIME_ERROR);
-  if (ch->spawn_error) {
-    /* This runner's fault, not the kernel's: the tracker gives the job to
-     * another runner. */
-    status = WIRE_TRIAL(RUNNER_ERROR);
-    snprintf(why, sizeof(why), "cannot start the measuring process: %s",
-             uv_strerror(ch->spawn_error));
-  } else if (ch->timed_out) {
-    status = WIRE_TRIAL(RUN_TIMEOUT);
-    snprintf(why, sizeof(why),
-             "no result within %" PRIu32 " ms; the kernel was killed with its process group",
-             ch->limit_ms);
-  } else if (ch->result && bad) {
-    snprintf(why, sizeof(why), "the measuring process sent a malformed result (%s)", bad);
-  } else if (ch->result) {
-    status = KTUNE__TRIAL_STATUS__TRIAL_STATUS_UNSET;
-  } else if (ch->term_signal) {
-    describe_signal(ch->term_signal, why, sizeof(why));
-  } else {
-    snprintf(why, sizeof(why), "measuring process exited with status %lld and no result",
-             (long long)ch->exit_status);
-  }
-  report_result(r, ch->job_id, status, why, status ? NULL : ch->result);
-  /* The reference is good whatever the kernel did after it ran. */
-  if (ch->ref_blank && ch->ref_fd >= 0) {
-    if (refcache_adopt(&r->refs, ch->ref_key, ch->ref_fd, ch->ref_total))
-      log_debug(WHO, "reference cached (%" PRIu64 " bytes)", ch->ref_total);
-    ch->ref_fd = -1;
-  }
+/* The job's child is done. */
+static void on_measured(void *data, uint64_t job_id, Ktune__TrialStatus status, const char *error,
+                        const Ktune__RunResult *res) {
+  runner *r = data;
+  report_result(r, job_id, status, error, res);
   r->busy = NULL;
-  close_handle((uv_handle_t *)&ch->timer);
-  close_handle((uv_handle_t *)&ch->in);
-  close_handle((uv_handle_t *)&ch->out);
-  close_handle((uv_handle_t *)&ch->proc);
-  if (r->stopping) {
-    agent_stop(r->ag);
-  } else if (r->draining) {
-    log_info(WHO, "job finished: leaving");
-    uv_close((uv_handle_t *)&r->sigterm, NULL);
-    uv_close((uv_handle_t *)&r->sigint, NULL);
-    agent_stop_flushed(r->ag);
-  }
-}
-
-static void on_exit_cb(uv_process_t *p, int64_t status, int sig) {
-  child *ch = p->data;
-  ch->exited = 1;
-  ch->exit_status = status;
-  ch->term_signal = sig;
-  uv_timer_stop(&ch->timer);
-  child_maybe_done(ch);
-}
-
-static void on_timeout(uv_timer_t *t) {
-  child *ch = t->data;
-  ch->timed_out = 1;
-  child_kill(ch);
-}
-
-static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
-  (void)hint;
-  child *ch = h->data;
-  *buf = uv_buf_init(ch->rbuf, sizeof(ch->rbuf));
-}
-
-static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
-  child *ch = s->data;
-  (void)buf;
-  if (n < 0) {
-    uv_read_stop(s);
-    ch->drained = 1;
-    child_maybe_done(ch);
-    return;
-  }
-  if (n == 0 || ch->result) return;
-  frame_reader_feed(&ch->rd, ch->rbuf, (size_t)n);
-  const uint8_t *p;
-  uint32_t len;
-  if (frame_reader_next(&ch->rd, &p, &len) == 1) {
-    Ktune__Envelope *env = wire_unpack(p, len);
-    if (env && env->msg_case == KTUNE__ENVELOPE__MSG_RUN_RESULT) {
-      ch->result = env->run_result;
-      env->run_result = NULL;
-      env->msg_case = KTUNE__ENVELOPE__MSG__NOT_SET;
-    }
-    wire_free(env);
-  }
-}
-
-static void write_cb(uv_write_t *req, int status) {
-  child *ch = req->data;
-  (void)status; /* a child that died early is reported by its exit */
-  close_handle((uv_handle_t *)&ch->in);
-}
-
-/* The time a trial may take (the tracker's deadline is the same plus
- * its grace), within what a libuv timer takes. */
-static uint32_t run_limit_ms(const Ktune__Timing *tm) {
-  uint64_t ms = timing_limit_ms(tm);
-  return ms > UINT32_MAX / 2 ? UINT32_MAX / 2 : (uint32_t)ms;
-}
-
-/* Picks the reference image for the child: the cached one, or a blank to
- * fill. Without one the child computes the reference privately. */
-static void child_reference(runner *r, child *ch, const Ktune__RunJob *job) {
-  ch->ref_fd = -1;
-  uint64_t off[8];
-  if (job->n_buffers > sizeof off / sizeof off[0]) return;
-  ch->ref_key = refcache_key(job);
-  if (!ch->ref_key || refcache_layout(job, off, &ch->ref_total) < 0) return;
-  ch->ref_fd = refcache_find(&r->refs, ch->ref_key);
-  if (ch->ref_fd < 0) {
-    ch->ref_fd = refcache_blank();
-    ch->ref_blank = ch->ref_fd >= 0;
-  }
+  agent_idle(r->ag, "job finished");
 }
 
 /* --test-fault: the answer to every job, at once and without a child. */
@@ -399,90 +205,17 @@ static void on_run_job(runner *r, const Ktune__RunJob *job) {
     /* Not a trial result: the tracker gives the job to someone else. */
     char why[128];
     snprintf(why, sizeof why, "runner is busy with job %llu: one measurement at a time",
-             (unsigned long long)r->busy->job_id);
+             (unsigned long long)supervise_job_id(r->busy));
     send_result(r, job->job_id, WIRE_TRIAL(REFUSED), why, NULL);
     return;
   }
-  child *ch = calloc(1, sizeof(*ch));
-  if (!ch) return;
-  ch->r = r;
-  ch->job_id = job->job_id;
-  ch->repeat = tm.repeat;
-  ch->limit_ms = run_limit_ms(&tm);
-  frame_reader_init(&ch->rd, FRAME_MAX_DEFAULT);
-  Ktune__Envelope env = KTUNE__ENVELOPE__INIT;
-  env.msg_case = KTUNE__ENVELOPE__MSG_RUN_JOB;
-  env.run_job = (Ktune__RunJob *)job;
-  size_t flen;
-  if (wire_pack(&env, &ch->job_frame, &flen) < 0) {
-    free(ch);
-    return;
-  }
-  child_reference(r, ch, job);
-  uv_pipe_init(r->loop, &ch->in, 0);
-  uv_pipe_init(r->loop, &ch->out, 0);
-  uv_timer_init(r->loop, &ch->timer);
-  ch->in.data = ch->out.data = ch->timer.data = ch->proc.data = ch->wreq.data = ch;
-  ch->handles = 4;
-
-  char cpu[16], mem[32], parent[32], ref[16];
-  char *args[16];
-  int na = 0;
-  args[na++] = r->exe;
-  args[na++] = "--measure";
-  snprintf(parent, sizeof parent, "%d", (int)getpid());
-  args[na++] = "--parent-pid";
-  args[na++] = parent;
-  if (r->cpu >= 0) {
-    snprintf(cpu, sizeof cpu, "%d", r->cpu);
-    args[na++] = "--cpu";
-    args[na++] = cpu;
-  }
-  snprintf(mem, sizeof mem, "%" PRIu64, r->mem_limit_mb);
-  args[na++] = "--mem-limit-mb";
-  args[na++] = mem;
-  if (r->dump_dir) {
-    args[na++] = "--dump-dir";
-    args[na++] = (char *)r->dump_dir;
-  }
-  uv_stdio_container_t stdio[4];
-  stdio[0].flags = UV_CREATE_PIPE | UV_READABLE_PIPE;
-  stdio[0].data.stream = (uv_stream_t *)&ch->in;
-  stdio[1].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
-  stdio[1].data.stream = (uv_stream_t *)&ch->out;
-  stdio[2].flags = UV_INHERIT_FD;
-  stdio[2].data.fd = 2;
-  int nstdio = 3;
-  if (ch->ref_fd >= 0) {
-    snprintf(ref, sizeof ref, "%d", CHILD_REF_FD);
-    args[na++] = "--ref-fd";
-    args[na++] = ref;
-    stdio[CHILD_REF_FD].flags = UV_INHERIT_FD;
-    stdio[CHILD_REF_FD].data.fd = ch->ref_fd;
-    nstdio = CHILD_REF_FD + 1;
-  }
-  args[na] = NULL;
-  uv_process_options_t po = {0};
-  po.exit_cb = on_exit_cb;
-  po.file = r->exe;
-  po.args = args;
-  po.stdio = stdio;
-  po.stdio_count = nstdio;
-  /* Its own session and process group: a timeout kills everything in it. */
-  po.flags = UV_PROCESS_DETACHED;
-  r->busy = ch;
-  agent_set_holding(r->ag, ch->job_id);
-  int rc = uv_spawn(r->loop, &ch->proc, &po);
+  int rc = supervise_start(r->loop, &r->so, job, &tm, on_measured, r, &r->busy);
   if (rc < 0) {
-    ch->spawn_error = rc;
-    ch->exited = ch->drained = 1;
-    child_maybe_done(ch);
+    send_result(r, job->job_id, WIRE_TRIAL(RUNNER_ERROR),
+                "cannot start the measuring process: runner out of memory", NULL);
     return;
   }
-  uv_timer_start(&ch->timer, on_timeout, ch->limit_ms, 0);
-  uv_read_start((uv_stream_t *)&ch->out, alloc_cb, read_cb);
-  uv_buf_t b = uv_buf_init((char *)ch->job_frame, (unsigned)flen);
-  uv_write(&ch->wreq, (uv_stream_t *)&ch->in, &b, 1, write_cb);
+  agent_set_holding(r->ag, job->job_id);
 }
 
 static void on_message(agent *a, Ktune__Envelope *env) {
@@ -498,44 +231,26 @@ static void on_disconnect(agent *a) {
   runner *r = agent_data(a);
   if (r->busy)
     log_info(WHO, "job %llu goes on: its result goes to the tracker once it is back",
-             (unsigned long long)r->busy->job_id);
+             (unsigned long long)supervise_job_id(r->busy));
 }
 
 static const agent_ops ops = {on_message, on_disconnect};
 
-static void leave_now(runner *r) {
-  if (r->stopping) return;
-  r->stopping = 1;
-  uv_close((uv_handle_t *)&r->sigterm, NULL);
-  uv_close((uv_handle_t *)&r->sigint, NULL);
-  if (r->busy) {
-    child_kill(r->busy);
-    return; /* the agent stops once the child is reaped */
-  }
-  agent_stop(r->ag);
+static int busy(void *data, char *what, size_t len) {
+  runner *r = data;
+  if (r->busy) snprintf(what, len, "job %llu", (unsigned long long)supervise_job_id(r->busy));
+  return r->busy != NULL;
 }
 
-/* SIGTERM drains: the tracker sends nothing more, the job under way is
- * measured and reported. A second SIGTERM, or SIGINT, leaves at once. */
-static void on_signal(uv_signal_t *h, int sig) {
-  runner *r = h->data;
-  if (sig == SIGTERM && r->busy && !r->draining) {
-    r->draining = 1;
-    agent_goodbye(r->ag);
-    log_info(WHO, "SIGTERM: finishing job %llu, then leaving (SIGTERM again to stop now)",
-             (unsigned long long)r->busy->job_id);
-    return;
-  }
-  log_info(WHO, "signal %d: leaving", sig);
-  leave_now(r);
+/* The agent stops once the child is reaped (on_measured). */
+static int stop_now(void *data) {
+  runner *r = data;
+  if (!r->busy) return 0;
+  supervise_kill(r->busy);
+  return 1;
 }
 
-/* The tracker keeps refusing our login: a configuration error. */
-static void on_give_up(agent *a) {
-  runner *r = agent_data(a);
-  r->exit_code = 2;
-  leave_now(r);
-}
+static const agent_role role = {busy, stop_now};
 
 static void usage(FILE *f) {
   fprintf(f, "usage: ktune-runner --tracker HOST:PORT --key KEY [--cpu N] [--mem-limit-mb N]\n"
@@ -707,11 +422,11 @@ int main(int argc, char **argv) {
   }
   runner r = {0};
   r.loop = uv_default_loop();
-  r.dump_dir = dump_dir;
   r.fault = fault;
   r.cpu = cpu == UINT64_MAX ? -1 : (int)cpu;
-  r.mem_limit_mb = mem ? mem : default_mem_limit_mb();
   refcache_init(&r.refs);
+  r.so = (supervise_opts){.exe = r.exe, .cpu = r.cpu, .dump_dir = dump_dir, .refs = &r.refs,
+                          .mem_limit_mb = mem ? mem : default_mem_limit_mb()};
   if (r.cpu >= 0) {
     cpu_set_t allowed;
     if (sched_getaffinity(0, sizeof allowed, &allowed) == 0 && !CPU_ISSET(r.cpu, &allowed)) {
@@ -733,16 +448,9 @@ int main(int argc, char **argv) {
     return 1;
   }
   r.exe[n] = '\0';
-  char token[AUTH_TOKEN_MAX], terr[512];
-  int have_token = auth_read_token(token_file, token, sizeof token, terr, sizeof terr);
-  if (have_token < 0) {
-    fprintf(stderr, "ktune-runner: %s\n", terr);
-    return 2;
-  }
-  /* Measuring children inherit the environment and run untrusted code:
-   * nothing there may lead to the token. */
-  unsetenv("KTUNE_TOKEN");
-  unsetenv("KTUNE_TOKEN_FILE");
+  char token[AUTH_TOKEN_MAX];
+  int have_token = agent_token("ktune-runner", token_file, token, sizeof token);
+  if (have_token < 0) return 2;
   device_info dev;
   device_identity(r.cpu, &dev);
   report_device(&dev, r.cpu);
@@ -750,25 +458,15 @@ int main(int argc, char **argv) {
                       .key = key, .arch = fault_arch ? fault_arch : dev.arch, .slots = 1,
                       .cpu_model = dev.cpu_model, .cores = dev.cores, .kernel = dev.kernel,
                       .governor = dev.governor, .token = have_token ? token : NULL,
-                      .on_welcome = on_welcome, .on_give_up = on_give_up};
-  if (agent_new(r.loop, &cfg, &ops, &r, &r.ag, err, sizeof(err)) < 0) {
-    fprintf(stderr, "ktune-runner: %s\n", err);
-    return 2;
-  }
-  uv_signal_init(r.loop, &r.sigterm);
-  uv_signal_init(r.loop, &r.sigint);
-  r.sigterm.data = r.sigint.data = &r;
-  uv_signal_start(&r.sigterm, on_signal, SIGTERM);
-  uv_signal_start(&r.sigint, on_signal, SIGINT);
+                      .on_welcome = on_welcome};
   log_info(WHO, "%s serving key %s for %s%s", name, key, tracker,
            r.cpu >= 0 ? "" : " (measurements not pinned: --cpu N pins them)");
   if (fault != FAULT_NONE || fault_arch)
     log_warn(WHO, "--test-fault: this runner misbehaves on purpose; it is for ktune's own tests");
-  uv_run(r.loop, UV_RUN_DEFAULT);
-  uv_loop_close(r.loop);
+  int code = agent_main(r.loop, "ktune-runner", &cfg, &ops, &role, &r, &r.ag);
   wire_free(r.pending);
   refcache_clear(&r.refs);
   memset(token, 0, sizeof token);
   if (claim >= 0) close(claim);
-  return r.exit_code;
+  return code;
 }
