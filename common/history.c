@@ -27,8 +27,6 @@
 
 #define HIST_SCHEMA_VERSION 2
 #define HIST_BUSY_MS 5000
-/* Statements kept per handle: the history's own and the tracker's. */
-#define HIST_KEPT 16
 
 /* Indexes of version 2, on new files and upgraded ones alike. */
 #define TRIALS_DIGEST_INDEX "CREATE INDEX trials_digest ON trials(digest) WHERE status = 'ok';"
@@ -95,16 +93,6 @@ static const char readonly_v1_sql[] =
   "CREATE TEMP VIEW sessions AS SELECT id, task, size, key, strategy, compiler, owner,"
   " trials, seed, state, created_ms, updated_ms, spec, NULL AS message FROM main.sessions;";
 
-struct hist {
-  sqlite3 *db;
-  struct {
-    const char *sql;
-    sqlite3_stmt *st;
-  } kept[HIST_KEPT];
-  char *trial_sql[HIST_TRIALS_SQL_COUNT]; /* generated on first use */
-  char err[512]; /* our own message for the last failure; empty: ask SQLite */
-};
-
 static void errf(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static void errf(char *err, size_t errlen, const char *fmt, ...) {
@@ -115,76 +103,6 @@ static void errf(char *err, size_t errlen, const char *fmt, ...) {
   va_end(ap);
 }
 
-sqlite3 *hist_db(hist *h) { return h->db; }
-
-void hist_clear_err(hist *h) { h->err[0] = '\0'; }
-
-int hist_fail(hist *h, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(h->err, sizeof(h->err), fmt, ap);
-  va_end(ap);
-  return -1;
-}
-
-int hist_fail_db(hist *h, int rc) {
-  snprintf(h->err, sizeof(h->err), "%s", sqlite3_errmsg(h->db));
-  rc &= 0xff;
-  return rc > 0 ? -rc : -1;
-}
-
-int64_t hist_now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-int hist_stmt(hist *h, const char *sql, sqlite3_stmt **out) {
-  int i = 0;
-  while (i < HIST_KEPT && h->kept[i].sql && h->kept[i].sql != sql) i++;
-  if (i == HIST_KEPT) return hist_fail(h, "more than %d kept statements", HIST_KEPT);
-  if (!h->kept[i].sql) {
-    int rc = sqlite3_prepare_v3(h->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &h->kept[i].st, NULL);
-    if (rc != SQLITE_OK) return hist_fail_db(h, rc);
-    h->kept[i].sql = sql;
-  }
-  *out = h->kept[i].st;
-  return 0;
-}
-
-const char *hist_trial_sql(hist *h, enum hist_trial_sql which) {
-  if (!h->trial_sql[which]) h->trial_sql[which] = hist_trial_sql_make(which);
-  return h->trial_sql[which];
-}
-
-void hist_stmt_done(sqlite3_stmt *s) {
-  sqlite3_reset(s);
-  sqlite3_clear_bindings(s);
-}
-
-int hist_step_done(hist *h, sqlite3_stmt *s) {
-  int rc = sqlite3_step(s);
-  int ret = rc == SQLITE_DONE ? 0 : hist_fail_db(h, rc);
-  hist_stmt_done(s);
-  return ret;
-}
-
-/* Shortest %.*g that reads back as the same double. Starting at 15 loses
- * nothing: %g drops trailing zeros, so 0.001 still prints as 0.001. */
-void hist_fmt_real(char *out, size_t n, double v) {
-  int p = 15;
-  for (; p < 17; p++) {
-    snprintf(out, n, "%.*g", p, v);
-    if (strtod(out, NULL) == v) return;
-  }
-  snprintf(out, n, "%.*g", p, v);
-}
-
-char *hist_canonical(hist *h, const char *what, const char *text) {
-  char why[200], *out;
-  if (ident_canonical_object(text, &out, why, sizeof(why)) < 0) hist_fail(h, "%s %s", what, why);
-  return out;
-}
 static int pragma_int(sqlite3 *db, const char *sql, int64_t *out) {
   sqlite3_stmt *s;
   int rc = sqlite3_prepare_v2(db, sql, -1, &s, NULL);
@@ -356,12 +274,6 @@ static int readonly_views(sqlite3 *db, int version) {
   return exec_built(db, s);
 }
 
-static hist *hist_new(sqlite3 *db) {
-  hist *h = calloc(1, sizeof(*h));
-  if (h) h->db = db;
-  return h;
-}
-
 int hist_open(const char *path, int sync_full, hist **out, char *err, size_t errlen) {
   *out = NULL;
   if (!path) {
@@ -407,7 +319,7 @@ int hist_open(const char *path, int sync_full, hist **out, char *err, size_t err
     sqlite3_close_v2(db);
     return rc;
   }
-  if (!(*out = hist_new(db))) {
+  if (!(*out = hist_handle_new(db))) {
     errf(err, errlen, "out of memory");
     sqlite3_close_v2(db);
     return -1;
@@ -458,43 +370,12 @@ int hist_open_readonly(const char *path, hist **out, char *err, size_t errlen) {
     sqlite3_close_v2(db);
     return -(rc & 0xff);
   }
-  if (!(*out = hist_new(db))) {
+  if (!(*out = hist_handle_new(db))) {
     errf(err, errlen, "out of memory");
     sqlite3_close_v2(db);
     return -1;
   }
   return 0;
-}
-
-void hist_close(hist *h) {
-  if (!h) return;
-  for (int i = 0; i < HIST_KEPT; i++) sqlite3_finalize(h->kept[i].st);
-  for (int i = 0; i < HIST_TRIALS_SQL_COUNT; i++) sqlite3_free(h->trial_sql[i]);
-  /* An open transaction is rolled back here: uncommitted means not recorded. */
-  sqlite3_close_v2(h->db);
-  free(h);
-}
-
-const char *hist_errmsg(hist *h) {
-  if (!h) return "no history handle";
-  return h->err[0] ? h->err : sqlite3_errmsg(h->db);
-}
-
-char *hist_col_strdup(sqlite3_stmt *st, int i) {
-  const unsigned char *t = sqlite3_column_text(st, i);
-  return t ? strdup((const char *)t) : NULL;
-}
-
-int hist_query(hist *h, const char *sql, sqlite3_stmt **st) {
-  h->err[0] = '\0';
-  int rc = sqlite3_prepare_v2(h->db, sql, -1, st, NULL);
-  return rc == SQLITE_OK ? 0 : hist_fail_db(h, rc);
-}
-
-int hist_query_end(hist *h, sqlite3_stmt *st, int step, int cb_rc) {
-  sqlite3_finalize(st);
-  if (cb_rc) return cb_rc;
-  return step == SQLITE_DONE ? 0 : hist_fail_db(h, step);
 }
 
 static double col_real(sqlite3_stmt *st, int i) {
@@ -598,7 +479,7 @@ int hist_session_summary(hist *h, int64_t session, uint32_t *trials, uint32_t *f
 }
 
 int hist_trial_count(hist *h, int64_t session, int64_t *n) {
-  h->err[0] = '\0';
+  hist_clear_err(h);
   sqlite3_stmt *st;
   int rc = hist_stmt(h, "SELECT count(*) FROM trials WHERE session = ?", &st);
   if (rc < 0) return rc;
@@ -624,7 +505,7 @@ int hist_trial_count(hist *h, int64_t session, int64_t *n) {
  * them after finalizing *st. */
 static int best_prepare(hist *h, const hist_best_query *q, const char *what, const char *tail,
                         sqlite3_stmt **st, char **size, char **timing) {
-  h->err[0] = '\0';
+  hist_clear_err(h);
   *st = NULL;
   *size = *timing = NULL;
   if (!q || !q->task) return hist_fail(h, "no task given");
@@ -632,7 +513,7 @@ static int best_prepare(hist *h, const hist_best_query *q, const char *what, con
   if (q->timing_json && !(*timing = hist_canonical(h, "timing", q->timing_json))) return -1;
   const char *binds[5] = {q->task, *size};
   int n = 2;
-  sqlite3_str *sql = sqlite3_str_new(h->db);
+  sqlite3_str *sql = sqlite3_str_new(hist_db(h));
   sqlite3_str_appendf(sql, "SELECT %s FROM trials WHERE status = 'ok' AND mean_s IS NOT NULL"
                       " AND task = ? AND size = ?", what);
   const struct {

@@ -13,7 +13,15 @@
 
 #include "common/history.h"
 
+/* ---- the handle (common/history_handle.c) ---- */
+
+/* A handle on an open connection; NULL when out of memory. */
+hist *hist_handle_new(sqlite3 *db);
 sqlite3 *hist_db(hist *h);
+/* Slots for generated SQL text a handle keeps (sqlite3_malloc'd, freed by
+ * hist_close); NULL past the end. */
+#define HIST_SQL_SLOTS 8
+char **hist_sql_slot(hist *h, int which);
 
 /* A new operation begins: forget the last one's message. */
 void hist_clear_err(hist *h);

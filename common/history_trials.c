@@ -608,3 +608,10 @@ int hist_export(hist *h, const char *format, hist_line_fn cb, void *ctx, char *e
   hist_stmt_done(st);
   return rc_cb;
 }
+
+const char *hist_trial_sql(hist *h, enum hist_trial_sql which) {
+  char **slot = hist_sql_slot(h, (int)which);
+  if (!slot) return NULL;
+  if (!*slot) *slot = hist_trial_sql_make(which);
+  return *slot;
+}
