@@ -37,9 +37,7 @@ static void send_result(builder *b, const backend_result *res) {
   r.artifact.len = res->artifact_len;
   r.build_s = res->build_s;
   r.compiler_id = (char *)(res->compiler_id ? res->compiler_id : "");
-  Ktune__Envelope env = KTUNE__ENVELOPE__INIT;
-  env.msg_case = KTUNE__ENVELOPE__MSG_BUILD_RESULT;
-  env.build_result = &r;
+  Ktune__Envelope env = wire_envelope(KTUNE__ENVELOPE__MSG_BUILD_RESULT, &r);
   agent_send(b->ag, &env);
 }
 

@@ -103,9 +103,7 @@ static void on_beat(uv_timer_t *t) {
   }
   Ktune__Heartbeat hb = KTUNE__HEARTBEAT__INIT;
   hb.sent_ms = uv_now(a->loop);
-  Ktune__Envelope env = KTUNE__ENVELOPE__INIT;
-  env.msg_case = KTUNE__ENVELOPE__MSG_HEARTBEAT;
-  env.heartbeat = &hb;
+  Ktune__Envelope env = wire_envelope(KTUNE__ENVELOPE__MSG_HEARTBEAT, &hb);
   conn_send(a->c, &env);
 }
 
@@ -262,9 +260,7 @@ void agent_stop(agent *a) {
 
 void agent_goodbye(agent *a) {
   Ktune__Goodbye g = KTUNE__GOODBYE__INIT;
-  Ktune__Envelope env = KTUNE__ENVELOPE__INIT;
-  env.msg_case = KTUNE__ENVELOPE__MSG_GOODBYE;
-  env.goodbye = &g;
+  Ktune__Envelope env = wire_envelope(KTUNE__ENVELOPE__MSG_GOODBYE, &g);
   agent_send(a, &env);
 }
 

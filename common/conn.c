@@ -174,8 +174,6 @@ int conn_send_error(conn *c, const char *code, const char *fmt, ...) {
   Ktune__Error e = KTUNE__ERROR__INIT;
   e.code = (char *)code;
   e.message = msg;
-  Ktune__Envelope env = KTUNE__ENVELOPE__INIT;
-  env.msg_case = KTUNE__ENVELOPE__MSG_ERROR;
-  env.error = &e;
+  Ktune__Envelope env = wire_envelope(KTUNE__ENVELOPE__MSG_ERROR, &e);
   return conn_send(c, &env);
 }

@@ -579,9 +579,7 @@ int measure_child_main(int in_fd, int out_fd, const measure_opts *o) {
                 "measuring child failed: out of memory");
     res.job_id = in->run_job->job_id;
   }
-  Ktune__Envelope out = KTUNE__ENVELOPE__INIT;
-  out.msg_case = KTUNE__ENVELOPE__MSG_RUN_RESULT;
-  out.run_result = &res;
+  Ktune__Envelope out = wire_envelope(KTUNE__ENVELOPE__MSG_RUN_RESULT, &res);
   int wrc = wire_write_fd(out_fd, &out);
   if (!mo.sandbox) {
     measure_result_clear(&res);

@@ -175,9 +175,7 @@ SB_NO_ASAN __attribute__((noreturn)) static void sb_report(const sandbox *sb, co
   res.status = WIRE_TRIAL(RUNTIME_ERROR);
   res.error = (char *)msg;
   res.clock = (char *)TIMING_CLOCK_NAME;
-  Ktune__Envelope env = KTUNE__ENVELOPE__INIT;
-  env.msg_case = KTUNE__ENVELOPE__MSG_RUN_RESULT;
-  env.run_result = &res;
+  Ktune__Envelope env = wire_envelope(KTUNE__ENVELOPE__MSG_RUN_RESULT, &res);
   uint8_t payload[SB_MSG + 128];
   size_t n = ktune__envelope__get_packed_size(&env);
   if (n <= sizeof payload) {
