@@ -4,10 +4,11 @@
  *   farm.c    the private local farm behind `ktune tune` without --tracker
  *   tune.c    tune and following a session
  *   sessions.c  wait, attach, cancel, sessions
- *   status.c  status;  export.c  export, best, tasks */
+ *   status.c  status;  export.c  export, best, tasks;  token.c  token */
 #ifndef KTUNE_CLI_H
 #define KTUNE_CLI_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -27,6 +28,10 @@ typedef struct {
   const char *addr;
   auth_stream mac;
   int refused;           /* the last failure was an Error message from the tracker */
+  /* When set and nonzero (a signal handler's flag), client_recv gives up
+   * waiting and sets interrupted. */
+  volatile sig_atomic_t *stop;
+  int interrupted;
 } client;
 
 /* Where a command dials and how it logs in. */
@@ -75,10 +80,12 @@ void client_close(client *c);
 /* Parses a whole number from 0 to max in base (0: 10, or 16 after 0x):
  * digits only, so no sign, no blanks and nothing after. */
 int cli_parse_u64(const char *s, int base, uint64_t max, uint64_t *out);
-/* A device key: 1 to CLI_KEY_MAX printable characters without spaces, as
- * the tracker requires. 0 when it is one. */
+/* A device key or a name: 1 to CLI_KEY_MAX printable characters without
+ * spaces, as the tracker requires. 0 when it is one; else says so, naming
+ * what (an option or argument). */
 #define CLI_KEY_MAX 63
-int cli_check_key(const char *cmd, const char *key);
+int cli_check_label(const char *cmd, const char *what, const char *key);
+#define cli_check_key(cmd, key) cli_check_label(cmd, "--key", key)
 
 typedef struct {
   pid_t tracker, builder, runner;
@@ -102,9 +109,12 @@ int cmd_wait(int argc, char **argv);
 int cmd_attach(int argc, char **argv);
 int cmd_cancel(int argc, char **argv);
 int cmd_sessions(int argc, char **argv);
+int cmd_token(int argc, char **argv);
 
 /* Prints a session's progress until it ends (only the final line when
- * quiet); returns the exit code: 0 when it ended done with a result. */
+ * quiet); returns the exit code: 0 when it ended done with a result, or
+ * CLI_INTERRUPTED when c->stop cut the wait short. */
+#define CLI_INTERRUPTED (-4)
 int cli_follow(client *c, uint64_t id, int quiet);
 
 /* Asks a tracker for its status; *reply is freed with wire_free. */

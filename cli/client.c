@@ -94,6 +94,11 @@ Ktune__Envelope *client_recv(client *c, int timeout_ms, char *err, size_t errlen
     if (deadline - now < wait) wait = deadline - now;
     struct pollfd pfd = {c->fd, POLLIN, 0};
     int rc = poll(&pfd, 1, (int)wait);
+    if (c->stop && *c->stop) {
+      snprintf(err, errlen, "interrupted");
+      c->interrupted = 1;
+      return NULL;
+    }
     if (rc < 0 && errno == EINTR) continue;
     if (rc < 0) {
       snprintf(err, errlen, "poll: %s", strerror(errno));
@@ -274,7 +279,7 @@ int cli_parse_u64(const char *s, int base, uint64_t max, uint64_t *out) {
   return 0;
 }
 
-int cli_check_key(const char *cmd, const char *key) {
+int cli_check_label(const char *cmd, const char *what, const char *key) {
   size_t n = strlen(key);
   int ok = n >= 1 && n <= CLI_KEY_MAX;
   for (size_t i = 0; ok && i < n; i++) ok = isgraph((unsigned char)key[i]) != 0;
@@ -289,7 +294,7 @@ int cli_check_key(const char *cmd, const char *key) {
     else o += (size_t)snprintf(shown + o, sizeof(shown) - o, "\\x%02x", ch);
   }
   shown[o] = 0;
-  fprintf(stderr, "ktune %s: --key takes 1 to %d printable characters without spaces, not '%s'%s\n",
-          cmd, CLI_KEY_MAX, shown, n > CLI_KEY_MAX ? " (too long)" : "");
+  fprintf(stderr, "ktune %s: %s takes 1 to %d printable characters without spaces, not '%s'%s\n",
+          cmd, what, CLI_KEY_MAX, shown, n > CLI_KEY_MAX ? " (too long)" : "");
   return -1;
 }

@@ -19,6 +19,7 @@ static const struct {
     {"cancel", cmd_cancel, "stop a session; its queued jobs are dropped"},
     {"sessions", cmd_sessions, "the sessions of a tracker"},
     {"tasks", cmd_tasks, "the built-in tasks, their knobs and space sizes"},
+    {"token", cmd_token, "a tokens-file line with a fresh random token"},
 };
 
 static void usage(FILE *f) {

@@ -1,10 +1,12 @@
 /* ktune tune: submit a session and follow it to the end. */
+#include <errno.h>
 #include <getopt.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+#include <sys/random.h>
 
 #include "cli/catalogue.h"
 #include "cli/cli.h"
@@ -62,7 +64,7 @@ static void usage(FILE *f) {
           "  --key KEY           device key to measure on (default local): 1 to 63\n"
           "                      printable characters without spaces\n"
           "  --trials N          candidates to measure (default 32)\n"
-          "  --seed N            search seed (default: from the clock, printed)\n"
+          "  --seed N            search seed (default: a random one, printed)\n"
           "  --compiler C        tcc (built in, default) or a compiler command line such as\n"
           "                      \"gcc -O3 -march=native\"; part of every trial's identity\n"
           "  --db PATH           history of the local farm (default ./ktune.db)\n");
@@ -76,7 +78,8 @@ static void usage(FILE *f) {
           "  --wait-timeout MS   fail if the key has no runner for this long\n"
           "  --batch N           trials per progress line (default 8)\n"
           "  --no-check          skip comparing outputs with the reference\n"
-          "  --detach            print the session id and return (needs --tracker)\n");
+          "  --detach            print the session id and return (needs --tracker); without\n"
+          "                      it, Ctrl-C cancels the session\n");
 }
 
 static int parse_u32(const char *opt, const char *s, uint32_t min, uint32_t max, uint32_t *out) {
@@ -105,22 +108,28 @@ static void fmt_latency(char *buf, size_t len, double s) {
 }
 
 static void print_progress(const Ktune__SessionProgress *p) {
-  char lat[32];
+  char lat[32], last[32] = "       -";
   fmt_latency(lat, sizeof(lat), p->best_latency_s);
+  /* A batch with nothing measured has no speed, not a speed of 0. */
+  if (p->last_gflops > 0) snprintf(last, sizeof(last), "%8.3f GFLOPS", p->last_gflops);
   int w = snprintf(NULL, 0, "%u", p->trials);
   char reused[32] = "";
   /* A rerun answered from the history must not look like a measurement. */
   if (p->reused) snprintf(reused, sizeof(reused), "  reused %u", p->reused);
-  printf("[%*u/%u] last %8.3f GFLOPS  best %8.3f GFLOPS (%s)  failed %u%s  %.1f s\n", w,
-         p->trials_done, p->trials, p->last_gflops, p->best_gflops, lat, p->failures, reused,
-         p->wall_s);
+  /* Why trials fail belongs where people look: this line. */
+  const char *why = p->failures && p->failures_text && p->failures_text[0] ? p->failures_text : NULL;
+  printf("[%*u/%u] last %-15s  best %8.3f GFLOPS (%s)  failed %u%s%s%s%s  %.1f s\n", w,
+         p->trials_done, p->trials, last, p->best_gflops, lat, p->failures, why ? " (" : "",
+         why ? why : "", why ? ")" : "", reused, p->wall_s);
   fflush(stdout);
 }
 
 int cli_follow(client *c, uint64_t id, int quiet) {
-  char err[512];
+  char err[512], said[256] = "";
+  uint32_t shown = 0; /* trials_done of the last progress line printed */
   for (;;) {
     Ktune__Envelope *m = client_recv(c, -1, err, sizeof(err));
+    if (!m && c->interrupted) return CLI_INTERRUPTED;
     if (!m) {
       fprintf(stderr, "ktune: %s; session %llu may still be running on the tracker\n", err,
               (unsigned long long)id);
@@ -132,11 +141,19 @@ int cli_follow(client *c, uint64_t id, int quiet) {
     }
     Ktune__SessionProgress *p = m->progress;
     int running = p->state == WIRE_SESSION(RUNNING) || p->state == WIRE_SESSION(QUEUED);
-    if (!quiet || !running) print_progress(p);
     if (running) {
+      /* What a running session waits for gets a line of its own, once. */
+      const char *msg = p->message ? p->message : "";
+      int news = strcmp(msg, said) != 0;
+      if (news) snprintf(said, sizeof(said), "%s", msg);
+      if (!quiet && news && msg[0]) printf("%s\n", msg);
+      if (!quiet && (!news || p->trials_done != shown)) print_progress(p);
+      shown = p->trials_done;
+      fflush(stdout);
       wire_free(m);
       continue;
     }
+    print_progress(p);
     int rc = EXIT_OK;
     int done = p->state == WIRE_SESSION(DONE);
     if (done && p->message && p->message[0]) printf("note: %s\n", p->message);
@@ -176,7 +193,62 @@ typedef struct {
   int seed_set, check, detach;
 } tune_opts;
 
-static int submit_and_follow(const tune_opts *o, const cli_dial *d, const task_spec *t) {
+static volatile sig_atomic_t interrupted;
+
+static void on_sigint(int sig) {
+  (void)sig;
+  interrupted = 1;
+}
+
+/* "6,656": a count with thousands separators. */
+static void fmt_count(char *buf, size_t len, uint64_t n) {
+  char digits[24];
+  int nd = snprintf(digits, sizeof(digits), "%llu", (unsigned long long)n);
+  size_t off = 0;
+  for (int i = 0; i < nd && off + 1 < len; i++) {
+    if (i && (nd - i) % 3 == 0) buf[off++] = ',';
+    if (off + 1 < len) buf[off++] = digits[i];
+  }
+  buf[off] = 0;
+}
+
+/* Ctrl-C on a followed session: cancel it and say so. */
+static int cancel_interrupted(client *c, uint64_t id) {
+  char err[512];
+  c->stop = NULL;
+  c->interrupted = 0;
+  Ktune__CancelSession cs = KTUNE__CANCEL_SESSION__INIT;
+  cs.session_id = id;
+  Ktune__Envelope env = wire_envelope(KTUNE__ENVELOPE__MSG_CANCEL, &cs);
+  Ktune__Envelope *m = NULL;
+  if (client_send(c, &env, err, sizeof(err)) == 0) m = client_recv(c, 10000, err, sizeof(err));
+  /* Batches may still be on their way: the answer is the final progress. */
+  while (m && m->msg_case == KTUNE__ENVELOPE__MSG_PROGRESS &&
+         (m->progress->state == WIRE_SESSION(RUNNING) ||
+          m->progress->state == WIRE_SESSION(QUEUED))) {
+    wire_free(m);
+    m = client_recv(c, 10000, err, sizeof(err));
+  }
+  if (!m && c->refused) {
+    fprintf(stderr, "ktune tune: session %llu: %s\n", (unsigned long long)id, err);
+  } else if (!m || m->msg_case != KTUNE__ENVELOPE__MSG_PROGRESS) {
+    fprintf(stderr, "ktune tune: session %llu may still be running: cannot cancel it (%s); "
+                    "`ktune cancel %llu` stops it\n", (unsigned long long)id,
+            m ? "unexpected reply from the tracker" : err, (unsigned long long)id);
+  } else if (m->progress->state == WIRE_SESSION(CANCELLED)) {
+    fprintf(stderr, "ktune tune: session %llu cancelled (Ctrl-C); use --detach to leave a "
+                    "session running\n", (unsigned long long)id);
+  } else {
+    fprintf(stderr, "ktune tune: session %llu had already ended (%s)\n", (unsigned long long)id,
+            wire_state_name(m->progress->state));
+  }
+  wire_free(m);
+  return EXIT_FAIL;
+}
+
+/* cancel_on_int: Ctrl-C cancels the session (a shared farm's). */
+static int submit_and_follow(const tune_opts *o, const cli_dial *d, const task_spec *t,
+                             int cancel_on_int) {
   char err[512];
   client c;
   if (client_connect(&c, d, err, sizeof(err)) < 0) {
@@ -222,18 +294,37 @@ static int submit_and_follow(const tune_opts *o, const cli_dial *d, const task_s
     return refused ? EXIT_USAGE : EXIT_FAIL;
   }
   uint64_t id = m->accepted->session_id;
-  uint64_t space = m->accepted->space_size;
+  char space[96], all[32], valid[32];
+  fmt_count(all, sizeof(all), m->accepted->space_size);
+  fmt_count(valid, sizeof(valid), m->accepted->valid_configs);
+  if (m->accepted->valid_exact) snprintf(space, sizeof(space), "%s valid of %s configs", valid, all);
+  else snprintf(space, sizeof(space), "a space of %s configs", all);
   wire_free(m);
   if (o->detach) {
     printf("%llu\n", (unsigned long long)id);
     client_close(&c);
     return EXIT_OK;
   }
-  printf("session %llu: %s on key %s, %u trials, %s search in a space of %llu configs, seed %llu\n",
-         (unsigned long long)id, t->name, o->key, o->trials, o->strategy,
-         (unsigned long long)space, (unsigned long long)o->seed);
+  char seed[40] = "";
+  /* Grid's order is fixed: a seed would suggest otherwise. */
+  if (strcmp(o->strategy, "grid") != 0)
+    snprintf(seed, sizeof(seed), ", seed %llu", (unsigned long long)o->seed);
+  printf("session %llu: %s on key %s, %u trials, %s search, %s%s\n", (unsigned long long)id,
+         t->name, o->key, o->trials, o->strategy, space, seed);
   fflush(stdout);
+  /* On a shared farm the session outlives this client; Ctrl-C means "stop
+   * it", not "leave it running unwatched". The local farm ends anyway. */
+  struct sigaction old_int;
+  if (cancel_on_int) {
+    struct sigaction sa = {0};
+    sa.sa_handler = on_sigint;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &old_int);
+    c.stop = &interrupted;
+  }
   int rc = cli_follow(&c, id, 0);
+  if (cancel_on_int) sigaction(SIGINT, &old_int, NULL); /* a second Ctrl-C ends us at once */
+  if (rc == CLI_INTERRUPTED) rc = cancel_interrupted(&c, id);
   client_close(&c);
   return rc;
 }
@@ -336,7 +427,14 @@ int cmd_tune(int argc, char **argv) {
   }
   if ((o.key && cli_check_key("tune", o.key) < 0) || cli_dial_settle(&o.dial, "tune", NULL) < 0)
     goto out;
-  if (!o.seed_set) o.seed = (uint64_t)time(NULL);
+  /* Not the clock: two sessions started in the same second would search
+   * alike. */
+  if (!o.seed_set && getrandom(&o.seed, sizeof(o.seed), 0) != (ssize_t)sizeof(o.seed)) {
+    fprintf(stderr, "ktune tune: no random seed (getrandom: %s); give --seed N\n",
+            strerror(errno));
+    rc = EXIT_FAIL;
+    goto out;
+  }
 
   char err[1024], path[4096];
   task_spec t;
@@ -371,7 +469,7 @@ int cmd_tune(int argc, char **argv) {
       task_free(&t);
       goto out;
     }
-    rc = submit_and_follow(&o, &o.dial, &t);
+    rc = submit_and_follow(&o, &o.dial, &t, 1);
   } else if (o.detach) {
     fprintf(stderr, "ktune tune: --detach needs a running farm (--tracker); the local farm "
                     "ends with the command\n");
@@ -391,7 +489,7 @@ int cmd_tune(int argc, char **argv) {
     } else {
       printf("local farm on %s, history %s\n", f.addr, o.db);
       cli_dial local = {.tracker = f.addr};
-      rc = submit_and_follow(&o, &local, &t);
+      rc = submit_and_follow(&o, &local, &t, 0);
       farm_stop(&f, rc == EXIT_FAIL);
     }
   }

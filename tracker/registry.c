@@ -33,15 +33,29 @@ peer *registry_find(tracker *t, uint64_t id) {
   return NULL;
 }
 
+/* A runner that takes jobs now (a draining one takes none). */
+static int serving_runner(const peer *p) {
+  return p->state == PEER_READY && p->role == KTUNE__ROLE__ROLE_RUNNER && !p->draining;
+}
+
 uint32_t registry_runners(tracker *t, const char *key) {
   uint32_t n = 0;
   for (peer *p = t->peers; p; p = p->next)
-    if (p->state == PEER_READY && p->role == KTUNE__ROLE__ROLE_RUNNER && !p->draining &&
-        strcmp(p->key, key) == 0)
-      n++;
+    if (serving_runner(p) && strcmp(p->key, key) == 0) n++;
   return n;
 }
 
+void registry_keys(tracker *t, char *out, size_t len) {
+  size_t off = 0;
+  out[0] = 0;
+  for (peer *p = t->peers; p && off < len; p = p->next) {
+    if (!serving_runner(p)) continue;
+    int seen = 0;
+    for (peer *q = t->peers; q != p && !seen; q = q->next)
+      seen = serving_runner(q) && strcmp(q->key, p->key) == 0;
+    if (!seen) off += (size_t)snprintf(out + off, len - off, "%s%s", off ? ", " : "", p->key);
+  }
+}
 
 char *registry_device_json(const peer *p) {
   json_t *o = json_pack("{s:s, s:s, s:s, s:i, s:s, s:s, s:s, s:s}", "name", p->name, "host",

@@ -61,8 +61,15 @@ void session_free_all(tracker *t) {
   }
 }
 
-/* "COMPILE_ERROR 24: kernel.c:7: error: ..., RUNTIME_ERROR 2: ..." */
-static void failure_summary(const session *s, char *out, size_t len) {
+/* A progress line's cut of each first error: it names the mistake and
+ * stays on one terminal line. */
+#define PROGRESS_ERROR_CHARS 80
+/* The ended session's message has room for more of each. */
+#define ENDED_ERROR_CHARS 150
+
+/* "COMPILE_ERROR 24: kernel.c:7: error: ..., RUNTIME_ERROR 2: ..." with
+ * each first error's first line, cut to `cut` characters. */
+static void failure_summary(const session *s, int cut, char *out, size_t len) {
   size_t off = 0;
   out[0] = 0;
   for (size_t i = 0; i < NCODES && off < len; i++) {
@@ -70,8 +77,9 @@ static void failure_summary(const session *s, char *out, size_t len) {
     char first[160] = "";
     if (s->first_error[i]) {
       /* The first line says what went wrong; the rest is context. */
-      snprintf(first, sizeof(first), ": %.*s", (int)strcspn(s->first_error[i], "\n"),
-               s->first_error[i]);
+      int n = (int)strcspn(s->first_error[i], "\n");
+      snprintf(first, sizeof(first), ": %.*s%s", n < cut ? n : cut, s->first_error[i],
+               n > cut ? "..." : "");
     }
     const char *name = wire_status_name((Ktune__TrialStatus)i);
     off += (size_t)snprintf(out + off, len - off, "%s%s %u%s", off ? "; " : "",
@@ -85,17 +93,20 @@ int session_active(const session *s) {
 }
 
 void session_end(tracker *t, session *s, Ktune__SessionState state, const char *why) {
-  char summary[512];
-  failure_summary(s, summary, sizeof(summary));
+  size_t len = sizeof(s->message);
+  int n = 0;
   if (state == WIRE_SESSION(DONE) && s->done > 0 && s->failures == s->done) {
     /* Nothing measured: there is no best, and the reason is what failed. */
     state = WIRE_SESSION(FAILED);
-    snprintf(s->message, sizeof(s->message), "every trial failed: %s", summary);
+    n = snprintf(s->message, len, "every trial failed: ");
+    failure_summary(s, ENDED_ERROR_CHARS, s->message + n, len - (size_t)n);
   } else if (why) {
-    snprintf(s->message, sizeof(s->message), "%s", why);
-  } else if (summary[0]) {
-    snprintf(s->message, sizeof(s->message), "%u of %u trials failed: %s", s->failures, s->done,
-             summary);
+    snprintf(s->message, len, "%s", why);
+  } else if (s->failures) {
+    n = snprintf(s->message, len, "%u of %u trials failed: ", s->failures, s->done);
+    failure_summary(s, ENDED_ERROR_CHARS, s->message + n, len - (size_t)n);
+    /* A resumed session has its count but not the statuses: no list. */
+    if (!s->message[n]) s->message[0] = 0;
   }
   /* A constraint that could not be evaluated ruled configs out: say so. */
   const char *note = tuner_note(s->tu);
@@ -309,19 +320,28 @@ static void session_on_trial(tracker *t, session *s, const int64_t *values,
   if (s->done % s->batch == 0 && s->done < s->trials) session_notify(t, s);
 }
 
+void session_check_runners(tracker *t, session *s) {
+  if (!session_active(s)) return;
+  if (registry_runners(t, s->key) > 0) {
+    s->waiting_since = 0;
+    s->message[0] = 0;
+    return;
+  }
+  if (s->waiting_since) return;
+  s->waiting_since = uv_now(t->loop);
+  char keys[160];
+  registry_keys(t, keys, sizeof(keys));
+  snprintf(s->message, sizeof(s->message), "waiting for a runner with key '%s' (%s%s)", s->key,
+           keys[0] ? "known keys: " : "no runner is connected", keys);
+  /* Said at once to whoever follows it: a silent wait looks like a hang. */
+  session_send_progress(t, s, NULL);
+}
+
 void session_sweep(tracker *t) {
   uint64_t now = uv_now(t->loop);
   for (session *s = t->sessions; s; s = s->next) {
-    if (!session_active(s)) continue;
-    if (registry_runners(t, s->key) > 0) {
-      s->waiting_since = 0;
-      s->message[0] = 0;
-      continue;
-    }
-    if (!s->waiting_since) {
-      s->waiting_since = now;
-      snprintf(s->message, sizeof(s->message), "waiting for a runner with key '%s'", s->key);
-    }
+    session_check_runners(t, s);
+    if (!session_active(s) || !s->waiting_since) continue;
     if (s->wait_timeout_ms && now - s->waiting_since >= s->wait_timeout_ms) {
       char why[256];
       snprintf(why, sizeof(why), "no runner with key '%s' was connected for %.1f s (--wait-timeout)",
@@ -331,7 +351,9 @@ void session_sweep(tracker *t) {
   }
 }
 
-static void session_progress(tracker *t, session *s, Ktune__SessionProgress *out) {
+/* failures: room for the per-status summary the progress carries. */
+static void session_progress(tracker *t, session *s, Ktune__SessionProgress *out, char *failures,
+                             size_t failures_len) {
   ktune__session_progress__init(out);
   out->session_id = s->id;
   out->state = s->state;
@@ -343,6 +365,8 @@ static void session_progress(tracker *t, session *s, Ktune__SessionProgress *out
   out->best_gflops = s->best_gflops;
   out->best_latency_s = s->best_latency;
   out->wall_s = (double)(uv_now(t->loop) - s->started_ms) / 1e3;
+  failure_summary(s, PROGRESS_ERROR_CHARS, failures, failures_len);
+  out->failures_text = failures;
   if (s->message[0]) out->message = s->message;
   else if (s->exhausted && s->done < s->trials)
     out->message = "the space has no more valid configs than these";
@@ -376,7 +400,8 @@ static void session_progress_free(Ktune__SessionProgress *p) {
 
 void session_send_progress(tracker *t, session *s, peer *to) {
   Ktune__SessionProgress pr;
-  session_progress(t, s, &pr);
+  char failures[512];
+  session_progress(t, s, &pr, failures, sizeof(failures));
   Ktune__Envelope env = wire_envelope(KTUNE__ENVELOPE__MSG_PROGRESS, &pr);
   for (peer *p = t->peers; p; p = p->next)
     if (to ? p == to : p->watching == s->id) core_send(p, &env);

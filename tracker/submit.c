@@ -23,6 +23,10 @@
 #define MAX_MS (24u * 3600u * 1000u)
 /* Bytes of kernel buffers a session may ask a runner for. */
 #define MAX_BUFFER_BYTES (4ull << 30)
+/* Work a submission may spend counting its valid configs (space.h units):
+ * well under a second, and a space too sparse for it is only "a space of
+ * M configs" to its client. */
+#define VALID_COUNT_BUDGET (1ull << 22)
 
 static uint32_t or_default(uint32_t v, uint32_t d) { return v ? v : d; }
 
@@ -190,6 +194,11 @@ static void submit_work(uv_work_t *req) {
   }
   w->rc = prepare(w->s, sub, w->err, sizeof(w->err));
   ktune__submit_session__free_unpacked(sub, NULL);
+  uint64_t n;
+  if (w->rc == 0 && space_count_valid(&w->s->sp, VALID_COUNT_BUDGET, &n) == 0) {
+    w->s->valid_configs = n;
+    w->s->valid_exact = 1;
+  }
 }
 
 static void unlink_pending(tracker *t, session_pending *w) {
@@ -245,12 +254,16 @@ static void submit_done(uv_work_t *req, int status) {
       Ktune__SessionAccepted acc = KTUNE__SESSION_ACCEPTED__INIT;
       acc.session_id = s->id;
       acc.space_size = s->sp.size;
+      acc.valid_configs = s->valid_configs;
+      acc.valid_exact = s->valid_exact;
       core_send_msg(p, KTUNE__ENVELOPE__MSG_ACCEPTED, &acc);
       /* The submitter follows its session from the first trial on; a
        * watch sent after the accept could miss a fast session's batches. */
       p->watching = s->id;
     }
     session_fill(t, s);
+    /* A key nobody serves is said now, not at the next sweep. */
+    session_check_runners(t, s);
     jobs_dispatch(t);
   } else if (p && p->c) {
     conn_send_error(p->c, "BAD_SESSION", "%s",

@@ -221,6 +221,8 @@ peer *registry_add(tracker *t, conn *c);
 void registry_remove(tracker *t, peer *p);
 peer *registry_find(tracker *t, uint64_t id);
 uint32_t registry_runners(tracker *t, const char *key);
+/* "rpi4, local": each key of the runners connected now, once. */
+void registry_keys(tracker *t, char *out, size_t len);
 void registry_status(tracker *t, Ktune__StatusReply *out); /* free with registry_status_free */
 void registry_status_free(Ktune__StatusReply *r);
 /* A runner's device identity as the JSON object stored with its trials. */
@@ -305,6 +307,8 @@ struct session {
   uint64_t served, built;  /* jobs handed out: equal priorities take turns */
   uint64_t waiting_since;  /* uv_now when its key last had no runner, or 0 */
   char message[256];       /* what it waits for, or why it ended */
+  uint64_t valid_configs;  /* meeting the constraints, when valid_exact */
+  int valid_exact;         /* the count at submission finished in its budget */
   int exhausted;           /* the tuner has no new config */
   int refill;              /* its search ran out of budget: go on next turn */
   Ktune__SessionState state;
@@ -356,6 +360,9 @@ void session_started(tracker *t, session *s);
 /* Marks sessions whose key has no runner as waiting; fails those past
  * their --wait-timeout. */
 void session_sweep(tracker *t);
+/* Notes (and tells its watchers at once) when no runner serves s's key,
+ * and forgets the note when one does. */
+void session_check_runners(tracker *t, session *s);
 
 /* --- guard.c --- */
 /* What an agent name has done wrong. A strike: a job held past its
