@@ -178,7 +178,25 @@ static void reject(tracker *t, peer *p, const char *code, const char *msg) {
   p->close_at = uv_now(t->loop) + t->opts.auth_delay_ms;
 }
 
+/* A second agent under a name already connected would merge with it in
+ * status and in its record (guard.c): refused. Checked once the login is
+ * proven, so that it tells nobody without a token which names are here. */
+static int name_taken(tracker *t, peer *p) {
+  if (p->role == KTUNE__ROLE__ROLE_CLIENT) return 0;
+  for (peer *o = t->peers; o; o = o->next)
+    if (o != p && o->state == PEER_READY && o->role == p->role && !strcmp(o->name, p->name)) {
+      char msg[256];
+      snprintf(msg, sizeof(msg), "a %s named %s is already connected (from %s); give each agent "
+               "its own --name", wire_role_name(p->role), p->name, o->c ? o->c->peer : "?");
+      conn_send_error(p->c, "NAME_TAKEN", "%s", msg);
+      conn_close(p->c, "name taken");
+      return 1;
+    }
+  return 0;
+}
+
 static void welcome(tracker *t, peer *p, const auth_entry *e) {
+  if (name_taken(t, p)) return;
   p->state = PEER_READY;
   Ktune__Welcome w = KTUNE__WELCOME__INIT;
   w.version = WIRE_PROTOCOL_VERSION;
@@ -255,16 +273,6 @@ static void on_hello(tracker *t, peer *p, const Ktune__Hello *h) {
                     "spaces", bad, LABEL_MAX);
     conn_close(p->c, "bad name or key");
     return;
-  }
-  if (h->role != KTUNE__ROLE__ROLE_CLIENT) {
-    for (peer *o = t->peers; o; o = o->next)
-      if (o != p && o->state == PEER_READY && o->role == h->role && !strcmp(o->name, h->name)) {
-        conn_send_error(p->c, "NAME_TAKEN", "a %s named %s is already connected (from %s); give "
-                        "each agent its own --name", wire_role_name(h->role), h->name,
-                        o->c ? o->c->peer : "?");
-        conn_close(p->c, "name taken");
-        return;
-      }
   }
   p->role = h->role;
   copy_field(p->name, sizeof(p->name), h->name);

@@ -653,6 +653,23 @@ TEST(sighup_with_a_token_removed_disconnects_only_that_agent) {
   farm_stop_tracker(&f);
 }
 
+/* A second runner under a name that is connected is refused and says
+ * why; status keeps one agent of that name. */
+TEST(second_agent_under_a_taken_name_is_refused) {
+  farm f;
+  farm_start(&f, NULL);
+  pid_t a = farm_runner(&f, "r1", "k", NULL);
+  farm_wait_agent(&f, "r1", 1);
+  pid_t b = farm_runner(&f, "r1", "k", NULL);
+  wait_log(&f, "NAME_TAKEN: a runner named r1 is already connected");
+  json_t *st = farm_status(&f);
+  ASSERT_EQ_INT(json_array_size(json_object_get(st, "agents")), 1);
+  json_decref(st);
+  proc_stop(b, SIGKILL, 1000);
+  proc_stop(a, SIGTERM, 5000);
+  farm_stop_tracker(&f);
+}
+
 TEST_LIST(TEST_ENTRY(sparse_search_does_not_stall_the_tracker), TEST_ENTRY(costly_submission_does_not_stall_the_tracker), TEST_ENTRY(wrong_or_missing_tokens_are_refused),
           TEST_ENTRY(tracker_without_tokens_turns_away_agents_that_hold_one),
           TEST_ENTRY(runner_refuses_a_tracker_that_does_not_prove_its_token),
@@ -662,4 +679,5 @@ TEST_LIST(TEST_ENTRY(sparse_search_does_not_stall_the_tracker), TEST_ENTRY(costl
           TEST_ENTRY(no_tokens_means_loopback_only),
           TEST_ENTRY(flood_from_one_address_does_not_lock_out_another),
           TEST_ENTRY(hello_name_with_a_newline_forges_no_log_line),
-          TEST_ENTRY(sighup_with_a_token_removed_disconnects_only_that_agent))
+          TEST_ENTRY(sighup_with_a_token_removed_disconnects_only_that_agent),
+          TEST_ENTRY(second_agent_under_a_taken_name_is_refused))
