@@ -29,7 +29,7 @@
 #define MAX_ERROR_TEXT 4096
 
 job *jobs_add(tracker *t, session *s, uint64_t id, uint64_t index, const int64_t *values,
-              const char *config_json, uint32_t lost) {
+              const char *config_json, const char *digest, uint32_t lost) {
   job *j = calloc(1, sizeof(*j));
   if (!j) return NULL;
   size_t nk = s->task.nknobs;
@@ -46,6 +46,7 @@ job *jobs_add(tracker *t, session *s, uint64_t id, uint64_t index, const int64_t
   j->s = s;
   j->index = index;
   j->lost = lost;
+  if (digest) snprintf(j->digest, sizeof(j->digest), "%s", digest);
   j->state = JOB_BUILD_QUEUED;
   j->prev = t->jobs_tail;
   if (t->jobs_tail) t->jobs_tail->next = j;
@@ -300,6 +301,7 @@ static void record_job(tracker *t, job *j, Ktune__TrialStatus status, const char
   tr.runner = runner ? runner->name : NULL;
   tr.device_json = runner ? runner->device_json : NULL;
   tr.builder = j->builder[0] ? j->builder : NULL;
+  tr.digest = j->digest[0] ? j->digest : NULL;
   tr.build_s = j->build_s;
   tr.compiler_id = j->compiler_id;
   tr.number = number;

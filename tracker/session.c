@@ -192,13 +192,12 @@ int session_progress_from_history(tracker *t, uint64_t id, peer *to) {
 /* The history measured this config with the same trial identity: the
  * trial is answered from there. Returns 1 when it was. */
 static int answer_from_history(tracker *t, session *s, const int64_t *values,
-                               const char *config) {
-  if (s->remeasure) return 0;
-  char digest[IDENT_HEX];
+                               const char *config, const char *digest) {
   store_found f;
-  if (trial_digest(s, config, digest) < 0 || store_find_ok(t->db, digest, &f) != 1) return 0;
+  if (s->remeasure || !digest || store_find_ok(t->db, digest, &f) != 1) return 0;
   hist_trial tr = {0};
   tr.status = "ok";
+  tr.digest = digest;
   tr.costs = f.costs;
   tr.ncosts = f.ncosts;
   tr.runner = f.runner;
@@ -238,11 +237,11 @@ static void on_refill(uv_idle_t *h) {
 /* Queues one candidate: a row of the history's jobs table, then a job.
  * Returns -1 when it could not be stored. */
 static int queue_candidate(tracker *t, session *s, uint64_t idx, const int64_t *vals,
-                           const char *config) {
+                           const char *config, const char *digest) {
   int64_t jid = 0;
   core_db_write(t);
   if (store_job_add(t->db, (int64_t)s->id, idx, config, &jid) < 0) return -1;
-  return jobs_add(t, s, (uint64_t)jid, idx, vals, config, 0) ? 0 : -1;
+  return jobs_add(t, s, (uint64_t)jid, idx, vals, config, digest, 0) ? 0 : -1;
 }
 
 void session_fill(tracker *t, session *s) {
@@ -266,13 +265,15 @@ void session_fill(tracker *t, session *s) {
       break;
     }
     s->proposed++;
-    /* The config's JSON is made once, for the reuse lookup, the jobs
-     * table and the job. */
+    /* The config's JSON and its trial identity are made once, for the
+     * reuse lookup, the jobs table, the job and the trial's row. */
     char *config = space_config_json(&s->sp, vals);
-    int answered = config && answer_from_history(t, s, vals, config);
+    char digest[IDENT_HEX];
+    const char *id = config && trial_digest(s, config, digest) == 0 ? digest : NULL;
+    int answered = config && answer_from_history(t, s, vals, config, id);
     if (answered) {
       session_started(t, s);
-    } else if (!config || queue_candidate(t, s, idx, vals, config) < 0) {
+    } else if (!config || queue_candidate(t, s, idx, vals, config, id) < 0) {
       free(config);
       session_end(t, s, WIRE_SESSION(FAILED),
                   "cannot queue a job (out of memory or history error)");

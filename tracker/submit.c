@@ -344,10 +344,11 @@ static void remember(resume_ctx *r, uint64_t index, const int64_t *vals, const c
 static int resume_job(void *ctx, int64_t id, uint64_t index, uint32_t lost) {
   resume_ctx *r = ctx;
   int64_t vals[64];
-  char *config = NULL;
+  char *config = NULL, digest[IDENT_HEX];
   if (r->s->task.nknobs <= 64 && space_config(&r->s->sp, index, vals) == 0 &&
       (config = space_config_json(&r->s->sp, vals)) &&
-      jobs_add(r->t, r->s, (uint64_t)id, index, vals, config, lost)) {
+      jobs_add(r->t, r->s, (uint64_t)id, index, vals, config,
+               trial_digest(r->s, config, digest) == 0 ? digest : NULL, lost)) {
     r->s->proposed++;
     remember(r, index, vals, NULL, 0);
   }

@@ -245,6 +245,7 @@ struct job {
   char *compiler_id;
   char arch[32];           /* what it is built for: only runners of it run it */
   char builder[64];        /* who built it */
+  char digest[65];         /* its trial identity, "" when it has none */
   char avoid[64];          /* an agent whose failure awaits a second opinion */
   Ktune__TrialStatus held_status; /* that failure, recorded if no other agent can try */
   char *held_error;
@@ -253,9 +254,10 @@ struct job {
   job *next, *prev;
 };
 
-/* Queues a job for a candidate already stored as history job `id`. */
+/* Queues a job for a candidate already stored as history job `id`;
+ * digest is its trial identity (trial_digest), or NULL when it has none. */
 job *jobs_add(tracker *t, session *s, uint64_t id, uint64_t index, const int64_t *values,
-              const char *config_json, uint32_t lost);
+              const char *config_json, const char *digest, uint32_t lost);
 /* Hands queued work to free builders and runners. */
 void jobs_dispatch(tracker *t);
 void jobs_on_build_result(tracker *t, peer *p, const Ktune__BuildResult *r);
@@ -274,8 +276,9 @@ uint32_t jobs_outstanding(tracker *t, const session *s);
 void jobs_free_all(tracker *t);
 
 /* --- trial.c --- */
-/* Fills in the session's part of tr (identity, statistics, GFLOPS) and
- * inserts it in this turn's transaction. */
+/* Fills in the session's part of tr (statistics, GFLOPS) and inserts it
+ * in this turn's transaction. tr->digest is the caller's: it computed the
+ * trial's identity once, when the config was proposed. */
 void trial_record(tracker *t, session *s, const char *config_json, hist_trial *tr);
 /* The trial identity digest of a config of s; -1 when s has no kernel
  * digest. */

@@ -55,13 +55,10 @@ void trial_record(tracker *t, session *s, const char *config_json, hist_trial *t
   tr->timing_json = s->timing_json;
   tr->kernel = s->kernel[0] ? s->kernel : NULL;
   tr->checked = s->check && s->task.reference;
-  char digest[IDENT_HEX];
-  if (trial_digest(s, config_json, digest) == 0) tr->digest = digest;
   core_db_write(t);
   if (store_trial_add(t->db, tr, NULL) < 0)
     log_error(WHO, "history: cannot record a trial of session %llu: %s",
               (unsigned long long)s->id, hist_errmsg(t->db));
-  tr->digest = NULL; /* it lived on this stack */
 }
 
 int trial_digest(const session *s, const char *config_json, char out[65]) {
