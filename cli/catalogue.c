@@ -6,11 +6,12 @@
 
 #include <dirent.h>
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+
+#include "common/task.h"
 
 #ifndef KTUNE_TASKS_DIR
 #define KTUNE_TASKS_DIR ""
@@ -18,21 +19,6 @@
 #ifndef KTUNE_TASKS_INSTALL_DIR
 #define KTUNE_TASKS_INSTALL_DIR ""
 #endif
-
-/* Writes "PREFIX: message"; returns -EINVAL. */
-static int catalogue_bad(char *err, size_t errlen, const char *prefix, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int catalogue_bad(char *err, size_t errlen, const char *prefix, const char *fmt, ...) {
-  if (!err || !errlen) return -EINVAL;
-  int n = snprintf(err, errlen, "%s: ", prefix);
-  if (n >= 0 && (size_t)n < errlen) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err + n, errlen - (size_t)n, fmt, ap);
-    va_end(ap);
-  }
-  return -EINVAL;
-}
 
 /* The folders holding built-in specs, in the order they are searched. */
 static size_t catalogue_dirs(const char *dirs[2]) {
@@ -125,7 +111,8 @@ int catalogue_list(char ***paths, size_t *n, char *err, size_t errlen) {
   size_t cnt = 0;
   *paths = NULL;
   *n = 0;
-  if (scan_builtin(&list, &cnt) < 0) return catalogue_bad(err, errlen, "tasks", "out of memory");
+  if (scan_builtin(&list, &cnt) < 0)
+    return task_bad(err, errlen, "tasks", NULL, "out of memory");
   char **out = cnt ? calloc(cnt, sizeof *out) : NULL;
   if (cnt && !out) {
     for (size_t i = 0; i < cnt; i++) {
@@ -133,7 +120,7 @@ int catalogue_list(char ***paths, size_t *n, char *err, size_t errlen) {
       free(list[i].path);
     }
     free(list);
-    return catalogue_bad(err, errlen, "tasks", "out of memory");
+    return task_bad(err, errlen, "tasks", NULL, "out of memory");
   }
   for (size_t i = 0; i < cnt; i++) {
     out[i] = list[i].path;
@@ -147,22 +134,23 @@ int catalogue_list(char ***paths, size_t *n, char *err, size_t errlen) {
 
 int catalogue_find(const char *name, char *path, size_t pathlen, char *err, size_t errlen) {
   if (!name || !*name)
-    return catalogue_bad(err, errlen, "task", "no task given (name a built-in task, see 'ktune tasks', or a spec file)");
+    return task_bad(err, errlen, "task", NULL,
+                    "no task given (name a built-in task, see 'ktune tasks', or a spec file)");
   if (is_regular(name)) {
-    if (strlen(name) >= pathlen) return catalogue_bad(err, errlen, name, "path too long");
+    if (strlen(name) >= pathlen) return task_bad(err, errlen, name, NULL, "path too long");
     snprintf(path, pathlen, "%s", name);
     return 0;
   }
   size_t len = strlen(name);
   if (strchr(name, '/') || (len > 5 && strcmp(name + len - 5, ".json") == 0))
-    return catalogue_bad(err, errlen, name, "no such task spec file");
+    return task_bad(err, errlen, name, NULL, "no such task spec file");
   const char *dirs[2];
   size_t ndirs = catalogue_dirs(dirs);
   for (size_t d = 0; d < ndirs; d++) {
     char cand[4096];
     int n = snprintf(cand, sizeof cand, "%s/%s.json", dirs[d], name);
     if (n < 0 || (size_t)n >= sizeof cand || !is_regular(cand)) continue;
-    if ((size_t)n >= pathlen) return catalogue_bad(err, errlen, cand, "path too long");
+    if ((size_t)n >= pathlen) return task_bad(err, errlen, cand, NULL, "path too long");
     snprintf(path, pathlen, "%s", cand);
     return 0;
   }
@@ -182,9 +170,13 @@ int catalogue_find(const char *name, char *path, size_t pathlen, char *err, size
     free(list);
   }
   if (cnt)
-    return catalogue_bad(err, errlen, "task", "unknown task '%.128s'; built-in tasks: %s (or give the path of a task spec file)",
-               name, names);
-  return catalogue_bad(err, errlen, "task", "unknown task '%.128s'; no built-in tasks found in %s%s%s (set KTUNE_TASKS, or give "
-             "the path of a task spec file)",
-             name, ndirs ? dirs[0] : "(none)", ndirs > 1 ? " or " : "", ndirs > 1 ? dirs[1] : "");
+    return task_bad(err, errlen, "task", NULL,
+                    "unknown task '%.128s'; built-in tasks: %s (or give the path of a task spec "
+                    "file)",
+                    name, names);
+  return task_bad(err, errlen, "task", NULL,
+                  "unknown task '%.128s'; no built-in tasks found in %s%s%s (set KTUNE_TASKS, or "
+                  "give the path of a task spec file)",
+                  name, ndirs ? dirs[0] : "(none)", ndirs > 1 ? " or " : "",
+                  ndirs > 1 ? dirs[1] : "");
 }

@@ -47,6 +47,11 @@ typedef struct {
  * negative code and writes "FILE: FIELD: what was expected" to err. */
 int task_load(const char *path, task_spec *out, char *err, size_t errlen);
 
+/* A spec error in the one shape every task error has: "PREFIX: FIELD:
+ * message" (FIELD may be NULL). Returns -EINVAL. */
+int task_bad(char *err, size_t errlen, const char *prefix, const char *field, const char *fmt,
+             ...) __attribute__((format(printf, 5, 6)));
+
 /* Overrides a constant (-D NAME=VALUE); unknown names are an error. */
 int task_set_const(task_spec *t, const char *name, int64_t value, char *err, size_t errlen);
 

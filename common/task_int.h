@@ -21,9 +21,6 @@
 #define TASK_MAX_KNOB_VALUES 65536
 #define TASK_MAX_CONSTRAINTS 256
 
-/* Writes "PREFIX: FIELD: message" (FIELD may be NULL); returns -EINVAL. */
-int task_bad(char *err, size_t errlen, const char *prefix, const char *field, const char *fmt,
-             ...) __attribute__((format(printf, 5, 6)));
 int task_is_ident(const char *s);
 /* float, double, int32 or int64. */
 int task_known_type(const char *s);
