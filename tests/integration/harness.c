@@ -82,6 +82,20 @@ void farm_stop_tracker(farm *f) {
   }
 }
 
+int farm_listen(char *addr, size_t len) {
+  int ls = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE_INT(ls, 0);
+  struct sockaddr_in sa = {0};
+  sa.sin_family = AF_INET;
+  inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+  ASSERT_EQ_INT(bind(ls, (struct sockaddr *)&sa, sizeof(sa)), 0);
+  ASSERT_EQ_INT(listen(ls, 4), 0);
+  socklen_t sl = sizeof(sa);
+  ASSERT_EQ_INT(getsockname(ls, (struct sockaddr *)&sa, &sl), 0);
+  snprintf(addr, len, "127.0.0.1:%d", ntohs(sa.sin_port));
+  return ls;
+}
+
 int farm_dial(const farm *f) {
   char host[64];
   int port;

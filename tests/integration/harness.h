@@ -36,6 +36,9 @@ int farm_ktune(farm *f, char *out, size_t outlen, int timeout_ms, char *const ar
 /* `ktune tune ... --detach`: the session id. */
 long farm_submit(farm *f, char *const args[]);
 
+/* A socket listening on 127.0.0.1 at a free port, for a test that plays
+ * the tracker; its "HOST:PORT" goes to addr. */
+int farm_listen(char *addr, size_t len);
 /* A raw TCP connection to the tracker, with a 5 s receive timeout. */
 int farm_dial(const farm *f);
 /* SIGTERM to each agent given (0 or less: none), then to the tracker. */

@@ -205,16 +205,8 @@ TEST(token_file_option_logs_in) {
 
 /* A tracker that welcomes the client, then hangs up. */
 TEST(a_tracker_that_hangs_up_is_a_sentence) {
-  int ls = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in sa = {0};
-  sa.sin_family = AF_INET;
-  inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-  ASSERT_EQ_INT(bind(ls, (struct sockaddr *)&sa, sizeof(sa)), 0);
-  ASSERT_EQ_INT(listen(ls, 4), 0);
-  socklen_t sl = sizeof(sa);
-  getsockname(ls, (struct sockaddr *)&sa, &sl);
   char addr[64], dir[256], log[300];
-  snprintf(addr, sizeof(addr), "127.0.0.1:%d", ntohs(sa.sin_port));
+  int ls = farm_listen(addr, sizeof(addr));
   proc_tmpdir(dir, sizeof(dir));
   snprintf(log, sizeof(log), "%s/ktune.log", dir);
   unsetenv("KTUNE_TOKEN");

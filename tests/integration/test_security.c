@@ -130,18 +130,10 @@ TEST(tracker_without_tokens_turns_away_agents_that_hold_one) {
 /* A fake tracker that welcomes a runner without proving it holds the
  * runner's token, then hands it a job: the runner must not run it. */
 TEST(runner_refuses_a_tracker_that_does_not_prove_its_token) {
-  int ls = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in sa = {0};
-  sa.sin_family = AF_INET;
-  inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-  ASSERT_EQ_INT(bind(ls, (struct sockaddr *)&sa, sizeof(sa)), 0);
-  ASSERT_EQ_INT(listen(ls, 4), 0);
-  socklen_t sl = sizeof(sa);
-  getsockname(ls, (struct sockaddr *)&sa, &sl);
   farm f = {0};
+  int ls = farm_listen(f.addr, sizeof(f.addr));
   proc_tmpdir(f.dir, sizeof(f.dir));
   snprintf(f.log, sizeof(f.log), "%s/farm.log", f.dir);
-  snprintf(f.addr, sizeof(f.addr), "127.0.0.1:%d", ntohs(sa.sin_port));
   setenv("KTUNE_TOKEN", T_RUNNER, 1);
   pid_t r = farm_runner(&f, "r1", "k", NULL);
   unsetenv("KTUNE_TOKEN");
