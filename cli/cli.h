@@ -2,7 +2,9 @@
  *   client.c  a blocking connection to a tracker (the CLI waits on one
  *             thing at a time, so it needs no event loop)
  *   farm.c    the private local farm behind `ktune tune` without --tracker
+ *   submit.c  what tune and measure share: options, task, farm, submission
  *   tune.c    tune and following a session
+ *   measure.c measure: configs from stdin, one result line each
  *   sessions.c  wait, attach, cancel, sessions
  *   status.c  status;  export.c  export, best, tasks;  token.c  token */
 #ifndef KTUNE_CLI_H
@@ -11,10 +13,12 @@
 #include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 #include "common/addr.h"
 #include "common/auth.h"
+#include "common/task.h"
 #include "proto/ktune.pb-c.h"
 
 /* Exit codes (README.md, "Exit status"). */
@@ -72,6 +76,11 @@ int client_send(client *c, const Ktune__Envelope *env, char *err, size_t errlen)
  * longer than its own liveness timeout, or an Error message from it (then
  * c->refused is set). */
 Ktune__Envelope *client_recv(client *c, int timeout_ms, char *err, size_t errlen);
+/* The same, but it also watches fd (when >= 0): NULL with *ready set and
+ * no error as soon as fd can be read (or is at its end) while the
+ * tracker has nothing to say. */
+Ktune__Envelope *client_recv_or(client *c, int fd, int *ready, int timeout_ms, char *err,
+                                size_t errlen);
 /* Sends env and waits up to timeout_ms for the answer, as client_recv. */
 Ktune__Envelope *client_ask(client *c, const Ktune__Envelope *env, int timeout_ms, char *err,
                             size_t errlen);
@@ -95,12 +104,74 @@ typedef struct {
 
 /* Starts a tracker on an ephemeral loopback port writing db_path, one
  * builder and one runner with key "local". */
-int farm_start(farm *f, const char *db_path, char *err, size_t errlen);
+int farm_start(farm *f, const char *db_path, const char *replay, char *err, size_t errlen);
 /* Stops all three (runner and builder first, then the tracker, which
  * commits). Prints the farm's log when show_log is set. */
 void farm_stop(farm *f, int show_log);
 
+/* What the commands that submit a session (tune, measure) share. */
+typedef struct {
+  const char *task_arg;
+  char **defines;
+  size_t ndefines;
+  const char *key, *strategy, *compiler, *db, *replay;
+  uint64_t resume;
+  cli_dial dial;
+  uint32_t trials, batch, priority, wait_timeout_ms;
+  Ktune__Timing timing;    /* 0: the tracker fills in the default */
+  int remeasure;
+  uint64_t seed;
+  int seed_set, check, detach;
+} cli_session_opts;
+
+/* The defaults; defines gets room for argc of them. */
+void cli_session_defaults(cli_session_opts *o, int argc);
+void cli_session_opts_free(cli_session_opts *o);
+/* The options they share, for getopt_long; with --help and the timing
+ * options (common/timing.c) appended after a command's own by
+ * cli_session_longopts (malloc'd, ends with a zero entry). */
+enum { CLI_OPT_KEY = 1010, CLI_OPT_COMPILER, CLI_OPT_DB, CLI_OPT_NOCHECK, CLI_OPT_REMEASURE,
+       CLI_OPT_PRIO, CLI_OPT_WAITTO };
+#define CLI_SESSION_OPTIONS                                                               \
+  CLI_DIAL_OPTIONS, {"key", required_argument, 0, CLI_OPT_KEY},                         \
+  {"compiler", required_argument, 0, CLI_OPT_COMPILER},                                 \
+  {"db", required_argument, 0, CLI_OPT_DB}, {"no-check", no_argument, 0, CLI_OPT_NOCHECK}, \
+  {"remeasure", no_argument, 0, CLI_OPT_REMEASURE},                                     \
+  {"priority", required_argument, 0, CLI_OPT_PRIO},                                     \
+  {"wait-timeout", required_argument, 0, CLI_OPT_WAITTO}
+struct option;
+struct option *cli_session_longopts(const struct option *own, size_t n);
+/* Takes getopt_long's ch (and -D) when it is a shared option: 1; 0 when
+ * it is not one; -1 after saying "ktune CMD: ..." what is wrong. */
+int cli_session_option(cli_session_opts *o, const char *cmd, int ch, const char *arg);
+/* The options' checks before anything starts: -1 after saying why. */
+int cli_session_check(cli_session_opts *o, const char *cmd);
+/* --help: the synopsis (the shared options, then own, a NULL-ended list
+ * such as "[--trials N]"), and the shared options' lines. */
+void cli_session_usage(FILE *f, const char *cmd, const char *const own[]);
+void cli_session_help(FILE *f);
+/* A whole number from min to max, or "ktune CMD: OPT takes ...". */
+int cli_parse_u32(const char *cmd, const char *opt, const char *s, uint32_t min, uint32_t max,
+                  uint32_t *out);
+
+/* Loads o->task_arg (a built-in name or a spec file) with the -D
+ * constants, and checks it; -1 after saying why. */
+int cli_session_task(const char *cmd, const cli_session_opts *o, task_spec *t);
+/* Runs fn against o's tracker (shared 1; --key is required there) or a
+ * private local farm writing o->db (shared 0; key "local"), whose address
+ * is said on `say`. Returns fn's exit code, or the farm's failure. */
+typedef int (*cli_session_fn)(void *ctx, const cli_dial *d, int shared);
+int cli_session_run(const char *cmd, cli_session_opts *o, FILE *say, cli_session_fn fn,
+                    void *ctx);
+/* Connects to d and submits a session of o and t (NULL: o->resume's);
+ * returns the tracker's SessionAccepted envelope with c connected, or NULL
+ * with c closed after saying why, and *rc the exit code (EXIT_USAGE for a
+ * refusal). */
+Ktune__Envelope *cli_session_submit(const char *cmd, const cli_session_opts *o,
+                                    const cli_dial *d, const task_spec *t, client *c, int *rc);
+
 int cmd_tune(int argc, char **argv);
+int cmd_measure(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_best(int argc, char **argv);

@@ -74,7 +74,13 @@ static void heartbeat(client *c) {
 }
 
 Ktune__Envelope *client_recv(client *c, int timeout_ms, char *err, size_t errlen) {
+  return client_recv_or(c, -1, NULL, timeout_ms, err, errlen);
+}
+
+Ktune__Envelope *client_recv_or(client *c, int fd, int *ready, int timeout_ms, char *err,
+                                size_t errlen) {
   c->refused = 0;
+  if (ready) *ready = 0;
   uint64_t deadline = timeout_ms < 0 ? UINT64_MAX : mono_ms() + (uint64_t)timeout_ms;
   for (;;) {
     uint64_t now = mono_ms();
@@ -92,8 +98,8 @@ Ktune__Envelope *client_recv(client *c, int timeout_ms, char *err, size_t errlen
     if (now - c->last_tx_ms >= hb) heartbeat(c);
     uint64_t wait = hb - (now - c->last_tx_ms);
     if (deadline - now < wait) wait = deadline - now;
-    struct pollfd pfd = {c->fd, POLLIN, 0};
-    int rc = poll(&pfd, 1, (int)wait);
+    struct pollfd pfd[2] = {{c->fd, POLLIN, 0}, {fd, POLLIN, 0}};
+    int rc = poll(pfd, fd >= 0 ? 2 : 1, (int)wait);
     if (c->stop && *c->stop) {
       snprintf(err, errlen, "interrupted");
       c->interrupted = 1;
@@ -105,6 +111,10 @@ Ktune__Envelope *client_recv(client *c, int timeout_ms, char *err, size_t errlen
       return NULL;
     }
     if (rc == 0) continue;
+    if (!pfd[0].revents) {
+      *ready = 1; /* fd, and nothing from the tracker yet */
+      return NULL;
+    }
     c->last_rx_ms = mono_ms();
     int forged;
     Ktune__Envelope *env = wire_read_fd_mac(c->fd, FRAME_MAX_DEFAULT, &c->mac, &forged);

@@ -1,4 +1,5 @@
 /* ktune export, best and tasks: reading the history and the task folder. */
+#include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -91,10 +92,15 @@ int cmd_export(int argc, char **argv) {
     fprintf(stderr, "ktune export: %s\n", err);
     return EXIT_FAIL;
   }
+  err[0] = 0;
+  errno = 0;
   int rc = hist_export(h, format, print_line, NULL, err, sizeof(err));
+  int out_errno = errno;
   hist_close(h);
+  /* A reader that has read enough (`| head`) is not an error to report. */
+  if (rc < 0 && !err[0] && out_errno == EPIPE) return EXIT_OK;
   if (rc < 0) {
-    fprintf(stderr, "ktune export: %s\n", err);
+    fprintf(stderr, "ktune export: %s\n", err[0] ? err : "cannot write the output");
     return EXIT_FAIL;
   }
   return EXIT_OK;

@@ -61,7 +61,7 @@ static void reap(pid_t pid, int sig, long ms) {
   waitpid(pid, NULL, 0);
 }
 
-int farm_start(farm *f, const char *db_path, char *err, size_t errlen) {
+int farm_start(farm *f, const char *db_path, const char *replay, char *err, size_t errlen) {
   memset(f, 0, sizeof(*f));
   char tracker[PATH_MAX], builder[PATH_MAX], runner[PATH_MAX];
   if (find_program("ktune-tracker", "tracker", tracker, sizeof(tracker)) < 0 ||
@@ -86,7 +86,7 @@ int farm_start(farm *f, const char *db_path, char *err, size_t errlen) {
     return -1;
   }
   char *targv[] = {tracker, "--listen", "127.0.0.1:0", "--db", (char *)db_path,
-                   "--port-file", port_file, NULL};
+                   "--port-file", port_file, replay ? "--replay" : NULL, (char *)replay, NULL};
   f->tracker = spawn(tracker, targv, log_fd);
   if (f->tracker < 0) {
     snprintf(err, errlen, "cannot start %s", tracker);
@@ -112,6 +112,11 @@ int farm_start(farm *f, const char *db_path, char *err, size_t errlen) {
     snprintf(err, errlen, "the local tracker did not start (its log follows)");
     close(log_fd);
     return -1;
+  }
+  if (replay) {
+    /* The recording answers every trial: no agent is needed. */
+    close(log_fd);
+    return 0;
   }
   char *bargv[] = {builder, "--tracker", f->addr, "--name", "local-builder", NULL};
   char *rargv[] = {runner, "--tracker", f->addr, "--key", "local", "--name", "local-runner", NULL};

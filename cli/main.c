@@ -11,6 +11,7 @@ static const struct {
   const char *help;
 } commands[] = {
     {"tune", cmd_tune, "tune a task: measure candidates and report the best"},
+    {"measure", cmd_measure, "measure the configs stdin gives (JSON lines): for your own tuner"},
     {"status", cmd_status, "agents and sessions of a running tracker"},
     {"export", cmd_export, "the history as JSON lines or CSV"},
     {"best", cmd_best, "the fastest config measured for a task"},

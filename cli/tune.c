@@ -8,27 +8,11 @@
 #include <string.h>
 #include <sys/random.h>
 
-#include "cli/catalogue.h"
 #include "cli/cli.h"
-#include "common/history.h"
 #include "common/space.h"
-#include "common/target.h"
 #include "common/task.h"
-#include "common/timing.h"
 #include "common/wire.h"
 #include "tuner/tuner.h"
-
-/* The timing options' part of --help, from their table. */
-static void usage_timing(FILE *f, int synopsis) {
-  for (int i = 0; i < TIMING_NOPTS; i++) {
-    const timing_field *tf = &timing_fields[i];
-    char opt[40];
-    snprintf(opt, sizeof(opt), "%s%s%s", tf->option, tf->arg ? " " : "", tf->arg ? tf->arg : "");
-    if (synopsis) fprintf(f, "%s[--%s]", i % 3 ? " " : "\n                  ", opt);
-    else if (!tf->arg) fprintf(f, "  --%-17s %s\n", opt, tf->help);
-    else fprintf(f, "  --%-17s %s (default %u)\n", opt, tf->help, tf->def);
-  }
-}
 
 /* The tuner's table of strategies is the one list: "random, grid". */
 static void strategy_names(char *out, size_t len) {
@@ -45,51 +29,32 @@ static int known_strategy(const char *name) {
 }
 
 static void usage(FILE *f) {
+  static const char *const own[] = {"[--trials N]", "[--strategy S]", "[--seed N]",
+                                    "[--batch N]", "[--detach]", "[--replay FILE]",
+                                    "[--resume ID]", NULL};
+  cli_session_usage(f, "tune", own);
   fprintf(f,
-          "usage: ktune tune TASK [-D NAME=VALUE]... [--tracker HOST:PORT] [--key KEY]\n"
-          "                  [--token-file PATH]\n"
-          "                  [--trials N] [--strategy S] [--seed N] [--compiler tcc]\n"
-          "                  [--db PATH] [--batch N]");
-  usage_timing(f, 1);
-  fprintf(f,
-          "\n                  [--no-check] [--priority N] [--remeasure] [--wait-timeout MS]\n"
-          "                  [--detach]\n"
           "\n"
           "Tunes TASK (a built-in name from `ktune tasks`, or a task spec file).\n"
-          "Without --tracker (or KTUNE_TRACKER) it runs a private local farm writing --db.\n"
-          "  -D NAME=VALUE       set a problem constant, e.g. -D M=512\n"
-          "  --tracker HOST:PORT use a running farm\n"
-          "  --token-file PATH   your token for the farm (else KTUNE_TOKEN, KTUNE_TOKEN_FILE;\n"
-          "                      KTUNE_USER: the name it was issued to)\n"
-          "  --key KEY           device key to measure on (default local): 1 to 63\n"
-          "                      printable characters without spaces\n"
-          "  --trials N          candidates to measure (default 32)\n"
-          "  --seed N            search seed (default: a random one, printed)\n"
-          "  --compiler C        tcc (built in, default) or a compiler command line such as\n"
-          "                      \"gcc -O3 -march=native\"; part of every trial's identity\n"
-          "  --db PATH           history of the local farm (default ./ktune.db)\n");
+          "Without --tracker (or KTUNE_TRACKER) it runs a private local farm writing --db.\n");
+  cli_session_help(f);
   char names[256];
   strategy_names(names, sizeof(names));
-  fprintf(f, "  --strategy S        %s (default random); no config is measured twice\n", names);
-  usage_timing(f, 0);
   fprintf(f,
-          "  --priority N        higher runs first; equal priorities share a key fairly\n"
-          "  --remeasure         measure configs the history already has (default: reuse)\n"
-          "  --wait-timeout MS   fail if the key has no runner for this long\n"
+          "  --trials N          candidates to measure (default 32)\n"
+          "  --strategy S        %s (default model: a cost model learned from\n"
+          "                      the trials chooses each batch); no config is measured twice\n"
+          "  --seed N            search seed (default: a random one, printed)\n"
           "  --batch N           trials per progress line (default 8)\n"
-          "  --no-check          skip comparing outputs with the reference\n"
           "  --detach            print the session id and return (needs --tracker); without\n"
-          "                      it, Ctrl-C cancels the session\n");
-}
-
-static int parse_u32(const char *opt, const char *s, uint32_t min, uint32_t max, uint32_t *out) {
-  uint64_t v;
-  if (cli_parse_u64(s, 10, max, &v) < 0 || v < min) {
-    fprintf(stderr, "ktune tune: %s takes a whole number from %u to %u, not '%s'\n", opt, min, max, s);
-    return -1;
-  }
-  *out = (uint32_t)v;
-  return 0;
+          "                      it, Ctrl-C cancels the session\n"
+          "  --replay FILE       answer every trial from a recorded history (a ktune.db or\n"
+          "                      `ktune export --format jsonl` output) instead of measuring;\n"
+          "                      the session is recorded in --db; compares strategies\n"
+          "  --resume ID         continue cancelled or failed session ID with its own task,\n"
+          "                      options and remaining trials (no TASK); nothing is\n"
+          "                      measured twice\n",
+          names);
 }
 
 static void fmt_config(char *buf, size_t len, Ktune__Param **ps, size_t n) {
@@ -121,6 +86,8 @@ static void print_progress(const Ktune__SessionProgress *p) {
   printf("[%*u/%u] last %-15s  best %8.3f GFLOPS (%s)  failed %u%s%s%s%s  %.1f s\n", w,
          p->trials_done, p->trials, last, p->best_gflops, lat, p->failures, why ? " (" : "",
          why ? why : "", why ? ")" : "", reused, p->wall_s);
+  /* What the search is doing, under the numbers it explains. */
+  if (p->search && p->search[0]) printf("%*s  %s\n", 2 * w + 1, "", p->search);
   fflush(stdout);
 }
 
@@ -180,18 +147,7 @@ int cli_follow(client *c, uint64_t id, int quiet) {
   }
 }
 
-typedef struct {
-  const char *task_arg;
-  char **defines;
-  size_t ndefines;
-  const char *key, *strategy, *compiler, *db;
-  cli_dial dial;
-  uint32_t trials, batch, priority, wait_timeout_ms;
-  Ktune__Timing timing;    /* 0: the tracker fills in the default */
-  int remeasure;
-  uint64_t seed;
-  int seed_set, check, detach;
-} tune_opts;
+typedef cli_session_opts tune_opts;
 
 static volatile sig_atomic_t interrupted;
 
@@ -249,56 +205,17 @@ static int cancel_interrupted(client *c, uint64_t id) {
 /* cancel_on_int: Ctrl-C cancels the session (a shared farm's). */
 static int submit_and_follow(const tune_opts *o, const cli_dial *d, const task_spec *t,
                              int cancel_on_int) {
-  char err[512];
   client c;
-  if (client_connect(&c, d, err, sizeof(err)) < 0) {
-    fprintf(stderr, "ktune tune: %s\n", err);
-    return EXIT_FAIL;
-  }
-  Ktune__TaskSpec *tp;
-  if (task_to_proto(t, &tp) < 0) {
-    fprintf(stderr, "ktune tune: out of memory\n");
-    client_close(&c);
-    return EXIT_FAIL;
-  }
-  Ktune__SubmitSession s = KTUNE__SUBMIT_SESSION__INIT;
-  s.task = tp;
-  s.key = (char *)o->key;
-  s.trials = o->trials;
-  s.strategy = (char *)o->strategy;
-  s.seed = o->seed;
-  s.compiler = (char *)o->compiler;
-  Ktune__Timing timing = o->timing;
-  s.timing = &timing;
-  s.batch = o->batch;
-  s.check = o->check;
-  s.priority = o->priority;
-  s.remeasure = o->remeasure;
-  s.wait_timeout_ms = o->wait_timeout_ms;
-  Ktune__Envelope env = wire_envelope(KTUNE__ENVELOPE__MSG_SUBMIT, &s);
-  /* First word that the submission arrived and is being checked, then
-   * the verdict, for as long as the tracker stays alive. */
-  Ktune__Envelope *m = client_ask(&c, &env, 30000, err, sizeof(err));
-  task_proto_free(tp);
-  if (m && m->msg_case == KTUNE__ENVELOPE__MSG_SUBMIT_RECEIVED) {
-    wire_free(m);
-    m = client_recv(&c, -1, err, sizeof(err));
-  }
-  if (!m || m->msg_case != KTUNE__ENVELOPE__MSG_ACCEPTED) {
-    /* A refusal is about the request (usage); a lost tracker is not. */
-    int refused = !m && c.refused;
-    if (refused) fprintf(stderr, "ktune tune: the tracker refused the session: %s\n", err);
-    else fprintf(stderr, "ktune tune: %s\n", m ? "unexpected reply from the tracker" : err);
-    wire_free(m);
-    client_close(&c);
-    return refused ? EXIT_USAGE : EXIT_FAIL;
-  }
+  int rc;
+  Ktune__Envelope *m = cli_session_submit("tune", o, d, t, &c, &rc);
+  if (!m) return rc;
   uint64_t id = m->accepted->session_id;
   char space[96], all[32], valid[32];
   fmt_count(all, sizeof(all), m->accepted->space_size);
   fmt_count(valid, sizeof(valid), m->accepted->valid_configs);
   if (m->accepted->valid_exact) snprintf(space, sizeof(space), "%s valid of %s configs", valid, all);
   else snprintf(space, sizeof(space), "a space of %s configs", all);
+  uint32_t prior = m->accepted->prior;
   wire_free(m);
   if (o->detach) {
     printf("%llu\n", (unsigned long long)id);
@@ -309,8 +226,13 @@ static int submit_and_follow(const tune_opts *o, const cli_dial *d, const task_s
   /* Grid's order is fixed: a seed would suggest otherwise. */
   if (strcmp(o->strategy, "grid") != 0)
     snprintf(seed, sizeof(seed), ", seed %llu", (unsigned long long)o->seed);
-  printf("session %llu: %s on key %s, %u trials, %s search, %s%s\n", (unsigned long long)id,
-         t->name, o->key, o->trials, o->strategy, space, seed);
+  if (o->resume)
+    printf("session %llu resumed: %s\n", (unsigned long long)id, space);
+  else
+    printf("session %llu: %s on key %s, %u trials, %s search, %s%s\n", (unsigned long long)id,
+           t->name, o->key, o->trials, o->strategy, space, seed);
+  if (prior)
+    printf("the search starts from %u earlier trials of this kernel in the history\n", prior);
   fflush(stdout);
   /* On a shared farm the session outlives this client; Ctrl-C means "stop
    * it", not "leave it running unwatched". The local farm ends anyway. */
@@ -322,68 +244,50 @@ static int submit_and_follow(const tune_opts *o, const cli_dial *d, const task_s
     sigaction(SIGINT, &sa, &old_int);
     c.stop = &interrupted;
   }
-  int rc = cli_follow(&c, id, 0);
+  rc = cli_follow(&c, id, 0);
   if (cancel_on_int) sigaction(SIGINT, &old_int, NULL); /* a second Ctrl-C ends us at once */
   if (rc == CLI_INTERRUPTED) rc = cancel_interrupted(&c, id);
   client_close(&c);
   return rc;
 }
 
-/* Opens the local farm's history here first: a --db that cannot be
- * written is then one sentence naming the folder and why, not a tracker
- * log that says "No such file or directory". */
-static int check_history(const char *db, char *err, size_t errlen) {
-  hist *h;
-  if (hist_open(db, 0, &h, err, errlen) < 0) return -1;
-  hist_close(h);
-  return 0;
+/* What the farm runs: the session, submitted and followed. */
+typedef struct {
+  const tune_opts *o;
+  const task_spec *t;      /* NULL: --resume's */
+} tune_job;
+
+static int run_tune(void *ctx, const cli_dial *d, int shared) {
+  const tune_job *j = ctx;
+  /* On a shared farm the session outlives this client: Ctrl-C cancels it. */
+  return submit_and_follow(j->o, d, j->t, shared);
 }
 
 int cmd_tune(int argc, char **argv) {
-  tune_opts o = {0};
-  o.strategy = "random";
-  o.compiler = TARGET_BUILTIN_COMPILER;
-  o.db = "ktune.db";
-  o.trials = 32;
-  o.check = 1;
-  o.defines = calloc((size_t)argc + 1, sizeof(char *));
-  ktune__timing__init(&o.timing);
-  /* Timing options are OPT_TIMING + their row in common/timing.c. */
-  enum { OPT_KEY = 256, OPT_TRIALS, OPT_STRATEGY, OPT_SEED, OPT_COMPILER, OPT_DB,
-         OPT_BATCH, OPT_NOCHECK, OPT_DETACH, OPT_PRIO, OPT_REMEASURE, OPT_WAITTO, OPT_TIMING };
-  static const struct option fixed[] = {
-      CLI_DIAL_OPTIONS, {"key", required_argument, 0, OPT_KEY},
+  tune_opts o;
+  cli_session_defaults(&o, argc);
+  enum { OPT_TRIALS = 256, OPT_STRATEGY, OPT_SEED, OPT_BATCH, OPT_DETACH, OPT_REPLAY,
+         OPT_RESUME };
+  static const struct option own[] = {
       {"trials", required_argument, 0, OPT_TRIALS}, {"strategy", required_argument, 0, OPT_STRATEGY},
-      {"seed", required_argument, 0, OPT_SEED}, {"compiler", required_argument, 0, OPT_COMPILER},
-      {"db", required_argument, 0, OPT_DB}, {"batch", required_argument, 0, OPT_BATCH},
-      {"no-check", no_argument, 0, OPT_NOCHECK}, {"detach", no_argument, 0, OPT_DETACH},
-      {"priority", required_argument, 0, OPT_PRIO},
-      {"remeasure", no_argument, 0, OPT_REMEASURE},
-      {"wait-timeout", required_argument, 0, OPT_WAITTO},
-      {"help", no_argument, 0, 'h'}};
-  enum { NFIXED = sizeof(fixed) / sizeof(fixed[0]) };
-  struct option opts[NFIXED + TIMING_NOPTS + 1];
-  memcpy(opts, fixed, sizeof(fixed));
-  for (int i = 0; i < TIMING_NOPTS; i++)
-    opts[NFIXED + i] = (struct option){timing_fields[i].option,
-                                       timing_fields[i].arg ? required_argument : no_argument, 0,
-                                       OPT_TIMING + i};
-  opts[NFIXED + TIMING_NOPTS] = (struct option){0, 0, 0, 0};
+      {"seed", required_argument, 0, OPT_SEED}, {"batch", required_argument, 0, OPT_BATCH},
+      {"detach", no_argument, 0, OPT_DETACH},
+      {"replay", required_argument, 0, OPT_REPLAY}, {"resume", required_argument, 0, OPT_RESUME}};
+  struct option *opts = cli_session_longopts(own, sizeof(own) / sizeof(own[0]));
   int ch, rc = EXIT_USAGE;
-  char terr[256];
+  if (!opts) {
+    fprintf(stderr, "ktune tune: out of memory\n");
+    rc = EXIT_FAIL;
+    goto out;
+  }
   while ((ch = getopt_long(argc, argv, "D:h", opts, NULL)) != -1) {
-    if (ch >= OPT_TIMING && ch < OPT_TIMING + TIMING_NOPTS) {
-      if (timing_set(&o.timing, ch - OPT_TIMING, optarg, terr, sizeof(terr)) < 0) {
-        fprintf(stderr, "ktune tune: %s\n", terr);
-        goto out;
-      }
-      continue;
-    }
+    int shared = cli_session_option(&o, "tune", ch, optarg);
+    if (shared < 0) goto out;
+    if (shared) continue;
     switch (ch) {
-    case 'D': o.defines[o.ndefines++] = optarg; break;
-    case CLI_OPT_TRACKER: case CLI_OPT_TOKEN_FILE: cli_dial_option(&o.dial, ch, optarg); break;
-    case OPT_KEY: o.key = optarg; break;
-    case OPT_TRIALS: if (parse_u32("--trials", optarg, 1, 1000000, &o.trials)) goto out; break;
+    case OPT_TRIALS:
+      if (cli_parse_u32("tune", "--trials", optarg, 1, 1000000, &o.trials)) goto out;
+      break;
     case OPT_STRATEGY: o.strategy = optarg; break;
     case OPT_SEED:
       if (cli_parse_u64(optarg, 0, UINT64_MAX, &o.seed) < 0) {
@@ -393,19 +297,31 @@ int cmd_tune(int argc, char **argv) {
       }
       o.seed_set = 1;
       break;
-    case OPT_COMPILER: o.compiler = optarg; break;
-    case OPT_DB: o.db = optarg; break;
-    case OPT_BATCH: if (parse_u32("--batch", optarg, 1, 100000, &o.batch)) goto out; break;
-    case OPT_NOCHECK: o.check = 0; break;
-    case OPT_PRIO: if (parse_u32("--priority", optarg, 0, 1000, &o.priority)) goto out; break;
-    case OPT_REMEASURE: o.remeasure = 1; break;
-    case OPT_WAITTO: if (parse_u32("--wait-timeout", optarg, 1, 86400000, &o.wait_timeout_ms)) goto out; break;
+    case OPT_BATCH:
+      if (cli_parse_u32("tune", "--batch", optarg, 1, 100000, &o.batch)) goto out;
+      break;
     case OPT_DETACH: o.detach = 1; break;
+    case OPT_REPLAY: o.replay = optarg; break;
+    case OPT_RESUME:
+      if (cli_parse_u64(optarg, 10, INT64_MAX, &o.resume) < 0 || o.resume == 0) {
+        fprintf(stderr, "ktune tune: --resume takes a session id (`ktune sessions` lists them), "
+                        "not '%s'\n", optarg);
+        goto out;
+      }
+      break;
     case 'h': usage(stdout); rc = EXIT_OK; goto out;
     default: usage(stderr); goto out;
     }
   }
-  if (optind >= argc) {
+  if (o.resume && optind < argc) {
+    fprintf(stderr, "ktune tune: --resume takes no TASK: the session goes on with its own\n");
+    goto out;
+  }
+  if (o.replay && o.dial.tracker) {
+    fprintf(stderr, "ktune tune: --replay runs its own farm; it cannot be used with --tracker\n");
+    goto out;
+  }
+  if (!o.resume && optind >= argc) {
     fprintf(stderr, "ktune tune: name a task (`ktune tasks` lists the built-in ones) or a spec file\n");
     usage(stderr);
     goto out;
@@ -414,19 +330,14 @@ int cmd_tune(int argc, char **argv) {
     fprintf(stderr, "ktune tune: one task at a time for now; got %d\n", argc - optind);
     goto out;
   }
-  o.task_arg = argv[optind];
+  o.task_arg = o.resume ? NULL : argv[optind];
   if (!known_strategy(o.strategy)) {
     char names[256];
     strategy_names(names, sizeof(names));
     fprintf(stderr, "ktune tune: --strategy takes %s, not '%s'\n", names, o.strategy);
     goto out;
   }
-  if (!o.compiler[0]) {
-    fprintf(stderr, "ktune tune: --compiler takes tcc or a compiler command line\n");
-    goto out;
-  }
-  if ((o.key && cli_check_key("tune", o.key) < 0) || cli_dial_settle(&o.dial, "tune", NULL) < 0)
-    goto out;
+  if (cli_session_check(&o, "tune") < 0) goto out;
   /* Not the clock: two sessions started in the same second would search
    * alike. */
   if (!o.seed_set && getrandom(&o.seed, sizeof(o.seed), 0) != (ssize_t)sizeof(o.seed)) {
@@ -436,65 +347,19 @@ int cmd_tune(int argc, char **argv) {
     goto out;
   }
 
-  char err[1024], path[4096];
-  task_spec t;
-  if (catalogue_find(o.task_arg, path, sizeof(path), err, sizeof(err)) < 0 ||
-      task_load(path, &t, err, sizeof(err)) < 0) {
-    fprintf(stderr, "ktune tune: %s\n", err);
-    goto out;
-  }
-  for (size_t i = 0; i < o.ndefines; i++) {
-    char name[128];
-    int64_t v;
-    if (cli_parse_define(o.defines[i], name, sizeof(name), &v) < 0) {
-      fprintf(stderr, "ktune tune: -D takes NAME=VALUE with a whole number, not '%s'\n", o.defines[i]);
-      task_free(&t);
-      goto out;
-    }
-    if (task_set_const(&t, name, v, err, sizeof(err)) < 0) {
-      fprintf(stderr, "ktune tune: %s\n", err);
-      task_free(&t);
-      goto out;
-    }
-  }
-  if (task_check(&t, err, sizeof(err)) < 0) {
-    fprintf(stderr, "ktune tune: %s\n", err);
-    task_free(&t);
-    goto out;
-  }
-  if (o.dial.tracker) {
-    if (!o.key) {
-      fprintf(stderr, "ktune tune: with --tracker, name the device key to measure on (--key KEY; "
-                      "`ktune status` lists the runners' keys)\n");
-      task_free(&t);
-      goto out;
-    }
-    rc = submit_and_follow(&o, &o.dial, &t, 1);
-  } else if (o.detach) {
+  task_spec t = {0};
+  /* With --resume the tracker has the session's task. */
+  if (!o.resume && cli_session_task("tune", &o, &t) < 0) goto out;
+  if (o.detach && !o.dial.tracker) {
     fprintf(stderr, "ktune tune: --detach needs a running farm (--tracker); the local farm "
                     "ends with the command\n");
   } else {
-    if (!o.key) o.key = "local";
-    /* The private farm has no tokens; its agents must not expect one. */
-    unsetenv("KTUNE_TOKEN");
-    unsetenv("KTUNE_TOKEN_FILE");
-    farm f;
-    if (check_history(o.db, err, sizeof(err)) < 0) {
-      fprintf(stderr, "ktune tune: %s\n", err);
-      rc = EXIT_FAIL;
-    } else if (farm_start(&f, o.db, err, sizeof(err)) < 0) {
-      fprintf(stderr, "ktune tune: %s\n", err);
-      farm_stop(&f, 1);
-      rc = EXIT_FAIL;
-    } else {
-      printf("local farm on %s, history %s\n", f.addr, o.db);
-      cli_dial local = {.tracker = f.addr};
-      rc = submit_and_follow(&o, &local, &t, 0);
-      farm_stop(&f, rc == EXIT_FAIL);
-    }
+    tune_job j = {&o, o.resume ? NULL : &t};
+    rc = cli_session_run("tune", &o, stdout, run_tune, &j);
   }
   task_free(&t);
 out:
-  free(o.defines);
+  free(opts);
+  cli_session_opts_free(&o);
   return rc;
 }

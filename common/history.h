@@ -41,6 +41,7 @@ typedef struct {
   const char *kernel;      /* kernel identity (ident_kernel); may be NULL */
   const char *builder;     /* name of the builder that built it; may be NULL */
   int checked;             /* 1 when outputs were compared with the reference */
+  int64_t id;              /* its row, once recorded (trial_record sets it); not inserted */
 } hist_trial;
 
 /* A session as recorded, with counts from its trials (strings malloc'd;
@@ -107,6 +108,9 @@ int hist_sessions_recent(hist *h, uint32_t limit, hist_session_row_fn cb, void *
  * ("jsonl" or "csv"; csv starts with a header line). */
 typedef int (*hist_line_fn)(void *ctx, const char *line);
 int hist_export(hist *h, const char *format, hist_line_fn cb, void *ctx, char *err, size_t errlen);
+/* Trial id as hist_export writes it in jsonl, in *line (malloc'd): 1 when
+ * found, 0 when there is no such trial, negative on error. */
+int hist_export_trial(hist *h, int64_t id, char **line);
 
 /* The fastest trial q allows (ties: the oldest). Returns 1 and fills out,
  * 0 when none (out zeroed), negative on error. */

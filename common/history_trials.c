@@ -168,10 +168,12 @@ char *hist_trial_sql_make(enum hist_trial_sql which) {
     sqlite3_str_appendall(s, ")");
     break;
   case HIST_TRIALS_EXPORT:
+  case HIST_TRIALS_EXPORT_ONE:
     sqlite3_str_appendall(s, "SELECT ");
     for (size_t i = 0; i < NCOLS; i++, sep = ", ")
       sqlite3_str_appendf(s, "%s%s", sep, trial_cols[i].name);
-    sqlite3_str_appendall(s, " FROM trials ORDER BY id");
+    sqlite3_str_appendall(s, which == HIST_TRIALS_EXPORT ? " FROM trials ORDER BY id"
+                                                         : " FROM trials WHERE id = ?1");
     break;
   default:
     break;
@@ -607,6 +609,25 @@ int hist_export(hist *h, const char *format, hist_line_fn cb, void *ctx, char *e
   }
   hist_stmt_done(st);
   return rc_cb;
+}
+
+int hist_export_trial(hist *h, int64_t id, char **line) {
+  hist_clear_err(h);
+  *line = NULL;
+  const char *sql = hist_trial_sql(h, HIST_TRIALS_EXPORT_ONE);
+  sqlite3_stmt *st;
+  int rc = sql ? hist_stmt(h, sql, &st) : hist_fail(h, "out of memory");
+  if (rc < 0) return rc;
+  sqlite3_bind_int64(st, 1, id);
+  int step = sqlite3_step(st);
+  char *text = NULL;
+  if (step == SQLITE_ROW) rc = jsonl_row(h, st, &text);
+  else if (step != SQLITE_DONE) rc = hist_fail_db(h, step);
+  hist_stmt_done(st);
+  if (rc < 0 || !text) return rc;
+  *line = strdup(text);
+  sqlite3_free(text);
+  return *line ? 1 : hist_fail(h, "out of memory");
 }
 
 const char *hist_trial_sql(hist *h, enum hist_trial_sql which) {

@@ -66,13 +66,13 @@ int space_valid(const space *sp, const int64_t *values, int *ok, char *err, size
     int64_t v;
     char msg[256];
     int rc = task_eval(t, values, t->constraints[i], &v, msg, sizeof msg);
-    if (rc < 0) {
-      char quoted[160];
-      expr_quote(t->constraints[i], quoted, sizeof quoted);
-      if (err && errlen) snprintf(err, errlen, "constraints[%zu] %s: %s", i, quoted, msg);
-      return rc;
-    }
-    if (v == 0) return 0;
+    if (rc == 0 && v != 0) continue;
+    char quoted[160];
+    expr_quote(t->constraints[i], quoted, sizeof quoted);
+    if (err && errlen)
+      snprintf(err, errlen, "constraints[%zu] %s%s%s", i, quoted, rc < 0 ? ": " : " does not hold",
+               rc < 0 ? msg : "");
+    return rc < 0 ? rc : 0;
   }
   *ok = 1;
   return 0;

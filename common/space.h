@@ -20,9 +20,10 @@ int space_init(space *sp, const task_spec *t, char *err, size_t errlen);
 int space_config(const space *sp, uint64_t index, int64_t *values);
 int space_index(const space *sp, const int64_t *values, uint64_t *index);
 
-/* Sets *ok to 1 when the config meets every constraint (non-zero). A
- * constraint that cannot be evaluated for this config (division by zero,
- * overflow) leaves *ok 0 and returns a negative code with the reason. */
+/* Sets *ok to 1 when the config meets every constraint (non-zero); when
+ * it does not, err names the first constraint that fails. A constraint
+ * that cannot be evaluated for this config (division by zero, overflow)
+ * leaves *ok 0 and returns a negative code with the reason. */
 int space_valid(const space *sp, const int64_t *values, int *ok, char *err, size_t errlen);
 
 /* A walk over the valid configs of a space in index order that skips

@@ -82,20 +82,51 @@ typedef struct {
   int all_knobs;              /* knobs are known names, value unknown (checks) */
 } scope;
 
+static int same_name(const char *a, const char *name, size_t len) {
+  return strlen(a) == len && memcmp(a, name, len) == 0;
+}
+
+static const task_param *find_const(const task_spec *t, const char *name, size_t len) {
+  for (size_t i = 0; i < t->nconsts; i++)
+    if (same_name(t->consts[i].name, name, len)) return &t->consts[i];
+  return NULL;
+}
+
+/* The knob's position in spec order, or -1. */
+static long find_knob(const task_spec *t, const char *name, size_t len) {
+  for (size_t i = 0; i < t->nknobs; i++)
+    if (same_name(t->knobs[i].name, name, len)) return (long)i;
+  return -1;
+}
+
+/* Constants first: a knob may not share a constant's name anyway. */
 static int scope_lookup(void *ctx, const char *name, size_t len, int64_t *out) {
   const scope *s = ctx;
-  for (size_t i = 0; i < s->t->nconsts; i++)
-    if (strlen(s->t->consts[i].name) == len && memcmp(s->t->consts[i].name, name, len) == 0) {
-      *out = s->t->consts[i].value;
-      return 0;
-    }
+  const task_param *c = find_const(s->t, name, len);
+  if (c) {
+    *out = c->value;
+    return 0;
+  }
   if (!s->knob_values && !s->all_knobs) return -1;
-  for (size_t i = 0; i < s->t->nknobs; i++)
-    if (strlen(s->t->knobs[i].name) == len && memcmp(s->t->knobs[i].name, name, len) == 0) {
-      *out = s->knob_values ? s->knob_values[i] : 0;
-      return 0;
-    }
-  return -1;
+  long k = find_knob(s->t, name, len);
+  if (k < 0) return -1;
+  *out = s->knob_values ? s->knob_values[k] : 0;
+  return 0;
+}
+
+/* The same names for expr_compile: knob i is variable i. */
+static int task_resolve(void *ctx, const char *name, size_t len, int64_t *value, int *slot) {
+  const task_spec *t = ctx;
+  const task_param *c = find_const(t, name, len);
+  if (c) {
+    *value = c->value;
+    *slot = -1;
+    return 0;
+  }
+  long k = find_knob(t, name, len);
+  if (k < 0) return -1;
+  *slot = (int)k;
+  return 0;
 }
 
 /* "M=512, N=512" for messages about values that depend on the constants. */
@@ -154,14 +185,32 @@ static int check_positive(const task_spec *t, const char *prefix, const char *fi
     return task_bad(err, errlen, prefix, field, "%s must be positive, is %lld (with %s)", quoted,
                (long long)v, ctext);
   }
-  for (size_t i = 0; r.missing && i < t->nknobs; i++)
-    if (strlen(t->knobs[i].name) == r.missing_len &&
-        memcmp(t->knobs[i].name, r.missing, r.missing_len) == 0)
-      return task_bad(err, errlen, prefix, field,
-                 "%s names the knob '%s'; it may use only the constants", quoted,
-                 t->knobs[i].name);
+  long k = r.missing ? find_knob(t, r.missing, r.missing_len) : -1;
+  if (k >= 0)
+    return task_bad(err, errlen, prefix, field,
+               "%s names the knob '%s'; it may use only the constants", quoted,
+               t->knobs[k].name);
   names_text(t, 0, ctext, sizeof ctext);
   return task_bad(err, errlen, prefix, field, "%s: %s (constants: %s)", quoted, msg, ctext);
+}
+
+/* Expressions over knobs and constants (constraints, features): each
+ * parses and names only those; arithmetic depends on the config, so it is
+ * not checked here. */
+static int check_over_knobs(const task_spec *t, const char *prefix, const char *what,
+                            char *const *list, size_t n, char *err, size_t errlen) {
+  scope all = {.t = t, .all_knobs = 1};
+  for (size_t i = 0; i < n; i++) {
+    char msg[256], names[256], knames[256], quoted[160], field[64];
+    if (expr_check(list[i], scope_lookup, &all, msg, sizeof msg) == 0) continue;
+    expr_quote(list[i], quoted, sizeof quoted);
+    snprintf(field, sizeof field, "%s[%zu]", what, i);
+    names_text(t, 0, names, sizeof names);
+    names_text(t, 1, knames, sizeof knames);
+    return task_bad(err, errlen, prefix, field, "%s: %s (constants: %s; knobs: %s)", quoted, msg,
+               names, knames);
+  }
+  return 0;
 }
 
 static int check_exprs(const task_spec *t, const char *prefix, char *err, size_t errlen) {
@@ -173,18 +222,10 @@ static int check_exprs(const task_spec *t, const char *prefix, char *err, size_t
   }
   int rc = check_positive(t, prefix, "flops", t->flops, err, errlen);
   if (rc < 0) return rc;
-  scope all = {.t = t, .all_knobs = 1};
-  for (size_t i = 0; i < t->nconstraints; i++) {
-    char msg[256], names[256], knames[256], quoted[160];
-    if (expr_check(t->constraints[i], scope_lookup, &all, msg, sizeof msg) == 0) continue;
-    expr_quote(t->constraints[i], quoted, sizeof quoted);
-    snprintf(field, sizeof field, "constraints[%zu]", i);
-    names_text(t, 0, names, sizeof names);
-    names_text(t, 1, knames, sizeof knames);
-    return task_bad(err, errlen, prefix, field, "%s: %s (constants: %s; knobs: %s)", quoted, msg,
-               names, knames);
-  }
-  return 0;
+  if ((rc = check_over_knobs(t, prefix, "constraints", t->constraints, t->nconstraints, err,
+                             errlen)) < 0)
+    return rc;
+  return check_over_knobs(t, prefix, "features", t->features, t->nfeatures, err, errlen);
 }
 
 static int cmp_i64(const void *a, const void *b) {
@@ -207,6 +248,22 @@ static int find_duplicate(const int64_t *v, size_t n, int64_t *dup) {
     }
   free(c);
   return found;
+}
+
+/* A list of expressions over knobs and constants: how many, and each
+ * present, non-empty and not too long. */
+static int expr_list_ok(const char *prefix, const char *what, char *const *list, size_t n,
+                        size_t max, char *err, size_t errlen) {
+  if (n > max) return task_bad(err, errlen, prefix, what, "at most %zu allowed", max);
+  for (size_t i = 0; i < n; i++) {
+    char field[64];
+    snprintf(field, sizeof field, "%s[%zu]", what, i);
+    if (!list[i] || !*list[i] || strlen(list[i]) > TASK_MAX_EXPR)
+      return task_bad(err, errlen, prefix, field,
+                 "expected an expression over knobs and constants of at most %d bytes",
+                 TASK_MAX_EXPR);
+  }
+  return 0;
 }
 
 /* Structure that does not depend on evaluating anything: names, types,
@@ -232,8 +289,12 @@ static int validate(const task_spec *t, const char *prefix, char *err, size_t er
     return task_bad(err, errlen, prefix, "args", "expected at least one buffer argument");
   if (t->nargs > TASK_MAX_ARGS)
     return task_bad(err, errlen, prefix, "args", "at most %d allowed", TASK_MAX_ARGS);
-  if (t->nconstraints > TASK_MAX_CONSTRAINTS)
-    return task_bad(err, errlen, prefix, "constraints", "at most %d allowed", TASK_MAX_CONSTRAINTS);
+  int rc;
+  if ((rc = expr_list_ok(prefix, "constraints", t->constraints, t->nconstraints,
+                         TASK_MAX_CONSTRAINTS, err, errlen)) < 0 ||
+      (rc = expr_list_ok(prefix, "features", t->features, t->nfeatures, TASK_MAX_FEATURES, err,
+                         errlen)) < 0)
+    return rc;
 
   for (size_t i = 0; i < t->nconsts; i++) {
     const char *n = t->consts[i].name;
@@ -268,7 +329,7 @@ static int validate(const task_spec *t, const char *prefix, char *err, size_t er
     if (k->nvalues > TASK_MAX_KNOB_VALUES)
       return task_bad(err, errlen, prefix, field, "at most %d values allowed", TASK_MAX_KNOB_VALUES);
     int64_t dup;
-    int rc = find_duplicate(k->values, k->nvalues, &dup);
+    rc = find_duplicate(k->values, k->nvalues, &dup);
     if (rc < 0) return rc;
     if (rc > 0) return task_bad(err, errlen, prefix, field, "value %lld appears twice", (long long)dup);
   }
@@ -307,13 +368,6 @@ static int validate(const task_spec *t, const char *prefix, char *err, size_t er
   if (!t->flops || !*t->flops || strlen(t->flops) > TASK_MAX_EXPR)
     return task_bad(err, errlen, prefix, "flops",
                "expected an expression over the constants of at most %d bytes", TASK_MAX_EXPR);
-  for (size_t i = 0; i < t->nconstraints; i++) {
-    snprintf(field, sizeof field, "constraints[%zu]", i);
-    if (!t->constraints[i] || !*t->constraints[i] || strlen(t->constraints[i]) > TASK_MAX_EXPR)
-      return task_bad(err, errlen, prefix, field,
-                 "expected an expression over knobs and constants of at most %d bytes",
-                 TASK_MAX_EXPR);
-  }
   if (!isfinite(t->rtol) || t->rtol < 0)
     return task_bad(err, errlen, prefix, "tolerance.rtol", "expected a finite number >= 0");
   if (!isfinite(t->atol) || t->atol < 0)
@@ -360,12 +414,38 @@ int task_eval(const task_spec *t, const int64_t *knob_values, const char *expr, 
   return expr_eval(expr, scope_lookup, &s, out, err, errlen);
 }
 
+int task_compile(const task_spec *t, const char *expr, expr_prog **out, char *err,
+                 size_t errlen) {
+  *out = NULL;
+  if (!t) {
+    if (err && errlen) snprintf(err, errlen, "no task");
+    return -EINVAL;
+  }
+  return expr_compile(expr, task_resolve, (void *)t, out, err, errlen);
+}
+
 /* ---- wire form ---- */
 
 static char *dup_or_empty(const char *s) { return strdup(s ? s : ""); }
 
 static void free_pstr(char *s) {
   if (s && s != protobuf_c_empty_string) free(s);
+}
+
+static void free_pstrs(char **a, size_t n) {
+  for (size_t i = 0; a && i < n; i++) free_pstr(a[i]);
+  free(a);
+}
+
+/* A list of strings (constraints, features) into a message's repeated
+ * field; the count is set first, so a partial copy can be freed. */
+static int strs_to_proto(char *const *src, size_t n, char ***dst, size_t *ndst) {
+  if (!n) return 0;
+  if (!(*dst = calloc(n, sizeof **dst))) return -ENOMEM;
+  *ndst = n;
+  for (size_t i = 0; i < n; i++)
+    if (!((*dst)[i] = dup_or_empty(src[i]))) return -ENOMEM;
+  return 0;
 }
 
 void task_proto_free(Ktune__TaskSpec *p) {
@@ -396,8 +476,8 @@ void task_proto_free(Ktune__TaskSpec *p) {
     free(p->knobs[i]);
   }
   free(p->knobs);
-  for (size_t i = 0; i < p->n_constraints; i++) free_pstr(p->constraints[i]);
-  free(p->constraints);
+  free_pstrs(p->constraints, p->n_constraints);
+  free_pstrs(p->features, p->n_features);
   free(p);
 }
 
@@ -453,13 +533,8 @@ static int to_proto(const task_spec *t, Ktune__TaskSpec *p) {
       }
     }
   }
-  if (t->nconstraints) {
-    if (!(p->constraints = calloc(t->nconstraints, sizeof *p->constraints))) return -ENOMEM;
-    p->n_constraints = t->nconstraints;
-    for (size_t i = 0; i < t->nconstraints; i++)
-      if (!(p->constraints[i] = dup_or_empty(t->constraints[i]))) return -ENOMEM;
-  }
-  return 0;
+  int rc = strs_to_proto(t->constraints, t->nconstraints, &p->constraints, &p->n_constraints);
+  return rc < 0 ? rc : strs_to_proto(t->features, t->nfeatures, &p->features, &p->n_features);
 }
 
 int task_to_proto(const task_spec *t, Ktune__TaskSpec **out) {
@@ -488,6 +563,23 @@ static char *wire_str(const char *s, size_t max, int *rc) {
   return d;
 }
 
+/* A repeated string field of expressions (constraints, features), each
+ * bounded; *ndst counts what was copied, so a partial copy can be freed. */
+static int strs_from_proto(char *const *src, size_t n, char ***dst, size_t *ndst,
+                           const char *pre, const char *what, char *err, size_t errlen) {
+  int rc = 0;
+  if (n && !(*dst = calloc(n, sizeof **dst))) return -ENOMEM;
+  for (size_t i = 0; i < n; i++) {
+    if (!((*dst)[i] = wire_str(src[i], TASK_MAX_EXPR, &rc))) {
+      char field[64];
+      snprintf(field, sizeof field, "%s[%zu]", what, i);
+      return rc == -ENOMEM ? rc : task_bad(err, errlen, pre, field, "missing or too long");
+    }
+    (*ndst)++;
+  }
+  return 0;
+}
+
 static int from_proto(const Ktune__TaskSpec *p, task_spec *t, char *err, size_t errlen) {
   const char *pre = "task spec";
   int rc = 0;
@@ -500,8 +592,11 @@ static int from_proto(const Ktune__TaskSpec *p, task_spec *t, char *err, size_t 
     return task_bad(err, errlen, pre, "knobs", "at most %d allowed", TASK_MAX_KNOBS);
   if (p->n_constraints > TASK_MAX_CONSTRAINTS)
     return task_bad(err, errlen, pre, "constraints", "at most %d allowed", TASK_MAX_CONSTRAINTS);
+  if (p->n_features > TASK_MAX_FEATURES)
+    return task_bad(err, errlen, pre, "features", "at most %d allowed", TASK_MAX_FEATURES);
   if ((p->n_constants && !p->constants) || (p->n_args && !p->args) ||
-      (p->n_knobs && !p->knobs) || (p->n_constraints && !p->constraints))
+      (p->n_knobs && !p->knobs) || (p->n_constraints && !p->constraints) ||
+      (p->n_features && !p->features))
     return task_bad(err, errlen, pre, NULL, "malformed message");
 
   if (!(t->name = wire_str(p->name, TASK_MAX_TASK_NAME, &rc)))
@@ -557,15 +652,11 @@ static int from_proto(const Ktune__TaskSpec *p, task_spec *t, char *err, size_t 
       k->nvalues = q->n_values;
     }
   }
-  if (p->n_constraints &&
-      !(t->constraints = calloc(p->n_constraints, sizeof *t->constraints)))
-    return -ENOMEM;
-  for (size_t i = 0; i < p->n_constraints; i++) {
-    snprintf(field, sizeof field, "constraints[%zu]", i);
-    if (!(t->constraints[i] = wire_str(p->constraints[i], TASK_MAX_EXPR, &rc)))
-      return rc == -ENOMEM ? rc : task_bad(err, errlen, pre, field, "missing or too long");
-    t->nconstraints++;
-  }
+  if ((rc = strs_from_proto(p->constraints, p->n_constraints, &t->constraints,
+                            &t->nconstraints, pre, "constraints", err, errlen)) < 0 ||
+      (rc = strs_from_proto(p->features, p->n_features, &t->features, &t->nfeatures, pre,
+                            "features", err, errlen)) < 0)
+    return rc;
   return task_verify(t, pre, err, errlen);
 }
 
@@ -576,6 +667,11 @@ int task_from_proto(const Ktune__TaskSpec *p, task_spec *out, char *err, size_t 
   if (rc == -ENOMEM) task_bad(err, errlen, "task spec", NULL, "out of memory");
   if (rc < 0) task_free(out);
   return rc;
+}
+
+static void free_strs(char **a, size_t n) {
+  for (size_t i = 0; a && i < n; i++) free(a[i]);
+  free(a);
 }
 
 void task_free(task_spec *t) {
@@ -598,7 +694,7 @@ void task_free(task_spec *t) {
     free(t->knobs[i].values);
   }
   free(t->knobs);
-  for (size_t i = 0; i < t->nconstraints; i++) free(t->constraints[i]);
-  free(t->constraints);
+  free_strs(t->constraints, t->nconstraints);
+  free_strs(t->features, t->nfeatures);
   memset(t, 0, sizeof *t);
 }

@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/expr.h"
 #include "proto/ktune.pb-c.h"
 
 typedef struct {
@@ -40,6 +41,8 @@ typedef struct {
   size_t nknobs;
   char **constraints;
   size_t nconstraints;
+  char **features;  /* expressions over knobs and constants a cost model learns from */
+  size_t nfeatures;
   double rtol, atol;
 } task_spec;
 
@@ -57,15 +60,22 @@ int task_set_const(task_spec *t, const char *name, int64_t value, char *err, siz
 
 /* Re-checks a spec against its current constants (call after
  * task_set_const): every buffer count and the FLOP count evaluate to a
- * positive number, and every constraint parses and names only knobs and
- * constants. Errors read "TASK: FIELD: what was expected". task_load and
- * task_from_proto run it already. */
+ * positive number, and every constraint and feature parses and names
+ * only knobs and constants. Errors read "TASK: FIELD: what was expected".
+ * task_load and task_from_proto run it already. */
 int task_check(const task_spec *t, char *err, size_t errlen);
 
 /* Evaluates an expression over the constants and, when knob_values is not
  * NULL, the knobs (in spec order). */
 int task_eval(const task_spec *t, const int64_t *knob_values, const char *expr,
               int64_t *out, char *err, size_t errlen);
+
+/* Compiles an expression over the constants and knobs once, to run it for
+ * many configs: expr_run(*out, knob_values, ...) gives what task_eval
+ * gives. Constants are folded in at their current values (compile again
+ * after task_set_const); knob i reads vars[i]. Errors are expr_check's. */
+int task_compile(const task_spec *t, const char *expr, expr_prog **out, char *err,
+                 size_t errlen);
 
 /* Conversion to and from the wire form. task_to_proto allocates into *out
  * (free with task_proto_free, never with ktune__task_spec__free_unpacked);

@@ -20,6 +20,8 @@
 #define TASK_MAX_KNOBS 64
 #define TASK_MAX_KNOB_VALUES 65536
 #define TASK_MAX_CONSTRAINTS 256
+/* Each is one more number per config the cost model learns from. */
+#define TASK_MAX_FEATURES 64
 
 int task_is_ident(const char *s);
 /* float, double, int32 or int64. */

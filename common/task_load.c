@@ -251,27 +251,28 @@ static int load_args(loader *l, json_t *root, task_spec *t) {
   return 0;
 }
 
-static int load_constraints(loader *l, json_t *root, task_spec *t) {
-  json_t *arr = json_object_get(root, "constraints");
+/* An optional array of expression strings over knobs and constants
+ * (constraints, features). */
+static int load_exprs(loader *l, json_t *root, const char *key, size_t max, char ***out,
+                      size_t *n) {
+  json_t *arr = json_object_get(root, key);
   if (!arr) return 0;
   if (!json_is_array(arr))
-    return task_bad(l->err, l->errlen, l->file, "constraints",
+    return task_bad(l->err, l->errlen, l->file, key,
                "expected an array of expression strings, got %s", json_kind(arr));
-  size_t n = json_array_size(arr);
-  if (n > TASK_MAX_CONSTRAINTS)
-    return task_bad(l->err, l->errlen, l->file, "constraints", "at most %d allowed",
-               TASK_MAX_CONSTRAINTS);
-  if (n && !(t->constraints = calloc(n, sizeof *t->constraints))) return -ENOMEM;
-  for (size_t i = 0; i < n; i++) {
+  size_t len = json_array_size(arr);
+  if (len > max) return task_bad(l->err, l->errlen, l->file, key, "at most %zu allowed", max);
+  if (len && !(*out = calloc(len, sizeof **out))) return -ENOMEM;
+  for (size_t i = 0; i < len; i++) {
     json_t *c = json_array_get(arr, i);
     if (!json_is_string(c)) {
       char field[64];
-      snprintf(field, sizeof field, "constraints[%zu]", i);
+      snprintf(field, sizeof field, "%s[%zu]", key, i);
       return task_bad(l->err, l->errlen, l->file, field, "expected an expression string, got %s",
                  json_kind(c));
     }
-    if (!(t->constraints[i] = strdup(json_string_value(c)))) return -ENOMEM;
-    t->nconstraints++;
+    if (!((*out)[i] = strdup(json_string_value(c)))) return -ENOMEM;
+    (*n)++;
   }
   return 0;
 }
@@ -303,7 +304,8 @@ static int load_tolerance(loader *l, json_t *root, task_spec *t) {
 static int load_root(loader *l, const char *path, json_t *root, task_spec *t) {
   static const char *const keys[] = {"name",  "source",      "entry", "reference",
                                      "constants", "args",     "knobs", "constraints",
-                                     "flops", "tolerance", "description", NULL};
+                                     "features", "flops", "tolerance", "description",
+                                     NULL};
   if (!json_is_object(root))
     return task_bad(l->err, l->errlen, l->file, NULL, "expected a JSON object at the top level");
   int rc;
@@ -317,7 +319,10 @@ static int load_root(loader *l, const char *path, json_t *root, task_spec *t) {
                        &t->reference)) < 0 ||
       (rc = get_string(l, root, "description", "description", 0, "a string", &desc)) < 0 ||
       (rc = load_consts(l, root, t)) < 0 || (rc = load_args(l, root, t)) < 0 ||
-      (rc = load_knobs(l, root, t)) < 0 || (rc = load_constraints(l, root, t)) < 0 ||
+      (rc = load_knobs(l, root, t)) < 0 ||
+      (rc = load_exprs(l, root, "constraints", TASK_MAX_CONSTRAINTS, &t->constraints,
+                       &t->nconstraints)) < 0 ||
+      (rc = load_exprs(l, root, "features", TASK_MAX_FEATURES, &t->features, &t->nfeatures)) < 0 ||
       (rc = get_expr(l, root, "flops", "flops", "a FLOP count expression such as \"2*M*N*K\"",
                      &t->flops)) < 0 ||
       (rc = load_tolerance(l, root, t)) < 0) {

@@ -15,7 +15,7 @@
 static void usage(FILE *f) {
   fprintf(f,
           "usage: ktune-tracker [--listen HOST:PORT] [--db PATH] [--sync normal|full]\n"
-          "                     [--tokens FILE] [--insecure] [OPTION N]...\n"
+          "                     [--tokens FILE] [--insecure] [--replay FILE] [OPTION N]...\n"
           "\n"
           "Keeps the farm: builders and runners dial in, clients submit sessions.\n"
           "  --listen HOST:PORT  address to listen on (default " ADDR_DEFAULT_TRACKER "; port 0 picks one)\n"
@@ -28,6 +28,9 @@ static void usage(FILE *f) {
           "  --insecure          listen beyond loopback without tokens (anyone who reaches\n"
           "                      the port can run code on every runner)\n"
           "  --port-file PATH    write the address actually bound, once listening\n"
+          "  --replay FILE       answer every trial from a recorded history (a ktune.db or\n"
+          "                      `ktune export --format jsonl` output) instead of agents:\n"
+          "                      strategies compared without timing noise\n"
           "Limits (N):\n"
           "  --heartbeat-ms      heartbeat interval told to agents (default 1000)\n"
           "  --timeout-ms        drop a peer silent this long (default 10000)\n"
@@ -128,14 +131,14 @@ int main(int argc, char **argv) {
   tracker t;
   memset(&t, 0, sizeof(t));
   defaults(&t.opts);
-  enum { OPT_PORTF = 256, OPT_SYNC, OPT_TOKENS, OPT_INSECURE, OPT_NUM };
-  struct option opts[8 + NNUM] = {
+  enum { OPT_PORTF = 256, OPT_SYNC, OPT_TOKENS, OPT_INSECURE, OPT_REPLAY, OPT_NUM };
+  struct option opts[9 + NNUM] = {
       {"listen", required_argument, 0, 'l'}, {"db", required_argument, 0, 'd'},
       {"sync", required_argument, 0, OPT_SYNC}, {"port-file", required_argument, 0, OPT_PORTF},
       {"tokens", required_argument, 0, OPT_TOKENS}, {"insecure", no_argument, 0, OPT_INSECURE},
-      {"help", no_argument, 0, 'h'}};
+      {"replay", required_argument, 0, OPT_REPLAY}, {"help", no_argument, 0, 'h'}};
   for (size_t i = 0; i < NNUM; i++)
-    opts[7 + i] = (struct option){num_opts[i].name, required_argument, 0, OPT_NUM + (int)i};
+    opts[8 + i] = (struct option){num_opts[i].name, required_argument, 0, OPT_NUM + (int)i};
   int c;
   while ((c = getopt_long(argc, argv, "l:d:h", opts, NULL)) != -1) {
     switch (c) {
@@ -144,6 +147,7 @@ int main(int argc, char **argv) {
     case OPT_PORTF: t.opts.port_file = optarg; break;
     case OPT_TOKENS: t.opts.tokens_path = optarg; break;
     case OPT_INSECURE: t.opts.insecure = 1; break;
+    case OPT_REPLAY: t.opts.replay_path = optarg; break;
     case OPT_SYNC:
       if (strcmp(optarg, "normal") && strcmp(optarg, "full")) {
         fprintf(stderr, "ktune-tracker: --sync takes normal or full, not '%s'\n", optarg);
@@ -202,6 +206,14 @@ int main(int argc, char **argv) {
     return 1;
   }
   dblock_check(&t, err, sizeof(err));
+  if (t.opts.replay_path && replay_load(&t, t.opts.replay_path, err, sizeof(err)) < 0) {
+    fprintf(stderr, "ktune-tracker: --replay: %s\n", err);
+    hist_close(t.db);
+    return 2;
+  }
+  if (t.replay)
+    log_info(WHO, "replay: every trial is answered from %s, none is measured",
+             t.opts.replay_path);
   t.loop = uv_default_loop();
   t.started_ms = uv_now(t.loop);
   session_init(&t);
@@ -222,6 +234,7 @@ int main(int argc, char **argv) {
   jobs_free_all(&t);
   session_free_all(&t);
   guard_free_all(&t);
+  replay_free(t.replay);
   hist_close(t.db);
   close(t.lock_fd);
   auth_tokens_free(&t.tokens);

@@ -134,6 +134,19 @@ static void on_cancel(tracker *t, peer *p, Ktune__Envelope *env) {
   session_send_progress(t, s, p);
 }
 
+/* An external session's configs (ktune measure): each one queued goes to
+ * the session's search at once, as a tuner's candidate would. */
+static void on_measure_config(tracker *t, peer *p, Ktune__Envelope *env) {
+  session *s = external_add(t, p, env->measure_config);
+  if (s) session_fill(t, s);
+  jobs_dispatch(t);
+}
+
+static void on_measure_done(tracker *t, peer *p, Ktune__Envelope *env) {
+  session *s = external_close(t, p, env->measure_done);
+  if (s) session_fill(t, s);
+}
+
 static void on_goodbye(tracker *t, peer *p, Ktune__Envelope *env) {
   (void)t, (void)env;
   p->draining = 1;
@@ -154,6 +167,8 @@ static const struct {
     [KTUNE__ENVELOPE__MSG_STATUS_REQUEST] = {on_status, R_CLIENT},
     [KTUNE__ENVELOPE__MSG_EXPORT_REQUEST] = {on_export, R_CLIENT},
     [KTUNE__ENVELOPE__MSG_CANCEL] = {on_cancel, R_CLIENT},
+    [KTUNE__ENVELOPE__MSG_MEASURE_CONFIG] = {on_measure_config, R_CLIENT},
+    [KTUNE__ENVELOPE__MSG_MEASURE_DONE] = {on_measure_done, R_CLIENT},
 };
 
 #define LABEL_MAX 63

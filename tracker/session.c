@@ -36,6 +36,7 @@ session *session_find(tracker *t, uint64_t id) {
 
 void session_free(session *s) {
   if (s->tu) tuner_free(s->tu);
+  external_free(s->ext);
   task_free(&s->task);
   free(s->key);
   free(s->strategy);
@@ -51,6 +52,15 @@ void session_free(session *s) {
 void session_link(tracker *t, session *s) {
   s->next = t->sessions;
   t->sessions = s;
+}
+
+void session_forget(tracker *t, session *s) {
+  for (session **pp = &t->sessions; *pp; pp = &(*pp)->next)
+    if (*pp == s) {
+      *pp = s->next;
+      session_free(s);
+      return;
+    }
 }
 
 void session_free_all(tracker *t) {
@@ -136,7 +146,8 @@ void session_evict(tracker *t) {
   /* Newest first: the list is pushed at the head. */
   for (session **pp = &t->sessions; *pp;) {
     session *s = *pp;
-    if (!s->ended_ms) {
+    /* A training on the thread pool still uses it. */
+    if (!s->ended_ms || s->training) {
       pp = &s->next;
       continue;
     }
@@ -213,6 +224,16 @@ static int answer_from_history(tracker *t, session *s, const int64_t *values,
   return 1;
 }
 
+/* --replay: every trial is answered from the recording, in proposal order. */
+static int answer_from_recording(tracker *t, session *s, const int64_t *values,
+                                 const char *config) {
+  hist_trial tr;
+  replay_answer(t, s, config, &tr);
+  trial_record(t, s, config, &tr);
+  session_on_trial(t, s, values, &tr);
+  return 1;
+}
+
 void session_started(tracker *t, session *s) {
   if (s->state != WIRE_SESSION(QUEUED)) return;
   s->state = WIRE_SESSION(RUNNING);
@@ -244,8 +265,27 @@ static int queue_candidate(tracker *t, session *s, uint64_t idx, const int64_t *
   return jobs_add(t, s, (uint64_t)jid, idx, vals, config, digest, 0) ? 0 : -1;
 }
 
+/* Training runs on libuv's thread pool; the session stops proposing
+ * until it is done, while its queued jobs keep the agents busy. */
+static void train_work(uv_work_t *req) {
+  session *s = req->data;
+  s->train_rc = tuner_train(s->tu);
+}
+
+static void train_done(uv_work_t *req, int status) {
+  session *s = req->data;
+  tracker *t = s->home;
+  s->training = 0;
+  if (status != 0 || s->train_rc < 0) {
+    session_end(t, s, WIRE_SESSION(FAILED), "its search could not train its model (out of memory)");
+    return;
+  }
+  session_fill(t, s);
+  jobs_dispatch(t);
+}
+
 void session_fill(tracker *t, session *s) {
-  if (!session_active(s)) return;
+  if (!session_active(s) || s->training) return;
   uint32_t cap = s->batch * 2 > 64 ? 64 : s->batch * 2;
   uint32_t out = jobs_outstanding(t, s);
   int64_t vals[64];
@@ -253,10 +293,19 @@ void session_fill(tracker *t, session *s) {
   while (!s->exhausted && s->proposed < s->trials && out < cap && s->task.nknobs <= 64) {
     uint64_t idx;
     /* A bounded look per turn: a sparse space cannot stall the loop. */
-    int rc = tuner_step(s->tu, vals, &idx, FILL_BUDGET);
+    int rc = s->ext ? external_next(s, vals, &idx) /* the configs its client sent */
+                    : tuner_step(s->tu, vals, &idx, FILL_BUDGET);
     if (rc == TUNER_AGAIN) {
       s->refill = 1;
       if (!t->stopping) uv_idle_start(&t->refill, on_refill);
+      return;
+    }
+    if (rc == TUNER_TRAIN) {
+      if (t->stopping) return;
+      s->training = 1;
+      s->home = t;
+      s->train.data = s;
+      uv_queue_work(t->loop, &s->train, train_work, train_done);
       return;
     }
     if (rc != 0) {
@@ -270,7 +319,8 @@ void session_fill(tracker *t, session *s) {
     char *config = space_config_json(&s->sp, vals);
     char digest[IDENT_HEX];
     const char *id = config && trial_digest(s, config, digest) == 0 ? digest : NULL;
-    int answered = config && answer_from_history(t, s, vals, config, id);
+    int answered = config && (t->replay ? answer_from_recording(t, s, vals, config)
+                                        : answer_from_history(t, s, vals, config, id));
     if (answered) {
       session_started(t, s);
     } else if (!config || queue_candidate(t, s, idx, vals, config, id) < 0) {
@@ -283,7 +333,7 @@ void session_fill(tracker *t, session *s) {
     }
     free(config);
   }
-  if (out == 0 && (s->done >= s->trials || s->exhausted))
+  if (out == 0 && (s->ext ? external_finished(s) : s->done >= s->trials || s->exhausted))
     session_end(t, s, WIRE_SESSION(DONE), NULL);
 }
 
@@ -300,7 +350,8 @@ static void tell_tuner(session *s, const int64_t *values, const hist_trial *tr) 
 
 static void session_on_trial(tracker *t, session *s, const int64_t *values,
                              const hist_trial *tr) {
-  tell_tuner(s, values, tr);
+  if (s->ext) external_answer(t, s, tr); /* its client hears of it instead */
+  else tell_tuner(s, values, tr);
   s->done++;
   if (tr->reused > 0) s->reused++;
   size_t code = (size_t)wire_status_parse(tr->status); /* the history's string */
@@ -322,7 +373,7 @@ static void session_on_trial(tracker *t, session *s, const int64_t *values,
 }
 
 void session_check_runners(tracker *t, session *s) {
-  if (!session_active(s)) return;
+  if (!session_active(s) || t->replay) return;
   if (registry_runners(t, s->key) > 0) {
     s->waiting_since = 0;
     s->message[0] = 0;
@@ -342,6 +393,9 @@ void session_sweep(tracker *t) {
   uint64_t now = uv_now(t->loop);
   for (session *s = t->sessions; s; s = s->next) {
     session_check_runners(t, s);
+    if (s->ext && session_active(s) && external_orphaned(t, s))
+      session_end(t, s, WIRE_SESSION(CANCELLED), "its client left (an external session lives as "
+                                                 "long as a client follows it)");
     if (!session_active(s) || !s->waiting_since) continue;
     if (s->wait_timeout_ms && now - s->waiting_since >= s->wait_timeout_ms) {
       char why[256];
@@ -368,6 +422,11 @@ static void session_progress(tracker *t, session *s, Ktune__SessionProgress *out
   out->wall_s = (double)(uv_now(t->loop) - s->started_ms) / 1e3;
   failure_summary(s, PROGRESS_ERROR_CHARS, failures, failures_len);
   out->failures_text = failures;
+  /* A training thread may be changing what describe reads: the words of
+   * the last plan stand until it is done. */
+  if (!s->training) tuner_describe(s->tu, s->search, sizeof(s->search));
+  out->search = s->search;
+  out->prior = s->prior;
   if (s->message[0]) out->message = s->message;
   else if (s->exhausted && s->done < s->trials)
     out->message = "the space has no more valid configs than these";

@@ -206,6 +206,14 @@ static int visit_trial(const visit *v, sqlite3_stmt *st) {
   return v->cb.trial(v->ctx, col_text(st, 0), col_text(st, 1), sqlite3_column_double(st, 2));
 }
 
+/* v sees each row of a prepared query until it returns non-zero, which is
+ * returned. */
+static int visit_rows(hist *h, sqlite3_stmt *st, const visit *v) {
+  int step, cb_rc = 0;
+  while (!cb_rc && (step = sqlite3_step(st)) == SQLITE_ROW) cb_rc = v->row(v, st);
+  return hist_query_end(h, st, cb_rc ? SQLITE_DONE : step, cb_rc);
+}
+
 /* A one-off query (these run once per tracker start) with its parameter,
  * if it has one, bound to `param`: v sees each row until it returns
  * non-zero, which is returned. */
@@ -214,9 +222,7 @@ static int each_row(hist *h, const char *sql, int64_t param, const visit *v) {
   int rc = hist_query(h, sql, &st);
   if (rc < 0) return rc;
   if (sqlite3_bind_parameter_count(st) > 0) sqlite3_bind_int64(st, 1, param);
-  int step, cb_rc = 0;
-  while (!cb_rc && (step = sqlite3_step(st)) == SQLITE_ROW) cb_rc = v->row(v, st);
-  return hist_query_end(h, st, cb_rc ? SQLITE_DONE : step, cb_rc);
+  return visit_rows(h, st, v);
 }
 
 int store_jobs_of(hist *h, int64_t session, store_job_fn cb, void *ctx) {
@@ -231,10 +237,35 @@ int store_sessions_unfinished(hist *h, store_session_fn cb, void *ctx) {
                      " WHERE state IN ('queued', 'running') ORDER BY id", 0, &v);
 }
 
+int store_session_spec(hist *h, int64_t session, store_session_fn cb, void *ctx) {
+  visit v = {visit_session, {.session = cb}, ctx};
+  return each_row(h, "SELECT id, spec, owner, created_ms FROM sessions WHERE id = ?", session, &v);
+}
+
 int store_session_trials(hist *h, int64_t session, store_session_trial_fn cb, void *ctx) {
   visit v = {visit_trial, {.trial = cb}, ctx};
   return each_row(h, "SELECT config, status, mean_s FROM trials WHERE session = ? ORDER BY id",
                   session, &v);
+}
+
+int store_prior_trials(hist *h, const store_prior_query *q, store_session_trial_fn cb,
+                       void *ctx) {
+  sqlite3_stmt *st;
+  int rc = hist_query(h,
+                      "SELECT config, status, mean_s FROM trials WHERE kernel = ? AND compiler = ?"
+                      " AND key = ? AND timing = ? AND checked = ? AND session IS NOT ?"
+                      " AND reused IS NULL ORDER BY id LIMIT ?",
+                      &st);
+  if (rc < 0) return rc;
+  sqlite3_bind_text(st, 1, q->kernel, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 2, q->compiler, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 3, q->key, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 4, q->timing_json, -1, SQLITE_STATIC);
+  sqlite3_bind_int(st, 5, q->checked);
+  sqlite3_bind_int64(st, 6, q->session);
+  sqlite3_bind_int(st, 7, STORE_PRIOR_MAX);
+  visit v = {visit_trial, {.trial = cb}, ctx};
+  return visit_rows(h, st, &v);
 }
 
 /* ---- reuse ---- */

@@ -28,6 +28,9 @@
  * M configs" to its client. */
 #define VALID_COUNT_BUDGET (1ull << 22)
 
+static void start_from_prior(tracker *t, session *s);
+static int restore_session(tracker *t, session *s, uint32_t *queued);
+
 static uint32_t or_default(uint32_t v, uint32_t d) { return v ? v : d; }
 
 static int valid_compiler(const char *c) {
@@ -45,7 +48,14 @@ static int prepare(session *s, const Ktune__SubmitSession *req, char *err, size_
     snprintf(err, errlen, "the session has no task");
     return -1;
   }
-  if (req->trials == 0 || req->trials > MAX_TRIALS) {
+  /* An external session has no tuner and no budget: its client sends
+   * the configs (tracker/external.c). */
+  int external = strcmp(req->strategy, EXTERNAL_STRATEGY) == 0;
+  if (external && req->trials) {
+    snprintf(err, errlen, "an external session has no trials count (0), not %u", req->trials);
+    return -1;
+  }
+  if (!external && (req->trials == 0 || req->trials > MAX_TRIALS)) {
     snprintf(err, errlen, "trials must be between 1 and %u, not %u", MAX_TRIALS, req->trials);
     return -1;
   }
@@ -74,8 +84,9 @@ static int prepare(session *s, const Ktune__SubmitSession *req, char *err, size_
   }
   if (space_init(&s->sp, &s->task, err, errlen) < 0) return -1;
   s->seed = req->seed;
-  if (tuner_new(req->strategy[0] ? req->strategy : "random", &s->sp, req->seed, &s->tu, err,
-                errlen) < 0)
+  if (external ? !(s->ext = external_new())
+               : tuner_new(req->strategy[0] ? req->strategy : TUNER_DEFAULT, &s->sp, req->seed,
+                           &s->tu, err, errlen) < 0)
     return -1;
   if (task_eval(&s->task, NULL, s->task.flops, &s->flops, err, errlen) < 0) return -1;
   if (s->flops <= 0) {
@@ -113,7 +124,7 @@ static int prepare(session *s, const Ktune__SubmitSession *req, char *err, size_
   s->size_json = space_consts_json(&s->task);
   s->timing_json = timing_json(&s->timing);
   s->key = strdup(req->key);
-  s->strategy = strdup(req->strategy[0] ? req->strategy : "random");
+  s->strategy = strdup(req->strategy[0] ? req->strategy : TUNER_DEFAULT);
   s->compiler = strdup(compiler);
   s->best_values = calloc(s->task.nknobs ? s->task.nknobs : 1, sizeof(int64_t));
   if (!s->size_json || !s->timing_json || !s->key || !s->strategy || !s->compiler ||
@@ -241,21 +252,54 @@ static int store_session(tracker *t, session_pending *w, char *err, size_t errle
   return 0;
 }
 
+/* --resume: the session takes up its id, counts and search again. */
+static int reopen_session(tracker *t, session_pending *w, char *err, size_t errlen) {
+  session *s = w->s, *old = session_find(t, w->resume);
+  if (old && (session_active(old) || old->training)) {
+    snprintf(err, errlen, "session %llu is running again already", (unsigned long long)w->resume);
+    return -1;
+  }
+  if (old) session_forget(t, old);
+  s->id = w->resume;
+  s->state = WIRE_SESSION(QUEUED);
+  s->started_ms = uv_now(t->loop);
+  uint32_t queued;
+  core_db_write(t);
+  if (restore_session(t, s, &queued) < 0 ||
+      store_session_update(t->db, (int64_t)s->id, wire_state_name(s->state), NULL) < 0) {
+    snprintf(err, errlen, "session %llu: its search cannot be restored from the history",
+             (unsigned long long)s->id);
+    return -1;
+  }
+  session_link(t, s);
+  log_info(WHO, "session %llu resumed by %s: %u of %u trials recorded", (unsigned long long)s->id,
+           s->owner, s->done, s->trials);
+  return 0;
+}
+
 static void submit_done(uv_work_t *req, int status) {
   session_pending *w = req->data;
   tracker *t = w->t;
   unlink_pending(t, w);
   peer *p = registry_find(t, w->peer_id);
+  if (status == 0 && w->rc == 0 && t->replay) {
+    /* Simulated results answer for no real trial: no digest, no reuse. */
+    w->s->kernel[0] = 0;
+    if (replay_covers(t, w->s, w->err, sizeof(w->err)) < 0) w->rc = -1;
+  }
   if (status == 0 && w->rc == 0 && !t->stopping &&
-      store_session(t, w, w->err, sizeof(w->err)) == 0) {
+      (w->resume ? reopen_session(t, w, w->err, sizeof(w->err))
+                 : store_session(t, w, w->err, sizeof(w->err))) == 0) {
     session *s = w->s;
     w->s = NULL;
+    start_from_prior(t, s);
     if (p) {
       Ktune__SessionAccepted acc = KTUNE__SESSION_ACCEPTED__INIT;
       acc.session_id = s->id;
       acc.space_size = s->sp.size;
       acc.valid_configs = s->valid_configs;
       acc.valid_exact = s->valid_exact;
+      acc.prior = s->prior;
       core_send_msg(p, KTUNE__ENVELOPE__MSG_ACCEPTED, &acc);
       /* The submitter follows its session from the first trial on; a
        * watch sent after the accept could miss a fast session's batches. */
@@ -274,27 +318,106 @@ static void submit_done(uv_work_t *req, int status) {
   free(w);
 }
 
-int submit_session(tracker *t, peer *p, const Ktune__SubmitSession *req, char *err,
-                   size_t errlen) {
-  if (within_limits(t, p, req, err, errlen) < 0) return -1;
+/* A submission to check: blob (len bytes) is the packed SubmitSession. */
+static session_pending *pending_new(tracker *t, peer *p, const void *blob, size_t len) {
   session_pending *w = calloc(1, sizeof(*w));
   if (w) w->s = calloc(1, sizeof(*w->s));
-  if (w) w->blob = malloc(ktune__submit_session__get_packed_size(req) + 1);
+  if (w) w->blob = malloc(len + 1);
   if (!w || !w->s || !w->blob) {
     if (w) free(w->s), free(w->blob);
     free(w);
-    snprintf(err, errlen, "the tracker is out of memory");
-    return -1;
+    return NULL;
   }
-  w->blob_len = ktune__submit_session__pack(req, w->blob);
+  memcpy(w->blob, blob, len);
+  w->blob_len = len;
   w->t = t;
   w->peer_id = p->id;
-  w->trials = req->trials;
   snprintf(w->s->owner, sizeof(w->s->owner), "%s", p->name);
+  return w;
+}
+
+static void pending_queue(tracker *t, session_pending *w) {
   w->work.data = w;
   w->next = t->pending;
   t->pending = w;
   uv_queue_work(t->loop, &w->work, submit_work, submit_done);
+}
+
+/* The stored submission of the session to resume becomes the pending one. */
+typedef struct {
+  tracker *t;
+  peer *p;
+  session_pending *w;
+} spec_ctx;
+
+static int take_spec(void *ctx, int64_t id, const void *spec, size_t len, const char *owner,
+                     int64_t created_ms) {
+  (void)id, (void)owner, (void)created_ms;
+  spec_ctx *c = ctx;
+  c->w = pending_new(c->t, c->p, spec, len);
+  return 0;
+}
+
+/* --resume: a cancelled or failed session goes on with its own stored
+ * submission and its remaining trials; its search restores from its
+ * trials, so nothing is measured twice. */
+static int submit_resume(tracker *t, peer *p, uint64_t id, char *err, size_t errlen) {
+  session *live = session_find(t, id);
+  if (live && (session_active(live) || live->training)) {
+    snprintf(err, errlen, "session %llu is still running", (unsigned long long)id);
+    return -1;
+  }
+  for (session_pending *x = t->pending; x; x = x->next)
+    if (x->resume == id) {
+      snprintf(err, errlen, "session %llu is being resumed already", (unsigned long long)id);
+      return -1;
+    }
+  hist_session_row row;
+  if (id > INT64_MAX || hist_session_get(t->db, (int64_t)id, &row) != 1) {
+    snprintf(err, errlen, "there is no session %llu in the history", (unsigned long long)id);
+    return -1;
+  }
+  int rc = -1;
+  if (strcmp(row.state, "cancelled") != 0 && strcmp(row.state, "failed") != 0)
+    snprintf(err, errlen, "session %llu is %s; only a cancelled or failed session can be resumed",
+             (unsigned long long)id, row.state);
+  else if (strcmp(row.owner ? row.owner : "", p->name) != 0)
+    snprintf(err, errlen, "session %llu belongs to %s, not to %s", (unsigned long long)id,
+             row.owner ? row.owner : "nobody", p->name);
+  else if (row.done >= row.trials)
+    snprintf(err, errlen, "session %llu has all its %u trials; start a new session for more",
+             (unsigned long long)id, row.trials);
+  else
+    rc = 0;
+  uint32_t left = row.trials - row.done;
+  hist_session_row_clear(&row);
+  if (rc < 0) return -1;
+  spec_ctx c = {t, p, NULL};
+  if (store_session_spec(t->db, (int64_t)id, take_spec, &c) < 0 || !c.w) {
+    snprintf(err, errlen, "session %llu: its stored submission cannot be read",
+             (unsigned long long)id);
+    return -1;
+  }
+  session_pending *w = c.w;
+  w->resume = id;
+  w->trials = left;
+  pending_queue(t, w);
+  return 0;
+}
+
+int submit_session(tracker *t, peer *p, const Ktune__SubmitSession *req, char *err,
+                   size_t errlen) {
+  if (req->resume) return submit_resume(t, p, req->resume, err, errlen);
+  if (within_limits(t, p, req, err, errlen) < 0) return -1;
+  uint8_t *blob = malloc(ktune__submit_session__get_packed_size(req) + 1);
+  session_pending *w = blob ? pending_new(t, p, blob, ktune__submit_session__pack(req, blob)) : NULL;
+  free(blob);
+  if (!w) {
+    snprintf(err, errlen, "the tracker is out of memory");
+    return -1;
+  }
+  w->trials = req->trials;
+  pending_queue(t, w);
   return 0;
 }
 
@@ -383,16 +506,45 @@ static int resume_trial(void *ctx, const char *config_json, const char *status, 
   return 0;
 }
 
-/* Hands the tuner what the session proposed before the restart. */
-static int resume_tuner(resume_ctx *r) {
+/* Hands the tuner the trials remembered: with tuner_restore, what the
+ * session proposed before the restart; with tuner_prior, what earlier
+ * sessions measured. */
+static int hand_over(resume_ctx *r, int (*give)(tuner *, const tuner_trial *, size_t)) {
   size_t nk = r->s->task.nknobs ? r->s->task.nknobs : 1;
   for (size_t i = 0; i < r->n; i++) r->past[i].values = r->vals + i * nk;
-  int rc = r->failed ? -1 : tuner_restore(r->s->tu, r->past, r->n);
+  int rc = r->failed ? -1 : give(r->s->tu, r->past, r->n);
   for (size_t i = 0; i < r->n; i++) free(r->status[i]);
   free(r->past);
   free(r->vals);
   free(r->status);
   return rc;
+}
+
+/* A session's progress and search back from the history: its counts and
+ * best, its trials for the tuner to restore, and its jobs not finished
+ * queued again (*queued of them). -1 when the search cannot be restored. */
+static int restore_session(tracker *t, session *s, uint32_t *queued) {
+  int64_t id = (int64_t)s->id;
+  hist_session_row row;
+  if (hist_session_get(t->db, id, &row) == 1) {
+    s->done = row.done;
+    s->failures = row.failures;
+    s->reused = row.reused;
+    if (row.best_config && row.best_mean_s > 0) {
+      values_from_json(s, row.best_config, s->best_values);
+      s->best_latency = row.best_mean_s;
+      s->best_gflops = trial_gflops(s->flops, row.best_mean_s);
+    }
+    hist_session_row_clear(&row);
+  }
+  /* The tuner restores from what the history holds (the session's trials,
+   * its jobs not finished), not by proposing again. */
+  resume_ctx rc = {.t = t, .s = s};
+  store_jobs_of(t->db, id, resume_job, &rc);
+  *queued = s->proposed;
+  s->proposed += s->done;
+  if (store_session_trials(t->db, id, resume_trial, &rc) < 0) rc.failed = 1;
+  return hand_over(&rc, tuner_restore);
 }
 
 static int resume_one(void *ctx, int64_t id, const void *spec, size_t len, const char *owner,
@@ -415,36 +567,41 @@ static int resume_one(void *ctx, int64_t id, const void *spec, size_t len, const
   snprintf(s->owner, sizeof(s->owner), "%s", owner ? owner : "");
   s->state = WIRE_SESSION(RUNNING);
   s->started_ms = uv_now(t->loop);
-  hist_session_row row;
-  if (hist_session_get(t->db, id, &row) == 1) {
-    s->done = row.done;
-    s->failures = row.failures;
-    s->reused = row.reused;
-    if (row.best_config && row.best_mean_s > 0) {
-      values_from_json(s, row.best_config, s->best_values);
-      s->best_latency = row.best_mean_s;
-      s->best_gflops = trial_gflops(s->flops, row.best_mean_s);
-    }
-    hist_session_row_clear(&row);
-  }
-  /* The tuner restores from what the history holds (the session's trials,
-   * its jobs not finished), not by proposing again. */
-  resume_ctx rc = {.t = t, .s = s};
   session_link(t, s);
-  store_jobs_of(t->db, id, resume_job, &rc);
-  uint32_t queued = s->proposed;
-  s->proposed += s->done;
-  if (store_session_trials(t->db, id, resume_trial, &rc) < 0) rc.failed = 1;
-  if (resume_tuner(&rc) < 0) {
+  uint32_t queued;
+  if (restore_session(t, s, &queued) < 0) {
     log_error(WHO, "session %llu cannot restore its search; marking it failed",
               (unsigned long long)s->id);
     session_end(t, s, WIRE_SESSION(FAILED),
                 "its search could not be restored after a restart");
     return 0;
   }
+  start_from_prior(t, s);
   log_info(WHO, "session %llu resumed: %u of %u trials recorded, %u jobs queued again",
            (unsigned long long)s->id, s->done, s->trials, queued);
   return 0;
+}
+
+/* A search that learns starts from every earlier trial of the same kernel
+ * under the same conditions, so a second session goes on where the first
+ * left off. Before its first step; a failure only costs the head start. */
+static void start_from_prior(tracker *t, session *s) {
+  if (!s->kernel[0] || !tuner_uses_prior(s->tu)) return;
+  resume_ctx r = {.t = t, .s = s};
+  store_prior_query q = {.kernel = s->kernel, .compiler = s->compiler, .key = s->key,
+                         .timing_json = s->timing_json, .checked = s->check && s->task.reference,
+                         .session = (int64_t)s->id};
+  if (store_prior_trials(t->db, &q, resume_trial, &r) < 0) r.failed = 1;
+  size_t n = r.n;
+  if (hand_over(&r, tuner_prior) < 0) {
+    log_error(WHO, "session %llu: cannot read earlier trials of its kernel; it starts afresh",
+              (unsigned long long)s->id);
+    return;
+  }
+  s->prior = (uint32_t)n;
+  if (n)
+    log_info(WHO, "session %llu starts from %zu earlier trials of its kernel",
+             (unsigned long long)s->id, n);
 }
 
 int submit_resume_all(tracker *t) {

@@ -9,6 +9,8 @@
  *   jobs.c     the job queue: build, run, leases, what agents report; it
  *              tells the session layer through t->hooks, never by name
  *   trial.c    a trial's statistics, identity and row: recorded here only
+ *   external.c the configs of an external session (ktune measure): checked,
+ *              queued for session.c to take, answered as their trials end
  *   session.c  tuning sessions: the tuner's candidates, reuse, progress,
  *              the end
  *   submit.c   checking a submission on the thread pool, storing it, and
@@ -34,11 +36,15 @@ typedef struct session_pending session_pending;
 typedef struct job job;
 typedef struct peer peer;
 typedef struct agent_record agent_record;
+typedef struct external external;
+typedef struct replay replay;
+typedef struct replay_entry replay_entry;
 
 typedef struct {
   const char *listen;
   const char *db_path;
   const char *port_file;
+  const char *replay_path; /* --replay: answer trials from this recording */
   int sync_full;
   uint32_t heartbeat_ms;
   uint32_t timeout_ms;
@@ -91,6 +97,7 @@ struct tracker {
   int txn_open;
   int stopping;
   int fatal;               /* stopped for a reason that makes the exit status 1 */
+  replay *replay;          /* --replay: trials are answered from a recording */
   uint64_t started_ms;
   uint64_t next_peer_id;
   peer *peers;
@@ -158,6 +165,18 @@ int store_sessions_unfinished(hist *h, store_session_fn cb, void *ctx);
 typedef int (*store_session_trial_fn)(void *ctx, const char *config_json, const char *status,
                                       double mean_s);
 int store_session_trials(hist *h, int64_t session, store_session_trial_fn cb, void *ctx);
+/* One session's stored submission, as store_sessions_unfinished gives it. */
+int store_session_spec(hist *h, int64_t session, store_session_fn cb, void *ctx);
+/* Earlier measured trials of other sessions with the same kernel digest,
+ * compiler, key, timing and checking, oldest first (at most
+ * STORE_PRIOR_MAX): what a learning search starts from. */
+#define STORE_PRIOR_MAX 100000
+typedef struct {
+  const char *kernel, *compiler, *key, *timing_json;
+  int checked;
+  int64_t session;         /* not this one's */
+} store_prior_query;
+int store_prior_trials(hist *h, const store_prior_query *q, store_session_trial_fn cb, void *ctx);
 /* The newest ok, timed trial with this trial digest (ident_trial). Returns
  * 1 and fills out, 0 when there is none (always for a NULL digest). */
 int store_find_ok(hist *h, const char *digest, store_found *out);
@@ -277,8 +296,9 @@ void jobs_free_all(tracker *t);
 
 /* --- trial.c --- */
 /* Fills in the session's part of tr (statistics, GFLOPS) and inserts it
- * in this turn's transaction. tr->digest is the caller's: it computed the
- * trial's identity once, when the config was proposed. */
+ * in this turn's transaction, setting tr->id to its row (0 on failure).
+ * tr->digest is the caller's: it computed the trial's identity once, when
+ * the config was proposed. */
 void trial_record(tracker *t, session *s, const char *config_json, hist_trial *tr);
 /* The trial identity digest of a config of s; -1 when s has no kernel
  * digest. */
@@ -286,12 +306,40 @@ int trial_digest(const session *s, const char *config_json, char out[65]);
 /* GFLOPS of a mean time per call; 0 for no time. */
 double trial_gflops(int64_t flops, double mean_s);
 
+/* --- external.c --- */
+/* A session of this strategy has no tuner: its client sends the configs
+ * (MeasureConfig) and gets each trial back (TrialResult). */
+#define EXTERNAL_STRATEGY "external"
+/* NULL when out of memory. */
+external *external_new(void);
+void external_free(external *x);
+/* A config from p for one of its external sessions. One that cannot be
+ * measured is answered at once (a TrialResult with its error; an Error
+ * when the session is not p's running external session); otherwise it
+ * is queued and its session returned, for session_fill. */
+session *external_add(tracker *t, peer *p, const Ktune__MeasureConfig *m);
+/* p sends no more configs: the session (returned, for session_fill) ends
+ * once every config is answered. NULL after an Error to p. */
+session *external_close(tracker *t, peer *p, const Ktune__MeasureDone *m);
+/* The next queued config, for session_fill in place of the tuner's: 0
+ * with its values and index, 1 when none is queued (then s->proposed has
+ * reached s->trials, which counts the configs queued). */
+int external_next(session *s, int64_t *values, uint64_t *index);
+/* A trial of s is recorded: its answer goes to the client that sent the
+ * config. */
+void external_answer(tracker *t, session *s, const hist_trial *tr);
+/* 1 when the client said it is done and every config has its answer. */
+int external_finished(const session *s);
+/* 1 when no connected client follows s: nobody can feed it any more. */
+int external_orphaned(tracker *t, const session *s);
+
 /* --- session.c --- */
 struct session {
   uint64_t id;
   task_spec task;
   space sp;
-  tuner *tu;
+  tuner *tu;               /* NULL for an external session */
+  external *ext;           /* strategy external: its client's configs (external.c) */
   char *key, *strategy, *compiler, *size_json;
   uint64_t seed;
   int64_t flops;
@@ -310,10 +358,16 @@ struct session {
   uint64_t served, built;  /* jobs handed out: equal priorities take turns */
   uint64_t waiting_since;  /* uv_now when its key last had no runner, or 0 */
   char message[256];       /* what it waits for, or why it ended */
+  char search[256];        /* what its search is doing (tuner_describe) */
   uint64_t valid_configs;  /* meeting the constraints, when valid_exact */
   int valid_exact;         /* the count at submission finished in its budget */
   int exhausted;           /* the tuner has no new config */
   int refill;              /* its search ran out of budget: go on next turn */
+  uv_work_t train;         /* its search's training, on the thread pool */
+  int training;            /* ... is running: the tuner may not step */
+  int train_rc;
+  tracker *home;           /* its tracker, for the training's completion */
+  uint32_t prior;          /* earlier trials of its kernel the search started from */
   Ktune__SessionState state;
   double best_gflops, best_latency, batch_best;
   uint64_t ended_ms;       /* uv_now when it ended, 0 while it runs */
@@ -332,16 +386,32 @@ struct session_pending {
   session *s;
   uint8_t *blob;           /* the SubmitSession as received, packed */
   size_t blob_len;
+  uint64_t resume;         /* --resume: this ended session goes on */
   int rc;
   char err[512];
   session_pending *next;
 };
+
+/* ---- replay.c: trials answered from a recording (--replay) ---- */
+
+/* Reads a recording (a ktune history, or `ktune export --format jsonl`
+ * output) into t->replay. */
+int replay_load(tracker *t, const char *path, char *err, size_t errlen);
+void replay_free(replay *r);
+/* 0 when the recording holds trials of the session's task and size; else
+ * -1 and an error naming what it holds. */
+int replay_covers(const tracker *t, const session *s, char *err, size_t errlen);
+/* The recorded trial of a config into tr (pointing into the recording),
+ * or a failed one when the recording does not hold it. */
+void replay_answer(const tracker *t, const session *s, const char *config_json, hist_trial *tr);
 
 /* Sets the hooks through which the job queue reaches sessions. */
 void session_init(tracker *t);
 session *session_find(tracker *t, uint64_t id);
 void session_link(tracker *t, session *s);
 void session_free(session *s);
+/* Unlinks and frees an ended session (not one still training). */
+void session_forget(tracker *t, session *s);
 /* Forgets ended sessions beyond the few kept for `ktune status`; the
  * history still answers for them. */
 void session_evict(tracker *t);

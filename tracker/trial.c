@@ -56,7 +56,8 @@ void trial_record(tracker *t, session *s, const char *config_json, hist_trial *t
   tr->kernel = s->kernel[0] ? s->kernel : NULL;
   tr->checked = s->check && s->task.reference;
   core_db_write(t);
-  if (store_trial_add(t->db, tr, NULL) < 0)
+  tr->id = 0;
+  if (store_trial_add(t->db, tr, &tr->id) < 0)
     log_error(WHO, "history: cannot record a trial of session %llu: %s",
               (unsigned long long)s->id, hist_errmsg(t->db));
 }

@@ -13,6 +13,8 @@ static const struct {
 } strategies[] = {
     {"random", &tuner_random},
     {"grid", &tuner_grid},
+    {"ga", &tuner_ga},
+    {"model", &tuner_model},
 };
 #define NSTRATEGIES (sizeof(strategies) / sizeof(strategies[0]))
 
@@ -77,10 +79,16 @@ int tuner_step(tuner *t, int64_t *values, uint64_t *index, uint32_t budget) {
   return 0;
 }
 
+int tuner_train(tuner *t) {
+  if (!t || !t->st->train) return -EINVAL;
+  return t->st->train(t->state);
+}
+
 int tuner_next(tuner *t, int64_t *values, uint64_t *index) {
   int rc;
-  while ((rc = tuner_step(t, values, index, UINT32_MAX)) == TUNER_AGAIN) {
-  }
+  while ((rc = tuner_step(t, values, index, UINT32_MAX)) == TUNER_AGAIN ||
+         rc == TUNER_TRAIN)
+    if (rc == TUNER_TRAIN && (rc = tuner_train(t)) < 0) return rc;
   return rc;
 }
 
@@ -89,11 +97,33 @@ int tuner_observe(tuner *t, const tuner_trial *tr) {
   return t->st->observe ? t->st->observe(t->state, tr) : 0;
 }
 
-int tuner_restore(tuner *t, const tuner_trial *trials, size_t n) {
+/* Trials handed over before the first step, each of the space. */
+static int before_first_step(const tuner *t, const tuner_trial *trials, size_t n) {
   if (!t || t->stepped || (n && !trials)) return -EINVAL;
   for (size_t i = 0; i < n; i++)
     if (trials[i].index >= t->sp.size) return -ERANGE;
-  return t->st->restore(t->state, trials, n);
+  return 0;
+}
+
+int tuner_restore(tuner *t, const tuner_trial *trials, size_t n) {
+  int rc = before_first_step(t, trials, n);
+  return rc < 0 ? rc : t->st->restore(t->state, trials, n);
+}
+
+int tuner_prior(tuner *t, const tuner_trial *trials, size_t n) {
+  int rc = before_first_step(t, trials, n);
+  if (rc < 0 || !t->st->prior) return rc;
+  return t->st->prior(t->state, trials, n);
+}
+
+int tuner_uses_prior(const tuner *t) {
+  return t && t->st->prior;
+}
+
+void tuner_describe(const tuner *t, char *out, size_t len) {
+  if (!len) return;
+  out[0] = 0;
+  if (t && t->st->describe) t->st->describe(t->state, out, len);
 }
 
 const char *tuner_note(const tuner *t) {

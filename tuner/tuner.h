@@ -5,7 +5,10 @@
  * file in tuner/ and one line in the table in tuner.c.
  *   grid:   valid configs in index order.
  *   random: valid configs in a shuffled order that the seed decides.
- * Both find every valid config, however few, and say there are no more
+ *   ga:     evolution over the valid configs (tuner/ga.c).
+ *   model:  a cost model learned from the trials chooses each batch
+ *           (tuner/model.c).
+ * Each finds every valid config, however few, and says there are no more
  * only when every one has been proposed. */
 #ifndef KTUNE_TUNER_H
 #define KTUNE_TUNER_H
@@ -42,13 +45,28 @@ typedef struct {
    * oldest first, and those proposed and not finished. None of them may
    * be proposed again. */
   int (*restore)(void *state, const tuner_trial *trials, size_t n);
-  /* A short human note on what the search met or is doing, or NULL.
-   * The member may be NULL. */
+  /* Earlier trials of the same kernel under the same conditions, from
+   * other sessions, before the first step: a strategy that learns starts
+   * from them and does not propose them. NULL: it ignores them. */
+  int (*prior)(void *state, const tuner_trial *trials, size_t n);
+  /* Work too slow for the event loop (training a model): step returned
+   * TUNER_TRAIN, and wants this done before it is called again. It may
+   * run on another thread, so it touches only what step set aside for it;
+   * observe may be called meanwhile. NULL: the strategy never asks. */
+  int (*train)(void *state);
+  /* A short human note on what the search met, or NULL. May be NULL. */
   const char *(*note)(const void *state);
+  /* What the search is doing, in words for the progress line ("ga:
+   * generation 5, population 32, best 210.4 GFLOPS"); "" when nothing to
+   * say. May be NULL. */
+  void (*describe)(const void *state, char *out, size_t len);
   void (*free)(void *state);
 } tuner_strategy;
 
-extern const tuner_strategy tuner_grid, tuner_random;
+extern const tuner_strategy tuner_grid, tuner_random, tuner_ga, tuner_model;
+
+/* The strategy of a session that names none. */
+#define TUNER_DEFAULT "model"
 
 /* The name of the i-th strategy in the table, NULL past its end. */
 const char *tuner_strategy_name(size_t i);
@@ -67,7 +85,14 @@ int tuner_next(tuner *t, int64_t *values, uint64_t *index);
  * that a caller on an event loop can go on later instead of stalling. The
  * configs proposed do not depend on the budgets. */
 #define TUNER_AGAIN SPACE_AGAIN
+/* Or TUNER_TRAIN: call tuner_train (on any thread, but no other call on
+ * this tuner until it returns, except tuner_observe) before stepping
+ * again. */
+#define TUNER_TRAIN 3
 int tuner_step(tuner *t, int64_t *values, uint64_t *index, uint32_t budget);
+
+/* The work step asked for with TUNER_TRAIN. */
+int tuner_train(tuner *t);
 
 /* The outcome of a proposed config, for every trial that ends. */
 int tuner_observe(tuner *t, const tuner_trial *tr);
@@ -77,6 +102,16 @@ int tuner_observe(tuner *t, const tuner_trial *tr);
  * proposals not finished yet. It goes on from there without proposing any
  * of them again; -EINVAL once it has proposed. */
 int tuner_restore(tuner *t, const tuner_trial *trials, size_t n);
+
+/* Earlier trials of the same kernel, compiler, key and timing from other
+ * sessions, before the first step (see the strategy's prior); after
+ * tuner_restore if both are called. Ignored by grid and random. */
+int tuner_prior(tuner *t, const tuner_trial *trials, size_t n);
+/* 1 when the strategy learns from prior trials. */
+int tuner_uses_prior(const tuner *t);
+
+/* The strategy's words on what it is doing, "" when none (see describe). */
+void tuner_describe(const tuner *t, char *out, size_t len);
 
 /* The strategy's note: for grid and random, the first constraint error
  * met while searching (which ruled configs out), naming the constraint,

@@ -241,7 +241,7 @@ TEST(usage_errors_exit_2_with_a_reason) {
   ASSERT_CONTAINS(out, "Q");
   char *badstrat[] = {(char *)proc_bin("cli/ktune"), "tune", "matmul", "--strategy", "magic", NULL};
   ASSERT_EQ_INT(proc_run(badstrat, out, sizeof(out), 10000), 2);
-  ASSERT_CONTAINS(out, "--strategy takes random, grid, not 'magic'");
+  ASSERT_CONTAINS(out, "--strategy takes random, grid, ga, model, not 'magic'");
   char *nocmd[] = {(char *)proc_bin("cli/ktune"), "frobnicate", NULL};
   ASSERT_EQ_INT(proc_run(nocmd, out, sizeof(out), 10000), 2);
   char *nokey[] = {(char *)proc_bin("runner/ktune-runner"), "--tracker", "127.0.0.1:1", NULL};

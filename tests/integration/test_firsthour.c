@@ -266,7 +266,7 @@ TEST(header_counts_the_valid_configs) {
   /* The default size: the one `ktune tasks` counts. */
   char *args[] = {"tune", "matmul", "--trials", "1", "--key", "k", NULL};
   ASSERT_EQ_INT(farm_ktune(&f, out, sizeof(out), 60000, args), 0);
-  ASSERT_CONTAINS(out, "random search, 6,656 valid of 8,192 configs, seed ");
+  ASSERT_CONTAINS(out, "model search, 6,656 valid of 8,192 configs, seed ");
   char *gargs[] = {"tune", "matmul", "--trials", "1", "--key", "k", "--strategy", "grid", NULL};
   ASSERT_EQ_INT(farm_ktune(&f, out, sizeof(out), 60000, gargs), 0);
   ASSERT_CONTAINS(out, "grid search, 6,656 valid of 8,192 configs\n");

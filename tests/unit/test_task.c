@@ -37,7 +37,7 @@ static const char *tmpl = "void k(float *C, const float *A) { C[0] = A[0]; }\n";
 /* The parts of a spec; NULL keeps the good default, "" leaves it out. */
 typedef struct {
   const char *name, *source, *entry, *reference, *constants, *args, *knobs, *constraints,
-      *flops, *tolerance, *extra;
+      *features, *flops, *tolerance, *extra;
 } parts;
 
 static const parts good = {
@@ -50,6 +50,7 @@ static const parts good = {
             " {\"name\": \"A\", \"type\": \"float\", \"count\": \"M\"}]",
     .knobs = "\"knobs\": {\"TI\": [1, 2, 4, 8], \"U\": [3], \"TJ\": [16, 8]}",
     .constraints = "\"constraints\": [\"TI * TJ <= 32\", \"M % TI == 0\"]",
+    .features = "\"features\": [\"TI * TJ\", \"M / TI + U\"]",
     .flops = "\"flops\": \"2 * M * N\"",
     .tolerance = "",
     .extra = "",
@@ -65,6 +66,7 @@ static const char *write_spec(parts p) {
                      p.args ? p.args : good.args,
                      p.knobs ? p.knobs : good.knobs,
                      p.constraints ? p.constraints : good.constraints,
+                     p.features ? p.features : good.features,
                      p.flops ? p.flops : good.flops,
                      p.tolerance ? p.tolerance : good.tolerance,
                      p.extra ? p.extra : good.extra};
@@ -134,6 +136,9 @@ TEST(good_spec_loads) {
   ASSERT_EQ_INT(t.knobs[2].values[0], 16);
   ASSERT_EQ_INT(t.nconstraints, 2);
   ASSERT_EQ_STR(t.constraints[1], "M % TI == 0");
+  ASSERT_EQ_INT(t.nfeatures, 2);
+  ASSERT_EQ_STR(t.features[0], "TI * TJ");
+  ASSERT_EQ_STR(t.features[1], "M / TI + U");
   ASSERT_EQ_DBL(t.rtol, 1e-4, 0);
   ASSERT_EQ_DBL(t.atol, 1e-5, 0);
   ASSERT_EQ_INT(task_check(&t, err, sizeof err), 0);
@@ -152,6 +157,7 @@ TEST(optional_fields) {
       .reference = "",
       .constants = "",
       .constraints = "",
+      .features = "",
       .args = "\"args\": [{\"name\": \"C\", \"type\": \"int64\", \"count\": 16, \"output\": true}]",
       .flops = "\"flops\": 100",
       .tolerance = "\"tolerance\": {\"rtol\": 0.5, \"atol\": 0}",
@@ -160,6 +166,8 @@ TEST(optional_fields) {
   ASSERT_NULL(t.reference);
   ASSERT_EQ_INT(t.nconsts, 0);
   ASSERT_EQ_INT(t.nconstraints, 0);
+  ASSERT_EQ_INT(t.nfeatures, 0);
+  ASSERT_NULL(t.features);
   ASSERT_EQ_STR(t.args[0].count, "16");
   ASSERT_EQ_STR(t.flops, "100");
   ASSERT_EQ_DBL(t.rtol, 0.5, 0);
@@ -354,6 +362,40 @@ TEST(constraint_unknown_name) {
   cleanup();
 }
 
+/* Features are checked as constraints are, each named by its index. */
+TEST(feature_errors) {
+  setup();
+  expect_error((parts){.features = "\"features\": \"TI * TJ\""}, "features",
+               "expected an array of expression strings, got a string");
+  expect_error((parts){.features = "\"features\": [\"TI\", 4]"}, "features[1]",
+               "expected an expression string, got an integer");
+  expect_error((parts){.features = "\"features\": [\"TI * TJ\", \"TI * TK\"]"}, "features[1]",
+               "'TI * TK': at 6: unknown name 'TK' (constants: M, N; knobs: TI, U, TJ)");
+  expect_error((parts){.features = "\"features\": [\"TI *\"]"}, "features[0]", "at 5: expected");
+  expect_error((parts){.features = "\"features\": [\"TI\", \"\"]"}, "features[1]",
+               "expected an expression over knobs and constants");
+  /* 65 of them: one past the limit */
+  static char many[1024];
+  size_t used = (size_t)snprintf(many, sizeof many, "\"features\": [");
+  for (int i = 0; i < 65; i++)
+    used += (size_t)snprintf(many + used, sizeof many - used, "%s\"TI\"", i ? ", " : "");
+  snprintf(many + used, sizeof many - used, "]");
+  expect_error((parts){.features = many}, "features", "at most 64 allowed");
+  /* arithmetic is per config, as for constraints: a division by a knob loads */
+  const char *path = write_spec((parts){.features = "\"features\": [\"M / (TI - 1)\"]"});
+  task_spec t;
+  char err[512] = "";
+  if (task_load(path, &t, err, sizeof err) != 0) TEST_FAIL("load: %s", err);
+  ASSERT_EQ_INT(t.nfeatures, 1);
+  /* and task_check sees an edit */
+  free(t.features[0]);
+  t.features[0] = strdup("U + V");
+  ASSERT(task_check(&t, err, sizeof err) < 0);
+  ASSERT_CONTAINS(err, "tiny: features[0]: 'U + V': at 5: unknown name 'V'");
+  task_free(&t);
+  cleanup();
+}
+
 TEST(unknown_field_and_bad_json) {
   setup();
   expect_error((parts){.extra = "\"knob\": {\"X\": [1]}"}, "knob", "unknown field");
@@ -454,6 +496,8 @@ static void assert_same(const task_spec *a, const task_spec *b) {
   ASSERT_EQ_INT(a->nconstraints, b->nconstraints);
   for (size_t i = 0; i < a->nconstraints; i++)
     ASSERT_EQ_STR(a->constraints[i], b->constraints[i]);
+  ASSERT_EQ_INT(a->nfeatures, b->nfeatures);
+  for (size_t i = 0; i < a->nfeatures; i++) ASSERT_EQ_STR(a->features[i], b->features[i]);
   ASSERT_EQ_DBL(a->rtol, b->rtol, 0);
   ASSERT_EQ_DBL(a->atol, b->atol, 0);
 }
@@ -466,8 +510,11 @@ TEST(proto_round_trip) {
   Ktune__TaskSpec *p = NULL;
   ASSERT_EQ_INT(task_to_proto(&t, &p), 0);
   ASSERT_NOT_NULL(p);
+  ASSERT_EQ_INT(p->n_features, 2);
+  ASSERT_EQ_STR(p->features[1], "M / TI + U");
   if (task_from_proto(p, &back, err, sizeof err) != 0) TEST_FAIL("from_proto: %s", err);
   assert_same(&t, &back);
+  ASSERT_EQ_INT(back.nfeatures, 2);
   task_free(&back);
 
   /* through the wire bytes, as the tracker receives it */
@@ -533,6 +580,15 @@ TEST(proto_untrusted) {
   REFUSE(p->args[0]->count = "M-M", p->args[0]->count = saved, "must be positive");
   saved = p->constraints[0];
   REFUSE(p->constraints[0] = "TI < ZZ", p->constraints[0] = saved, "unknown name 'ZZ'");
+  saved = p->features[1];
+  REFUSE(p->features[1] = "TI * ZZ", p->features[1] = saved,
+         "task spec: features[1]: 'TI * ZZ': at 6: unknown name 'ZZ'");
+  REFUSE(p->features[1] = "", p->features[1] = saved, "features[1]: expected an expression");
+  REFUSE(p->features[1] = NULL, p->features[1] = saved, "features[1]: missing or too long");
+  size_t nf = p->n_features;
+  REFUSE(p->n_features = 100000, p->n_features = nf, "features: at most 64");
+  char **fs = p->features;
+  REFUSE(p->features = NULL, p->features = fs, "malformed message");
   REFUSE(p->args[0]->output = 0, p->args[0]->output = 1, "output");
   size_t nk = p->n_knobs;
   REFUSE(p->n_knobs = 100000, p->n_knobs = nk, "knobs: at most");
@@ -614,6 +670,7 @@ TEST_LIST(TEST_ENTRY(too_many_args), TEST_ENTRY(good_spec_loads), TEST_ENTRY(opt
           TEST_ENTRY(knob_values), TEST_ENTRY(source_missing),
           TEST_ENTRY(source_relative_to_spec_dir), TEST_ENTRY(duplicate_names),
           TEST_ENTRY(no_output_arg), TEST_ENTRY(constraint_unknown_name),
+          TEST_ENTRY(feature_errors),
           TEST_ENTRY(unknown_field_and_bad_json), TEST_ENTRY(set_const_and_check),
           TEST_ENTRY(eval), TEST_ENTRY(proto_round_trip), TEST_ENTRY(proto_untrusted),
           TEST_ENTRY(find_and_list))

@@ -473,24 +473,6 @@ TEST(neighbours_are_one_step_and_valid) {
   ASSERT_EQ_INT(features_neighbours(&sp, foreign, out, 16, &n), -ENOENT);
 }
 
-TEST(features_are_value_and_position) {
-  task_spec t = small_spec();
-  space sp;
-  ASSERT_EQ_INT(space_init(&sp, &t, NULL, 0), 0);
-  ASSERT_EQ_INT(features_count(&sp), 6);
-  int64_t v[] = {3, 1, 0};
-  double f[6];
-  ASSERT_EQ_INT(features_of(&sp, v, f), 0);
-  ASSERT_EQ_DBL(f[0], 3, 0);
-  ASSERT_EQ_DBL(f[1], 0.5, 0);
-  ASSERT_EQ_DBL(f[2], 1, 0);
-  ASSERT_EQ_DBL(f[3], 1.0, 0);
-  ASSERT_EQ_DBL(f[4], 0, 0);
-  ASSERT_EQ_DBL(f[5], 0, 0);
-  int64_t foreign[] = {5, 1, 0};
-  ASSERT_EQ_INT(features_of(&sp, foreign, f), -ENOENT);
-}
-
 TEST_LIST(TEST_ENTRY(step_gives_way_and_finds_the_same_configs), TEST_ENTRY(unknown_strategy), TEST_ENTRY(random_covers_each_valid_config_once),
           TEST_ENTRY(random_same_seed_same_sequence), TEST_ENTRY(random_first_pick_is_uniform),
           TEST_ENTRY(grid_in_index_order), TEST_ENTRY(no_knobs_and_no_valid_configs),
@@ -503,4 +485,4 @@ TEST_LIST(TEST_ENTRY(step_gives_way_and_finds_the_same_configs), TEST_ENTRY(unkn
           TEST_ENTRY(huge_space_is_never_listed),
           TEST_ENTRY(every_strategy_restores_after_a_restart),
           TEST_ENTRY(restore_comes_first_and_names_configs_of_the_space),
-          TEST_ENTRY(neighbours_are_one_step_and_valid), TEST_ENTRY(features_are_value_and_position))
+          TEST_ENTRY(neighbours_are_one_step_and_valid))

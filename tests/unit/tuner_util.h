@@ -60,11 +60,12 @@ static inline int tu_has(const tu_trials *p, uint64_t index) {
   return 0;
 }
 
-/* Next proposal with `budget` per call, through TUNER_AGAIN. */
+/* Next proposal with `budget` per call, through TUNER_AGAIN, training
+ * when the strategy asks for it. */
 static inline int tu_next(tuner *tu, int64_t *v, uint64_t *idx, uint32_t budget) {
   int rc;
-  while ((rc = tuner_step(tu, v, idx, budget)) == TUNER_AGAIN) {
-  }
+  while ((rc = tuner_step(tu, v, idx, budget)) == TUNER_AGAIN || rc == TUNER_TRAIN)
+    if (rc == TUNER_TRAIN) ASSERT_EQ_INT(tuner_train(tu), 0);
   return rc;
 }
 
