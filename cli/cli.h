@@ -128,8 +128,8 @@ typedef struct {
 void cli_session_defaults(cli_session_opts *o, int argc);
 void cli_session_opts_free(cli_session_opts *o);
 /* The options they share, for getopt_long; with --help and the timing
- * options (common/timing.c) appended after a command's own by
- * cli_session_longopts (malloc'd, ends with a zero entry). */
+ * options (common/timing.c) appended after a command's own (at most 16)
+ * by cli_session_longopts (ends with a zero entry; one table a process). */
 enum { CLI_OPT_KEY = 1010, CLI_OPT_COMPILER, CLI_OPT_DB, CLI_OPT_NOCHECK, CLI_OPT_REMEASURE,
        CLI_OPT_PRIO, CLI_OPT_WAITTO };
 #define CLI_SESSION_OPTIONS                                                               \
@@ -140,7 +140,7 @@ enum { CLI_OPT_KEY = 1010, CLI_OPT_COMPILER, CLI_OPT_DB, CLI_OPT_NOCHECK, CLI_OP
   {"priority", required_argument, 0, CLI_OPT_PRIO},                                     \
   {"wait-timeout", required_argument, 0, CLI_OPT_WAITTO}
 struct option;
-struct option *cli_session_longopts(const struct option *own, size_t n);
+const struct option *cli_session_longopts(const struct option *own, size_t n);
 /* Takes getopt_long's ch (and -D) when it is a shared option: 1; 0 when
  * it is not one; -1 after saying "ktune CMD: ..." what is wrong. */
 int cli_session_option(cli_session_opts *o, const char *cmd, int ch, const char *arg);

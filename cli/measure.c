@@ -333,14 +333,8 @@ int cmd_measure(int argc, char **argv) {
   cli_session_defaults(&o, argc);
   o.strategy = "external"; /* no tuner: the configs are ours */
   o.trials = 0;
-  static const struct option none[] = {{0, 0, 0, 0}};
-  struct option *opts = cli_session_longopts(none, 0);
+  const struct option *opts = cli_session_longopts(NULL, 0);
   int ch, rc = EXIT_USAGE;
-  if (!opts || !o.defines) {
-    fprintf(stderr, "ktune measure: out of memory\n");
-    rc = EXIT_FAIL;
-    goto out;
-  }
   while ((ch = getopt_long(argc, argv, "D:h", opts, NULL)) != -1) {
     int shared = cli_session_option(&o, "measure", ch, optarg);
     if (shared < 0) goto out;
@@ -364,7 +358,6 @@ int cmd_measure(int argc, char **argv) {
   rc = cli_session_run("measure", &o, stderr, run_measure, &j);
   task_free(&t);
 out:
-  free(opts);
   cli_session_opts_free(&o);
   return rc;
 }

@@ -35,18 +35,20 @@ void cli_session_opts_free(cli_session_opts *o) {
   o->defines = NULL;
 }
 
-struct option *cli_session_longopts(const struct option *own, size_t n) {
+const struct option *cli_session_longopts(const struct option *own, size_t n) {
   static const struct option shared[] = {CLI_SESSION_OPTIONS, {"help", no_argument, 0, 'h'}};
-  size_t ns = sizeof(shared) / sizeof(shared[0]);
-  struct option *all = calloc(n + ns + TIMING_NOPTS + 1, sizeof(*all));
-  if (!all) return NULL;
-  memcpy(all, own, n * sizeof(*own));
+  enum { NSHARED = sizeof(shared) / sizeof(shared[0]), NOWN = 16 };
+  static struct option all[NOWN + NSHARED + TIMING_NOPTS + 1];
+  size_t ns = NSHARED;
+  if (n > NOWN) abort(); /* a command with more options: raise NOWN */
+  if (n) memcpy(all, own, n * sizeof(*own));
   memcpy(all + n, shared, sizeof(shared));
   for (int i = 0; i < TIMING_NOPTS; i++)
     all[n + ns + (size_t)i] =
         (struct option){timing_fields[i].option,
                         timing_fields[i].arg ? required_argument : no_argument, 0,
                         CLI_OPT_TIMING + i};
+  all[n + ns + TIMING_NOPTS] = (struct option){0, 0, 0, 0};
   return all;
 }
 

@@ -273,13 +273,8 @@ int cmd_tune(int argc, char **argv) {
       {"seed", required_argument, 0, OPT_SEED}, {"batch", required_argument, 0, OPT_BATCH},
       {"detach", no_argument, 0, OPT_DETACH},
       {"replay", required_argument, 0, OPT_REPLAY}, {"resume", required_argument, 0, OPT_RESUME}};
-  struct option *opts = cli_session_longopts(own, sizeof(own) / sizeof(own[0]));
+  const struct option *opts = cli_session_longopts(own, sizeof(own) / sizeof(own[0]));
   int ch, rc = EXIT_USAGE;
-  if (!opts) {
-    fprintf(stderr, "ktune tune: out of memory\n");
-    rc = EXIT_FAIL;
-    goto out;
-  }
   while ((ch = getopt_long(argc, argv, "D:h", opts, NULL)) != -1) {
     int shared = cli_session_option(&o, "tune", ch, optarg);
     if (shared < 0) goto out;
@@ -359,7 +354,6 @@ int cmd_tune(int argc, char **argv) {
   }
   task_free(&t);
 out:
-  free(opts);
   cli_session_opts_free(&o);
   return rc;
 }

@@ -568,6 +568,13 @@ static int resume_one(void *ctx, int64_t id, const void *spec, size_t len, const
   s->state = WIRE_SESSION(RUNNING);
   s->started_ms = uv_now(t->loop);
   session_link(t, s);
+  if (!s->tu) {
+    /* An external session's configs came from its client, gone with the
+     * old tracker. */
+    session_end(t, s, WIRE_SESSION(CANCELLED), "its client (ktune measure) left when the "
+                                               "tracker stopped");
+    return 0;
+  }
   uint32_t queued;
   if (restore_session(t, s, &queued) < 0) {
     log_error(WHO, "session %llu cannot restore its search; marking it failed",

@@ -33,6 +33,25 @@ void proc_tmpdir(char *buf, size_t len) {
   }
 }
 
+void proc_write_file(const char *path, const char *text) {
+  FILE *f = fopen(path, "w");
+  if (!f) {
+    perror(path);
+    abort();
+  }
+  fputs(text, f);
+  fclose(f);
+}
+
+void proc_read_file(const char *path, char *buf, size_t len) {
+  buf[0] = 0;
+  FILE *f = fopen(path, "r");
+  if (!f) return;
+  size_t n = fread(buf, 1, len - 1, f);
+  buf[n] = 0;
+  fclose(f);
+}
+
 pid_t proc_start(char *const argv[], const char *log_path) {
   pid_t parent = getpid();
   pid_t pid = fork();

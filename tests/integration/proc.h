@@ -28,4 +28,10 @@ void proc_sleep_ms(long ms);
 /* A fresh folder under /tmp. */
 void proc_tmpdir(char *buf, size_t len);
 
+/* Writes text to path (aborts when it cannot). */
+void proc_write_file(const char *path, const char *text);
+/* The whole of a file, at most len - 1 bytes (a client's output so far);
+ * "" when there is none. */
+void proc_read_file(const char *path, char *buf, size_t len);
+
 #endif

@@ -14,23 +14,6 @@
 #include "tests/integration/harness.h"
 #include "tests/test.h"
 
-static void write_text(const char *path, const char *text) {
-  FILE *f = fopen(path, "w");
-  if (!f) TEST_FAIL("cannot write %s", path);
-  fputs(text, f);
-  fclose(f);
-}
-
-/* The whole of a file (a client's output so far). */
-static void read_text(const char *path, char *buf, size_t len) {
-  buf[0] = 0;
-  FILE *f = fopen(path, "r");
-  if (!f) return;
-  size_t n = fread(buf, 1, len - 1, f);
-  buf[n] = 0;
-  fclose(f);
-}
-
 static double mono_s(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -43,7 +26,7 @@ static double wait_text(const farm *f, const char *path, const char *text, int t
   static char buf[1 << 16];
   double t0 = mono_s();
   for (;;) {
-    read_text(path, buf, sizeof(buf));
+    proc_read_file(path, buf, sizeof(buf));
     if (strstr(buf, text)) return mono_s() - t0;
     if ((mono_s() - t0) * 1e3 > timeout_ms) {
       farm_print_log(f);
@@ -89,21 +72,21 @@ TEST(failures_are_named_on_the_progress_line) {
   farm_with_agents(&f, &b, &r);
   char src[512], spec[512], out[16384];
   snprintf(src, sizeof(src), "%s/rowsum.c", f.dir);
-  write_text(src, "void k(float *C, const float *A) {\n"
-                  "  for (long i = 0; i < N; i += U) C[i] = A[i];\n"
-                  "  not_declared_anywhere(C);\n"
-                  "  this is not C;\n"
-                  "}\n"
-                  "void k_ref(float *C, const float *A) { (void)C; (void)A; }\n");
+  proc_write_file(src, "void k(float *C, const float *A) {\n"
+                       "  for (long i = 0; i < N; i += U) C[i] = A[i];\n"
+                       "  not_declared_anywhere(C);\n"
+                       "  this is not C;\n"
+                       "}\n"
+                       "void k_ref(float *C, const float *A) { (void)C; (void)A; }\n");
   snprintf(spec, sizeof(spec), "%s/rowsum.json", f.dir);
-  write_text(spec, "{\"name\": \"rowsum\", \"source\": \"rowsum.c\", \"entry\": \"k\", "
-                   "\"reference\": \"k_ref\",\n"
-                   " \"constants\": {\"N\": 1024},\n"
-                   " \"args\": [{\"name\": \"C\", \"type\": \"float\", \"count\": \"N\", "
-                   "\"output\": true},\n"
-                   "          {\"name\": \"A\", \"type\": \"float\", \"count\": \"N\"}],\n"
-                   " \"knobs\": {\"U\": [1, 2, 4, 8, 16, 32, 64, 128]},\n"
-                   " \"flops\": \"N\"}\n");
+  proc_write_file(spec, "{\"name\": \"rowsum\", \"source\": \"rowsum.c\", \"entry\": \"k\", "
+                        "\"reference\": \"k_ref\",\n"
+                        " \"constants\": {\"N\": 1024},\n"
+                        " \"args\": [{\"name\": \"C\", \"type\": \"float\", \"count\": \"N\", "
+                        "\"output\": true},\n"
+                        "          {\"name\": \"A\", \"type\": \"float\", \"count\": \"N\"}],\n"
+                        " \"knobs\": {\"U\": [1, 2, 4, 8, 16, 32, 64, 128]},\n"
+                        " \"flops\": \"N\"}\n");
   char *args[] = {"tune", spec, "--trials", "8", "--batch", "4", "--key", "k", NULL};
   int rc = farm_ktune(&f, out, sizeof(out), 60000, args);
   if (rc != 1) {
@@ -213,7 +196,7 @@ TEST(ctrl_c_cancels_the_followed_session) {
   farm_wait_busy(&f, "r1");
   kill(c, SIGINT);
   int st = proc_stop(c, 0, 10000);
-  read_text(path, out, sizeof(out));
+  proc_read_file(path, out, sizeof(out));
   if (!WIFEXITED(st) || WEXITSTATUS(st) != 1)
     TEST_FAIL("ktune tune after Ctrl-C: status %d, not exit 1: %s", st, out);
   ASSERT_CONTAINS(out, "session 1 cancelled (Ctrl-C); use --detach to leave a session running");

@@ -17,22 +17,6 @@
 
 static char out[1 << 20], err[1 << 16];
 
-static void write_text(const char *path, const char *text) {
-  FILE *f = fopen(path, "w");
-  if (!f) TEST_FAIL("cannot write %s", path);
-  fputs(text, f);
-  fclose(f);
-}
-
-static void read_text(const char *path, char *buf, size_t len) {
-  buf[0] = 0;
-  FILE *f = fopen(path, "r");
-  if (!f) return;
-  size_t n = fread(buf, 1, len - 1, f);
-  buf[n] = 0;
-  fclose(f);
-}
-
 /* Starts `ktune measure ARGS...` (a NULL-ended list) in dir with stdin
  * from fd, stdout and stderr to dir/out and dir/err. */
 static pid_t start_measure(const char *dir, int in_fd, char *const args[]) {
@@ -62,7 +46,7 @@ static pid_t start_measure(const char *dir, int in_fd, char *const args[]) {
 static int measure_run(const char *dir, const char *input, char *const args[], int timeout_ms) {
   char in[300];
   snprintf(in, sizeof(in), "%s/in", dir);
-  write_text(in, input);
+  proc_write_file(in, input);
   int fd = open(in, O_RDONLY);
   ASSERT_GE_INT(fd, 0);
   pid_t pid = start_measure(dir, fd, args);
@@ -76,8 +60,8 @@ static int measure_run(const char *dir, const char *input, char *const args[], i
   char o[300], e[300];
   snprintf(o, sizeof(o), "%s/out", dir);
   snprintf(e, sizeof(e), "%s/err", dir);
-  read_text(o, out, sizeof(out));
-  read_text(e, err, sizeof(err));
+  proc_read_file(o, out, sizeof(out));
+  proc_read_file(e, err, sizeof(err));
   if (!done) TEST_FAIL("ktune measure did not end in %d ms; stderr:\n%s", timeout_ms, err);
   return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
@@ -139,9 +123,31 @@ static void config_line(char *buf, size_t len, int i) {
            mr[i % 2], nv[i / 2 % 2], vw[i / 4 % 2], ku[i / 8 % 3]);
 }
 
-static char *const SMALL[] = {"matmul", "-D", "M=64", "-D", "N=64", "-D", "K=64", "--compiler",
-                              "tcc"};
-#define NSMALL 9
+/* The options of `ktune measure` for a small matmul on f's farm (NULL:
+ * the private local farm, history in the folder it runs in), with one
+ * more option when extra is given; args has room for 16. */
+static void small_args(char **args, const farm *f, const char *extra) {
+  char *small[] = {"matmul", "-D", "M=64", "-D", "N=64", "-D", "K=64", "--compiler", "tcc"};
+  int n = 9;
+  memcpy(args, small, sizeof(small));
+  if (f) {
+    args[n++] = "--tracker";
+    args[n++] = (char *)f->addr;
+    args[n++] = "--key";
+    args[n++] = "k";
+  } else {
+    args[n++] = "--db";
+    args[n++] = "history.db";
+  }
+  if (extra) args[n++] = (char *)extra;
+  args[n] = NULL;
+}
+
+static int measure_small(const char *dir, const farm *f, const char *input, const char *extra) {
+  char *args[16];
+  small_args(args, f, extra);
+  return measure_run(dir, input, args, 90000);
+}
 
 TEST(twenty_configs_each_answered_on_its_own_line) {
   farm f;
@@ -160,11 +166,7 @@ TEST(twenty_configs_each_answered_on_its_own_line) {
     else config_line(one, sizeof(one), i++);
     strcat(input, one);
   }
-  char *args[20];
-  memcpy(args, SMALL, sizeof(SMALL));
-  char *more[] = {"--tracker", f.addr, "--key", "k", NULL};
-  memcpy(args + NSMALL, more, sizeof(more));
-  int rc = measure_run(f.dir, input, args, 90000);
+  int rc = measure_small(f.dir, &f, input, NULL);
   if (rc != 0) {
     farm_print_log(&f);
     TEST_FAIL("ktune measure exited %d:\n%s\nstderr:\n%s", rc, out, err);
@@ -203,11 +205,7 @@ TEST(a_config_twice_is_answered_twice) {
   config_line(a, sizeof(a), 0);
   config_line(b, sizeof(b), 7);
   snprintf(input, sizeof(input), "%s%s%s\n%s", a, b, a, a);
-  char *args[16];
-  memcpy(args, SMALL, sizeof(SMALL));
-  char *more[] = {"--db", "history.db", NULL};
-  memcpy(args + NSMALL, more, sizeof(more));
-  int rc = measure_run(dir, input, args, 90000);
+  int rc = measure_small(dir, NULL, input, NULL);
   if (rc != 0) TEST_FAIL("ktune measure exited %d:\n%s\nstderr:\n%s", rc, out, err);
   /* Lines 1, 2, 3 and 5; line 4 is blank. */
   json_t *by_line[6];
@@ -229,18 +227,12 @@ TEST(a_config_twice_is_answered_twice) {
   free_lines(by_line, 5);
 
   /* Again: all from the history; with --remeasure, all measured anew. */
-  rc = measure_run(dir, input, args, 90000);
-  ASSERT_EQ_INT(rc, 0);
+  ASSERT_EQ_INT(measure_small(dir, NULL, input, NULL), 0);
   parse_lines(by_line, 5, 4);
   for (int line = 1; line <= 5; line++)
     if (line != 4) ASSERT_GT_DBL(json_integer_value(json_object_get(by_line[line], "reused_from")), 0);
   free_lines(by_line, 5);
-  char *again[16];
-  memcpy(again, args, sizeof(args));
-  again[NSMALL + 2] = "--remeasure";
-  again[NSMALL + 3] = NULL;
-  rc = measure_run(dir, input, again, 90000);
-  ASSERT_EQ_INT(rc, 0);
+  ASSERT_EQ_INT(measure_small(dir, NULL, input, "--remeasure"), 0);
   parse_lines(by_line, 5, 4);
   for (int line = 1; line <= 5; line++)
     if (line != 4) {
@@ -261,11 +253,7 @@ TEST(unknown_and_missing_knobs_and_values_off_the_list) {
       "[4,2]\n"
       "{\"MR\":\"4\",\"NV\":2,\"VW\":8,\"KU\":2,\"KC\":64,\"MC\":32,\"NC\":256}\n"
       "{\"MR\":4,\"NV\":2,\"VW\":8,\"KU\":2,\"KC\":64,\"MC\":32,\"NC\":256}";
-  char *args[16];
-  memcpy(args, SMALL, sizeof(SMALL));
-  char *more[] = {"--db", "history.db", NULL};
-  memcpy(args + NSMALL, more, sizeof(more));
-  int rc = measure_run(dir, input, args, 90000);
+  int rc = measure_small(dir, NULL, input, NULL);
   if (rc != 0) TEST_FAIL("ktune measure exited %d:\n%s\nstderr:\n%s", rc, out, err);
   json_t *by_line[7];
   parse_lines(by_line, 6, 6);
@@ -286,10 +274,8 @@ TEST(a_session_ends_when_its_client_leaves) {
   farm_wait_agent(&f, "r1", 1);
   int fds[2];
   ASSERT_EQ_INT(pipe(fds), 0);
-  char *args[20];
-  memcpy(args, SMALL, sizeof(SMALL));
-  char *more[] = {"--tracker", f.addr, "--key", "k", NULL};
-  memcpy(args + NSMALL, more, sizeof(more));
+  char *args[16];
+  small_args(args, &f, NULL);
   pid_t m = start_measure(f.dir, fds[0], args);
   close(fds[0]);
   char one[200];
@@ -300,7 +286,7 @@ TEST(a_session_ends_when_its_client_leaves) {
   snprintf(path, sizeof(path), "%s/out", f.dir);
   int answered = 0;
   for (int i = 0; i < 3000 && !answered; i++) {
-    read_text(path, out, sizeof(out));
+    proc_read_file(path, out, sizeof(out));
     answered = strstr(out, "\"line\":1,") != NULL;
     if (!answered) proc_sleep_ms(10);
   }
@@ -317,21 +303,19 @@ TEST(a_session_ends_when_its_client_leaves) {
   /* Killed: nobody can send it configs any more. */
   proc_stop(m, SIGKILL, 1000);
   close(fds[1]);
-  const char *state = NULL;
-  for (int i = 0; i < 500; i++) {
+  char state[32] = "";
+  for (int i = 0; i < 500 && (!state[0] || !strcmp(state, "running")); i++) {
+    if (i) proc_sleep_ms(20);
     st = farm_status(&f);
     s = farm_session(st, 1);
-    state = s ? json_string_value(json_object_get(s, "state")) : NULL;
-    int ended = state && strcmp(state, "running") != 0;
-    if (ended) ASSERT_EQ_STR(state, "cancelled");
+    snprintf(state, sizeof(state), "%s", s ? json_string_value(json_object_get(s, "state")) : "");
     json_decref(st);
-    if (ended) break;
-    proc_sleep_ms(20);
   }
-  if (!state || strcmp(state, "running") == 0) {
+  if (!strcmp(state, "running")) {
     farm_print_log(&f);
     TEST_FAIL("the session of a client that left still runs");
   }
+  ASSERT_EQ_STR(state, "cancelled");
   farm_stop_all(&f, b, r, 0);
 }
 

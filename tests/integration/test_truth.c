@@ -23,13 +23,6 @@ static double now_s(void) {
   return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static void write_text(const char *path, const char *text) {
-  FILE *f = fopen(path, "w");
-  if (!f) TEST_FAIL("cannot write %s", path);
-  fputs(text, f);
-  fclose(f);
-}
-
 /* Every kernel here is `k(float *C, const float *A)` over N floats, with
  * knobs U (elements per inner loop) and V (unused by the code: it only
  * widens the space). They differ in their template bytes alone, which is
@@ -67,7 +60,7 @@ static void write_task(const char *dir, const char *stem, const char *src, long 
                        char *path, size_t len) {
   char p[512];
   snprintf(p, sizeof(p), "%s/%s.c", dir, stem);
-  write_text(p, src);
+  proc_write_file(p, src);
   snprintf(path, len, "%s/%s.json", dir, stem);
   FILE *f = fopen(path, "w");
   if (!f) TEST_FAIL("cannot write %s", path);
