@@ -290,7 +290,10 @@ void session_fill(tracker *t, session *s) {
   uint32_t out = jobs_outstanding(t, s);
   int64_t vals[64];
   s->refill = 0;
-  while (!s->exhausted && s->proposed < s->trials && out < cap && s->task.nknobs <= 64) {
+  /* A search about to learn would rather wait for results than guess
+   * (tuner_ahead); a job's end calls this again. */
+  while (!s->exhausted && s->proposed < s->trials && out < cap && out < tuner_ahead(s->tu) &&
+         s->task.nknobs <= 64) {
     uint64_t idx;
     /* A bounded look per turn: a sparse space cannot stall the loop. */
     int rc = s->ext ? external_next(s, vals, &idx) /* the configs its client sent */

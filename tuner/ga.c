@@ -214,12 +214,20 @@ static int ga_new(const space *sp, uint64_t seed, void **state) {
   return 0;
 }
 
+/* Until it can breed, random guesses beyond the results it needs would
+ * fill the farm's queue with configs bred from nothing. */
+static uint32_t ga_ahead(const void *state) {
+  const ga *g = state;
+  return g->npop < START ? (uint32_t)(START - g->npop) : UINT32_MAX;
+}
+
 const tuner_strategy tuner_ga = {
     .new = ga_new,
     .step = ga_step,
     .observe = ga_observe,
     .restore = ga_restore,
     .prior = ga_restore,
+    .ahead = ga_ahead,
     .note = ga_note,
     .describe = ga_describe,
     .free = ga_free,

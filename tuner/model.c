@@ -400,6 +400,16 @@ static int model_train(void *state) {
   return 0;
 }
 
+/* Before the first training, guesses beyond the results it needs are
+ * wasted; with a plan spent and nothing new to learn from, a plan's worth
+ * of results is worth waiting for. */
+static uint32_t model_ahead(const void *state) {
+  const model_search *m = state;
+  if (!m->trained_on) return m->ok < MIN_TRAIN ? MIN_TRAIN - m->ok : 1;
+  if (m->plan_at < m->nplan || m->plan_random) return UINT32_MAX;
+  return PLAN_MODEL + PLAN_RANDOM;
+}
+
 static void model_describe(const void *state, char *out, size_t len) {
   const model_search *m = state;
   if (m->err[0])
@@ -453,6 +463,7 @@ const tuner_strategy tuner_model = {
     .restore = model_restore,
     .prior = model_restore,
     .train = model_train,
+    .ahead = model_ahead,
     .note = model_note,
     .describe = model_describe,
     .free = model_free,

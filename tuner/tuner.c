@@ -120,6 +120,12 @@ int tuner_uses_prior(const tuner *t) {
   return t && t->st->prior;
 }
 
+uint32_t tuner_ahead(const tuner *t) {
+  if (!t || !t->st->ahead) return UINT32_MAX;
+  uint32_t n = t->st->ahead(t->state);
+  return n ? n : 1;
+}
+
 void tuner_describe(const tuner *t, char *out, size_t len) {
   if (!len) return;
   out[0] = 0;

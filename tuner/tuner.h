@@ -54,6 +54,11 @@ typedef struct {
    * run on another thread, so it touches only what step set aside for it;
    * observe may be called meanwhile. NULL: the strategy never asks. */
   int (*train)(void *state);
+  /* How many proposals may wait for their results before more are worth
+   * making: a search about to learn from results would otherwise fill
+   * the farm's queue with guesses. The caller keeps at least one trial
+   * in flight whatever it says. NULL: no limit. */
+  uint32_t (*ahead)(const void *state);
   /* A short human note on what the search met, or NULL. May be NULL. */
   const char *(*note)(const void *state);
   /* What the search is doing, in words for the progress line ("ga:
@@ -109,6 +114,10 @@ int tuner_restore(tuner *t, const tuner_trial *trials, size_t n);
 int tuner_prior(tuner *t, const tuner_trial *trials, size_t n);
 /* 1 when the strategy learns from prior trials. */
 int tuner_uses_prior(const tuner *t);
+
+/* Proposals worth having in flight now (the strategy's ahead; UINT32_MAX
+ * when it sets no limit, at least 1). */
+uint32_t tuner_ahead(const tuner *t);
 
 /* The strategy's words on what it is doing, "" when none (see describe). */
 void tuner_describe(const tuner *t, char *out, size_t len);

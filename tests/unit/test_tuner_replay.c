@@ -189,7 +189,39 @@ TEST(the_model_says_what_it_does) {
   tuner_free(tu);
 }
 
+/* A search about to learn asks for no more guesses in flight than the
+ * results it needs; random and grid set no limit. */
+TEST(learning_searches_wait_for_results_rather_than_guess) {
+  load();
+  const char *strategies[] = {"model", "ga", "random", "grid"};
+  for (size_t k = 0; k < 4; k++) {
+    tuner *tu;
+    ASSERT_EQ_INT(tuner_new(strategies[k], &rec.sp, 4, &tu, NULL, 0), 0);
+    if (k >= 2) {
+      ASSERT_EQ_U64(tuner_ahead(tu), UINT32_MAX);
+      tuner_free(tu);
+      continue;
+    }
+    ASSERT_EQ_U64(tuner_ahead(tu), 8);
+    int64_t v[16];
+    uint64_t index;
+    for (int i = 0; i < 3; i++) {
+      ASSERT_EQ_INT(tuner_next(tu, v, &index), 0);
+      answer(tu, index, v);
+    }
+    ASSERT_EQ_U64(tuner_ahead(tu), 5);
+    for (int i = 0; i < 6; i++) {
+      ASSERT_EQ_INT(tuner_next(tu, v, &index), 0);
+      answer(tu, index, v);
+    }
+    /* learning now: a plan in hand (model) or a population (ga) */
+    ASSERT(tuner_ahead(tu) > 8);
+    tuner_free(tu);
+  }
+}
+
 TEST_LIST(TEST_ENTRY(model_needs_a_third_of_randoms_trials),
           TEST_ENTRY(a_seed_gives_the_same_proposals),
           TEST_ENTRY(a_second_session_starts_where_the_first_left_off),
-          TEST_ENTRY(the_model_says_what_it_does))
+          TEST_ENTRY(the_model_says_what_it_does),
+          TEST_ENTRY(learning_searches_wait_for_results_rather_than_guess))
