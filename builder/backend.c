@@ -41,6 +41,7 @@ typedef struct {
   uint64_t job_id;
   backend_done_fn done;
   void *data;
+  char reference[65]; /* to name it when the compiler finds a knob in it */
 } backend_cc;
 
 static void backend_maybe_free(backend *b) {
@@ -77,7 +78,11 @@ static void backend_cc_done(void *data, const cc_result *cr) {
   backend_cc *c = data;
   backend_result r = {c->job_id, cr->status, cr->error, cr->so, cr->solen, cr->seconds,
                       cr->compiler_id};
+  size_t len = (cr->error ? strlen(cr->error) : 0) + 256;
+  char *why = strcmp(cr->status, "COMPILE_ERROR") == 0 ? malloc(len) : NULL;
+  if (why && codegen_reference_error(c->reference, cr->error, why, len)) r.error = why;
   c->done(c->data, &r);
+  free(why);
   free(c);
 }
 
@@ -153,11 +158,13 @@ int backend_build(backend *b, const Ktune__BuildJob *j, backend_done_fn done, vo
     defs[i].name = j->defines[i] ? j->defines[i]->name : NULL;
     defs[i].value = j->defines[i] ? j->defines[i]->value : 0;
   }
-  char *src = codegen_source(j->task, j->source, defs, j->n_defines);
+  char *src = codegen_source_guarded(j->task, j->source, defs, j->n_defines, j->reference,
+                                     j->knobs, w->diag, sizeof w->diag);
   free(defs);
   if (!src) {
-    snprintf(w->diag, sizeof w->diag,
-             "a knob or constant name is not a C identifier, or appears twice");
+    if (!w->diag[0])
+      snprintf(w->diag, sizeof w->diag,
+               "a knob or constant name is not a C identifier, or appears twice");
     return backend_fail(b, w);
   }
   /* tcc only makes code for the CPU it runs on. */
@@ -185,6 +192,7 @@ int backend_build(backend *b, const Ktune__BuildJob *j, backend_done_fn done, vo
   c->job_id = j->job_id;
   c->done = done;
   c->data = data;
+  snprintf(c->reference, sizeof c->reference, "%s", j->reference ? j->reference : "");
   int rc = tcc ? cc_build_tcc(b->cc, src, j->timeout_ms, backend_cc_done, c)
                : cc_build(b->cc, j->compiler, src, j->target_arch, j->timeout_ms,
                           backend_cc_done, c);

@@ -102,27 +102,39 @@ static const agent_role role = {busy, stop_now};
 static void usage(FILE *f) {
   fprintf(f, "usage: ktune-builder --tracker HOST:PORT [--jobs N] [--name NAME]\n"
              "                     [--token-file PATH] [--allow-compiler PATTERN]...\n"
+             "                     [--allow-any-compiler] [--build-mem-limit-mb N]\n"
+             "                     [--build-read-dir DIR]...\n"
+             "       ktune-builder --version | --help\n"
              "\n"
              "Compiles candidates for a ktune tracker: with libtcc in process (--compiler\n"
              "tcc), or by running the compiler command a session names (--compiler\n"
              "\"gcc -O3 -march=native\"), which must be installed here.\n"
-             "  --tracker HOST:PORT  the tracker to serve (or KTUNE_TRACKER)\n"
+             "  --tracker HOST:PORT  the tracker to serve (default: KTUNE_TRACKER; one of the\n"
+             "                       two is required)\n"
              "  --jobs N             candidates built at once (default 1); external\n"
              "                       compilers run as N processes, tcc one at a time\n"
              "  --name NAME          name shown in `ktune status` (default HOST-PID); with a\n"
              "                       token, the name the token was issued to\n"
-             "  --token-file PATH    this builder's token (or KTUNE_TOKEN, KTUNE_TOKEN_FILE)\n"
+             "  --token-file PATH    this builder's token (default: KTUNE_TOKEN, else the file\n"
+             "                       KTUNE_TOKEN_FILE names; none)\n"
              "  --allow-compiler PATTERN\n"
              "                       also run compilers whose name (or path) matches PATTERN\n"
              "                       ('*' stops at '/'); by default: cc, gcc, clang, gcc-N,\n"
              "                       clang-N, *-gcc, *-gcc-N, *-clang, found on the PATH\n"
              "  --allow-any-compiler run any command a session names, with any flags: only\n"
              "                       where everyone who can submit a session may run\n"
-             "                       programs on this machine (docs/TASKS.md)\n"
+             "                       programs on this machine (docs/TASKS.md; default off)\n"
              "  --build-mem-limit-mb N\n"
-             "                       address space one compile may use (default 1024)\n"
+             "                       address space one compile may use, 64 to 1048576\n"
+             "                       (default %d)\n"
              "  --build-read-dir DIR also let compilers read DIR (a toolchain outside /usr;\n"
-             "                       builds see only the toolchain: docs/SECURITY.md)\n");
+             "                       builds see only the toolchain: docs/SECURITY.md; default:\n"
+             "                       none)\n"
+             "  --version            print the version and exit\n"
+             "KTUNE_DEBUG set in the environment adds debug lines to the log.\n"
+             "Exit status: 0 after SIGTERM or SIGINT, 2 for a usage error or a login the\n"
+             "tracker keeps refusing, 1 for another failure.\n",
+          JAIL_DEFAULT_MEM_MB);
 }
 
 int main(int argc, char **argv) {
@@ -140,7 +152,7 @@ int main(int argc, char **argv) {
   cc_policy policy = {allow, 0, 0};
   const char *read_dirs[MAX_ALLOW];
   jail_opts limits = {0, read_dirs, 0};
-  enum { OPT_TOKEN = 256, OPT_ALLOW, OPT_ANY, OPT_MEM, OPT_READ };
+  enum { OPT_TOKEN = 256, OPT_ALLOW, OPT_ANY, OPT_MEM, OPT_READ, OPT_VERSION };
   static const struct option opts[] = {{"tracker", required_argument, 0, 't'},
                                        {"jobs", required_argument, 0, 'j'},
                                        {"name", required_argument, 0, 'n'},
@@ -149,8 +161,11 @@ int main(int argc, char **argv) {
                                        {"allow-any-compiler", no_argument, 0, OPT_ANY},
                                        {"build-mem-limit-mb", required_argument, 0, OPT_MEM},
                                        {"build-read-dir", required_argument, 0, OPT_READ},
+                                       {"version", no_argument, 0, OPT_VERSION},
                                        {"help", no_argument, 0, 'h'},
                                        {0, 0, 0, 0}};
+  /* getopt's messages start with argv[0]: the program, not its path. */
+  argv[0] = "ktune-builder";
   int c;
   while ((c = getopt_long(argc, argv, "t:j:n:h", opts, NULL)) != -1) {
     switch (c) {
@@ -196,6 +211,7 @@ int main(int argc, char **argv) {
       read_dirs[limits.nread_dirs++] = optarg;
       break;
     case 'h': usage(stdout); return 0;
+    case OPT_VERSION: printf("ktune-builder %s\n", KTUNE_VERSION); return 0;
     default: usage(stderr); return 2;
     }
   }

@@ -51,6 +51,12 @@ enum { CLI_OPT_TRACKER = 1000, CLI_OPT_TOKEN_FILE };
   {"tracker", required_argument, 0, CLI_OPT_TRACKER},         \
   {"token-file", required_argument, 0, CLI_OPT_TOKEN_FILE}
 #define CLI_DIAL_USAGE "[--tracker HOST:PORT] [--token-file PATH]"
+/* Their --help lines, for the commands that dial the default tracker. */
+#define CLI_DIAL_HELP                                                                   \
+  "  --tracker HOST:PORT  the tracker (default: KTUNE_TRACKER, else\n"                    \
+  "                       " ADDR_DEFAULT_TRACKER ")\n"                                      \
+  "  --token-file PATH    your token for a farm with tokens (default: KTUNE_TOKEN,\n"     \
+  "                       else the file KTUNE_TOKEN_FILE names; none)\n"
 
 /* Records the value of CLI_OPT_TRACKER or CLI_OPT_TOKEN_FILE. */
 void cli_dial_option(cli_dial *d, int ch, const char *arg);
@@ -121,7 +127,7 @@ typedef struct {
   Ktune__Timing timing;    /* 0: the tracker fills in the default */
   int remeasure;
   uint64_t seed;
-  int seed_set, check, detach;
+  int seed_set, check, detach, verbose;
 } cli_session_opts;
 
 /* The defaults; defines gets room for argc of them. */
@@ -182,11 +188,14 @@ int cmd_cancel(int argc, char **argv);
 int cmd_sessions(int argc, char **argv);
 int cmd_token(int argc, char **argv);
 
-/* Prints a session's progress until it ends (only the final line when
- * quiet); returns the exit code: 0 when it ended done with a result, or
+/* Prints a session's progress until it ends (only the final line with
+ * CLI_FOLLOW_QUIET; the search's time too with CLI_FOLLOW_VERBOSE);
+ * returns the exit code: 0 when it ended done with a result, or
  * CLI_INTERRUPTED when c->stop cut the wait short. */
 #define CLI_INTERRUPTED (-4)
-int cli_follow(client *c, uint64_t id, int quiet);
+#define CLI_FOLLOW_QUIET 1
+#define CLI_FOLLOW_VERBOSE 2
+int cli_follow(client *c, uint64_t id, int how);
 
 /* Asks a tracker for its status; *reply is freed with wire_free. */
 int cli_fetch_status(const cli_dial *d, Ktune__Envelope **reply, char *err, size_t errlen);

@@ -85,8 +85,12 @@ int farm_start(farm *f, const char *db_path, const char *replay, char *err, size
     snprintf(err, errlen, "cannot create %s: %s", log_file, strerror(errno));
     return -1;
   }
+  /* A tracker's knob limits keep one client from loading a shared farm;
+   * this one has no other client, so it takes any space a spec may hold
+   * (common/task_int.h: 64 knobs of 65536 values). */
   char *targv[] = {tracker, "--listen", "127.0.0.1:0", "--db", (char *)db_path,
-                   "--port-file", port_file, replay ? "--replay" : NULL, (char *)replay, NULL};
+                   "--port-file", port_file, "--max-knobs", "64", "--max-values", "65536",
+                   replay ? "--replay" : NULL, (char *)replay, NULL};
   f->tracker = spawn(tracker, targv, log_fd);
   if (f->tracker < 0) {
     snprintf(err, errlen, "cannot start %s", tracker);

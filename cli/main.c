@@ -24,12 +24,28 @@ static const struct {
 };
 
 static void usage(FILE *f) {
-  fprintf(f, "usage: ktune COMMAND [OPTIONS]   (ktune COMMAND --help for its options)\n\n");
+  fprintf(f, "usage: ktune COMMAND [OPTIONS]   (ktune COMMAND --help for its options)\n"
+             "       ktune --version | --help\n\n");
   for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
     fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].help);
-  fprintf(f, "\nKTUNE_TRACKER stands for --tracker HOST:PORT. Against a farm with tokens, the\n"
-             "token is --token-file PATH, else KTUNE_TOKEN, else the file KTUNE_TOKEN_FILE\n"
-             "names; KTUNE_USER is the name it was issued to (default: your login name).\n");
+  fprintf(f,
+          "\nEnvironment:\n"
+          "  KTUNE_TRACKER     HOST:PORT, when --tracker is not given (default: tune and\n"
+          "                    measure run a private local farm, export reads --db; status,\n"
+          "                    sessions, wait, attach and cancel dial " ADDR_DEFAULT_TRACKER ")\n"
+          "  KTUNE_TOKEN       your token for a farm with tokens, when --token-file is not\n"
+          "                    given (default: none)\n"
+          "  KTUNE_TOKEN_FILE  a file holding it, when neither --token-file nor KTUNE_TOKEN\n"
+          "                    is given\n"
+          "  KTUNE_USER        the name you log in as, the one your token was issued to\n"
+          "                    (default: $USER, else your login name)\n"
+          "  KTUNE_TASKS       the folder of the built-in task specs (default:\n"
+          "                    %s%s%s)\n"
+          "  TMPDIR            where the local farm keeps its port file and log (default\n"
+          "                    /tmp)\n"
+          "  KTUNE_DEBUG       when set, the local farm's programs log debug lines too\n"
+          "\nExit status: 0 success, 1 runtime failure, 2 usage error.\n",
+          KTUNE_TASKS_DIR, *KTUNE_TASKS_INSTALL_DIR ? ", then " : "", KTUNE_TASKS_INSTALL_DIR);
 }
 
 int main(int argc, char **argv) {
@@ -48,8 +64,15 @@ int main(int argc, char **argv) {
     printf("ktune %s\n", KTUNE_VERSION);
     return EXIT_OK;
   }
-  for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-    if (strcmp(argv[1], commands[i].name) == 0) return commands[i].fn(argc - 1, argv + 1);
+  for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+    if (strcmp(argv[1], commands[i].name) != 0) continue;
+    /* getopt names argv[0] in its messages: "ktune wait: unrecognized
+     * option", not "wait: ...", for every command alike. */
+    static char prog[32];
+    snprintf(prog, sizeof(prog), "ktune %s", commands[i].name);
+    argv[1] = prog;
+    return commands[i].fn(argc - 1, argv + 1);
+  }
   fprintf(stderr, "ktune: unknown command '%s'\n\n", argv[1]);
   usage(stderr);
   return EXIT_USAGE;

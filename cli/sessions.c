@@ -11,9 +11,33 @@
 /* Session ids are SQLite row ids: positive and below 2^63. */
 #define SESSION_ID_MAX ((uint64_t)INT64_MAX)
 
+/* What wait, attach and cancel say after their synopsis. */
+#define EXIT_FOLLOW                                                                        \
+  "Exit status: 0 when the session ended done with a best config; 1 when it failed,\n"     \
+  "was cancelled, measured no config successfully, or the tracker could not be\n"          \
+  "reached or refused (no such session); 2 for a usage error.\n"
+static const char wait_help[] =
+    "Waits for session ID to end, printing nothing meanwhile; then prints its last\n"
+    "progress line and, when it is done, its best config (as `ktune tune` ends).\n"
+    "Interrupting wait leaves the session running.\n" CLI_DIAL_HELP "\n" EXIT_FOLLOW;
+static const char attach_help[] =
+    "Follows session ID: prints what it waits for and a progress line per finished\n"
+    "batch, then its last line and, when it is done, its best config (as `ktune\n"
+    "tune` does). Ctrl-C stops following and leaves the session running (`ktune\n"
+    "cancel ID` stops it).\n" CLI_DIAL_HELP "\n" EXIT_FOLLOW;
+static const char cancel_help[] =
+    "Stops session ID (yours, or any with an admin token): its queued jobs are\n"
+    "dropped and the trials recorded so far stay in the history. Prints\n"
+    "\"session ID cancelled after N of M trials\".\n" CLI_DIAL_HELP "\n"
+    "Exit status: 0 when it was cancelled; 1 when it had already ended, is not\n"
+    "yours, does not exist, or the tracker could not be reached; 2 for a usage\n"
+    "error.\n";
+
 /* Parses `ktune CMD ID [--tracker HOST:PORT] [--token-file PATH]`: 0, 1
- * after --help, -1 on a usage error (said). */
-static int parse_id_args(const char *cmd, int argc, char **argv, uint64_t *id, cli_dial *d) {
+ * after --help (help: what follows the synopsis), -1 on a usage error
+ * (said). */
+static int parse_id_args(const char *cmd, const char *help, int argc, char **argv, uint64_t *id,
+                         cli_dial *d) {
   static const struct option opts[] = {CLI_DIAL_OPTIONS, {"help", no_argument, 0, 'h'},
                                        {0, 0, 0, 0}};
   int ch;
@@ -21,7 +45,7 @@ static int parse_id_args(const char *cmd, int argc, char **argv, uint64_t *id, c
   while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
     switch (ch) {
     case CLI_OPT_TRACKER: case CLI_OPT_TOKEN_FILE: cli_dial_option(d, ch, optarg); break;
-    case 'h': printf("usage: ktune %s ID " CLI_DIAL_USAGE "\n", cmd); return 1;
+    case 'h': printf("usage: ktune %s ID " CLI_DIAL_USAGE "\n\n%s", cmd, help); return 1;
     default: return -1;
     }
   }
@@ -37,10 +61,10 @@ static int parse_id_args(const char *cmd, int argc, char **argv, uint64_t *id, c
   return cli_dial_settle(d, cmd, CLI_LOCAL_TRACKER);
 }
 
-static int watch(const char *cmd, int argc, char **argv, int quiet) {
+static int watch(const char *cmd, const char *help, int argc, char **argv, int quiet) {
   uint64_t id;
   cli_dial d = {0};
-  int rc = parse_id_args(cmd, argc, argv, &id, &d);
+  int rc = parse_id_args(cmd, help, argc, argv, &id, &d);
   if (rc) return rc > 0 ? EXIT_OK : EXIT_USAGE;
   char err[512];
   client c;
@@ -55,20 +79,20 @@ static int watch(const char *cmd, int argc, char **argv, int quiet) {
     fprintf(stderr, "ktune %s: %s\n", cmd, err);
     rc = EXIT_FAIL;
   } else {
-    rc = cli_follow(&c, id, quiet);
+    rc = cli_follow(&c, id, quiet ? CLI_FOLLOW_QUIET : 0);
   }
   client_close(&c);
   return rc;
 }
 
-int cmd_wait(int argc, char **argv) { return watch("wait", argc, argv, 1); }
+int cmd_wait(int argc, char **argv) { return watch("wait", wait_help, argc, argv, 1); }
 
-int cmd_attach(int argc, char **argv) { return watch("attach", argc, argv, 0); }
+int cmd_attach(int argc, char **argv) { return watch("attach", attach_help, argc, argv, 0); }
 
 int cmd_cancel(int argc, char **argv) {
   uint64_t id;
   cli_dial d = {0};
-  int rc = parse_id_args("cancel", argc, argv, &id, &d);
+  int rc = parse_id_args("cancel", cancel_help, argc, argv, &id, &d);
   if (rc) return rc > 0 ? EXIT_OK : EXIT_USAGE;
   char err[512];
   client c;
@@ -101,7 +125,15 @@ int cmd_sessions(int argc, char **argv) {
   while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
     switch (ch) {
     case CLI_OPT_TRACKER: case CLI_OPT_TOKEN_FILE: cli_dial_option(&d, ch, optarg); break;
-    case 'h': printf("usage: ktune sessions " CLI_DIAL_USAGE "\n"); return EXIT_OK;
+    case 'h':
+      printf("usage: ktune sessions " CLI_DIAL_USAGE "\n\n"
+             "Prints a tracker's sessions, one line each: the unfinished ones and the last\n"
+             "few that ended (ID, owner, task, key, strategy, state, trials done/asked,\n"
+             "failed trials, best GFLOPS), and under a session what it waits for or why\n"
+             "it ended.\n" CLI_DIAL_HELP "\n"
+             "Exit status: 0 when the tracker answered; 1 when it could not be reached or\n"
+             "refused; 2 for a usage error.\n");
+      return EXIT_OK;
     default: return EXIT_USAGE;
     }
   }

@@ -1,15 +1,27 @@
 /* ktune status: what a running tracker holds: agents, keys, sessions. */
 #include <getopt.h>
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "cli/cli.h"
 #include "common/wire.h"
 
+/* Seconds to the millisecond, the resolution the tracker measures them
+ * in: 0.123, not 0.12299999999999999. */
+static json_t *json_seconds(double s) { return json_real(round(s * 1e3) / 1e3); }
+
+/* A runner's device; NULL for an agent that reported none (a builder). */
+static json_t *json_device(const Ktune__AgentInfo *a) {
+  if (!a->cpu_model[0] && !a->cores && !a->kernel[0]) return NULL;
+  return json_pack("{s:s, s:i, s:s, s:s, s:s}", "cpu", a->cpu_model, "cores", (int)a->cores,
+                   "kernel", a->kernel, "governor", a->governor, "ktune", a->version);
+}
+
 static void print_json(const Ktune__StatusReply *r) {
   json_t *o = json_object();
-  json_object_set_new(o, "uptime_s", json_real(r->uptime_s));
+  json_object_set_new(o, "uptime_s", json_seconds(r->uptime_s));
   json_t *agents = json_array();
   for (size_t i = 0; i < r->n_agents; i++) {
     const Ktune__AgentInfo *a = r->agents[i];
@@ -17,16 +29,17 @@ static void print_json(const Ktune__StatusReply *r) {
     for (size_t k = 0; k < a->n_jobs; k++) json_array_append_new(jobs, json_integer((json_int_t)a->jobs[k]));
     json_t *backends = json_array();
     for (size_t k = 0; k < a->n_backends; k++) json_array_append_new(backends, json_string(a->backends[k]));
-    json_array_append_new(agents,
-        json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:i, s:i, s:o, s:f, s:o, s:s, "
-                  "s:{s:s, s:i, s:s, s:s, s:s}}",
+    json_t *agent =
+        json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:i, s:i, s:o, s:o, s:o, s:s}",
                   "role", wire_role_name(a->role), "name", a->name, "key", a->key, "host", a->host,
                   "state", a->state, "arch", a->arch, "id", (json_int_t)a->id, "trials_done",
                   (int)a->trials_done, "trials_failed", (int)a->trials_failed, "jobs", jobs,
-                  "last_heard_s", a->last_heard_s, "backends", backends, "quarantine",
-                  a->quarantine, "device", "cpu",
-                  a->cpu_model, "cores", (int)a->cores, "kernel", a->kernel, "governor",
-                  a->governor, "ktune", a->version));
+                  "last_heard_s", json_seconds(a->last_heard_s), "backends", backends,
+                  "quarantine", a->quarantine);
+    json_t *device = json_device(a);
+    if (agent && device) json_object_set_new(agent, "device", device);
+    else json_decref(device);
+    json_array_append_new(agents, agent);
   }
   json_object_set_new(o, "agents", agents);
   json_t *keys = json_array();
@@ -50,7 +63,8 @@ static void print_json(const Ktune__StatusReply *r) {
                   "owner", s->owner, "priority", (int)s->priority, "message", s->message));
   }
   json_object_set_new(o, "sessions", sessions);
-  char *txt = json_dumps(o, JSON_COMPACT);
+  /* 15 digits print a value rounded to the millisecond as it reads. */
+  char *txt = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(15));
   printf("%s\n", txt);
   free(txt);
   json_decref(o);
@@ -132,8 +146,15 @@ int cmd_status(int argc, char **argv) {
     case CLI_OPT_TRACKER: case CLI_OPT_TOKEN_FILE: cli_dial_option(&d, ch, optarg); break;
     case 'j': json = 1; break;
     case 'h':
-      printf("usage: ktune status " CLI_DIAL_USAGE " [--json]\n"
-             "A tracker's agents, device keys and sessions (default tracker " ADDR_DEFAULT_TRACKER ").\n");
+      printf("usage: ktune status " CLI_DIAL_USAGE " [--json]\n\n"
+             "Prints a tracker's uptime, its agents (role, name, key, host, state, the job\n"
+             "held, trials ok/failed, when last heard, a runner's device), its device keys\n"
+             "(runners, busy, free, jobs queued) and its sessions (as `ktune sessions`).\n"
+             CLI_DIAL_HELP
+             "  --json               all of it as one JSON object, times in seconds to the\n"
+             "                       millisecond (default: text)\n\n"
+             "Exit status: 0 when the tracker answered; 1 when it could not be reached or\n"
+             "refused; 2 for a usage error.\n");
       return EXIT_OK;
     default: return EXIT_USAGE;
     }

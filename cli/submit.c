@@ -127,12 +127,16 @@ void cli_session_usage(FILE *f, const char *cmd, const char *const own[]) {
 
 void cli_session_help(FILE *f) {
   fprintf(f,
-          "  -D NAME=VALUE       set a problem constant, e.g. -D M=512\n"
-          "  --tracker HOST:PORT use a running farm\n"
-          "  --token-file PATH   your token for the farm (else KTUNE_TOKEN, KTUNE_TOKEN_FILE;\n"
-          "                      KTUNE_USER: the name it was issued to)\n"
-          "  --key KEY           device key to measure on (default local): 1 to 63\n"
-          "                      printable characters without spaces\n"
+          "  -D NAME=VALUE       set a problem constant, e.g. -D M=512 (default: the\n"
+          "                      spec's value)\n"
+          "  --tracker HOST:PORT use a running farm (default: KTUNE_TRACKER, else a\n"
+          "                      private local farm)\n"
+          "  --token-file PATH   your token for the farm (default: KTUNE_TOKEN, else the\n"
+          "                      file KTUNE_TOKEN_FILE names; KTUNE_USER: the name it was\n"
+          "                      issued to)\n"
+          "  --key KEY           device key to measure on: 1 to 63 printable characters\n"
+          "                      without spaces; required with --tracker (default local,\n"
+          "                      the local farm's runner)\n"
           "  --compiler C        tcc (built in, default) or a compiler command line such as\n"
           "                      \"gcc -O3 -march=native\"; part of every trial's identity\n"
           "  --db PATH           history of the local farm (default ./ktune.db)\n");
@@ -140,14 +144,18 @@ void cli_session_help(FILE *f) {
     const timing_field *tf = &timing_fields[i];
     char opt[40];
     snprintf(opt, sizeof(opt), "%s%s%s", tf->option, tf->arg ? " " : "", tf->arg ? tf->arg : "");
-    if (!tf->arg) fprintf(f, "  --%-17s %s\n", opt, tf->help);
+    if (!tf->arg) fprintf(f, "  --%-17s %s (default off)\n", opt, tf->help);
     else fprintf(f, "  --%-17s %s (default %u)\n", opt, tf->help, tf->def);
   }
   fprintf(f,
-          "  --priority N        higher runs first; equal priorities share a key fairly\n"
+          "  --priority N        0 to 1000, higher runs first; equal priorities share a key\n"
+          "                      fairly (default 0)\n"
           "  --remeasure         measure configs the history already has (default: reuse)\n"
-          "  --wait-timeout MS   fail if the key has no runner for this long\n"
-          "  --no-check          skip comparing outputs with the reference\n");
+          "  --wait-timeout MS   fail once the key has had no runner for MS (default: wait\n"
+          "                      as long as it takes for a key the tracker has seen; 60 s\n"
+          "                      for a key no runner has ever served there, the tracker's\n"
+          "                      --unknown-key-wait-ms)\n"
+          "  --no-check          skip comparing outputs with the reference (default: check)\n");
 }
 
 int cli_session_task(const char *cmd, const cli_session_opts *o, task_spec *t) {

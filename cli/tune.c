@@ -9,6 +9,7 @@
 #include <sys/random.h>
 
 #include "cli/cli.h"
+#include "cli/format.h"
 #include "common/space.h"
 #include "common/task.h"
 #include "common/wire.h"
@@ -31,7 +32,7 @@ static int known_strategy(const char *name) {
 static void usage(FILE *f) {
   static const char *const own[] = {"[--trials N]", "[--strategy S]", "[--seed N]",
                                     "[--batch N]", "[--detach]", "[--replay FILE]",
-                                    "[--resume ID]", NULL};
+                                    "[--resume ID]", "[--verbose]", NULL};
   cli_session_usage(f, "tune", own);
   fprintf(f,
           "\n"
@@ -46,14 +47,22 @@ static void usage(FILE *f) {
           "                      the trials chooses each batch); no config is measured twice\n"
           "  --seed N            search seed (default: a random one, printed)\n"
           "  --batch N           trials per progress line (default 8)\n"
-          "  --detach            print the session id and return (needs --tracker); without\n"
-          "                      it, Ctrl-C cancels the session\n"
+          "  --detach            print the session id and return (needs --tracker; default:\n"
+          "                      follow it to the end, and Ctrl-C cancels it)\n"
           "  --replay FILE       answer every trial from a recorded history (a ktune.db or\n"
           "                      `ktune export --format jsonl` output) instead of measuring;\n"
           "                      the session is recorded in --db; compares strategies\n"
+          "                      (default: measure)\n"
           "  --resume ID         continue cancelled or failed session ID with its own task,\n"
           "                      options and remaining trials (no TASK); nothing is\n"
-          "                      measured twice\n",
+          "                      measured twice\n"
+          "  --verbose           also print, under each progress line, the time the search\n"
+          "                      spent choosing (training included) and its share of the\n"
+          "                      session's wall time (default: not printed)\n"
+          "\n"
+          "Exit status: 0 when the session ended done with a best config; 1 when it\n"
+          "failed, was cancelled or measured no config successfully, or the farm failed;\n"
+          "2 for a usage error or a session the tracker refused.\n",
           names);
 }
 
@@ -65,33 +74,37 @@ static void fmt_config(char *buf, size_t len, Ktune__Param **ps, size_t n) {
                             (long long)ps[i]->value);
 }
 
-static void fmt_latency(char *buf, size_t len, double s) {
-  if (s <= 0) snprintf(buf, len, "-");
-  else if (s < 1e-3) snprintf(buf, len, "%.2f us", s * 1e6);
-  else if (s < 1) snprintf(buf, len, "%.3f ms", s * 1e3);
-  else snprintf(buf, len, "%.3f s", s);
-}
-
-static void print_progress(const Ktune__SessionProgress *p) {
-  char lat[32], last[32] = "       -";
-  fmt_latency(lat, sizeof(lat), p->best_latency_s);
-  /* A batch with nothing measured has no speed, not a speed of 0. */
-  if (p->last_gflops > 0) snprintf(last, sizeof(last), "%8.3f GFLOPS", p->last_gflops);
+static void print_progress(const Ktune__SessionProgress *p, int verbose) {
+  char lat[32], last[32], best[32];
+  /* A memory-bound task's speed is the bytes it moves. */
+  int gb = p->bytes_counted;
+  cli_fmt_latency(lat, sizeof(lat), p->best_latency_s);
+  cli_fmt_rate(best, sizeof(best), 8, gb ? p->best_gbps : p->best_gflops, gb);
+  /* A batch with nothing measured has no speed, not a speed of 0; its "-"
+   * keeps the column as wide as a speed. */
+  cli_fmt_rate(last, sizeof(last), 8, gb ? p->last_gbps : p->last_gflops, gb);
+  int last_w = (int)strlen(last);
+  if (!(p->last_gflops > 0)) snprintf(last, sizeof(last), "       -");
   int w = snprintf(NULL, 0, "%u", p->trials);
   char reused[32] = "";
   /* A rerun answered from the history must not look like a measurement. */
   if (p->reused) snprintf(reused, sizeof(reused), "  reused %u", p->reused);
   /* Why trials fail belongs where people look: this line. */
   const char *why = p->failures && p->failures_text && p->failures_text[0] ? p->failures_text : NULL;
-  printf("[%*u/%u] last %-15s  best %8.3f GFLOPS (%s)  failed %u%s%s%s%s  %.1f s\n", w,
-         p->trials_done, p->trials, last, p->best_gflops, lat, p->failures, why ? " (" : "",
+  printf("[%*u/%u] last %-*s  best %s (%s)  failed %u%s%s%s%s  %.1f s\n", w,
+         p->trials_done, p->trials, last_w, last, best, lat, p->failures, why ? " (" : "",
          why ? why : "", why ? ")" : "", reused, p->wall_s);
   /* What the search is doing, under the numbers it explains. */
   if (p->search && p->search[0]) printf("%*s  %s\n", 2 * w + 1, "", p->search);
+  /* Choosing must cost a small share of measuring: here is the share. */
+  if (verbose && p->wall_s > 0)
+    printf("%*s  search: %.3f s in all, %.2f%% of the %.1f s so far\n", 2 * w + 1, "",
+           p->search_s, 100 * p->search_s / p->wall_s, p->wall_s);
   fflush(stdout);
 }
 
-int cli_follow(client *c, uint64_t id, int quiet) {
+int cli_follow(client *c, uint64_t id, int how) {
+  int quiet = how & CLI_FOLLOW_QUIET, verbose = how & CLI_FOLLOW_VERBOSE;
   char err[512], said[256] = "";
   uint32_t shown = 0; /* trials_done of the last progress line printed */
   for (;;) {
@@ -114,13 +127,13 @@ int cli_follow(client *c, uint64_t id, int quiet) {
       int news = strcmp(msg, said) != 0;
       if (news) snprintf(said, sizeof(said), "%s", msg);
       if (!quiet && news && msg[0]) printf("%s\n", msg);
-      if (!quiet && (!news || p->trials_done != shown)) print_progress(p);
+      if (!quiet && (!news || p->trials_done != shown)) print_progress(p, verbose);
       shown = p->trials_done;
       fflush(stdout);
       wire_free(m);
       continue;
     }
-    print_progress(p);
+    print_progress(p, verbose);
     int rc = EXIT_OK;
     int done = p->state == WIRE_SESSION(DONE);
     if (done && p->message && p->message[0]) printf("note: %s\n", p->message);
@@ -135,11 +148,13 @@ int cli_follow(client *c, uint64_t id, int quiet) {
               (unsigned long long)id, p->failures);
       rc = EXIT_FAIL;
     } else {
-      char cfg[1024], lat[32];
+      char cfg[1024], lat[32], rate[32];
       fmt_config(cfg, sizeof(cfg), p->best_config, p->n_best_config);
-      fmt_latency(lat, sizeof(lat), p->best_latency_s);
-      printf("best: %s\n      latency %s, %.3f GFLOPS (session %llu, %u trials, %u failed, "
-             "%u from the history)\n", cfg, lat, p->best_gflops, (unsigned long long)id,
+      cli_fmt_latency(lat, sizeof(lat), p->best_latency_s);
+      cli_fmt_rate(rate, sizeof(rate), 0, p->bytes_counted ? p->best_gbps : p->best_gflops,
+                   p->bytes_counted);
+      printf("best: %s\n      latency %s, %s (session %llu, %u trials, %u failed, "
+             "%u from the history)\n", cfg, lat, rate, (unsigned long long)id,
              p->trials_done, p->failures, p->reused);
     }
     wire_free(m);
@@ -244,7 +259,7 @@ static int submit_and_follow(const tune_opts *o, const cli_dial *d, const task_s
     sigaction(SIGINT, &sa, &old_int);
     c.stop = &interrupted;
   }
-  rc = cli_follow(&c, id, 0);
+  rc = cli_follow(&c, id, o->verbose ? CLI_FOLLOW_VERBOSE : 0);
   if (cancel_on_int) sigaction(SIGINT, &old_int, NULL); /* a second Ctrl-C ends us at once */
   if (rc == CLI_INTERRUPTED) rc = cancel_interrupted(&c, id);
   client_close(&c);
@@ -267,12 +282,13 @@ int cmd_tune(int argc, char **argv) {
   tune_opts o;
   cli_session_defaults(&o, argc);
   enum { OPT_TRIALS = 256, OPT_STRATEGY, OPT_SEED, OPT_BATCH, OPT_DETACH, OPT_REPLAY,
-         OPT_RESUME };
+         OPT_RESUME, OPT_VERBOSE };
   static const struct option own[] = {
       {"trials", required_argument, 0, OPT_TRIALS}, {"strategy", required_argument, 0, OPT_STRATEGY},
       {"seed", required_argument, 0, OPT_SEED}, {"batch", required_argument, 0, OPT_BATCH},
       {"detach", no_argument, 0, OPT_DETACH},
-      {"replay", required_argument, 0, OPT_REPLAY}, {"resume", required_argument, 0, OPT_RESUME}};
+      {"replay", required_argument, 0, OPT_REPLAY}, {"resume", required_argument, 0, OPT_RESUME},
+      {"verbose", no_argument, 0, OPT_VERBOSE}};
   const struct option *opts = cli_session_longopts(own, sizeof(own) / sizeof(own[0]));
   int ch, rc = EXIT_USAGE;
   while ((ch = getopt_long(argc, argv, "D:h", opts, NULL)) != -1) {
@@ -296,6 +312,7 @@ int cmd_tune(int argc, char **argv) {
       if (cli_parse_u32("tune", "--batch", optarg, 1, 100000, &o.batch)) goto out;
       break;
     case OPT_DETACH: o.detach = 1; break;
+    case OPT_VERBOSE: o.verbose = 1; break;
     case OPT_REPLAY: o.replay = optarg; break;
     case OPT_RESUME:
       if (cli_parse_u64(optarg, 10, INT64_MAX, &o.resume) < 0 || o.resume == 0) {

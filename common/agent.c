@@ -96,8 +96,12 @@ static void send_hello(agent *a) {
 static void on_beat(uv_timer_t *t) {
   agent *a = t->data;
   if (!a->c || !a->welcomed) return;
-  if (uv_now(a->loop) - a->c->last_rx_ms > a->timeout_ms) {
-    log_warn(a->cfg.who, "tracker %s silent for %u ms; reconnecting", a->cfg.tracker, a->timeout_ms);
+  uint64_t quiet_ms = uv_now(a->loop) - a->c->last_rx_ms;
+  if (quiet_ms > a->timeout_ms) {
+    /* Not the tracker's fault for sure: this process, stopped (SIGSTOP,
+     * a suspended VM), misses the tracker's beats just the same. */
+    log_warn(a->cfg.who, "no word from the tracker %s for %.0f s (this process may have been "
+             "paused); reconnecting", a->cfg.tracker, quiet_ms / 1e3);
     conn_close(a->c, "heartbeat timeout");
     return;
   }

@@ -25,7 +25,7 @@
 #include "common/history_int.h"
 #include "common/identity.h"
 
-#define HIST_SCHEMA_VERSION 2
+#define HIST_SCHEMA_VERSION 3
 #define HIST_BUSY_MS 5000
 
 /* Indexes of version 2, on new files and upgraded ones alike. */
@@ -53,16 +53,21 @@ static const char schema_head_sql[] =
   " updated_ms INTEGER NOT NULL,"
   " spec BLOB,"
   " message TEXT);";
+/* A job's id is never used twice, not even after the table has emptied
+ * (AUTOINCREMENT): an agent's late answer for a job must not land on a
+ * newer job that took its number. */
+#define JOBS_TABLE                                                   \
+  "CREATE TABLE jobs ("                                              \
+  " id INTEGER PRIMARY KEY AUTOINCREMENT,"                           \
+  " session INTEGER NOT NULL REFERENCES sessions(id),"               \
+  " idx INTEGER NOT NULL,"                                           \
+  " config TEXT NOT NULL,"                                           \
+  " lost INTEGER NOT NULL DEFAULT 0);"                               \
+  "CREATE INDEX jobs_session ON jobs(session);"
 static const char schema_tail_sql[] =
   /* Candidates proposed but not yet recorded: what a restarted tracker
    * queues again. A row goes in the transaction that records its trial. */
-  "CREATE TABLE jobs ("
-  " id INTEGER PRIMARY KEY,"
-  " session INTEGER NOT NULL REFERENCES sessions(id),"
-  " idx INTEGER NOT NULL,"
-  " config TEXT NOT NULL,"
-  " lost INTEGER NOT NULL DEFAULT 0);"
-  "CREATE INDEX jobs_session ON jobs(session);"
+  JOBS_TABLE
   "CREATE INDEX trials_best ON trials(task, size, key, mean_s) WHERE status = 'ok';"
   "CREATE INDEX trials_session ON trials(session);"
   TRIALS_DIGEST_INDEX
@@ -80,13 +85,25 @@ static const char migrate_v2_sql[] =
   TRIALS_DIGEST_INDEX
   TRIALS_KERNEL_INDEX;
 
+/* Version 2 to 3, after the trials columns of version 3 (bytes moved and
+ * GB/s): job ids that are never reused. The jobs waiting are kept, with
+ * their ids. */
+static const char migrate_v3_sql[] =
+  "ALTER TABLE jobs RENAME TO jobs_v2;"
+  "DROP INDEX IF EXISTS jobs_session;"
+  JOBS_TABLE
+  "INSERT INTO jobs (id, session, idx, config, lost)"
+  " SELECT id, session, idx, config, lost FROM jobs_v2;"
+  "DROP TABLE jobs_v2;";
+
 /* migrations[v] takes a file from version v to v + 1, with the trials
  * columns of version v + 1. */
-static const char *const migrations[HIST_SCHEMA_VERSION] = {[1] = migrate_v2_sql};
+static const char *const migrations[HIST_SCHEMA_VERSION] = {[1] = migrate_v2_sql,
+                                                            [2] = migrate_v3_sql};
 
-/* A version 1 file opened read-only cannot be upgraded; temporary views,
+/* An older file opened read-only cannot be upgraded; temporary views,
  * which shadow the tables of the same name for this connection only, show
- * it with the version 2 columns (sessions here, trials from
+ * it with the current columns (sessions here, for version 1; trials from
  * history_trials.c). The version 1 columns are listed, not *, so a tracker
  * upgrading the file meanwhile does not duplicate them. */
 static const char readonly_v1_sql[] =
@@ -269,7 +286,7 @@ dberr:
 
 static int readonly_views(sqlite3 *db, int version) {
   sqlite3_str *s = sqlite3_str_new(db);
-  sqlite3_str_appendall(s, readonly_v1_sql);
+  if (version < 2) sqlite3_str_appendall(s, readonly_v1_sql);
   hist_trial_sql_view(s, version);
   return exec_built(db, s);
 }
@@ -365,8 +382,9 @@ int hist_open_readonly(const char *path, hist **out, char *err, size_t errlen) {
     sqlite3_close_v2(db);
     return -1;
   }
-  if (v == 1 && (rc = readonly_views(db, (int)v)) != SQLITE_OK) {
-    errf(err, errlen, "cannot read version 1 history at %s: %s", path, sqlite3_errmsg(db));
+  if (v < HIST_SCHEMA_VERSION && (rc = readonly_views(db, (int)v)) != SQLITE_OK) {
+    errf(err, errlen, "cannot read version %d history at %s: %s", (int)v, path,
+         sqlite3_errmsg(db));
     sqlite3_close_v2(db);
     return -(rc & 0xff);
   }
@@ -392,7 +410,7 @@ static double col_real(sqlite3_stmt *st, int i) {
   " (SELECT count(*) FROM trials t WHERE t.session = s.id),"                              \
   " (SELECT count(*) FROM trials t WHERE t.session = s.id AND t.status <> 'ok'),"         \
   " (SELECT count(*) FROM trials t WHERE t.session = s.id AND t.reused IS NOT NULL),"     \
-  " b.config, b.mean_s, b.gflops"                                                         \
+  " b.config, b.mean_s, b.gflops, b.gbps"                                                 \
   " FROM sessions s LEFT JOIN trials b ON b.id = (SELECT t.id FROM trials t"              \
   " WHERE t.session = s.id AND t.status = 'ok' AND t.mean_s > 0"                          \
   " ORDER BY t.mean_s, t.id LIMIT 1)"
@@ -423,6 +441,7 @@ static int session_row(hist *h, sqlite3_stmt *st, hist_session_row *r) {
     if (!(r->best_config = hist_col_strdup(st, 15))) goto oom;
     r->best_mean_s = sqlite3_column_double(st, 16);
     r->best_gflops = sqlite3_column_double(st, 17);
+    r->best_gbps = sqlite3_column_double(st, 18);
   }
   return 0;
 oom:
@@ -509,17 +528,17 @@ static int best_prepare(hist *h, const hist_best_query *q, const char *what, con
   *st = NULL;
   *size = *timing = NULL;
   if (!q || !q->task) return hist_fail(h, "no task given");
-  if (!(*size = hist_canonical(h, "size", q->size_json))) return -1;
+  if (q->size_json && !(*size = hist_canonical(h, "size", q->size_json))) return -1;
   if (q->timing_json && !(*timing = hist_canonical(h, "timing", q->timing_json))) return -1;
-  const char *binds[5] = {q->task, *size};
-  int n = 2;
+  const char *binds[6] = {q->task};
+  int n = 1;
   sqlite3_str *sql = sqlite3_str_new(hist_db(h));
   sqlite3_str_appendf(sql, "SELECT %s FROM trials WHERE status = 'ok' AND mean_s IS NOT NULL"
-                      " AND task = ? AND size = ?", what);
+                      " AND task = ?", what);
   const struct {
     const char *col, *val;
-  } opt[] = {{"kernel", q->kernel}, {"key", q->key}, {"compiler", q->compiler},
-             {"timing", *timing}};
+  } opt[] = {{"size", *size},          {"kernel", q->kernel}, {"key", q->key},
+             {"compiler", q->compiler}, {"timing", *timing}};
   for (size_t i = 0; i < sizeof(opt) / sizeof(opt[0]); i++) {
     if (!opt[i].val) continue;
     sqlite3_str_appendf(sql, " AND %s = ?", opt[i].col);
@@ -548,8 +567,8 @@ int hist_best(hist *h, const hist_best_query *q, hist_best_row *out) {
   sqlite3_stmt *st;
   char *size, *timing;
   int rc = best_prepare(h, q,
-                        "id, session, mean_s, gflops, checked, config, compiler, compiler_id,"
-                        " key, runner, builder, timing, kernel",
+                        "id, session, mean_s, gflops, checked, gbps, config, compiler,"
+                        " compiler_id, key, runner, builder, timing, kernel",
                         " ORDER BY mean_s, id LIMIT 1", &st, &size, &timing);
   int step = rc < 0 ? SQLITE_DONE : sqlite3_step(st);
   if (rc == 0 && step == SQLITE_ROW) {
@@ -558,11 +577,12 @@ int hist_best(hist *h, const hist_best_query *q, hist_best_row *out) {
     out->mean_s = col_real(st, 2);
     out->gflops = col_real(st, 3);
     out->checked = sqlite3_column_int(st, 4) != 0;
+    out->gbps = col_real(st, 5);
     char **strs[] = {&out->config_json, &out->compiler, &out->compiler_id, &out->key,
                      &out->runner,      &out->builder,  &out->timing_json, &out->kernel};
     rc = 1;
     for (int i = 0; i < 8; i++)
-      if (!(*strs[i] = hist_col_strdup(st, i + 5)) && sqlite3_column_type(st, i + 5) != SQLITE_NULL)
+      if (!(*strs[i] = hist_col_strdup(st, i + 6)) && sqlite3_column_type(st, i + 6) != SQLITE_NULL)
         rc = hist_fail(h, "out of memory");
     if (rc < 0) hist_best_row_clear(out);
     step = SQLITE_DONE;
@@ -589,4 +609,57 @@ int hist_count_ok(hist *h, const hist_best_query *q, int64_t *n) {
   free(size);
   free(timing);
   return rc;
+}
+
+int hist_best_values(hist *h, const hist_best_query *q, const char *col, hist_value_fn cb,
+                     void *ctx) {
+  /* The name goes into the SQL: only these. */
+  static const char *const cols[] = {"size", "kernel", "compiler", "key", "timing"};
+  size_t c = 0;
+  while (c < sizeof(cols) / sizeof(cols[0]) && (!col || strcmp(col, cols[c]) != 0)) c++;
+  if (c == sizeof(cols) / sizeof(cols[0]))
+    return hist_fail(h, "cannot list the values of column '%s'", col ? col : "");
+  char what[48], tail[96];
+  snprintf(what, sizeof(what), "%s, count(*)", cols[c]);
+  snprintf(tail, sizeof(tail), " AND %s IS NOT NULL GROUP BY %s ORDER BY max(id) DESC", cols[c],
+           cols[c]);
+  sqlite3_stmt *st;
+  char *size, *timing;
+  int rc = best_prepare(h, q, what, tail, &st, &size, &timing);
+  if (rc == 0) {
+    int step, cb_rc = 0;
+    while (!cb_rc && (step = sqlite3_step(st)) == SQLITE_ROW)
+      cb_rc = cb(ctx, (const char *)sqlite3_column_text(st, 0), sqlite3_column_int64(st, 1));
+    rc = hist_query_end(h, st, cb_rc ? SQLITE_DONE : step, cb_rc);
+  }
+  free(size);
+  free(timing);
+  return rc;
+}
+
+int hist_session_spec(hist *h, int64_t id, void **blob, size_t *len) {
+  *blob = NULL;
+  *len = 0;
+  sqlite3_stmt *st;
+  int rc = hist_query(h, "SELECT spec FROM sessions WHERE id = ? AND spec IS NOT NULL", &st);
+  if (rc < 0) return rc;
+  sqlite3_bind_int64(st, 1, id);
+  int step = sqlite3_step(st);
+  if (step == SQLITE_ROW) {
+    int n = sqlite3_column_bytes(st, 0);
+    const void *b = sqlite3_column_blob(st, 0);
+    rc = 0;
+    if (n > 0 && b) {
+      if ((*blob = malloc((size_t)n))) {
+        memcpy(*blob, b, (size_t)n);
+        *len = (size_t)n;
+        rc = 1;
+      } else {
+        rc = hist_fail(h, "out of memory");
+      }
+    }
+    step = SQLITE_DONE;
+  }
+  int end = hist_query_end(h, st, step, rc < 0 ? rc : 0);
+  return end < 0 ? end : rc;
 }

@@ -41,6 +41,8 @@ typedef struct {
   const char *kernel;      /* kernel identity (ident_kernel); may be NULL */
   const char *builder;     /* name of the builder that built it; may be NULL */
   int checked;             /* 1 when outputs were compared with the reference */
+  int64_t bytes;           /* bytes one call moves; 0 when the task gives none */
+  double gbps;             /* bytes / mean_s / 1e9; stored only with bytes */
   int64_t id;              /* its row, once recorded (trial_record sets it); not inserted */
 } hist_trial;
 
@@ -56,15 +58,16 @@ typedef struct {
   uint32_t reused;         /* of those, answered from the history */
   char *best_config;       /* fastest ok trial of the session; NULL when none */
   double best_mean_s, best_gflops; /* 0 when none */
+  double best_gbps;        /* 0 when none, or its task gives no bytes */
   int64_t created_ms, updated_ms;
 } hist_session_row;
 
-/* What hist_best and hist_count_ok look for: ok, timed trials of a task at
- * a size, optionally narrowed. */
+/* What hist_best, hist_count_ok and hist_best_values look for: ok, timed
+ * trials of a task, optionally narrowed. */
 typedef struct {
   const char *task;        /* required */
   const char *kernel;      /* kernel digest; NULL = any kernel of that task name */
-  const char *size_json;   /* required; any key order */
+  const char *size_json;   /* any key order; NULL = any size (to find the sizes there are) */
   const char *key, *compiler, *timing_json; /* NULL = any */
   int checked_only;        /* 1: only trials whose outputs were checked */
 } hist_best_query;
@@ -75,6 +78,7 @@ typedef struct {
   int64_t id, session;     /* session 0 when none */
   char *config_json, *compiler, *compiler_id, *key, *runner, *builder, *timing_json, *kernel;
   double mean_s, gflops;
+  double gbps;             /* NAN when not stored (its task gave no bytes) */
   int checked;
 } hist_best_row;
 
@@ -119,6 +123,18 @@ void hist_best_row_clear(hist_best_row *r);
 /* How many trials q allows: with q->kernel NULL, how many trials of that
  * task name at that size exist whatever kernel they were built from. */
 int hist_count_ok(hist *h, const hist_best_query *q, int64_t *n);
+/* The values column col ("size", "kernel", "compiler", "key" or "timing")
+ * takes among the trials q allows, NULL ones left out, each with how many
+ * trials have it, the most recently recorded first. A non-zero return of
+ * cb stops and is returned. */
+typedef int (*hist_value_fn)(void *ctx, const char *value, int64_t trials);
+int hist_best_values(hist *h, const hist_best_query *q, const char *col, hist_value_fn cb,
+                     void *ctx);
+
+/* The submission session id was recorded with (a packed SubmitSession),
+ * in *blob (malloc'd): 1 when there is one, 0 when the session has none
+ * or does not exist, negative on error. */
+int hist_session_spec(hist *h, int64_t id, void **blob, size_t *len);
 
 const char *hist_errmsg(hist *h);
 

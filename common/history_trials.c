@@ -44,7 +44,7 @@ struct trial_col {
   const char *field;   /* export field */
 };
 
-static int bind_id(hist *, sqlite3_stmt *, int, const trial_col *, const hist_trial *);
+static int bind_positive(hist *, sqlite3_stmt *, int, const trial_col *, const hist_trial *);
 static int bind_text(hist *, sqlite3_stmt *, int, const trial_col *, const hist_trial *);
 static int bind_opt_text(hist *, sqlite3_stmt *, int, const trial_col *, const hist_trial *);
 static int bind_digest(hist *, sqlite3_stmt *, int, const trial_col *, const hist_trial *);
@@ -54,6 +54,7 @@ static int bind_costs(hist *, sqlite3_stmt *, int, const trial_col *, const hist
 static int bind_real(hist *, sqlite3_stmt *, int, const trial_col *, const hist_trial *);
 static int bind_timed(hist *, sqlite3_stmt *, int, const trial_col *, const hist_trial *);
 static int bind_gflops(hist *, sqlite3_stmt *, int, const trial_col *, const hist_trial *);
+static int bind_gbps(hist *, sqlite3_stmt *, int, const trial_col *, const hist_trial *);
 static int bind_int64(hist *, sqlite3_stmt *, int, const trial_col *, const hist_trial *);
 static int bind_u32(hist *, sqlite3_stmt *, int, const trial_col *, const hist_trial *);
 static int bind_u64(hist *, sqlite3_stmt *, int, const trial_col *, const hist_trial *);
@@ -74,7 +75,7 @@ static int bind_bool(hist *, sqlite3_stmt *, int, const trial_col *, const hist_
  * same CREATE TABLE text. */
 static const trial_col trial_cols[] = {
   {"id", "INTEGER PRIMARY KEY", 1, NULL, NULL, 0, .out = OUT_INT, .field = "id"},
-  {"session", "INTEGER REFERENCES sessions(id)", 1, NULL, bind_id, M(session, int64_t),
+  {"session", "INTEGER REFERENCES sessions(id)", 1, NULL, bind_positive, M(session, int64_t),
    .out = OUT_INT, .field = "session"},
   {"task", "TEXT NOT NULL", 1, NULL, bind_text, M(task, const char *), .out = OUT_TEXT,
    .field = "task"},
@@ -122,7 +123,7 @@ static const trial_col trial_cols[] = {
    .field = "clock"},
   {"timing", "TEXT NOT NULL DEFAULT '{}'", 1, NULL, bind_object, M(timing_json, const char *),
    .dflt = "{}", .out = OUT_OBJECT, .field = "timing"},
-  {"reused", "INTEGER REFERENCES trials(id)", 1, NULL, bind_id, M(reused, int64_t),
+  {"reused", "INTEGER REFERENCES trials(id)", 1, NULL, bind_positive, M(reused, int64_t),
    .out = OUT_INT, .field = "reused_from"},
   {"digest", "TEXT", 2, "NULL", bind_digest, M(digest, const char *), .out = OUT_TEXT,
    .field = "digest"},
@@ -132,6 +133,9 @@ static const trial_col trial_cols[] = {
    .out = OUT_BOOL, .field = "checked"},
   {"builder", "TEXT", 2, "NULL", bind_opt_text, M(builder, const char *), .out = OUT_TEXT,
    .field = "builder"},
+  {"bytes", "INTEGER", 3, "NULL", bind_positive, M(bytes, int64_t), .out = OUT_INT,
+   .field = "bytes"},
+  {"gbps", "REAL", 3, "NULL", bind_gbps, M(gbps, double), .out = OUT_REAL, .field = "gbps"},
 };
 
 #define NCOLS (sizeof(trial_cols) / sizeof(trial_cols[0]))
@@ -214,7 +218,9 @@ static int bound(hist *h, int rc) { return rc == SQLITE_OK ? 0 : hist_fail_db(h,
  * read as infinitely fast. */
 static int timed(const hist_trial *t) { return t->ncosts > 0 || strcmp(t->status, "ok") == 0; }
 
-static int bind_id(hist *h, sqlite3_stmt *st, int i, const trial_col *c, const hist_trial *t) {
+/* Ids and counts where 0 means none: NULL. */
+static int bind_positive(hist *h, sqlite3_stmt *st, int i, const trial_col *c,
+                         const hist_trial *t) {
   int64_t v = MEMBER(t, c, int64_t);
   return bound(h, v > 0 ? sqlite3_bind_int64(st, i, v) : sqlite3_bind_null(st, i));
 }
@@ -303,6 +309,12 @@ static int bind_timed(hist *h, sqlite3_stmt *st, int i, const trial_col *c,
 static int bind_gflops(hist *h, sqlite3_stmt *st, int i, const trial_col *c,
                        const hist_trial *t) {
   return bind_double(h, st, i, MEMBER(t, c, double), timed(t) && isfinite(t->mean_s));
+}
+
+/* A task that does not count its bytes has no GB/s, not one of 0. */
+static int bind_gbps(hist *h, sqlite3_stmt *st, int i, const trial_col *c,
+                     const hist_trial *t) {
+  return t->bytes > 0 ? bind_gflops(h, st, i, c, t) : bound(h, sqlite3_bind_null(st, i));
 }
 
 static int bind_int64(hist *h, sqlite3_stmt *st, int i, const trial_col *c,

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,21 @@
 #include "common/task_int.h"
 
 static const char *const arg_types[] = {"float", "double", "int32", "int64"};
+
+/* The work of one call: expressions over the constants only, that must be
+ * positive. One row each drives the checks, the wire form and freeing, so
+ * bytes go wherever flops go. */
+static const struct {
+  const char *field;
+  size_t spec_off, proto_off;
+  int required;
+} work_counts[] = {
+    {"flops", offsetof(task_spec, flops), offsetof(Ktune__TaskSpec, flops), 1},
+    {"bytes", offsetof(task_spec, bytes), offsetof(Ktune__TaskSpec, bytes), 0},
+};
+#define NWORK (sizeof work_counts / sizeof work_counts[0])
+#define WORK(t, i) (*(char **)((char *)(t) + work_counts[i].spec_off))
+#define WORK_PROTO(p, i) (*(char **)((char *)(p) + work_counts[i].proto_off))
 
 int task_bad(char *err, size_t errlen, const char *prefix, const char *field,
                const char *fmt, ...) {
@@ -220,7 +236,9 @@ static int check_exprs(const task_spec *t, const char *prefix, char *err, size_t
     int rc = check_positive(t, prefix, field, t->args[i].count, err, errlen);
     if (rc < 0) return rc;
   }
-  int rc = check_positive(t, prefix, "flops", t->flops, err, errlen);
+  int rc = 0;
+  for (size_t i = 0; i < NWORK && rc == 0; i++)
+    if (WORK(t, i)) rc = check_positive(t, prefix, work_counts[i].field, WORK(t, i), err, errlen);
   if (rc < 0) return rc;
   if ((rc = check_over_knobs(t, prefix, "constraints", t->constraints, t->nconstraints, err,
                              errlen)) < 0)
@@ -365,9 +383,12 @@ static int validate(const task_spec *t, const char *prefix, char *err, size_t er
   }
   if (!outputs)
     return task_bad(err, errlen, prefix, "args", "expected at least one argument with \"output\": true");
-  if (!t->flops || !*t->flops || strlen(t->flops) > TASK_MAX_EXPR)
-    return task_bad(err, errlen, prefix, "flops",
-               "expected an expression over the constants of at most %d bytes", TASK_MAX_EXPR);
+  for (size_t i = 0; i < NWORK; i++) {
+    const char *v = WORK(t, i);
+    if (v ? !*v || strlen(v) > TASK_MAX_EXPR : work_counts[i].required)
+      return task_bad(err, errlen, prefix, work_counts[i].field,
+                 "expected an expression over the constants of at most %d bytes", TASK_MAX_EXPR);
+  }
   if (!isfinite(t->rtol) || t->rtol < 0)
     return task_bad(err, errlen, prefix, "tolerance.rtol", "expected a finite number >= 0");
   if (!isfinite(t->atol) || t->atol < 0)
@@ -414,6 +435,12 @@ int task_eval(const task_spec *t, const int64_t *knob_values, const char *expr, 
   return expr_eval(expr, scope_lookup, &s, out, err, errlen);
 }
 
+int64_t task_bytes(const task_spec *t) {
+  int64_t v = 0;
+  if (!t || !t->bytes || task_eval(t, NULL, t->bytes, &v, NULL, 0) < 0 || v < 0) return 0;
+  return v;
+}
+
 int task_compile(const task_spec *t, const char *expr, expr_prog **out, char *err,
                  size_t errlen) {
   *out = NULL;
@@ -454,7 +481,7 @@ void task_proto_free(Ktune__TaskSpec *p) {
   free_pstr(p->source);
   free_pstr(p->entry);
   free_pstr(p->reference);
-  free_pstr(p->flops);
+  for (size_t i = 0; i < NWORK; i++) free_pstr(WORK_PROTO(p, i));
   for (size_t i = 0; i < p->n_constants; i++) {
     if (!p->constants[i]) continue;
     free_pstr(p->constants[i]->name);
@@ -485,9 +512,10 @@ void task_proto_free(Ktune__TaskSpec *p) {
  * build can be freed by task_proto_free. */
 static int to_proto(const task_spec *t, Ktune__TaskSpec *p) {
   if (!(p->name = dup_or_empty(t->name)) || !(p->source = dup_or_empty(t->source)) ||
-      !(p->entry = dup_or_empty(t->entry)) || !(p->reference = dup_or_empty(t->reference)) ||
-      !(p->flops = dup_or_empty(t->flops)))
+      !(p->entry = dup_or_empty(t->entry)) || !(p->reference = dup_or_empty(t->reference)))
     return -ENOMEM;
+  for (size_t i = 0; i < NWORK; i++)
+    if (!(WORK_PROTO(p, i) = dup_or_empty(WORK(t, i)))) return -ENOMEM;
   p->rtol = t->rtol;
   p->atol = t->atol;
   if (t->nconsts) {
@@ -608,8 +636,15 @@ static int from_proto(const Ktune__TaskSpec *p, task_spec *t, char *err, size_t 
   if (p->reference && *p->reference &&
       !(t->reference = wire_str(p->reference, TASK_MAX_IDENT, &rc)))
     return rc == -ENOMEM ? rc : task_bad(err, errlen, pre, "reference", "too long");
-  if (!(t->flops = wire_str(p->flops, TASK_MAX_EXPR, &rc)))
-    return rc == -ENOMEM ? rc : task_bad(err, errlen, pre, "flops", "missing or too long");
+  for (size_t i = 0; i < NWORK; i++) {
+    const char *v = WORK_PROTO(p, i);
+    /* An optional count is "" on the wire when the spec has none. */
+    if (!work_counts[i].required && (!v || !*v)) continue;
+    if (!(WORK(t, i) = wire_str(v, TASK_MAX_EXPR, &rc)))
+      return rc == -ENOMEM
+                 ? rc
+                 : task_bad(err, errlen, pre, work_counts[i].field, "missing or too long");
+  }
   t->rtol = p->rtol;
   t->atol = p->atol;
 
@@ -680,7 +715,7 @@ void task_free(task_spec *t) {
   free(t->source);
   free(t->entry);
   free(t->reference);
-  free(t->flops);
+  for (size_t i = 0; i < NWORK; i++) free(WORK(t, i));
   for (size_t i = 0; i < t->nconsts; i++) free(t->consts[i].name);
   free(t->consts);
   for (size_t i = 0; i < t->nargs; i++) {

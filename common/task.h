@@ -1,5 +1,5 @@
 /* Task specs: a kernel template, its problem constants, buffers, knobs,
- * constraints, FLOP count and reference (docs/TASKS.md). */
+ * constraints, FLOP and byte counts and reference (docs/TASKS.md). */
 #ifndef KTUNE_TASK_H
 #define KTUNE_TASK_H
 
@@ -33,6 +33,7 @@ typedef struct {
   char *entry;
   char *reference;
   char *flops;      /* expression */
+  char *bytes;      /* expression: bytes one call moves; NULL when the spec gives none */
   task_param *consts;
   size_t nconsts;
   task_arg *args;
@@ -59,8 +60,8 @@ int task_bad(char *err, size_t errlen, const char *prefix, const char *field, co
 int task_set_const(task_spec *t, const char *name, int64_t value, char *err, size_t errlen);
 
 /* Re-checks a spec against its current constants (call after
- * task_set_const): every buffer count and the FLOP count evaluate to a
- * positive number, and every constraint and feature parses and names
+ * task_set_const): every buffer count, the FLOP count and the byte count
+ * (when given) evaluate to a positive number, and every constraint and feature parses and names
  * only knobs and constants. Errors read "TASK: FIELD: what was expected".
  * task_load and task_from_proto run it already. */
 int task_check(const task_spec *t, char *err, size_t errlen);
@@ -69,6 +70,10 @@ int task_check(const task_spec *t, char *err, size_t errlen);
  * NULL, the knobs (in spec order). */
 int task_eval(const task_spec *t, const int64_t *knob_values, const char *expr,
               int64_t *out, char *err, size_t errlen);
+
+/* What the spec's `bytes` evaluates to at the current constants; 0 when
+ * it gives none (or, after task_check, never otherwise). */
+int64_t task_bytes(const task_spec *t);
 
 /* Compiles an expression over the constants and knobs once, to run it for
  * many configs: expr_run(*out, knob_values, ...) gives what task_eval

@@ -51,7 +51,7 @@ static int get_string(loader *l, json_t *obj, const char *key, const char *field
 }
 
 /* An expression field: a string, or an integer for convenience. */
-static int get_expr(loader *l, json_t *obj, const char *key, const char *field,
+static int get_expr(loader *l, json_t *obj, const char *key, const char *field, int required,
                     const char *expected, char **out) {
   json_t *v = json_object_get(obj, key);
   *out = NULL;
@@ -60,7 +60,7 @@ static int get_expr(loader *l, json_t *obj, const char *key, const char *field,
     snprintf(buf, sizeof buf, "%lld", (long long)json_integer_value(v));
     return (*out = strdup(buf)) ? 0 : -ENOMEM;
   }
-  return get_string(l, obj, key, field, 1, expected, out);
+  return get_string(l, obj, key, field, required, expected, out);
 }
 
 static int check_keys(loader *l, json_t *obj, const char *where, const char *const *allowed) {
@@ -237,7 +237,7 @@ static int load_args(loader *l, json_t *root, task_spec *t) {
       return task_bad(l->err, l->errlen, l->file, field,
                  "unknown type '%.32s' (expected float, double, int32 or int64)", ta->type);
     snprintf(field, sizeof field, "%s.count", where);
-    if ((rc = get_expr(l, a, "count", field, "an element count expression such as \"M*N\"",
+    if ((rc = get_expr(l, a, "count", field, 1, "an element count expression such as \"M*N\"",
                        &ta->count)) < 0)
       return rc;
     json_t *o = json_object_get(a, "output");
@@ -304,8 +304,8 @@ static int load_tolerance(loader *l, json_t *root, task_spec *t) {
 static int load_root(loader *l, const char *path, json_t *root, task_spec *t) {
   static const char *const keys[] = {"name",  "source",      "entry", "reference",
                                      "constants", "args",     "knobs", "constraints",
-                                     "features", "flops", "tolerance", "description",
-                                     NULL};
+                                     "features", "flops", "bytes", "tolerance",
+                                     "description", NULL};
   if (!json_is_object(root))
     return task_bad(l->err, l->errlen, l->file, NULL, "expected a JSON object at the top level");
   int rc;
@@ -323,8 +323,10 @@ static int load_root(loader *l, const char *path, json_t *root, task_spec *t) {
       (rc = load_exprs(l, root, "constraints", TASK_MAX_CONSTRAINTS, &t->constraints,
                        &t->nconstraints)) < 0 ||
       (rc = load_exprs(l, root, "features", TASK_MAX_FEATURES, &t->features, &t->nfeatures)) < 0 ||
-      (rc = get_expr(l, root, "flops", "flops", "a FLOP count expression such as \"2*M*N*K\"",
-                     &t->flops)) < 0 ||
+      (rc = get_expr(l, root, "flops", "flops", 1,
+                     "a FLOP count expression such as \"2*M*N*K\"", &t->flops)) < 0 ||
+      (rc = get_expr(l, root, "bytes", "bytes", 0,
+                     "a byte count expression such as \"2 * M * N * 4\"", &t->bytes)) < 0 ||
       (rc = load_tolerance(l, root, t)) < 0) {
     free(rel);
     free(desc);

@@ -256,21 +256,30 @@ static void usage(FILE *f) {
   fprintf(f, "usage: ktune-runner --tracker HOST:PORT --key KEY [--cpu N] [--mem-limit-mb N]\n"
              "                    [--name NAME] [--token-file PATH] [--dump-dir DIR]\n"
              "                    [--test-fault MODE]\n"
+             "       ktune-runner --version | --help\n"
              "\n"
              "Measures candidates on this device for a ktune tracker, one at a time.\n"
-             "  --tracker HOST:PORT  the tracker to serve (or KTUNE_TRACKER)\n"
-             "  --key KEY            device key: the pool this device belongs to\n"
-             "  --cpu N              pin measurements to core N (one runner per core)\n"
+             "  --tracker HOST:PORT  the tracker to serve (default: KTUNE_TRACKER; one of the\n"
+             "                       two is required)\n"
+             "  --key KEY            device key: the pool this device belongs to (required)\n"
+             "  --cpu N              pin measurements to core N, one runner per core (default:\n"
+             "                       not pinned)\n"
              "  --mem-limit-mb N     address space a measurement may use, buffers included\n"
              "                       (default: half of this machine's memory)\n"
              "  --name NAME          name shown in `ktune status` (default HOST-PID); with a\n"
              "                       token, the name the token was issued to\n"
-             "  --token-file PATH    this runner's token (or KTUNE_TOKEN, KTUNE_TOKEN_FILE;\n"
-             "                       docs/SECURITY.md)\n"
+             "  --token-file PATH    this runner's token (default: KTUNE_TOKEN, else the file\n"
+             "                       KTUNE_TOKEN_FILE names; none; docs/SECURITY.md)\n"
              "  --dump-dir DIR       write each job's raw output buffers to DIR/job-ID.out\n"
+             "                       (default: none)\n"
              "  --test-fault MODE    misbehave, for ktune's own tests: silent, fail, arch=NAME,\n"
-             "                       tiny-cost or huge-error (may be given more than once)\n"
-             "See docs/MEASUREMENT.md for getting stable numbers.\n");
+             "                       tiny-cost or huge-error (may be given more than once;\n"
+             "                       default: none)\n"
+             "  --version            print the version and exit\n"
+             "See docs/MEASUREMENT.md for getting stable numbers. KTUNE_DEBUG set in the\n"
+             "environment adds debug lines to the log.\n"
+             "Exit status: 0 after SIGTERM or SIGINT, 2 for a usage error or a login the\n"
+             "tracker keeps refusing, 1 for another failure.\n");
 }
 
 static int parse_num(const char *opt, const char *s, uint64_t lo, uint64_t hi, uint64_t *out) {
@@ -360,7 +369,7 @@ static void report_device(const device_info *d, int cpu) {
                   "(docs/MEASUREMENT.md)", cpu < 0 ? 0 : cpu, d->governor);
 }
 
-enum { OPT_CPU = 256, OPT_MEM, OPT_REF, OPT_PARENT, OPT_TOKEN, OPT_FAULT };
+enum { OPT_CPU = 256, OPT_MEM, OPT_REF, OPT_PARENT, OPT_TOKEN, OPT_FAULT, OPT_VERSION };
 
 int main(int argc, char **argv) {
   const char *tracker = getenv("KTUNE_TRACKER");
@@ -381,8 +390,11 @@ int main(int argc, char **argv) {
                                        {"ref-fd", required_argument, 0, OPT_REF},
                                        {"parent-pid", required_argument, 0, OPT_PARENT},
                                        {"test-fault", required_argument, 0, OPT_FAULT},
+                                       {"version", no_argument, 0, OPT_VERSION},
                                        {"help", no_argument, 0, 'h'},
                                        {0, 0, 0, 0}};
+  /* getopt's messages start with argv[0]: the program, not its path. */
+  argv[0] = "ktune-runner";
   int c;
   while ((c = getopt_long(argc, argv, "t:k:n:h", opts, NULL)) != -1) {
     switch (c) {
@@ -400,6 +412,7 @@ int main(int argc, char **argv) {
     case OPT_FAULT: if (parse_fault(optarg, &fault, &fault_arch)) return 2; break;
     case 'M': measure = 1; break;
     case 'h': usage(stdout); return 0;
+    case OPT_VERSION: printf("ktune-runner %s\n", KTUNE_VERSION); return 0;
     default: usage(stderr); return 2;
     }
   }

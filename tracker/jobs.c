@@ -171,6 +171,10 @@ static void send_build(tracker *t, peer *b, job *j, const char *arch) {
   bj.compiler = s->compiler;
   bj.timeout_ms = t->opts.build_timeout_ms;
   bj.target_arch = (char *)arch;
+  /* Runners keep one reference output for every config (RunJob.ref_key),
+   * so the builder makes sure the reference cannot see the knobs. */
+  bj.reference = s->check && s->task.reference ? s->task.reference : "";
+  bj.knobs = (uint32_t)nk;
   if (core_send_msg(b, KTUNE__ENVELOPE__MSG_BUILD_JOB, &bj) == 0) {
     snprintf(j->arch, sizeof(j->arch), "%s", arch);
     lease(t, j, b, JOB_BUILDING, t->opts.build_timeout_ms);

@@ -16,6 +16,7 @@ static void usage(FILE *f) {
   fprintf(f,
           "usage: ktune-tracker [--listen HOST:PORT] [--db PATH] [--sync normal|full]\n"
           "                     [--tokens FILE] [--insecure] [--replay FILE] [OPTION N]...\n"
+          "       ktune-tracker --version | --help\n"
           "\n"
           "Keeps the farm: builders and runners dial in, clients submit sessions.\n"
           "  --listen HOST:PORT  address to listen on (default " ADDR_DEFAULT_TRACKER "; port 0 picks one)\n"
@@ -23,14 +24,16 @@ static void usage(FILE *f) {
           "  --sync normal|full  normal: a result survives a crash of this process (default);\n"
           "                      full: it also survives power loss, slower\n"
           "  --tokens FILE       who may connect: lines of ROLE NAME TOKEN (docs/SECURITY.md);\n"
-          "                      without it only loopback addresses are allowed; SIGHUP\n"
-          "                      reads it again\n"
+          "                      SIGHUP reads it again (default: none, and only loopback\n"
+          "                      addresses may listen)\n"
           "  --insecure          listen beyond loopback without tokens (anyone who reaches\n"
-          "                      the port can run code on every runner)\n"
-          "  --port-file PATH    write the address actually bound, once listening\n"
+          "                      the port can run code on every runner; default off)\n"
+          "  --port-file PATH    write the address actually bound, once listening (default:\n"
+          "                      none)\n"
           "  --replay FILE       answer every trial from a recorded history (a ktune.db or\n"
           "                      `ktune export --format jsonl` output) instead of agents:\n"
-          "                      strategies compared without timing noise\n"
+          "                      strategies compared without timing noise (default: agents)\n"
+          "  --version           print the version and exit\n"
           "Limits (N):\n"
           "  --heartbeat-ms      heartbeat interval told to agents (default 1000)\n"
           "  --timeout-ms        drop a peer silent this long (default 10000)\n"
@@ -52,7 +55,14 @@ static void usage(FILE *f) {
           "  --grace-ms          a job held longer than its run or build limit plus this\n"
           "                      goes back to the queue (default 10000)\n"
           "  --max-gflops        results faster than this are refused as implausible\n"
-          "                      (default 1000000)\n");
+          "                      (default 1000000)\n"
+          "  --unknown-key-wait-ms  a session without --wait-timeout whose key no runner\n"
+          "                      has served (none connected since the tracker started, no\n"
+          "                      trial in the history) fails after waiting this long for\n"
+          "                      one; 0: it waits as long as it takes (default 60000)\n"
+          "KTUNE_DEBUG set in the environment adds debug lines to the log.\n"
+          "Exit status: 0 after SIGTERM or SIGINT, 1 on a runtime failure, 2 for a usage\n"
+          "error.\n");
 }
 
 /* Numeric options: name, where, smallest value. */
@@ -75,6 +85,7 @@ static const num_opt num_opts[] = {
     {"max-space", offsetof(tracker_opts, max_space), 1, 1}, NUM("max-lost", max_lost, 1),
     NUM("max-constraint-bytes", max_constraint_bytes, 1), NUM("grace-ms", grace_ms, 0),
     {"max-gflops", offsetof(tracker_opts, max_gflops), 1, 2},
+    NUM("unknown-key-wait-ms", unknown_key_wait_ms, 0),
 };
 #define NNUM (sizeof(num_opts) / sizeof(num_opts[0]))
 
@@ -125,20 +136,25 @@ static void defaults(tracker_opts *o) {
   o->max_constraint_bytes = 8192;
   o->grace_ms = 10000;
   o->max_gflops = 1e6;
+  o->unknown_key_wait_ms = 60000;
 }
 
 int main(int argc, char **argv) {
   tracker t;
   memset(&t, 0, sizeof(t));
   defaults(&t.opts);
-  enum { OPT_PORTF = 256, OPT_SYNC, OPT_TOKENS, OPT_INSECURE, OPT_REPLAY, OPT_NUM };
-  struct option opts[9 + NNUM] = {
+  enum { OPT_PORTF = 256, OPT_SYNC, OPT_TOKENS, OPT_INSECURE, OPT_REPLAY, OPT_VERSION, OPT_NUM };
+  enum { NNAMED = 9 };
+  struct option opts[NNAMED + 1 + NNUM] = {
       {"listen", required_argument, 0, 'l'}, {"db", required_argument, 0, 'd'},
       {"sync", required_argument, 0, OPT_SYNC}, {"port-file", required_argument, 0, OPT_PORTF},
       {"tokens", required_argument, 0, OPT_TOKENS}, {"insecure", no_argument, 0, OPT_INSECURE},
-      {"replay", required_argument, 0, OPT_REPLAY}, {"help", no_argument, 0, 'h'}};
+      {"replay", required_argument, 0, OPT_REPLAY}, {"version", no_argument, 0, OPT_VERSION},
+      {"help", no_argument, 0, 'h'}};
   for (size_t i = 0; i < NNUM; i++)
-    opts[8 + i] = (struct option){num_opts[i].name, required_argument, 0, OPT_NUM + (int)i};
+    opts[NNAMED + i] = (struct option){num_opts[i].name, required_argument, 0, OPT_NUM + (int)i};
+  /* getopt's messages start with argv[0]: the program, not its path. */
+  argv[0] = "ktune-tracker";
   int c;
   while ((c = getopt_long(argc, argv, "l:d:h", opts, NULL)) != -1) {
     switch (c) {
@@ -156,6 +172,7 @@ int main(int argc, char **argv) {
       t.opts.sync_full = strcmp(optarg, "full") == 0;
       break;
     case 'h': usage(stdout); return 0;
+    case OPT_VERSION: printf("ktune-tracker %s\n", KTUNE_VERSION); return 0;
     default:
       if (c >= OPT_NUM && c < OPT_NUM + (int)NNUM) {
         if (set_num(&t.opts, &num_opts[c - OPT_NUM], optarg) < 0) return 2;

@@ -3,8 +3,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/log.h"
 #include "common/wire.h"
 #include "tracker/tracker.h"
+
+#define WHO "tracker"
 
 peer *registry_add(tracker *t, conn *c) {
   peer *p = calloc(1, sizeof(*p));
@@ -55,6 +58,29 @@ void registry_keys(tracker *t, char *out, size_t len) {
       seen = serving_runner(q) && strcmp(q->key, p->key) == 0;
     if (!seen) off += (size_t)snprintf(out + off, len - off, "%s%s", off ? ", " : "", p->key);
   }
+}
+
+static int key_noted(const tracker *t, const char *key) {
+  if (t->nkeys_seen > TRACKER_KEYS_SEEN) return 1; /* too many to tell them apart */
+  for (uint32_t i = 0; i < t->nkeys_seen; i++)
+    if (strcmp(t->keys_seen[i], key) == 0) return 1;
+  return 0;
+}
+
+void registry_note_key(tracker *t, const char *key) {
+  if (key_noted(t, key)) return;
+  if (t->nkeys_seen == TRACKER_KEYS_SEEN) t->nkeys_seen++;
+  else snprintf(t->keys_seen[t->nkeys_seen++], sizeof(t->keys_seen[0]), "%s", key);
+}
+
+int registry_key_served(tracker *t, const char *key) {
+  if (key_noted(t, key)) return 1;
+  int rc = store_key_has_trials(t->db, key);
+  /* A history that cannot tell must not cut a legitimate wait short. */
+  if (rc < 0) log_warn(WHO, "cannot look up key '%s' in the history: %s", key, hist_errmsg(t->db));
+  if (rc == 0) return 0;
+  registry_note_key(t, key);
+  return 1;
 }
 
 char *registry_device_json(const peer *p) {

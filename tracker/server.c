@@ -235,6 +235,7 @@ static void welcome(tracker *t, peer *p, const auth_entry *e) {
     log_info(WHO, "%s %s joined from %s%s%s", wire_role_name(p->role), p->name, p->c->peer,
              p->key[0] ? " with key " : "", p->key);
   if (p->role != KTUNE__ROLE__ROLE_CLIENT) p->rec = guard_record(t, p->name, p->role);
+  if (p->role == KTUNE__ROLE__ROLE_RUNNER) registry_note_key(t, p->key);
   if (p->holding) jobs_adopt(t, p, p->holding);
   jobs_dispatch(t);
 }

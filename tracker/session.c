@@ -173,6 +173,8 @@ int session_progress_from_history(tracker *t, uint64_t id, peer *to) {
   pr.reused = row.reused;
   pr.best_gflops = row.best_gflops;
   pr.best_latency_s = row.best_mean_s;
+  pr.best_gbps = row.best_gbps;
+  pr.bytes_counted = row.best_gbps > 0;
   pr.wall_s = (double)(row.updated_ms - row.created_ms) / 1e3;
   pr.message = row.message ? row.message : "";
   json_error_t je;
@@ -269,13 +271,16 @@ static int queue_candidate(tracker *t, session *s, uint64_t idx, const int64_t *
  * until it is done, while its queued jobs keep the agents busy. */
 static void train_work(uv_work_t *req) {
   session *s = req->data;
+  uint64_t t0 = uv_hrtime();
   s->train_rc = tuner_train(s->tu);
+  s->train_ns = uv_hrtime() - t0;
 }
 
 static void train_done(uv_work_t *req, int status) {
   session *s = req->data;
   tracker *t = s->home;
   s->training = 0;
+  s->search_s += (double)s->train_ns / 1e9;
   if (status != 0 || s->train_rc < 0) {
     session_end(t, s, WIRE_SESSION(FAILED), "its search could not train its model (out of memory)");
     return;
@@ -296,8 +301,10 @@ void session_fill(tracker *t, session *s) {
          s->task.nknobs <= 64) {
     uint64_t idx;
     /* A bounded look per turn: a sparse space cannot stall the loop. */
+    uint64_t t0 = uv_hrtime();
     int rc = s->ext ? external_next(s, vals, &idx) /* the configs its client sent */
                     : tuner_step(s->tu, vals, &idx, FILL_BUDGET);
+    s->search_s += (double)(uv_hrtime() - t0) / 1e9;
     if (rc == TUNER_AGAIN) {
       s->refill = 1;
       if (!t->stopping) uv_idle_start(&t->refill, on_refill);
@@ -384,10 +391,17 @@ void session_check_runners(tracker *t, session *s) {
   }
   if (s->waiting_since) return;
   s->waiting_since = uv_now(t->loop);
-  char keys[160];
+  /* A key no runner has ever served is most likely mistyped: waiting for
+   * it without end looks like a hang. */
+  s->wait_limit_ms = s->wait_timeout_ms ? s->wait_timeout_ms
+                     : registry_key_served(t, s->key) ? 0 : t->opts.unknown_key_wait_ms;
+  char keys[160], limit[96] = "";
   registry_keys(t, keys, sizeof(keys));
-  snprintf(s->message, sizeof(s->message), "waiting for a runner with key '%s' (%s%s)", s->key,
-           keys[0] ? "known keys: " : "no runner is connected", keys);
+  if (s->wait_limit_ms)
+    snprintf(limit, sizeof(limit), "; giving up in %g s unless one connects (--wait-timeout)",
+             s->wait_limit_ms / 1e3);
+  snprintf(s->message, sizeof(s->message), "waiting for a runner with key '%s' (%s%s)%s", s->key,
+           keys[0] ? "known keys: " : "no runner is connected", keys, limit);
   /* Said at once to whoever follows it: a silent wait looks like a hang. */
   session_send_progress(t, s, NULL);
 }
@@ -400,10 +414,15 @@ void session_sweep(tracker *t) {
       session_end(t, s, WIRE_SESSION(CANCELLED), "its client left (an external session lives as "
                                                  "long as a client follows it)");
     if (!session_active(s) || !s->waiting_since) continue;
-    if (s->wait_timeout_ms && now - s->waiting_since >= s->wait_timeout_ms) {
+    if (s->wait_limit_ms && now - s->waiting_since >= s->wait_limit_ms) {
       char why[256];
-      snprintf(why, sizeof(why), "no runner with key '%s' was connected for %.1f s (--wait-timeout)",
-               s->key, s->wait_timeout_ms / 1e3);
+      if (s->wait_timeout_ms)
+        snprintf(why, sizeof(why), "no runner with key '%s' was connected for %g s "
+                 "(--wait-timeout)", s->key, s->wait_limit_ms / 1e3);
+      else
+        snprintf(why, sizeof(why), "no runner with key '%s' has ever served this tracker, and "
+                 "none connected in %g s: check the key (`ktune status` lists the runners'), "
+                 "or give --wait-timeout MS to wait longer", s->key, s->wait_limit_ms / 1e3);
       session_end(t, s, WIRE_SESSION(FAILED), why);
     }
   }
@@ -422,6 +441,14 @@ static void session_progress(tracker *t, session *s, Ktune__SessionProgress *out
   out->last_gflops = s->batch_best;
   out->best_gflops = s->best_gflops;
   out->best_latency_s = s->best_latency;
+  int64_t bytes = task_bytes(&s->task);
+  if (bytes > 0) {
+    /* Both rates are work over the same latency: GB/s is GFLOPS scaled by
+     * bytes / flops, so the batch's best needs no latency of its own. */
+    out->bytes_counted = 1;
+    out->last_gbps = s->flops > 0 ? s->batch_best * (double)bytes / (double)s->flops : 0;
+    out->best_gbps = trial_gflops(bytes, s->best_latency);
+  }
   out->wall_s = (double)(uv_now(t->loop) - s->started_ms) / 1e3;
   failure_summary(s, PROGRESS_ERROR_CHARS, failures, failures_len);
   out->failures_text = failures;
@@ -429,6 +456,7 @@ static void session_progress(tracker *t, session *s, Ktune__SessionProgress *out
    * the last plan stand until it is done. */
   if (!s->training) tuner_describe(s->tu, s->search, sizeof(s->search));
   out->search = s->search;
+  out->search_s = s->search_s;
   out->prior = s->prior;
   if (s->message[0]) out->message = s->message;
   else if (s->exhausted && s->done < s->trials)

@@ -29,6 +29,10 @@ static const char find_ok_sql[] =
   " std_s, calls, clock, builder FROM trials"
   " WHERE status = 'ok' AND digest = ? AND mean_s IS NOT NULL ORDER BY id DESC LIMIT 1";
 
+/* No index serves it: it runs once per wait for a key no runner has
+ * served since the tracker started. */
+static const char key_trials_sql[] = "SELECT 1 FROM trials WHERE key = ? LIMIT 1";
+
 /* A kept statement, with the last operation's message cleared. */
 static int stmt(hist *h, const char *sql, sqlite3_stmt **st) {
   hist_clear_err(h);
@@ -321,6 +325,17 @@ int store_find_ok(hist *h, const char *digest, store_found *out) {
   } else {
     rc = step == SQLITE_DONE ? 0 : hist_fail_db(h, step);
   }
+  hist_stmt_done(st);
+  return rc;
+}
+
+int store_key_has_trials(hist *h, const char *key) {
+  sqlite3_stmt *st;
+  int rc = stmt(h, key_trials_sql, &st);
+  if (rc < 0) return rc;
+  sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+  int step = sqlite3_step(st);
+  rc = step == SQLITE_ROW ? 1 : step == SQLITE_DONE ? 0 : hist_fail_db(h, step);
   hist_stmt_done(st);
   return rc;
 }

@@ -68,6 +68,7 @@ typedef struct {
   uint32_t max_constraint_bytes; /* text of a task's constraints */
   uint32_t grace_ms;       /* a leased job's deadline: its limit plus this */
   double max_gflops;       /* results faster than this are refused as implausible */
+  uint32_t unknown_key_wait_ms; /* a never-served key's wait without --wait-timeout; 0: none */
 } tracker_opts;
 
 typedef struct tracker tracker;
@@ -107,6 +108,11 @@ struct tracker {
   session_pending *pending; /* submissions being checked on the thread pool */
   agent_record *records;   /* what each agent name has done wrong, by name */
   uint32_t nrecords;
+  /* Keys a runner has served since the start, or the history has trials
+   * of (registry_key_served). Past TRACKER_KEYS_SEEN every key counts. */
+#define TRACKER_KEYS_SEEN 256
+  char keys_seen[TRACKER_KEYS_SEEN][64];
+  uint32_t nkeys_seen;
   int db_dev_ino_known;    /* the history file's identity, to notice it replaced */
   uint64_t db_dev, db_ino;
   int lock_fd;             /* holds the history's lock file (dblock.c) */
@@ -181,6 +187,8 @@ int store_prior_trials(hist *h, const store_prior_query *q, store_session_trial_
  * 1 and fills out, 0 when there is none (always for a NULL digest). */
 int store_find_ok(hist *h, const char *digest, store_found *out);
 void store_found_clear(store_found *f);
+/* 1 when the history has a trial of this device key, 0 when not. */
+int store_key_has_trials(hist *h, const char *key);
 
 /* --- core.c --- */
 /* Opens this turn's transaction if it is not open; core_commit commits it
@@ -246,6 +254,12 @@ void registry_status(tracker *t, Ktune__StatusReply *out); /* free with registry
 void registry_status_free(Ktune__StatusReply *r);
 /* A runner's device identity as the JSON object stored with its trials. */
 char *registry_device_json(const peer *p);
+/* Remembers that a runner of key logged in. */
+void registry_note_key(tracker *t, const char *key);
+/* 1 when a runner of key has logged in since the tracker started or the
+ * history has a trial of it: a session waiting for it is not waiting for
+ * a mistyped key. */
+int registry_key_served(tracker *t, const char *key);
 
 /* --- jobs.c --- */
 enum job_state { JOB_BUILD_QUEUED, JOB_BUILDING, JOB_RUN_QUEUED, JOB_RUNNING };
@@ -354,6 +368,7 @@ struct session {
   int remeasure;
   uint32_t priority;
   uint32_t wait_timeout_ms;
+  uint32_t wait_limit_ms;  /* this wait's: --wait-timeout, or a never-served key's; 0: none */
   char owner[64];
   uint64_t served, built;  /* jobs handed out: equal priorities take turns */
   uint64_t waiting_since;  /* uv_now when its key last had no runner, or 0 */
@@ -366,6 +381,8 @@ struct session {
   uv_work_t train;         /* its search's training, on the thread pool */
   int training;            /* ... is running: the tuner may not step */
   int train_rc;
+  uint64_t train_ns;       /* the last training's time, from the thread pool */
+  double search_s;         /* time its strategy spent proposing and training */
   tracker *home;           /* its tracker, for the training's completion */
   uint32_t prior;          /* earlier trials of its kernel the search started from */
   Ktune__SessionState state;

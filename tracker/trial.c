@@ -50,6 +50,9 @@ void trial_record(tracker *t, session *s, const char *config_json, hist_trial *t
   tr->compiler = s->compiler;
   tr->gflops = ok ? trial_gflops(s->flops, tr->mean_s) : 0;
   tr->flops = s->flops;
+  /* The same rate over the bytes moved, for a task that counts them. */
+  tr->bytes = task_bytes(&s->task);
+  tr->gbps = ok ? trial_gflops(tr->bytes, tr->mean_s) : 0;
   tr->repeat = s->timing.repeat;
   tr->calls = (uint64_t)tr->number * tr->ncosts;
   tr->timing_json = s->timing_json;

@@ -5,7 +5,8 @@
  * target checks, refused commands, --jobs concurrency, results never
  * crossing a reconnect, a clean stop with a compile in flight. Then in a
  * real farm: a broken template ends in COMPILE_ERROR rows and the farm
- * keeps working, with either back end. */
+ * keeps working, with either back end; a reference that uses a knob is
+ * named as the reason. */
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
@@ -555,13 +556,19 @@ static void broken_session(farm *f, const char *spec, const char *compiler, cons
   sqlite3_close(db);
 }
 
+/* A farm with builder b1 and runner r1 of key k, both ready. */
+static void farm_with_agents(farm *f, pid_t *b, pid_t *r) {
+  farm_start(f, NULL);
+  *b = farm_builder(f, "b1");
+  *r = farm_runner(f, "r1", "k", NULL);
+  farm_wait_agent(f, "b1", 1);
+  farm_wait_agent(f, "r1", 1);
+}
+
 TEST(broken_template_in_a_farm) {
   farm f;
-  farm_start(&f, NULL);
-  pid_t b = farm_builder(&f, "b1");
-  pid_t r = farm_runner(&f, "r1", "k", NULL);
-  farm_wait_agent(&f, "b1", 1);
-  farm_wait_agent(&f, "r1", 1);
+  pid_t b, r;
+  farm_with_agents(&f, &b, &r);
   char spec[400];
   write_broken_task(f.dir, spec, sizeof spec);
   broken_session(&f, spec, "tcc", "tcc 0.9.27%");
@@ -599,7 +606,50 @@ TEST(broken_template_in_a_farm) {
   farm_stop_tracker(&f);
 }
 
+/* A reference that reads a knob, here through the template's own macro:
+ * runners would keep its output for one config and judge every other
+ * config by it. Every build is refused with a message naming the knob, on
+ * the progress line and in the session's end, with either back end. */
+TEST(reference_using_a_knob_is_named) {
+  farm f;
+  pid_t b, r;
+  farm_with_agents(&f, &b, &r);
+  char path[400], spec[400];
+  snprintf(path, sizeof path, "%s/scaled.c", f.dir);
+  write_script(path, "#define SC_SCALE (U + 1)\n"
+                     "void k(float *out, const float *in) {\n"
+                     "  for (int i = 0; i < 64; i++) out[i] = in[i] * SC_SCALE;\n"
+                     "}\n"
+                     "void k_ref(float *out, const float *in) {\n"
+                     "  for (int i = 0; i < 64; i++) out[i] = in[i] * SC_SCALE;\n"
+                     "}\n");
+  snprintf(spec, sizeof spec, "%s/scaled.json", f.dir);
+  write_script(spec, "{\"name\": \"scaled\", \"source\": \"scaled.c\", \"entry\": \"k\",\n"
+                     " \"reference\": \"k_ref\", \"flops\": \"64\",\n"
+                     " \"args\": [{\"name\": \"out\", \"type\": \"float\", \"count\": \"64\","
+                     " \"output\": true},\n"
+                     "          {\"name\": \"in\", \"type\": \"float\", \"count\": \"64\"}],\n"
+                     " \"knobs\": {\"U\": [1, 2]}}\n");
+  const char *compilers[] = {"tcc", "cc -O2"};
+  for (int i = 0; i < 2; i++) {
+    char out[8192];
+    char *args[] = {"tune", spec, "--key", "k", "--strategy", "grid", "--trials", "2",
+                    "--compiler", (char *)compilers[i], NULL};
+    int rc = farm_ktune(&f, out, sizeof out, 120000, args);
+    if (rc != 1) {
+      farm_print_log(&f);
+      TEST_FAIL("--compiler '%s': a reference using a knob exited %d, not 1: %s", compilers[i],
+                rc, out);
+    }
+    ASSERT_CONTAINS(out, "failed 2 (COMPILE_ERROR 2: reference k_ref uses knob U; the reference");
+    ASSERT_CONTAINS(out, "every trial failed: COMPILE_ERROR 2: reference k_ref uses knob U; the "
+                         "reference must not depend on the config (docs/TASKS.md)");
+  }
+  farm_stop_all(&f, r, b, 0);
+}
+
 TEST_LIST(TEST_ENTRY(broken_template_in_a_farm), TEST_ENTRY(hello_and_both_back_ends), TEST_ENTRY(errors_reach_the_tracker),
           TEST_ENTRY(jobs_build_concurrently), TEST_ENTRY(results_never_cross_a_reconnect),
           TEST_ENTRY(sigterm_with_a_compile_in_flight), TEST_ENTRY(tcc_macro_bomb_times_out),
-          TEST_ENTRY(builder_death_kills_its_compilers))
+          TEST_ENTRY(builder_death_kills_its_compilers),
+          TEST_ENTRY(reference_using_a_knob_is_named))

@@ -252,8 +252,76 @@ TEST(a_tracker_that_hangs_up_is_a_sentence) {
   rmdir(dir);
 }
 
+/* Runs a program of the build tree with one argument; the exit code. */
+static int program(const char *rel, const char *arg) {
+  char *argv[] = {(char *)proc_bin(rel), (char *)arg, NULL};
+  return proc_run(argv, out, sizeof(out), 10000);
+}
+
+TEST(every_program_says_its_version) {
+  const char *progs[][2] = {{"cli/ktune", "ktune"},
+                            {"tracker/ktune-tracker", "ktune-tracker"},
+                            {"builder/ktune-builder", "ktune-builder"},
+                            {"runner/ktune-runner", "ktune-runner"}};
+  for (size_t i = 0; i < sizeof(progs) / sizeof(progs[0]); i++) {
+    if (program(progs[i][0], "--version") != 0)
+      TEST_FAIL("%s --version exited non-zero: %s", progs[i][1], out);
+    char want[64];
+    snprintf(want, sizeof(want), "%s %s\n", progs[i][1], KTUNE_VERSION);
+    ASSERT_EQ_STR(out, want);
+    /* --help names it, with the defaults. */
+    ASSERT_EQ_INT(program(progs[i][0], "--help"), 0);
+    ASSERT_CONTAINS(out, "--version");
+    ASSERT_CONTAINS(out, "default");
+  }
+}
+
+TEST(help_says_what_is_printed_and_the_exit_status) {
+  const char *cmds[] = {"wait", "attach", "cancel", "sessions", "status"};
+  for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+    ASSERT_EQ_INT(ktune((char *[]){(char *)cmds[i], "--help", NULL}), 0);
+    if (!strcasestr(out, "prints")) TEST_FAIL("ktune %s --help says nothing of its output: %s",
+                                              cmds[i], out);
+    ASSERT_CONTAINS(out, "Exit status: 0 ");
+    ASSERT_CONTAINS(out, "(default: KTUNE_TRACKER, else");
+  }
+  ASSERT_EQ_INT(ktune((char *[]){"tune", "--help", NULL}), 0);
+  ASSERT_CONTAINS(out, "required with --tracker");
+  ASSERT_CONTAINS(out, "--unknown-key-wait-ms");
+  ASSERT_CONTAINS(out, "Exit status: 0 ");
+  ASSERT_EQ_INT(ktune((char *[]){"--help", NULL}), 0);
+  const char *vars[] = {"KTUNE_TRACKER", "KTUNE_TOKEN ", "KTUNE_TOKEN_FILE", "KTUNE_USER",
+                        "$USER", "KTUNE_TASKS", "TMPDIR", "KTUNE_DEBUG"};
+  for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++) ASSERT_CONTAINS(out, vars[i]);
+}
+
+/* getopt's complaint names the command it is about. */
+TEST(unknown_options_are_named_with_their_command) {
+  const char *cmds[] = {"tune", "measure", "status", "export", "best", "wait", "attach",
+                        "cancel", "sessions", "tasks"};
+  for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+    expect_usage((char *[]){(char *)cmds[i], "--x", NULL}, "unrecognized option '--x'");
+    char want[64];
+    snprintf(want, sizeof(want), "ktune %s: unrecognized option '--x'", cmds[i]);
+    ASSERT_CONTAINS(out, want);
+  }
+  /* The programs by name, not by the path they were started with. */
+  const char *progs[][2] = {{"tracker/ktune-tracker", "ktune-tracker"},
+                            {"builder/ktune-builder", "ktune-builder"},
+                            {"runner/ktune-runner", "ktune-runner"}};
+  for (size_t i = 0; i < sizeof(progs) / sizeof(progs[0]); i++) {
+    ASSERT_EQ_INT(program(progs[i][0], "--x"), 2);
+    char want[64];
+    snprintf(want, sizeof(want), "%s: unrecognized option '--x'\n", progs[i][1]);
+    if (strncmp(out, want, strlen(want)) != 0) TEST_FAIL("wanted %s first, got: %s", want, out);
+  }
+}
+
 TEST_LIST(TEST_ENTRY(numbers_and_keys_are_checked),
           TEST_ENTRY(tracker_addresses_are_checked_up_front),
           TEST_ENTRY(unwritable_history_names_the_folder),
           TEST_ENTRY(token_files_others_can_read_are_warned_about),
-          TEST_ENTRY(token_file_option_logs_in), TEST_ENTRY(a_tracker_that_hangs_up_is_a_sentence))
+          TEST_ENTRY(token_file_option_logs_in), TEST_ENTRY(a_tracker_that_hangs_up_is_a_sentence),
+          TEST_ENTRY(every_program_says_its_version),
+          TEST_ENTRY(help_says_what_is_printed_and_the_exit_status),
+          TEST_ENTRY(unknown_options_are_named_with_their_command))

@@ -56,6 +56,14 @@ static int ktune_plain(char *out, size_t outlen, char *const args[]) {
   return proc_run(argv, out, outlen, 30000);
 }
 
+/* A farm (tracker options opts) with runner r1 of key, ready. */
+static pid_t farm_with_runner(farm *f, char *const opts[], const char *key) {
+  farm_start(f, opts);
+  pid_t r = farm_runner(f, "r1", key, NULL);
+  farm_wait_agent(f, "r1", 1);
+  return r;
+}
+
 /* A farm with builder b1 and runner r1 of key k, r1 ready. */
 static void farm_with_agents(farm *f, pid_t *b, pid_t *r) {
   farm_start(f, NULL);
@@ -168,15 +176,14 @@ TEST(token_new_makes_a_tokens_file_a_farm_runs_on) {
 /* Item 3: a mistyped key is said within 2 s, next to the keys there are. */
 TEST(mistyped_key_is_said_at_once) {
   farm f;
-  farm_start(&f, NULL);
-  pid_t r = farm_runner(&f, "r1", "rpi4", NULL);
-  farm_wait_agent(&f, "r1", 1);
+  pid_t r = farm_with_runner(&f, NULL, "rpi4");
   char path[300];
   snprintf(path, sizeof(path), "%s/tune.out", f.dir);
   char *args[] = {"matmul", "--trials", "4", "--key", "rpi5", NULL};
   pid_t c = tune_in_background(&f, path, args);
   /* From the start, which includes checking the submission. */
-  double s = wait_text(&f, path, "waiting for a runner with key 'rpi5' (known keys: rpi4)\n", 2000);
+  double s = wait_text(&f, path, "waiting for a runner with key 'rpi5' (known keys: rpi4); giving "
+                      "up in 60 s unless one connects (--wait-timeout)\n", 2000);
   fprintf(stderr, "the wait was said after %.2f s\n", s);
   proc_stop(c, SIGKILL, 5000);
   farm_stop_all(&f, r, 0, 0);
@@ -257,9 +264,136 @@ TEST(header_counts_the_valid_configs) {
   farm_stop_all(&f, r, b, 0);
 }
 
+/* The digits after the point of each number that follows name in text;
+ * fails the test when there is none. */
+static int max_decimals(const char *text, const char *name) {
+  int most = -1;
+  for (const char *p = strstr(text, name); p; p = strstr(p + 1, name)) {
+    const char *v = p + strlen(name);
+    const char *dot = v + strspn(v, "-0123456789");
+    int n = *dot == '.' ? (int)strspn(dot + 1, "0123456789") : 0;
+    if (n > most) most = n;
+  }
+  if (most < 0) TEST_FAIL("no %s in: %s", name, text);
+  return most;
+}
+
+/* status --json: times to the millisecond, and a device only for runners. */
+TEST(status_json_is_rounded_and_builders_have_no_device) {
+  farm f;
+  pid_t b, r;
+  farm_with_agents(&f, &b, &r);
+  farm_wait_agent(&f, "b1", 1);
+  /* Long enough for times that are not whole seconds. */
+  proc_sleep_ms(150);
+  static char out[1 << 16];
+  char *args[] = {"status", "--json", NULL};
+  ASSERT_EQ_INT(farm_ktune(&f, out, sizeof(out), 10000, args), 0);
+  ASSERT(max_decimals(out, "\"last_heard_s\":") <= 3);
+  ASSERT(max_decimals(out, "\"uptime_s\":") <= 3);
+  json_t *st = json_loads(out, 0, NULL);
+  ASSERT_NOT_NULL(st);
+  json_t *builder = farm_agent(st, "b1"), *runner = farm_agent(st, "r1");
+  ASSERT_NOT_NULL(builder);
+  ASSERT_NOT_NULL(runner);
+  if (json_object_get(builder, "device")) TEST_FAIL("the builder has a device block: %s", out);
+  json_t *dev = json_object_get(runner, "device");
+  ASSERT_NOT_NULL(dev);
+  ASSERT(json_integer_value(json_object_get(dev, "cores")) > 0);
+  json_decref(st);
+  farm_stop_all(&f, r, b, 0);
+}
+
+/* A key no runner has ever served gives up after the tracker's default
+ * wait (1 s here) and says how to wait longer; a key that was served
+ * waits on. */
+TEST(a_never_served_key_gives_up_after_the_default_wait) {
+  farm f;
+  pid_t r = farm_with_runner(&f, (char *[]){"--unknown-key-wait-ms", "1000", NULL}, "rpi4");
+  static char out[16384];
+  char *args[] = {"tune", "matmul", "--trials", "2", "--key", "rpi5", NULL};
+  double t0 = mono_s();
+  int rc = farm_ktune(&f, out, sizeof(out), 30000, args);
+  double took = mono_s() - t0;
+  if (rc != 1) {
+    farm_print_log(&f);
+    TEST_FAIL("a session on a never-served key exited %d, not 1: %s", rc, out);
+  }
+  ASSERT_CONTAINS(out, "waiting for a runner with key 'rpi5' (known keys: rpi4); giving up in 1 s "
+                       "unless one connects (--wait-timeout)\n");
+  ASSERT_CONTAINS(out, "no runner with key 'rpi5' has ever served this tracker");
+  ASSERT_CONTAINS(out, "give --wait-timeout MS to wait longer");
+  ASSERT(took >= 1.0);
+  /* rpi4 has been served: with its runner gone, a session waits on. */
+  proc_stop(r, SIGTERM, 5000);
+  farm_wait_agent(&f, "r1", 0);
+  long id = farm_submit(&f, (char *[]){"matmul", "--trials", "2", "--key", "rpi4", NULL});
+  proc_sleep_ms(2000);
+  json_t *st = farm_status(&f);
+  json_t *s = farm_session(st, id);
+  ASSERT_NOT_NULL(s);
+  ASSERT_EQ_STR(json_string_value(json_object_get(s, "state")), "queued");
+  const char *msg = json_string_value(json_object_get(s, "message"));
+  ASSERT_NOT_NULL(msg);
+  ASSERT_CONTAINS(msg, "waiting for a runner with key 'rpi4'");
+  if (strstr(msg, "giving up")) TEST_FAIL("a served key's wait has a limit: %s", msg);
+  json_decref(st);
+  char ids[32];
+  snprintf(ids, sizeof(ids), "%ld", id);
+  ASSERT_EQ_INT(farm_ktune(&f, out, sizeof(out), 10000, (char *[]){"cancel", ids, NULL}), 0);
+  farm_stop_tracker(&f);
+}
+
+/* A runner stopped for longer than the tracker's timeout blames its own
+ * pause, not the tracker. */
+TEST(a_paused_runner_does_not_blame_the_tracker) {
+  farm f;
+  pid_t r = farm_with_runner(&f, NULL, "k");
+  /* The harness's tracker says 3 s of silence (--timeout-ms 3000). */
+  kill(r, SIGSTOP);
+  proc_sleep_ms(3500);
+  kill(r, SIGCONT);
+  wait_text(&f, f.log, "(this process may have been paused); reconnecting", 5000);
+  farm_wait_agent(&f, "r1", 1);
+  farm_stop_all(&f, r, 0, 0);
+}
+
+/* The private farm of `ktune tune` has no other client to protect: it
+ * takes the largest space a spec may hold, past a shared tracker's
+ * default 32 knobs of 4096 values (docs/TASKS.md). */
+TEST(local_farm_takes_what_a_spec_may_hold) {
+  char dir[256], path[300], spec[300], db[300], out[16384];
+  proc_tmpdir(dir, sizeof(dir));
+  snprintf(path, sizeof(path), "%s/wide.c", dir);
+  proc_write_file(path, "void k(float *o) { for (int i = 0; i < 8; i++) o[i] = 1; }\n"
+                        "void k_ref(float *o) { for (int i = 0; i < 8; i++) o[i] = 1; }\n");
+  static char knobs[65536], text[70000];
+  size_t n = 0;
+  for (int i = 0; i < 33; i++)
+    n += (size_t)snprintf(knobs + n, sizeof(knobs) - n, "\"K%d\": [1], ", i);
+  n += (size_t)snprintf(knobs + n, sizeof(knobs) - n, "\"BIG\": [0");
+  for (int v = 1; v < 5000; v++) n += (size_t)snprintf(knobs + n, sizeof(knobs) - n, ",%d", v);
+  snprintf(text, sizeof(text),
+           "{\"name\": \"wide\", \"source\": \"wide.c\", \"entry\": \"k\", \"reference\": "
+           "\"k_ref\", \"flops\": \"8\",\n \"args\": [{\"name\": \"o\", \"type\": \"float\", "
+           "\"count\": \"8\", \"output\": true}],\n \"knobs\": {%s]}}\n", knobs);
+  snprintf(spec, sizeof(spec), "%s/wide.json", dir);
+  proc_write_file(spec, text);
+  snprintf(db, sizeof(db), "%s/ktune.db", dir);
+  char *args[] = {"tune", spec, "--trials", "1", "--db", db, NULL};
+  int rc = ktune_plain(out, sizeof(out), args);
+  if (rc != 0) TEST_FAIL("a spec of 34 knobs, one of 5000 values, on the local farm: exit %d: %s",
+                         rc, out);
+  ASSERT_CONTAINS(out, "5,000 valid of 5,000 configs");
+}
+
 TEST_LIST(TEST_ENTRY(failures_are_named_on_the_progress_line),
           TEST_ENTRY(token_new_makes_a_tokens_file_a_farm_runs_on),
           TEST_ENTRY(mistyped_key_is_said_at_once),
           TEST_ENTRY(ctrl_c_cancels_the_followed_session),
           TEST_ENTRY(default_seeds_differ_and_ended_sessions_show_no_zero_speed),
-          TEST_ENTRY(header_counts_the_valid_configs))
+          TEST_ENTRY(header_counts_the_valid_configs),
+          TEST_ENTRY(status_json_is_rounded_and_builders_have_no_device),
+          TEST_ENTRY(a_never_served_key_gives_up_after_the_default_wait),
+          TEST_ENTRY(a_paused_runner_does_not_blame_the_tracker),
+          TEST_ENTRY(local_farm_takes_what_a_spec_may_hold))

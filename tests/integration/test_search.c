@@ -436,23 +436,13 @@ static long session_done(farm *f, long id, const char **state, char *buf, size_t
 }
 
 /* Set when `ktune tune --tracker ADDR --resume ID` asks for --key. */
-static int resume_wants_key;
-static char resume_key_out[2048];
-
-/* `ktune tune --resume ID --tracker ADDR` (plus --key k only if ktune
- * insists, which is remembered and fails the test at its end). */
+/* `ktune tune --resume ID --tracker ADDR`: no --key, the session has its
+ * own. */
 static int resume(farm *f, long id, char *out, size_t outlen, int timeout_ms) {
   char ids[32];
   snprintf(ids, sizeof(ids), "%ld", id);
   char *args[] = {"tune", "--resume", ids, NULL};
-  int rc = farm_ktune(f, out, outlen, timeout_ms, args);
-  if (rc == 2 && strstr(out, "--key")) {
-    resume_wants_key = 1;
-    snprintf(resume_key_out, sizeof(resume_key_out), "%s", out);
-    char *kargs[] = {"tune", "--resume", ids, "--key", "k", NULL};
-    rc = farm_ktune(f, out, outlen, timeout_ms, kargs);
-  }
-  return rc;
+  return farm_ktune(f, out, outlen, timeout_ms, args);
 }
 
 /* A session cancelled in the middle goes on with --resume to its 40
@@ -541,9 +531,6 @@ TEST(resume_finishes_a_cancelled_session) {
   free_configs(all, n);
   free_configs(kept, n0);
   farm_stop_all(&f, r, b, 0);
-  if (resume_wants_key)
-    TEST_FAIL("`ktune tune --tracker ADDR --resume ID` without --key was refused (the session "
-              "has its own key): %s", resume_key_out);
 }
 
 /* Who the next program started logs in as. */
@@ -602,7 +589,24 @@ TEST(resume_refusals) {
   farm_stop_tracker(&f);
 }
 
-TEST_LIST(TEST_ENTRY(replay_of_model_is_deterministic), TEST_ENTRY(replay_of_ga_is_deterministic),
+/* --verbose says what choosing cost, as a share of the wall time. */
+TEST(verbose_shows_the_search_cost) {
+  char dir[256], db[300];
+  proc_tmpdir(dir, sizeof(dir));
+  snprintf(db, sizeof(db), "%s/v.db", dir);
+  char *args[] = {"tune", SPEC, "--replay", RECORDING, "--db", db, "--strategy", "model",
+                  "--seed", "3", "--trials", "24", "--verbose", NULL};
+  ASSERT_EQ_INT(ktune_plain(big, sizeof(big), 60000, args), 0);
+  ASSERT_CONTAINS(big, "search: ");
+  ASSERT_CONTAINS(big, " s in all, ");
+  ASSERT_CONTAINS(big, "% of the ");
+  char *quiet[] = {"tune", SPEC, "--replay", RECORDING, "--db", db, "--strategy", "model",
+                   "--seed", "3", "--trials", "24", NULL};
+  ASSERT_EQ_INT(ktune_plain(big, sizeof(big), 60000, quiet), 0);
+  ASSERT(!strstr(big, " s in all, "));
+}
+
+TEST_LIST(TEST_ENTRY(replay_of_model_is_deterministic), TEST_ENTRY(verbose_shows_the_search_cost), TEST_ENTRY(replay_of_ga_is_deterministic),
           TEST_ENTRY(replay_of_a_trimmed_recording_fails_what_it_lacks),
           TEST_ENTRY(replay_from_a_history_db),
           TEST_ENTRY(replay_refuses_a_task_the_recording_lacks),

@@ -677,10 +677,89 @@ TEST(two_threads_build) {
   free(tmpl);
 }
 
+/* A reference that reads a knob is refused by name: directly (before any
+ * compile), through a macro (the compiler's error, reworded), or in a
+ * function it calls. The entry still sees the knob, and messages keep
+ * pointing at the template's own lines. */
+TEST(reference_must_not_use_knobs) {
+  codegen_define defs[] = {{"N", 64}, {"U", 4}, {"V", 2}};
+  char err[256];
+  const char *direct = "void k(float *o) { for (int i = 0; i < N; i += U) o[i] = 0; }\n"
+                       "void k_ref(float *o) {\n"
+                       "  /* U is not used here; \"V\" neither */\n"
+                       "  for (int i = 0; i < N; i += V) o[i] = 0;\n"
+                       "}\n";
+  ASSERT_NULL(codegen_source_guarded("t", direct, defs, 3, "k_ref", 2, err, sizeof err));
+  ASSERT_EQ_STR(err, "reference k_ref uses knob V; the reference must not depend on the config "
+                     "(docs/TASKS.md)");
+  const char *in_if = "void k_ref(float *o) {\n#if U > 2\n  o[0] = 1;\n#endif\n}\n";
+  ASSERT_NULL(codegen_source_guarded("t", in_if, defs, 3, "k_ref", 2, err, sizeof err));
+  ASSERT_CONTAINS(err, "reference k_ref uses knob U;");
+  const char *helper = "static float h(const float *a) { return a[0] * U; }\n"
+                       "void k_ref(float *o) { o[0] = h(o); }\n";
+  ASSERT_NULL(codegen_source_guarded("t", helper, defs, 3, "k_ref", 2, err, sizeof err));
+  ASSERT_CONTAINS(err, "reference k_ref uses knob U in h, which it calls;");
+  /* N is a constant, and only knobs are kept out. */
+  char *src = codegen_source_guarded("t", helper, defs, 3, "k_ref", 1, err, sizeof err);
+  ASSERT_NOT_NULL(src);
+  ASSERT_EQ_STR(err, "");
+  free(src);
+
+  /* Through a macro: the compiler names the poisoned knob; the entry,
+   * after the reference, sees its value, and a later error keeps its line. */
+  const char *macro = "#define T (U * 2)\n"
+                      "void k_ref(float *o) { for (int i = 0; i < N; i++) o[i] = T; }\n"
+                      "void k(float *o) { for (int i = 0; i < N; i++) o[i] = T; }\n";
+  src = codegen_source_guarded("t", macro, defs, 3, "k_ref", 2, err, sizeof err);
+  ASSERT_NOT_NULL(src);
+  uint8_t *so = NULL;
+  size_t len = 0;
+  char diag[1024], why[2048];
+  ASSERT_EQ_INT(tcc_build_so(src, &so, &len, diag, sizeof diag), -1);
+  ASSERT_CONTAINS(diag, "t.c:2:");
+  ASSERT_EQ_INT(codegen_reference_error("k_ref", diag, why, sizeof why), 1);
+  ASSERT_EQ_INT(strncmp(why, "reference k_ref uses knob U; the reference must not depend on the "
+                             "config (docs/TASKS.md)\nt.c:2:", 95), 0);
+  ASSERT_EQ_INT(codegen_reference_error("k_ref", "t.c:2: error: 'x' undeclared", why, sizeof why),
+                0);
+  free(src);
+  const char *fine = "#define T (U * 2)\n"
+                     "void k_ref(float *o) { for (int i = 0; i < N; i++) o[i] = 8; }\n"
+                     "void k(float *o) { for (int i = 0; i < N; i++) o[i] = T; }\n"
+                     "void broken(void) {\n  x;\n}\n";
+  src = codegen_source_guarded("t", fine, defs, 3, "k_ref", 2, err, sizeof err);
+  ASSERT_NOT_NULL(src);
+  ASSERT_EQ_INT(tcc_build_so(src, &so, &len, diag, sizeof diag), -1);
+  ASSERT_CONTAINS(diag, "t.c:5: error: 'x' undeclared");
+  free(src);
+
+  /* Braces that balance only per #if branch: not checked, built as is. */
+  const char *odd = "void k_ref(float *o) {\n#if 1\n  if (N) {\n#else\n  if (U) {\n#endif\n"
+                    "    o[0] = U;\n  }\n}\n";
+  src = codegen_source_guarded("t", odd, defs, 3, "k_ref", 2, err, sizeof err);
+  ASSERT_NOT_NULL(src);
+  ASSERT_NULL(strstr(src, "ktune_reference_uses_knob_"));
+  free(src);
+
+  /* The built-in matmul's reference uses no knob, and still builds. */
+  char *tmpl = matmul_template();
+  int64_t v[] = {64, 64, 64, 4, 2, 64};
+  codegen_define md[MATMUL_DEFS];
+  matmul_defines(v, md);
+  /* matmul_defines puts knobs among constants: take the last four. */
+  src = codegen_source_guarded("matmul", tmpl, md, MATMUL_DEFS, "matmul_ref", 4, err, sizeof err);
+  ASSERT_NOT_NULL(src);
+  ASSERT_CONTAINS(src, "#define KU ktune_reference_uses_knob_KU\n");
+  ASSERT_EQ_INT(tcc_build_so(src, &so, &len, diag, sizeof diag), 0);
+  free(so);
+  free(src);
+  free(tmpl);
+}
+
 TEST_LIST(TEST_ENTRY(codegen_defines), TEST_ENTRY(rng_streams), TEST_ENTRY(tcc_builds_matmul),
           TEST_ENTRY(measure_matmul_edges), TEST_ENTRY(measure_zero_number_repeat),
           TEST_ENTRY(wrong_answer_names_index), TEST_ENTRY(wrong_answer_ints_exact),
           TEST_ENTRY(compile_error_has_diagnostics), TEST_ENTRY(garbage_artifact_load_error),
           TEST_ENTRY(missing_entry_load_error), TEST_ENTRY(kernel_uses_libc_and_libtcc1),
           TEST_ENTRY(bad_buffers_runtime_error), TEST_ENTRY(child_main_over_pipes),
-          TEST_ENTRY(two_threads_build))
+          TEST_ENTRY(two_threads_build), TEST_ENTRY(reference_must_not_use_knobs))

@@ -168,7 +168,7 @@ TEST(open_creates_schema_in_wal) {
   char mode[32];
   raw_text(db, "PRAGMA journal_mode", mode, sizeof(mode));
   ASSERT_EQ_STR(mode, "wal");
-  ASSERT_EQ_INT(raw_int(db, "PRAGMA user_version"), 2);
+  ASSERT_EQ_INT(raw_int(db, "PRAGMA user_version"), 3);
   ASSERT_EQ_INT(raw_int(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND"
                             " name IN ('sessions', 'trials')"),
                 2);
@@ -189,7 +189,7 @@ TEST(open_creates_schema_in_wal) {
                 " NULL, repeat INTEGER NOT NULL, compiler_id TEXT, device TEXT, median_s REAL,"
                 " std_s REAL, calls INTEGER, clock TEXT, timing TEXT NOT NULL DEFAULT '{}',"
                 " reused INTEGER REFERENCES trials(id), digest TEXT, kernel TEXT, checked"
-                " INTEGER NOT NULL DEFAULT 0, builder TEXT)");
+                " INTEGER NOT NULL DEFAULT 0, builder TEXT, bytes INTEGER, gbps REAL)");
   raw_text(db, "SELECT sql FROM sqlite_schema WHERE name = 'sessions'", sql, sizeof(sql));
   ASSERT_EQ_STR(sql,
                 "CREATE TABLE sessions ( id INTEGER PRIMARY KEY, task TEXT NOT NULL, size TEXT"
@@ -560,13 +560,14 @@ TEST(export_csv) {
   ASSERT_EQ_STR(c.lines[0],
                 "id,session,task,size,config,key,compiler,status,error,costs_s,mean_s,gflops,"
                 "flops,runner,build_s,timestamp,timestamp_ms,number,repeat,compiler_id,device,"
-                "median_s,std_s,calls,clock,timing,reused_from,digest,kernel,checked,builder");
+                "median_s,std_s,calls,clock,timing,reused_from,digest,kernel,checked,builder,"
+                "bytes,gbps");
   char want[512];
   snprintf(want, sizeof(want),
            "1,%lld,matmul,\"{\"\"K\"\":64,\"\"M\"\":64,\"\"N\"\":64}\",\"{\"\"TI\"\":8,"
            "\"\"TJ\"\":16}\",rpi4,tcc,COMPILE_ERROR,\"x.c:1: expected ',' or \"\";\"\"\n"
            "second line\",\"[0.0015,0.00125,0.001]\",0.001,0.524288,524288,pi-1,0.0005,"
-           "2026-11-28T01:02:03.456Z,1795827723456,10,3,,,0,0,0,,{},,," KERNEL_A ",true,b-1",
+           "2026-11-28T01:02:03.456Z,1795827723456,10,3,,,0,0,0,,{},,," KERNEL_A ",true,b-1,,",
            (long long)sid);
   ASSERT_EQ_STR(c.lines[1], want);
   ASSERT_CONTAINS(c.lines[2], ",rpi4,gcc -O3,ok,,\"[");
@@ -953,10 +954,10 @@ TEST(not_a_history_is_refused) {
   h = open_rw(t.db);
   hist_close(h);
   db = raw_open(t.db);
-  ASSERT_EQ_INT(sqlite3_exec(db, "PRAGMA user_version = 3", NULL, NULL, NULL), SQLITE_OK);
+  ASSERT_EQ_INT(sqlite3_exec(db, "PRAGMA user_version = 4", NULL, NULL, NULL), SQLITE_OK);
   sqlite3_close(db);
   ASSERT_LT_INT(hist_open(t.db, 0, &h, err, sizeof(err)), 0);
-  ASSERT_CONTAINS(err, "schema version 3");
+  ASSERT_CONTAINS(err, "schema version 4");
   ASSERT_CONTAINS(err, "upgrade ktune");
   ASSERT_LT_INT(hist_open_readonly(t.db, &h, err, sizeof(err)), 0);
   ASSERT_CONTAINS(err, "upgrade ktune");
@@ -1246,7 +1247,7 @@ TEST(v1_file_reads_read_only_as_it_is) {
   collect_free(&c);
   export_ok(r, "csv", &c);
   ASSERT_EQ_INT(c.n, 3);
-  ASSERT_CONTAINS(c.lines[0], ",reused_from,digest,kernel,checked,builder");
+  ASSERT_CONTAINS(c.lines[0], ",reused_from,digest,kernel,checked,builder,bytes,gbps");
   collect_free(&c);
 
   /* ktune best finds it only when it asks for no kernel and no check. */
@@ -1291,7 +1292,7 @@ TEST(v1_file_is_upgraded_in_place) {
   hist *h = open_rw(t.db);
 
   sqlite3 *db = raw_open(t.db);
-  ASSERT_EQ_INT(raw_int(db, "PRAGMA user_version"), 2);
+  ASSERT_EQ_INT(raw_int(db, "PRAGMA user_version"), 3);
   ASSERT_EQ_INT(raw_int(db, "SELECT count(*) FROM sqlite_schema WHERE name = 'trials_reuse'"),
                 0);
   ASSERT_EQ_INT(raw_int(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND"
@@ -1341,7 +1342,7 @@ TEST(v1_file_is_upgraded_in_place) {
   store_found_clear(&f);
   hist_close(h);
 
-  /* Opening again finds version 2 and does nothing. */
+  /* Opening again finds version 3 and does nothing. */
   h = open_rw(t.db);
   ASSERT_EQ_INT(count_trials(h), 3);
   hist_close(h);
@@ -1472,7 +1473,259 @@ TEST(session_get_and_recent) {
   tmp_free(&t);
 }
 
-TEST_LIST(TEST_ENTRY(jobs_and_unfinished_sessions_resume),
+/* A task that counts its bytes stores them and its GB/s; one that does
+ * not has NULL there, not 0. */
+TEST(bytes_and_gbps_are_stored_for_tasks_that_count_bytes) {
+  tmp t;
+  tmp_init(&t);
+  hist *h = open_rw(t.db);
+  int64_t sid = add_session(h, "rpi4");
+  hist_trial plain = ok_trial(sid, 1e-3);
+  add_trial(h, &plain);
+  hist_trial moved = ok_trial(sid, 5e-4);
+  moved.bytes = 1000000;
+  moved.gbps = 1000000 / 5e-4 / 1e9;
+  moved.config_json = "{\"TI\":2,\"TJ\":2}";
+  add_trial(h, &moved);
+  hist_trial failed = ok_trial(sid, 0); /* never timed: no speed of either kind */
+  failed.status = "COMPILE_ERROR";
+  failed.costs = NULL;
+  failed.ncosts = 0;
+  failed.bytes = 1000000;
+  failed.config_json = "{\"TI\":4,\"TJ\":4}";
+  add_trial(h, &failed);
+
+  collect c = {0};
+  export_ok(h, "jsonl", &c);
+  ASSERT_EQ_INT(c.n, 3);
+  json_t *o = json_loads(c.lines[0], 0, NULL);
+  ASSERT(json_is_null(json_object_get(o, "bytes")));
+  ASSERT(json_is_null(json_object_get(o, "gbps")));
+  json_decref(o);
+  o = json_loads(c.lines[1], 0, NULL);
+  ASSERT_EQ_INT(json_integer_value(json_object_get(o, "bytes")), 1000000);
+  ASSERT(json_is_real(json_object_get(o, "gbps")));
+  ASSERT_EQ_DBL(json_real_value(json_object_get(o, "gbps")), 2.0, 1e-12);
+  json_decref(o);
+  o = json_loads(c.lines[2], 0, NULL);
+  ASSERT_EQ_INT(json_integer_value(json_object_get(o, "bytes")), 1000000);
+  ASSERT(json_is_null(json_object_get(o, "gbps")));
+  json_decref(o);
+  collect_free(&c);
+
+  hist_best_query q = {.task = "matmul", .size_json = SIZE64};
+  hist_best_row b;
+  ASSERT_EQ_INT(best_of(h, &q, &b), 1);
+  ASSERT_EQ_DBL(b.gbps, 2.0, 1e-12);
+  hist_best_row_clear(&b);
+  q.compiler = "gcc"; /* nothing */
+  ASSERT_EQ_INT(best_of(h, &q, &b), 0);
+  hist_session_row r;
+  ASSERT_EQ_INT(hist_session_get(h, sid, &r), 1);
+  ASSERT_EQ_DBL(r.best_gbps, 2.0, 1e-12);
+  hist_session_row_clear(&r);
+
+  /* The winner without bytes has no GB/s. */
+  hist_trial fastest = ok_trial(sid, 1e-4);
+  fastest.config_json = "{\"TI\":8,\"TJ\":8}";
+  add_trial(h, &fastest);
+  q.compiler = NULL;
+  ASSERT_EQ_INT(best_of(h, &q, &b), 1);
+  ASSERT(isnan(b.gbps));
+  hist_best_row_clear(&b);
+  hist_close(h);
+  tmp_free(&t);
+}
+
+typedef struct {
+  char values[8][128];
+  int64_t trials[8];
+  int n;
+} values_seen;
+
+static int see_value(void *ctx, const char *value, int64_t trials) {
+  values_seen *v = ctx;
+  ASSERT_LT_INT(v->n, 8);
+  snprintf(v->values[v->n], sizeof(v->values[0]), "%s", value);
+  v->trials[v->n++] = trials;
+  return 0;
+}
+
+static values_seen values_of(hist *h, const hist_best_query *q, const char *col) {
+  values_seen v = {0};
+  int rc = hist_best_values(h, q, col, see_value, &v);
+  if (rc != 0) TEST_FAIL("hist_best_values(%s): %d %s", col, rc, hist_errmsg(h));
+  return v;
+}
+
+/* What ktune best lists: the sizes of a task name, and the compilers,
+ * keys and timings its trials differ in, newest first, with counts. */
+TEST(best_values_list_what_the_trials_differ_in) {
+  tmp t;
+  tmp_init(&t);
+  hist *h = open_rw(t.db);
+  int64_t sid = add_session(h, "rpi4");
+  hist_trial tr = ok_trial(sid, 3e-3);
+  add_trial(h, &tr);
+  add_trial(h, &tr);
+  tr.compiler = "gcc -O3";
+  add_trial(h, &tr);
+  tr.size_json = "{\"K\":8,\"M\":8,\"N\":8}";
+  tr.kernel = KERNEL_B;
+  add_trial(h, &tr);
+  tr = ok_trial(sid, 1e-3); /* failed: never counted */
+  tr.status = "RUNTIME_ERROR";
+  tr.compiler = "clang";
+  add_trial(h, &tr);
+  tr = ok_trial(sid, 1e-3); /* unchecked */
+  tr.compiler = "clang -O2";
+  tr.checked = 0;
+  add_trial(h, &tr);
+
+  hist_best_query named = {.task = "matmul", .checked_only = 1};
+  values_seen v = values_of(h, &named, "size");
+  ASSERT_EQ_INT(v.n, 2);
+  ASSERT_EQ_STR(v.values[0], "{\"K\":8,\"M\":8,\"N\":8}");
+  ASSERT_EQ_INT(v.trials[0], 1);
+  ASSERT_EQ_STR(v.values[1], SIZE64);
+  ASSERT_EQ_INT(v.trials[1], 3);
+
+  hist_best_query q = {.task = "matmul", .size_json = SIZE64, .checked_only = 1};
+  v = values_of(h, &q, "compiler");
+  ASSERT_EQ_INT(v.n, 2);
+  ASSERT_EQ_STR(v.values[0], "gcc -O3");
+  ASSERT_EQ_INT(v.trials[0], 1);
+  ASSERT_EQ_STR(v.values[1], "tcc");
+  ASSERT_EQ_INT(v.trials[1], 2);
+  q.checked_only = 0;
+  v = values_of(h, &q, "compiler");
+  ASSERT_EQ_INT(v.n, 3);
+  ASSERT_EQ_STR(v.values[0], "clang -O2");
+  v = values_of(h, &q, "kernel");
+  ASSERT_EQ_INT(v.n, 1);
+  ASSERT_EQ_STR(v.values[0], KERNEL_A);
+  v = values_of(h, &q, "key");
+  ASSERT_EQ_INT(v.n, 1);
+  ASSERT_EQ_INT(v.trials[0], 4);
+  q.compiler = "icc";
+  v = values_of(h, &q, "timing");
+  ASSERT_EQ_INT(v.n, 0);
+
+  /* Only those columns: the name goes into the SQL. */
+  values_seen none = {0};
+  ASSERT_LT_INT(hist_best_values(h, &q, "config; DROP TABLE trials", see_value, &none), 0);
+  ASSERT_CONTAINS(hist_errmsg(h), "cannot list");
+  hist_close(h);
+  tmp_free(&t);
+}
+
+TEST(session_spec_is_read_back) {
+  tmp t;
+  tmp_init(&t);
+  hist *h = open_rw(t.db);
+  int64_t sid = add_session(h, "rpi4");
+  void *blob = NULL;
+  size_t len = 0;
+  ASSERT_EQ_INT(hist_session_spec(h, sid, &blob, &len), 1);
+  ASSERT_EQ_INT(len, 4);
+  ASSERT_EQ_INT(memcmp(blob, "\x01\x02\x00\x03", 4), 0);
+  free(blob);
+  ASSERT_EQ_INT(hist_session_spec(h, sid + 1, &blob, &len), 0);
+  ASSERT_NULL(blob);
+  hist_close(h);
+  tmp_free(&t);
+}
+
+/* A version 2 file (before bytes and GB/s): read as it is, upgraded in
+ * place by a writer. */
+TEST(v2_file_reads_read_only_and_is_upgraded) {
+  tmp t;
+  tmp_init(&t);
+  hist *h = open_rw(t.db);
+  int64_t sid = add_session(h, "rpi4");
+  hist_trial tr = ok_trial(sid, 1e-3);
+  add_trial(h, &tr);
+  hist_close(h);
+  sqlite3 *db = raw_open(t.db);
+  /* version 2's jobs table, whose ids an empty table handed out again */
+  char v2[1024];
+  snprintf(v2, sizeof v2,
+           "ALTER TABLE trials DROP COLUMN gbps;"
+           "ALTER TABLE trials DROP COLUMN bytes;"
+           "DROP TABLE jobs;"
+           "CREATE TABLE jobs (id INTEGER PRIMARY KEY, session INTEGER NOT NULL REFERENCES"
+           " sessions(id), idx INTEGER NOT NULL, config TEXT NOT NULL,"
+           " lost INTEGER NOT NULL DEFAULT 0);"
+           "CREATE INDEX jobs_session ON jobs(session);"
+           "INSERT INTO jobs VALUES (7, %lld, 3, '{}', 1);"
+           "PRAGMA user_version = 2;", (long long)sid);
+  ASSERT_EQ_INT(sqlite3_exec(db, v2, NULL, NULL, NULL), SQLITE_OK);
+  sqlite3_close(db);
+
+  hist *r = NULL;
+  char err[256] = "";
+  ASSERT_EQ_INT(hist_open_readonly(t.db, &r, err, sizeof(err)), 0);
+  collect c = {0};
+  export_ok(r, "jsonl", &c);
+  ASSERT_EQ_INT(c.n, 1);
+  json_t *o = json_loads(c.lines[0], 0, NULL);
+  ASSERT(json_is_null(json_object_get(o, "gbps")));
+  ASSERT_EQ_STR(json_string_value(json_object_get(o, "builder")), "b-1");
+  json_decref(o);
+  collect_free(&c);
+  hist_best_query q = {.task = "matmul", .size_json = SIZE64, .checked_only = 1};
+  hist_best_row b;
+  ASSERT_EQ_INT(best_of(r, &q, &b), 1);
+  ASSERT(isnan(b.gbps));
+  hist_best_row_clear(&b);
+  hist_session_row s;
+  ASSERT_EQ_INT(hist_session_get(r, sid, &s), 1);
+  hist_session_row_clear(&s);
+  hist_close(r);
+  db = raw_open(t.db);
+  ASSERT_EQ_INT(raw_int(db, "PRAGMA user_version"), 2);
+  sqlite3_close(db);
+
+  h = open_rw(t.db);
+  tr.bytes = 4096;
+  tr.gbps = 4096 / 1e-3 / 1e9;
+  add_trial(h, &tr);
+  hist_close(h);
+  db = raw_open(t.db);
+  ASSERT_EQ_INT(raw_int(db, "PRAGMA user_version"), 3);
+  ASSERT_EQ_INT(raw_int(db, "SELECT count(*) FROM trials WHERE bytes IS NULL AND gbps IS NULL"),
+                1);
+  ASSERT_EQ_INT(raw_int(db, "SELECT bytes FROM trials WHERE gbps > 0"), 4096);
+  /* the waiting job kept, in a table that never reuses an id */
+  ASSERT_EQ_INT(raw_int(db, "SELECT idx FROM jobs WHERE id = 7 AND lost = 1"), 3);
+  ASSERT_EQ_INT(raw_int(db, "SELECT count(*) FROM sqlite_master WHERE name = 'jobs'"
+                            " AND sql LIKE '%AUTOINCREMENT%'"), 1);
+  ASSERT_EQ_INT(raw_int(db, "SELECT count(*) FROM sqlite_master WHERE name = 'jobs_session'"), 1);
+  sqlite3_close(db);
+  tmp_free(&t);
+}
+
+/* A late answer for a job must not land on a newer job: ids are not
+ * handed out again when the table empties, nor after a reopen. */
+TEST(job_ids_are_never_reused) {
+  tmp t;
+  tmp_init(&t);
+  hist *h = open_rw(t.db);
+  int64_t a = add_session(h, "x"), j1, j2, j3;
+  ASSERT_EQ_INT(store_job_add(h, a, 1, "{\"TI\":1}", &j1), 0);
+  ASSERT_EQ_INT(store_job_delete(h, j1), 0);
+  ASSERT_EQ_INT(store_job_add(h, a, 2, "{\"TI\":2}", &j2), 0);
+  ASSERT(j2 > j1);
+  ASSERT_EQ_INT(store_job_delete(h, j2), 0);
+  hist_close(h);
+  h = open_rw(t.db);
+  ASSERT_EQ_INT(store_job_add(h, a, 3, "{\"TI\":3}", &j3), 0);
+  ASSERT(j3 > j2);
+  hist_close(h);
+  tmp_free(&t);
+}
+
+TEST_LIST(TEST_ENTRY(jobs_and_unfinished_sessions_resume), TEST_ENTRY(job_ids_are_never_reused),
           TEST_ENTRY(find_ok_matches_only_the_exact_digest), TEST_ENTRY(open_creates_schema_in_wal),
           TEST_ENTRY(session_and_trial_round_trip), TEST_ENTRY(trial_input_is_checked),
           TEST_ENTRY(export_jsonl), TEST_ENTRY(export_jsonl_untimed_trial_has_nulls),
@@ -1487,4 +1740,8 @@ TEST_LIST(TEST_ENTRY(jobs_and_unfinished_sessions_resume),
           TEST_ENTRY(unwritable_folder_is_named),
           TEST_ENTRY(v1_file_reads_read_only_as_it_is), TEST_ENTRY(v1_file_is_upgraded_in_place),
           TEST_ENTRY(v1_upgrade_that_fails_leaves_the_file_as_it_was),
-          TEST_ENTRY(session_get_and_recent))
+          TEST_ENTRY(session_get_and_recent),
+          TEST_ENTRY(bytes_and_gbps_are_stored_for_tasks_that_count_bytes),
+          TEST_ENTRY(best_values_list_what_the_trials_differ_in),
+          TEST_ENTRY(session_spec_is_read_back),
+          TEST_ENTRY(v2_file_reads_read_only_and_is_upgraded))

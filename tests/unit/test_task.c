@@ -474,6 +474,7 @@ static void assert_same(const task_spec *a, const task_spec *b) {
   ASSERT_EQ_STR(a->entry, b->entry);
   if (a->reference || b->reference) ASSERT_EQ_STR(a->reference, b->reference);
   ASSERT_EQ_STR(a->flops, b->flops);
+  if (a->bytes || b->bytes) ASSERT_EQ_STR(a->bytes, b->bytes);
   ASSERT_EQ_INT(a->nconsts, b->nconsts);
   for (size_t i = 0; i < a->nconsts; i++) {
     ASSERT_EQ_STR(a->consts[i].name, b->consts[i].name);
@@ -664,6 +665,93 @@ TEST(find_and_list) {
   cleanup();
 }
 
+/* bytes: optional, checked like flops (constants only, positive), and
+ * every mistake names the field. */
+TEST(bytes_field) {
+  setup();
+  task_spec t;
+  char err[512] = "";
+  load_good(&t);
+  ASSERT_NULL(t.bytes);
+  ASSERT_EQ_INT(task_bytes(&t), 0);
+  task_free(&t);
+  const char *path = write_spec((parts){.extra = "\"bytes\": \"2 * M * N * 4\""});
+  if (task_load(path, &t, err, sizeof err) != 0) TEST_FAIL("load: %s", err);
+  ASSERT_EQ_STR(t.bytes, "2 * M * N * 4");
+  ASSERT_EQ_INT(task_bytes(&t), 2 * 64 * 32 * 4);
+  /* -D that leaves nothing to move is caught by the re-check. */
+  ASSERT_EQ_INT(task_set_const(&t, "N", 0, err, sizeof err), 0);
+  ASSERT(task_check(&t, err, sizeof err) < 0);
+  ASSERT_CONTAINS(err, "args[0].count");
+  task_free(&t);
+  path = write_spec((parts){.extra = "\"bytes\": 4096"});
+  if (task_load(path, &t, err, sizeof err) != 0) TEST_FAIL("load: %s", err);
+  ASSERT_EQ_INT(task_bytes(&t), 4096);
+  task_free(&t);
+
+  expect_error((parts){.extra = "\"bytes\": \"M * Q\""}, "bytes", "at 5: unknown name 'Q'");
+  expect_error((parts){.extra = "\"bytes\": \"M * TI\""}, "bytes", "names the knob 'TI'");
+  expect_error((parts){.extra = "\"bytes\": \"M - M\""}, "bytes",
+               "'M - M' must be positive, is 0 (with M=64, N=32)");
+  expect_error((parts){.extra = "\"bytes\": \"M * (N\""}, "bytes", "expected ')'");
+  expect_error((parts){.extra = "\"bytes\": \"\""}, "bytes", "expected an expression");
+  expect_error((parts){.extra = "\"bytes\": true"}, "bytes", "got a boolean");
+  cleanup();
+}
+
+TEST(bytes_on_the_wire) {
+  setup();
+  task_spec t, back;
+  char err[512] = "";
+  load_good(&t);
+  Ktune__TaskSpec *p = NULL;
+  /* none stays none */
+  ASSERT_EQ_INT(task_to_proto(&t, &p), 0);
+  ASSERT_EQ_STR(p->bytes, "");
+  ASSERT_EQ_INT(task_from_proto(p, &back, err, sizeof err), 0);
+  ASSERT_NULL(back.bytes);
+  task_free(&back);
+  task_proto_free(p);
+
+  t.bytes = strdup("M * N * 8");
+  ASSERT_EQ_INT(task_to_proto(&t, &p), 0);
+  size_t len = ktune__task_spec__get_packed_size(p);
+  uint8_t *buf = malloc(len);
+  ASSERT_NOT_NULL(buf);
+  ktune__task_spec__pack(p, buf);
+  Ktune__TaskSpec *u = ktune__task_spec__unpack(NULL, len, buf);
+  ASSERT_NOT_NULL(u);
+  if (task_from_proto(u, &back, err, sizeof err) != 0) TEST_FAIL("from_proto: %s", err);
+  assert_same(&t, &back);
+  ASSERT_EQ_INT(task_bytes(&back), 64 * 32 * 8);
+  task_free(&back);
+  ktune__task_spec__free_unpacked(u, NULL);
+  free(buf);
+
+  /* untrusted: checked as a file's would be */
+  const char *bad[][2] = {{"M * ZZ", "task spec: bytes: 'M * ZZ'"},
+                          {"N - N", "bytes: 'N - N' must be positive"},
+                          {"TI", "bytes: 'TI' names the knob 'TI'"}};
+  char *saved = p->bytes;
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    p->bytes = (char *)bad[i][0];
+    ASSERT(task_from_proto(p, &back, err, sizeof err) < 0);
+    ASSERT_CONTAINS(err, bad[i][1]);
+    ASSERT_NULL(back.name);
+  }
+  char *big = malloc(5000);
+  memset(big, 'x', 4999);
+  big[4999] = '\0';
+  p->bytes = big;
+  ASSERT(task_from_proto(p, &back, err, sizeof err) < 0);
+  ASSERT_CONTAINS(err, "bytes: missing or too long");
+  free(big);
+  p->bytes = saved;
+  task_proto_free(p);
+  task_free(&t);
+  cleanup();
+}
+
 TEST_LIST(TEST_ENTRY(too_many_args), TEST_ENTRY(good_spec_loads), TEST_ENTRY(optional_fields), TEST_ENTRY(missing_field),
           TEST_ENTRY(wrong_type), TEST_ENTRY(unknown_arg_type),
           TEST_ENTRY(count_names_unknown_constant), TEST_ENTRY(non_positive_count),
@@ -673,4 +761,4 @@ TEST_LIST(TEST_ENTRY(too_many_args), TEST_ENTRY(good_spec_loads), TEST_ENTRY(opt
           TEST_ENTRY(feature_errors),
           TEST_ENTRY(unknown_field_and_bad_json), TEST_ENTRY(set_const_and_check),
           TEST_ENTRY(eval), TEST_ENTRY(proto_round_trip), TEST_ENTRY(proto_untrusted),
-          TEST_ENTRY(find_and_list))
+          TEST_ENTRY(find_and_list), TEST_ENTRY(bytes_field), TEST_ENTRY(bytes_on_the_wire))

@@ -1,0 +1,265 @@
+/* `ktune best` answers the question asked: a task known only by its name
+ * in the history, filters by compiler and timing that the answer names,
+ * no silent mix of compilers, the units of `ktune tune`, and GB/s for a
+ * task that counts its bytes. Every session runs on the private local
+ * farm of `ktune tune`, writing a history in a fresh folder. */
+#include <ftw.h>
+#include <jansson.h>
+#include <math.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "tests/integration/proc.h"
+#include "tests/test.h"
+
+/* A tune with its farm's start and stop, or a best: each well inside the
+ * case's two minutes. */
+#define RUN_MS 60000
+
+static char out[1 << 16];
+
+/* `ktune ARGS...` in folder cwd; its exit code, its output in out. */
+static int ktune_in(const char *cwd, char *const args[]) {
+  char *argv[32] = {(char *)proc_bin("cli/ktune")};
+  int n = 1;
+  for (int i = 0; args[i] && n < 31; i++) argv[n++] = args[i];
+  argv[n] = NULL;
+  if (chdir(cwd) != 0) TEST_FAIL("cannot enter %s", cwd);
+  return proc_run(argv, out, sizeof(out), RUN_MS);
+}
+
+static void expect_rc(int rc, int want, const char *what) {
+  if (rc != want) TEST_FAIL("%s exited %d, not %d: %s", what, rc, want, out);
+}
+
+/* A copy kernel `tiny` over N floats whose knobs the spec lists V before
+ * U, so that the spec's order is not the stored (sorted) one. */
+static void write_tiny(const char *dir) {
+  char p[512];
+  snprintf(p, sizeof(p), "%s/tiny.c", dir);
+  proc_write_file(p, "void k(float *C, const float *A) {\n"
+                     "  for (long i = 0; i < N; i += U)\n"
+                     "    for (long u = 0; u < U; u++) C[i + u] = A[i + u] * 2.0f;\n"
+                     "}\n"
+                     "void k_ref(float *C, const float *A) {\n"
+                     "  for (long i = 0; i < N; i++) C[i] = A[i] * 2.0f;\n"
+                     "}\n");
+  snprintf(p, sizeof(p), "%s/tiny.json", dir);
+  proc_write_file(p, "{\"name\": \"tiny\", \"source\": \"tiny.c\", \"entry\": \"k\",\n"
+                     " \"reference\": \"k_ref\", \"constants\": {\"N\": 1024},\n"
+                     " \"args\": [{\"name\": \"C\", \"type\": \"float\", \"count\": \"N\","
+                     " \"output\": true},\n"
+                     "          {\"name\": \"A\", \"type\": \"float\", \"count\": \"N\"}],\n"
+                     " \"knobs\": {\"V\": [1, 2], \"U\": [1, 2, 4, 8]},\n"
+                     " \"constraints\": [\"N % U == 0\"],\n"
+                     " \"flops\": \"N\"}\n");
+}
+
+typedef struct {
+  char root[256], spec[300], other[300], db[300];
+} place;
+
+/* root/spec holds the spec, root/other is elsewhere, root/t.db the history. */
+static void make_place(place *p) {
+  proc_tmpdir(p->root, sizeof(p->root));
+  snprintf(p->spec, sizeof(p->spec), "%s/spec", p->root);
+  snprintf(p->other, sizeof(p->other), "%s/other", p->root);
+  snprintf(p->db, sizeof(p->db), "%s/t.db", p->root);
+  if (mkdir(p->spec, 0700) != 0 || mkdir(p->other, 0700) != 0) TEST_FAIL("mkdir in %s", p->root);
+  write_tiny(p->spec);
+}
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+  (void)st, (void)flag, (void)ftw;
+  return remove(path);
+}
+
+/* At the end of a passing case; a failing one keeps its files to look at. */
+static void remove_place(const place *p) {
+  if (chdir("/") == 0) nftw(p->root, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* `ktune tune ./tiny.json` from the spec's folder on the local farm. */
+static void tune_tiny(const place *p, const char *compiler, const char *n) {
+  char define[32];
+  snprintf(define, sizeof(define), "N=%s", n);
+  char *args[] = {"tune", "./tiny.json", "-D", define, "--trials", "4", "--strategy", "grid",
+                  "--compiler", (char *)compiler, "--db", (char *)p->db, NULL};
+  expect_rc(ktune_in(p->spec, args), 0, "ktune tune ./tiny.json");
+}
+
+static json_t *parse(const char *what) {
+  json_error_t je;
+  json_t *j = json_loads(out, 0, &je);
+  if (!j) TEST_FAIL("%s is not one JSON object (%s): %s", what, je.text, out);
+  return j;
+}
+
+/* The fastest checked ok trial of tiny under a compiler, straight from
+ * the file. */
+static double min_mean(const place *p, const char *compiler) {
+  sqlite3 *db;
+  sqlite3_stmt *st;
+  if (sqlite3_open_v2(p->db, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK ||
+      sqlite3_prepare_v2(db, "SELECT min(mean_s) FROM trials WHERE task = 'tiny' AND status = "
+                             "'ok' AND checked = 1 AND compiler = ?", -1, &st, NULL) != SQLITE_OK)
+    TEST_FAIL("cannot read %s", p->db);
+  sqlite3_bind_text(st, 1, compiler, -1, SQLITE_STATIC);
+  ASSERT_EQ_INT(sqlite3_step(st), SQLITE_ROW);
+  double v = sqlite3_column_double(st, 0);
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return v;
+}
+
+TEST(best_by_name_of_a_spec_file_task_from_another_folder) {
+  place p;
+  make_place(&p);
+  tune_tiny(&p, "tcc", "1024");
+  /* No tiny.json here: the name is found in the history. */
+  char *best[] = {"best", "tiny", "--db", p.db, NULL};
+  expect_rc(ktune_in(p.other, best), 0, "ktune best tiny (from another folder)");
+  ASSERT_CONTAINS(out, "best of 4 checked trials of tiny {\"N\":1024} with any compiler, any "
+                       "key, any timing\n");
+  /* The spec's knob order, from the session's own submission. */
+  ASSERT_CONTAINS(out, "best: V=1 U=");
+  ASSERT_CONTAINS(out, "note: tiny is not a built-in task or a spec file here");
+  /* The units of `ktune tune`: no bare seconds. */
+  ASSERT(strstr(out, " us, ") || strstr(out, " ms, "));
+  ASSERT_CONTAINS(out, " GFLOPS\n");
+  ASSERT_CONTAINS(out, "timing number=1 repeat=3");
+
+  /* A second size: -D picks, and without it the sizes are named. */
+  tune_tiny(&p, "tcc", "2048");
+  expect_rc(ktune_in(p.other, best), 2, "ktune best tiny with two sizes in the history");
+  ASSERT_CONTAINS(out, "task tiny has trials at 2 sizes");
+  ASSERT_CONTAINS(out, "{\"N\":1024} (4 trials)");
+  ASSERT_CONTAINS(out, "{\"N\":2048} (4 trials)");
+  ASSERT_CONTAINS(out, "-D NAME=VALUE");
+  char *pick[] = {"best", "tiny", "-D", "N=2048", "--db", p.db, NULL};
+  expect_rc(ktune_in(p.other, pick), 0, "ktune best tiny -D N=2048");
+  ASSERT_CONTAINS(out, "of tiny {\"N\":2048}");
+  char *none[] = {"best", "tiny", "-D", "N=7", "--db", p.db, NULL};
+  expect_rc(ktune_in(p.other, none), 1, "ktune best tiny -D N=7");
+  ASSERT_CONTAINS(out, "task tiny has no trial at N=7");
+  ASSERT_CONTAINS(out, "{\"N\":1024} (4 trials)");
+  char *unknown[] = {"best", "tinyy", "--db", p.db, NULL};
+  expect_rc(ktune_in(p.other, unknown), 2, "ktune best tinyy");
+  ASSERT_CONTAINS(out, "unknown task 'tinyy'");
+  ASSERT_CONTAINS(out, "nor has");
+  /* The spec file still answers, for exactly its kernel. */
+  char *by_spec[] = {"best", "./tiny.json", "--db", p.db, NULL};
+  expect_rc(ktune_in(p.spec, by_spec), 0, "ktune best ./tiny.json");
+  ASSERT_CONTAINS(out, "best of 4 checked trials of tiny {\"N\":1024}");
+  if (strstr(out, "not a built-in task")) TEST_FAIL("a spec file was taken as a name: %s", out);
+  remove_place(&p);
+}
+
+TEST(compiler_filter_between_tcc_and_gcc) {
+  place p;
+  make_place(&p);
+  tune_tiny(&p, "tcc", "1024");
+  tune_tiny(&p, "gcc -O2", "1024");
+  const char *compilers[] = {"tcc", "gcc -O2"};
+  for (int i = 0; i < 2; i++) {
+    char *args[] = {"best", "tiny", "--compiler", (char *)compilers[i], "--db", p.db, NULL};
+    expect_rc(ktune_in(p.other, args), 0, "ktune best --compiler");
+    char want[128];
+    snprintf(want, sizeof(want), "best of 4 checked trials of tiny {\"N\":1024} with compiler "
+                                 "\"%s\", any key, any timing\n", compilers[i]);
+    ASSERT_CONTAINS(out, want);
+    snprintf(want, sizeof(want), "      compiler \"%s\" (%s ", compilers[i],
+             i ? "gcc" : "tcc");
+    ASSERT_CONTAINS(out, want);
+    if (strstr(out, "come from 2 compilers"))
+      TEST_FAIL("a filtered answer warns of other compilers: %s", out);
+    char *json[] = {"best", "tiny", "--compiler", (char *)compilers[i], "--db", p.db, "--json",
+                    NULL};
+    expect_rc(ktune_in(p.other, json), 0, "ktune best --compiler --json");
+    json_t *j = parse("ktune best --json");
+    ASSERT_EQ_STR(json_string_value(json_object_get(j, "compiler")), compilers[i]);
+    ASSERT_EQ_DBL(json_real_value(json_object_get(j, "mean_s")), min_mean(&p, compilers[i]),
+                  0);
+    json_t *filters = json_object_get(j, "filters");
+    ASSERT_EQ_STR(json_string_value(json_object_get(filters, "compiler")), compilers[i]);
+    ASSERT(json_is_null(json_object_get(filters, "key")));
+    ASSERT(json_is_true(json_object_get(filters, "checked")));
+    ASSERT_EQ_INT(json_integer_value(json_object_get(j, "matched")), 4);
+    /* What the winner was built and measured with, and by whom. */
+    ASSERT_CONTAINS(json_string_value(json_object_get(j, "compiler_id")), i ? "gcc" : "tcc");
+    ASSERT_EQ_INT(json_integer_value(json_object_get(json_object_get(j, "timing"), "repeat")), 3);
+    ASSERT_EQ_STR(json_string_value(json_object_get(j, "runner")), "local-runner");
+    ASSERT_EQ_STR(json_string_value(json_object_get(j, "builder")), "local-builder");
+    ASSERT(json_is_null(json_object_get(j, "gbps")));
+    ASSERT(json_is_true(json_object_get(j, "from_history")));
+    /* Which compilers there are, filtered or not. */
+    ASSERT_EQ_INT(json_array_size(json_object_get(j, "compilers")), 2);
+    json_decref(j);
+  }
+
+  /* No filter: the best overall, said to be one compiler's among two. */
+  char *any[] = {"best", "tiny", "--db", p.db, NULL};
+  expect_rc(ktune_in(p.other, any), 0, "ktune best tiny");
+  ASSERT_CONTAINS(out, "best of 8 checked trials of tiny {\"N\":1024} with any compiler");
+  ASSERT_CONTAINS(out, "note: the best is from compiler \"");
+  ASSERT_CONTAINS(out, "these trials come from 2 compilers: ");
+  ASSERT_CONTAINS(out, "\"tcc\" (4 trials)");
+  ASSERT_CONTAINS(out, "\"gcc -O2\" (4 trials)");
+  ASSERT_CONTAINS(out, "--compiler picks one");
+
+  /* Filters that match nothing say what there is instead. */
+  char *clang[] = {"best", "tiny", "--compiler", "clang", "--db", p.db, NULL};
+  expect_rc(ktune_in(p.other, clang), 1, "ktune best --compiler clang");
+  ASSERT_CONTAINS(out, "no checked trial of tiny {\"N\":1024} with compiler \"clang\"");
+  ASSERT_CONTAINS(out, "without --compiler there are trials with compiler ");
+  char *number[] = {"best", "tiny", "--number", "5", "--db", p.db, NULL};
+  expect_rc(ktune_in(p.other, number), 1, "ktune best --number 5");
+  ASSERT_CONTAINS(out, "with timing number=5 repeat=3");
+  ASSERT_CONTAINS(out, "without the timing options there are trials with timing number=1 "
+                       "repeat=3 (8 trials)");
+  char *same[] = {"best", "tiny", "--number", "1", "--repeat", "3", "--db", p.db, NULL};
+  expect_rc(ktune_in(p.other, same), 0, "ktune best --number 1 --repeat 3");
+  ASSERT_CONTAINS(out, "any compiler, any key, timing number=1 repeat=3\n");
+  /* Options about measuring are not filters. */
+  char *nocheck[] = {"best", "tiny", "--no-check", "--db", p.db, NULL};
+  expect_rc(ktune_in(p.other, nocheck), 2, "ktune best --no-check");
+  remove_place(&p);
+}
+
+TEST(bytes_task_reads_in_gb_per_s) {
+  place p;
+  make_place(&p);
+  char *tune[] = {"tune", "transpose", "-D", "M=64", "-D", "N=64", "--trials", "4", "--batch",
+                  "2", "--strategy", "grid", "--db", p.db, NULL};
+  expect_rc(ktune_in(p.root, tune), 0, "ktune tune transpose");
+  /* Progress and the final lines speak of bytes moved, not FLOPs. */
+  ASSERT_CONTAINS(out, "[2/4] last ");
+  ASSERT_CONTAINS(out, " GB/s  best ");
+  ASSERT_CONTAINS(out, " GB/s (session ");
+  if (strstr(out, "GFLOPS")) TEST_FAIL("a task that counts its bytes printed GFLOPS: %s", out);
+  char *best[] = {"best", "transpose", "-D", "M=64", "-D", "N=64", "--db", p.db, NULL};
+  expect_rc(ktune_in(p.root, best), 0, "ktune best transpose");
+  ASSERT_CONTAINS(out, " GB/s\n");
+  if (strstr(out, "GFLOPS")) TEST_FAIL("best of a task that counts bytes said GFLOPS: %s", out);
+  char *json[] = {"best", "transpose", "-D", "M=64", "-D", "N=64", "--db", p.db, "--json", NULL};
+  expect_rc(ktune_in(p.root, json), 0, "ktune best transpose --json");
+  json_t *j = parse("ktune best transpose --json");
+  double mean = json_real_value(json_object_get(j, "mean_s"));
+  ASSERT(mean > 0);
+  ASSERT_EQ_DBL(json_real_value(json_object_get(j, "gbps")), 2.0 * 64 * 64 * 4 / mean / 1e9,
+                1e-9);
+  json_decref(j);
+  /* The history keeps both. */
+  char *exp[] = {"export", "--db", p.db, NULL};
+  expect_rc(ktune_in(p.root, exp), 0, "ktune export");
+  ASSERT_CONTAINS(out, "\"bytes\":32768,\"gbps\":");
+  remove_place(&p);
+}
+
+TEST_LIST(TEST_ENTRY(best_by_name_of_a_spec_file_task_from_another_folder),
+          TEST_ENTRY(compiler_filter_between_tcc_and_gcc),
+          TEST_ENTRY(bytes_task_reads_in_gb_per_s))
