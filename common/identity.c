@@ -90,6 +90,12 @@ int ident_kernel(const task_spec *t, char out[IDENT_HEX]) {
   put_str(&st, t->flops);
   put_f64(&st, t->rtol);
   put_f64(&st, t->atol);
+  /* The history stores GB/s from it. Hashed only when given, so the
+   * digests of specs without it stay what they were. */
+  if (t->bytes) {
+    put_str(&st, "bytes");
+    put_str(&st, t->bytes);
+  }
   return finish(&st, out);
 }
 

@@ -12,7 +12,8 @@
 /* The kernel digest: the template source bytes (the reference function
  * lives in it), the entry and reference names, the args (name, type, count
  * expression, output flag) in order, the constants (name, current value, so
- * after -D) in order, the FLOP expression, rtol and atol. Not the task
+ * after -D) in order, the FLOP expression, rtol and atol, and the bytes
+ * expression when the spec gives one. Not the task
  * name, the knobs' value lists or the constraints: they change which
  * configs are searched, not what one config computes. Returns 0, or
  * -EINVAL when t or one of its strings is missing. */

@@ -2,8 +2,8 @@
  * the two sides is always read or written with a stride, so what matters
  * is which side the inner loop walks (ROWS_INNER) and how big a block of
  * TI x TJ elements is moved at once (the block's rows of both sides should
- * stay in cache). The task's "flops" count bytes moved, so its GFLOPS
- * read as GB/s.
+ * stay in cache). Its speed is the bytes it moves: the spec gives
+ * "bytes", and ktune reports GB/s.
  *
  * Whole blocks take a path with compile-time trip counts (unrolled and
  * vectorized by gcc); the last block in each direction is cut short. No

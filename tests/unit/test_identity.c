@@ -60,6 +60,8 @@ static void change_atol(spec *s) { s->t.atol = 0; }
 static void change_entry(spec *s) { s->t.entry = "k2"; }
 static void change_reference(spec *s) { s->t.reference = "ref2"; }
 static void change_flops(spec *s) { s->t.flops = "M*N"; }
+static void add_bytes(spec *s) { s->t.bytes = "M*N*4"; }
+static void add_other_bytes(spec *s) { s->t.bytes = "M*N*8"; }
 static void change_arg_type(spec *s) { s->args[0].type = "double"; }
 static void change_arg_count(spec *s) { s->args[1].count = "N"; }
 static void change_arg_output(spec *s) { s->args[0].output = 1; }
@@ -80,7 +82,8 @@ TEST(kernel_changes_with_what_is_built) {
                                change_rtol,      change_atol,       change_entry,
                                change_reference, change_flops,      change_arg_type,
                                change_arg_count, change_arg_output, drop_arg,
-                               swap_args,        shift_entry_into_reference};
+                               swap_args,        shift_entry_into_reference,
+                               add_bytes,        add_other_bytes};
   size_t n = sizeof(changes) / sizeof(changes[0]);
   spec base;
   spec_init(&base);
