@@ -1,5 +1,7 @@
 #include <ctype.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <pwd.h>
 #include <stdio.h>
@@ -205,6 +207,9 @@ int client_connect(client *c, const cli_dial *d, char *err, size_t errlen) {
     client_close(c);
     return -1;
   }
+  /* A request is one small frame; it must not wait for an ACK (Nagle). */
+  int one = 1;
+  setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
   /* The session owner: the login name, so that the same person can find
    * and cancel their sessions from another shell; with a token, the name
    * the token was issued to (KTUNE_USER). */

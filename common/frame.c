@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 void frame_reader_init(frame_reader *r, uint32_t max) {
@@ -73,17 +74,6 @@ static int read_full(int fd, void *buf, size_t n) {
   return 0;
 }
 
-static int write_full(int fd, const void *buf, size_t n) {
-  const uint8_t *p = buf;
-  while (n > 0) {
-    ssize_t k = write(fd, p, n);
-    if (k < 0 && errno == EINTR) continue;
-    if (k <= 0) return -1;
-    p += k;
-    n -= (size_t)k;
-  }
-  return 0;
-}
 
 int frame_read_fd(int fd, uint32_t max, uint8_t **payload, uint32_t *len) {
   uint8_t hdr[FRAME_HEADER];
@@ -101,9 +91,30 @@ int frame_read_fd(int fd, uint32_t max, uint8_t **payload, uint32_t *len) {
   return 0;
 }
 
+/* Header and payload in one writev: written apart, the payload of a small
+ * frame waits for the peer's delayed ACK of the header (Nagle), about
+ * 40 ms a message on a socket without TCP_NODELAY. No allocation, so a
+ * signal handler may call it. */
 int frame_write_fd(int fd, const void *payload, uint32_t len) {
   uint8_t hdr[FRAME_HEADER];
   frame_put_header(hdr, len);
-  if (write_full(fd, hdr, sizeof(hdr)) < 0) return -1;
-  return write_full(fd, payload, len);
+  struct iovec iov[2] = {{hdr, sizeof(hdr)}, {(void *)payload, len}};
+  struct iovec *v = iov;
+  int nv = len ? 2 : 1;
+  while (nv > 0) {
+    ssize_t k = writev(fd, v, nv);
+    if (k < 0 && errno == EINTR) continue;
+    if (k <= 0) return -1;
+    /* A partial write: skip what went out. */
+    while (nv > 0 && (size_t)k >= v->iov_len) {
+      k -= (ssize_t)v->iov_len;
+      v++;
+      nv--;
+    }
+    if (nv > 0) {
+      v->iov_base = (uint8_t *)v->iov_base + k;
+      v->iov_len -= (size_t)k;
+    }
+  }
+  return 0;
 }

@@ -309,10 +309,15 @@ static scmp_filter_ctx sb_filter(const sandbox_config *c, int loading) {
   for (size_t i = 0; rc == 0 && i < sizeof sb_common / sizeof sb_common[0]; i++)
     rc = sb_allow(ctx, sb_common[i], 0, NULL);
   struct scmp_arg_cmp a[2];
-  a[0] = SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)c->out_fd);
-  if (rc == 0) rc = sb_allow(ctx, SCMP_SYS(write), 1, a);
-  a[0] = SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)c->extra_fd);
-  if (rc == 0 && c->extra_fd >= 0) rc = sb_allow(ctx, SCMP_SYS(write), 1, a);
+  /* frame_write_fd sends a frame with one writev; write and writev reach
+   * these fds only. */
+  const int writes[] = {SCMP_SYS(write), SCMP_SYS(writev)};
+  for (size_t i = 0; rc == 0 && i < sizeof writes / sizeof writes[0]; i++) {
+    a[0] = SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)c->out_fd);
+    rc = sb_allow(ctx, writes[i], 1, a);
+    a[0] = SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)c->extra_fd);
+    if (rc == 0 && c->extra_fd >= 0) rc = sb_allow(ctx, writes[i], 1, a);
+  }
   /* abort() is raise(SIGABRT): tgkill(getpid(), gettid(), sig); one thread. */
   scmp_datum_t self = (scmp_datum_t)getpid();
   a[0] = SCMP_A0(SCMP_CMP_EQ, self);

@@ -159,8 +159,38 @@ TEST(fd_helpers_round_trip_and_limits) {
   close(fds[0]);
 }
 
+/* A frame larger than the pipe goes out in several partial writes; the
+ * reader (a child) still gets it whole and byte for byte, and an empty
+ * frame is just its header. */
+TEST(fd_write_survives_partial_writes) {
+  enum { N = 1 << 20 };
+  static uint8_t big[N];
+  for (size_t i = 0; i < N; i++) big[i] = (uint8_t)(i * 7 + 3);
+  int fds[2];
+  ASSERT_EQ_INT(pipe(fds), 0);
+  pid_t pid = fork();
+  ASSERT(pid >= 0);
+  if (pid == 0) {
+    close(fds[1]);
+    uint8_t *p;
+    uint32_t len;
+    int bad = frame_read_fd(fds[0], N, &p, &len) != 0 || len != N || memcmp(p, big, N) != 0;
+    if (!bad) free(p);
+    bad = bad || frame_read_fd(fds[0], N, &p, &len) != 0 || len != 0;
+    _exit(bad);
+  }
+  close(fds[0]);
+  ASSERT_EQ_INT(frame_write_fd(fds[1], big, N), 0);
+  ASSERT_EQ_INT(frame_write_fd(fds[1], NULL, 0), 0);
+  close(fds[1]);
+  int status;
+  ASSERT_EQ_INT(waitpid(pid, &status, 0), pid);
+  ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
 TEST_LIST(TEST_ENTRY(several_frames_in_one_read), TEST_ENTRY(split_at_every_byte_boundary),
           TEST_ENTRY(one_byte_at_a_time), TEST_ENTRY(zero_length_frame),
           TEST_ENTRY(length_over_maximum_refused_before_buffering),
           TEST_ENTRY(exactly_maximum_accepted), TEST_ENTRY(buffer_does_not_grow_with_history),
-          TEST_ENTRY(fd_helpers_round_trip_and_limits))
+          TEST_ENTRY(fd_helpers_round_trip_and_limits),
+          TEST_ENTRY(fd_write_survives_partial_writes))
