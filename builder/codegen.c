@@ -382,7 +382,7 @@ char *codegen_source_guarded(const char *task, const char *tmpl, const codegen_d
       if (strcmp(defs[i].name, defs[j].name) == 0) return NULL;
   }
   if (nknobs > ndefs) nknobs = ndefs;
-  const codegen_define *knobs = defs + (ndefs - nknobs);
+  const codegen_define *knobs = defs ? defs + (ndefs - nknobs) : NULL;
   codegen_func *f = NULL;
   long nf = 0;
   if (tmpl && nknobs && reference && codegen_is_ident(reference)) {
