@@ -55,8 +55,8 @@ static void entry_free(replay_entry *e) {
   free(e->costs);
 }
 
-/* One exported trial; a line that is not one is skipped (the error
- * counts them), since a recording may be a hand-cut file. */
+/* One exported trial; a line that is not one is skipped, since a
+ * recording may be a hand-cut file. Returns -1 only out of memory. */
 static int add_line(void *ctx, const char *line) {
   replay *r = ctx;
   json_error_t je;
