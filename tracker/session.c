@@ -25,8 +25,8 @@
 #define NCODES (sizeof(((session *)0)->fail_count) / sizeof(uint32_t))
 _Static_assert(KTUNE__TRIAL_STATUS__TRIAL_RUNNER_ERROR < NCODES, "a count for every status");
 
-static void session_on_trial(tracker *t, session *s, const int64_t *values,
-                             const hist_trial *tr);
+static void session_on_trial(tracker *t, session *s, const int64_t *values, const char *config,
+                             hist_trial *tr);
 
 session *session_find(tracker *t, uint64_t id) {
   for (session *s = t->sessions; s; s = s->next)
@@ -220,8 +220,7 @@ static int answer_from_history(tracker *t, session *s, const int64_t *values,
   tr.number = f.number;
   tr.clock = f.clock;
   tr.reused = f.id;
-  trial_record(t, s, config, &tr);
-  session_on_trial(t, s, values, &tr);
+  session_on_trial(t, s, values, config, &tr);
   store_found_clear(&f);
   return 1;
 }
@@ -231,8 +230,7 @@ static int answer_from_recording(tracker *t, session *s, const int64_t *values,
                                  const char *config) {
   hist_trial tr;
   replay_answer(t, s, config, &tr);
-  trial_record(t, s, config, &tr);
-  session_on_trial(t, s, values, &tr);
+  session_on_trial(t, s, values, config, &tr);
   return 1;
 }
 
@@ -358,8 +356,11 @@ static void tell_tuner(session *s, const int64_t *values, const hist_trial *tr) 
               (unsigned long long)s->id);
 }
 
-static void session_on_trial(tracker *t, session *s, const int64_t *values,
-                             const hist_trial *tr) {
+/* Every trial of a session, measured, reused or replayed: its row, then
+ * the session's counts and its search (or its external client). */
+static void session_on_trial(tracker *t, session *s, const int64_t *values, const char *config,
+                             hist_trial *tr) {
+  trial_record(t, s, config, tr);
   if (s->ext) external_answer(t, s, tr); /* its client hears of it instead */
   else tell_tuner(s, values, tr);
   s->done++;
@@ -507,8 +508,7 @@ void session_notify(tracker *t, session *s) {
 /* The job queue's word that a job of s ended with trial tr. */
 static void on_job_ended(tracker *t, session *s, const int64_t *values, const char *config_json,
                          hist_trial *tr) {
-  trial_record(t, s, config_json, tr);
-  session_on_trial(t, s, values, tr);
+  session_on_trial(t, s, values, config_json, tr);
   session_fill(t, s);
 }
 
