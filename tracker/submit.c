@@ -399,6 +399,24 @@ static int submit_resume(tracker *t, peer *p, uint64_t id, char *err, size_t err
     return -1;
   }
   session_pending *w = c.w;
+  /* A resumed session counts against its owner's limits as a new one
+   * does: its remaining trials, its task against today's limits. */
+  Ktune__SubmitSession *req = ktune__submit_session__unpack(NULL, w->blob_len, w->blob);
+  int ok = req != NULL;
+  if (!ok) {
+    snprintf(err, errlen, "session %llu: its stored submission does not decode",
+             (unsigned long long)id);
+  } else {
+    req->trials = left;
+    ok = within_limits(t, p, req, err, errlen) == 0;
+    ktune__submit_session__free_unpacked(req, NULL);
+  }
+  if (!ok) {
+    session_free(w->s);
+    free(w->blob);
+    free(w);
+    return -1;
+  }
   w->resume = id;
   w->trials = left;
   pending_queue(t, w);

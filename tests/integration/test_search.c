@@ -558,7 +558,7 @@ TEST(resume_refusals) {
   fclose(tf);
   ASSERT_EQ_INT(chmod(path, 0600), 0);
   farm f;
-  char *opts[] = {"--tokens", path, NULL};
+  char *opts[] = {"--tokens", path, "--max-sessions", "1", NULL};
   farm_start(&f, opts);
   as_user("alice", tok[0]);
   /* No runner: the session waits, running. */
@@ -575,6 +575,12 @@ TEST(resume_refusals) {
   ASSERT_CONTAINS(out, want);
   char *cargs[] = {"cancel", ids, NULL};
   ASSERT_EQ_INT(farm_ktune(&f, out, sizeof(out), 30000, cargs), 0);
+  /* A resumed session counts against its owner's limits like a new one. */
+  long other = farm_submit(&f, args);
+  ASSERT(other != id);
+  rc = farm_ktune(&f, out, sizeof(out), 30000, rargs);
+  if (rc == 0) TEST_FAIL("--resume beyond --max-sessions exited 0: %s", out);
+  ASSERT_CONTAINS(out, "the limit is 1 (--max-sessions)");
   as_user("bob", tok[1]);
   rc = farm_ktune(&f, out, sizeof(out), 30000, rargs);
   if (rc == 0) TEST_FAIL("bob resumed alice's session: %s", out);
