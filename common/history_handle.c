@@ -14,6 +14,7 @@
 
 /* Statements kept per handle: the history's own and the tracker's. */
 #define HIST_KEPT 16
+#define HIST_CANON 8
 
 struct hist {
   sqlite3 *db;
@@ -22,6 +23,13 @@ struct hist {
     sqlite3_stmt *st;
   } kept[HIST_KEPT];
   char *sql[HIST_SQL_SLOTS]; /* generated text kept for the handle's life */
+  /* The last texts hist_canonical made canonical, and what it made: a
+   * trial's size, timing and device repeat from one trial to the next. */
+  struct {
+    char *in, *out;
+    uint64_t used; /* the least recently used goes first */
+  } canon[HIST_CANON];
+  uint64_t canon_clock;
   char err[512]; /* our own message for the last failure; empty: ask SQLite */
 };
 
@@ -93,8 +101,29 @@ void hist_fmt_real(char *out, size_t n, double v) {
 }
 
 char *hist_canonical(hist *h, const char *what, const char *text) {
+  unsigned i = 0;
+  for (unsigned k = 0; k < HIST_CANON; k++) {
+    if (text && h->canon[k].in && !strcmp(h->canon[k].in, text)) {
+      h->canon[k].used = ++h->canon_clock;
+      return strdup(h->canon[k].out);
+    }
+    if (h->canon[k].used < h->canon[i].used) i = k;
+  }
   char why[200], *out;
-  if (ident_canonical_object(text, &out, why, sizeof(why)) < 0) hist_fail(h, "%s %s", what, why);
+  if (ident_canonical_object(text, &out, why, sizeof(why)) < 0) {
+    hist_fail(h, "%s %s", what, why);
+    return NULL;
+  }
+  h->canon[i].used = ++h->canon_clock;
+  free(h->canon[i].in);
+  free(h->canon[i].out);
+  h->canon[i].in = strdup(text);
+  h->canon[i].out = strdup(out);
+  if (!h->canon[i].in || !h->canon[i].out) {
+    free(h->canon[i].in);
+    free(h->canon[i].out);
+    h->canon[i].in = h->canon[i].out = NULL;
+  }
   return out;
 }
 
@@ -106,6 +135,10 @@ void hist_close(hist *h) {
   if (!h) return;
   for (int i = 0; i < HIST_KEPT; i++) sqlite3_finalize(h->kept[i].st);
   for (int i = 0; i < HIST_SQL_SLOTS; i++) sqlite3_free(h->sql[i]);
+  for (int i = 0; i < HIST_CANON; i++) {
+    free(h->canon[i].in);
+    free(h->canon[i].out);
+  }
   /* An open transaction is rolled back here: uncommitted means not recorded. */
   sqlite3_close_v2(h->db);
   free(h);

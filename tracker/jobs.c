@@ -47,7 +47,12 @@ job *jobs_add(tracker *t, session *s, uint64_t id, uint64_t index, const int64_t
   j->index = index;
   j->lost = lost;
   if (digest) snprintf(j->digest, sizeof(j->digest), "%s", digest);
-  j->state = JOB_BUILD_QUEUED;
+  if (queue_add(t, j) < 0) {
+    free(j->values);
+    free(j->config_json);
+    free(j);
+    return NULL;
+  }
   j->prev = t->jobs_tail;
   if (t->jobs_tail) t->jobs_tail->next = j;
   else t->jobs = j;
@@ -56,6 +61,7 @@ job *jobs_add(tracker *t, session *s, uint64_t id, uint64_t index, const int64_t
 }
 
 static void job_unlink(tracker *t, job *j) {
+  queue_remove(t, j);
   if (j->prev) j->prev->next = j->next;
   else t->jobs = j->next;
   if (j->next) j->next->prev = j->prev;
@@ -78,27 +84,12 @@ static void job_free(tracker *t, job *j) {
 
 void jobs_free_all(tracker *t) {
   while (t->jobs) job_free(t, t->jobs);
-}
-
-static job *find_job(tracker *t, uint64_t id) {
-  for (job *j = t->jobs; j; j = j->next)
-    if (j->id == id) return j;
-  return NULL;
+  t->queued[QUEUE_BUILD] = t->queued[QUEUE_RUN] = 0;
 }
 
 uint32_t jobs_outstanding(tracker *t, const session *s) {
-  uint32_t n = 0;
-  for (job *j = t->jobs; j; j = j->next) n += j->s == s;
-  return n;
-}
-
-static uint32_t built_ahead(tracker *t, const char *key) {
-  uint32_t n = 0;
-  for (job *j = t->jobs; j; j = j->next)
-    if (j->s && (j->state == JOB_BUILDING || j->state == JOB_RUN_QUEUED) &&
-        strcmp(j->s->key, key) == 0)
-      n++;
-  return n;
+  (void)t;
+  return s->outstanding;
 }
 
 static int runner_ready(tracker *t, const peer *p) {
@@ -123,19 +114,17 @@ static int can_build(const peer *b, const session *s, const char *arch) {
 }
 
 /* The architecture to build a job of s for on builder b: each runner
- * says its own, and the one most runners of the key share among those b
- * can make wins. A runner whose architecture nobody builds for waits
- * alone; it never steers the others' builds. NULL when none fits. */
-static const char *build_arch(tracker *t, const peer *b, const session *s) {
+ * says its own, and the one most ready runners of the key share among
+ * those b can make wins (the key's tally, from this dispatch). A runner
+ * whose architecture nobody builds for waits alone; it never steers the
+ * others' builds. NULL when none fits. */
+static const char *build_arch(const peer *b, const session *s) {
+  const keyq *k = s->kq;
   const char *best = NULL;
   uint32_t best_n = 0;
-  for (peer *p = t->peers; p; p = p->next) {
-    if (!runner_ready(t, p) || strcmp(p->key, s->key) != 0 || !can_build(b, s, p->arch)) continue;
-    uint32_t n = 0;
-    for (peer *q = t->peers; q; q = q->next)
-      n += runner_ready(t, q) && !strcmp(q->key, s->key) && !strcmp(q->arch, p->arch);
-    if (n > best_n) best = p->arch, best_n = n;
-  }
+  for (uint32_t i = 0; i < k->narchs; i++)
+    if (k->archs[i].n > best_n && can_build(b, s, k->archs[i].arch))
+      best = k->archs[i].arch, best_n = k->archs[i].n;
   return best;
 }
 
@@ -144,7 +133,7 @@ static const char *build_arch(tracker *t, const peer *b, const session *s) {
 static uint64_t run_limit_ms(const session *s) { return timing_limit_ms(&s->timing); }
 
 static void lease(tracker *t, job *j, peer *p, enum job_state state, uint64_t limit_ms) {
-  j->state = state;
+  queue_set(t, j, state);
   j->owner = p;
   j->deadline = uv_now(t->loop) + limit_ms + t->opts.grace_ms;
   p->busy++;
@@ -237,47 +226,91 @@ static int better(const job *a, const job *b, int for_runner) {
   if (a->s->priority != b->s->priority) return a->s->priority > b->s->priority;
   uint64_t ua = for_runner ? a->s->served : a->s->built;
   uint64_t ub = for_runner ? b->s->served : b->s->built;
-  return ua < ub;
+  return ua != ub ? ua < ub : a->id < b->id;
 }
 
+/* The best job for runner r: the first in each session of its key that
+ * it may take, then the best of those. Costs the key's sessions, not its
+ * jobs (a runner skips only jobs of another arch or awaiting a second
+ * opinion from someone else). */
 static job *pick_run(tracker *t, const peer *r) {
+  keyq *k = queue_key(t, r->key);
+  if (!k || !k->queued[QUEUE_RUN]) return NULL;
   job *best = NULL;
-  for (job *j = t->jobs; j; j = j->next)
-    if (j->s && j->state == JOB_RUN_QUEUED && !strcmp(j->s->key, r->key) &&
-        !strcmp(j->arch, r->arch) && strcmp(j->avoid, r->name) != 0 && better(j, best, 1))
-      best = j;
+  for (session *s = k->sessions; s; s = s->kq_next)
+    for (job *j = s->qhead[QUEUE_RUN]; j; j = j->qnext)
+      if (!strcmp(j->arch, r->arch) && strcmp(j->avoid, r->name) != 0) {
+        if (better(j, best, 1)) best = j;
+        break;
+      }
   return best;
 }
 
 static job *pick_build(tracker *t, const peer *b, const char **arch_out) {
   job *best = NULL;
-  for (job *j = t->jobs; j; j = j->next) {
-    if (!j->s || j->state != JOB_BUILD_QUEUED || !better(j, best, 0)) continue;
-    if (!strcmp(j->avoid, b->name)) continue;
-    /* The target must be known: build only for a key that has a runner. */
-    const char *arch = build_arch(t, b, j->s);
-    if (!arch) continue;
-    uint32_t runners = registry_runners(t, j->s->key);
-    uint32_t limit = runners > 1 ? 2 * runners : 2;
-    if (built_ahead(t, j->s->key) >= limit) continue;
-    best = j;
-    *arch_out = arch;
+  for (keyq *k = t->keys; k; k = k->next) {
+    /* The target must be known: build only for a key that has a runner,
+     * and only so far ahead of its runners. */
+    uint32_t limit = k->ready > 1 ? 2 * k->ready : 2;
+    if (!k->queued[QUEUE_BUILD] || !k->ready || k->ahead >= limit) continue;
+    for (session *s = k->sessions; s; s = s->kq_next) {
+      if (!s->queued[QUEUE_BUILD]) continue;
+      const char *arch = build_arch(b, s);
+      if (!arch) continue;
+      for (job *j = s->qhead[QUEUE_BUILD]; j; j = j->qnext)
+        if (strcmp(j->avoid, b->name) != 0) {
+          if (better(j, best, 0)) best = j, *arch_out = arch;
+          break;
+        }
+    }
   }
   return best;
 }
 
-void jobs_dispatch(tracker *t) {
-  if (t->stopping) return;
+/* Counts each key's ready runners by architecture, for pick_build. */
+static void tally_runners(tracker *t) {
+  for (keyq *k = t->keys; k; k = k->next) k->ready = k->narchs = 0;
   for (peer *p = t->peers; p; p = p->next) {
-    if (p->state != PEER_READY || !p->c || p->draining || guard_quarantined(t, p)) continue;
+    if (!runner_ready(t, p)) continue;
+    keyq *k = queue_key(t, p->key);
+    if (!k) continue;
+    k->ready++;
+    uint32_t i = 0;
+    while (i < k->narchs && strcmp(k->archs[i].arch, p->arch) != 0) i++;
+    if (i == k->narchs) {
+      if (i == sizeof(k->archs) / sizeof(k->archs[0])) continue;
+      k->archs[k->narchs++].arch = p->arch;
+      k->archs[i].n = 0;
+    }
+    k->archs[i].n++;
+  }
+}
+
+static void dispatch_now(tracker *t) {
+  if (t->stopping || (!t->queued[QUEUE_BUILD] && !t->queued[QUEUE_RUN])) return;
+  if (t->queued[QUEUE_BUILD]) tally_runners(t);
+  for (peer *p = t->peers; p; p = p->next) {
+    if (p->state != PEER_READY || !p->c || p->draining || p->busy >= p->slots) continue;
+    if (guard_quarantined(t, p)) continue;
     if (p->role == KTUNE__ROLE__ROLE_RUNNER) {
       job *j;
       while (p->busy < p->slots && !p->holding && (j = pick_run(t, p))) send_run(t, p, j);
-    } else if (p->role == KTUNE__ROLE__ROLE_BUILDER) {
+    } else if (p->role == KTUNE__ROLE__ROLE_BUILDER && t->queued[QUEUE_BUILD]) {
       job *j;
       const char *arch = NULL;
       while (p->busy < p->slots && (j = pick_build(t, p, &arch))) send_build(t, p, j, arch);
     }
+  }
+}
+
+void jobs_dispatch(tracker *t) { t->dispatch_due = 1; }
+
+void jobs_dispatch_due(tracker *t) {
+  /* Handing out work can free more (a session that starts, a job that
+   * cannot be sent); a few rounds settle it within the turn. */
+  for (int round = 0; round < 3 && t->dispatch_due; round++) {
+    t->dispatch_due = 0;
+    dispatch_now(t);
   }
 }
 
@@ -323,7 +356,7 @@ static void record_held(tracker *t, job *j) {
 }
 
 static job *leased_job(tracker *t, peer *p, uint64_t id, enum job_state want, const char *what) {
-  job *j = find_job(t, id);
+  job *j = queue_find(t, id);
   if (!j || j->owner != p || j->state != want) {
     /* A late result for a job requeued elsewhere: recorded once, there. */
     log_warn(WHO, "%s %s sent a %s for job %llu it does not hold; dropped",
@@ -337,13 +370,9 @@ static job *leased_job(tracker *t, peer *p, uint64_t id, enum job_state want, co
 
 /* Back one step, to be done by another agent (or this one, later). */
 static void requeue(tracker *t, job *j) {
-  if (j->state == JOB_BUILDING || j->state == JOB_BUILD_QUEUED) {
-    j->state = JOB_BUILD_QUEUED;
-  } else {
-    j->state = JOB_RUN_QUEUED;
-  }
+  int build = j->state == JOB_BUILDING || j->state == JOB_BUILD_QUEUED;
+  queue_set(t, j, build ? JOB_BUILD_QUEUED : JOB_RUN_QUEUED);
   j->owner = NULL;
-  (void)t;
 }
 
 /* Another agent than the one named that could do job j. */
@@ -437,12 +466,12 @@ void jobs_on_build_result(tracker *t, peer *p, const Ktune__BuildResult *r) {
   if (ok && r->artifact.len > 0) {
     j->artifact = malloc(r->artifact.len);
     if (!j->artifact) {
-      j->state = JOB_BUILD_QUEUED;
+      queue_set(t, j, JOB_BUILD_QUEUED);
       return;
     }
     memcpy(j->artifact, r->artifact.data, r->artifact.len);
     j->artifact_len = r->artifact.len;
-    j->state = JOB_RUN_QUEUED;
+    queue_set(t, j, JOB_RUN_QUEUED);
     contradicted(t, j, KTUNE__ROLE__ROLE_BUILDER);
     jobs_dispatch(t);
     return;
@@ -456,7 +485,7 @@ void jobs_on_build_result(tracker *t, peer *p, const Ktune__BuildResult *r) {
     snprintf(p->refused[p->nrefused++ % 4], sizeof(p->refused[0]), "%s", j->s->compiler);
     log_info(WHO, "builder %s cannot build for session %llu (%.120s); trying another",
              p->name, (unsigned long long)j->s->id, r->error);
-    j->state = JOB_BUILD_QUEUED;
+    queue_set(t, j, JOB_BUILD_QUEUED);
     jobs_dispatch(t);
     return;
   }
@@ -483,7 +512,7 @@ static void send_ack(peer *p, uint64_t job_id) {
  * that we could not give back to it: it is free again. */
 static int unheld_result(tracker *t, peer *p, const Ktune__RunResult *r) {
   if (!p->holding) return 0;
-  job *j = find_job(t, r->job_id);
+  job *j = queue_find(t, r->job_id);
   if (j && j->owner == p) return 0;
   log_info(WHO, "runner %s finished job %llu from before; it is free again", p->name,
            (unsigned long long)r->job_id);
@@ -555,7 +584,7 @@ void jobs_on_run_result(tracker *t, peer *p, const Ktune__RunResult *r) {
 }
 
 void jobs_adopt(tracker *t, peer *p, uint64_t id) {
-  job *j = find_job(t, id);
+  job *j = queue_find(t, id);
   if (j && j->s && (j->state != JOB_RUNNING || j->owner == NULL)) {
     /* Still ours: the runner's result will be its trial. A builder that
      * was given it again since no longer has it; another runner measuring
@@ -679,13 +708,13 @@ void jobs_sweep(tracker *t) {
         free(j->artifact);
         j->artifact = NULL;
         j->artifact_len = 0;
-        j->state = JOB_BUILD_QUEUED;
+        queue_set(t, j, JOB_BUILD_QUEUED);
       }
       changed = 1;
     }
   }
   for (peer *p = t->peers; p; p = p->next)
-    if (p->holding && !find_job(t, p->holding) && p->holding_until && now > p->holding_until) {
+    if (p->holding && !queue_find(t, p->holding) && p->holding_until && now > p->holding_until) {
       p->holding = 0;
       p->holding_until = 0;
       if (p->busy) p->busy--;
@@ -704,7 +733,7 @@ void jobs_drop_session(tracker *t, session *s) {
     core_db_write(t);
     store_job_delete(t->db, (int64_t)j->id);
     /* A leased job waits for its agent's answer, which is then dropped. */
-    if (j->owner) j->s = NULL;
+    if (j->owner) queue_detach(t, j);
     else job_free(t, j);
   }
 }

@@ -250,6 +250,7 @@ int main(int argc, char **argv) {
   uv_run(t.loop, UV_RUN_DEFAULT);
   jobs_free_all(&t);
   session_free_all(&t);
+  queue_free_all(&t);
   guard_free_all(&t);
   replay_free(t.replay);
   hist_close(t.db);

@@ -450,9 +450,11 @@ static void on_connection(uv_stream_t *server, int status) {
   c->data = p;
 }
 
-/* Runs just before the loop waits for I/O: commit, then let replies go. */
+/* Runs just before the loop waits for I/O: hand out work, commit, then
+ * let replies go. */
 static void on_prepare(uv_prepare_t *h) {
   tracker *t = h->data;
+  jobs_dispatch_due(t);
   core_commit(t);
   for (peer *p = t->peers; p; p = p->next)
     if (p->c) conn_flush(p->c);

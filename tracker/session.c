@@ -35,6 +35,11 @@ session *session_find(tracker *t, uint64_t id) {
 }
 
 void session_free(session *s) {
+  if (s->home) {
+    /* Jobs queued for it (by a resume that then failed) must not outlive it. */
+    if (s->outstanding) jobs_drop_session(s->home, s);
+    queue_session_leave(s->home, s);
+  }
   if (s->tu) tuner_free(s->tu);
   external_free(s->ext);
   task_free(&s->task);
@@ -50,6 +55,8 @@ void session_free(session *s) {
 }
 
 void session_link(tracker *t, session *s) {
+  /* Out of memory here leaves it off its key's list until its first job. */
+  queue_session_join(t, s);
   s->next = t->sessions;
   t->sessions = s;
 }

@@ -4,6 +4,7 @@
  *              only the tracker makes (reuse, resume)
  *   core.c     this loop turn's history transaction, and sending
  *   guard.c    what an agent may report, and agents that misbehave
+ *   queue.c    where unfinished jobs wait: per session, per key, by id
  *   dblock.c   one tracker per history file
  *   registry.c connected peers (builders, runners, clients), status
  *   jobs.c     the job queue: build, run, leases, what agents report; it
@@ -39,6 +40,7 @@ typedef struct agent_record agent_record;
 typedef struct external external;
 typedef struct replay replay;
 typedef struct replay_entry replay_entry;
+typedef struct keyq keyq;
 
 typedef struct {
   const char *listen;
@@ -104,6 +106,11 @@ struct tracker {
   peer *peers;
   job *jobs;       /* every unfinished job, oldest first */
   job *jobs_tail;
+  job **jindex;    /* the same by id (queue.c) */
+  size_t jindex_cap, jindex_n;
+  keyq *keys;      /* device keys of the sessions in memory (queue.c) */
+  uint32_t queued[2]; /* jobs waiting to be built, to be run */
+  int dispatch_due; /* jobs_dispatch was asked for this turn */
   session *sessions;
   session_pending *pending; /* submissions being checked on the thread pool */
   agent_record *records;   /* what each agent name has done wrong, by name */
@@ -284,15 +291,21 @@ struct job {
   char *held_error;
   uint64_t deadline;       /* uv_now by which its holder must answer */
   uint32_t lost;           /* times its agent went away */
-  job *next, *prev;
+  job *next, *prev;        /* t->jobs */
+  job *qnext, *qprev;      /* its session's queue of its state (queue.c) */
+  job *hnext;              /* t->jindex */
 };
 
 /* Queues a job for a candidate already stored as history job `id`;
  * digest is its trial identity (trial_digest), or NULL when it has none. */
 job *jobs_add(tracker *t, session *s, uint64_t id, uint64_t index, const int64_t *values,
               const char *config_json, const char *digest, uint32_t lost);
-/* Hands queued work to free builders and runners. */
+/* Hands queued work to free builders and runners: asked for wherever
+ * work or an agent may have become free, done once per loop turn by
+ * jobs_dispatch_due (from the prepare phase), so that a turn that
+ * brought many results looks at the agents once. */
 void jobs_dispatch(tracker *t);
+void jobs_dispatch_due(tracker *t);
 void jobs_on_build_result(tracker *t, peer *p, const Ktune__BuildResult *r);
 void jobs_on_run_result(tracker *t, peer *p, const Ktune__RunResult *r);
 /* A peer is gone: its leases go back to the queue. */
@@ -307,6 +320,40 @@ void jobs_adopt(tracker *t, peer *p, uint64_t id);
 void jobs_drop_session(tracker *t, session *s);
 uint32_t jobs_outstanding(tracker *t, const session *s);
 void jobs_free_all(tracker *t);
+
+/* --- queue.c --- */
+enum { QUEUE_BUILD, QUEUE_RUN };
+/* The sessions in memory of one device key, and what waits there. */
+struct keyq {
+  char *key;
+  session *sessions;       /* through s->kq_next */
+  uint32_t queued[2];      /* jobs waiting to be built, to be run */
+  uint32_t ahead;          /* built or building and not yet running */
+  /* Set by each dispatch: ready runners of the key, by architecture. */
+  uint32_t ready;
+  struct {
+    const char *arch;
+    uint32_t n;
+  } archs[4];
+  uint32_t narchs;
+  keyq *next;
+};
+
+/* A session joins its key's list when linked and leaves it when freed;
+ * -1 when out of memory. */
+int queue_session_join(tracker *t, session *s);
+void queue_session_leave(tracker *t, session *s);
+keyq *queue_key(tracker *t, const char *key);
+/* A new job (j->s set, j->id its row) is indexed and build-queued; -1
+ * when out of memory. */
+int queue_add(tracker *t, job *j);
+job *queue_find(tracker *t, uint64_t id);
+void queue_set(tracker *t, job *j, enum job_state st);
+/* The job no longer belongs to its session (j->s becomes NULL). */
+void queue_detach(tracker *t, job *j);
+/* Out of the index and every queue, before it is freed. */
+void queue_remove(tracker *t, job *j);
+void queue_free_all(tracker *t);
 
 /* --- trial.c --- */
 /* Fills in the session's part of tr (statistics, GFLOPS) and inserts it
@@ -390,6 +437,11 @@ struct session {
   uint64_t ended_ms;       /* uv_now when it ended, 0 while it runs */
   int64_t *best_values;
   uint64_t started_ms;
+  keyq *kq;                /* its key's queues (queue.c) */
+  session *kq_next, *kq_prev;
+  job *qhead[2], *qtail[2]; /* its jobs waiting to be built, to be run */
+  uint32_t queued[2];
+  uint32_t outstanding;    /* its unfinished jobs */
   session *next;
 };
 
