@@ -142,8 +142,10 @@ void registry_status(tracker *t, Ktune__StatusReply *out) {
   ktune__status_reply__init(out);
   out->uptime_s = (double)(uv_now(t->loop) - t->started_ms) / 1e3;
   size_t na = 0, ns = 0;
-  for (peer *p = t->peers; p; p = p->next)
+  for (peer *p = t->peers; p; p = p->next) {
     na += p->state == PEER_READY && p->role != KTUNE__ROLE__ROLE_CLIENT;
+    p->status_ix = SIZE_MAX;
+  }
   for (session *s = t->sessions; s; s = s->next) ns++;
   ns += RECENT_SESSIONS;
   out->agents = calloc(na ? na : 1, sizeof(*out->agents));
@@ -176,8 +178,7 @@ void registry_status(tracker *t, Ktune__StatusReply *out) {
     a->governor = p->governor;
     a->version = p->version;
     a->jobs = calloc(p->busy ? p->busy : 1, sizeof(uint64_t));
-    for (job *j = t->jobs; a->jobs && j; j = j->next)
-      if (j->owner == p && a->n_jobs < p->busy) a->jobs[a->n_jobs++] = j->id;
+    p->status_ix = out->n_agents;
     static char *tcc = "tcc", *cc = "cc";
     a->backends = calloc(2, sizeof(char *));
     if (a->backends && p->has_tcc) a->backends[a->n_backends++] = tcc;
@@ -192,11 +193,18 @@ void registry_status(tracker *t, Ktune__StatusReply *out) {
       }
     }
   }
+  /* Once over the jobs, not once per agent: a farm holds many of both. */
   for (job *j = t->jobs; j; j = j->next) {
-    if (!j->s) continue;
-    Ktune__KeyInfo *k = key_info(out, j->s->key);
-    if (k && j->state == JOB_BUILD_QUEUED) k->build_queued++;
-    if (k && j->state == JOB_RUN_QUEUED) k->run_queued++;
+    if (!j->owner || j->owner->status_ix >= out->n_agents) continue;
+    Ktune__AgentInfo *a = out->agents[j->owner->status_ix];
+    if (a->jobs && a->n_jobs < j->owner->busy) a->jobs[a->n_jobs++] = j->id;
+  }
+  for (keyq *q = t->keys; q; q = q->next) {
+    if (!q->queued[QUEUE_BUILD] && !q->queued[QUEUE_RUN]) continue;
+    Ktune__KeyInfo *k = key_info(out, q->key);
+    if (!k) continue;
+    k->build_queued += q->queued[QUEUE_BUILD];
+    k->run_queued += q->queued[QUEUE_RUN];
   }
   for (session *s = t->sessions; s; s = s->next) {
     Ktune__SessionInfo *si = calloc(1, sizeof(*si));

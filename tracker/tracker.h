@@ -243,6 +243,7 @@ struct peer {
   uint64_t holding_until;  /* uv_now after which that is given up on */
   agent_record *rec;       /* its record by name (guard.c) */
   uint64_t watching;       /* clients: session id followed, 0 for none */
+  size_t status_ix;        /* its entry in the status reply being built */
   uint8_t peer_nonce[AUTH_NONCE], tracker_nonce[AUTH_NONCE];
   int is_admin;
   uint64_t close_at;       /* rejected: uv_now at which to answer and close */
