@@ -10,6 +10,7 @@
 
 #include "cli/catalogue.h"
 #include "cli/cli.h"
+#include "cli/emit.h"
 #include "cli/format.h"
 #include "common/history.h"
 #include "common/identity.h"
@@ -489,6 +490,7 @@ static void best_usage(FILE *f) {
           "usage: ktune best TASK [-D NAME=VALUE]... [--key KEY] [--compiler C]\n"
           "                  [--number N] [--repeat N] [--min-repeat-ms MS] [--cooldown-ms MS]\n"
           "                  [--flush-cache] [--db PATH] [--json] [--unchecked]\n"
+          "                  [--emit FILE.c] [--emit-header FILE.h]\n"
           "The fastest config measured for exactly this kernel (template and spec, after\n"
           "-D) at this size, with its outputs checked against the reference (default\n"
           "--db ./ktune.db). TASK is a built-in task, a spec file, or the name of a task\n"
@@ -496,7 +498,11 @@ static void best_usage(FILE *f) {
           "--compiler, --key and the timing options (as `ktune tune` takes them) narrow\n"
           "the trials; the answer names the filters and, for each one left open, the\n"
           "values the trials differ in. --unchecked also accepts trials measured with\n"
-          "--no-check.\n");
+          "--no-check.\n"
+          "--emit FILE.c writes the winner as one C file: the constants and knobs defined,\n"
+          "then the template, with its entry function as the spec declares it; it builds\n"
+          "into an application with no ktune header or library. --emit-header FILE.h\n"
+          "writes the entry's prototype.\n");
 }
 
 /* Options of `ktune tune` that say how to measure, not which trials: the
@@ -509,16 +515,42 @@ static const char *best_refuses(const struct option *opts, int ch) {
   return opts->name ? opts->name : "that option";
 }
 
+/* --emit and --emit-header: the winner as C (cli/emit.c). */
+static int best_emit(const best_ask *a, const hist_best_row *b, const char *c_path,
+                     const char *h_path) {
+  if (!a->t.name) {
+    fprintf(stderr, "ktune best: cannot emit %s: its spec is not here and its session did not "
+            "keep it; pass the spec file\n", a->name);
+    return -1;
+  }
+  char lat[32], rate[32], err[512];
+  cli_fmt_latency(lat, sizeof(lat), b->mean_s);
+  cli_fmt_rate(rate, sizeof(rate), 0, b->gflops, 0);
+  emit_winner w = {.task = &a->t, .config_json = b->config_json, .latency = lat, .rate = rate,
+                   .key = or_dash(b->key), .compiler = or_dash(b->compiler), .db = a->db,
+                   .trial = b->id, .session = b->session};
+  if (emit_files(&w, c_path, h_path, err, sizeof(err)) < 0) {
+    fprintf(stderr, "ktune best: %s\n", err);
+    return -1;
+  }
+  if (c_path) fprintf(stderr, "wrote %s: %s with the winner's knobs\n", c_path, a->t.name);
+  if (h_path) fprintf(stderr, "wrote %s: the prototype of %s\n", h_path, a->t.entry);
+  return 0;
+}
+
 int cmd_best(int argc, char **argv) {
-  enum { OPT_JSON = 300, OPT_UNCHECKED };
+  enum { OPT_JSON = 300, OPT_UNCHECKED, OPT_EMIT, OPT_EMIT_HEADER };
   static const struct option own[] = {{"json", no_argument, 0, OPT_JSON},
-                                      {"unchecked", no_argument, 0, OPT_UNCHECKED}};
+                                      {"unchecked", no_argument, 0, OPT_UNCHECKED},
+                                      {"emit", required_argument, 0, OPT_EMIT},
+                                      {"emit-header", required_argument, 0, OPT_EMIT_HEADER}};
   const struct option *opts = cli_session_longopts(own, sizeof(own) / sizeof(own[0]));
   cli_session_opts o;
   cli_session_defaults(&o, argc);
   /* NULL: any compiler, unless --compiler names one. */
   o.compiler = NULL;
   int json = 0, ch, rc = EXIT_USAGE;
+  const char *emit_c = NULL, *emit_h = NULL;
   best_ask a = {0};
   while ((ch = getopt_long(argc, argv, "D:h", opts, NULL)) != -1) {
     const char *refused = best_refuses(opts, ch);
@@ -533,6 +565,8 @@ int cmd_best(int argc, char **argv) {
     switch (ch) {
     case OPT_JSON: json = 1; break;
     case OPT_UNCHECKED: a.unchecked = 1; break;
+    case OPT_EMIT: emit_c = optarg; break;
+    case OPT_EMIT_HEADER: emit_h = optarg; break;
     case 'h': best_usage(stdout); rc = EXIT_OK; goto out;
     default: best_usage(stderr); goto out;
     }
@@ -621,6 +655,8 @@ int cmd_best(int argc, char **argv) {
       best_print_text(&a, &b, matched, vals);
       rc = EXIT_OK;
     }
+    if (rc == EXIT_OK && (emit_c || emit_h) && best_emit(&a, &b, emit_c, emit_h) < 0)
+      rc = EXIT_FAIL;
     for (size_t d = 0; d < NDIMS; d++) values_free(&vals[d]);
     hist_best_row_clear(&b);
   }

@@ -260,6 +260,73 @@ TEST(bytes_task_reads_in_gb_per_s) {
   remove_place(&p);
 }
 
+/* The emitted winner is plain C: the system gcc builds it with a small
+ * driver that includes the emitted header, and its output is the
+ * reference's. The template is written so that the knobs matter: a file
+ * without the winner's defines would not compile. */
+TEST(emitted_winner_compiles_into_a_driver_and_matches_the_reference) {
+  place p;
+  make_place(&p);
+  char *tune[] = {"tune", "matmul", "-D", "M=24", "-D", "N=40", "-D", "K=16", "--trials", "3",
+                  "--strategy", "random", "--db", p.db, NULL};
+  expect_rc(ktune_in(p.root, tune), 0, "ktune tune matmul");
+  char c_path[400], h_path[400], drv[400], exe[400];
+  snprintf(c_path, sizeof(c_path), "%s/winner.c", p.root);
+  snprintf(h_path, sizeof(h_path), "%s/winner.h", p.root);
+  snprintf(drv, sizeof(drv), "%s/drv.c", p.root);
+  snprintf(exe, sizeof(exe), "%s/drv", p.root);
+  char *best[] = {"best", "matmul", "-D", "M=24", "-D", "N=40", "-D", "K=16", "--db", p.db,
+                  "--emit", c_path, "--emit-header", h_path, NULL};
+  expect_rc(ktune_in(p.root, best), 0, "ktune best --emit");
+  ASSERT_CONTAINS(out, "wrote ");
+  /* The file names the winner ktune best printed. */
+  char *json[] = {"best", "matmul", "-D", "M=24", "-D", "N=40", "-D", "K=16", "--db", p.db,
+                  "--json", NULL};
+  expect_rc(ktune_in(p.root, json), 0, "ktune best --json");
+  json_t *j = parse("ktune best --json");
+  json_t *cfg = json_object_get(j, "config");
+  ASSERT(json_is_object(cfg));
+  static char text[1 << 16];
+  proc_read_file(c_path, text, sizeof(text));
+  const char *knob;
+  json_t *v;
+  json_object_foreach(cfg, knob, v) {
+    char def[64];
+    snprintf(def, sizeof(def), "#define %s %lld\n", knob, (long long)json_integer_value(v));
+    ASSERT_CONTAINS(text, def);
+  }
+  ASSERT_CONTAINS(text, "#define M 24\n");
+  json_decref(j);
+  proc_read_file(h_path, text, sizeof(text));
+  ASSERT_CONTAINS(text, "void matmul(float *C, const float *A, const float *B);");
+  proc_write_file(drv, "#include <math.h>\n#include <stdio.h>\n#include \"winner.h\"\n"
+                       "void matmul_ref(float *C, const float *A, const float *B);\n"
+                       "int main(void) {\n"
+                       "  static float A[24 * 16], B[16 * 40], C[24 * 40], R[24 * 40];\n"
+                       "  for (int i = 0; i < 24 * 16; i++) A[i] = (float)(i % 7) - 3;\n"
+                       "  for (int i = 0; i < 16 * 40; i++) B[i] = (float)(i % 5) - 2;\n"
+                       "  matmul(C, A, B);\n  matmul_ref(R, A, B);\n"
+                       "  double e = 0;\n"
+                       "  for (int i = 0; i < 24 * 40; i++) e = fmax(e, fabs(C[i] - R[i]));\n"
+                       "  printf(\"max error %g\\n\", e);\n  return e > 1e-4;\n}\n");
+  /* proc_run does not search the PATH. */
+  char *gcc[] = {"/usr/bin/env", "gcc", "-O2", "-Wall", "-Werror", "-o", exe, c_path, drv, "-lm", NULL};
+  if (chdir(p.root) != 0) TEST_FAIL("cannot enter %s", p.root);
+  int rc = proc_run(gcc, out, sizeof(out), RUN_MS);
+  if (rc != 0) TEST_FAIL("gcc could not build the emitted file with a driver (%d): %s", rc, out);
+  char *run[] = {exe, NULL};
+  rc = proc_run(run, out, sizeof(out), RUN_MS);
+  if (rc != 0) TEST_FAIL("the emitted kernel disagrees with the reference (%d): %s", rc, out);
+  ASSERT_CONTAINS(out, "max error 0");
+  /* A file that cannot be written is an error that says where. */
+  char *bad[] = {"best", "matmul", "-D", "M=24", "-D", "N=40", "-D", "K=16", "--db", p.db,
+                 "--emit", "/proc/no/such/winner.c", NULL};
+  expect_rc(ktune_in(p.root, bad), 1, "ktune best --emit to a bad path");
+  ASSERT_CONTAINS(out, "cannot create /proc/no/such/winner.c");
+  remove_place(&p);
+}
+
 TEST_LIST(TEST_ENTRY(best_by_name_of_a_spec_file_task_from_another_folder),
+          TEST_ENTRY(emitted_winner_compiles_into_a_driver_and_matches_the_reference),
           TEST_ENTRY(compiler_filter_between_tcc_and_gcc),
           TEST_ENTRY(bytes_task_reads_in_gb_per_s))
