@@ -128,6 +128,7 @@ typedef struct {
   int remeasure;
   uint64_t seed;
   int seed_set, check, detach, verbose;
+  FILE *json;              /* tune --json: where the summary goes (the real stdout) */
 } cli_session_opts;
 
 /* The defaults; defines gets room for argc of them. */
@@ -191,11 +192,13 @@ int cmd_token(int argc, char **argv);
 /* Prints a session's progress until it ends (only the final line with
  * CLI_FOLLOW_QUIET; the search's time too with CLI_FOLLOW_VERBOSE);
  * returns the exit code: 0 when it ended done with a result, or
- * CLI_INTERRUPTED when c->stop cut the wait short. */
+ * CLI_INTERRUPTED when c->stop cut the wait short. With final, the
+ * envelope of the last progress is left there (free with wire_free;
+ * NULL when none came). */
 #define CLI_INTERRUPTED (-4)
 #define CLI_FOLLOW_QUIET 1
 #define CLI_FOLLOW_VERBOSE 2
-int cli_follow(client *c, uint64_t id, int how);
+int cli_follow(client *c, uint64_t id, int how, Ktune__Envelope **final);
 
 /* Asks a tracker for its status; *reply is freed with wire_free. */
 int cli_fetch_status(const cli_dial *d, Ktune__Envelope **reply, char *err, size_t errlen);

@@ -79,7 +79,7 @@ static int watch(const char *cmd, const char *help, int argc, char **argv, int q
     fprintf(stderr, "ktune %s: %s\n", cmd, err);
     rc = EXIT_FAIL;
   } else {
-    rc = cli_follow(&c, id, quiet ? CLI_FOLLOW_QUIET : 0);
+    rc = cli_follow(&c, id, quiet ? CLI_FOLLOW_QUIET : 0, NULL);
   }
   client_close(&c);
   return rc;

@@ -1,12 +1,14 @@
 /* ktune tune: submit a session and follow it to the end. */
 #include <errno.h>
 #include <getopt.h>
+#include <jansson.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "cli/format.h"
@@ -32,7 +34,7 @@ static int known_strategy(const char *name) {
 static void usage(FILE *f) {
   static const char *const own[] = {"[--trials N]", "[--strategy S]", "[--seed N]",
                                     "[--batch N]", "[--detach]", "[--replay FILE]",
-                                    "[--resume ID]", "[--verbose]", NULL};
+                                    "[--resume ID]", "[--verbose]", "[--json]", NULL};
   cli_session_usage(f, "tune", own);
   fprintf(f,
           "\n"
@@ -59,6 +61,10 @@ static void usage(FILE *f) {
           "  --verbose           also print, under each progress line, the time the search\n"
           "                      spent choosing (training included) and its share of the\n"
           "                      session's wall time (default: not printed)\n"
+          "  --json              end with one JSON object on stdout: per task the session,\n"
+          "                      best config, latency, GFLOPS, trials and failures by\n"
+          "                      status (docs/METRICS.md); progress goes to stderr\n"
+          "                      (default: text only)\n"
           "\n"
           "Exit status: 0 when the session ended done with a best config; 1 when it\n"
           "failed, was cancelled or measured no config successfully, or the farm failed;\n"
@@ -103,8 +109,9 @@ static void print_progress(const Ktune__SessionProgress *p, int verbose) {
   fflush(stdout);
 }
 
-int cli_follow(client *c, uint64_t id, int how) {
+int cli_follow(client *c, uint64_t id, int how, Ktune__Envelope **final) {
   int quiet = how & CLI_FOLLOW_QUIET, verbose = how & CLI_FOLLOW_VERBOSE;
+  if (final) *final = NULL;
   char err[512], said[256] = "";
   uint32_t shown = 0; /* trials_done of the last progress line printed */
   for (;;) {
@@ -157,12 +164,60 @@ int cli_follow(client *c, uint64_t id, int how) {
              "%u from the history)\n", cfg, lat, rate, (unsigned long long)id,
              p->trials_done, p->failures, p->reused);
     }
-    wire_free(m);
+    if (final) *final = m;
+    else wire_free(m);
     return rc;
   }
 }
 
 typedef cli_session_opts tune_opts;
+
+/* --json: the session's outcome as one JSON object, for scripts. A task
+ * is a list item so that a workload's several tasks fit the same shape. */
+static int print_summary(const tune_opts *o, const task_spec *t, uint64_t id,
+                         const Ktune__SessionProgress *p) {
+  json_t *task = json_object(), *failures = json_object();
+  json_object_set_new(task, "session", json_integer((json_int_t)id));
+  if (t) {
+    json_t *size = json_object();
+    for (size_t i = 0; i < t->nconsts; i++)
+      json_object_set_new(size, t->consts[i].name, json_integer(t->consts[i].value));
+    json_object_set_new(task, "task", json_string(t->name));
+    json_object_set_new(task, "size", size);
+  }
+  if (!o->resume) {
+    json_object_set_new(task, "key", json_string(o->key));
+    json_object_set_new(task, "compiler", json_string(o->compiler));
+    json_object_set_new(task, "strategy", json_string(o->strategy));
+  }
+  json_object_set_new(task, "state", json_string(p ? wire_state_name(p->state) : "unknown"));
+  if (p && p->n_best_config) {
+    json_t *best = json_object(), *cfg = json_object();
+    for (size_t i = 0; i < p->n_best_config; i++)
+      json_object_set_new(cfg, p->best_config[i]->name, json_integer(p->best_config[i]->value));
+    json_object_set_new(best, "config", cfg);
+    json_object_set_new(best, "latency_s", json_real(p->best_latency_s));
+    json_object_set_new(best, "gflops", json_real(p->best_gflops));
+    if (p->bytes_counted) json_object_set_new(best, "gbps", json_real(p->best_gbps));
+    json_object_set_new(task, "best", best);
+  } else {
+    json_object_set_new(task, "best", json_null());
+  }
+  for (size_t i = 0; p && i < p->n_failure_counts; i++)
+    json_object_set_new(failures, p->failure_counts[i]->status,
+                        json_integer(p->failure_counts[i]->count));
+  json_object_set_new(task, "trials", json_integer(p ? p->trials_done : 0));
+  json_object_set_new(task, "reused", json_integer(p ? p->reused : 0));
+  json_object_set_new(task, "failed", json_integer(p ? p->failures : 0));
+  json_object_set_new(task, "failures", failures);
+  json_object_set_new(task, "wall_s", json_real(p ? p->wall_s : 0));
+  json_t *all = json_pack("{s:[o]}", "tasks", task);
+  int rc = all && json_dumpf(all, o->json, JSON_COMPACT) == 0 && fputc('\n', o->json) != EOF &&
+           fflush(o->json) == 0 ? 0 : -1;
+  json_decref(all);
+  if (rc < 0) fprintf(stderr, "ktune tune: cannot write the --json summary\n");
+  return rc;
+}
 
 static volatile sig_atomic_t interrupted;
 
@@ -259,9 +314,13 @@ static int submit_and_follow(const tune_opts *o, const cli_dial *d, const task_s
     sigaction(SIGINT, &sa, &old_int);
     c.stop = &interrupted;
   }
-  rc = cli_follow(&c, id, o->verbose ? CLI_FOLLOW_VERBOSE : 0);
+  Ktune__Envelope *final = NULL;
+  rc = cli_follow(&c, id, o->verbose ? CLI_FOLLOW_VERBOSE : 0, o->json ? &final : NULL);
   if (cancel_on_int) sigaction(SIGINT, &old_int, NULL); /* a second Ctrl-C ends us at once */
   if (rc == CLI_INTERRUPTED) rc = cancel_interrupted(&c, id);
+  if (o->json && rc != CLI_INTERRUPTED && print_summary(o, t, id, final ? final->progress : NULL) < 0)
+    rc = EXIT_FAIL;
+  wire_free(final);
   client_close(&c);
   return rc;
 }
@@ -282,13 +341,14 @@ int cmd_tune(int argc, char **argv) {
   tune_opts o;
   cli_session_defaults(&o, argc);
   enum { OPT_TRIALS = 256, OPT_STRATEGY, OPT_SEED, OPT_BATCH, OPT_DETACH, OPT_REPLAY,
-         OPT_RESUME, OPT_VERBOSE };
+         OPT_RESUME, OPT_VERBOSE, OPT_JSON };
+  int json = 0;
   static const struct option own[] = {
       {"trials", required_argument, 0, OPT_TRIALS}, {"strategy", required_argument, 0, OPT_STRATEGY},
       {"seed", required_argument, 0, OPT_SEED}, {"batch", required_argument, 0, OPT_BATCH},
       {"detach", no_argument, 0, OPT_DETACH},
       {"replay", required_argument, 0, OPT_REPLAY}, {"resume", required_argument, 0, OPT_RESUME},
-      {"verbose", no_argument, 0, OPT_VERBOSE}};
+      {"verbose", no_argument, 0, OPT_VERBOSE}, {"json", no_argument, 0, OPT_JSON}};
   const struct option *opts = cli_session_longopts(own, sizeof(own) / sizeof(own[0]));
   int ch, rc = EXIT_USAGE;
   while ((ch = getopt_long(argc, argv, "D:h", opts, NULL)) != -1) {
@@ -313,6 +373,7 @@ int cmd_tune(int argc, char **argv) {
       break;
     case OPT_DETACH: o.detach = 1; break;
     case OPT_VERBOSE: o.verbose = 1; break;
+    case OPT_JSON: json = 1; break;
     case OPT_REPLAY: o.replay = optarg; break;
     case OPT_RESUME:
       if (cli_parse_u64(optarg, 10, INT64_MAX, &o.resume) < 0 || o.resume == 0) {
@@ -359,6 +420,21 @@ int cmd_tune(int argc, char **argv) {
     goto out;
   }
 
+  if (json && o.detach) {
+    fprintf(stderr, "ktune tune: --json waits for the session's outcome; --detach does not\n");
+    goto out;
+  }
+  if (json) {
+    /* Everything a person reads goes to stderr; stdout keeps the summary
+     * alone, so a script can parse it whatever the farm printed. */
+    fflush(stdout);
+    int fd = dup(STDOUT_FILENO);
+    if (fd < 0 || dup2(STDERR_FILENO, STDOUT_FILENO) < 0 || !(o.json = fdopen(fd, "w"))) {
+      fprintf(stderr, "ktune tune: --json: %s\n", strerror(errno));
+      rc = EXIT_FAIL;
+      goto out;
+    }
+  }
   task_spec t = {0};
   /* With --resume the tracker has the session's task. */
   if (!o.resume && cli_session_task("tune", &o, &t) < 0) goto out;
@@ -371,6 +447,7 @@ int cmd_tune(int argc, char **argv) {
   }
   task_free(&t);
 out:
+  if (o.json) fclose(o.json);
   cli_session_opts_free(&o);
   return rc;
 }

@@ -436,9 +436,15 @@ void session_sweep(tracker *t) {
   }
 }
 
-/* failures: room for the per-status summary the progress carries. */
-static void session_progress(tracker *t, session *s, Ktune__SessionProgress *out, char *failures,
-                             size_t failures_len) {
+/* What a progress message points into while it is sent. */
+typedef struct {
+  char failures[512];      /* the per-status summary in words */
+  Ktune__StatusCount counts[NCODES];
+  Ktune__StatusCount *count_ptrs[NCODES];
+} progress_room;
+
+static void session_progress(tracker *t, session *s, Ktune__SessionProgress *out,
+                             progress_room *room) {
   ktune__session_progress__init(out);
   out->session_id = s->id;
   out->state = s->state;
@@ -458,8 +464,17 @@ static void session_progress(tracker *t, session *s, Ktune__SessionProgress *out
     out->best_gbps = trial_gflops(bytes, s->best_latency);
   }
   out->wall_s = (double)(uv_now(t->loop) - s->started_ms) / 1e3;
-  failure_summary(s, PROGRESS_ERROR_CHARS, failures, failures_len);
-  out->failures_text = failures;
+  failure_summary(s, PROGRESS_ERROR_CHARS, room->failures, sizeof(room->failures));
+  out->failures_text = room->failures;
+  out->failure_counts = room->count_ptrs;
+  for (size_t i = 0; i < NCODES; i++) {
+    if (!s->fail_count[i]) continue;
+    Ktune__StatusCount *c = &room->counts[out->n_failure_counts];
+    ktune__status_count__init(c);
+    c->status = (char *)wire_status_name((Ktune__TrialStatus)i);
+    c->count = s->fail_count[i];
+    room->count_ptrs[out->n_failure_counts++] = c;
+  }
   /* A training thread may be changing what describe reads: the words of
    * the last plan stand until it is done. */
   if (!s->training) tuner_describe(s->tu, s->search, sizeof(s->search));
@@ -499,8 +514,8 @@ static void session_progress_free(Ktune__SessionProgress *p) {
 
 void session_send_progress(tracker *t, session *s, peer *to) {
   Ktune__SessionProgress pr;
-  char failures[512];
-  session_progress(t, s, &pr, failures, sizeof(failures));
+  progress_room room;
+  session_progress(t, s, &pr, &room);
   Ktune__Envelope env = wire_envelope(KTUNE__ENVELOPE__MSG_PROGRESS, &pr);
   for (peer *p = t->peers; p; p = p->next)
     if (to ? p == to : p->watching == s->id) core_send(p, &env);

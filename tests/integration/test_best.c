@@ -326,7 +326,49 @@ TEST(emitted_winner_compiles_into_a_driver_and_matches_the_reference) {
   remove_place(&p);
 }
 
+/* `ktune tune --json` ends with one JSON object on stdout, alone there
+ * (progress goes to stderr), and it agrees with `ktune best`. */
+TEST(tune_json_summary_parses_and_agrees_with_best) {
+  place p;
+  make_place(&p);
+  char cmd[1024];
+  snprintf(cmd, sizeof(cmd), "'%s' tune ./tiny.json --trials 4 --strategy grid --db '%s' --json "
+           "2>'%s/progress.txt'", proc_bin("cli/ktune"), p.db, p.root);
+  char *sh[] = {"/bin/sh", "-c", cmd, NULL};
+  if (chdir(p.spec) != 0) TEST_FAIL("cannot enter %s", p.spec);
+  expect_rc(proc_run(sh, out, sizeof(out), RUN_MS), 0, "ktune tune --json");
+  json_t *sum = parse("ktune tune --json");
+  json_t *tasks = json_object_get(sum, "tasks");
+  ASSERT_EQ_INT((int)json_array_size(tasks), 1);
+  json_t *t = json_array_get(tasks, 0);
+  ASSERT_EQ_STR(json_string_value(json_object_get(t, "task")), "tiny");
+  ASSERT_EQ_STR(json_string_value(json_object_get(t, "state")), "done");
+  ASSERT_EQ_INT((int)json_integer_value(json_object_get(t, "trials")), 4);
+  ASSERT(json_is_object(json_object_get(t, "failures")));
+  json_t *best = json_object_get(t, "best");
+  ASSERT(json_is_object(best));
+  /* The progress went to stderr. */
+  static char progress[1 << 14];
+  char path[400];
+  snprintf(path, sizeof(path), "%s/progress.txt", p.root);
+  proc_read_file(path, progress, sizeof(progress));
+  ASSERT_CONTAINS(progress, "[4/4]");
+  char *ask[] = {"best", "./tiny.json", "--db", p.db, "--json", NULL};
+  expect_rc(ktune_in(p.spec, ask), 0, "ktune best --json");
+  json_t *b = parse("ktune best --json");
+  if (!json_equal(json_object_get(best, "config"), json_object_get(b, "config")))
+    TEST_FAIL("tune --json and best disagree on the config: %s", out);
+  ASSERT_EQ_DBL(json_real_value(json_object_get(best, "latency_s")),
+                json_real_value(json_object_get(b, "mean_s")), 1e-12);
+  ASSERT_EQ_DBL(json_real_value(json_object_get(best, "gflops")),
+                json_real_value(json_object_get(b, "gflops")), 1e-9);
+  json_decref(b);
+  json_decref(sum);
+  remove_place(&p);
+}
+
 TEST_LIST(TEST_ENTRY(best_by_name_of_a_spec_file_task_from_another_folder),
+          TEST_ENTRY(tune_json_summary_parses_and_agrees_with_best),
           TEST_ENTRY(emitted_winner_compiles_into_a_driver_and_matches_the_reference),
           TEST_ENTRY(compiler_filter_between_tcc_and_gcc),
           TEST_ENTRY(bytes_task_reads_in_gb_per_s))
