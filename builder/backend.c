@@ -55,8 +55,10 @@ static void backend_after_work(uv_work_t *req, int status) {
   backend *b = w->b;
   b->inflight--;
   int ok = status == 0 && !b->closed;
-  backend_result r = {w->job_id, ok ? w->status : "CANCELLED",
-                      ok ? w->diag : "the builder is stopping", NULL, 0, 0, w->compiler_id};
+  backend_result r = {.job_id = w->job_id,
+                      .status = ok ? w->status : "CANCELLED",
+                      .error = ok ? w->diag : "the builder is stopping",
+                      .compiler_id = w->compiler_id};
   w->done(w->data, &r);
   free(w);
   backend_maybe_free(b);
@@ -76,8 +78,14 @@ static int backend_fail(backend *b, backend_work *w) {
 
 static void backend_cc_done(void *data, const cc_result *cr) {
   backend_cc *c = data;
-  backend_result r = {c->job_id, cr->status, cr->error, cr->so, cr->solen, cr->seconds,
-                      cr->compiler_id};
+  backend_result r = {.job_id = c->job_id,
+                      .status = cr->status,
+                      .error = cr->error,
+                      .artifact = cr->so,
+                      .artifact_len = cr->solen,
+                      .build_s = cr->seconds,
+                      .compiler_id = cr->compiler_id,
+                      .cache = cr->cache};
   size_t len = (cr->error ? strlen(cr->error) : 0) + 256;
   char *why = strcmp(cr->status, "COMPILE_ERROR") == 0 ? malloc(len) : NULL;
   if (why && codegen_reference_error(c->reference, cr->error, why, len)) r.error = why;
@@ -120,6 +128,10 @@ int backend_new(uv_loop_t *loop, const cc_policy *policy, backend **out, char *e
 }
 
 const char *backend_sandbox(const backend *b, int *confined) { return cc_sandbox(b->cc, confined); }
+
+int backend_set_cache(backend *b, size_t max_bytes) { return cc_set_cache(b->cc, max_bytes); }
+
+void backend_cache_stats(const backend *b, buildcache_stats *st) { cc_cache_stats(b->cc, st); }
 
 void backend_close(backend *b) {
   if (!b || b->closed) return;
@@ -193,7 +205,7 @@ int backend_build(backend *b, const Ktune__BuildJob *j, backend_done_fn done, vo
   c->done = done;
   c->data = data;
   snprintf(c->reference, sizeof c->reference, "%s", j->reference ? j->reference : "");
-  int rc = tcc ? cc_build_tcc(b->cc, src, j->timeout_ms, backend_cc_done, c)
+  int rc = tcc ? cc_build_tcc(b->cc, src, b->arch, j->timeout_ms, backend_cc_done, c)
                : cc_build(b->cc, j->compiler, src, j->target_arch, j->timeout_ms,
                           backend_cc_done, c);
   free(src);

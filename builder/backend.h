@@ -23,8 +23,9 @@ typedef struct {
   const char *error;        /* "" when ok */
   const uint8_t *artifact;
   size_t artifact_len;
-  double build_s;
+  double build_s;           /* for a build the cache answered: of the compile that made it */
   const char *compiler_id;
+  const char *cache;        /* "hit", "shared", "miss" or NULL: cc_result.cache */
 } backend_result;
 
 /* Called once per backend_build, from the loop; r lives only for the call. */
@@ -39,6 +40,11 @@ int backend_new(uv_loop_t *loop, const cc_policy *policy, backend **out, char *e
                 size_t errlen);
 int backend_new_limited(uv_loop_t *loop, const cc_policy *policy, const jail_opts *limits,
                         backend **out, char *err, size_t errlen);
+
+/* Keeps successful builds' artifacts in at most max_bytes of memory, 0
+ * for none (the default): cc_set_cache. 0 or -ENOMEM. */
+int backend_set_cache(backend *b, size_t max_bytes);
+void backend_cache_stats(const backend *b, buildcache_stats *st);
 
 /* How compiles are confined, for the log; *confined 0: no file-system
  * sandbox on this kernel. */

@@ -79,6 +79,15 @@ struct cc_req {
   const char *status;
   char *error;
   double seconds;
+  /* With a cache (cc_reuse): */
+  buildcache_key key;
+  const char *cache;   /* cc_result.cache */
+  buildcache_entry hit; /* a hit's artifact, delivered on the next turn */
+  int leading;         /* compiling, on ctx->leaders */
+  cc_req *lnext;       /* ctx->leaders */
+  cc_req *followers;   /* identical builds waiting for this one's outcome */
+  cc_req **followers_tail;
+  cc_req *fnext;
 };
 
 struct cc_ctx {
@@ -91,6 +100,8 @@ struct cc_ctx {
   cc_run *runs;
   size_t live;         /* runs and requests not yet freed */
   int closed;
+  buildcache *cache;   /* NULL: off */
+  cc_req *leaders;     /* compiles others may wait for (cc_reuse) */
 };
 
 static void cc_maybe_free(cc_ctx *c) {
@@ -98,6 +109,7 @@ static void cc_maybe_free(cc_ctx *c) {
   for (size_t i = 0; i < c->nprograms; i++) free(c->programs[i]);
   free(c->programs);
   jail_free(c->jail);
+  buildcache_free(c->cache);
   free(c);
 }
 
@@ -232,6 +244,7 @@ static void cc_req_closed(uv_handle_t *h) {
   free(r->command);
   free(r->source);
   free(r->error);
+  buildcache_entry_clear(&r->hit);
   free(r);
   c->live--;
   cc_maybe_free(c);
@@ -242,26 +255,55 @@ static void cc_req_free(cc_req *r) {
   uv_close((uv_handle_t *)&r->defer, cc_req_closed);
 }
 
+static void cc_leader_unlink(cc_req *r) {
+  if (!r->leading) return;
+  for (cc_req **q = &r->ctx->leaders; *q; q = &(*q)->lnext)
+    if (*q == r) {
+      *q = r->lnext;
+      break;
+    }
+  r->leading = 0;
+}
+
+/* Tells r's caller, then those that waited for r's compile. */
 static void cc_req_deliver(cc_req *r, const char *status, const char *error, const uint8_t *so,
                            size_t solen) {
+  cc_ctx *c = r->ctx;
   /* Once the builder is closing, the probe may be freed already. */
   const char *id = r->fixed_id ? r->fixed_id : r->command;
-  if (!r->ctx->closed && r->probe && r->probe->id) id = r->probe->id;
-  cc_result res = {status, error ? error : "", so, solen, id, r->seconds};
-  if (r->ctx->closed) {
+  if (!c->closed && r->probe && r->probe->id) id = r->probe->id;
+  if (r->hit.compiler_id) id = r->hit.compiler_id;
+  cc_result res = {status, error ? error : "", so, solen, id, r->seconds, r->cache};
+  if (c->closed) {
     res.status = "CANCELLED";
     res.error = "the builder is stopping";
     res.so = NULL;
     res.solen = 0;
     res.compiler_id = r->fixed_id ? r->fixed_id : r->command; /* its probe may be gone */
+  } else if (r->leading && strcmp(status, "ok") == 0) {
+    /* Only successes are kept. A failure may come from this moment rather
+     * than from the source (no memory or disk for the compile, a compiler
+     * killed from outside, a deadline on a busy machine), and the tracker
+     * answers repeats from the history only with ok trials, so a repeat
+     * of a failure is compiled again, as it would be without a cache. */
+    buildcache_put(c->cache, &r->key, so, solen, id, r->seconds);
   }
+  cc_leader_unlink(r);
   r->done(r->data, &res);
+  cc_req *f = r->followers;
+  r->followers = NULL;
+  while (f) {
+    cc_req *next = f->fnext;
+    f->seconds = r->seconds;
+    cc_req_deliver(f, status, error, so, solen);
+    f = next;
+  }
   cc_req_free(r);
 }
 
 static void cc_req_on_defer(uv_timer_t *t) {
   cc_req *r = t->data;
-  cc_req_deliver(r, r->status, r->error, NULL, 0);
+  cc_req_deliver(r, r->status, r->error, r->hit.artifact, r->hit.len);
 }
 
 /* Results decided while no libuv callback is running are delivered on
@@ -355,13 +397,65 @@ static int cc_workdir(cc_req *r) {
   return rc;
 }
 
+/* The cache key of r's build: after the probe, so that it holds the
+ * compiler's identity and target. */
+static int cc_req_key(cc_req *r) {
+  cc_probe *pr = r->probe;
+  char want[64], exe[4096];
+  target_arch(r->target, want, sizeof want);
+  buildcache_inputs in = {.source = r->source, .target_arch = want};
+  if (!pr) {
+    in.compiler_id = r->fixed_id;
+    in.compiler_target = want;
+  } else {
+    if (jail_which(pr->argv[0], exe, sizeof exe) < 0) return -ENOENT; /* it will not run */
+    in.argv = pr->argv;
+    in.argc = (size_t)pr->argc;
+    in.compiler_id = pr->id;
+    in.compiler_target = pr->triple;
+    in.exe = exe;
+  }
+  return buildcache_key_of(&in, &r->key);
+}
+
+/* With a cache: answers r from it, or lets r wait for an identical build
+ * under way. Only one with the same time limit: then its outcome is the
+ * one r would have had, and r waits no longer than its own limit. 1 when
+ * r is taken care of; 0: compile it. */
+static int cc_reuse(cc_req *r) {
+  cc_ctx *c = r->ctx;
+  if (!c->cache || cc_req_key(r) < 0) return 0;
+  if (buildcache_get(c->cache, &r->key, &r->hit) == 1) {
+    r->cache = "hit";
+    r->status = "ok";
+    r->seconds = r->hit.build_s;
+    uv_timer_start(&r->defer, cc_req_on_defer, 0, 0);
+    return 1;
+  }
+  for (cc_req *l = c->leaders; l; l = l->lnext)
+    if (l->timeout_ms == r->timeout_ms && memcmp(l->key.b, r->key.b, sizeof r->key.b) == 0) {
+      buildcache_note_shared(c->cache);
+      r->cache = "shared";
+      *l->followers_tail = r;
+      l->followers_tail = &r->fnext;
+      return 1;
+    }
+  r->cache = "miss";
+  r->leading = 1;
+  r->followers_tail = &r->followers;
+  r->lnext = c->leaders;
+  c->leaders = r;
+  return 0;
+}
+
 static void cc_compile(cc_req *r) {
   cc_probe *pr = r->probe;
   char want[64];
   char err[1024];
   if (!pr) { /* libtcc */
-    if (cc_workdir(r) == 0 && cc_run_start(r->ctx, NULL, cc_tcc_main, r, r->dir, r->timeout_ms,
-                                           cc_compiled, r, 0, err, sizeof err) < 0)
+    if (cc_reuse(r) == 0 && cc_workdir(r) == 0 &&
+        cc_run_start(r->ctx, NULL, cc_tcc_main, r, r->dir, r->timeout_ms, cc_compiled, r, 0, err,
+                     sizeof err) < 0)
       cc_req_fail(r, "COMPILE_ERROR", "%s", err);
     return;
   }
@@ -382,7 +476,7 @@ static void cc_compile(cc_req *r) {
       return;
     }
   }
-  if (cc_workdir(r) < 0) return;
+  if (cc_reuse(r) || cc_workdir(r) < 0) return;
   static const char *const tail[] = {"-shared", "-fPIC", "-o", "out.so", "kernel.c"};
   enum { NTAIL = sizeof tail / sizeof tail[0] };
   char **argv = calloc((size_t)pr->argc + NTAIL + 1, sizeof *argv);
@@ -503,6 +597,16 @@ static void cc_probed(cc_run *run, const child_result *p) {
   if (--pr->pending == 0) cc_probe_done(pr);
 }
 
+/* The same words: the joined key alone takes "gcc '-DA=1 -O2'" (one
+ * flag) for "gcc -DA=1 -O2" (two), and would compile one with the
+ * other's words. */
+static int cc_probe_is(const cc_probe *pr, char *const *argv, int argc) {
+  if (pr->argc != argc) return 0;
+  for (int i = 0; i < argc; i++)
+    if (strcmp(pr->argv[i], argv[i]) != 0) return 0;
+  return 1;
+}
+
 static int cc_probe_start(cc_probe *pr) {
   static const char *const extra[PROBE_COUNT][5] = {
       {"--version", NULL}, {"-dumpmachine", NULL}, {"-###", "-E", "-x", "c", "/dev/null"}};
@@ -563,6 +667,14 @@ int cc_new(uv_loop_t *loop, const cc_policy *policy, cc_ctx **out) {
 
 const char *cc_sandbox(const cc_ctx *c, int *confined) { return jail_describe(c->jail, confined); }
 
+int cc_set_cache(cc_ctx *c, size_t max_bytes) {
+  /* Builds under way hold keys, not the cache: replacing it is safe. */
+  buildcache_free(c->cache);
+  return buildcache_new(max_bytes, &c->cache);
+}
+
+void cc_cache_stats(const cc_ctx *c, buildcache_stats *st) { buildcache_get_stats(c->cache, st); }
+
 void cc_close(cc_ctx *c) {
   if (!c || c->closed) return;
   c->closed = 1;
@@ -603,10 +715,10 @@ static cc_req *cc_req_new(cc_ctx *c, const char *command, const char *source,
   return r;
 }
 
-int cc_build_tcc(cc_ctx *c, const char *source, uint32_t timeout_ms, cc_done_fn done,
-                 void *data) {
+int cc_build_tcc(cc_ctx *c, const char *source, const char *target_arch, uint32_t timeout_ms,
+                 cc_done_fn done, void *data) {
   if (!c || c->closed || !done) return -EINVAL;
-  cc_req *r = cc_req_new(c, "tcc", source, NULL, timeout_ms, done, data);
+  cc_req *r = cc_req_new(c, "tcc", source, target_arch, timeout_ms, done, data);
   if (!r) return -ENOMEM;
   r->fixed_id = tcc_compiler_id();
   cc_compile(r);
@@ -634,7 +746,7 @@ int cc_build(cc_ctx *c, const char *command, const char *source, const char *tar
   char *key = cc_join(argv, argc);
   cc_probe *pr = NULL;
   for (cc_probe *q = c->probes; key && q && !pr; q = q->next)
-    if (strcmp(q->key, key) == 0) pr = q;
+    if (cc_probe_is(q, argv, argc)) pr = q;
   if (pr) {
     free(key);
     cc_argv_free(argv);

@@ -17,6 +17,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "builder/buildcache.h"
 #include "builder/ccpolicy.h"
 #include "builder/jail.h"
 
@@ -28,7 +29,11 @@ typedef struct {
   const uint8_t *so;       /* the shared object when ok */
   size_t solen;
   const char *compiler_id; /* "gcc 12.2.0 -O3 -march=native (native=znver3)" */
-  double seconds;          /* wall time of the compile itself */
+  double seconds;          /* wall time of the compile itself (for a build
+                              answered by the cache: of the one that made it) */
+  const char *cache;       /* "hit" (from the cache), "shared" (an identical build
+                              under way answered it), "miss" (compiled), or NULL
+                              when it could not be cached (no cache, failed before) */
 } cc_result;
 
 /* Called once per cc_build, from the loop; r and its strings live only
@@ -39,6 +44,15 @@ typedef void (*cc_done_fn)(void *data, const cc_result *r);
 int cc_new(uv_loop_t *loop, const cc_policy *policy, cc_ctx **out);
 int cc_new_limited(uv_loop_t *loop, const cc_policy *policy, const jail_opts *limits,
                    cc_ctx **out);
+
+/* Keeps the artifacts of successful builds (buildcache.h) in at most
+ * max_bytes, 0 for none (the default); replaces the cache there was.
+ * With a cache, a build whose key is there is answered from it without a
+ * process, and one whose key is being compiled (with the same time limit)
+ * waits for that compile and shares its outcome, failures included.
+ * Returns 0 or -ENOMEM (the cache is then off). */
+int cc_set_cache(cc_ctx *c, size_t max_bytes);
+void cc_cache_stats(const cc_ctx *c, buildcache_stats *st);
 
 /* How compiles are confined, for the log (jail_describe). */
 const char *cc_sandbox(const cc_ctx *c, int *confined);
@@ -59,8 +73,8 @@ int cc_build(cc_ctx *c, const char *command, const char *source, const char *tar
 
 /* The same with libtcc (tcc.h) in the child; its identity is
  * tcc_compiler_id(). The caller checks the target (tcc builds for the
- * host only). */
-int cc_build_tcc(cc_ctx *c, const char *source, uint32_t timeout_ms, cc_done_fn done,
-                 void *data);
+ * host only) and names it in target_arch, for the cache key. */
+int cc_build_tcc(cc_ctx *c, const char *source, const char *target_arch, uint32_t timeout_ms,
+                 cc_done_fn done, void *data);
 
 #endif

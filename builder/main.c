@@ -3,6 +3,7 @@
  * heartbeats keep flowing during a slow one and a hostile template cannot
  * read files or grow the builder (backend.h, jail.h). */
 #include <getopt.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,8 +48,17 @@ static void on_built(void *data, const backend_result *res) {
   b->inflight--;
   if (t->generation == b->generation && strcmp(res->status, "CANCELLED") != 0) {
     send_result(b, res);
-    log_debug(WHO, "job %llu: %s in %.3f ms (%s)", (unsigned long long)res->job_id, res->status,
-              res->build_s * 1e3, res->compiler_id);
+    int reused = res->cache && strcmp(res->cache, "miss") != 0;
+    if (reused)
+      log_debug(WHO, "job %llu: %s from %s, no compile (that compile took %.3f ms) (%s)",
+                (unsigned long long)res->job_id, res->status,
+                strcmp(res->cache, "hit") == 0 ? "the build cache"
+                                               : "an identical build under way",
+                res->build_s * 1e3, res->compiler_id);
+    else
+      log_debug(WHO, "job %llu: %s in %.3f ms (%s)%s", (unsigned long long)res->job_id,
+                res->status, res->build_s * 1e3, res->compiler_id,
+                res->cache ? ", build cache miss" : "");
   }
   free(t);
   if (b->inflight == 0) agent_idle(b->ag, "builds finished");
@@ -89,11 +99,25 @@ static int busy(void *data, char *what, size_t len) {
   return b->inflight > 0;
 }
 
-/* Builds still under way come back CANCELLED, and are not sent. */
-static int stop_now(void *data) {
-  builder *b = data;
+/* What the cache saved, once, as the back end closes. */
+static void close_backend(builder *b) {
+  if (!b->be) return;
+  buildcache_stats st;
+  backend_cache_stats(b->be, &st);
+  if (st.max_bytes)
+    log_info(WHO,
+             "build cache: %llu hit(s), %llu shared with an identical build under way, %llu "
+             "compiled; %zu artifact(s) in %zu KiB of %zu MiB, %llu evicted",
+             (unsigned long long)st.hits, (unsigned long long)st.shared,
+             (unsigned long long)st.misses, st.entries, (st.bytes + 1023) >> 10,
+             st.max_bytes >> 20, (unsigned long long)st.evicted);
   backend_close(b->be); /* frees it once idle: never twice */
   b->be = NULL;
+}
+
+/* Builds still under way come back CANCELLED, and are not sent. */
+static int stop_now(void *data) {
+  close_backend(data);
   return 0;
 }
 
@@ -103,7 +127,7 @@ static void usage(FILE *f) {
   fprintf(f, "usage: ktune-builder --tracker HOST:PORT [--jobs N] [--name NAME]\n"
              "                     [--token-file PATH] [--allow-compiler PATTERN]...\n"
              "                     [--allow-any-compiler] [--build-mem-limit-mb N]\n"
-             "                     [--build-read-dir DIR]...\n"
+             "                     [--build-read-dir DIR]... [--build-cache-mb N]\n"
              "       ktune-builder --version | --help\n"
              "\n"
              "Compiles candidates for a ktune tracker: with libtcc in process (--compiler\n"
@@ -111,8 +135,8 @@ static void usage(FILE *f) {
              "\"gcc -O3 -march=native\"), which must be installed here.\n"
              "  --tracker HOST:PORT  the tracker to serve (default: KTUNE_TRACKER; one of the\n"
              "                       two is required)\n"
-             "  --jobs N             candidates built at once (default 1); external\n"
-             "                       compilers run as N processes, tcc one at a time\n"
+             "  --jobs N             candidates built at once (default 1); every build, tcc's\n"
+             "                       too, is a process of its own, so N builds use N cores\n"
              "  --name NAME          name shown in `ktune status` (default HOST-PID); with a\n"
              "                       token, the name the token was issued to\n"
              "  --token-file PATH    this builder's token (default: KTUNE_TOKEN, else the file\n"
@@ -130,11 +154,17 @@ static void usage(FILE *f) {
              "  --build-read-dir DIR also let compilers read DIR (a toolchain outside /usr;\n"
              "                       builds see only the toolchain: docs/SECURITY.md; default:\n"
              "                       none)\n"
+             "  --build-cache-mb N   memory for the artifacts of successful builds, 0 to %d\n"
+             "                       (default %d; 0: none): a build of the same source,\n"
+             "                       defines, compiler and target is answered from it\n"
+             "                       without compiling (docs/OPERATIONS.md)\n"
              "  --version            print the version and exit\n"
-             "KTUNE_DEBUG set in the environment adds debug lines to the log.\n"
+             "KTUNE_DEBUG set in the environment adds debug lines to the log: one per\n"
+             "build, saying whether the build cache answered it. The cache's counts are\n"
+             "logged at exit.\n"
              "Exit status: 0 after SIGTERM or SIGINT, 2 for a usage error or a login the\n"
              "tracker keeps refusing, 1 for another failure.\n",
-          JAIL_DEFAULT_MEM_MB);
+          JAIL_DEFAULT_MEM_MB, BUILDCACHE_MAX_MB, BUILDCACHE_DEFAULT_MB);
 }
 
 int main(int argc, char **argv) {
@@ -152,7 +182,8 @@ int main(int argc, char **argv) {
   cc_policy policy = {allow, 0, 0};
   const char *read_dirs[MAX_ALLOW];
   jail_opts limits = {0, read_dirs, 0};
-  enum { OPT_TOKEN = 256, OPT_ALLOW, OPT_ANY, OPT_MEM, OPT_READ, OPT_VERSION };
+  unsigned cache_mb = BUILDCACHE_DEFAULT_MB;
+  enum { OPT_TOKEN = 256, OPT_ALLOW, OPT_ANY, OPT_MEM, OPT_READ, OPT_CACHE, OPT_VERSION };
   static const struct option opts[] = {{"tracker", required_argument, 0, 't'},
                                        {"jobs", required_argument, 0, 'j'},
                                        {"name", required_argument, 0, 'n'},
@@ -161,6 +192,7 @@ int main(int argc, char **argv) {
                                        {"allow-any-compiler", no_argument, 0, OPT_ANY},
                                        {"build-mem-limit-mb", required_argument, 0, OPT_MEM},
                                        {"build-read-dir", required_argument, 0, OPT_READ},
+                                       {"build-cache-mb", required_argument, 0, OPT_CACHE},
                                        {"version", no_argument, 0, OPT_VERSION},
                                        {"help", no_argument, 0, 'h'},
                                        {0, 0, 0, 0}};
@@ -210,6 +242,18 @@ int main(int argc, char **argv) {
       }
       read_dirs[limits.nread_dirs++] = optarg;
       break;
+    case OPT_CACHE: {
+      char *end;
+      unsigned long v = strtoul(optarg, &end, 10);
+      if (!*optarg || *end || optarg[0] == '-' || v > BUILDCACHE_MAX_MB ||
+          v > SIZE_MAX >> 20) {
+        fprintf(stderr, "ktune-builder: --build-cache-mb takes 0 to %d, not '%s'\n",
+                BUILDCACHE_MAX_MB, optarg);
+        return 2;
+      }
+      cache_mb = (unsigned)v;
+      break;
+    }
     case 'h': usage(stdout); return 0;
     case OPT_VERSION: printf("ktune-builder %s\n", KTUNE_VERSION); return 0;
     default: usage(stderr); return 2;
@@ -232,6 +276,11 @@ int main(int argc, char **argv) {
     fprintf(stderr, "ktune-builder: %s\n", err);
     return 1;
   }
+  if (backend_set_cache(b.be, (size_t)cache_mb << 20) < 0) {
+    fprintf(stderr, "ktune-builder: no memory for a %u MiB build cache\n", cache_mb);
+    backend_close(b.be);
+    return 1;
+  }
   /* tcc makes code for this machine only; external compilers are checked
    * per job (-dumpmachine), so they add nothing here. */
   const char *archs[] = {backend_host_arch(b.be)};
@@ -251,11 +300,11 @@ int main(int argc, char **argv) {
   const char *sandbox = backend_sandbox(b.be, &confined);
   if (confined) log_info(WHO, "builds run confined: %s", sandbox);
   else log_warn(WHO, "builds run with %s", sandbox);
-  log_info(WHO, "%s serving %s with %u job(s), back ends tcc (%s) and %s", name, tracker, jobs,
-           backend_host_arch(b.be),
-           policy.any ? "ANY external compiler command" : "external compilers");
+  log_info(WHO, "%s serving %s with %u job(s), back ends tcc (%s) and %s, build cache %u MiB",
+           name, tracker, jobs, backend_host_arch(b.be),
+           policy.any ? "ANY external compiler command" : "external compilers", cache_mb);
   int code = agent_main(b.loop, "ktune-builder", &cfg, &ops, &role, &b, &b.ag);
-  backend_close(b.be); /* unless stop_now did: a drain ends with no build under way */
+  close_backend(&b); /* unless stop_now did: a drain ends with no build under way */
   memset(token, 0, sizeof token);
   return code;
 }

@@ -3,7 +3,8 @@
  * what the builder says): Hello (back ends, archs, slots), both back ends,
  * COMPILE_ERROR with diagnostics, BUILD_TIMEOUT with the compiler gone,
  * target checks, refused commands, --jobs concurrency, results never
- * crossing a reconnect, a clean stop with a compile in flight. Then in a
+ * crossing a reconnect, a clean stop with a compile in flight, repeats
+ * answered by the build cache without a compile. Then in a
  * real farm: a broken template ends in COMPILE_ERROR rows and the farm
  * keeps working, with either back end; a reference that uses a knob is
  * named as the reason. */
@@ -21,6 +22,7 @@
 #include "tests/integration/harness.h"
 #include "tests/integration/proc.h"
 #include "tests/test.h"
+#include "tests/watch.h"
 
 typedef struct {
   char dir[256];
@@ -73,22 +75,28 @@ static void fake_accept(fake *f) {
   send_env(f->fd, &env);
 }
 
-/* Starts a builder that dials the fake tracker, and accepts it. */
-static void fake_spawn(fake *f, const char *jobs) {
+/* Starts a builder that dials the fake tracker, with more options
+ * (NULL-ended; NULL: none), and accepts it. */
+static void fake_spawn_args(fake *f, const char *jobs, char *const extra[]) {
   struct sockaddr_in sa;
   socklen_t sl = sizeof sa;
   ASSERT_EQ_INT(getsockname(f->lfd, (struct sockaddr *)&sa, &sl), 0);
   char addr[64];
   snprintf(addr, sizeof addr, "127.0.0.1:%d", ntohs(sa.sin_port));
   /* The fake compilers live in the test's folder. */
-  char *argv[] = {(char *)proc_bin("builder/ktune-builder"), "--tracker", addr, "--jobs",
-                  (char *)jobs, "--name", "bld-test", "--allow-compiler", "/tmp/ktune-test.*/*",
-                  NULL};
+  char *argv[24] = {(char *)proc_bin("builder/ktune-builder"), "--tracker", addr, "--jobs",
+                    (char *)jobs, "--name", "bld-test", "--allow-compiler", "/tmp/ktune-test.*/*"};
+  for (size_t i = 0, n = 9; extra && extra[i]; i++) {
+    ASSERT(n + 1 < sizeof argv / sizeof argv[0]);
+    argv[n++] = extra[i];
+  }
   f->pid = proc_start(argv, f->log);
   fake_accept(f);
 }
 
-static void fake_start(fake *f, const char *jobs) {
+static void fake_spawn(fake *f, const char *jobs) { fake_spawn_args(f, jobs, NULL); }
+
+static void fake_start_args(fake *f, const char *jobs, char *const extra[]) {
   memset(f, 0, sizeof *f);
   proc_tmpdir(f->dir, sizeof f->dir);
   snprintf(f->log, sizeof f->log, "%s/builder.log", f->dir);
@@ -103,8 +111,10 @@ static void fake_start(fake *f, const char *jobs) {
   snprintf(f->tmp, sizeof f->tmp, "%s/tmp", f->dir);
   ASSERT_EQ_INT(mkdir(f->tmp, 0700), 0);
   ASSERT_EQ_INT(setenv("TMPDIR", f->tmp, 1), 0);
-  fake_spawn(f, jobs);
+  fake_spawn_args(f, jobs, extra);
 }
+
+static void fake_start(fake *f, const char *jobs) { fake_start_args(f, jobs, NULL); }
 
 static void fake_stop(fake *f) {
   int st = proc_stop(f->pid, SIGTERM, 5000);
@@ -130,8 +140,9 @@ typedef struct {
 static const char *axpb_src =
     "void k(float *out, const float *in) { for (int i = 0; i < N; i++) out[i] = 2 * in[i] + B; }\n";
 
-static void send_job(fake *f, uint64_t id, const char *src, const char *compiler,
-                     const char *target, uint32_t timeout_ms) {
+/* A job for axpb_src with N = 100 and knob B = b. */
+static void send_job_b(fake *f, uint64_t id, const char *src, const char *compiler,
+                       const char *target, uint32_t timeout_ms, int64_t b) {
   job_msg m;
   ktune__build_job__init(&m.job);
   for (int i = 0; i < 2; i++) {
@@ -141,7 +152,8 @@ static void send_job(fake *f, uint64_t id, const char *src, const char *compiler
   m.p[0].name = "N";
   m.p[0].value = 100;
   m.p[1].name = "B";
-  m.p[1].value = 3;
+  m.p[1].value = b;
+  m.job.knobs = 1;
   m.job.job_id = id;
   m.job.task = "axpb";
   m.job.source = (char *)src;
@@ -154,6 +166,11 @@ static void send_job(fake *f, uint64_t id, const char *src, const char *compiler
   env.msg_case = KTUNE__ENVELOPE__MSG_BUILD_JOB;
   env.build_job = &m.job;
   send_env(f->fd, &env);
+}
+
+static void send_job(fake *f, uint64_t id, const char *src, const char *compiler,
+                     const char *target, uint32_t timeout_ms) {
+  send_job_b(f, id, src, compiler, target, timeout_ms, 3);
 }
 
 /* The next BuildResult, skipping heartbeats; fails after timeout_ms. */
@@ -370,7 +387,8 @@ TEST(jobs_build_concurrently) {
   /* One second per compile: four one after the other take four. */
   fake_cc(cc, sizeof cc, f.dir, "slow-cc", "sleep 1\nexec cc \"$@\"");
   double t0 = now_s();
-  for (uint64_t i = 0; i < 4; i++) send_job(&f, 20 + i, axpb_src, cc, "", 30000);
+  /* Four configs: identical jobs would share one compile. */
+  for (uint64_t i = 0; i < 4; i++) send_job_b(&f, 20 + i, axpb_src, cc, "", 30000, (int64_t)i);
   int seen[4] = {0};
   for (int i = 0; i < 4; i++) {
     Ktune__Envelope *e = next_result(&f, 30000);
@@ -436,6 +454,66 @@ TEST(sigterm_with_a_compile_in_flight) {
   fake_stop(&f); /* the second stops at once: exits 0, its temporary folders are gone */
   ASSERT(now_s() - t0 < 3);
   ASSERT_EQ_INT(wait_compilers(tmp, NULL, 0, 2000), 0);
+}
+
+/* The same BuildJob twice (a config for a second key, a re-submitted
+ * session): the second is answered with the first's bytes and identity
+ * and no compiler runs; the log says so, and counts the hits at exit.
+ * With --build-cache-mb 0 every build compiles. */
+TEST(repeated_build_served_from_cache) {
+  ASSERT_EQ_INT(setenv("KTUNE_DEBUG", "1", 1), 0);
+  static const char *const compilers[] = {"cc -O2", "tcc"};
+  char *off[] = {"--build-cache-mb", "0", NULL};
+  for (int cache = 1; cache >= 0; cache--) {
+    fake f;
+    fake_start_args(&f, "2", cache ? NULL : off);
+    int w = watch_work_folders(f.tmp);
+    for (int c = 0; c < 2; c++) {
+      Ktune__Envelope *first = NULL;
+      for (uint64_t k = 0; k < 2; k++) {
+        uint64_t id = 70 + 2 * (uint64_t)c + k;
+        send_job(&f, id, axpb_src, compilers[c], "", 30000);
+        Ktune__Envelope *e = next_result(&f, 30000);
+        Ktune__BuildResult *r = e->build_result;
+        ASSERT_EQ_U64(r->job_id, id);
+        if (strcmp(wire_status_name(r->status), "ok") != 0)
+          TEST_FAIL("%s: %s: %s", compilers[c], wire_status_name(r->status), r->error);
+        int made = work_folders_made(w);
+        if (made != (k == 0 || !cache))
+          TEST_FAIL("%s, build %d, cache %s: %d compile(s)", compilers[c], (int)k + 1,
+                    cache ? "on" : "off", made);
+        if (!first) {
+          first = e;
+          continue;
+        }
+        Ktune__BuildResult *r0 = first->build_result;
+        ASSERT_EQ_STR(r->compiler_id, r0->compiler_id);
+        if (cache) {
+          ASSERT_EQ_INT(r->artifact.len, r0->artifact.len);
+          ASSERT_EQ_INT(memcmp(r->artifact.data, r0->artifact.data, r0->artifact.len), 0);
+          ASSERT_EQ_DBL(r->build_s, r0->build_s, 0);
+        }
+        wire_free(e);
+      }
+      wire_free(first);
+    }
+    close(w);
+    fake_stop(&f);
+    char log[1 << 16];
+    proc_read_file(f.log, log, sizeof log);
+    if (cache) {
+      ASSERT_CONTAINS(log, "job 71: ok from the build cache, no compile");
+      ASSERT_CONTAINS(log, "job 73: ok from the build cache, no compile");
+      ASSERT_CONTAINS(log, "job 70: ok in ");
+      ASSERT_CONTAINS(log, ", build cache miss");
+      ASSERT_CONTAINS(log, "build cache: 2 hit(s), 0 shared with an identical build under way, "
+                           "2 compiled; 2 artifact(s) in ");
+    } else {
+      ASSERT(strstr(log, "from the build cache") == NULL);
+      ASSERT(strstr(log, "build cache:") == NULL);
+      ASSERT_CONTAINS(log, "build cache 0 MiB");
+    }
+  }
 }
 
 /* A macro that expands to 2^39 tokens: libtcc expands it in memory and
@@ -651,5 +729,5 @@ TEST(reference_using_a_knob_is_named) {
 TEST_LIST(TEST_ENTRY(broken_template_in_a_farm), TEST_ENTRY(hello_and_both_back_ends), TEST_ENTRY(errors_reach_the_tracker),
           TEST_ENTRY(jobs_build_concurrently), TEST_ENTRY(results_never_cross_a_reconnect),
           TEST_ENTRY(sigterm_with_a_compile_in_flight), TEST_ENTRY(tcc_macro_bomb_times_out),
-          TEST_ENTRY(builder_death_kills_its_compilers),
+          TEST_ENTRY(builder_death_kills_its_compilers), TEST_ENTRY(repeated_build_served_from_cache),
           TEST_ENTRY(reference_using_a_knob_is_named))

@@ -20,6 +20,7 @@ typedef struct {
   char status[32];
   char *error;
   char *compiler_id;
+  char cache[16];   /* "hit", "shared", "miss", or "" */
   uint8_t *so;
   size_t solen;
   double build_s;
@@ -39,6 +40,7 @@ static inline void bu_on_done(void *data, const backend_result *r) {
   snprintf(o->status, sizeof o->status, "%s", r->status);
   o->error = strdup(r->error ? r->error : "");
   o->compiler_id = strdup(r->compiler_id ? r->compiler_id : "");
+  snprintf(o->cache, sizeof o->cache, "%s", r->cache ? r->cache : "");
   o->build_s = r->build_s;
   o->done_at = (double)(uv_hrtime() - s->t0) / 1e9;
   if (r->artifact_len) {
@@ -49,17 +51,28 @@ static inline void bu_on_done(void *data, const backend_result *r) {
   }
 }
 
-/* Builds n jobs at once on one loop (as `ktune-builder --jobs n` would)
- * and waits for every result. The loop must end with no handle left. */
-static inline void bu_build_many(Ktune__BuildJob *const *jobs, size_t n, bu_result *out) {
+/* A back end on a private loop, as ktune-builder has, kept across builds
+ * so that its cache (cache_bytes; 0: none) answers later ones. */
+typedef struct {
   uv_loop_t loop;
-  ASSERT_EQ_INT(uv_loop_init(&loop), 0);
   backend *be;
+} bu_backend;
+
+static inline void bu_open(bu_backend *b, size_t cache_bytes) {
+  ASSERT_EQ_INT(uv_loop_init(&b->loop), 0);
   char err[256];
   /* The defaults, and the fake compilers tests write under /tmp. */
   static const char *const programs[] = {"cc", "gcc", "clang", "gcc-[0-9]*", "*-gcc", "/tmp/*/*"};
   cc_policy policy = {programs, sizeof programs / sizeof programs[0], 0};
-  if (backend_new(&loop, &policy, &be, err, sizeof err) < 0) TEST_FAIL("backend_new: %s", err);
+  if (backend_new(&b->loop, &policy, &b->be, err, sizeof err) < 0)
+    TEST_FAIL("backend_new: %s", err);
+  ASSERT_EQ_INT(backend_set_cache(b->be, cache_bytes), 0);
+}
+
+/* Builds n jobs at once (as `ktune-builder --jobs n` would) and waits for
+ * every result. */
+static inline void bu_run_many(bu_backend *b, Ktune__BuildJob *const *jobs, size_t n,
+                               bu_result *out) {
   bu_slot *slots = calloc(n, sizeof *slots);
   ASSERT_NOT_NULL(slots);
   uint64_t t0 = uv_hrtime();
@@ -67,14 +80,26 @@ static inline void bu_build_many(Ktune__BuildJob *const *jobs, size_t n, bu_resu
     memset(&out[i], 0, sizeof out[i]);
     slots[i].out = &out[i];
     slots[i].t0 = t0;
-    ASSERT_EQ_INT(backend_build(be, jobs[i], bu_on_done, &slots[i]), 0);
+    ASSERT_EQ_INT(backend_build(b->be, jobs[i], bu_on_done, &slots[i]), 0);
   }
-  uv_run(&loop, UV_RUN_DEFAULT);
+  uv_run(&b->loop, UV_RUN_DEFAULT);
   for (size_t i = 0; i < n; i++) ASSERT(out[i].done);
-  backend_close(be);
-  uv_run(&loop, UV_RUN_DEFAULT);
-  ASSERT_EQ_INT(uv_loop_close(&loop), 0);
   free(slots);
+}
+
+/* The loop must end with no handle left. */
+static inline void bu_close(bu_backend *b) {
+  backend_close(b->be);
+  uv_run(&b->loop, UV_RUN_DEFAULT);
+  ASSERT_EQ_INT(uv_loop_close(&b->loop), 0);
+}
+
+/* n jobs at once on a fresh back end without a cache. */
+static inline void bu_build_many(Ktune__BuildJob *const *jobs, size_t n, bu_result *out) {
+  bu_backend b;
+  bu_open(&b, 0);
+  bu_run_many(&b, jobs, n, out);
+  bu_close(&b);
 }
 
 static inline void bu_result_free(bu_result *r) {

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/utsname.h>
 #include <sys/wait.h>
 
 #include "builder/cc.h"
@@ -18,6 +19,7 @@
 #include "runner/measure.h"
 #include "common/target.h"
 #include "tests/test.h"
+#include "tests/watch.h"
 #include "tests/unit/build_util.h"
 
 /* A kernel and its reference over 1000 floats: out = 2*in + 1. */
@@ -71,10 +73,16 @@ static void run_axpb_b(const uint8_t *so, size_t len, int b_value) {
 
 static void run_axpb(const uint8_t *so, size_t len) { run_axpb_b(so, len, 1); }
 
-static void axpb_job(bu_job *j, uint64_t id, const char *compiler) {
+/* axpb with constant N and knob B. */
+static void axpb_job_nb(bu_job *j, uint64_t id, const char *compiler, int64_t n, int64_t b) {
   bu_job_init(j, id, "axpb", axpb_src, compiler);
-  bu_job_define(j, "N", 1000);
-  bu_job_define(j, "B", 1);
+  bu_job_define(j, "N", n);
+  bu_job_define(j, "B", b);
+  j->job.knobs = 1;
+}
+
+static void axpb_job(bu_job *j, uint64_t id, const char *compiler) {
+  axpb_job_nb(j, id, compiler, 1000, 1);
 }
 
 /* A private TMPDIR, so that leftovers of a build are visible. */
@@ -772,6 +780,285 @@ TEST(stale_work_folders_removed) {
   rmdir(other);
 }
 
+/* A repeat is answered from the cache: the same bytes, identity and
+ * build time, and no compiler runs. Any change to what decides the bytes
+ * (flags, a knob, a constant, the target) misses, and failures are
+ * compiled again. */
+TEST(cache_answers_repeats_without_compiling) {
+  char tmp[64], sleepy[256], host[65];
+  private_tmpdir(tmp, sizeof tmp);
+  ASSERT_EQ_STR(WATCH_PREFIX, JAIL_PREFIX "-"); /* what the watch counts */
+  int w = watch_work_folders(tmp);
+  struct utsname u;
+  ASSERT_EQ_INT(uname(&u), 0);
+  target_arch(u.machine, host, sizeof host);
+  static const struct {
+    const char *compiler;
+    int64_t n, b;
+    int named_target;   /* the job names the host's architecture */
+    const char *status, *cache;
+    int same_as;        /* the step whose result a hit repeats; -1 none */
+  } steps[] = {
+      {"cc -O2", 1000, 1, 0, "ok", "miss", -1},
+      {"cc -O2", 1000, 1, 0, "ok", "hit", 0},
+      {"cc -O3", 1000, 1, 0, "ok", "miss", -1}, /* the flags */
+      {"cc -O2", 1000, 2, 0, "ok", "miss", -1}, /* a knob */
+      {"cc -O2", 999, 1, 0, "ok", "miss", -1},  /* a constant */
+      {"cc -O2", 1000, 1, 1, "ok", "miss", -1}, /* the target */
+      {"cc -O2", 1000, 1, 1, "ok", "hit", 5},
+      {"tcc", 1000, 1, 0, "ok", "miss", -1},
+      {"tcc", 1000, 1, 0, "ok", "hit", 7},
+      {"cc -O3", 1000, 1, 0, "ok", "hit", 2},
+      {"cc -O2", 1000, 2, 0, "ok", "hit", 3},
+  };
+  enum { NSTEPS = sizeof steps / sizeof steps[0] };
+  bu_backend be;
+  bu_open(&be, 64u << 20);
+  bu_result r[NSTEPS];
+  for (int i = 0; i < NSTEPS; i++) {
+    bu_job j;
+    axpb_job_nb(&j, 100 + (uint64_t)i, steps[i].compiler, steps[i].n, steps[i].b);
+    if (steps[i].named_target) j.job.target_arch = host;
+    Ktune__BuildJob *jp = &j.job;
+    bu_run_many(&be, &jp, 1, &r[i]);
+    if (strcmp(r[i].status, steps[i].status) != 0)
+      TEST_FAIL("step %d: %s: %s", i, r[i].status, r[i].error);
+    if (strcmp(r[i].cache, steps[i].cache) != 0)
+      TEST_FAIL("step %d (%s): cache '%s', want '%s'", i, steps[i].compiler, r[i].cache,
+                steps[i].cache);
+    int made = work_folders_made(w);
+    if (made != (strcmp(steps[i].cache, "miss") == 0))
+      TEST_FAIL("step %d (%s, cache %s): %d compile(s)", i, steps[i].compiler, r[i].cache, made);
+    int s = steps[i].same_as;
+    if (s >= 0) {
+      ASSERT_EQ_INT(r[i].solen, r[s].solen);
+      ASSERT_EQ_INT(memcmp(r[i].so, r[s].so, r[s].solen), 0);
+      ASSERT_EQ_STR(r[i].compiler_id, r[s].compiler_id);
+      ASSERT_EQ_DBL(r[i].build_s, r[s].build_s, 0);
+    }
+    if (steps[i].n == 1000) run_axpb_b(r[i].so, r[i].solen, (int)steps[i].b);
+  }
+  ASSERT(strcmp(r[2].compiler_id, r[0].compiler_id) != 0);
+  ASSERT_CONTAINS(r[7].compiler_id, "tcc 0.9.27");
+
+  /* A target this compiler does not make is refused, not answered with
+   * the x86 bytes that are there. */
+  bu_job j;
+  bu_result bad;
+  axpb_job(&j, 200, "cc -O2");
+  j.job.target_arch = strcmp(host, "aarch64") == 0 ? "x86_64" : "aarch64";
+  Ktune__BuildJob *jp = &j.job;
+  bu_run_many(&be, &jp, 1, &bad);
+  ASSERT_EQ_STR(bad.status, "UNSUPPORTED");
+  ASSERT_CONTAINS(bad.error, "target mismatch");
+  ASSERT_EQ_INT(bad.solen, 0);
+  bu_result_free(&bad);
+
+  /* Failures are not kept: each repeat compiles. */
+  fake_cc(sleepy, sizeof sleepy, tmp, "sleepy-cc", "x86_64-linux-gnu", "sleep 60");
+  for (int i = 0; i < 2; i++) {
+    bu_job_init(&j, 210 + (uint64_t)i, "broken", "void k(void) { foo bar; }\n", "cc -O2");
+    bu_run_many(&be, &jp, 1, &bad);
+    ASSERT_EQ_STR(bad.status, "COMPILE_ERROR");
+    ASSERT_EQ_STR(bad.cache, "miss");
+    ASSERT_EQ_INT(work_folders_made(w), 1);
+    bu_result_free(&bad);
+    axpb_job(&j, 220 + (uint64_t)i, sleepy);
+    j.job.timeout_ms = 300;
+    bu_run_many(&be, &jp, 1, &bad);
+    ASSERT_EQ_STR(bad.status, "BUILD_TIMEOUT");
+    ASSERT_EQ_INT(work_folders_made(w), 1);
+    bu_result_free(&bad);
+  }
+  buildcache_stats st;
+  backend_cache_stats(be.be, &st);
+  ASSERT_EQ_U64(st.hits, 5);
+  ASSERT_EQ_U64(st.misses, 6 + 4);
+  ASSERT_EQ_U64(st.shared, 0);
+  ASSERT_EQ_INT(st.entries, 6);
+  ASSERT_EQ_INT(st.max_bytes, 64u << 20);
+  for (int i = 0; i < NSTEPS; i++) bu_result_free(&r[i]);
+  bu_close(&be);
+  close(w);
+  ASSERT_EQ_INT(count_entries(tmp, JAIL_PREFIX), 0);
+}
+
+/* Identical builds at once (one config for two keys) compile once: the
+ * others wait and share the outcome, a failure too. One with another
+ * time limit does not wait: its outcome could differ. */
+TEST(identical_builds_under_way_compile_once) {
+  char tmp[64], slow[256], failing[256];
+  private_tmpdir(tmp, sizeof tmp);
+  int w = watch_work_folders(tmp);
+  fake_cc(slow, sizeof slow, tmp, "slow-cc", "x86_64-linux-gnu", "sleep 1\nexec cc \"$@\"");
+  enum { n = 5 };
+  bu_job j[n];
+  Ktune__BuildJob *jp[n];
+  for (int i = 0; i < n; i++) {
+    axpb_job(&j[i], 300 + (uint64_t)i, slow);
+    j[i].job.timeout_ms = i < n - 1 ? 20000 : 30000;
+    jp[i] = &j[i].job;
+  }
+  bu_backend be;
+  bu_open(&be, 64u << 20);
+  bu_result r[n];
+  uint64_t t0 = uv_hrtime();
+  bu_run_many(&be, jp, n, r);
+  double wall = (double)(uv_hrtime() - t0) / 1e9;
+  ASSERT_EQ_INT(work_folders_made(w), 2);
+  for (int i = 0; i < n; i++) {
+    if (strcmp(r[i].status, "ok") != 0) TEST_FAIL("%d: %s: %s", i, r[i].status, r[i].error);
+    ASSERT_EQ_STR(r[i].cache, i == 0 || i == n - 1 ? "miss" : "shared");
+    ASSERT_EQ_STR(r[i].compiler_id, r[0].compiler_id);
+    if (i < n - 1) {
+      ASSERT_EQ_INT(r[i].solen, r[0].solen);
+      ASSERT_EQ_INT(memcmp(r[i].so, r[0].so, r[0].solen), 0);
+      ASSERT_EQ_DBL(r[i].build_s, r[0].build_s, 0);
+    }
+    run_axpb(r[i].so, r[i].solen);
+  }
+  for (int i = 0; i < n; i++) bu_result_free(&r[i]);
+  if (wall >= 2.5) TEST_FAIL("one-second compiles, two at once, took %.2f s", wall);
+
+  /* A failure under way is shared with those that waited for it, and the
+   * next repeat compiles again. */
+  fake_cc(failing, sizeof failing, tmp, "failing-cc", "x86_64-linux-gnu",
+          "sleep 0.3\necho 'kernel.c:1: error: no' >&2\nexit 1");
+  for (int i = 0; i < 3; i++) axpb_job(&j[i], 310 + (uint64_t)i, failing);
+  bu_run_many(&be, jp, 3, r);
+  ASSERT_EQ_INT(work_folders_made(w), 1);
+  for (int i = 0; i < 3; i++) {
+    ASSERT_EQ_STR(r[i].status, "COMPILE_ERROR");
+    ASSERT_CONTAINS(r[i].error, "kernel.c:1: error: no");
+    ASSERT_EQ_STR(r[i].cache, i == 0 ? "miss" : "shared");
+    bu_result_free(&r[i]);
+  }
+  bu_run_many(&be, jp, 1, r);
+  ASSERT_EQ_STR(r[0].status, "COMPILE_ERROR");
+  ASSERT_EQ_INT(work_folders_made(w), 1);
+  bu_result_free(&r[0]);
+  buildcache_stats st;
+  backend_cache_stats(be.be, &st);
+  ASSERT_EQ_U64(st.shared, 3 + 2);
+  ASSERT_EQ_U64(st.misses, 2 + 2);
+  bu_close(&be);
+  close(w);
+}
+
+/* Cache off (--build-cache-mb 0, the library's default): every build
+ * compiles, identical ones at once included. */
+TEST(cache_off_caches_nothing) {
+  char tmp[64], slow[256];
+  private_tmpdir(tmp, sizeof tmp);
+  int w = watch_work_folders(tmp);
+  fake_cc(slow, sizeof slow, tmp, "slow-cc", "x86_64-linux-gnu", "sleep 0.2\nexec cc \"$@\"");
+  bu_backend be;
+  bu_open(&be, 0);
+  bu_job j[2];
+  Ktune__BuildJob *jp[2] = {&j[0].job, &j[1].job};
+  bu_result r[2];
+  for (int round = 0; round < 2; round++) {
+    for (int i = 0; i < 2; i++)
+      axpb_job(&j[i], 400 + (uint64_t)(2 * round + i), round ? slow : "tcc");
+    for (int i = 0; i < 2; i++) { /* one after the other */
+      bu_run_many(&be, jp, 1, &r[i]);
+      ASSERT_EQ_STR(r[i].cache, "");
+    }
+    bu_result_free(&r[0]);
+    bu_result_free(&r[1]);
+    ASSERT_EQ_INT(work_folders_made(w), 2);
+    bu_run_many(&be, jp, 2, r); /* at once */
+    ASSERT_EQ_INT(work_folders_made(w), 2);
+    for (int i = 0; i < 2; i++) {
+      ASSERT_EQ_STR(r[i].status, "ok");
+      ASSERT_EQ_STR(r[i].cache, "");
+      bu_result_free(&r[i]);
+    }
+  }
+  buildcache_stats st;
+  backend_cache_stats(be.be, &st);
+  ASSERT_EQ_U64(st.hits + st.misses + st.shared + st.entries + st.max_bytes, 0);
+  bu_close(&be);
+  close(w);
+}
+
+/* "cc '-O1 -g'" passes one flag and "cc -O1 -g" two: two commands, each
+ * run with its own words, though the words join alike. */
+TEST(word_splits_are_distinct_commands) {
+  char tmp[64], cc[256], one[300], two[300];
+  private_tmpdir(tmp, sizeof tmp);
+  fake_cc(cc, sizeof cc, tmp, "words-cc", "x86_64-linux-gnu",
+          "[ \"$1\" = '-O1 -g' ] && { echo 'got one word' >&2; exit 1; }\nexec cc \"$@\"");
+  snprintf(one, sizeof one, "%s '-O1 -g'", cc);
+  snprintf(two, sizeof two, "%s -O1 -g", cc);
+  bu_backend be;
+  bu_open(&be, 64u << 20);
+  bu_job j;
+  Ktune__BuildJob *jp = &j.job;
+  bu_result r;
+  axpb_job(&j, 500, one);
+  bu_run_many(&be, &jp, 1, &r);
+  ASSERT_EQ_STR(r.status, "COMPILE_ERROR");
+  ASSERT_CONTAINS(r.error, "got one word");
+  bu_result_free(&r);
+  axpb_job(&j, 501, two);
+  bu_run_many(&be, &jp, 1, &r);
+  if (strcmp(r.status, "ok") != 0) TEST_FAIL("%s: %s", r.status, r.error);
+  run_axpb(r.so, r.solen);
+  bu_result_free(&r);
+  bu_close(&be);
+}
+
+/* A template that keeps libtcc busy for a while (2^19 copies of a
+ * constant expression to fold) and makes a small object. */
+static char *slow_tcc_src(void) {
+  char *src = malloc(4096);
+  ASSERT_NOT_NULL(src);
+  int n = snprintf(src, 4096, "#define X0 (1 + 2)\n");
+  for (int i = 1; i <= 19; i++)
+    n += snprintf(src + n, 4096 - (size_t)n, "#define X%d (X%d + X%d)\n", i, i - 1, i - 1);
+  snprintf(src + n, 4096 - (size_t)n, "int slow = X19 + B;\n");
+  return src;
+}
+
+/* libtcc compiles one source at a time per process (global state behind
+ * a lock), so tcc builds run in processes of their own: two jobs are two
+ * compiling processes at once, which --jobs 2 puts on two cores. */
+TEST(tcc_builds_run_at_once) {
+  char tmp[64];
+  private_tmpdir(tmp, sizeof tmp);
+  char *src = slow_tcc_src();
+  bu_backend be;
+  bu_open(&be, 0);
+  enum { n = 2 };
+  bu_job j[n];
+  bu_result r[n];
+  bu_slot slots[n];
+  uint64_t t0 = uv_hrtime();
+  for (int i = 0; i < n; i++) {
+    bu_job_init(&j[i], 600 + (uint64_t)i, "slow", src, "tcc");
+    bu_job_define(&j[i], "B", i);
+    j[i].job.timeout_ms = 60000;
+    memset(&r[i], 0, sizeof r[i]);
+    slots[i] = (bu_slot){&r[i], t0};
+    ASSERT_EQ_INT(backend_build(be.be, &j[i].job, bu_on_done, &slots[i]), 0);
+  }
+  int most = 0;
+  while (!(r[0].done && r[1].done)) {
+    uv_run(&be.loop, UV_RUN_NOWAIT);
+    int now = procs_in(tmp);
+    if (now > most) most = now;
+    usleep(2000);
+  }
+  for (int i = 0; i < n; i++) {
+    if (strcmp(r[i].status, "ok") != 0) TEST_FAIL("%d: %s: %s", i, r[i].status, r[i].error);
+    bu_result_free(&r[i]);
+  }
+  if (most < 2) TEST_FAIL("at most %d tcc compile(s) ran at once", most);
+  bu_close(&be);
+  free(src);
+}
+
 TEST_LIST(TEST_ENTRY(split_words), TEST_ENTRY(arch_and_version_parsing),
           TEST_ENTRY(only_compilers_and_codegen_flags_run),
           TEST_ENTRY(gcc_builds_and_runs), TEST_ENTRY(native_is_spelled_out),
@@ -781,4 +1068,7 @@ TEST_LIST(TEST_ENTRY(split_words), TEST_ENTRY(arch_and_version_parsing),
           TEST_ENTRY(missing_compiler_and_bad_command), TEST_ENTRY(close_cancels_running_compile),
           TEST_ENTRY(tcc_threads_build_at_once), TEST_ENTRY(tcc_and_cc_jobs_mixed_on_one_loop),
           TEST_ENTRY(templates_cannot_read_secrets), TEST_ENTRY(compilers_are_confined),
-          TEST_ENTRY(stale_work_folders_removed))
+          TEST_ENTRY(stale_work_folders_removed),
+          TEST_ENTRY(cache_answers_repeats_without_compiling),
+          TEST_ENTRY(identical_builds_under_way_compile_once), TEST_ENTRY(cache_off_caches_nothing),
+          TEST_ENTRY(word_splits_are_distinct_commands), TEST_ENTRY(tcc_builds_run_at_once))
