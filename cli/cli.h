@@ -124,6 +124,7 @@ typedef struct {
   uint64_t resume;
   cli_dial dial;
   uint32_t trials, batch, priority, wait_timeout_ms;
+  uint32_t confirm;        /* tune: configs measured again at the end */
   Ktune__Timing timing;    /* 0: the tracker fills in the default */
   int remeasure;
   uint64_t seed;

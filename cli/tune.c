@@ -34,7 +34,8 @@ static int known_strategy(const char *name) {
 static void usage(FILE *f) {
   static const char *const own[] = {"[--trials N]", "[--strategy S]", "[--seed N]",
                                     "[--batch N]", "[--detach]", "[--replay FILE]",
-                                    "[--resume ID]", "[--verbose]", "[--json]", NULL};
+                                    "[--resume ID]", "[--verbose]", "[--json]",
+                                    "[--confirm N]", NULL};
   cli_session_usage(f, "tune", own);
   fprintf(f,
           "\n"
@@ -61,6 +62,9 @@ static void usage(FILE *f) {
           "  --verbose           also print, under each progress line, the time the search\n"
           "                      spent choosing (training included) and its share of the\n"
           "                      session's wall time (default: not printed)\n"
+          "  --confirm N         at the end, measure the N best configs again, taking turns\n"
+          "                      on one runner, and pick the winner from those numbers;\n"
+          "                      0 to 8 (default 3; 0: the search's best stands)\n"
           "  --json              end with one JSON object on stdout: per task the session,\n"
           "                      best config, latency, GFLOPS, trials and failures by\n"
           "                      status (docs/METRICS.md); progress goes to stderr\n"
@@ -163,6 +167,13 @@ int cli_follow(client *c, uint64_t id, int how, Ktune__Envelope **final) {
       printf("best: %s\n      latency %s, %s (session %llu, %u trials, %u failed, "
              "%u from the history)\n", cfg, lat, rate, (unsigned long long)id,
              p->trials_done, p->failures, p->reused);
+      if (p->confirmed_latency_s > 0) {
+        char conf[32];
+        cli_fmt_latency(conf, sizeof(conf), p->confirmed_latency_s);
+        double diff = (p->confirmed_latency_s / p->best_latency_s - 1) * 100;
+        printf("      confirmed: %s when measured again with the %u best, taking turns on one "
+               "runner (%+.1f%% from the search's %s)\n", conf, p->confirmed, diff, lat);
+      }
     }
     if (final) *final = m;
     else wire_free(m);
@@ -171,6 +182,11 @@ int cli_follow(client *c, uint64_t id, int how, Ktune__Envelope **final) {
 }
 
 typedef cli_session_opts tune_opts;
+
+/* Configs measured again at the end of a session (the tracker's
+ * CONFIRM_MAX is the most it takes). */
+#define TUNE_CONFIRM_DEFAULT 3
+#define TUNE_CONFIRM_MAX 8
 
 /* --json: the session's outcome as one JSON object, for scripts. A task
  * is a list item so that a workload's several tasks fit the same shape. */
@@ -199,6 +215,11 @@ static int print_summary(const tune_opts *o, const task_spec *t, uint64_t id,
     json_object_set_new(best, "latency_s", json_real(p->best_latency_s));
     json_object_set_new(best, "gflops", json_real(p->best_gflops));
     if (p->bytes_counted) json_object_set_new(best, "gbps", json_real(p->best_gbps));
+    /* Measured again at the end (--confirm): the winner's latency then. */
+    json_object_set_new(best, "confirmed_latency_s", p->confirmed_latency_s > 0
+                                                         ? json_real(p->confirmed_latency_s)
+                                                         : json_null());
+    json_object_set_new(best, "confirmed", json_integer(p->confirmed));
     json_object_set_new(task, "best", best);
   } else {
     json_object_set_new(task, "best", json_null());
@@ -341,14 +362,16 @@ int cmd_tune(int argc, char **argv) {
   tune_opts o;
   cli_session_defaults(&o, argc);
   enum { OPT_TRIALS = 256, OPT_STRATEGY, OPT_SEED, OPT_BATCH, OPT_DETACH, OPT_REPLAY,
-         OPT_RESUME, OPT_VERBOSE, OPT_JSON };
+         OPT_RESUME, OPT_VERBOSE, OPT_JSON, OPT_CONFIRM };
   int json = 0;
+  o.confirm = TUNE_CONFIRM_DEFAULT;
   static const struct option own[] = {
       {"trials", required_argument, 0, OPT_TRIALS}, {"strategy", required_argument, 0, OPT_STRATEGY},
       {"seed", required_argument, 0, OPT_SEED}, {"batch", required_argument, 0, OPT_BATCH},
       {"detach", no_argument, 0, OPT_DETACH},
       {"replay", required_argument, 0, OPT_REPLAY}, {"resume", required_argument, 0, OPT_RESUME},
-      {"verbose", no_argument, 0, OPT_VERBOSE}, {"json", no_argument, 0, OPT_JSON}};
+      {"verbose", no_argument, 0, OPT_VERBOSE}, {"json", no_argument, 0, OPT_JSON},
+      {"confirm", required_argument, 0, OPT_CONFIRM}};
   const struct option *opts = cli_session_longopts(own, sizeof(own) / sizeof(own[0]));
   int ch, rc = EXIT_USAGE;
   while ((ch = getopt_long(argc, argv, "D:h", opts, NULL)) != -1) {
@@ -374,6 +397,9 @@ int cmd_tune(int argc, char **argv) {
     case OPT_DETACH: o.detach = 1; break;
     case OPT_VERBOSE: o.verbose = 1; break;
     case OPT_JSON: json = 1; break;
+    case OPT_CONFIRM:
+      if (cli_parse_u32("tune", "--confirm", optarg, 0, TUNE_CONFIRM_MAX, &o.confirm)) goto out;
+      break;
     case OPT_REPLAY: o.replay = optarg; break;
     case OPT_RESUME:
       if (cli_parse_u64(optarg, 10, INT64_MAX, &o.resume) < 0 || o.resume == 0) {

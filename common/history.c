@@ -25,13 +25,16 @@
 #include "common/history_int.h"
 #include "common/identity.h"
 
-#define HIST_SCHEMA_VERSION 3
+#define HIST_SCHEMA_VERSION 4
 #define HIST_BUSY_MS 5000
 
 /* Indexes of version 2, on new files and upgraded ones alike. */
 #define TRIALS_DIGEST_INDEX "CREATE INDEX trials_digest ON trials(digest) WHERE status = 'ok';"
 #define TRIALS_KERNEL_INDEX \
   "CREATE INDEX trials_kernel ON trials(kernel, size, mean_s) WHERE status = 'ok';"
+/* Of version 4. */
+#define TRIALS_PRIOR_INDEX \
+  "CREATE INDEX trials_prior ON trials(kernel, compiler, key) WHERE status = 'ok';"
 
 /* The current schema around the trials table (history_trials.c makes
  * that). The text of each CREATE is what SQLite keeps for a version 1 file
@@ -71,7 +74,8 @@ static const char schema_tail_sql[] =
   "CREATE INDEX trials_best ON trials(task, size, key, mean_s) WHERE status = 'ok';"
   "CREATE INDEX trials_session ON trials(session);"
   TRIALS_DIGEST_INDEX
-  TRIALS_KERNEL_INDEX;
+  TRIALS_KERNEL_INDEX
+  TRIALS_PRIOR_INDEX;
 
 /* Version 1 to 2, after the trials columns of version 2: a trial's
  * identity (what was built and how it was measured) as digests, whether
@@ -96,10 +100,16 @@ static const char migrate_v3_sql[] =
   " SELECT id, session, idx, config, lost FROM jobs_v2;"
   "DROP TABLE jobs_v2;";
 
+/* Version 3 to 4, after the trials columns of version 4 (the latency a
+ * session's end confirmed): an index for the learning searches' prior
+ * query (earlier trials of a kernel, compiler and key). */
+static const char migrate_v4_sql[] = TRIALS_PRIOR_INDEX;
+
 /* migrations[v] takes a file from version v to v + 1, with the trials
  * columns of version v + 1. */
 static const char *const migrations[HIST_SCHEMA_VERSION] = {[1] = migrate_v2_sql,
-                                                            [2] = migrate_v3_sql};
+                                                            [2] = migrate_v3_sql,
+                                                            [3] = migrate_v4_sql};
 
 /* An older file opened read-only cannot be upgraded; temporary views,
  * which shadow the tables of the same name for this connection only, show
@@ -569,7 +579,9 @@ int hist_best(hist *h, const hist_best_query *q, hist_best_row *out) {
   int rc = best_prepare(h, q,
                         "id, session, mean_s, gflops, checked, gbps, config, compiler,"
                         " compiler_id, key, runner, builder, timing, kernel",
-                        " ORDER BY mean_s, id LIMIT 1", &st, &size, &timing);
+                        /* A latency confirmed at a session's end is the stronger word. */
+                        " ORDER BY confirmed_s IS NULL, confirmed_s, mean_s, id LIMIT 1", &st,
+                        &size, &timing);
   int step = rc < 0 ? SQLITE_DONE : sqlite3_step(st);
   if (rc == 0 && step == SQLITE_ROW) {
     out->id = sqlite3_column_int64(st, 0);

@@ -136,6 +136,10 @@ static const trial_col trial_cols[] = {
   {"bytes", "INTEGER", 3, "NULL", bind_positive, M(bytes, int64_t), .out = OUT_INT,
    .field = "bytes"},
   {"gbps", "REAL", 3, "NULL", bind_gbps, M(gbps, double), .out = OUT_REAL, .field = "gbps"},
+  /* Set once, when the session's end measures its best configs again
+   * (store_trial_confirm); never inserted. */
+  {"confirmed_s", "REAL", 4, "NULL", NULL, 0, .out = OUT_REAL, .field = "confirmed_s"},
+  {"confirm_costs", "TEXT", 4, "NULL", NULL, 0, .out = OUT_REALS, .field = "confirm_costs_s"},
 };
 
 #define NCOLS (sizeof(trial_cols) / sizeof(trial_cols[0]))
@@ -443,7 +447,8 @@ static json_t *col_reals(hist *h, sqlite3_stmt *st, int i) {
 /* Column i of the row as JSON; NULL with the message set on error. */
 static json_t *col_value(hist *h, sqlite3_stmt *st, int i) {
   enum out out = trial_cols[i].out;
-  if (out == OUT_REALS) return col_reals(h, st, i);
+  if (out == OUT_REALS)
+    return sqlite3_column_type(st, i) == SQLITE_NULL ? json_null() : col_reals(h, st, i);
   if (out == OUT_OBJECT && sqlite3_column_type(st, i) != SQLITE_NULL)
     return col_json(h, st, i, 0);
   json_t *v;

@@ -210,6 +210,8 @@ static void send_run(tracker *t, peer *r, job *j) {
                              (unsigned long long)KTUNE_INPUT_SEED);
   rj.ref_key = ref_key;
   if (core_send_msg(r, KTUNE__ENVELOPE__MSG_RUN_JOB, &rj) == 0) {
+    if (j->confirm && !s->confirm_runner[0])
+      snprintf(s->confirm_runner, sizeof(s->confirm_runner), "%s", r->name);
     lease(t, j, r, JOB_RUNNING, run_limit_ms(s));
     s->served++;
     t->hooks.job_started(t, s);
@@ -229,6 +231,14 @@ static int better(const job *a, const job *b, int for_runner) {
   return ua != ub ? ua < ub : a->id < b->id;
 }
 
+/* A confirmation run goes when it is its candidate's turn, to the one
+ * runner confirming (the first to take a turn); that runner takes it
+ * even after failing to answer for it in time, since no other may. */
+static int confirm_turn(const session *s, const job *j, const peer *r) {
+  return j->confirm == s->confirm_turn &&
+         (!s->confirm_runner[0] || !strcmp(s->confirm_runner, r->name));
+}
+
 /* The best job for runner r: the first in each session of its key that
  * it may take, then the best of those. Costs the key's sessions, not its
  * jobs (a runner skips only jobs of another arch or awaiting a second
@@ -239,7 +249,8 @@ static job *pick_run(tracker *t, const peer *r) {
   job *best = NULL;
   for (session *s = k->sessions; s; s = s->kq_next)
     for (job *j = s->qhead[QUEUE_RUN]; j; j = j->qnext)
-      if (!strcmp(j->arch, r->arch) && strcmp(j->avoid, r->name) != 0) {
+      if (!strcmp(j->arch, r->arch) && (j->confirm ? confirm_turn(s, j, r)
+                                                   : strcmp(j->avoid, r->name) != 0)) {
         if (better(j, best, 1)) best = j;
         break;
       }
@@ -326,9 +337,24 @@ static void end_job(tracker *t, job *j, hist_trial *tr) {
 
 /* Records a job's trial and retires its history row in the same
  * transaction: the trial exists exactly when the job no longer does. */
+static void requeue(tracker *t, job *j);
+
 static void record_job(tracker *t, job *j, Ktune__TrialStatus status, const char *error,
                        const double *costs, size_t ncosts, const peer *runner, uint32_t number,
                        const char *clock) {
+  if (j->confirm && j->s) {
+    /* A confirmation run is no trial: its session keeps its rounds. */
+    session *s = j->s;
+    if (t->hooks.confirm_ended(t, j, status, costs, ncosts) == 1) {
+      requeue(t, j);
+    } else {
+      job_unlink(t, j);
+      job_release_memory(j);
+    }
+    t->hooks.poke(t, s);
+    jobs_dispatch(t);
+    return;
+  }
   hist_trial tr = {0};
   char *clean = error && error[0] ? text_clean(error, MAX_ERROR_TEXT) : NULL;
   tr.status = wire_status_name(status); /* the history keeps the documented strings */
@@ -430,6 +456,12 @@ static void contradicted(tracker *t, job *j, Ktune__Role role) {
 /* An answer the agent's role cannot honestly give: the job goes back,
  * the agent is marked. */
 static void refuse_report(tracker *t, peer *p, job *j, const char *what) {
+  if (j->confirm && j->s) {
+    /* Only this runner may confirm: its candidate drops out instead. */
+    guard_strike(t, p->rec, "job %llu: %s", (unsigned long long)j->id, what);
+    record_job(t, j, WIRE_TRIAL(RUNNER_ERROR), what, NULL, 0, p, 0, NULL);
+    return;
+  }
   guard_strike(t, p->rec, "job %llu: %s; the job goes back to the queue",
                (unsigned long long)j->id, what);
   snprintf(j->avoid, sizeof(j->avoid), "%s", p->name);
@@ -567,7 +599,7 @@ void jobs_on_run_result(tracker *t, peer *p, const Ktune__RunResult *r) {
     refuse_report(t, p, j, what);
     return;
   }
-  if (!ok && second_opinion(t, p, j, r->status, r->error, KTUNE__ROLE__ROLE_RUNNER)) {
+  if (!ok && !j->confirm && second_opinion(t, p, j, r->status, r->error, KTUNE__ROLE__ROLE_RUNNER)) {
     jobs_dispatch(t);
     return;
   }

@@ -40,6 +40,7 @@ void session_free(session *s) {
     if (s->outstanding) jobs_drop_session(s->home, s);
     queue_session_leave(s->home, s);
   }
+  confirm_free(s);
   if (s->tu) tuner_free(s->tu);
   external_free(s->ext);
   task_free(&s->task);
@@ -248,6 +249,16 @@ void session_started(tracker *t, session *s) {
   store_session_update(t->db, (int64_t)s->id, wire_state_name(s->state), NULL);
 }
 
+/* A runner took a job of s: whatever it waited for has come, and its
+ * last progress must not say otherwise. */
+static void on_job_started(tracker *t, session *s) {
+  if (s->waiting_since || session_active(s)) {
+    s->waiting_since = 0;
+    s->message[0] = 0;
+  }
+  session_started(t, s);
+}
+
 /* Runs while some session's search has more to look at than one loop
  * turn may spend (FILL_BUDGET): it goes on a turn later. */
 static void on_refill(uv_idle_t *h) {
@@ -348,8 +359,10 @@ void session_fill(tracker *t, session *s) {
     }
     free(config);
   }
-  if (out == 0 && (s->ext ? external_finished(s) : s->done >= s->trials || s->exhausted))
-    session_end(t, s, WIRE_SESSION(DONE), NULL);
+  int searched = s->ext ? external_finished(s) : s->done >= s->trials || s->exhausted;
+  /* Confirmation's runs that are left wait for a turn that never comes. */
+  if (searched && confirm_finished(s)) session_end(t, s, WIRE_SESSION(DONE), NULL);
+  else if (searched && out == 0 && !confirm_start(t, s)) session_end(t, s, WIRE_SESSION(DONE), NULL);
 }
 
 /* The tuner hears of every trial, measured or answered from the history:
@@ -379,6 +392,7 @@ static void session_on_trial(tracker *t, session *s, const int64_t *values, cons
     s->fail_count[code]++;
     if (!s->first_error[code] && tr->error) s->first_error[code] = strdup(tr->error);
   } else if (tr->mean_s > 0) {
+    confirm_note(s, values, config, tr);
     double g = trial_gflops(s->flops, tr->mean_s);
     if (g > s->batch_best) s->batch_best = g;
     if (g > s->best_gflops) {
@@ -418,6 +432,7 @@ void session_sweep(tracker *t) {
   uint64_t now = uv_now(t->loop);
   for (session *s = t->sessions; s; s = s->next) {
     session_check_runners(t, s);
+    confirm_sweep(t, s);
     if (s->ext && session_active(s) && external_orphaned(t, s))
       session_end(t, s, WIRE_SESSION(CANCELLED), "its client left (an external session lives as "
                                                  "long as a client follows it)");
@@ -477,9 +492,13 @@ static void session_progress(tracker *t, session *s, Ktune__SessionProgress *out
   }
   /* A training thread may be changing what describe reads: the words of
    * the last plan stand until it is done. */
-  if (!s->training) tuner_describe(s->tu, s->search, sizeof(s->search));
+  if (!s->training && !s->cf) tuner_describe(s->tu, s->search, sizeof(s->search));
+  else if (!s->training && !confirm_running(s) && !confirm_finished(s))
+    tuner_describe(s->tu, s->search, sizeof(s->search));
   out->search = s->search;
   out->search_s = s->search_s;
+  out->confirmed_latency_s = s->confirmed_s;
+  out->confirmed = s->confirmed_n;
   out->prior = s->prior;
   if (s->message[0]) out->message = s->message;
   else if (s->exhausted && s->done < s->trials)
@@ -536,7 +555,9 @@ static void on_job_ended(tracker *t, session *s, const int64_t *values, const ch
 
 void session_init(tracker *t) {
   t->hooks.job_ended = on_job_ended;
-  t->hooks.job_started = session_started;
+  t->hooks.job_started = on_job_started;
+  t->hooks.confirm_ended = confirm_result;
+  t->hooks.poke = session_fill;
   uv_idle_init(t->loop, &t->refill);
   t->refill.data = t;
 }

@@ -3,6 +3,7 @@
  * resumes a session after a restart). It calls nothing of the tracker; it
  * works on a hist opened with hist_open, through common/history_int.h. */
 #include <jansson.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -140,6 +141,36 @@ int store_trial_add(hist *h, const hist_trial *t, int64_t *id) {
   int rc = sql ? stmt(h, sql, &st) : hist_fail(h, "out of memory");
   if (rc == 0) rc = hist_trial_bind(h, st, t);
   return insert_done(h, st, rc, id);
+}
+
+static const char trial_confirm_sql[] =
+    "UPDATE trials SET confirmed_s = ?, confirm_costs = ? WHERE id = ? AND status = 'ok'";
+
+int store_trial_confirm(hist *h, int64_t id, double confirmed_s, const double *costs,
+                        size_t ncosts) {
+  hist_clear_err(h);
+  if (!isfinite(confirmed_s) || confirmed_s <= 0)
+    return hist_fail(h, "a confirmed latency must be a positive time");
+  sqlite3_str *text = sqlite3_str_new(NULL);
+  sqlite3_str_appendall(text, "[");
+  for (size_t k = 0; k < ncosts; k++) {
+    char b[40];
+    hist_fmt_real(b, sizeof(b), costs[k]);
+    sqlite3_str_appendf(text, "%s%s", k ? "," : "", b);
+  }
+  sqlite3_str_appendall(text, "]");
+  char *json = sqlite3_str_finish(text);
+  if (!json) return hist_fail(h, "out of memory");
+  sqlite3_stmt *st = NULL;
+  int rc = stmt(h, trial_confirm_sql, &st);
+  if (rc == 0) {
+    sqlite3_bind_double(st, 1, confirmed_s);
+    sqlite3_bind_text(st, 2, json, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, id);
+    rc = change_row(h, st, id, "ok trial");
+  }
+  sqlite3_free(json);
+  return rc;
 }
 
 int store_job_add(hist *h, int64_t session, uint64_t index, const char *config_json,

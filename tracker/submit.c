@@ -119,6 +119,7 @@ static int prepare(session *s, const Ktune__SubmitSession *req, char *err, size_
   s->batch = or_default(req->batch, 8);
   s->check = req->check;
   s->remeasure = req->remeasure;
+  s->confirm = req->confirm < CONFIRM_MAX ? req->confirm : CONFIRM_MAX;
   s->priority = req->priority;
   s->wait_timeout_ms = req->wait_timeout_ms;
   s->size_json = space_consts_json(&s->task);

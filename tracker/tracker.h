@@ -41,6 +41,7 @@ typedef struct external external;
 typedef struct replay replay;
 typedef struct replay_entry replay_entry;
 typedef struct keyq keyq;
+typedef struct confirm confirm;
 
 typedef struct {
   const char *listen;
@@ -84,6 +85,12 @@ typedef struct {
                     hist_trial *tr);
   /* A job of s was handed to a runner. */
   void (*job_started)(tracker *t, session *s);
+  /* A confirmation run of s ended (confirm.c): 1 when its job runs
+   * again, 2 when it is over. No trial is recorded. */
+  int (*confirm_ended)(tracker *t, job *j, Ktune__TrialStatus status, const double *costs,
+                       size_t ncosts);
+  /* After a confirmation job is gone: the session may go on or end. */
+  void (*poke)(tracker *t, session *s);
 } tracker_hooks;
 
 struct tracker {
@@ -111,6 +118,7 @@ struct tracker {
   keyq *keys;      /* device keys of the sessions in memory (queue.c) */
   uint32_t queued[2]; /* jobs waiting to be built, to be run */
   int dispatch_due; /* jobs_dispatch was asked for this turn */
+  uint64_t confirm_ids; /* confirmation jobs numbered so far (confirm.c) */
   session *sessions;
   session_pending *pending; /* submissions being checked on the thread pool */
   agent_record *records;   /* what each agent name has done wrong, by name */
@@ -159,6 +167,10 @@ int store_session_add(hist *h, const store_new_session *s, int64_t *id);
 /* Sets state and message (NULL clears it) and the update time. */
 int store_session_update(hist *h, int64_t id, const char *state, const char *message);
 int store_trial_add(hist *h, const hist_trial *t, int64_t *id);
+/* A trial's confirmed latency (median seconds per call) and the rounds
+ * it came from: the one change ever made to a recorded trial. */
+int store_trial_confirm(hist *h, int64_t id, double confirmed_s, const double *costs,
+                        size_t ncosts);
 /* Jobs: candidates proposed and not yet recorded, so that a restarted
  * tracker queues them again. */
 int store_job_add(hist *h, int64_t session, uint64_t index, const char *config_json,
@@ -288,6 +300,7 @@ struct job {
   char builder[64];        /* who built it */
   char digest[65];         /* its trial identity, "" when it has none */
   char avoid[64];          /* an agent whose failure awaits a second opinion */
+  uint32_t confirm;        /* a confirmation run of candidate confirm - 1; 0: a trial */
   Ktune__TrialStatus held_status; /* that failure, recorded if no other agent can try */
   char *held_error;
   uint64_t deadline;       /* uv_now by which its holder must answer */
@@ -443,6 +456,12 @@ struct session {
   job *qhead[2], *qtail[2]; /* its jobs waiting to be built, to be run */
   uint32_t queued[2];
   uint32_t outstanding;    /* its unfinished jobs */
+  uint32_t confirm;        /* configs to confirm at the end (confirm.c); 0: none */
+  confirm *cf;
+  uint32_t confirm_turn;   /* the candidate (1-based) whose run goes next */
+  char confirm_runner[64]; /* the one runner confirming, once chosen */
+  double confirmed_s;      /* the winner's confirmed latency; 0: none */
+  uint32_t confirmed_n;    /* candidates confirmed */
   session *next;
 };
 
@@ -506,6 +525,23 @@ void session_sweep(tracker *t);
 /* Notes (and tells its watchers at once) when no runner serves s's key,
  * and forgets the note when one does. */
 void session_check_runners(tracker *t, session *s);
+
+/* --- confirm.c --- */
+#define CONFIRM_MAX 8
+/* An ok trial of s: kept when it is among the s->confirm best so far. */
+void confirm_note(session *s, const int64_t *values, const char *config, const hist_trial *tr);
+/* The search is over: queues the candidates' runs; 1 when it did (the
+ * session goes on until confirm_finished), 0 when there is nothing to
+ * confirm. */
+int confirm_start(tracker *t, session *s);
+int confirm_running(const session *s);
+int confirm_finished(const session *s);
+/* A confirmation run ended (tracker_hooks.confirm_ended). */
+int confirm_result(tracker *t, job *j, Ktune__TrialStatus status, const double *costs,
+                   size_t ncosts);
+/* Starts over when the confirming runner is gone. */
+void confirm_sweep(tracker *t, session *s);
+void confirm_free(session *s);
 
 /* --- guard.c --- */
 /* What an agent name has done wrong. A strike: a job held past its

@@ -99,14 +99,16 @@ static json_t *parse(const char *what) {
   return j;
 }
 
-/* The fastest checked ok trial of tiny under a compiler, straight from
- * the file. */
+/* The best checked ok trial of tiny under a compiler, straight from the
+ * file: the fastest confirmed one (a session's end confirms its best),
+ * else the fastest. */
 static double min_mean(const place *p, const char *compiler) {
   sqlite3 *db;
   sqlite3_stmt *st;
   if (sqlite3_open_v2(p->db, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK ||
-      sqlite3_prepare_v2(db, "SELECT min(mean_s) FROM trials WHERE task = 'tiny' AND status = "
-                             "'ok' AND checked = 1 AND compiler = ?", -1, &st, NULL) != SQLITE_OK)
+      sqlite3_prepare_v2(db, "SELECT mean_s FROM trials WHERE task = 'tiny' AND status = "
+                             "'ok' AND checked = 1 AND compiler = ? ORDER BY confirmed_s IS NULL,"
+                             " confirmed_s, mean_s LIMIT 1", -1, &st, NULL) != SQLITE_OK)
     TEST_FAIL("cannot read %s", p->db);
   sqlite3_bind_text(st, 1, compiler, -1, SQLITE_STATIC);
   ASSERT_EQ_INT(sqlite3_step(st), SQLITE_ROW);
@@ -367,7 +369,81 @@ TEST(tune_json_summary_parses_and_agrees_with_best) {
   remove_place(&p);
 }
 
+/* The end of a session measures its best configs again, taking turns on
+ * one runner: the confirmed latencies are stored with exactly those
+ * trials, the winner reported (and `ktune best`'s) is the fastest
+ * confirmed one, and --confirm 0 leaves the search's best alone. */
+TEST(confirmation_stores_latencies_and_picks_the_fastest_confirmed) {
+  place p;
+  make_place(&p);
+  char cmd[1024];
+  snprintf(cmd, sizeof(cmd), "'%s' tune ./tiny.json --trials 6 --strategy grid --confirm 3 "
+           "--db '%s' --json 2>/dev/null", proc_bin("cli/ktune"), p.db);
+  char *sh[] = {"/bin/sh", "-c", cmd, NULL};
+  if (chdir(p.spec) != 0) TEST_FAIL("cannot enter %s", p.spec);
+  expect_rc(proc_run(sh, out, sizeof(out), RUN_MS), 0, "ktune tune --confirm 3 --json");
+  json_t *sum = parse("ktune tune --json");
+  json_t *best = json_object_get(json_array_get(json_object_get(sum, "tasks"), 0), "best");
+  ASSERT_EQ_INT((int)json_integer_value(json_object_get(best, "confirmed")), 3);
+  double confirmed = json_real_value(json_object_get(best, "confirmed_latency_s"));
+  ASSERT(confirmed > 0);
+  /* Straight from the file: the three fastest search trials, and only
+   * they, have a confirmed latency from 5 passes of 3 rounds. */
+  sqlite3 *db;
+  sqlite3_stmt *st;
+  if (sqlite3_open_v2(p.db, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK ||
+      sqlite3_prepare_v2(db, "SELECT confirmed_s, json_array_length(confirm_costs), config,"
+                             " rank() OVER (ORDER BY mean_s) FROM trials WHERE status = 'ok'"
+                             " ORDER BY mean_s", -1, &st, NULL) != SQLITE_OK)
+    TEST_FAIL("cannot read %s: %s", p.db, sqlite3_errmsg(db));
+  int rows = 0, with = 0;
+  double min_confirmed = 0;
+  char winner[256] = "";
+  while (sqlite3_step(st) == SQLITE_ROW) {
+    rows++;
+    int has = sqlite3_column_type(st, 0) != SQLITE_NULL;
+    if (has != (sqlite3_column_int(st, 3) <= 3))
+      TEST_FAIL("trial ranked %d by its search latency %s a confirmed latency",
+                sqlite3_column_int(st, 3), has ? "has" : "lacks");
+    if (!has) continue;
+    with++;
+    ASSERT_EQ_INT(sqlite3_column_int(st, 1), 15);
+    double c = sqlite3_column_double(st, 0);
+    if (!winner[0] || c < min_confirmed) {
+      min_confirmed = c;
+      snprintf(winner, sizeof(winner), "%s", (const char *)sqlite3_column_text(st, 2));
+    }
+  }
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  ASSERT_EQ_INT(rows, 6);
+  ASSERT_EQ_INT(with, 3);
+  ASSERT_EQ_DBL(confirmed, min_confirmed, 1e-15);
+  json_t *w = json_loads(winner, 0, NULL);
+  if (!json_equal(w, json_object_get(best, "config")))
+    TEST_FAIL("the reported winner is not the fastest confirmed config %s", winner);
+  /* `ktune best` answers with the same winner. */
+  char *ask[] = {"best", "./tiny.json", "--db", p.db, "--json", NULL};
+  expect_rc(ktune_in(p.spec, ask), 0, "ktune best --json");
+  json_t *b = parse("ktune best --json");
+  if (!json_equal(w, json_object_get(b, "config")))
+    TEST_FAIL("ktune best does not answer with the confirmed winner %s: %s", winner, out);
+  json_decref(b);
+  json_decref(w);
+  json_decref(sum);
+  /* Without confirmation nothing is measured again. */
+  snprintf(cmd, sizeof(cmd), "'%s' tune ./tiny.json -D N=512 --trials 4 --strategy grid "
+           "--confirm 0 --db '%s' --json 2>/dev/null", proc_bin("cli/ktune"), p.db);
+  expect_rc(proc_run(sh, out, sizeof(out), RUN_MS), 0, "ktune tune --confirm 0");
+  sum = parse("ktune tune --confirm 0 --json");
+  best = json_object_get(json_array_get(json_object_get(sum, "tasks"), 0), "best");
+  ASSERT(json_is_null(json_object_get(best, "confirmed_latency_s")));
+  json_decref(sum);
+  remove_place(&p);
+}
+
 TEST_LIST(TEST_ENTRY(best_by_name_of_a_spec_file_task_from_another_folder),
+          TEST_ENTRY(confirmation_stores_latencies_and_picks_the_fastest_confirmed),
           TEST_ENTRY(tune_json_summary_parses_and_agrees_with_best),
           TEST_ENTRY(emitted_winner_compiles_into_a_driver_and_matches_the_reference),
           TEST_ENTRY(compiler_filter_between_tcc_and_gcc),

@@ -128,8 +128,9 @@ TEST(two_sessions_of_equal_priority_share_one_runner) {
   pid_t b = farm_builder(&f, "b1");
   pid_t r = farm_runner(&f, "r1", "k", NULL);
   farm_wait_agent(&f, "r1", 1);
-  char *a1[] = {SLOW, "--trials", "16", "--key", "k", "--seed", "1", NULL};
-  char *a2[] = {SLOW, "--trials", "16", "--key", "k", "--seed", "2", NULL};
+  /* Sharing during the search is the point: no confirmation at the end. */
+  char *a1[] = {SLOW, "--trials", "16", "--key", "k", "--seed", "1", "--confirm", "0", NULL};
+  char *a2[] = {SLOW, "--trials", "16", "--key", "k", "--seed", "2", "--confirm", "0", NULL};
   long s1 = farm_submit(&f, a1), s2 = farm_submit(&f, a2);
   int both = 0;
   for (int i = 0; i < 1500 && !both; i++) {

@@ -168,14 +168,14 @@ TEST(open_creates_schema_in_wal) {
   char mode[32];
   raw_text(db, "PRAGMA journal_mode", mode, sizeof(mode));
   ASSERT_EQ_STR(mode, "wal");
-  ASSERT_EQ_INT(raw_int(db, "PRAGMA user_version"), 3);
+  ASSERT_EQ_INT(raw_int(db, "PRAGMA user_version"), 4);
   ASSERT_EQ_INT(raw_int(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND"
                             " name IN ('sessions', 'trials')"),
                 2);
   ASSERT_EQ_INT(raw_int(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND"
                             " name IN ('trials_best', 'trials_session', 'trials_digest',"
-                            " 'trials_kernel')"),
-                4);
+                            " 'trials_kernel', 'trials_prior')"),
+                5);
   /* The text SQLite keeps for a version 1 file once upgraded (ALTER TABLE
    * appends ", <column>"), byte for byte: new and upgraded files match. */
   char sql[2048];
@@ -189,7 +189,8 @@ TEST(open_creates_schema_in_wal) {
                 " NULL, repeat INTEGER NOT NULL, compiler_id TEXT, device TEXT, median_s REAL,"
                 " std_s REAL, calls INTEGER, clock TEXT, timing TEXT NOT NULL DEFAULT '{}',"
                 " reused INTEGER REFERENCES trials(id), digest TEXT, kernel TEXT, checked"
-                " INTEGER NOT NULL DEFAULT 0, builder TEXT, bytes INTEGER, gbps REAL)");
+                " INTEGER NOT NULL DEFAULT 0, builder TEXT, bytes INTEGER, gbps REAL,"
+                " confirmed_s REAL, confirm_costs TEXT)");
   raw_text(db, "SELECT sql FROM sqlite_schema WHERE name = 'sessions'", sql, sizeof(sql));
   ASSERT_EQ_STR(sql,
                 "CREATE TABLE sessions ( id INTEGER PRIMARY KEY, task TEXT NOT NULL, size TEXT"
@@ -561,13 +562,13 @@ TEST(export_csv) {
                 "id,session,task,size,config,key,compiler,status,error,costs_s,mean_s,gflops,"
                 "flops,runner,build_s,timestamp,timestamp_ms,number,repeat,compiler_id,device,"
                 "median_s,std_s,calls,clock,timing,reused_from,digest,kernel,checked,builder,"
-                "bytes,gbps");
+                "bytes,gbps,confirmed_s,confirm_costs_s");
   char want[512];
   snprintf(want, sizeof(want),
            "1,%lld,matmul,\"{\"\"K\"\":64,\"\"M\"\":64,\"\"N\"\":64}\",\"{\"\"TI\"\":8,"
            "\"\"TJ\"\":16}\",rpi4,tcc,COMPILE_ERROR,\"x.c:1: expected ',' or \"\";\"\"\n"
            "second line\",\"[0.0015,0.00125,0.001]\",0.001,0.524288,524288,pi-1,0.0005,"
-           "2026-11-28T01:02:03.456Z,1795827723456,10,3,,,0,0,0,,{},,," KERNEL_A ",true,b-1,,",
+           "2026-11-28T01:02:03.456Z,1795827723456,10,3,,,0,0,0,,{},,," KERNEL_A ",true,b-1,,,,",
            (long long)sid);
   ASSERT_EQ_STR(c.lines[1], want);
   ASSERT_CONTAINS(c.lines[2], ",rpi4,gcc -O3,ok,,\"[");
@@ -954,10 +955,10 @@ TEST(not_a_history_is_refused) {
   h = open_rw(t.db);
   hist_close(h);
   db = raw_open(t.db);
-  ASSERT_EQ_INT(sqlite3_exec(db, "PRAGMA user_version = 4", NULL, NULL, NULL), SQLITE_OK);
+  ASSERT_EQ_INT(sqlite3_exec(db, "PRAGMA user_version = 5", NULL, NULL, NULL), SQLITE_OK);
   sqlite3_close(db);
   ASSERT_LT_INT(hist_open(t.db, 0, &h, err, sizeof(err)), 0);
-  ASSERT_CONTAINS(err, "schema version 4");
+  ASSERT_CONTAINS(err, "schema version 5");
   ASSERT_CONTAINS(err, "upgrade ktune");
   ASSERT_LT_INT(hist_open_readonly(t.db, &h, err, sizeof(err)), 0);
   ASSERT_CONTAINS(err, "upgrade ktune");
@@ -1292,7 +1293,7 @@ TEST(v1_file_is_upgraded_in_place) {
   hist *h = open_rw(t.db);
 
   sqlite3 *db = raw_open(t.db);
-  ASSERT_EQ_INT(raw_int(db, "PRAGMA user_version"), 3);
+  ASSERT_EQ_INT(raw_int(db, "PRAGMA user_version"), 4);
   ASSERT_EQ_INT(raw_int(db, "SELECT count(*) FROM sqlite_schema WHERE name = 'trials_reuse'"),
                 0);
   ASSERT_EQ_INT(raw_int(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND"
@@ -1650,6 +1651,9 @@ TEST(v2_file_reads_read_only_and_is_upgraded) {
   /* version 2's jobs table, whose ids an empty table handed out again */
   char v2[1024];
   snprintf(v2, sizeof v2,
+           "DROP INDEX trials_prior;"
+           "ALTER TABLE trials DROP COLUMN confirm_costs;"
+           "ALTER TABLE trials DROP COLUMN confirmed_s;"
            "ALTER TABLE trials DROP COLUMN gbps;"
            "ALTER TABLE trials DROP COLUMN bytes;"
            "DROP TABLE jobs;"
@@ -1692,7 +1696,7 @@ TEST(v2_file_reads_read_only_and_is_upgraded) {
   add_trial(h, &tr);
   hist_close(h);
   db = raw_open(t.db);
-  ASSERT_EQ_INT(raw_int(db, "PRAGMA user_version"), 3);
+  ASSERT_EQ_INT(raw_int(db, "PRAGMA user_version"), 4);
   ASSERT_EQ_INT(raw_int(db, "SELECT count(*) FROM trials WHERE bytes IS NULL AND gbps IS NULL"),
                 1);
   ASSERT_EQ_INT(raw_int(db, "SELECT bytes FROM trials WHERE gbps > 0"), 4096);
@@ -1725,7 +1729,38 @@ TEST(job_ids_are_never_reused) {
   tmp_free(&t);
 }
 
-TEST_LIST(TEST_ENTRY(jobs_and_unfinished_sessions_resume), TEST_ENTRY(job_ids_are_never_reused),
+/* A session's end stores the confirmed latency next to the search's, on
+ * ok trials only, with the rounds it came from; export shows both. */
+TEST(confirmed_latency_is_stored_on_the_ok_trial) {
+  tmp t;
+  tmp_init(&t);
+  hist *h = open_rw(t.db);
+  int64_t sid = add_session(h, "rpi4");
+  hist_trial ok = ok_trial(sid, 1e-3);
+  int64_t id = add_trial(h, &ok);
+  hist_trial bad = ok_trial(sid, 0);
+  bad.status = "RUNTIME_ERROR";
+  bad.ncosts = 0;
+  int64_t bad_id = add_trial(h, &bad);
+  const double rounds[] = {1.25e-3, 1e-3, 1.5e-3};
+  ASSERT_EQ_INT(store_trial_confirm(h, id, 1.25e-3, rounds, 3), 0);
+  /* Nothing to confirm on a failed trial, a missing one or with no time. */
+  ASSERT_LT_INT(store_trial_confirm(h, bad_id, 1e-3, rounds, 3), 0);
+  ASSERT_CONTAINS(hist_errmsg(h), "no ok trial");
+  ASSERT_LT_INT(store_trial_confirm(h, id + 99, 1e-3, rounds, 3), 0);
+  ASSERT_LT_INT(store_trial_confirm(h, id, 0, rounds, 3), 0);
+  collect c = {0};
+  export_ok(h, "jsonl", &c);
+  ASSERT_EQ_INT(c.n, 2);
+  ASSERT_CONTAINS(c.lines[0], "\"confirmed_s\":0.00125,\"confirm_costs_s\":[0.00125,0.001,0.0015]");
+  ASSERT_CONTAINS(c.lines[1], "\"confirmed_s\":null,\"confirm_costs_s\":null");
+  collect_free(&c);
+  hist_close(h);
+  tmp_free(&t);
+}
+
+TEST_LIST(TEST_ENTRY(jobs_and_unfinished_sessions_resume),
+          TEST_ENTRY(confirmed_latency_is_stored_on_the_ok_trial), TEST_ENTRY(job_ids_are_never_reused),
           TEST_ENTRY(find_ok_matches_only_the_exact_digest), TEST_ENTRY(open_creates_schema_in_wal),
           TEST_ENTRY(session_and_trial_round_trip), TEST_ENTRY(trial_input_is_checked),
           TEST_ENTRY(export_jsonl), TEST_ENTRY(export_jsonl_untimed_trial_has_nulls),
