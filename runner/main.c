@@ -1,8 +1,9 @@
 /* ktune-runner: measures candidates on this device. The agent never runs
- * a kernel itself: each job runs in a fresh child process (this same
- * program with --measure), in its own process group, sandboxed, so a
- * kernel that crashes, hangs or misbehaves costs one trial, not the
- * runner. The agent keeps what outlives a trial: the connection and the
+ * a kernel itself: each job runs in a fresh child process, forked by a
+ * clean fork server (this same program with --fork-server;
+ * runner/forkserver.h), in its own process group, sandboxed, so a kernel
+ * that crashes, hangs or misbehaves costs one trial, not the runner or a
+ * later trial. The agent keeps what outlives a trial: the connection and the
  * reference outputs of the tasks it has seen (runner/refcache.h). A job
  * under way outlives the connection too: its child goes on, the runner
  * tells the tracker it dials again that it still holds the job
@@ -17,7 +18,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -28,6 +28,7 @@
 #include "common/log.h"
 #include "common/wire.h"
 #include "runner/device.h"
+#include "runner/forkserver.h"
 #include "runner/measure.h"
 #include "runner/refcache.h"
 #include "runner/supervise.h"
@@ -54,6 +55,7 @@ struct runner {
   uv_loop_t *loop;
   agent *ag;
   supervise_opts so;
+  forkserver *fs;
   supervise_job *busy;
   /* The last job's result, kept while no tracker could take it. */
   Ktune__Envelope *pending;
@@ -349,13 +351,6 @@ static int claim_cpu(int cpu, char *err, size_t len) {
   return fd;
 }
 
-/* The measuring child: dies with the agent, then measures one job. */
-static int child_main(pid_t parent, const measure_opts *mo) {
-  prctl(PR_SET_PDEATHSIG, SIGKILL);
-  if (parent > 0 && getppid() != parent) return 1; /* the agent died before prctl */
-  _exit(measure_child_main(0, 1, mo));
-}
-
 /* Logs what the runner measures on; a governor that moves the clock
  * makes timings drift. */
 static void report_device(const device_info *d, int cpu) {
@@ -369,14 +364,14 @@ static void report_device(const device_info *d, int cpu) {
                   "(docs/MEASUREMENT.md)", cpu < 0 ? 0 : cpu, d->governor);
 }
 
-enum { OPT_CPU = 256, OPT_MEM, OPT_REF, OPT_PARENT, OPT_TOKEN, OPT_FAULT, OPT_VERSION };
+enum { OPT_CPU = 256, OPT_MEM, OPT_PARENT, OPT_TOKEN, OPT_FAULT, OPT_VERSION };
 
 int main(int argc, char **argv) {
   const char *tracker = getenv("KTUNE_TRACKER");
   const char *key = NULL, *dump_dir = NULL, *token_file = NULL, *fault_arch = NULL;
   runner_fault fault = FAULT_NONE;
-  int measure = 0;
-  uint64_t cpu = UINT64_MAX, mem = 0, ref_fd = UINT64_MAX, parent = 0;
+  int fork_server = 0;
+  uint64_t cpu = UINT64_MAX, mem = 0, parent = 0;
   char name[128];
   agent_default_name(name, sizeof(name));
   static const struct option opts[] = {{"tracker", required_argument, 0, 't'},
@@ -386,8 +381,7 @@ int main(int argc, char **argv) {
                                        {"cpu", required_argument, 0, OPT_CPU},
                                        {"mem-limit-mb", required_argument, 0, OPT_MEM},
                                        {"token-file", required_argument, 0, OPT_TOKEN},
-                                       {"measure", no_argument, 0, 'M'},
-                                       {"ref-fd", required_argument, 0, OPT_REF},
+                                       {"fork-server", no_argument, 0, 'F'},
                                        {"parent-pid", required_argument, 0, OPT_PARENT},
                                        {"test-fault", required_argument, 0, OPT_FAULT},
                                        {"version", no_argument, 0, OPT_VERSION},
@@ -407,23 +401,25 @@ int main(int argc, char **argv) {
     case OPT_MEM:
       if (parse_num("--mem-limit-mb", optarg, MIN_MEM_LIMIT_MB, UINT64_C(1) << 40, &mem)) return 2;
       break;
-    case OPT_REF: if (parse_num("--ref-fd", optarg, 3, 1 << 20, &ref_fd)) return 2; break;
     case OPT_PARENT: if (parse_num("--parent-pid", optarg, 1, INT32_MAX, &parent)) return 2; break;
     case OPT_FAULT: if (parse_fault(optarg, &fault, &fault_arch)) return 2; break;
-    case 'M': measure = 1; break;
+    case 'F': fork_server = 1; break;
     case 'h': usage(stdout); return 0;
     case OPT_VERSION: printf("ktune-runner %s\n", KTUNE_VERSION); return 0;
     default: usage(stderr); return 2;
     }
   }
-  if (measure) {
+  if (fork_server) {
+    /* Started by the runner only (runner/forkserver.c), never by hand. */
+    if (!parent || optind < argc) {
+      fprintf(stderr, "ktune-runner: --fork-server is started by the runner itself\n");
+      return 2;
+    }
     measure_opts mo = MEASURE_OPTS_INIT;
     mo.dump_dir = dump_dir;
     mo.cpu = cpu == UINT64_MAX ? -1 : (int)cpu;
     mo.mem_limit_mb = mem;
-    mo.ref_fd = ref_fd == UINT64_MAX ? -1 : (int)ref_fd;
-    mo.sandbox = 1;
-    return child_main((pid_t)parent, &mo);
+    return forkserver_main(FORKSERVER_FD, (pid_t)parent, &mo);
   }
   if (!tracker || !key || !*key || optind < argc) {
     fprintf(stderr, "ktune-runner: %s\n",
@@ -438,8 +434,6 @@ int main(int argc, char **argv) {
   r.fault = fault;
   r.cpu = cpu == UINT64_MAX ? -1 : (int)cpu;
   refcache_init(&r.refs);
-  r.so = (supervise_opts){.exe = r.exe, .cpu = r.cpu, .dump_dir = dump_dir, .refs = &r.refs,
-                          .mem_limit_mb = mem ? mem : default_mem_limit_mb()};
   if (r.cpu >= 0) {
     cpu_set_t allowed;
     if (sched_getaffinity(0, sizeof allowed, &allowed) == 0 && !CPU_ISSET(r.cpu, &allowed)) {
@@ -464,6 +458,16 @@ int main(int argc, char **argv) {
   char token[AUTH_TOKEN_MAX];
   int have_token = agent_token("ktune-runner", token_file, token, sizeof token);
   if (have_token < 0) return 2;
+  /* After agent_token: the server's environment has no token in it. */
+  forkserver_opts fo = {.exe = r.exe, .cpu = r.cpu, .dump_dir = dump_dir,
+                        .mem_limit_mb = mem ? mem : default_mem_limit_mb()};
+  if (forkserver_new(r.loop, &fo, &r.fs, err, sizeof err) < 0) {
+    fprintf(stderr, "ktune-runner: %s\n", err);
+    memset(token, 0, sizeof token);
+    if (claim >= 0) close(claim);
+    return 1;
+  }
+  r.so = (supervise_opts){.fs = r.fs, .refs = &r.refs};
   device_info dev;
   device_identity(r.cpu, &dev);
   report_device(&dev, r.cpu);
@@ -477,6 +481,10 @@ int main(int argc, char **argv) {
   if (fault != FAULT_NONE || fault_arch)
     log_warn(WHO, "--test-fault: this runner misbehaves on purpose; it is for ktune's own tests");
   int code = agent_main(r.loop, "ktune-runner", &cfg, &ops, &role, &r, &r.ag);
+  /* The agent's loop has ended around the server's handles (not counted). */
+  forkserver_free(r.fs);
+  uv_run(r.loop, UV_RUN_DEFAULT);
+  uv_loop_close(r.loop);
   wire_free(r.pending);
   refcache_clear(&r.refs);
   memset(token, 0, sizeof token);

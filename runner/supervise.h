@@ -1,9 +1,11 @@
-/* The measuring child of one job: this same program with --measure, a
- * supervised child (common/child.h: its own process group, parent-death
- * kill, a deadline), given the job on stdin and the reference image at
- * fd 3; its result comes back as one frame on stdout. What the child says
- * is checked and its end classified (RUN_TIMEOUT, a crash, a malformed
- * result), and a reference it computed goes to the cache. */
+/* The measuring child of one job, forked by the fork server
+ * (runner/forkserver.h): its own session and process group, killed when
+ * the server or the runner dies, given the job frame at fd 0 and the
+ * reference image at fd 3; its result comes back as one frame on its
+ * stdout, a pipe. What the child says is checked and its end classified
+ * (RUN_TIMEOUT at the deadline, a crash, a malformed result; RUNNER_ERROR
+ * when the fork server failed it), and a reference it computed goes to
+ * the cache. */
 #ifndef KTUNE_SUPERVISE_H
 #define KTUNE_SUPERVISE_H
 
@@ -11,13 +13,11 @@
 #include <uv.h>
 
 #include "proto/ktune.pb-c.h"
+#include "runner/forkserver.h"
 #include "runner/refcache.h"
 
 typedef struct {
-  const char *exe;       /* this program */
-  int cpu;               /* -1: not pinned */
-  uint64_t mem_limit_mb;
-  const char *dump_dir;  /* or NULL */
+  forkserver *fs;        /* forks the children; outlives every job */
   refcache *refs;        /* outlives every job */
 } supervise_opts;
 

@@ -149,7 +149,7 @@ static void bench_start(bench *b, char *const extra[]) {
   bench_accept(b);
 }
 
-/* The runner's children: what is left of its measuring processes. */
+/* The children of a process (their number; the first max go to out). */
 static int children_of(pid_t parent, pid_t *out, int max) {
   DIR *d = opendir("/proc");
   ASSERT_NOT_NULL(d);
@@ -176,6 +176,47 @@ static int children_of(pid_t parent, pid_t *out, int max) {
   return n;
 }
 
+/* 1 when pid is a runner's fork server (runner/forkserver.h). */
+static int is_fork_server(pid_t pid) {
+  char path[64], buf[4096];
+  snprintf(path, sizeof path, "/proc/%d/cmdline", (int)pid);
+  FILE *f = fopen(path, "r");
+  if (!f) return 0;
+  size_t len = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  for (size_t i = 0; i < len; i += strlen(buf + i) + 1)
+    if (strcmp(buf + i, "--fork-server") == 0) return 1;
+  return 0;
+}
+
+/* The runner's fork server, once it runs. */
+static pid_t fork_server_of(pid_t runner) {
+  pid_t kids[8];
+  for (int t = 0; t < 500; t++, proc_sleep_ms(10)) {
+    int n = children_of(runner, kids, 8);
+    for (int i = 0; i < n && i < 8; i++)
+      if (is_fork_server(kids[i])) return kids[i];
+  }
+  TEST_FAIL("runner %d has no fork server", (int)runner);
+}
+
+/* What is left of the runner's measuring processes: its children and
+ * its fork server's, not the fork server itself. */
+static int measuring_of(pid_t runner, pid_t *out, int max) {
+  pid_t kids[8];
+  int n = children_of(runner, kids, 8), found = 0;
+  for (int i = 0; i < n && i < 8; i++) {
+    if (!is_fork_server(kids[i])) {
+      if (found < max) out[found] = kids[i];
+      found++;
+      continue;
+    }
+    int room = max > found ? max - found : 0;
+    found += children_of(kids[i], room ? out + found : NULL, room);
+  }
+  return found;
+}
+
 /* 1 while pid runs (a zombie does not). */
 static int running(pid_t pid) {
   char path[64], buf[512];
@@ -192,7 +233,7 @@ static int running(pid_t pid) {
 /* The runner's measuring child, once it has started. */
 static pid_t bench_child(const bench *b) {
   pid_t kid = 0;
-  for (int i = 0; i < 500 && children_of(b->runner, &kid, 1) == 0; i++) proc_sleep_ms(10);
+  for (int i = 0; i < 500 && measuring_of(b->runner, &kid, 1) == 0; i++) proc_sleep_ms(10);
   ASSERT(kid > 0);
   return kid;
 }
@@ -477,7 +518,7 @@ TEST(hostile_trials_leave_the_runner_serving) {
     /* The same runner, and nothing of the trial left running. */
     ASSERT_EQ_INT(kill(b.runner, 0), 0);
     ASSERT_EQ_INT(waitpid(b.runner, NULL, WNOHANG), 0);
-    ASSERT_EQ_INT(children_of(b.runner, kids, 8), 0);
+    ASSERT_EQ_INT(measuring_of(b.runner, kids, 8), 0);
     wire_free(r);
     free(j.so);
   }
@@ -719,8 +760,8 @@ TEST(job_outlives_a_lost_connection) {
   bench_send(&b, &j.job);
   kid = bench_child(&b);
   bench_drop(&b);
-  for (int i = 0; i < 3000 && children_of(b.runner, &kid, 1) > 0; i++) proc_sleep_ms(10);
-  ASSERT_EQ_INT(children_of(b.runner, &kid, 1), 0);
+  for (int i = 0; i < 3000 && measuring_of(b.runner, &kid, 1) > 0; i++) proc_sleep_ms(10);
+  ASSERT_EQ_INT(measuring_of(b.runner, &kid, 1), 0);
   for (int i = 0; i < 500 && !bench_log_contains(&b, "its result waits"); i++) proc_sleep_ms(10);
   ASSERT(bench_log_contains(&b, "its result waits for the next connection"));
   bench_accept(&b);
@@ -757,7 +798,7 @@ TEST(test_faults) {
   Ktune__Envelope *r = bench_trial(&b, &j.job, 10000);
   ASSERT_EQ_STR(wire_status_name(r->run_result->status), "RUNTIME_ERROR");
   ASSERT_EQ_STR(r->run_result->error, "test fault");
-  ASSERT_EQ_INT(children_of(b.runner, NULL, 0), 0);
+  ASSERT_EQ_INT(measuring_of(b.runner, NULL, 0), 0);
   wire_free(r);
   bench_stop(&b);
 
@@ -871,6 +912,140 @@ TEST(stopping_or_killing_the_runner_leaves_nothing_running) {
   }
 }
 
+/* Waits up to 5 s for pid to be gone (or a zombie). */
+static void wait_gone(pid_t pid) {
+  for (int i = 0; i < 500 && running(pid); i++) proc_sleep_ms(10);
+  ASSERT(!running(pid));
+}
+
+/* The trial in flight when the fork server failed is the runner's fault
+ * (the tracker measures it again), nothing of it runs on, and a new
+ * server measures the next ones. */
+static void expect_server_fault(bench *b, uint64_t job_id, pid_t server, pid_t kid,
+                                const char *needle) {
+  Ktune__Envelope *r = bench_result_of(b, job_id, 15000);
+  if (strcmp(wire_status_name(r->run_result->status), "RUNNER_ERROR") != 0 ||
+      !strstr(r->run_result->error, needle)) {
+    bench_print_log(b);
+    TEST_FAIL("expected RUNNER_ERROR with \"%s\", got %s: %s", needle,
+              wire_status_name(r->run_result->status), r->run_result->error);
+  }
+  ASSERT_CONTAINS(r->run_result->error, "the runner starts a new one");
+  ASSERT_EQ_INT(r->run_result->n_costs_s, 0);
+  wire_free(r);
+  wait_gone(kid);
+  wait_gone(server);
+  ASSERT(bench_log_contains(b, "in flight is a runner error"));
+  ASSERT(fork_server_of(b->runner) != server);
+  job_t j;
+  spin_job(&j, 100);
+  r = bench_trial(b, &j.job, 30000);
+  ASSERT_EQ_STR(wire_status_name(r->run_result->status), "ok");
+  ASSERT_EQ_INT(r->run_result->n_costs_s, 3);
+  wire_free(r);
+  free(j.so);
+}
+
+TEST(a_dead_fork_server_costs_only_the_trial_in_flight) {
+  bench b;
+  bench_start(&b, NULL);
+  job_t j;
+  slow_job(&j);
+  pid_t server = fork_server_of(b.runner);
+  bench_send(&b, &j.job);
+  pid_t kid = bench_child(&b);
+  ASSERT_EQ_INT(kill(server, SIGKILL), 0);
+  expect_server_fault(&b, j.job.job_id, server, kid, "was killed by SIGKILL during the trial");
+  /* Killed between trials: nothing is lost, the next trial is measured. */
+  server = fork_server_of(b.runner);
+  ASSERT_EQ_INT(kill(server, SIGKILL), 0);
+  wait_gone(server);
+  Ktune__Envelope *r = bench_trial(&b, &j.job, 30000);
+  ASSERT_EQ_STR(wire_status_name(r->run_result->status), "ok");
+  wire_free(r);
+  ASSERT(fork_server_of(b.runner) != server);
+  free(j.so);
+  bench_stop(&b);
+}
+
+TEST(a_stuck_fork_server_is_replaced) {
+  bench b;
+  bench_start(&b, NULL);
+  job_t j;
+  inline_job(&j, "void k(float *out) { volatile int x = 0; for (;;) x++; }", 16);
+  j.tm.timeout_ms = 300;
+  pid_t server = fork_server_of(b.runner);
+  bench_send(&b, &j.job);
+  pid_t kid = bench_child(&b);
+  /* It can no longer kill the hanging kernel at the deadline. */
+  ASSERT_EQ_INT(kill(server, SIGSTOP), 0);
+  expect_server_fault(&b, j.job.job_id, server, kid,
+                      "did not end the measuring process within 3000 ms of being asked");
+  free(j.so);
+  bench_stop(&b);
+}
+
+/* 1 when needle is anywhere in pid's readable memory. */
+static int memory_holds(pid_t pid, const char *needle) {
+  char path[64], line[512];
+  snprintf(path, sizeof path, "/proc/%d/maps", (int)pid);
+  FILE *maps = fopen(path, "r");
+  ASSERT_NOT_NULL(maps);
+  snprintf(path, sizeof path, "/proc/%d/mem", (int)pid);
+  int mem = open(path, O_RDONLY | O_CLOEXEC);
+  ASSERT(mem >= 0);
+  size_t nl = strlen(needle), chunk = 1 << 20;
+  char *buf = malloc(chunk + nl);
+  ASSERT_NOT_NULL(buf);
+  int found = 0;
+  while (!found && fgets(line, sizeof line, maps)) {
+    unsigned long lo, hi;
+    char perms[8];
+    /* Beyond 1 GiB: a sanitizer's shadow, terabytes that hold no copy. */
+    if (sscanf(line, "%lx-%lx %7s", &lo, &hi, perms) != 3 || perms[0] != 'r' ||
+        hi - lo > (1ul << 30))
+      continue;
+    /* Overlapping reads, so that no copy straddles two. */
+    for (unsigned long at = lo; at < hi && !found; at += chunk) {
+      size_t want = hi - at < chunk + nl ? hi - at : chunk + nl;
+      ssize_t got = pread(mem, buf, want, (off_t)at);
+      if (got <= 0) break; /* [vvar] and the like do not read */
+      found = memmem(buf, (size_t)got, needle, nl) != NULL;
+    }
+  }
+  free(buf);
+  close(mem);
+  fclose(maps);
+  return found;
+}
+
+TEST(the_token_never_reaches_the_fork_server) {
+  char token[96], text[8192];
+  snprintf(token, sizeof token, "fork-server-test-token-%d-%ld", (int)getpid(), (long)time(NULL));
+  ASSERT_EQ_INT(setenv("KTUNE_TOKEN", token, 1), 0);
+  bench b;
+  bench_start(&b, NULL); /* this tracker cannot prove it holds the token: no job comes */
+  pid_t server = fork_server_of(b.runner);
+  /* The scan finds the token where it is: the runner keeps it to log in. */
+  ASSERT(memory_holds(b.runner, token));
+  ASSERT(!memory_holds(server, token));
+  const char *files[] = {"environ", "cmdline"};
+  for (size_t i = 0; i < 2; i++) {
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/%s", (int)server, files[i]);
+    FILE *f = fopen(path, "r");
+    ASSERT_NOT_NULL(f);
+    size_t n = fread(text, 1, sizeof text, f);
+    fclose(f);
+    ASSERT(memmem(text, n, token, strlen(token)) == NULL);
+    ASSERT(memmem(text, n, "KTUNE_TOKEN", 11) == NULL);
+  }
+  proc_stop(b.runner, SIGTERM, 10000);
+  close(b.fd);
+  close(b.lfd);
+  wire_free(b.hello);
+}
+
 /* ---- through a real tracker, builder and ktune tune ---- */
 
 TEST(hostile_task_through_ktune_tune) {
@@ -928,7 +1103,7 @@ TEST(hostile_task_through_ktune_tune) {
   /* The same runner served all eleven and is still here. */
   ASSERT_EQ_INT(waitpid(runner, NULL, WNOHANG), 0);
   pid_t kids[4];
-  ASSERT_EQ_INT(children_of(runner, kids, 4), 0);
+  ASSERT_EQ_INT(measuring_of(runner, kids, 4), 0);
   json_t *stj = farm_status(&f);
   ASSERT_NOT_NULL(farm_agent(stj, "hostile-runner"));
   json_decref(stj);
@@ -945,4 +1120,7 @@ TEST_LIST(TEST_ENTRY(hostile_trials_leave_the_runner_serving),
           TEST_ENTRY(hello_reports_the_device),
           TEST_ENTRY(one_runner_per_core),
           TEST_ENTRY(stopping_or_killing_the_runner_leaves_nothing_running),
+          TEST_ENTRY(a_dead_fork_server_costs_only_the_trial_in_flight),
+          TEST_ENTRY(a_stuck_fork_server_is_replaced),
+          TEST_ENTRY(the_token_never_reaches_the_fork_server),
           TEST_ENTRY(hostile_task_through_ktune_tune))
