@@ -14,6 +14,17 @@ void cli_fmt_latency(char *buf, size_t len, double s) {
   else snprintf(buf, len, "%.3f s", s);
 }
 
+void cli_fmt_count(char *buf, size_t len, uint64_t n) {
+  char digits[24];
+  int nd = snprintf(digits, sizeof(digits), "%llu", (unsigned long long)n);
+  size_t off = 0;
+  for (int i = 0; i < nd && off + 1 < len; i++) {
+    if (i && (nd - i) % 3 == 0) buf[off++] = ',';
+    if (off + 1 < len) buf[off++] = digits[i];
+  }
+  buf[off] = 0;
+}
+
 void cli_fmt_rate(char *buf, size_t len, int width, double rate, int gbps) {
   snprintf(buf, len, "%*.3f %s", width, rate, gbps ? "GB/s" : "GFLOPS");
 }

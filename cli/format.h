@@ -4,12 +4,15 @@
 #define KTUNE_CLI_FORMAT_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "common/task.h"
 
 /* Seconds per call in the unit that fits: "68.121 ms", "63.63 us"; "-"
  * for none (0 or less). */
 void cli_fmt_latency(char *buf, size_t len, double s);
+/* A count with thousands separators: "6,656". */
+void cli_fmt_count(char *buf, size_t len, uint64_t n);
 /* A speed, right-aligned in width digits: "  12.345 GB/s" for a task that
  * counts its bytes (gbps set), else "   1.234 GFLOPS". */
 void cli_fmt_rate(char *buf, size_t len, int width, double rate, int gbps);

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/report.h"
 
 static const struct {
   const char *name;
@@ -15,6 +16,7 @@ static const struct {
     {"status", cmd_status, "agents and sessions of a running tracker"},
     {"export", cmd_export, "the history as JSON lines or CSV"},
     {"best", cmd_best, "the fastest config measured for a task"},
+    {"report", cmd_report, "the history as one HTML page: tables and charts, no server"},
     {"wait", cmd_wait, "wait for a session to end"},
     {"attach", cmd_attach, "follow a session's progress"},
     {"cancel", cmd_cancel, "stop a session; its queued jobs are dropped"},

@@ -247,18 +247,6 @@ static void on_sigint(int sig) {
   interrupted = 1;
 }
 
-/* "6,656": a count with thousands separators. */
-static void fmt_count(char *buf, size_t len, uint64_t n) {
-  char digits[24];
-  int nd = snprintf(digits, sizeof(digits), "%llu", (unsigned long long)n);
-  size_t off = 0;
-  for (int i = 0; i < nd && off + 1 < len; i++) {
-    if (i && (nd - i) % 3 == 0) buf[off++] = ',';
-    if (off + 1 < len) buf[off++] = digits[i];
-  }
-  buf[off] = 0;
-}
-
 /* Ctrl-C on a followed session: cancel it and say so. */
 static int cancel_interrupted(client *c, uint64_t id) {
   char err[512];
@@ -302,8 +290,8 @@ static int submit_and_follow(const tune_opts *o, const cli_dial *d, const task_s
   if (!m) return rc;
   uint64_t id = m->accepted->session_id;
   char space[96], all[32], valid[32];
-  fmt_count(all, sizeof(all), m->accepted->space_size);
-  fmt_count(valid, sizeof(valid), m->accepted->valid_configs);
+  cli_fmt_count(all, sizeof(all), m->accepted->space_size);
+  cli_fmt_count(valid, sizeof(valid), m->accepted->valid_configs);
   if (m->accepted->valid_exact) snprintf(space, sizeof(space), "%s valid of %s configs", valid, all);
   else snprintf(space, sizeof(space), "a space of %s configs", all);
   uint32_t prior = m->accepted->prior;

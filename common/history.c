@@ -413,7 +413,8 @@ static double col_real(sqlite3_stmt *st, int i) {
 /* ---- sessions ---- */
 
 /* A session and its counts; the best trial as summary and ktune best pick
- * it (fastest ok, oldest on ties). Subqueries use trials_session. */
+ * it (the fastest confirmed at its end, else the fastest ok, oldest on
+ * ties). Subqueries use trials_session. */
 #define SESSION_ROW_SQL                                                                   \
   "SELECT s.id, s.task, s.size, s.key, s.strategy, s.compiler, s.owner, s.state,"         \
   " s.message, s.trials, s.created_ms, s.updated_ms,"                                     \
@@ -423,7 +424,7 @@ static double col_real(sqlite3_stmt *st, int i) {
   " b.config, b.mean_s, b.gflops, b.gbps"                                                 \
   " FROM sessions s LEFT JOIN trials b ON b.id = (SELECT t.id FROM trials t"              \
   " WHERE t.session = s.id AND t.status = 'ok' AND t.mean_s > 0"                          \
-  " ORDER BY t.mean_s, t.id LIMIT 1)"
+  " ORDER BY t.confirmed_s IS NULL, t.confirmed_s, t.mean_s, t.id LIMIT 1)"
 
 void hist_session_row_clear(hist_session_row *r) {
   char **strs[] = {&r->task,  &r->size_json, &r->key,     &r->strategy,   &r->compiler,
@@ -674,4 +675,124 @@ int hist_session_spec(hist *h, int64_t id, void **blob, size_t *len) {
   }
   int end = hist_query_end(h, st, step, rc < 0 ? rc : 0);
   return end < 0 ? end : rc;
+}
+
+/* ---- the whole history at a glance ---- */
+
+/* One scan groups the trials; each group's best is picked as `ktune best`
+ * and a session's summary pick it: the fastest confirmed latency, else the
+ * fastest mean_s, oldest on ties (status = 'ok' spelled literally, so the
+ * partial index trials_best applies). */
+static const char tasks_sql[] =
+  "SELECT g.task, g.size, g.n, g.failed, g.flops, g.bytes, g.first_ms, g.last_ms,"
+  " b.id, b.session, b.mean_s, b.gflops, b.gbps, b.checked, b.compiler, b.key"
+  " FROM (SELECT task, size, count(*) AS n, sum(status <> 'ok') AS failed,"
+  " max(flops) AS flops, max(bytes) AS bytes, min(timestamp_ms) AS first_ms,"
+  " max(timestamp_ms) AS last_ms, min(id) AS first FROM trials GROUP BY task, size) g"
+  " LEFT JOIN trials b ON b.id = (SELECT t.id FROM trials t WHERE t.task = g.task"
+  " AND t.size = g.size AND t.status = 'ok' AND t.mean_s > 0"
+  " ORDER BY t.confirmed_s IS NULL, t.confirmed_s, t.mean_s, t.id LIMIT 1)"
+  " ORDER BY g.first";
+
+int hist_tasks(hist *h, hist_task_fn cb, void *ctx) {
+  sqlite3_stmt *st;
+  int rc = hist_query(h, tasks_sql, &st);
+  if (rc < 0) return rc;
+  int step, cb_rc = 0;
+  while (!cb_rc && (step = sqlite3_step(st)) == SQLITE_ROW) {
+    hist_task_row r = {
+        .task = (const char *)sqlite3_column_text(st, 0),
+        .size_json = (const char *)sqlite3_column_text(st, 1),
+        .trials = sqlite3_column_int64(st, 2),
+        .failures = sqlite3_column_int64(st, 3),
+        .flops = sqlite3_column_int64(st, 4),
+        .bytes = sqlite3_column_int64(st, 5),
+        .first_ms = sqlite3_column_int64(st, 6),
+        .last_ms = sqlite3_column_int64(st, 7),
+        .best_id = sqlite3_column_int64(st, 8),
+        .best_session = sqlite3_column_int64(st, 9),
+        .best_mean_s = col_real(st, 10),
+        .best_gflops = col_real(st, 11),
+        .best_gbps = col_real(st, 12),
+        .best_checked = sqlite3_column_int(st, 13) != 0,
+        .best_compiler = (const char *)sqlite3_column_text(st, 14),
+        .best_key = (const char *)sqlite3_column_text(st, 15),
+    };
+    cb_rc = cb(ctx, &r);
+  }
+  return hist_query_end(h, st, cb_rc ? SQLITE_DONE : step, cb_rc);
+}
+
+int hist_failures(hist *h, hist_failure_fn cb, void *ctx) {
+  sqlite3_stmt *st;
+  int rc = hist_query(h,
+      "SELECT f.task, f.size, f.status, f.n, e.error FROM (SELECT task, size, status,"
+      " count(*) AS n, min(CASE WHEN error IS NOT NULL AND error <> '' THEN id END) AS first"
+      " FROM trials WHERE status <> 'ok' GROUP BY task, size, status) f"
+      " LEFT JOIN trials e ON e.id = f.first ORDER BY f.task, f.size, f.n DESC, f.status", &st);
+  if (rc < 0) return rc;
+  int step, cb_rc = 0;
+  while (!cb_rc && (step = sqlite3_step(st)) == SQLITE_ROW)
+    cb_rc = cb(ctx, (const char *)sqlite3_column_text(st, 0),
+               (const char *)sqlite3_column_text(st, 1), (const char *)sqlite3_column_text(st, 2),
+               sqlite3_column_int64(st, 3), (const char *)sqlite3_column_text(st, 4));
+  return hist_query_end(h, st, cb_rc ? SQLITE_DONE : step, cb_rc);
+}
+
+int hist_points(hist *h, hist_point_fn cb, void *ctx) {
+  sqlite3_stmt *st;
+  /* BINARY collation and integer sessions: the order strcmp and < give. */
+  int rc = hist_query(h, "SELECT task, size, status, session, mean_s, gflops, gbps FROM trials"
+                         " ORDER BY task, size, coalesce(session, 0), id", &st);
+  if (rc < 0) return rc;
+  int step, cb_rc = 0;
+  while (!cb_rc && (step = sqlite3_step(st)) == SQLITE_ROW) {
+    hist_point p = {.task = (const char *)sqlite3_column_text(st, 0),
+                    .size_json = (const char *)sqlite3_column_text(st, 1),
+                    .status = (const char *)sqlite3_column_text(st, 2),
+                    .session = sqlite3_column_int64(st, 3),
+                    .mean_s = col_real(st, 4),
+                    .gflops = col_real(st, 5),
+                    .gbps = col_real(st, 6)};
+    cb_rc = cb(ctx, &p);
+  }
+  return hist_query_end(h, st, cb_rc ? SQLITE_DONE : step, cb_rc);
+}
+
+int hist_trial_values(hist *h, const char *const *cols, size_t ncols, hist_values_fn cb,
+                      void *ctx) {
+  /* The names go into the SQL: only these. */
+  static const char *const known[] = {"runner", "key",     "device",  "compiler",
+                                      "compiler_id", "timing", "builder", "clock"};
+  enum { MAX_COLS = 4 };
+  if (ncols < 1 || ncols > MAX_COLS)
+    return hist_fail(h, "cannot list %zu columns at once (1 to %d)", ncols, MAX_COLS);
+  sqlite3_str *sql = sqlite3_str_new(hist_db(h));
+  sqlite3_str_appendall(sql, "SELECT ");
+  for (size_t i = 0; i < ncols; i++) {
+    size_t k = 0;
+    while (k < sizeof(known) / sizeof(known[0]) && (!cols[i] || strcmp(cols[i], known[k]))) k++;
+    if (k == sizeof(known) / sizeof(known[0])) {
+      sqlite3_free(sqlite3_str_finish(sql));
+      return hist_fail(h, "cannot list the values of column '%s'", cols[i] ? cols[i] : "");
+    }
+    sqlite3_str_appendf(sql, "%s, ", known[k]);
+  }
+  sqlite3_str_appendall(sql, "count(*) FROM trials GROUP BY ");
+  /* SQLite's printf has no %zu (its %z frees a string). */
+  for (size_t i = 0; i < ncols; i++) sqlite3_str_appendf(sql, "%s%d", i ? ", " : "", (int)i + 1);
+  sqlite3_str_appendall(sql, " ORDER BY min(id)");
+  char *text = sqlite3_str_finish(sql);
+  if (!text) return hist_fail(h, "out of memory");
+  sqlite3_stmt *st;
+  int rc = hist_query(h, text, &st);
+  sqlite3_free(text);
+  if (rc < 0) return rc;
+  int step, cb_rc = 0;
+  while (!cb_rc && (step = sqlite3_step(st)) == SQLITE_ROW) {
+    const char *v[MAX_COLS];
+    for (size_t i = 0; i < ncols; i++) v[i] = (const char *)sqlite3_column_text(st, (int)i);
+    cb_rc = cb(ctx, v, sqlite3_column_int64(st, (int)ncols));
+  }
+  return hist_query_end(h, st, cb_rc ? SQLITE_DONE : step, cb_rc);
 }

@@ -136,6 +136,57 @@ int hist_best_values(hist *h, const hist_best_query *q, const char *col, hist_va
  * or does not exist, negative on error. */
 int hist_session_spec(hist *h, int64_t id, void **blob, size_t *len);
 
+/* ---- the whole history at a glance (ktune report) ---- */
+
+/* A task at one size (a task name and its constants), over every trial
+ * of it, whatever kernel version, compiler or key measured it. Strings
+ * are the callback's to read, not to keep. */
+typedef struct {
+  const char *task, *size_json;
+  int64_t trials, failures;  /* failures: status not ok */
+  int64_t flops;             /* per call (the largest recorded) */
+  int64_t bytes;             /* per call; 0 when the task gives none */
+  int64_t first_ms, last_ms; /* when its first and last trials were recorded */
+  /* Its fastest ok trial (ties: the oldest); best_id 0 when it has none. */
+  int64_t best_id, best_session; /* session 0 when none */
+  double best_mean_s, best_gflops;
+  double best_gbps;          /* NAN when not stored */
+  int best_checked;
+  const char *best_compiler, *best_key;
+} hist_task_row;
+typedef int (*hist_task_fn)(void *ctx, const hist_task_row *r);
+/* Every task and size with trials, the one measured first first. A
+ * non-zero return of cb stops and is returned. */
+int hist_tasks(hist *h, hist_task_fn cb, void *ctx);
+
+/* How many trials of a task and size ended with a failing status, and the
+ * error of the first of them that has one (NULL when none has). */
+typedef int (*hist_failure_fn)(void *ctx, const char *task, const char *size_json,
+                               const char *status, int64_t trials, const char *first_error);
+/* Every (task, size, status) but ok, by task and size, then the most
+ * frequent status first. */
+int hist_failures(hist *h, hist_failure_fn cb, void *ctx);
+
+/* One trial as a point of a chart; session 0 when none. */
+typedef struct {
+  const char *task, *size_json, *status;
+  int64_t session;
+  double mean_s, gflops, gbps; /* NAN when not stored */
+} hist_point;
+typedef int (*hist_point_fn)(void *ctx, const hist_point *p);
+/* Every trial, in one pass, by task, size and session (as text and
+ * number: ordered as strcmp and < order them), each session's in the
+ * order they were recorded. */
+int hist_points(hist *h, hist_point_fn cb, void *ctx);
+
+/* The combinations of values columns cols[0..ncols) take over all trials
+ * (NULL ones included, as NULL), each with how many trials have it, the
+ * first recorded first. Columns: runner, key, device, compiler,
+ * compiler_id, timing, builder, clock; at most 4. */
+typedef int (*hist_values_fn)(void *ctx, const char *const *values, int64_t trials);
+int hist_trial_values(hist *h, const char *const *cols, size_t ncols, hist_values_fn cb,
+                      void *ctx);
+
 const char *hist_errmsg(hist *h);
 
 #endif
