@@ -15,7 +15,8 @@ typedef struct {
   int64_t session;
   const char *task;
   const char *size_json;
-  const char *config_json; /* canonical JSON of the knobs */
+  const char *config_json; /* JSON of the knobs (made canonical unless config_canonical) */
+  int config_canonical;    /* config_json is canonical already (space_config_json's) */
   const char *key;
   const char *compiler;
   const char *status;      /* ok or a trial error code */

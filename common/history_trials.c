@@ -60,6 +60,7 @@ static int bind_u32(hist *, sqlite3_stmt *, int, const trial_col *, const hist_t
 static int bind_u64(hist *, sqlite3_stmt *, int, const trial_col *, const hist_trial *);
 static int bind_time(hist *, sqlite3_stmt *, int, const trial_col *, const hist_trial *);
 static int bind_bool(hist *, sqlite3_stmt *, int, const trial_col *, const hist_trial *);
+static int bind_config(hist *, sqlite3_stmt *, int, const trial_col *, const hist_trial *);
 
 /* The hist_trial member m, which must have type T (checked at compile
  * time, since bind reads it through its offset). */
@@ -81,7 +82,7 @@ static const trial_col trial_cols[] = {
    .field = "task"},
   {"size", "TEXT NOT NULL", 1, NULL, bind_object, M(size_json, const char *),
    .out = OUT_OBJECT, .field = "size"},
-  {"config", "TEXT NOT NULL", 1, NULL, bind_object, M(config_json, const char *),
+  {"config", "TEXT NOT NULL", 1, NULL, bind_config, M(config_json, const char *),
    .out = OUT_OBJECT, .field = "config"},
   {"key", "TEXT NOT NULL", 1, NULL, bind_text, M(key, const char *), .out = OUT_TEXT,
    .field = "key"},
@@ -265,6 +266,15 @@ static int bind_object(hist *h, sqlite3_stmt *st, int i, const trial_col *c,
                        const hist_trial *t) {
   const char *v = MEMBER(t, c, const char *);
   return bind_canonical(h, st, i, c, v ? v : c->dflt);
+}
+
+/* The tracker's configs are canonical as made (space_config_json): no
+ * parse per trial. */
+static int bind_config(hist *h, sqlite3_stmt *st, int i, const trial_col *c,
+                       const hist_trial *t) {
+  const char *v = MEMBER(t, c, const char *);
+  if (!t->config_canonical || !v) return bind_object(h, st, i, c, t);
+  return bound(h, sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC));
 }
 
 static int bind_opt_object(hist *h, sqlite3_stmt *st, int i, const trial_col *c,

@@ -130,6 +130,26 @@ int ident_is_digest(const char *s) {
   return 1;
 }
 
+int ident_trial_canonical(const char *kernel_hex, const char *config_json, const char *compiler,
+                          const char *key, const char *timing_json, int checked,
+                          char out[IDENT_HEX]) {
+  if (!out) return -EINVAL;
+  out[0] = '\0';
+  if (!ident_is_digest(kernel_hex) || !config_json || !compiler || !key) return -EINVAL;
+  crypto_hash_sha256_state st;
+  int rc = start(&st, IDENT_TRIAL_TAG);
+  if (rc == 0) {
+    put_str(&st, kernel_hex);
+    put_str(&st, config_json);
+    put_str(&st, compiler);
+    put_str(&st, key);
+    put_str(&st, timing_json ? timing_json : "{}");
+    put_u64(&st, checked != 0);
+    rc = finish(&st, out);
+  }
+  return rc;
+}
+
 int ident_trial(const char *kernel_hex, const char *config_json, const char *compiler,
                 const char *key, const char *timing_json, int checked, char out[IDENT_HEX]) {
   if (!out) return -EINVAL;
@@ -139,17 +159,7 @@ int ident_trial(const char *kernel_hex, const char *config_json, const char *com
   int rc = ident_canonical_object(config_json, &config, err, sizeof(err));
   if (rc == 0) rc = ident_canonical_object(timing_json ? timing_json : "{}", &timing, err,
                                            sizeof(err));
-  crypto_hash_sha256_state st;
-  if (rc == 0) rc = start(&st, IDENT_TRIAL_TAG);
-  if (rc == 0) {
-    put_str(&st, kernel_hex);
-    put_str(&st, config);
-    put_str(&st, compiler);
-    put_str(&st, key);
-    put_str(&st, timing);
-    put_u64(&st, checked != 0);
-    rc = finish(&st, out);
-  }
+  if (rc == 0) rc = ident_trial_canonical(kernel_hex, config, compiler, key, timing, checked, out);
   free(config);
   free(timing);
   return rc;

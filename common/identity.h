@@ -27,6 +27,11 @@ int ident_kernel(const task_spec *t, char out[IDENT_HEX]);
  * for a missing string or JSON that is not an object, -ENOMEM. */
 int ident_trial(const char *kernel_hex, const char *config_json, const char *compiler,
                 const char *key, const char *timing_json, int checked, char out[IDENT_HEX]);
+/* The same for JSON that is canonical already (what space_config_json and
+ * timing_json write): no parse on the tracker's hot path. */
+int ident_trial_canonical(const char *kernel_hex, const char *config_json, const char *compiler,
+                          const char *key, const char *timing_json, int checked,
+                          char out[IDENT_HEX]);
 
 /* 1 when s looks like a digest: 64 lowercase hex characters. */
 int ident_is_digest(const char *s);

@@ -105,7 +105,9 @@ static int refused(const peer *b, const char *compiler) {
 
 static int can_build(const peer *b, const session *s, const char *arch) {
   if (refused(b, s->compiler)) return 0;
-  if (!target_builtin_compiler(s->compiler)) return b->has_cc; /* the builder checks */
+  /* The submission spelled a built-in compiler TARGET_BUILTIN_COMPILER
+   * (submit.c): a compare, not a parse, on every pick. */
+  if (strcmp(s->compiler, TARGET_BUILTIN_COMPILER) != 0) return b->has_cc; /* the builder checks */
   if (!b->has_tcc) return 0;
   if (b->narchs == 0) return strcmp(b->arch, arch) == 0;
   for (size_t i = 0; i < b->narchs; i++)
@@ -666,7 +668,9 @@ static void lose(tracker *t, job *j, const char *holder_role) {
 
 void jobs_release(tracker *t, peer *p) {
   uint32_t lost = 0;
-  for (job *j = t->jobs; j; j = j->next) {
+  /* Every lease counts in busy: a peer holding none (a client, say) need
+   * not look through the whole queue as it goes. */
+  for (job *j = p->busy ? t->jobs : NULL; j; j = j->next) {
     if (j->owner != p) continue;
     /* A tracker that is stopping loses no agent: the jobs stay as they are
      * in the history and are queued again on restart. */
@@ -684,7 +688,7 @@ void jobs_release(tracker *t, peer *p) {
   if (lost && p->rec && ++p->rec->loss_streak >= 2)
     guard_strike(t, p->rec, "lost %u jobs in a row with its connection, delivering none",
                  p->rec->loss_streak);
-  record_lost(t);
+  if (lost) record_lost(t);
 }
 
 void jobs_sweep(tracker *t) {

@@ -3,6 +3,10 @@
 #include "common/identity.h"
 
 #include <errno.h>
+#include <stdlib.h>
+
+#include "common/space.h"
+#include "common/timing.h"
 
 #include "tests/test.h"
 
@@ -205,7 +209,46 @@ TEST(canonical_object_sorts_and_compacts) {
   ASSERT_CONTAINS(err, "is not valid JSON");
 }
 
-TEST_LIST(TEST_ENTRY(kernel_is_stable_and_hex), TEST_ENTRY(kernel_changes_with_what_is_built),
+/* The tracker digests its configs without parsing them
+ * (ident_trial_canonical): what space_config_json and timing_json write
+ * must be the canonical text, for every config and timing, or trials
+ * would stop answering for each other. */
+TEST(tracker_texts_are_canonical) {
+  static int64_t wide[] = {-3, 0, 7, 1024, 9007199254740993};
+  static int64_t one[] = {1};
+  task_knob knobs[] = {{"ZZ", wide, 5}, {"A_b", one, 1}, {"a", wide, 5}, {"MR", wide, 5}};
+  task_param consts[] = {{"N", 4}};
+  task_spec t = {.name = "k", .consts = consts, .nconsts = 1, .knobs = knobs, .nknobs = 4,
+                 .flops = "N"};
+  space sp;
+  char err[256];
+  if (space_init(&sp, &t, err, sizeof(err)) < 0) TEST_FAIL("space_init: %s", err);
+  Ktune__Timing tm = KTUNE__TIMING__INIT;
+  tm.number = 7;
+  tm.flush_cache = 1;
+  if (timing_fill(&tm, err, sizeof(err)) < 0) TEST_FAIL("timing_fill: %s", err);
+  char *timing = timing_json(&tm);
+  ASSERT_NOT_NULL(timing);
+  for (uint64_t i = 0; i < sp.size; i++) {
+    int64_t v[4];
+    ASSERT_EQ_INT(space_config(&sp, i, v), 0);
+    char *config = space_config_json(&sp, v);
+    ASSERT_NOT_NULL(config);
+    char a[IDENT_HEX], b[IDENT_HEX];
+    ASSERT_EQ_INT(ident_trial(K, config, "tcc", "k", timing, 1, a), 0);
+    ASSERT_EQ_INT(ident_trial_canonical(K, config, "tcc", "k", timing, 1, b), 0);
+    ASSERT_EQ_STR(a, b);
+    free(config);
+  }
+  /* And the shortcut is no shortcut for text that is not canonical. */
+  char a[IDENT_HEX], b[IDENT_HEX];
+  ASSERT_EQ_INT(ident_trial(K, "{\"b\": 1, \"a\": 2}", "tcc", "k", NULL, 1, a), 0);
+  ASSERT_EQ_INT(ident_trial_canonical(K, "{\"b\": 1, \"a\": 2}", "tcc", "k", NULL, 1, b), 0);
+  ASSERT(strcmp(a, b) != 0);
+  free(timing);
+}
+
+TEST_LIST(TEST_ENTRY(kernel_is_stable_and_hex), TEST_ENTRY(tracker_texts_are_canonical), TEST_ENTRY(kernel_changes_with_what_is_built),
           TEST_ENTRY(kernel_ignores_search_space_and_name),
           TEST_ENTRY(kernel_refuses_incomplete_spec),
           TEST_ENTRY(trial_changes_with_how_it_was_measured),
