@@ -33,6 +33,7 @@ typedef struct {
   uint32_t builders, builder_slots, runners, keys;
   const char *key_prefix;
   double cost_us;
+  uint32_t run_ms;         /* a run takes this long before its answer; 0: none */
   uint32_t artifact_bytes;
   uint32_t dial_batch;
   const char *spec_path;
@@ -57,6 +58,9 @@ typedef struct {
   char key[64];
   int welcomed;
   uint64_t result_ns;      /* runner: its last RunResult went out; 0: none pending */
+  uv_timer_t *run_timer;   /* runner with --run-ms: the run under way */
+  uint64_t run_job;
+  uint32_t run_rounds, run_number;
   /* Clients: sessions [first, first + count) are this one's to submit. */
   uint32_t first, count;
   int submitted;
@@ -112,6 +116,8 @@ static void usage(FILE *f) {
           "                         PREFIX0 .. PREFIX<N-1> (default 1)\n"
           "  --key-prefix P         (default load)\n"
           "  --cost-us US           seconds per call each round reports, in us (default 2)\n"
+          "  --run-ms MS            a runner answers each run MS after it came, as a device\n"
+          "                         busy for that long (default 0: at once)\n"
           "  --artifact-bytes N     bytes of each built artifact (default 64)\n"
           "  --dial-batch N         agents dialled per %d ms, so logins do not trip the\n"
           "                         tracker's --max-unauth limits (default 32)\n"
@@ -165,17 +171,10 @@ static void answer_build(sim *s, const Ktune__BuildJob *bj) {
   if (agent_send(s->a, &env) == 0) L->builds++;
 }
 
-static void answer_run(sim *s, const Ktune__RunJob *rj) {
+static void send_result(sim *s, uint64_t job_id, uint32_t rounds, uint32_t number) {
   load *L = s->L;
-  uint64_t now = uv_hrtime();
-  if (s->result_ns) lat_add(&L->dispatch, (now - s->result_ns) / 1000);
-  /* The tracker checks the costs against what it asked for (guard.c):
-   * one per round, the calls per round it asked for. */
-  uint32_t rounds = rj->timing && rj->timing->repeat ? rj->timing->repeat : 3;
-  uint32_t number = rj->timing && rj->timing->number ? rj->timing->number : 1;
-  if (rounds > MAX_ROUNDS) rounds = MAX_ROUNDS;
   Ktune__RunResult rr = KTUNE__RUN_RESULT__INIT;
-  rr.job_id = rj->job_id;
+  rr.job_id = job_id;
   rr.status = WIRE_TRIAL(OK);
   rr.costs_s = L->costs;
   rr.n_costs_s = rounds;
@@ -186,6 +185,43 @@ static void answer_run(sim *s, const Ktune__RunJob *rj) {
     L->runs++;
     s->result_ns = uv_hrtime();
   }
+}
+
+static void on_run_done(uv_timer_t *t) {
+  sim *s = t->data;
+  send_result(s, s->run_job, s->run_rounds, s->run_number);
+}
+
+static void answer_run(sim *s, const Ktune__RunJob *rj) {
+  load *L = s->L;
+  uint64_t now = uv_hrtime();
+  if (s->result_ns) lat_add(&L->dispatch, (now - s->result_ns) / 1000);
+  s->result_ns = 0;
+  /* The tracker checks the costs against what it asked for (guard.c):
+   * one per round, the calls per round it asked for. */
+  uint32_t rounds = rj->timing && rj->timing->repeat ? rj->timing->repeat : 3;
+  uint32_t number = rj->timing && rj->timing->number ? rj->timing->number : 1;
+  if (rounds > MAX_ROUNDS) rounds = MAX_ROUNDS;
+  if (!L->o.run_ms) {
+    send_result(s, rj->job_id, rounds, number);
+    return;
+  }
+  /* A device busy for run_ms: the tracker is not saturated, and the
+   * dispatch latency is the tracker's, not a queue's. */
+  if (!s->run_timer) {
+    s->run_timer = malloc(sizeof(*s->run_timer));
+    if (!s->run_timer || uv_timer_init(L->loop, s->run_timer) < 0) {
+      free(s->run_timer);
+      s->run_timer = NULL;
+      send_result(s, rj->job_id, rounds, number);
+      return;
+    }
+    s->run_timer->data = s;
+  }
+  s->run_job = rj->job_id;
+  s->run_rounds = rounds;
+  s->run_number = number;
+  uv_timer_start(s->run_timer, on_run_done, L->o.run_ms, 0);
 }
 
 static void agent_message(agent *a, Ktune__Envelope *env) {
@@ -371,14 +407,18 @@ static void on_dial_tick(uv_timer_t *t) {
   if (L->dialled == L->nagents) uv_timer_stop(t);
 }
 
+static void free_handle(uv_handle_t *h) { free(h); }
+
 static void stop_all(load *L) {
   if (L->stopping) return;
   L->stopping = 1;
   if (!L->end_ns) L->end_ns = uv_hrtime();
   if (L->o.tracker_pid) L->cpu1 = bench_proc_cpu_s(L->o.tracker_pid);
   L->welcomed_at_end = L->welcomed;
-  for (size_t i = 0; i < L->nagents + L->nclients; i++)
+  for (size_t i = 0; i < L->nagents + L->nclients; i++) {
     if (L->sims[i].a) agent_stop(L->sims[i].a);
+    if (L->sims[i].run_timer) uv_close((uv_handle_t *)L->sims[i].run_timer, free_handle);
+  }
   uv_close((uv_handle_t *)&L->dial_timer, NULL);
   uv_close((uv_handle_t *)&L->stop_timer, NULL);
   uv_close((uv_handle_t *)&L->sigterm, NULL);
@@ -446,13 +486,14 @@ static int write_stats(load *L) {
 static int parse(int argc, char **argv, load_opts *o) {
   enum { O_TOKENS = 256, O_BUILDERS, O_SLOTS, O_RUNNERS, O_KEYS, O_PREFIX, O_COST, O_ARTIFACT,
          O_DIAL, O_SPEC, O_VARY, O_SESSIONS, O_PER_CLIENT, O_TRIALS, O_STRATEGY, O_BATCH,
-         O_CHECK, O_WAIT, O_DURATION, O_PID, O_STATS, O_READY };
+         O_CHECK, O_WAIT, O_DURATION, O_PID, O_STATS, O_READY, O_RUN_MS };
   static const struct option opts[] = {
       {"tracker", required_argument, 0, 't'}, {"tokens", required_argument, 0, O_TOKENS},
       {"builders", required_argument, 0, O_BUILDERS},
       {"builder-slots", required_argument, 0, O_SLOTS},
       {"runners", required_argument, 0, O_RUNNERS}, {"keys", required_argument, 0, O_KEYS},
       {"key-prefix", required_argument, 0, O_PREFIX}, {"cost-us", required_argument, 0, O_COST},
+      {"run-ms", required_argument, 0, O_RUN_MS},
       {"artifact-bytes", required_argument, 0, O_ARTIFACT},
       {"dial-batch", required_argument, 0, O_DIAL}, {"spec", required_argument, 0, O_SPEC},
       {"vary", required_argument, 0, O_VARY}, {"sessions", required_argument, 0, O_SESSIONS},
@@ -482,6 +523,7 @@ static int parse(int argc, char **argv, load_opts *o) {
     case O_KEYS: rc = bench_u32(PROG, "--keys", optarg, 1, 100000, &o->keys); break;
     case O_PREFIX: o->key_prefix = optarg; break;
     case O_COST: rc = bench_double(PROG, "--cost-us", optarg, 0.001, 1e6, &o->cost_us); break;
+    case O_RUN_MS: rc = bench_u32(PROG, "--run-ms", optarg, 0, 3600000, &o->run_ms); break;
     case O_ARTIFACT:
       rc = bench_u32(PROG, "--artifact-bytes", optarg, 1, 1u << 24, &o->artifact_bytes);
       break;
