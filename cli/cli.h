@@ -10,6 +10,7 @@
 #ifndef KTUNE_CLI_H
 #define KTUNE_CLI_H
 
+#include <jansson.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -199,7 +200,14 @@ int cmd_token(int argc, char **argv);
 #define CLI_INTERRUPTED (-4)
 #define CLI_FOLLOW_QUIET 1
 #define CLI_FOLLOW_VERBOSE 2
+#define CLI_FOLLOW_SILENT 4 /* not even the final lines: the caller says what counts */
 int cli_follow(client *c, uint64_t id, int how, Ktune__Envelope **final);
+
+/* --json pieces: a session's best (config, latency_s, gflops, gbps,
+ * confirmed_latency_s, confirmed) or null, and its failures added to a
+ * {status: count} object. */
+json_t *cli_best_json(const Ktune__SessionProgress *p);
+void cli_add_failures(json_t *failures, const Ktune__SessionProgress *p);
 
 /* Asks a tracker for its status; *reply is freed with wire_free. */
 int cli_fetch_status(const cli_dial *d, Ktune__Envelope **reply, char *err, size_t errlen);

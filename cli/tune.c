@@ -12,6 +12,7 @@
 
 #include "cli/cli.h"
 #include "cli/format.h"
+#include "cli/workload.h"
 #include "common/space.h"
 #include "common/task.h"
 #include "common/wire.h"
@@ -35,7 +36,7 @@ static void usage(FILE *f) {
   static const char *const own[] = {"[--trials N]", "[--strategy S]", "[--seed N]",
                                     "[--batch N]", "[--detach]", "[--replay FILE]",
                                     "[--resume ID]", "[--verbose]", "[--json]",
-                                    "[--confirm N]", NULL};
+                                    "[--confirm N]", "[--workload FILE]", NULL};
   cli_session_usage(f, "tune", own);
   fprintf(f,
           "\n"
@@ -65,6 +66,11 @@ static void usage(FILE *f) {
           "  --confirm N         at the end, measure the N best configs again, taking turns\n"
           "                      on one runner, and pick the winner from those numbers;\n"
           "                      0 to 8 (default 3; 0: the search's best stands)\n"
+          "  --workload FILE     tune the tasks FILE lists ({\"tasks\": [{\"task\": NAME or\n"
+          "                      SPEC, \"constants\": {...}, \"weight\": N}]}) for the weighted\n"
+          "                      sum of their best latencies; --trials is the budget for\n"
+          "                      all (default 32 per task), spent a --batch at a time where\n"
+          "                      it cuts that sum most (no TASK; default: one task)\n"
           "  --json              end with one JSON object on stdout: per task the session,\n"
           "                      best config, latency, GFLOPS, trials and failures by\n"
           "                      status (docs/METRICS.md); progress goes to stderr\n"
@@ -114,7 +120,8 @@ static void print_progress(const Ktune__SessionProgress *p, int verbose) {
 }
 
 int cli_follow(client *c, uint64_t id, int how, Ktune__Envelope **final) {
-  int quiet = how & CLI_FOLLOW_QUIET, verbose = how & CLI_FOLLOW_VERBOSE;
+  int silent = how & CLI_FOLLOW_SILENT;
+  int quiet = silent || (how & CLI_FOLLOW_QUIET), verbose = how & CLI_FOLLOW_VERBOSE;
   if (final) *final = NULL;
   char err[512], said[256] = "";
   uint32_t shown = 0; /* trials_done of the last progress line printed */
@@ -144,9 +151,15 @@ int cli_follow(client *c, uint64_t id, int how, Ktune__Envelope **final) {
       wire_free(m);
       continue;
     }
-    print_progress(p, verbose);
     int rc = EXIT_OK;
     int done = p->state == WIRE_SESSION(DONE);
+    if (silent) {
+      rc = done && p->n_best_config ? EXIT_OK : EXIT_FAIL;
+      if (final) *final = m;
+      else wire_free(m);
+      return rc;
+    }
+    print_progress(p, verbose);
     if (done && p->message && p->message[0]) printf("note: %s\n", p->message);
     if (!done) {
       fprintf(stderr, "ktune: session %llu %s%s%s\n", (unsigned long long)id,
@@ -188,6 +201,31 @@ typedef cli_session_opts tune_opts;
 #define TUNE_CONFIRM_DEFAULT 3
 #define TUNE_CONFIRM_MAX 8
 
+json_t *cli_best_json(const Ktune__SessionProgress *p) {
+  if (!p || !p->n_best_config) return json_null();
+  json_t *best = json_object(), *cfg = json_object();
+  for (size_t i = 0; i < p->n_best_config; i++)
+    json_object_set_new(cfg, p->best_config[i]->name, json_integer(p->best_config[i]->value));
+  json_object_set_new(best, "config", cfg);
+  json_object_set_new(best, "latency_s", json_real(p->best_latency_s));
+  json_object_set_new(best, "gflops", json_real(p->best_gflops));
+  if (p->bytes_counted) json_object_set_new(best, "gbps", json_real(p->best_gbps));
+  /* Measured again at the end (--confirm): the winner's latency then. */
+  json_object_set_new(best, "confirmed_latency_s", p->confirmed_latency_s > 0
+                                                       ? json_real(p->confirmed_latency_s)
+                                                       : json_null());
+  json_object_set_new(best, "confirmed", json_integer(p->confirmed));
+  return best;
+}
+
+void cli_add_failures(json_t *failures, const Ktune__SessionProgress *p) {
+  for (size_t i = 0; p && i < p->n_failure_counts; i++) {
+    const char *st = p->failure_counts[i]->status;
+    json_int_t had = json_integer_value(json_object_get(failures, st));
+    json_object_set_new(failures, st, json_integer(had + p->failure_counts[i]->count));
+  }
+}
+
 /* --json: the session's outcome as one JSON object, for scripts. A task
  * is a list item so that a workload's several tasks fit the same shape. */
 static int print_summary(const tune_opts *o, const task_spec *t, uint64_t id,
@@ -207,26 +245,8 @@ static int print_summary(const tune_opts *o, const task_spec *t, uint64_t id,
     json_object_set_new(task, "strategy", json_string(o->strategy));
   }
   json_object_set_new(task, "state", json_string(p ? wire_state_name(p->state) : "unknown"));
-  if (p && p->n_best_config) {
-    json_t *best = json_object(), *cfg = json_object();
-    for (size_t i = 0; i < p->n_best_config; i++)
-      json_object_set_new(cfg, p->best_config[i]->name, json_integer(p->best_config[i]->value));
-    json_object_set_new(best, "config", cfg);
-    json_object_set_new(best, "latency_s", json_real(p->best_latency_s));
-    json_object_set_new(best, "gflops", json_real(p->best_gflops));
-    if (p->bytes_counted) json_object_set_new(best, "gbps", json_real(p->best_gbps));
-    /* Measured again at the end (--confirm): the winner's latency then. */
-    json_object_set_new(best, "confirmed_latency_s", p->confirmed_latency_s > 0
-                                                         ? json_real(p->confirmed_latency_s)
-                                                         : json_null());
-    json_object_set_new(best, "confirmed", json_integer(p->confirmed));
-    json_object_set_new(task, "best", best);
-  } else {
-    json_object_set_new(task, "best", json_null());
-  }
-  for (size_t i = 0; p && i < p->n_failure_counts; i++)
-    json_object_set_new(failures, p->failure_counts[i]->status,
-                        json_integer(p->failure_counts[i]->count));
+  json_object_set_new(task, "best", cli_best_json(p));
+  cli_add_failures(failures, p);
   json_object_set_new(task, "trials", json_integer(p ? p->trials_done : 0));
   json_object_set_new(task, "reused", json_integer(p ? p->reused : 0));
   json_object_set_new(task, "failed", json_integer(p ? p->failures : 0));
@@ -346,12 +366,67 @@ static int run_tune(void *ctx, const cli_dial *d, int shared) {
   return submit_and_follow(j->o, d, j->t, shared);
 }
 
+/* --json: everything a person reads goes to stderr; stdout keeps the
+ * summary alone, so a script can parse it whatever the farm printed. */
+static int json_to_stdout_only(tune_opts *o) {
+  fflush(stdout);
+  int fd = dup(STDOUT_FILENO);
+  if (fd < 0 || dup2(STDERR_FILENO, STDOUT_FILENO) < 0 || !(o->json = fdopen(fd, "w"))) {
+    fprintf(stderr, "ktune tune: --json: %s\n", strerror(errno));
+    return -1;
+  }
+  return 0;
+}
+
+static int run_workload(void *ctx, const cli_dial *d, int shared) {
+  (void)shared;
+  void **args = ctx;
+  return workload_run(args[0], args[1], d);
+}
+
+/* --workload FILE: several tasks, one budget (docs/METRICS.md). */
+static int tune_workload(tune_opts *o, const char *path, int ntasks_given, int json,
+                         int trials_given) {
+  if (ntasks_given || o->resume || o->replay || o->detach) {
+    fprintf(stderr, "ktune tune: --workload names its tasks itself; it takes no TASK, --resume, "
+                    "--replay or --detach\n");
+    return EXIT_USAGE;
+  }
+  if (o->ndefines) {
+    fprintf(stderr, "ktune tune: --workload takes each task's constants from its file, not -D\n");
+    return EXIT_USAGE;
+  }
+  if (!known_strategy(o->strategy)) {
+    fprintf(stderr, "ktune tune: --strategy: unknown '%s'\n", o->strategy);
+    return EXIT_USAGE;
+  }
+  if (cli_session_check(o, "tune") < 0) return EXIT_USAGE;
+  workload *w;
+  if (workload_load(path, &w) < 0) return EXIT_USAGE;
+  if (!o->seed_set && getrandom(&o->seed, sizeof(o->seed), 0) != (ssize_t)sizeof(o->seed))
+    o->seed = 1;
+  int rc = EXIT_FAIL;
+  if (json && json_to_stdout_only(o) < 0) goto out;
+  /* The default budget is the single task's, for each task. */
+  if (!trials_given) o->trials *= (uint32_t)workload_size(w);
+  void *args[] = {w, o};
+  rc = cli_session_run("tune", o, stdout, run_workload, args);
+  if (json && workload_json(w, o->json) < 0) {
+    fprintf(stderr, "ktune tune: cannot write the --json summary\n");
+    rc = EXIT_FAIL;
+  }
+out:
+  workload_free(w);
+  return rc;
+}
+
 int cmd_tune(int argc, char **argv) {
   tune_opts o;
   cli_session_defaults(&o, argc);
   enum { OPT_TRIALS = 256, OPT_STRATEGY, OPT_SEED, OPT_BATCH, OPT_DETACH, OPT_REPLAY,
-         OPT_RESUME, OPT_VERBOSE, OPT_JSON, OPT_CONFIRM };
-  int json = 0;
+         OPT_RESUME, OPT_VERBOSE, OPT_JSON, OPT_CONFIRM, OPT_WORKLOAD };
+  int json = 0, trials_given = 0;
+  const char *workload_path = NULL;
   o.confirm = TUNE_CONFIRM_DEFAULT;
   static const struct option own[] = {
       {"trials", required_argument, 0, OPT_TRIALS}, {"strategy", required_argument, 0, OPT_STRATEGY},
@@ -359,7 +434,8 @@ int cmd_tune(int argc, char **argv) {
       {"detach", no_argument, 0, OPT_DETACH},
       {"replay", required_argument, 0, OPT_REPLAY}, {"resume", required_argument, 0, OPT_RESUME},
       {"verbose", no_argument, 0, OPT_VERBOSE}, {"json", no_argument, 0, OPT_JSON},
-      {"confirm", required_argument, 0, OPT_CONFIRM}};
+      {"confirm", required_argument, 0, OPT_CONFIRM},
+      {"workload", required_argument, 0, OPT_WORKLOAD}};
   const struct option *opts = cli_session_longopts(own, sizeof(own) / sizeof(own[0]));
   int ch, rc = EXIT_USAGE;
   while ((ch = getopt_long(argc, argv, "D:h", opts, NULL)) != -1) {
@@ -369,6 +445,7 @@ int cmd_tune(int argc, char **argv) {
     switch (ch) {
     case OPT_TRIALS:
       if (cli_parse_u32("tune", "--trials", optarg, 1, 1000000, &o.trials)) goto out;
+      trials_given = 1;
       break;
     case OPT_STRATEGY: o.strategy = optarg; break;
     case OPT_SEED:
@@ -385,6 +462,7 @@ int cmd_tune(int argc, char **argv) {
     case OPT_DETACH: o.detach = 1; break;
     case OPT_VERBOSE: o.verbose = 1; break;
     case OPT_JSON: json = 1; break;
+    case OPT_WORKLOAD: workload_path = optarg; break;
     case OPT_CONFIRM:
       if (cli_parse_u32("tune", "--confirm", optarg, 0, TUNE_CONFIRM_MAX, &o.confirm)) goto out;
       break;
@@ -399,6 +477,10 @@ int cmd_tune(int argc, char **argv) {
     case 'h': usage(stdout); rc = EXIT_OK; goto out;
     default: usage(stderr); goto out;
     }
+  }
+  if (workload_path) {
+    rc = tune_workload(&o, workload_path, argc - optind, json, trials_given);
+    goto out;
   }
   if (o.resume && optind < argc) {
     fprintf(stderr, "ktune tune: --resume takes no TASK: the session goes on with its own\n");
@@ -438,16 +520,9 @@ int cmd_tune(int argc, char **argv) {
     fprintf(stderr, "ktune tune: --json waits for the session's outcome; --detach does not\n");
     goto out;
   }
-  if (json) {
-    /* Everything a person reads goes to stderr; stdout keeps the summary
-     * alone, so a script can parse it whatever the farm printed. */
-    fflush(stdout);
-    int fd = dup(STDOUT_FILENO);
-    if (fd < 0 || dup2(STDERR_FILENO, STDOUT_FILENO) < 0 || !(o.json = fdopen(fd, "w"))) {
-      fprintf(stderr, "ktune tune: --json: %s\n", strerror(errno));
-      rc = EXIT_FAIL;
-      goto out;
-    }
+  if (json && json_to_stdout_only(&o) < 0) {
+    rc = EXIT_FAIL;
+    goto out;
   }
   task_spec t = {0};
   /* With --resume the tracker has the session's task. */

@@ -442,7 +442,99 @@ TEST(confirmation_stores_latencies_and_picks_the_fastest_confirmed) {
   remove_place(&p);
 }
 
+/* Runs `ktune tune --workload FILE ARGS... --json` in p's spec folder and
+ * parses its summary. */
+static json_t *tune_workload(const place *p, const char *workload, const char *trials) {
+  char wl[400], cmd[1400];
+  snprintf(wl, sizeof(wl), "%s/workload.json", p->spec);
+  proc_write_file(wl, workload);
+  snprintf(cmd, sizeof(cmd), "'%s' tune --workload '%s' --trials %s --batch 4 --strategy random "
+           "--db '%s' --json 2>'%s/progress.txt'", proc_bin("cli/ktune"), wl, trials, p->db,
+           p->root);
+  char *sh[] = {"/bin/sh", "-c", cmd, NULL};
+  if (chdir(p->root) != 0) TEST_FAIL("cannot enter %s", p->root);
+  expect_rc(proc_run(sh, out, sizeof(out), RUN_MS), 0, "ktune tune --workload");
+  return parse("ktune tune --workload --json");
+}
+
+/* The fastest ok trial of a task at a size, straight from the file. */
+static double best_mean(const place *p, const char *task, const char *size) {
+  sqlite3 *db;
+  sqlite3_stmt *st;
+  if (sqlite3_open_v2(p->db, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK ||
+      sqlite3_prepare_v2(db, "SELECT min(mean_s) FROM trials WHERE task = ? AND size = ? AND "
+                             "status = 'ok'", -1, &st, NULL) != SQLITE_OK)
+    TEST_FAIL("cannot read %s", p->db);
+  sqlite3_bind_text(st, 1, task, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 2, size, -1, SQLITE_STATIC);
+  ASSERT_EQ_INT(sqlite3_step(st), SQLITE_ROW);
+  double v = sqlite3_column_double(st, 0);
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return v;
+}
+
+/* A workload's end-to-end estimate is the weighted sum of each task's
+ * best latency, as the history has them; a spec path in the file is
+ * relative to the file. */
+TEST(workload_estimate_is_the_weighted_sum_of_the_bests) {
+  place p;
+  make_place(&p);
+  json_t *sum = tune_workload(&p, "{\"tasks\": [{\"task\": \"matmul\", \"constants\": "
+                                  "{\"M\": 16, \"N\": 24, \"K\": 8}, \"weight\": 3},\n"
+                                  " {\"task\": \"./tiny.json\", \"weight\": 2}]}\n", "12");
+  json_t *tasks = json_object_get(sum, "tasks");
+  ASSERT_EQ_INT((int)json_array_size(tasks), 2);
+  double mm = best_mean(&p, "matmul", "{\"K\":8,\"M\":16,\"N\":24}");
+  double tiny = best_mean(&p, "tiny", "{\"N\":1024}");
+  ASSERT(mm > 0 && tiny > 0);
+  double e2e = json_real_value(json_object_get(sum, "end_to_end_s"));
+  ASSERT_EQ_DBL(e2e, 3 * mm + 2 * tiny, 1e-12 * e2e);
+  int trials = 0;
+  for (size_t i = 0; i < 2; i++)
+    trials += (int)json_integer_value(json_object_get(json_array_get(tasks, i), "trials"));
+  ASSERT_EQ_INT(trials, 12);
+  /* The progress shows a line per task and the estimate. */
+  static char progress[1 << 15];
+  char path[400];
+  snprintf(path, sizeof(path), "%s/progress.txt", p.root);
+  proc_read_file(path, progress, sizeof(progress));
+  ASSERT_CONTAINS(progress, "  matmul {\"K\":8,\"M\":16,\"N\":24}");
+  ASSERT_CONTAINS(progress, "  tiny {\"N\":1024}");
+  ASSERT_CONTAINS(progress, "[12/12] end to end (weighted sum of the bests): ");
+  json_decref(sum);
+  remove_place(&p);
+}
+
+/* Unbalanced: the same kernel at two sizes, one 64 times the work and 20
+ * times the weight. After a batch each, the trials go to it. */
+TEST(workload_scheduler_spends_where_there_is_more_to_gain) {
+  place p;
+  make_place(&p);
+  json_t *sum = tune_workload(&p, "{\"tasks\": [{\"task\": \"./tiny.json\", \"constants\": "
+                                  "{\"N\": 64}, \"weight\": 1},\n"
+                                  " {\"task\": \"./tiny.json\", \"constants\": {\"N\": 4096},"
+                                  " \"weight\": 20}]}\n", "16");
+  json_t *tasks = json_object_get(sum, "tasks");
+  long small = json_integer_value(json_object_get(json_array_get(tasks, 0), "trials"));
+  long big = json_integer_value(json_object_get(json_array_get(tasks, 1), "trials"));
+  if (!(big > small))
+    TEST_FAIL("the heavy task got %ld trials, the light one %ld: %s", big, small, out);
+  ASSERT_EQ_INT((int)small, 4);
+  json_decref(sum);
+  /* A broken file is a usage error that says where. */
+  char wl[400];
+  snprintf(wl, sizeof(wl), "%s/bad.json", p.spec);
+  proc_write_file(wl, "{\"tasks\": [{\"task\": \"matmul\", \"weight\": -1}]}");
+  char *bad[] = {"tune", "--workload", wl, "--db", p.db, NULL};
+  expect_rc(ktune_in(p.root, bad), 2, "ktune tune --workload with a bad weight");
+  ASSERT_CONTAINS(out, "tasks[0]: \"weight\" must be a positive number");
+  remove_place(&p);
+}
+
 TEST_LIST(TEST_ENTRY(best_by_name_of_a_spec_file_task_from_another_folder),
+          TEST_ENTRY(workload_estimate_is_the_weighted_sum_of_the_bests),
+          TEST_ENTRY(workload_scheduler_spends_where_there_is_more_to_gain),
           TEST_ENTRY(confirmation_stores_latencies_and_picks_the_fastest_confirmed),
           TEST_ENTRY(tune_json_summary_parses_and_agrees_with_best),
           TEST_ENTRY(emitted_winner_compiles_into_a_driver_and_matches_the_reference),
