@@ -44,6 +44,8 @@ typedef struct {
   int checked;             /* 1 when outputs were compared with the reference */
   int64_t bytes;           /* bytes one call moves; 0 when the task gives none */
   double gbps;             /* bytes / mean_s / 1e9; stored only with bytes */
+  double retried_cv;       /* the spread (std / mean) of a first measurement too wide to
+                            * keep, measured again; 0 when the first one stood */
   int64_t id;              /* its row, once recorded (trial_record sets it); not inserted */
 } hist_trial;
 

@@ -61,6 +61,7 @@ static int bind_u64(hist *, sqlite3_stmt *, int, const trial_col *, const hist_t
 static int bind_time(hist *, sqlite3_stmt *, int, const trial_col *, const hist_trial *);
 static int bind_bool(hist *, sqlite3_stmt *, int, const trial_col *, const hist_trial *);
 static int bind_config(hist *, sqlite3_stmt *, int, const trial_col *, const hist_trial *);
+static int bind_opt_real(hist *, sqlite3_stmt *, int, const trial_col *, const hist_trial *);
 
 /* The hist_trial member m, which must have type T (checked at compile
  * time, since bind reads it through its offset). */
@@ -141,6 +142,8 @@ static const trial_col trial_cols[] = {
    * (store_trial_confirm); never inserted. */
   {"confirmed_s", "REAL", 4, "NULL", NULL, 0, .out = OUT_REAL, .field = "confirmed_s"},
   {"confirm_costs", "TEXT", 4, "NULL", NULL, 0, .out = OUT_REALS, .field = "confirm_costs_s"},
+  {"retried_cv", "REAL", 4, "NULL", bind_opt_real, M(retried_cv, double), .out = OUT_REAL,
+   .field = "retried_cv"},
 };
 
 #define NCOLS (sizeof(trial_cols) / sizeof(trial_cols[0]))
@@ -313,6 +316,13 @@ static int bind_double(hist *h, sqlite3_stmt *st, int i, double v, int present) 
 static int bind_real(hist *h, sqlite3_stmt *st, int i, const trial_col *c,
                      const hist_trial *t) {
   return bind_double(h, st, i, MEMBER(t, c, double), 1);
+}
+
+/* A measure where 0 means there is none: NULL. */
+static int bind_opt_real(hist *h, sqlite3_stmt *st, int i, const trial_col *c,
+                         const hist_trial *t) {
+  double v = MEMBER(t, c, double);
+  return bind_double(h, st, i, v, v > 0);
 }
 
 static int bind_timed(hist *h, sqlite3_stmt *st, int i, const trial_col *c,

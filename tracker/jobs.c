@@ -27,6 +27,19 @@
 #define WHO "tracker"
 /* Bytes of an agent's error text kept: compiler diagnostics fit. */
 #define MAX_ERROR_TEXT 4096
+/* A measurement whose rounds spread wider than this (std / mean) is not
+ * one number: it is measured again, once (docs/MEASUREMENT.md). */
+#define MAX_ROUND_CV 0.2
+
+/* std / mean of a measurement's rounds; 0 with fewer than two. */
+static double round_cv(const double *c, size_t n) {
+  if (n < 2) return 0;
+  double mean = 0, var = 0;
+  for (size_t i = 0; i < n; i++) mean += c[i];
+  mean /= (double)n;
+  for (size_t i = 0; i < n; i++) var += (c[i] - mean) * (c[i] - mean);
+  return mean > 0 ? sqrt(var / (double)(n - 1)) / mean : 0;
+}
 
 job *jobs_add(tracker *t, session *s, uint64_t id, uint64_t index, const int64_t *values,
               const char *config_json, const char *digest, uint32_t lost) {
@@ -366,6 +379,7 @@ static void record_job(tracker *t, job *j, Ktune__TrialStatus status, const char
   tr.runner = runner ? runner->name : NULL;
   tr.device_json = runner ? runner->device_json : NULL;
   tr.builder = j->builder[0] ? j->builder : NULL;
+  tr.retried_cv = j->retried_cv;
   tr.digest = j->digest[0] ? j->digest : NULL;
   tr.build_s = j->build_s;
   tr.compiler_id = j->compiler_id;
@@ -602,6 +616,17 @@ void jobs_on_run_result(tracker *t, peer *p, const Ktune__RunResult *r) {
     return;
   }
   if (!ok && !j->confirm && second_opinion(t, p, j, r->status, r->error, KTUNE__ROLE__ROLE_RUNNER)) {
+    jobs_dispatch(t);
+    return;
+  }
+  double cv = ok ? round_cv(r->costs_s, r->n_costs_s) : 0;
+  if (cv > MAX_ROUND_CV && !j->confirm && !j->retried_cv) {
+    /* Its rounds disagree: the machine was busy, or the kernel is. A
+     * second measurement is the trial; the first's spread is kept. */
+    j->retried_cv = cv;
+    log_info(WHO, "job %llu: its rounds spread %.0f%% (std / mean); measuring it again",
+             (unsigned long long)j->id, cv * 100);
+    requeue(t, j);
     jobs_dispatch(t);
     return;
   }

@@ -305,6 +305,7 @@ struct job {
   char *held_error;
   uint64_t deadline;       /* uv_now by which its holder must answer */
   uint32_t lost;           /* times its agent went away */
+  double retried_cv;       /* its first measurement's spread, too wide to keep; 0: none */
   job *next, *prev;        /* t->jobs */
   job *qnext, *qprev;      /* its session's queue of its state (queue.c) */
   job *hnext;              /* t->jindex */

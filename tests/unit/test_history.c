@@ -190,7 +190,7 @@ TEST(open_creates_schema_in_wal) {
                 " std_s REAL, calls INTEGER, clock TEXT, timing TEXT NOT NULL DEFAULT '{}',"
                 " reused INTEGER REFERENCES trials(id), digest TEXT, kernel TEXT, checked"
                 " INTEGER NOT NULL DEFAULT 0, builder TEXT, bytes INTEGER, gbps REAL,"
-                " confirmed_s REAL, confirm_costs TEXT)");
+                " confirmed_s REAL, confirm_costs TEXT, retried_cv REAL)");
   raw_text(db, "SELECT sql FROM sqlite_schema WHERE name = 'sessions'", sql, sizeof(sql));
   ASSERT_EQ_STR(sql,
                 "CREATE TABLE sessions ( id INTEGER PRIMARY KEY, task TEXT NOT NULL, size TEXT"
@@ -562,13 +562,13 @@ TEST(export_csv) {
                 "id,session,task,size,config,key,compiler,status,error,costs_s,mean_s,gflops,"
                 "flops,runner,build_s,timestamp,timestamp_ms,number,repeat,compiler_id,device,"
                 "median_s,std_s,calls,clock,timing,reused_from,digest,kernel,checked,builder,"
-                "bytes,gbps,confirmed_s,confirm_costs_s");
+                "bytes,gbps,confirmed_s,confirm_costs_s,retried_cv");
   char want[512];
   snprintf(want, sizeof(want),
            "1,%lld,matmul,\"{\"\"K\"\":64,\"\"M\"\":64,\"\"N\"\":64}\",\"{\"\"TI\"\":8,"
            "\"\"TJ\"\":16}\",rpi4,tcc,COMPILE_ERROR,\"x.c:1: expected ',' or \"\";\"\"\n"
            "second line\",\"[0.0015,0.00125,0.001]\",0.001,0.524288,524288,pi-1,0.0005,"
-           "2026-11-28T01:02:03.456Z,1795827723456,10,3,,,0,0,0,,{},,," KERNEL_A ",true,b-1,,,,",
+           "2026-11-28T01:02:03.456Z,1795827723456,10,3,,,0,0,0,,{},,," KERNEL_A ",true,b-1,,,,,",
            (long long)sid);
   ASSERT_EQ_STR(c.lines[1], want);
   ASSERT_CONTAINS(c.lines[2], ",rpi4,gcc -O3,ok,,\"[");
@@ -1652,6 +1652,7 @@ TEST(v2_file_reads_read_only_and_is_upgraded) {
   char v2[1024];
   snprintf(v2, sizeof v2,
            "DROP INDEX trials_prior;"
+           "ALTER TABLE trials DROP COLUMN retried_cv;"
            "ALTER TABLE trials DROP COLUMN confirm_costs;"
            "ALTER TABLE trials DROP COLUMN confirmed_s;"
            "ALTER TABLE trials DROP COLUMN gbps;"
@@ -1753,7 +1754,7 @@ TEST(confirmed_latency_is_stored_on_the_ok_trial) {
   export_ok(h, "jsonl", &c);
   ASSERT_EQ_INT(c.n, 2);
   ASSERT_CONTAINS(c.lines[0], "\"confirmed_s\":0.00125,\"confirm_costs_s\":[0.00125,0.001,0.0015]");
-  ASSERT_CONTAINS(c.lines[1], "\"confirmed_s\":null,\"confirm_costs_s\":null");
+  ASSERT_CONTAINS(c.lines[1], "\"confirmed_s\":null,\"confirm_costs_s\":null,\"retried_cv\":null");
   collect_free(&c);
   hist_close(h);
   tmp_free(&t);
