@@ -105,6 +105,12 @@ int emit_files(const emit_winner *w, const char *c_path, const char *h_path, cha
       fprintf(f, "#define %s %lld\n", t->consts[i].name, (long long)t->consts[i].value);
     for (size_t k = 0; k < t->nknobs; k++)
       fprintf(f, "#define %s %lld\n", t->knobs[k].name, (long long)vals[k]);
+    if (w->suffix && *w->suffix) {
+      fprintf(f, "/* Renamed: another size of %s links into the same program. */\n", t->name);
+      fprintf(f, "#define %s %s%s\n", t->entry, t->entry, w->suffix);
+      if (t->reference && *t->reference)
+        fprintf(f, "#define %s %s%s\n", t->reference, t->reference, w->suffix);
+    }
     fprintf(f, "\n");
     fputs(t->source, f);
     if (t->source[0] && t->source[strlen(t->source) - 1] != '\n') fputc('\n', f);
@@ -116,9 +122,11 @@ int emit_files(const emit_winner *w, const char *c_path, const char *h_path, cha
     rc = -1;
   }
   if (h) {
-    char guard[128];
+    /* The guard and the prototype name the function, suffix and all. */
+    char fn[256], guard[280];
+    snprintf(fn, sizeof(fn), "%s%s", t->entry, w->suffix ? w->suffix : "");
     size_t n = 0;
-    for (const char *p = t->name; *p && n + 16 < sizeof(guard); p++)
+    for (const char *p = fn; *p && n + 16 < sizeof(guard); p++)
       guard[n++] = (char)((*p >= 'a' && *p <= 'z') ? *p - 32
                           : ((*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9')) ? *p : '_');
     snprintf(guard + n, sizeof(guard) - n, "_KTUNE_H");
@@ -131,7 +139,7 @@ int emit_files(const emit_winner *w, const char *c_path, const char *h_path, cha
       fprintf(h, "/* %s: %s[%s] = %lld elements%s */\n", t->args[i].name, t->args[i].type,
               t->args[i].count, (long long)count, t->args[i].output ? ", written" : "");
     }
-    emit_prototype(h, t, t->entry);
+    emit_prototype(h, t, fn);
     fprintf(h, ";\n\n#endif\n");
     rc = emit_close(h, h_path, err, errlen);
   }

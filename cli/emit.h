@@ -14,6 +14,9 @@ typedef struct {
   const char *latency, *rate; /* as `ktune best` prints them */
   const char *key, *compiler, *db;
   int64_t trial, session;
+  /* Appended to the entry's and the reference's names ("" or NULL: none),
+   * so that two sizes of one task link into one program. */
+  const char *suffix;
 } emit_winner;
 
 /* Writes c_path and/or h_path (either may be NULL). -1 with err saying

@@ -12,6 +12,7 @@
 #include "cli/cli.h"
 #include "cli/emit.h"
 #include "cli/format.h"
+#include "cli/workload.h"
 #include "common/history.h"
 #include "common/identity.h"
 #include "common/space.h"
@@ -491,6 +492,7 @@ static void best_usage(FILE *f) {
           "                  [--number N] [--repeat N] [--min-repeat-ms MS] [--cooldown-ms MS]\n"
           "                  [--flush-cache] [--db PATH] [--json] [--unchecked]\n"
           "                  [--emit FILE.c] [--emit-header FILE.h]\n"
+          "       ktune best --workload FILE [--emit-dir DIR] [filters as above]\n"
           "The fastest config measured for exactly this kernel (template and spec, after\n"
           "-D) at this size, with its outputs checked against the reference (default\n"
           "--db ./ktune.db). TASK is a built-in task, a spec file, or the name of a task\n"
@@ -502,7 +504,11 @@ static void best_usage(FILE *f) {
           "--emit FILE.c writes the winner as one C file: the constants and knobs defined,\n"
           "then the template, with its entry function as the spec declares it; it builds\n"
           "into an application with no ktune header or library. --emit-header FILE.h\n"
-          "writes the entry's prototype.\n");
+          "writes the entry's prototype.\n"
+          "--workload FILE (as `ktune tune --workload` takes it) answers for each of its\n"
+          "tasks and sizes, and adds the end-to-end estimate, the weighted sum of their\n"
+          "best latencies; --emit-dir DIR writes each winner there as TASK.c and TASK.h\n"
+          "(a second size of one task as TASK_2.c, its function renamed to match).\n");
 }
 
 /* Options of `ktune tune` that say how to measure, not which trials: the
@@ -538,19 +544,40 @@ static int best_emit(const best_ask *a, const hist_best_row *b, const char *c_pa
   return 0;
 }
 
+/* --workload FILE: every task's best and the end-to-end estimate. */
+static int best_workload(const cli_session_opts *o, best_ask *a, const char *path,
+                         const char *emit_dir, int extra_args, int single_only) {
+  if (extra_args || o->ndefines || single_only) {
+    fprintf(stderr, "ktune best: --workload names its tasks and sizes itself; it takes no "
+                    "TASK, -D, --json, --emit or --emit-header (--emit-dir DIR writes them all)\n");
+    return EXIT_USAGE;
+  }
+  if (o->key && cli_check_key("best", o->key) < 0) return EXIT_USAGE;
+  if (best_timing(o, &a->timing) < 0) return EXIT_USAGE;
+  workload *w;
+  if (workload_load(path, &w) < 0) return EXIT_USAGE;
+  hist_best_query q = {.key = o->key, .compiler = o->compiler, .timing_json = a->timing,
+                       .checked_only = !a->unchecked};
+  int rc = workload_best(w, o->db, &q, emit_dir);
+  workload_free(w);
+  return rc;
+}
+
 int cmd_best(int argc, char **argv) {
-  enum { OPT_JSON = 300, OPT_UNCHECKED, OPT_EMIT, OPT_EMIT_HEADER };
+  enum { OPT_JSON = 300, OPT_UNCHECKED, OPT_EMIT, OPT_EMIT_HEADER, OPT_WORKLOAD, OPT_EMIT_DIR };
   static const struct option own[] = {{"json", no_argument, 0, OPT_JSON},
                                       {"unchecked", no_argument, 0, OPT_UNCHECKED},
                                       {"emit", required_argument, 0, OPT_EMIT},
-                                      {"emit-header", required_argument, 0, OPT_EMIT_HEADER}};
+                                      {"emit-header", required_argument, 0, OPT_EMIT_HEADER},
+                                      {"workload", required_argument, 0, OPT_WORKLOAD},
+                                      {"emit-dir", required_argument, 0, OPT_EMIT_DIR}};
   const struct option *opts = cli_session_longopts(own, sizeof(own) / sizeof(own[0]));
   cli_session_opts o;
   cli_session_defaults(&o, argc);
   /* NULL: any compiler, unless --compiler names one. */
   o.compiler = NULL;
   int json = 0, ch, rc = EXIT_USAGE;
-  const char *emit_c = NULL, *emit_h = NULL;
+  const char *emit_c = NULL, *emit_h = NULL, *workload_path = NULL, *emit_dir = NULL;
   best_ask a = {0};
   while ((ch = getopt_long(argc, argv, "D:h", opts, NULL)) != -1) {
     const char *refused = best_refuses(opts, ch);
@@ -567,9 +594,20 @@ int cmd_best(int argc, char **argv) {
     case OPT_UNCHECKED: a.unchecked = 1; break;
     case OPT_EMIT: emit_c = optarg; break;
     case OPT_EMIT_HEADER: emit_h = optarg; break;
+    case OPT_WORKLOAD: workload_path = optarg; break;
+    case OPT_EMIT_DIR: emit_dir = optarg; break;
     case 'h': best_usage(stdout); rc = EXIT_OK; goto out;
     default: best_usage(stderr); goto out;
     }
+  }
+  if (emit_dir && !workload_path) {
+    fprintf(stderr, "ktune best: --emit-dir goes with --workload; one task's winner goes to "
+                    "--emit FILE.c\n");
+    goto out;
+  }
+  if (workload_path) {
+    rc = best_workload(&o, &a, workload_path, emit_dir, argc - optind, json || emit_c || emit_h);
+    goto out;
   }
   if (argc - optind != 1) {
     fprintf(stderr, "ktune best: name one task\n");

@@ -14,15 +14,21 @@
  * earlier trials of its kernel, so a task's batches make one search. */
 #include "cli/workload.h"
 
+#include <errno.h>
 #include <jansson.h>
 #include <libgen.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli/catalogue.h"
+#include "cli/emit.h"
 #include "cli/format.h"
+#include "common/history.h"
+#include "common/identity.h"
+#include "common/space.h"
 #include "common/wire.h"
 
 #define WORKLOAD_MAX_TASKS 64
@@ -307,4 +313,87 @@ int workload_json(const workload *w, FILE *out) {
            fflush(out) == 0 ? 0 : -1;
   json_decref(all);
   return rc;
+}
+
+/* The n-th task of w with this name before index i: 0 for the first. */
+static int wl_same_name(const workload *w, size_t i) {
+  int n = 0;
+  for (size_t k = 0; k < i; k++) n += !strcmp(w->tasks[k].t.name, w->tasks[i].t.name);
+  return n;
+}
+
+int workload_best(const workload *w, const char *db, const hist_best_query *filters,
+                  const char *emit_dir) {
+  char err[512];
+  hist *h = NULL;
+  if (hist_open_readonly(db, &h, err, sizeof(err)) < 0) {
+    fprintf(stderr, "ktune best: %s\n", err);
+    return EXIT_FAIL;
+  }
+  if (emit_dir && mkdir(emit_dir, 0777) < 0 && errno != EEXIST) {
+    fprintf(stderr, "ktune best: cannot create %s: %s\n", emit_dir, strerror(errno));
+    hist_close(h);
+    return EXIT_FAIL;
+  }
+  double e2e = 0;
+  int missing = 0, rc = EXIT_OK;
+  for (size_t i = 0; i < w->n && rc == EXIT_OK; i++) {
+    const wl_task *t = &w->tasks[i];
+    char kernel[IDENT_HEX];
+    char *size = space_consts_json(&t->t);
+    hist_best_query q = *filters;
+    q.task = t->t.name;
+    q.size_json = size;
+    q.kernel = kernel;
+    hist_best_row b;
+    int got = size && ident_kernel(&t->t, kernel) == 0 ? hist_best(h, &q, &b) : -1;
+    free(size);
+    if (got < 0) {
+      fprintf(stderr, "ktune best: %s: %s\n", t->label, hist_errmsg(h));
+      rc = EXIT_FAIL;
+      break;
+    }
+    if (got == 0) {
+      printf("  %s  weight %g  no trial of this kernel and size in %s\n", t->label, t->weight,
+             db);
+      missing = 1;
+      continue;
+    }
+    char lat[32], rate[32];
+    cli_fmt_latency(lat, sizeof(lat), b.mean_s);
+    cli_fmt_rate(rate, sizeof(rate), 0, b.gflops, 0);
+    printf("  %s  weight %g  best %s, %s  %s (trial %lld)\n", t->label, t->weight, lat, rate,
+           b.config_json, (long long)b.id);
+    e2e += t->weight * b.mean_s;
+    if (emit_dir) {
+      /* Two sizes of one task: the second and later get _2, _3, ... on
+       * their files and functions, so all link into one program. */
+      char suffix[16] = "", c_path[4096], h_path[4096];
+      int dup = wl_same_name(w, i);
+      if (dup) snprintf(suffix, sizeof(suffix), "_%d", dup + 1);
+      snprintf(c_path, sizeof(c_path), "%s/%s%s.c", emit_dir, t->t.name, suffix);
+      snprintf(h_path, sizeof(h_path), "%s/%s%s.h", emit_dir, t->t.name, suffix);
+      emit_winner ew = {.task = &t->t, .config_json = b.config_json, .latency = lat,
+                        .rate = rate, .key = b.key ? b.key : "-",
+                        .compiler = b.compiler ? b.compiler : "-", .db = db, .trial = b.id,
+                        .session = b.session, .suffix = suffix};
+      if (emit_files(&ew, c_path, h_path, err, sizeof(err)) < 0) {
+        fprintf(stderr, "ktune best: %s\n", err);
+        rc = EXIT_FAIL;
+      } else {
+        printf("    wrote %s and %s (%s%s)\n", c_path, h_path, t->t.entry, suffix);
+      }
+    }
+    hist_best_row_clear(&b);
+  }
+  hist_close(h);
+  if (rc != EXIT_OK) return rc;
+  if (missing) {
+    printf("end to end: not known while a task has no trial (tune it: ktune tune --workload)\n");
+    return EXIT_FAIL;
+  }
+  char total[32];
+  cli_fmt_latency(total, sizeof(total), e2e);
+  printf("end to end (weighted sum of the bests): %s\n", total);
+  return EXIT_OK;
 }

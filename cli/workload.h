@@ -6,6 +6,7 @@
 #include <stdio.h>
 
 #include "cli/cli.h"
+#include "common/history.h"
 
 typedef struct workload workload;
 
@@ -20,6 +21,11 @@ int workload_run(workload *w, const cli_session_opts *o, const cli_dial *d);
 /* The --json summary: per task its best, trials and failures, and the
  * end-to-end estimate. */
 int workload_json(const workload *w, FILE *out);
+/* `ktune best --workload`: each task's best in db under filters (its
+ * task, size and kernel filled in here) and the end-to-end estimate; with
+ * emit_dir, each winner as C there (cli/emit.h). Returns the exit code. */
+int workload_best(const workload *w, const char *db, const hist_best_query *filters,
+                  const char *emit_dir);
 size_t workload_size(const workload *w);
 void workload_free(workload *w);
 

@@ -522,6 +522,33 @@ TEST(workload_scheduler_spends_where_there_is_more_to_gain) {
     TEST_FAIL("the heavy task got %ld trials, the light one %ld: %s", big, small, out);
   ASSERT_EQ_INT((int)small, 4);
   json_decref(sum);
+  /* Both sizes' winners as C: the second renamed, so that both link into
+   * one program with the system gcc, and each computes what it should. */
+  char dir[400], drv[420], exe[420], wlp[400];
+  snprintf(dir, sizeof(dir), "%s/emitted", p.root);
+  snprintf(wlp, sizeof(wlp), "%s/workload.json", p.spec);
+  char *best[] = {"best", "--workload", wlp, "--db", p.db, "--emit-dir", dir, NULL};
+  expect_rc(ktune_in(p.root, best), 0, "ktune best --workload --emit-dir");
+  ASSERT_CONTAINS(out, "end to end (weighted sum of the bests): ");
+  ASSERT_CONTAINS(out, "/emitted/tiny_2.c");
+  snprintf(drv, sizeof(drv), "%s/drv.c", dir);
+  snprintf(exe, sizeof(exe), "%s/drv", dir);
+  proc_write_file(drv, "#include <stdio.h>\n#include \"tiny.h\"\n#include \"tiny_2.h\"\n"
+                       "static float A[4096], C[4096];\n"
+                       "int main(void) {\n  int bad = 0;\n"
+                       "  for (int i = 0; i < 4096; i++) A[i] = (float)(i % 9) - 4;\n"
+                       "  k(C, A);\n  for (int i = 0; i < 64; i++) bad += C[i] != A[i] * 2;\n"
+                       "  k_2(C, A);\n  for (int i = 0; i < 4096; i++) bad += C[i] != A[i] * 2;\n"
+                       "  printf(\"%d wrong\\n\", bad);\n  return bad != 0;\n}\n");
+  char c1[420], c2[420];
+  snprintf(c1, sizeof(c1), "%s/tiny.c", dir);
+  snprintf(c2, sizeof(c2), "%s/tiny_2.c", dir);
+  char *gcc[] = {"/usr/bin/env", "gcc", "-O2", "-Wall", "-Werror", "-o", exe, c1, c2, drv, NULL};
+  int rc = proc_run(gcc, out, sizeof(out), RUN_MS);
+  if (rc != 0) TEST_FAIL("gcc could not link both emitted sizes (%d): %s", rc, out);
+  char *run[] = {exe, NULL};
+  expect_rc(proc_run(run, out, sizeof(out), RUN_MS), 0, "the emitted workload's driver");
+  ASSERT_CONTAINS(out, "0 wrong");
   /* A broken file is a usage error that says where. */
   char wl[400];
   snprintf(wl, sizeof(wl), "%s/bad.json", p.spec);
