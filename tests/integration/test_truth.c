@@ -326,9 +326,12 @@ TEST(three_kernels_under_one_name_never_answer_for_each_other) {
                                 sc, mean, mean, cfg ? cfg : "");
   long long from_ab = farm_query(db, "SELECT count(*) FROM trials WHERE session IN (%ld, %ld) AND "
                                      "abs(mean_s - %.17g) <= 1e-7 * %.17g", sa, sb, mean, mean);
-  /* In picoseconds, so that farm_query's integer carries it. */
-  long long min_c_ps = farm_query(db, "SELECT CAST(min(mean_s) * 1e12 AS INTEGER) FROM trials "
-                                      "WHERE session = %ld AND status = 'ok'", sc);
+  /* In picoseconds, so that farm_query's integer carries it. The best is
+   * the fastest confirmed trial (the session's end confirms its best
+   * few), else the fastest. */
+  long long min_c_ps = farm_query(db, "SELECT CAST(mean_s * 1e12 AS INTEGER) FROM trials "
+                                      "WHERE session = %ld AND status = 'ok' ORDER BY "
+                                      "confirmed_s IS NULL, confirmed_s, mean_s LIMIT 1", sc);
   if (from_c == 0 || from_ab != 0) {
     dump_sql(db, "SELECT id, session, config, status, kernel, mean_s FROM trials ORDER BY mean_s");
     TEST_FAIL("ktune best %s answered config %s at %.9g s: %s", spec_c, cfg ? cfg : "?", mean,
@@ -338,7 +341,7 @@ TEST(three_kernels_under_one_name_never_answer_for_each_other) {
   /* %.9g in the output and the cast here each round by under 1e-7. */
   if (mean * 1e12 - (double)min_c_ps > 1e-7 * mean * 1e12 + 1 ||
       (double)min_c_ps - mean * 1e12 > 1e-7 * mean * 1e12 + 1)
-    TEST_FAIL("ktune best %s names a latency of %.9g s, but the real kernel's fastest ok trial "
+    TEST_FAIL("ktune best %s names a latency of %.9g s, but the real kernel's best ok trial "
               "took %.9g s", spec_c, mean, (double)min_c_ps / 1e12);
   free(cfg);
 
