@@ -94,12 +94,20 @@ job *queue_find(tracker *t, uint64_t id) {
 
 /* ---- states ---- */
 
+/* Built (or building) and not yet running: what limits how far builders
+ * run ahead of a key's runners. A confirmation run waiting for its turn
+ * does not: its candidates take turns, and one that could not be built
+ * because the others wait would never have its turn. */
+static int builds_ahead(const job *j) {
+  return (j->state == JOB_BUILDING || j->state == JOB_RUN_QUEUED) && !j->confirm;
+}
+
 /* What j's state adds to its session's and key's lists and counts. */
 static void enter(tracker *t, job *j) {
   session *s = j->s;
   if (!s) return;
   int q = queue_of(j->state);
-  if (j->state == JOB_BUILDING || j->state == JOB_RUN_QUEUED) s->kq->ahead++;
+  if (builds_ahead(j)) s->kq->ahead++;
   if (q < 0) return;
   /* Oldest first: a new job goes last, a job sent back walks to its place. */
   job *after = s->qtail[q];
@@ -119,7 +127,7 @@ static void leave(tracker *t, job *j) {
   session *s = j->s;
   if (!s) return;
   int q = queue_of(j->state);
-  if (j->state == JOB_BUILDING || j->state == JOB_RUN_QUEUED) s->kq->ahead--;
+  if (builds_ahead(j)) s->kq->ahead--;
   if (q < 0) return;
   if (j->qprev) j->qprev->qnext = j->qnext;
   else s->qhead[q] = j->qnext;
