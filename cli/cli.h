@@ -126,6 +126,7 @@ typedef struct {
   cli_dial dial;
   uint32_t trials, batch, priority, wait_timeout_ms;
   uint32_t confirm;        /* tune: configs measured again at the end */
+  const char *workload;    /* tune --workload: the batch's JSON tag, or NULL */
   Ktune__Timing timing;    /* 0: the tracker fills in the default */
   int remeasure;
   uint64_t seed;

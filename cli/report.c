@@ -748,6 +748,86 @@ static int used_tables(FILE *f, hist *h) {
 }
 
 /* The whole page into f; -1 after saying why. */
+/* ---- workloads: the end-to-end estimate ---- */
+
+typedef struct {
+  FILE *f;
+  char run[64];            /* the run whose table is open; "" when none */
+  double total;
+  int complete;            /* every task of the open run has a best */
+  int n;
+} wl_state;
+
+static void wl_close(wl_state *w) {
+  if (!w->run[0]) return;
+  char total[32] = "-";
+  if (w->complete) cli_fmt_latency(total, sizeof(total), w->total);
+  fprintf(w->f, "<tr><th colspan=\"4\">end to end: the weighted sum of the bests</th>"
+                "<th class=\"n\">%s</th><th></th></tr>\n</table></div>\n", total);
+  w->run[0] = 0;
+}
+
+static int wl_row(void *ctx, const hist_workload_row *r) {
+  wl_state *w = ctx;
+  if (strcmp(w->run, r->run) != 0) {
+    wl_close(w);
+    snprintf(w->run, sizeof(w->run), "%s", r->run);
+    w->total = 0;
+    w->complete = 1;
+    fputs("<h3>", w->f);
+    esc(w->f, r->file ? r->file : "workload");
+    fputs(" <span class=\"note\">(run ", w->f);
+    esc(w->f, r->run);
+    fputs(")</span></h3>\n<div class=\"scroll\"><table>\n<tr><th>task</th><th>size</th>"
+          "<th class=\"n\">weight</th><th class=\"n\">best latency</th>"
+          "<th class=\"n\">weighted</th><th class=\"n\">trials</th></tr>\n", w->f);
+  }
+  char size[1024], lat[32] = "-", part[32] = "-";
+  fmt_size(size, sizeof(size), r->size);
+  if (r->best_mean_s > 0) {
+    cli_fmt_latency(lat, sizeof(lat), r->best_mean_s);
+    cli_fmt_latency(part, sizeof(part), r->weight * r->best_mean_s);
+    w->total += r->weight * r->best_mean_s;
+  } else {
+    w->complete = 0;
+  }
+  fputs("<tr><td>", w->f);
+  esc(w->f, r->task);
+  fputs("</td><td>", w->f);
+  esc(w->f, size);
+  fprintf(w->f, "</td><td class=\"n\">%g</td><td class=\"n\">%s</td><td class=\"n\">%s</td>"
+                "<td class=\"n\">", r->weight, lat, part);
+  put_count(w->f, r->trials);
+  fputs("</td></tr>\n", w->f);
+  w->n++;
+  return 0;
+}
+
+/* Each workload run (`ktune tune --workload`) with its end-to-end
+ * estimate; nothing when the history has none. */
+static int workloads_section(FILE *f, hist *h) {
+  /* Written to memory first: the heading only when there is a run. */
+  char *buf = NULL;
+  size_t len = 0;
+  FILE *m = open_memstream(&buf, &len);
+  if (!m) return -1;
+  wl_state w = {.f = m};
+  int rc = hist_workload_tasks(h, wl_row, &w);
+  wl_close(&w);
+  if (fclose(m) != 0) rc = -1;
+  if (rc < 0 || !w.n) {
+    free(buf);
+    return rc < 0 ? -1 : 0;
+  }
+  fputs("<section>\n<h2>Workloads</h2>\n<p class=\"note\">The end-to-end estimate of a "
+        "workload is the weighted sum of its tasks' best latencies (weight: runs per step of "
+        "the application).</p>\n", f);
+  fwrite(buf, 1, len, f);
+  free(buf);
+  fputs("</section>\n", f);
+  return 0;
+}
+
 static int write_page(FILE *f, hist *h, const report *rp, const char *db) {
   page_head(f, db);
   page_summary(f, rp, db);
@@ -757,6 +837,7 @@ static int write_page(FILE *f, hist *h, const report *rp, const char *db) {
           f);
   } else {
     tasks_table(f, rp);
+    if (workloads_section(f, h) < 0) return -1;
     for (size_t i = 0; i < rp->n; i++) task_section(f, h, &rp->g[i], i);
     if (used_tables(f, h) < 0) return -1;
   }

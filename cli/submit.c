@@ -264,6 +264,7 @@ Ktune__Envelope *cli_session_submit(const char *cmd, const cli_session_opts *o,
   s.priority = o->priority;
   s.remeasure = o->remeasure;
   s.confirm = o->confirm;
+  s.workload = (char *)(o->workload ? o->workload : "");
   s.wait_timeout_ms = o->wait_timeout_ms;
   s.resume = o->resume;
   Ktune__Envelope env = wire_envelope(KTUNE__ENVELOPE__MSG_SUBMIT, &s);

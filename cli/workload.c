@@ -21,7 +21,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "cli/catalogue.h"
 #include "cli/emit.h"
@@ -54,6 +56,8 @@ typedef struct {
 struct workload {
   wl_task tasks[WORKLOAD_MAX_TASKS];
   size_t n;
+  char run[17];      /* this run's id: its sessions say it, for `ktune report` */
+  char file[256];    /* the file's name, for the same */
 };
 
 size_t workload_size(const workload *w) { return w->n; }
@@ -153,6 +157,14 @@ int workload_load(const char *path, workload **out) {
   }
   workload *w = calloc(1, sizeof(*w));
   int rc = w ? 0 : -1;
+  uint64_t run = 0;
+  if (w) {
+    if (getrandom(&run, sizeof(run), 0) != (ssize_t)sizeof(run)) run = (uint64_t)time(NULL);
+    snprintf(w->run, sizeof(w->run), "%016llx", (unsigned long long)run);
+    char *copy = strdup(path);
+    snprintf(w->file, sizeof(w->file), "%s", copy ? basename(copy) : "workload");
+    free(copy);
+  }
   for (size_t i = 0; rc == 0 && i < n; i++) {
     rc = wl_task_load(path, i, json_array_get(tasks, i), &w->tasks[i]);
     w->n = i + 1;
@@ -221,9 +233,15 @@ static int wl_batch(workload *w, size_t i, const cli_session_opts *base, const c
   o.seed = base->seed + round;
   /* A batch is a slice of a search, not its end: nothing to confirm yet. */
   o.confirm = 0;
+  json_t *tag = json_pack("{s:s, s:s, s:f}", "run", w->run, "file", w->file, "weight",
+                          t->weight);
+  char *tag_text = tag ? json_dumps(tag, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+  json_decref(tag);
+  o.workload = tag_text;
   client c;
   int rc;
   Ktune__Envelope *m = cli_session_submit("tune", &o, d, &t->t, &c, &rc);
+  free(tag_text);
   if (!m) return rc;
   uint64_t id = m->accepted->session_id;
   wire_free(m);

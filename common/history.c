@@ -55,7 +55,7 @@ static const char schema_head_sql[] =
   " created_ms INTEGER NOT NULL,"
   " updated_ms INTEGER NOT NULL,"
   " spec BLOB,"
-  " message TEXT);";
+  " message TEXT, workload TEXT);";
 /* A job's id is never used twice, not even after the table has emptied
  * (AUTOINCREMENT): an agent's late answer for a job must not land on a
  * newer job that took its number. */
@@ -103,7 +103,9 @@ static const char migrate_v3_sql[] =
 /* Version 3 to 4, after the trials columns of version 4 (the latency a
  * session's end confirmed): an index for the learning searches' prior
  * query (earlier trials of a kernel, compiler and key). */
-static const char migrate_v4_sql[] = TRIALS_PRIOR_INDEX;
+static const char migrate_v4_sql[] =
+  "ALTER TABLE sessions ADD COLUMN workload TEXT;"
+  TRIALS_PRIOR_INDEX;
 
 /* migrations[v] takes a file from version v to v + 1, with the trials
  * columns of version v + 1. */
@@ -118,7 +120,12 @@ static const char *const migrations[HIST_SCHEMA_VERSION] = {[1] = migrate_v2_sql
  * upgrading the file meanwhile does not duplicate them. */
 static const char readonly_v1_sql[] =
   "CREATE TEMP VIEW sessions AS SELECT id, task, size, key, strategy, compiler, owner,"
-  " trials, seed, state, created_ms, updated_ms, spec, NULL AS message FROM main.sessions;";
+  " trials, seed, state, created_ms, updated_ms, spec, NULL AS message, NULL AS workload"
+  " FROM main.sessions;";
+static const char readonly_v2_sql[] =
+  "CREATE TEMP VIEW sessions AS SELECT id, task, size, key, strategy, compiler, owner,"
+  " trials, seed, state, created_ms, updated_ms, spec, message, NULL AS workload"
+  " FROM main.sessions;";
 
 static void errf(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -297,6 +304,7 @@ dberr:
 static int readonly_views(sqlite3 *db, int version) {
   sqlite3_str *s = sqlite3_str_new(db);
   if (version < 2) sqlite3_str_appendall(s, readonly_v1_sql);
+  else if (version < 4) sqlite3_str_appendall(s, readonly_v2_sql);
   hist_trial_sql_view(s, version);
   return exec_built(db, s);
 }
@@ -795,4 +803,45 @@ int hist_trial_values(hist *h, const char *const *cols, size_t ncols, hist_value
     cb_rc = cb(ctx, v, sqlite3_column_int64(st, (int)ncols));
   }
   return hist_query_end(h, st, cb_rc ? SQLITE_DONE : step, cb_rc);
+}
+
+/* One row per run, task and size of the workload sessions; the best is
+ * picked over the run's sessions of that task and size, as hist_best
+ * picks (confirmed first). */
+static const char workload_sql[] =
+  "SELECT g.run, g.file, g.task, g.size, g.weight, g.trials,"
+  " (SELECT t.mean_s FROM trials t JOIN sessions s2 ON s2.id = t.session"
+  "  WHERE json_extract(s2.workload, '$.run') = g.run AND s2.task = g.task"
+  "  AND s2.size = g.size AND t.status = 'ok' AND t.mean_s > 0"
+  "  ORDER BY t.confirmed_s IS NULL, t.confirmed_s, t.mean_s, t.id LIMIT 1)"
+  " FROM (SELECT json_extract(s.workload, '$.run') AS run,"
+  " json_extract(s.workload, '$.file') AS file, s.task, s.size,"
+  " max(json_extract(s.workload, '$.weight')) AS weight, min(s.id) AS first,"
+  " (SELECT count(*) FROM trials t2 JOIN sessions s3 ON s3.id = t2.session"
+  "  WHERE json_extract(s3.workload, '$.run') = json_extract(s.workload, '$.run')"
+  "  AND s3.task = s.task AND s3.size = s.size) AS trials"
+  " FROM sessions s WHERE s.workload IS NOT NULL"
+  " GROUP BY run, s.task, s.size) g"
+  " ORDER BY (SELECT min(s4.id) FROM sessions s4"
+  "  WHERE json_extract(s4.workload, '$.run') = g.run), g.first";
+
+int hist_workload_tasks(hist *h, hist_workload_fn cb, void *ctx) {
+  sqlite3_stmt *st;
+  int rc = hist_query(h, workload_sql, &st);
+  if (rc < 0) return rc;
+  int step, cb_rc = 0;
+  while (!cb_rc && (step = sqlite3_step(st)) == SQLITE_ROW) {
+    hist_workload_row r = {
+        .run = (const char *)sqlite3_column_text(st, 0),
+        .file = (const char *)sqlite3_column_text(st, 1),
+        .task = (const char *)sqlite3_column_text(st, 2),
+        .size = (const char *)sqlite3_column_text(st, 3),
+        .weight = sqlite3_column_double(st, 4),
+        .trials = sqlite3_column_int64(st, 5),
+        .best_mean_s = sqlite3_column_double(st, 6),
+    };
+    if (!r.run || !r.task || !r.size) continue; /* not written by ktune: skip */
+    cb_rc = cb(ctx, &r);
+  }
+  return hist_query_end(h, st, step, cb_rc);
 }

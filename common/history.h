@@ -186,6 +186,19 @@ int hist_points(hist *h, hist_point_fn cb, void *ctx);
  * (NULL ones included, as NULL), each with how many trials have it, the
  * first recorded first. Columns: runner, key, device, compiler,
  * compiler_id, timing, builder, clock; at most 4. */
+/* The tasks of each workload run (sessions that `ktune tune --workload`
+ * submitted, sessions.workload), oldest run first: per run, file and task
+ * and size, the weight and the best latency over the run's sessions (0
+ * when none; confirmed first, as hist_best picks), for the end-to-end
+ * estimate. */
+typedef struct {
+  const char *run, *file, *task, *size;
+  double weight, best_mean_s;
+  int64_t trials;
+} hist_workload_row;
+typedef int (*hist_workload_fn)(void *ctx, const hist_workload_row *r);
+int hist_workload_tasks(hist *h, hist_workload_fn cb, void *ctx);
+
 typedef int (*hist_values_fn)(void *ctx, const char *const *values, int64_t trials);
 int hist_trial_values(hist *h, const char *const *cols, size_t ncols, hist_values_fn cb,
                       void *ctx);

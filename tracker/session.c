@@ -48,6 +48,7 @@ void session_free(session *s) {
   free(s->strategy);
   free(s->compiler);
   free(s->size_json);
+  free(s->workload);
   free(s->timing_json);
   free(s->counts);
   free(s->best_values);

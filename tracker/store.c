@@ -17,7 +17,7 @@ static const char commit_sql[] = "COMMIT";
 static const char rollback_sql[] = "ROLLBACK";
 static const char session_add_sql[] =
   "INSERT INTO sessions(task, size, key, strategy, compiler, owner, trials, seed,"
-  " state, created_ms, updated_ms, spec) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)";
+  " state, created_ms, updated_ms, spec, workload) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)";
 static const char session_update_sql[] =
   "UPDATE sessions SET state = ?, message = ?, updated_ms = ? WHERE id = ?";
 static const char job_add_sql[] = "INSERT INTO jobs(session, idx, config, lost) VALUES (?,?,?,0)";
@@ -106,6 +106,7 @@ int store_session_add(hist *h, const store_new_session *s, int64_t *id) {
       sqlite3_bind_blob64(st, 12, s->spec, s->spec_len, SQLITE_STATIC);
     else
       sqlite3_bind_null(st, 12);
+    bind_opt_text(st, 13, s->workload);
   }
   rc = insert_done(h, st, rc, id);
   free(size);

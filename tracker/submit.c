@@ -18,6 +18,9 @@
 #include "common/wire.h"
 #include "tracker/tracker.h"
 
+/* What a session may say of its workload (SubmitSession.workload). */
+#define MAX_WORKLOAD_TEXT 1024
+
 #define WHO "tracker"
 #define MAX_TRIALS 1000000u
 #define MAX_MS (24u * 3600u * 1000u)
@@ -120,6 +123,16 @@ static int prepare(session *s, const Ktune__SubmitSession *req, char *err, size_
   s->check = req->check;
   s->remeasure = req->remeasure;
   s->confirm = req->confirm < CONFIRM_MAX ? req->confirm : CONFIRM_MAX;
+  if (req->workload && req->workload[0]) {
+    /* Stored as told, for `ktune report` to add the workload's tasks up. */
+    char why[160];
+    if (strlen(req->workload) > MAX_WORKLOAD_TEXT ||
+        ident_canonical_object(req->workload, &s->workload, why, sizeof(why)) < 0) {
+      snprintf(err, errlen, "workload must be a JSON object of at most %d bytes",
+               MAX_WORKLOAD_TEXT);
+      return -1;
+    }
+  }
   s->priority = req->priority;
   s->wait_timeout_ms = req->wait_timeout_ms;
   s->size_json = space_consts_json(&s->task);
@@ -235,6 +248,7 @@ static int store_session(tracker *t, session_pending *w, char *err, size_t errle
   hs.trials = s->trials;
   hs.seed = s->seed;
   hs.state = wire_state_name(WIRE_SESSION(QUEUED));
+  hs.workload = s->workload;
   hs.spec = w->blob;
   hs.spec_len = w->blob_len;
   int64_t rowid = 0;

@@ -147,6 +147,7 @@ typedef struct {
   const char *state;       /* queued, running, done, failed, cancelled */
   const void *spec;        /* serialized SubmitSession, to resume it */
   size_t spec_len;
+  const char *workload;    /* canonical JSON of its workload part, or NULL */
 } store_new_session;
 
 /* What store_find_ok found (strings malloc'd; free with store_found_clear). */
@@ -417,6 +418,7 @@ struct session {
   tuner *tu;               /* NULL for an external session */
   external *ext;           /* strategy external: its client's configs (external.c) */
   char *key, *strategy, *compiler, *size_json;
+  char *workload;          /* the workload it is a batch of (canonical JSON), or NULL */
   uint64_t seed;
   int64_t flops;
   uint64_t *counts;        /* element count of each arg */

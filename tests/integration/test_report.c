@@ -339,7 +339,37 @@ TEST(empty_history_writes_a_page_that_says_so) {
   if (chdir("/") == 0) nftw(f.dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+/* A workload run gets a table with its tasks' weights and bests, and the
+ * end-to-end estimate `ktune best --workload` gives for it. */
+TEST(report_shows_a_workloads_end_to_end_estimate) {
+  place p;
+  make_place(&p);
+  char wl[400];
+  snprintf(wl, sizeof(wl), "%s/app.json", p.root);
+  proc_write_file(wl, "{\"tasks\": [{\"task\": \"matmul\", \"constants\": {\"M\": 16, "
+                      "\"N\": 16, \"K\": 16}, \"weight\": 3},\n {\"task\": \"transpose\", "
+                      "\"constants\": {\"M\": 32, \"N\": 32}, \"weight\": 2}]}\n");
+  char *tune[] = {"tune", "--workload", wl, "--trials", "8", "--batch", "4", "--strategy",
+                  "random", "--db", p.db, NULL};
+  expect_rc(ktune_in(p.root, tune), 0, "ktune tune --workload");
+  char *best[] = {"best", "--workload", wl, "--db", p.db, NULL};
+  expect_rc(ktune_in(p.root, best), 0, "ktune best --workload");
+  static const char said[] = "end to end (weighted sum of the bests): ";
+  const char *line = strstr(out, said);
+  ASSERT_NOT_NULL(line);
+  line += sizeof(said) - 1;
+  char want[64];
+  snprintf(want, sizeof(want), "<th class=\"n\">%.*s</th>", (int)strcspn(line, "\n"), line);
+  make_report(&p);
+  ASSERT_CONTAINS(page, "<h2>Workloads</h2>");
+  ASSERT_CONTAINS(page, "<h3>app.json ");
+  ASSERT_CONTAINS(page, "end to end: the weighted sum of the bests</th>");
+  ASSERT_CONTAINS(page, want);
+  remove_place(&p);
+}
+
 TEST_LIST(TEST_ENTRY(report_has_a_chart_per_task_a_line_per_session_and_escapes_the_history),
+          TEST_ENTRY(report_shows_a_workloads_end_to_end_estimate),
           TEST_ENTRY(report_opens_in_headless_chromium_without_console_errors),
           TEST_ENTRY(usage_errors_exit_2_and_a_missing_or_foreign_history_exits_1),
           TEST_ENTRY(empty_history_writes_a_page_that_says_so))

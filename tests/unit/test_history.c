@@ -197,7 +197,7 @@ TEST(open_creates_schema_in_wal) {
                 " NOT NULL, key TEXT NOT NULL, strategy TEXT NOT NULL, compiler TEXT NOT NULL,"
                 " owner TEXT, trials INTEGER NOT NULL, seed INTEGER NOT NULL, state TEXT NOT"
                 " NULL, created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL, spec BLOB,"
-                " message TEXT)");
+                " message TEXT, workload TEXT)");
   /* Reuse looks trials up by digest now. */
   ASSERT_EQ_INT(raw_int(db, "SELECT count(*) FROM sqlite_schema WHERE name = 'trials_reuse'"),
                 0);
@@ -1649,9 +1649,10 @@ TEST(v2_file_reads_read_only_and_is_upgraded) {
   hist_close(h);
   sqlite3 *db = raw_open(t.db);
   /* version 2's jobs table, whose ids an empty table handed out again */
-  char v2[1024];
+  char v2[1536];
   snprintf(v2, sizeof v2,
            "DROP INDEX trials_prior;"
+           "ALTER TABLE sessions DROP COLUMN workload;"
            "ALTER TABLE trials DROP COLUMN retried_cv;"
            "ALTER TABLE trials DROP COLUMN confirm_costs;"
            "ALTER TABLE trials DROP COLUMN confirmed_s;"
