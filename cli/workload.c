@@ -225,14 +225,16 @@ static void wl_print(const workload *w, uint32_t spent, uint32_t budget) {
 /* One batch of task i: a session of `trials` on the farm, followed
  * quietly; its outcome updates the task. */
 static int wl_batch(workload *w, size_t i, const cli_session_opts *base, const cli_dial *d,
-                    uint32_t trials, uint32_t round) {
+                    uint32_t trials, uint32_t round, int last) {
   wl_task *t = &w->tasks[i];
   cli_session_opts o = *base;
   o.trials = trials;
   o.batch = trials;
   o.seed = base->seed + round;
-  /* A batch is a slice of a search, not its end: nothing to confirm yet. */
-  o.confirm = 0;
+  /* A batch is a slice of a search, not its end: only a task's last
+   * confirms, and it confirms the best of all its batches (the tracker
+   * takes the earlier ones from the history). */
+  if (!last) o.confirm = 0;
   json_t *tag = json_pack("{s:s, s:s, s:f}", "run", w->run, "file", w->file, "weight",
                           t->weight);
   char *tag_text = tag ? json_dumps(tag, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
@@ -261,6 +263,13 @@ static int wl_batch(workload *w, size_t i, const cli_session_opts *base, const c
       json_object_set_new(t->best, "session", json_integer((json_int_t)id));
     }
     t->stalled = t->before_s > 0 && t->best_s >= t->before_s ? t->stalled + 1 : 0;
+    if (last && p->confirmed_latency_s > 0) {
+      /* The confirmed winner, whichever batch found it. */
+      t->best_s = p->best_latency_s;
+      json_decref(t->best);
+      t->best = cli_best_json(p);
+      json_object_set_new(t->best, "session", json_integer((json_int_t)id));
+    }
     cli_add_failures(t->failures, p);
     json_array_append_new(t->sessions, json_integer((json_int_t)id));
   }
@@ -279,15 +288,18 @@ static int wl_batch(workload *w, size_t i, const cli_session_opts *base, const c
 
 int workload_run(workload *w, const cli_session_opts *o, const cli_dial *d) {
   uint32_t budget = o->trials, batch = o->batch ? o->batch : 8, spent = 0, round = 0;
+  /* A trial per task is kept for the end, whose session confirms it. */
+  uint32_t reserve = o->confirm && budget >= 2 * w->n ? (uint32_t)w->n : 0;
+  budget -= reserve;
   printf("workload: %zu tasks, %u trials in batches of %u, strategy %s\n", w->n, budget, batch,
          o->strategy);
   /* One batch each first: nothing can be compared before. */
   for (size_t i = 0; i < w->n && spent < budget; i++) {
     uint32_t n = budget - spent < batch ? budget - spent : batch;
-    int rc = wl_batch(w, i, o, d, n, round++);
+    int rc = wl_batch(w, i, o, d, n, round++, 0);
     if (rc != EXIT_OK) return rc;
     spent += n;
-    wl_print(w, spent, budget);
+    wl_print(w, spent, budget + reserve);
   }
   while (spent < budget) {
     size_t pick = 0;
@@ -300,10 +312,20 @@ int workload_run(workload *w, const cli_session_opts *o, const cli_dial *d) {
       break;
     }
     uint32_t n = budget - spent < batch ? budget - spent : batch;
-    int rc = wl_batch(w, pick, o, d, n, round++);
+    int rc = wl_batch(w, pick, o, d, n, round++, 0);
     if (rc != EXIT_OK) return rc;
     spent += n;
-    wl_print(w, spent, budget);
+    wl_print(w, spent, budget + reserve);
+  }
+  if (reserve) {
+    printf("confirming each task's best configs, measured again taking turns on one runner\n");
+    for (size_t i = 0; i < w->n; i++) {
+      if (!(w->tasks[i].best_s > 0)) continue;
+      int rc = wl_batch(w, i, o, d, 1, round++, 1);
+      if (rc != EXIT_OK) return rc;
+      spent++;
+    }
+    wl_print(w, spent, budget + reserve);
   }
   for (size_t i = 0; i < w->n; i++)
     if (w->tasks[i].best_s > 0) return EXIT_OK;

@@ -60,17 +60,19 @@ void confirm_free(session *s) {
   s->cf = NULL;
 }
 
-void confirm_note(session *s, const int64_t *values, const char *config, const hist_trial *tr) {
-  /* Only what this session measured: a session answered from the history
-   * must not wait for a runner at its end. */
-  if (!s->confirm || !tr->id || !(tr->mean_s > 0) || !tr->digest || tr->reused > 0) return;
+/* Keeps the config when it is among the s->confirm fastest so far. trial
+ * 0: its row is looked up by digest when confirmation starts. */
+static void note(session *s, const int64_t *values, const char *config, double mean_s,
+                 int64_t trial, const char *digest) {
   if (!s->cf && !(s->cf = calloc(1, sizeof(*s->cf)))) return;
   confirm *cf = s->cf;
   uint32_t want = s->confirm < CONFIRM_MAX ? s->confirm : CONFIRM_MAX;
   if (cf->running) return;
   uint32_t at = cf->n;
-  while (at > 0 && cf->c[at - 1].search_s > tr->mean_s) at--;
+  while (at > 0 && cf->c[at - 1].search_s > mean_s) at--;
   if (at >= want) return;
+  for (uint32_t i = 0; i < cf->n; i++)
+    if (!strcmp(cf->c[i].digest, digest)) return; /* the same config, measured twice */
   if (cf->n == want) cand_clear(&cf->c[--cf->n]);
   memmove(&cf->c[at + 1], &cf->c[at], (cf->n - at) * sizeof(cf->c[0]));
   confirm_cand *c = &cf->c[at];
@@ -86,10 +88,24 @@ void confirm_note(session *s, const int64_t *values, const char *config, const h
     return;
   }
   memcpy(c->values, values, nk * sizeof(int64_t));
-  c->trial = tr->id;
-  c->search_s = tr->mean_s;
-  snprintf(c->digest, sizeof(c->digest), "%s", tr->digest);
+  c->trial = trial;
+  c->search_s = mean_s;
+  snprintf(c->digest, sizeof(c->digest), "%s", digest);
   cf->n++;
+}
+
+void confirm_note(session *s, const int64_t *values, const char *config, const hist_trial *tr) {
+  /* Measured, not answered from the history: a session answered wholly
+   * from the history must not wait for a runner at its end (its earlier
+   * trials come in through confirm_note_known when it confirms). */
+  if (!s->confirm || !tr->id || !(tr->mean_s > 0) || !tr->digest || tr->reused > 0) return;
+  note(s, values, config, tr->mean_s, tr->id, tr->digest);
+}
+
+void confirm_note_known(session *s, const int64_t *values, const char *config, double mean_s) {
+  char digest[65];
+  if (!s->confirm || !(mean_s > 0) || trial_digest(s, config, digest) < 0) return;
+  note(s, values, config, mean_s, 0, digest);
 }
 
 int confirm_running(const session *s) { return s->cf && s->cf->running; }
@@ -112,6 +128,16 @@ int confirm_start(tracker *t, session *s) {
   s->confirm_runner[0] = 0;
   for (uint32_t i = 0; i < cf->n; i++) {
     confirm_cand *c = &cf->c[i];
+    if (!c->trial) {
+      /* From the history: its newest ok row is the one confirmed. */
+      store_found f;
+      if (store_find_ok(t->db, c->digest, &f) == 1) c->trial = f.id;
+      store_found_clear(&f);
+      if (!c->trial) {
+        c->failed = 1;
+        continue;
+      }
+    }
     uint64_t idx = 0;
     space_index(&s->sp, c->values, &idx);
     job *j = jobs_add(t, s, CONFIRM_ID_BASE + ++t->confirm_ids, idx, c->values, c->config,
@@ -216,6 +242,8 @@ void confirm_sweep(tracker *t, session *s) {
      * is no reason to hold them back. What was confirmed counts. */
     log_info(WHO, "session %llu: no runner of key %s to confirm on; its search's best stands",
              (unsigned long long)s->id, s->key);
+    snprintf(s->message, sizeof(s->message), "no runner of key '%s' was there to confirm the "
+             "best configs on; the search's best stands", s->key);
     finish(t, s);
     session_fill(t, s);
     return;

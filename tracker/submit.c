@@ -534,8 +534,16 @@ static int resume_trial(void *ctx, const char *config_json, const char *status, 
   int64_t vals[64];
   uint64_t index;
   if (r->s->task.nknobs <= 64 && values_from_json(r->s, config_json, vals) == 0 &&
-      space_index(&r->s->sp, vals, &index) == 0)
+      space_index(&r->s->sp, vals, &index) == 0) {
     remember(r, index, vals, status, mean_s);
+    /* The history's stored config is canonical, as the digest wants. */
+    if (status && !strcmp(status, "ok")) confirm_note_known(r->s, vals, config_json, mean_s);
+  }
+  return 0;
+}
+
+static int ignore_prior(tuner *tu, const tuner_trial *t, size_t n) {
+  (void)tu, (void)t, (void)n;
   return 0;
 }
 
@@ -625,15 +633,20 @@ static int resume_one(void *ctx, int64_t id, const void *spec, size_t len, const
 /* A search that learns starts from every earlier trial of the same kernel
  * under the same conditions, so a second session goes on where the first
  * left off. Before its first step; a failure only costs the head start. */
+/* Earlier trials of the kernel: what a learning search starts from, and
+ * the candidates for the confirmation at the session's end (so that the
+ * batches of a workload, or a session that goes on where another left
+ * off, confirm the best of all of them). */
 static void start_from_prior(tracker *t, session *s) {
-  if (!s->kernel[0] || !tuner_uses_prior(s->tu)) return;
+  int learn = tuner_uses_prior(s->tu);
+  if (!s->kernel[0] || (!learn && !s->confirm) || !s->tu) return;
   resume_ctx r = {.t = t, .s = s};
   store_prior_query q = {.kernel = s->kernel, .compiler = s->compiler, .key = s->key,
                          .timing_json = s->timing_json, .checked = s->check && s->task.reference,
                          .session = (int64_t)s->id};
   if (store_prior_trials(t->db, &q, resume_trial, &r) < 0) r.failed = 1;
-  size_t n = r.n;
-  if (hand_over(&r, tuner_prior) < 0) {
+  size_t n = learn ? r.n : 0;
+  if (hand_over(&r, learn ? tuner_prior : ignore_prior) < 0) {
     log_error(WHO, "session %llu: cannot read earlier trials of its kernel; it starts afresh",
               (unsigned long long)s->id);
     return;

@@ -533,6 +533,9 @@ void session_check_runners(tracker *t, session *s);
 #define CONFIRM_MAX 8
 /* An ok trial of s: kept when it is among the s->confirm best so far. */
 void confirm_note(session *s, const int64_t *values, const char *config, const hist_trial *tr);
+/* The same for an ok trial of the kernel the history had before (an
+ * earlier session, or this one before a restart). */
+void confirm_note_known(session *s, const int64_t *values, const char *config, double mean_s);
 /* The search is over: queues the candidates' runs; 1 when it did (the
  * session goes on until confirm_finished), 0 when there is nothing to
  * confirm. */

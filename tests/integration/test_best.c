@@ -457,13 +457,16 @@ static json_t *tune_workload(const place *p, const char *workload, const char *t
   return parse("ktune tune --workload --json");
 }
 
-/* The fastest ok trial of a task at a size, straight from the file. */
+/* The best ok trial of a task at a size, straight from the file: the
+ * fastest confirmed one (each task's last batch confirms), else the
+ * fastest. */
 static double best_mean(const place *p, const char *task, const char *size) {
   sqlite3 *db;
   sqlite3_stmt *st;
   if (sqlite3_open_v2(p->db, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK ||
-      sqlite3_prepare_v2(db, "SELECT min(mean_s) FROM trials WHERE task = ? AND size = ? AND "
-                             "status = 'ok'", -1, &st, NULL) != SQLITE_OK)
+      sqlite3_prepare_v2(db, "SELECT mean_s FROM trials WHERE task = ? AND size = ? AND "
+                             "status = 'ok' ORDER BY confirmed_s IS NULL, confirmed_s, mean_s "
+                             "LIMIT 1", -1, &st, NULL) != SQLITE_OK)
     TEST_FAIL("cannot read %s", p->db);
   sqlite3_bind_text(st, 1, task, -1, SQLITE_STATIC);
   sqlite3_bind_text(st, 2, size, -1, SQLITE_STATIC);
@@ -490,6 +493,18 @@ TEST(workload_estimate_is_the_weighted_sum_of_the_bests) {
   ASSERT(mm > 0 && tiny > 0);
   double e2e = json_real_value(json_object_get(sum, "end_to_end_s"));
   ASSERT_EQ_DBL(e2e, 3 * mm + 2 * tiny, 1e-12 * e2e);
+  /* Each task's last batch confirmed its best configs, from all its
+   * batches. */
+  for (size_t i = 0; i < 2; i++) {
+    json_t *best = json_object_get(json_array_get(tasks, i), "best");
+    if (!(json_real_value(json_object_get(best, "confirmed_latency_s")) > 0))
+      TEST_FAIL("task %zu's winner was not confirmed: %s", i, out);
+    /* The last batch measured one config: the others came from the
+     * earlier batches. */
+    if (json_integer_value(json_object_get(best, "confirmed")) != 3)
+      TEST_FAIL("task %zu's last batch confirmed %lld configs, not its 3 best of all batches: "
+                "%s", i, (long long)json_integer_value(json_object_get(best, "confirmed")), out);
+  }
   int trials = 0;
   for (size_t i = 0; i < 2; i++)
     trials += (int)json_integer_value(json_object_get(json_array_get(tasks, i), "trials"));
@@ -520,7 +535,8 @@ TEST(workload_scheduler_spends_where_there_is_more_to_gain) {
   long big = json_integer_value(json_object_get(json_array_get(tasks, 1), "trials"));
   if (!(big > small))
     TEST_FAIL("the heavy task got %ld trials, the light one %ld: %s", big, small, out);
-  ASSERT_EQ_INT((int)small, 4);
+  /* Its first batch, and the one trial of its confirming last batch. */
+  ASSERT_EQ_INT((int)small, 4 + 1);
   json_decref(sum);
   /* Both sizes' winners as C: the second renamed, so that both link into
    * one program with the system gcc, and each computes what it should. */
