@@ -27,9 +27,6 @@
 #define WHO "tracker"
 /* Bytes of an agent's error text kept: compiler diagnostics fit. */
 #define MAX_ERROR_TEXT 4096
-/* A measurement whose rounds spread wider than this (std / mean) is not
- * one number: it is measured again, once (docs/MEASUREMENT.md). */
-#define MAX_ROUND_CV 0.2
 
 /* std / mean of a measurement's rounds; 0 with fewer than two. */
 static double round_cv(const double *c, size_t n) {
@@ -412,7 +409,9 @@ static job *leased_job(tracker *t, peer *p, uint64_t id, enum job_state want, co
 
 /* Back one step, to be done by another agent (or this one, later). */
 static void requeue(tracker *t, job *j) {
-  int build = j->state == JOB_BUILDING || j->state == JOB_BUILD_QUEUED;
+  /* A job a runner brought back after our restart (jobs_adopt) has no
+   * artifact here: running it again means building it again. */
+  int build = j->state == JOB_BUILDING || j->state == JOB_BUILD_QUEUED || !j->artifact_len;
   queue_set(t, j, build ? JOB_BUILD_QUEUED : JOB_RUN_QUEUED);
   j->owner = NULL;
 }
@@ -619,10 +618,13 @@ void jobs_on_run_result(tracker *t, peer *p, const Ktune__RunResult *r) {
     jobs_dispatch(t);
     return;
   }
+  /* A measurement whose rounds spread wider than --remeasure-spread-pct
+   * is not one number: the machine was busy, or the kernel is. It is
+   * measured again, once; the second measurement is the trial, and the
+   * first's spread is kept (docs/MEASUREMENT.md). */
   double cv = ok ? round_cv(r->costs_s, r->n_costs_s) : 0;
-  if (cv > MAX_ROUND_CV && !j->confirm && !j->retried_cv) {
-    /* Its rounds disagree: the machine was busy, or the kernel is. A
-     * second measurement is the trial; the first's spread is kept. */
+  if (t->opts.remeasure_spread_pct && cv * 100 > t->opts.remeasure_spread_pct && !j->confirm &&
+      !j->retried_cv) {
     j->retried_cv = cv;
     log_info(WHO, "job %llu: its rounds spread %.0f%% (std / mean); measuring it again",
              (unsigned long long)j->id, cv * 100);

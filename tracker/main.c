@@ -56,6 +56,9 @@ static void usage(FILE *f) {
           "                      goes back to the queue (default 10000)\n"
           "  --max-gflops        results faster than this are refused as implausible\n"
           "                      (default 1000000)\n"
+          "  --remeasure-spread-pct  a measurement whose rounds spread more than this\n"
+          "                      (std / mean, in %%) is measured again, once; 0: never\n"
+          "                      (default 20)\n"
           "  --unknown-key-wait-ms  a session without --wait-timeout whose key no runner\n"
           "                      has served (none connected since the tracker started, no\n"
           "                      trial in the history) fails after waiting this long for\n"
@@ -86,6 +89,7 @@ static const num_opt num_opts[] = {
     NUM("max-constraint-bytes", max_constraint_bytes, 1), NUM("grace-ms", grace_ms, 0),
     {"max-gflops", offsetof(tracker_opts, max_gflops), 1, 2},
     NUM("unknown-key-wait-ms", unknown_key_wait_ms, 0),
+    NUM("remeasure-spread-pct", remeasure_spread_pct, 0),
 };
 #define NNUM (sizeof(num_opts) / sizeof(num_opts[0]))
 
@@ -137,6 +141,7 @@ static void defaults(tracker_opts *o) {
   o->grace_ms = 10000;
   o->max_gflops = 1e6;
   o->unknown_key_wait_ms = 60000;
+  o->remeasure_spread_pct = 20;
 }
 
 int main(int argc, char **argv) {

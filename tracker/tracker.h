@@ -72,6 +72,7 @@ typedef struct {
   uint32_t grace_ms;       /* a leased job's deadline: its limit plus this */
   double max_gflops;       /* results faster than this are refused as implausible */
   uint32_t unknown_key_wait_ms; /* a never-served key's wait without --wait-timeout; 0: none */
+  uint32_t remeasure_spread_pct; /* rounds spread wider (std / mean, %) are measured again; 0: never */
 } tracker_opts;
 
 typedef struct tracker tracker;
