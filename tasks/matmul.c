@@ -91,43 +91,60 @@ static void mm_kernel(long kc, const float *a, const float *b, float *c, long mr
 
 #else
 
-typedef float mm_v __attribute__((vector_size(VW * 4)));
+/* The widest vector the target has, in floats. A VW wider than that is
+ * held as several of them (VW 16 on AVX2: two 8-float registers): gcc
+ * lowers a vector type wider than the target's through memory. */
+#if defined(__AVX512F__)
+#define MM_HW 16
+#elif defined(__AVX__)
+#define MM_HW 8
+#elif defined(__SSE__) || defined(__ARM_NEON) || defined(__ALTIVEC__)
+#define MM_HW 4
+#else
+#define MM_HW VW
+#endif
+#define MM_VL MM_MIN(VW, MM_HW)  /* floats per vector */
+#define MM_NVL (MM_NR / MM_VL)   /* vectors per row of the micro-tile */
+
+typedef float mm_v __attribute__((vector_size(MM_VL * 4)));
 /* Rows of C are only float-aligned; gcc assumes the full alignment of a
  * vector type otherwise. */
-typedef float mm_vu __attribute__((vector_size(VW * 4), aligned(4)));
+typedef float mm_vu __attribute__((vector_size(MM_VL * 4), aligned(4)));
 
 static inline __attribute__((always_inline)) void
 mm_kernel(long kc, const float *restrict a, const float *restrict b, float *restrict c, long mr,
           long nr, int first) {
-  mm_v acc[MR][NV];
+  mm_v acc[MR][MM_NVL];
   MM_UNROLL(64)
   for (int i = 0; i < MR; i++) {
     MM_UNROLL(64)
-    for (int v = 0; v < NV; v++) acc[i][v] = (mm_v){0};
+    for (int v = 0; v < MM_NVL; v++) acc[i][v] = (mm_v){0};
   }
   MM_UNROLL(KU)
   for (long k = 0; k < kc; k++) {
     const mm_v *bk = (const mm_v *)(b + k * MM_NR);
     MM_UNROLL(64)
     for (int i = 0; i < MR; i++) {
-      mm_v ai = (mm_v){0} + a[k * MR + i];
+      /* A scalar times a vector: one broadcast load. (0 + a, a vector, is
+       * an add and a shuffle per element, as 0 + -0 is not -0.) */
+      float ai = a[k * MR + i];
       MM_UNROLL(64)
-      for (int v = 0; v < NV; v++) acc[i][v] += ai * bk[v];
+      for (int v = 0; v < MM_NVL; v++) acc[i][v] += ai * bk[v];
     }
   }
   if (mr == MR && nr == MM_NR) {
     MM_UNROLL(64)
     for (int i = 0; i < MR; i++) {
       MM_UNROLL(64)
-      for (int v = 0; v < NV; v++) {
-        mm_vu *cv = (mm_vu *)(c + i * N + v * VW);
+      for (int v = 0; v < MM_NVL; v++) {
+        mm_vu *cv = (mm_vu *)(c + i * N + v * MM_VL);
         *cv = first ? acc[i][v] : *cv + acc[i][v];
       }
     }
   } else {
     float t[MR * MM_NR] MM_ALIGNED;
     for (int i = 0; i < MR; i++)
-      for (int v = 0; v < NV; v++) *(mm_v *)(t + i * MM_NR + v * VW) = acc[i][v];
+      for (int v = 0; v < MM_NVL; v++) *(mm_v *)(t + i * MM_NR + v * MM_VL) = acc[i][v];
     mm_store_edge(t, c, mr, nr, first);
   }
 }
