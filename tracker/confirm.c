@@ -160,7 +160,6 @@ int confirm_start(tracker *t, session *s) {
            "confirming: the best %u configs measured again, taking turns on one runner, %d "
            "passes", cf->n, CONFIRM_PASSES);
   log_info(WHO, "session %llu: confirming its best %u configs", (unsigned long long)s->id, cf->n);
-  session_send_progress(t, s, NULL);
   return 1;
 }
 
@@ -234,9 +233,9 @@ int confirm_result(tracker *t, job *j, Ktune__TrialStatus status, const double *
 
 int confirm_finished(const session *s) { return s->cf && s->cf->finished; }
 
-void confirm_sweep(tracker *t, session *s) {
+int confirm_sweep(tracker *t, session *s) {
   confirm *cf = s->cf;
-  if (!cf || !cf->running) return;
+  if (!cf || !cf->running) return 0;
   if (!registry_runners(t, s->key)) {
     /* The search is done and its results are in: no runner to confirm on
      * is no reason to hold them back. What was confirmed counts. */
@@ -245,14 +244,13 @@ void confirm_sweep(tracker *t, session *s) {
     snprintf(s->message, sizeof(s->message), "no runner of key '%s' was there to confirm the "
              "best configs on; the search's best stands", s->key);
     finish(t, s);
-    session_fill(t, s);
-    return;
+    return 1;
   }
-  if (!s->confirm_runner[0]) return;
+  if (!s->confirm_runner[0]) return 0;
   for (peer *p = t->peers; p; p = p->next)
     if (p->state == PEER_READY && p->role == KTUNE__ROLE__ROLE_RUNNER && p->c && !p->draining &&
         !guard_quarantined(t, p) && !strcmp(p->name, s->confirm_runner))
-      return;
+      return 0;
   /* Its runner is gone: the rounds it gave are not comparable with
    * another's. Start over on whichever runner takes the next turn. */
   log_info(WHO, "session %llu: runner %s left during confirmation; starting it over",
@@ -267,4 +265,5 @@ void confirm_sweep(tracker *t, session *s) {
   int next = next_turn(cf, -1);
   s->confirm_turn = next >= 0 ? (uint32_t)next + 1 : 0;
   jobs_dispatch(t);
+  return 0;
 }

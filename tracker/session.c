@@ -363,7 +363,8 @@ void session_fill(tracker *t, session *s) {
   int searched = s->ext ? external_finished(s) : s->done >= s->trials || s->exhausted;
   /* Confirmation's runs that are left wait for a turn that never comes. */
   if (searched && confirm_finished(s)) session_end(t, s, WIRE_SESSION(DONE), NULL);
-  else if (searched && out == 0 && !confirm_start(t, s)) session_end(t, s, WIRE_SESSION(DONE), NULL);
+  else if (searched && out == 0 && confirm_start(t, s)) session_send_progress(t, s, NULL);
+  else if (searched && out == 0) session_end(t, s, WIRE_SESSION(DONE), NULL);
 }
 
 /* The tuner hears of every trial, measured or answered from the history:
@@ -433,7 +434,7 @@ void session_sweep(tracker *t) {
   uint64_t now = uv_now(t->loop);
   for (session *s = t->sessions; s; s = s->next) {
     session_check_runners(t, s);
-    confirm_sweep(t, s);
+    if (confirm_sweep(t, s)) session_fill(t, s);
     if (s->ext && session_active(s) && external_orphaned(t, s))
       session_end(t, s, WIRE_SESSION(CANCELLED), "its client left (an external session lives as "
                                                  "long as a client follows it)");

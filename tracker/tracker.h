@@ -9,6 +9,8 @@
  *   registry.c connected peers (builders, runners, clients), status
  *   jobs.c     the job queue: build, run, leases, what agents report; it
  *              tells the session layer through t->hooks, never by name
+ *   confirm.c  a session's best configs measured again at its end: the
+ *              candidates, their runs' turns, the winner
  *   trial.c    a trial's statistics, identity and row: recorded here only
  *   external.c the configs of an external session (ktune measure): checked,
  *              queued for session.c to take, answered as their trials end
@@ -546,8 +548,10 @@ int confirm_finished(const session *s);
 /* A confirmation run ended (tracker_hooks.confirm_ended). */
 int confirm_result(tracker *t, job *j, Ktune__TrialStatus status, const double *costs,
                    size_t ncosts);
-/* Starts over when the confirming runner is gone. */
-void confirm_sweep(tracker *t, session *s);
+/* Starts over when the confirming runner is gone; ends the confirmation
+ * with what it has when no runner of the key is left, and then returns 1
+ * (the session can end). */
+int confirm_sweep(tracker *t, session *s);
 void confirm_free(session *s);
 
 /* --- guard.c --- */
