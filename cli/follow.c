@@ -113,6 +113,13 @@ int cli_follow(client *c, uint64_t id, int how, Ktune__Envelope **final) {
         double diff = (p->confirmed_latency_s / p->best_latency_s - 1) * 100;
         printf("      confirmed: %s when measured again with the %u best, taking turns on one "
                "runner (%+.1f%% from the search's %s)\n", conf, p->confirmed, diff, lat);
+        if (p->search_best_latency_s > 0 && p->search_best_latency_s < p->best_latency_s) {
+          /* Why the best went down at the end: another config won. */
+          char fastest[32];
+          cli_fmt_latency(fastest, sizeof(fastest), p->search_best_latency_s);
+          printf("      (the search's fastest, %s, was slower than this when measured again: "
+                 "this config is the winner)\n", fastest);
+        }
       }
     }
     if (final) *final = m;
@@ -135,6 +142,9 @@ json_t *cli_best_json(const Ktune__SessionProgress *p) {
                                                        ? json_real(p->confirmed_latency_s)
                                                        : json_null());
   json_object_set_new(best, "confirmed", json_integer(p->confirmed));
+  /* The search's fastest, when confirmation chose another config. */
+  if (p->search_best_latency_s > 0 && p->search_best_latency_s < p->best_latency_s)
+    json_object_set_new(best, "search_fastest_latency_s", json_real(p->search_best_latency_s));
   return best;
 }
 

@@ -188,6 +188,7 @@ static void finish(tracker *t, session *s) {
                 (long long)c->trial, hist_errmsg(t->db));
     if (win < 0 || med < win_s) win = (int)i, win_s = med;
   }
+  s->search_best_s = s->best_latency;
   if (win >= 0) {
     confirm_cand *c = &cf->c[win];
     memcpy(s->best_values, c->values, s->task.nknobs * sizeof(int64_t));

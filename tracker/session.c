@@ -501,6 +501,7 @@ static void session_progress(tracker *t, session *s, Ktune__SessionProgress *out
   out->search_s = s->search_s;
   out->confirmed_latency_s = s->confirmed_s;
   out->confirmed = s->confirmed_n;
+  out->search_best_latency_s = s->search_best_s;
   out->prior = s->prior;
   if (s->message[0]) out->message = s->message;
   else if (s->exhausted && s->done < s->trials)

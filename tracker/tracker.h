@@ -467,6 +467,7 @@ struct session {
   uint32_t confirm_turn;   /* the candidate (1-based) whose run goes next */
   char confirm_runner[64]; /* the one runner confirming, once chosen */
   double confirmed_s;      /* the winner's confirmed latency; 0: none */
+  double search_best_s;    /* the search's fastest before confirmation chose */
   uint32_t confirmed_n;    /* candidates confirmed */
   session *next;
 };
