@@ -49,6 +49,9 @@ char *hist_col_strdup(sqlite3_stmt *st, int i);
 int64_t hist_now_ms(void);
 /* Shortest %g text that reads back as the same double. */
 void hist_fmt_real(char *out, size_t n, double v);
+/* A JSON array of finite reals in that form (sqlite3_malloc'd), or NULL
+ * with the message set. */
+char *hist_reals_json(hist *h, const double *v, size_t n);
 
 /* ---- the trials table (common/history_trials.c) ---- */
 

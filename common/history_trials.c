@@ -287,25 +287,33 @@ static int bind_opt_object(hist *h, sqlite3_stmt *st, int i, const trial_col *c,
   return bind_canonical(h, st, i, c, v);
 }
 
-static int bind_costs(hist *h, sqlite3_stmt *st, int i, const trial_col *c,
-                      const hist_trial *t) {
-  const double *costs = MEMBER(t, c, const double *);
-  if (t->ncosts > 0 && !costs) return hist_fail(h, "trial has %zu costs but no array", t->ncosts);
+char *hist_reals_json(hist *h, const double *v, size_t n) {
+  if (n > 0 && !v) {
+    hist_fail(h, "%zu costs but no array", n);
+    return NULL;
+  }
   sqlite3_str *s = sqlite3_str_new(NULL);
   sqlite3_str_appendall(s, "[");
-  for (size_t k = 0; k < t->ncosts; k++) {
-    if (!isfinite(costs[k])) {
+  for (size_t k = 0; k < n; k++) {
+    if (!isfinite(v[k])) {
       sqlite3_free(sqlite3_str_finish(s));
-      return hist_fail(h, "trial cost %zu is not a finite number", k);
+      hist_fail(h, "cost %zu is not a finite number", k);
+      return NULL;
     }
     char b[40];
-    hist_fmt_real(b, sizeof(b), costs[k]);
+    hist_fmt_real(b, sizeof(b), v[k]);
     sqlite3_str_appendf(s, "%s%s", k ? "," : "", b);
   }
   sqlite3_str_appendall(s, "]");
   char *text = sqlite3_str_finish(s);
-  if (!text) return hist_fail(h, "out of memory");
-  return bound(h, sqlite3_bind_text(st, i, text, -1, sqlite3_free));
+  if (!text) hist_fail(h, "out of memory");
+  return text;
+}
+
+static int bind_costs(hist *h, sqlite3_stmt *st, int i, const trial_col *c,
+                      const hist_trial *t) {
+  char *text = hist_reals_json(h, MEMBER(t, c, const double *), t->ncosts);
+  return text ? bound(h, sqlite3_bind_text(st, i, text, -1, sqlite3_free)) : -1;
 }
 
 static int bind_double(hist *h, sqlite3_stmt *st, int i, double v, int present) {

@@ -152,16 +152,8 @@ int store_trial_confirm(hist *h, int64_t id, double confirmed_s, const double *c
   hist_clear_err(h);
   if (!isfinite(confirmed_s) || confirmed_s <= 0)
     return hist_fail(h, "a confirmed latency must be a positive time");
-  sqlite3_str *text = sqlite3_str_new(NULL);
-  sqlite3_str_appendall(text, "[");
-  for (size_t k = 0; k < ncosts; k++) {
-    char b[40];
-    hist_fmt_real(b, sizeof(b), costs[k]);
-    sqlite3_str_appendf(text, "%s%s", k ? "," : "", b);
-  }
-  sqlite3_str_appendall(text, "]");
-  char *json = sqlite3_str_finish(text);
-  if (!json) return hist_fail(h, "out of memory");
+  char *json = hist_reals_json(h, costs, ncosts);
+  if (!json) return -1;
   sqlite3_stmt *st = NULL;
   int rc = stmt(h, trial_confirm_sql, &st);
   if (rc == 0) {

@@ -99,23 +99,30 @@ static json_t *parse(const char *what) {
   return j;
 }
 
-/* The best checked ok trial of tiny under a compiler, straight from the
- * file: the fastest confirmed one (a session's end confirms its best),
- * else the fastest. */
-static double min_mean(const place *p, const char *compiler) {
+/* The latency of the best checked ok trial of a task straight from the
+ * file, as `ktune best` picks it: the fastest confirmed one (a session's
+ * end confirms its best), else the fastest. `where` narrows it with two
+ * text parameters, a and b. */
+static double best_where(const place *p, const char *where, const char *a, const char *b) {
   sqlite3 *db;
   sqlite3_stmt *st;
+  char sql[512];
+  snprintf(sql, sizeof(sql), "SELECT mean_s FROM trials WHERE status = 'ok' AND %s ORDER BY "
+           "confirmed_s IS NULL, confirmed_s, mean_s LIMIT 1", where);
   if (sqlite3_open_v2(p->db, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK ||
-      sqlite3_prepare_v2(db, "SELECT mean_s FROM trials WHERE task = 'tiny' AND status = "
-                             "'ok' AND checked = 1 AND compiler = ? ORDER BY confirmed_s IS NULL,"
-                             " confirmed_s, mean_s LIMIT 1", -1, &st, NULL) != SQLITE_OK)
+      sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
     TEST_FAIL("cannot read %s", p->db);
-  sqlite3_bind_text(st, 1, compiler, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 1, a, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 2, b, -1, SQLITE_STATIC);
   ASSERT_EQ_INT(sqlite3_step(st), SQLITE_ROW);
   double v = sqlite3_column_double(st, 0);
   sqlite3_finalize(st);
   sqlite3_close(db);
   return v;
+}
+
+static double min_mean(const place *p, const char *compiler) {
+  return best_where(p, "task = ?1 AND checked = 1 AND compiler = ?2", "tiny", compiler);
 }
 
 TEST(best_by_name_of_a_spec_file_task_from_another_folder) {
@@ -457,24 +464,10 @@ static json_t *tune_workload(const place *p, const char *workload, const char *t
   return parse("ktune tune --workload --json");
 }
 
-/* The best ok trial of a task at a size, straight from the file: the
- * fastest confirmed one (each task's last batch confirms), else the
- * fastest. */
+/* The best ok trial of a task at a size (each task's last batch
+ * confirms). */
 static double best_mean(const place *p, const char *task, const char *size) {
-  sqlite3 *db;
-  sqlite3_stmt *st;
-  if (sqlite3_open_v2(p->db, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK ||
-      sqlite3_prepare_v2(db, "SELECT mean_s FROM trials WHERE task = ? AND size = ? AND "
-                             "status = 'ok' ORDER BY confirmed_s IS NULL, confirmed_s, mean_s "
-                             "LIMIT 1", -1, &st, NULL) != SQLITE_OK)
-    TEST_FAIL("cannot read %s", p->db);
-  sqlite3_bind_text(st, 1, task, -1, SQLITE_STATIC);
-  sqlite3_bind_text(st, 2, size, -1, SQLITE_STATIC);
-  ASSERT_EQ_INT(sqlite3_step(st), SQLITE_ROW);
-  double v = sqlite3_column_double(st, 0);
-  sqlite3_finalize(st);
-  sqlite3_close(db);
-  return v;
+  return best_where(p, "task = ?1 AND size = ?2", task, size);
 }
 
 /* A workload's end-to-end estimate is the weighted sum of each task's
