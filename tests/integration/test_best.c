@@ -568,7 +568,30 @@ TEST(workload_scheduler_spends_where_there_is_more_to_gain) {
   remove_place(&p);
 }
 
+/* A spec without a reference (docs/TASKS.md: optional) tunes, unchecked,
+ * and `ktune best --unchecked` answers for it. */
+TEST(spec_without_a_reference_tunes_unchecked) {
+  place p;
+  make_place(&p);
+  char path[400];
+  snprintf(path, sizeof(path), "%s/noref.c", p.spec);
+  proc_write_file(path, "void k(float *C) { for (long i = 0; i < N; i++) C[i] = U; }\n");
+  snprintf(path, sizeof(path), "%s/noref.json", p.spec);
+  proc_write_file(path, "{\"name\": \"noref\", \"source\": \"noref.c\", \"entry\": \"k\","
+                        " \"constants\": {\"N\": 64}, \"args\": [{\"name\": \"C\", \"type\":"
+                        " \"float\", \"count\": \"N\", \"output\": true}],"
+                        " \"knobs\": {\"U\": [1, 2]}, \"flops\": \"N\"}\n");
+  char *tune[] = {"tune", "./noref.json", "--trials", "2", "--strategy", "grid", "--db", p.db,
+                  NULL};
+  expect_rc(ktune_in(p.spec, tune), 0, "ktune tune ./noref.json");
+  char *best[] = {"best", "./noref.json", "--unchecked", "--db", p.db, NULL};
+  expect_rc(ktune_in(p.spec, best), 0, "ktune best ./noref.json --unchecked");
+  ASSERT_CONTAINS(out, "were NOT checked");
+  remove_place(&p);
+}
+
 TEST_LIST(TEST_ENTRY(best_by_name_of_a_spec_file_task_from_another_folder),
+          TEST_ENTRY(spec_without_a_reference_tunes_unchecked),
           TEST_ENTRY(workload_estimate_is_the_weighted_sum_of_the_bests),
           TEST_ENTRY(workload_scheduler_spends_where_there_is_more_to_gain),
           TEST_ENTRY(confirmation_stores_latencies_and_picks_the_fastest_confirmed),

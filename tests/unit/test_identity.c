@@ -119,6 +119,18 @@ TEST(kernel_ignores_search_space_and_name) {
   ASSERT_EQ_STR(d1, d0);
 }
 
+/* A spec may have no reference (its outputs are then not checked): it
+ * still has a digest, and not that of the same spec with one. */
+TEST(kernel_without_a_reference_has_its_own_digest) {
+  spec s;
+  spec_init(&s);
+  char with[IDENT_HEX], without[IDENT_HEX];
+  kernel_of(&s, with);
+  s.t.reference = NULL;
+  kernel_of(&s, without);
+  ASSERT(strcmp(with, without) != 0);
+}
+
 TEST(kernel_refuses_incomplete_spec) {
   spec s;
   spec_init(&s);
@@ -248,7 +260,7 @@ TEST(tracker_texts_are_canonical) {
   free(timing);
 }
 
-TEST_LIST(TEST_ENTRY(kernel_is_stable_and_hex), TEST_ENTRY(tracker_texts_are_canonical), TEST_ENTRY(kernel_changes_with_what_is_built),
+TEST_LIST(TEST_ENTRY(kernel_is_stable_and_hex), TEST_ENTRY(kernel_without_a_reference_has_its_own_digest), TEST_ENTRY(tracker_texts_are_canonical), TEST_ENTRY(kernel_changes_with_what_is_built),
           TEST_ENTRY(kernel_ignores_search_space_and_name),
           TEST_ENTRY(kernel_refuses_incomplete_spec),
           TEST_ENTRY(trial_changes_with_how_it_was_measured),
