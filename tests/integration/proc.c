@@ -25,6 +25,18 @@ void proc_sleep_ms(long ms) {
   nanosleep(&ts, NULL);
 }
 
+int proc_ktune(const char *cwd, char *const args[], char *out, size_t outlen, int timeout_ms) {
+  char *argv[48] = {(char *)proc_bin("cli/ktune")};
+  int n = 1;
+  for (int i = 0; args[i] && n < 47; i++) argv[n++] = args[i];
+  argv[n] = NULL;
+  if (cwd && chdir(cwd) != 0) {
+    perror(cwd);
+    abort();
+  }
+  return proc_run(argv, out, outlen, timeout_ms);
+}
+
 void proc_tmpdir(char *buf, size_t len) {
   snprintf(buf, len, "/tmp/ktune-test.XXXXXX");
   if (!mkdtemp(buf)) {

@@ -16,6 +16,10 @@ pid_t proc_start(char *const argv[], const char *log_path);
  * out. Returns the exit code, or 128+signal. */
 int proc_run(char *const argv[], char *out, size_t outlen, int timeout_ms);
 
+/* Runs the build's `ktune ARGS...` (at most 46 of them) in folder cwd
+ * (NULL: here) as proc_run does. */
+int proc_ktune(const char *cwd, char *const args[], char *out, size_t outlen, int timeout_ms);
+
 /* Sends sig and waits up to timeout_ms for the process to end (then
  * SIGKILL). Returns the wait status. */
 int proc_stop(pid_t pid, int sig, int timeout_ms);

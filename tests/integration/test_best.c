@@ -24,12 +24,7 @@ static char out[1 << 16];
 
 /* `ktune ARGS...` in folder cwd; its exit code, its output in out. */
 static int ktune_in(const char *cwd, char *const args[]) {
-  char *argv[32] = {(char *)proc_bin("cli/ktune")};
-  int n = 1;
-  for (int i = 0; args[i] && n < 31; i++) argv[n++] = args[i];
-  argv[n] = NULL;
-  if (chdir(cwd) != 0) TEST_FAIL("cannot enter %s", cwd);
-  return proc_run(argv, out, sizeof(out), RUN_MS);
+  return proc_ktune(cwd, args, out, sizeof(out), RUN_MS);
 }
 
 static void expect_rc(int rc, int want, const char *what) {

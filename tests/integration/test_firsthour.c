@@ -49,11 +49,7 @@ static pid_t tune_in_background(farm *f, const char *path, char *const args[]) {
 
 /* `ktune ARGS...` with no --tracker added. */
 static int ktune_plain(char *out, size_t outlen, char *const args[]) {
-  char *argv[16] = {(char *)proc_bin("cli/ktune")};
-  int n = 1;
-  for (int i = 0; args[i] && n < 15; i++) argv[n++] = args[i];
-  argv[n] = NULL;
-  return proc_run(argv, out, outlen, 30000);
+  return proc_ktune(NULL, args, out, outlen, 30000);
 }
 
 /* A farm (tracker options opts) with runner r1 of key, ready. */

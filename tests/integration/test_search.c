@@ -29,12 +29,8 @@ static char big[1 << 20];
 
 /* `ktune ARGS...` with no --tracker added (a local farm, or --db). */
 static int ktune_plain(char *out, size_t outlen, int timeout_ms, char *const args[]) {
-  char *argv[48] = {(char *)proc_bin("cli/ktune")};
-  int n = 1;
-  for (int i = 0; args[i] && n < 47; i++) argv[n++] = args[i];
-  argv[n] = NULL;
   unsetenv("KTUNE_TRACKER");
-  return proc_run(argv, out, outlen, timeout_ms);
+  return proc_ktune(NULL, args, out, outlen, timeout_ms);
 }
 
 /* The trials of a history, read with `ktune export --db DB --format jsonl`

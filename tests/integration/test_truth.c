@@ -77,11 +77,7 @@ static void write_task(const char *dir, const char *stem, const char *src, long 
 
 /* `ktune ARGS...` without --tracker (best, export --db). */
 static int ktune_plain(char *out, size_t outlen, int timeout_ms, char *const args[]) {
-  char *argv[48] = {(char *)proc_bin("cli/ktune")};
-  int n = 1;
-  for (int i = 0; args[i] && n < 47; i++) argv[n++] = args[i];
-  argv[n] = NULL;
-  return proc_run(argv, out, outlen, timeout_ms);
+  return proc_ktune(NULL, args, out, outlen, timeout_ms);
 }
 
 static int has_column(sqlite3 *db, const char *table, const char *col) {
