@@ -28,6 +28,13 @@
 #define HIST_SCHEMA_VERSION 4
 #define HIST_BUSY_MS 5000
 
+/* The order in which every best of the history is picked (`ktune best`,
+ * a session's row, the report's tasks and workloads): a latency confirmed
+ * at a session's end is the stronger word, then the fastest, the oldest on
+ * ties. P is the trials table's alias with its dot, or "". */
+#define BEST_ORDER(P) \
+  " ORDER BY " P "confirmed_s IS NULL, " P "confirmed_s, " P "mean_s, " P "id LIMIT 1"
+
 /* Indexes of version 2, on new files and upgraded ones alike. */
 #define TRIALS_DIGEST_INDEX "CREATE INDEX trials_digest ON trials(digest) WHERE status = 'ok';"
 #define TRIALS_KERNEL_INDEX \
@@ -432,7 +439,7 @@ static double col_real(sqlite3_stmt *st, int i) {
   " b.config, b.mean_s, b.gflops, b.gbps"                                                 \
   " FROM sessions s LEFT JOIN trials b ON b.id = (SELECT t.id FROM trials t"              \
   " WHERE t.session = s.id AND t.status = 'ok' AND t.mean_s > 0"                          \
-  " ORDER BY t.confirmed_s IS NULL, t.confirmed_s, t.mean_s, t.id LIMIT 1)"
+  BEST_ORDER("t.") ")"
 
 void hist_session_row_clear(hist_session_row *r) {
   char **strs[] = {&r->task,  &r->size_json, &r->key,     &r->strategy,   &r->compiler,
@@ -588,9 +595,7 @@ int hist_best(hist *h, const hist_best_query *q, hist_best_row *out) {
   int rc = best_prepare(h, q,
                         "id, session, mean_s, gflops, checked, gbps, config, compiler,"
                         " compiler_id, key, runner, builder, timing, kernel",
-                        /* A latency confirmed at a session's end is the stronger word. */
-                        " ORDER BY confirmed_s IS NULL, confirmed_s, mean_s, id LIMIT 1", &st,
-                        &size, &timing);
+                        BEST_ORDER(""), &st, &size, &timing);
   int step = rc < 0 ? SQLITE_DONE : sqlite3_step(st);
   if (rc == 0 && step == SQLITE_ROW) {
     out->id = sqlite3_column_int64(st, 0);
@@ -699,7 +704,7 @@ static const char tasks_sql[] =
   " max(timestamp_ms) AS last_ms, min(id) AS first FROM trials GROUP BY task, size) g"
   " LEFT JOIN trials b ON b.id = (SELECT t.id FROM trials t WHERE t.task = g.task"
   " AND t.size = g.size AND t.status = 'ok' AND t.mean_s > 0"
-  " ORDER BY t.confirmed_s IS NULL, t.confirmed_s, t.mean_s, t.id LIMIT 1)"
+  BEST_ORDER("t.") ")"
   " ORDER BY g.first";
 
 int hist_tasks(hist *h, hist_task_fn cb, void *ctx) {
@@ -813,7 +818,7 @@ static const char workload_sql[] =
   " (SELECT t.mean_s FROM trials t JOIN sessions s2 ON s2.id = t.session"
   "  WHERE json_extract(s2.workload, '$.run') = g.run AND s2.task = g.task"
   "  AND s2.size = g.size AND t.status = 'ok' AND t.mean_s > 0"
-  "  ORDER BY t.confirmed_s IS NULL, t.confirmed_s, t.mean_s, t.id LIMIT 1)"
+  BEST_ORDER("t.") ")"
   " FROM (SELECT json_extract(s.workload, '$.run') AS run,"
   " json_extract(s.workload, '$.file') AS file, s.task, s.size,"
   " max(json_extract(s.workload, '$.weight')) AS weight, min(s.id) AS first,"
