@@ -1,16 +1,19 @@
 #include "builder/cc.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "builder/buildserver.h"
 #include "builder/fsutil.h"
 #include "builder/jail.h"
 #include "builder/tcc.h"
 #include "common/child.h"
+#include "common/log.h"
 #include "common/target.h"
 
 extern char **environ;
@@ -70,6 +73,7 @@ struct cc_req {
   char *command;
   char *source;
   const char *fixed_id; /* libtcc in the child: no command, no probe */
+  int retried;         /* a libtcc build whose fork server died was started again */
   char target[64];
   uint32_t timeout_ms;
   cc_done_fn done;
@@ -101,6 +105,10 @@ struct cc_ctx {
   size_t live;         /* runs and requests not yet freed */
   int closed;
   buildcache *cache;   /* NULL: off */
+  char *server_exe;    /* jail_opts.server_exe */
+  buildserver *bs;     /* forks libtcc builds; NULL until one could start */
+  jail_plan tcc_plan;  /* the ruleset of every libtcc build, once tcc_ready */
+  int tcc_ready;
   cc_req *leaders;     /* compiles others may wait for (cc_reuse) */
 };
 
@@ -110,6 +118,9 @@ static void cc_maybe_free(cc_ctx *c) {
   free(c->programs);
   jail_free(c->jail);
   buildcache_free(c->cache);
+  buildserver_free(c->bs);
+  if (c->tcc_ready) jail_plan_release(&c->tcc_plan);
+  free(c->server_exe);
   free(c);
 }
 
@@ -185,28 +196,14 @@ static char **cc_env(char *tmpdir) {
   return env;
 }
 
-/* Starts argv, or fn(arg) when argv is NULL, in a confined child working
- * in cwd; done runs later, exactly once, from the loop (with spawn_error
- * set when the child could not start). Returns 0, or a negative code with
- * the reason in err when done will not come. */
-static int cc_run_start(cc_ctx *c, char **argv, int (*fn)(void *), void *arg, const char *cwd,
-                        uint32_t timeout_ms, cc_run_fn done, void *data, int tag, char *err,
-                        size_t errlen) {
-  char exe[4096], tmpdir[4096 + 8], **env = NULL;
-  int rc = argv ? jail_which(argv[0], exe, sizeof exe) : 0;
-  if (rc < 0) {
-    snprintf(err, errlen, "cannot run '%.200s': %s%s", argv[0], uv_strerror(rc),
-             rc == -ENOENT ? " (is the compiler installed on this builder?)" : "");
-    return rc;
-  }
-  jail_plan plan;
-  if ((rc = jail_plan_make(c->jail, argv ? exe : NULL, cwd, timeout_ms, &plan, err, errlen)) < 0)
-    return rc;
-  snprintf(tmpdir, sizeof tmpdir, "TMPDIR=%s", cwd ? cwd : "");
+/* Starts spec as a run of c whose end goes to done; spec's done and data
+ * are filled here. Returns 0, or a negative code with the reason in err
+ * when done will not come. */
+static int cc_run_launch(cc_ctx *c, child_spec *spec, cc_run_fn done, void *data, int tag,
+                         char *err, size_t errlen) {
   cc_run *run = calloc(1, sizeof *run);
-  if (!run || (argv && !(env = cc_env(cwd ? tmpdir : NULL)))) {
-    free(run);
-    jail_plan_release(&plan);
+  if (!run) {
+    free(spec->in);
     snprintf(err, errlen, "builder out of memory");
     return -ENOMEM;
   }
@@ -214,16 +211,9 @@ static int cc_run_start(cc_ctx *c, char **argv, int (*fn)(void *), void *arg, co
   run->done = done;
   run->data = data;
   run->tag = tag;
-  char *exe_argv0 = argv ? argv[0] : NULL;
-  if (argv) argv[0] = exe;
-  child_spec spec = {.argv = argv, .env = env, .fn = fn, .arg = arg, .dir = cwd ? cwd : "/",
-                     .prepare = jail_enter, .prepare_arg = &plan, .guard = 1,
-                     .keep_max = CC_CAPTURE_MAX, .timeout_ms = timeout_ms,
-                     .done = cc_run_done, .data = run};
-  rc = child_start(c->loop, &spec, &run->ch);
-  if (argv) argv[0] = exe_argv0;
-  free(env);
-  jail_plan_release(&plan);
+  spec->done = cc_run_done;
+  spec->data = run;
+  int rc = child_start(c->loop, spec, &run->ch);
   if (rc < 0) {
     free(run);
     snprintf(err, errlen, "builder out of memory");
@@ -234,6 +224,39 @@ static int cc_run_start(cc_ctx *c, char **argv, int (*fn)(void *), void *arg, co
   if (c->runs) c->runs->prev = run;
   c->runs = run;
   return 0;
+}
+
+/* Starts argv in a confined child working in cwd; done runs later,
+ * exactly once, from the loop (with spawn_error set when the child could
+ * not start). Returns 0, or a negative code with the reason in err when
+ * done will not come. */
+static int cc_run_start(cc_ctx *c, char **argv, const char *cwd, uint32_t timeout_ms,
+                        cc_run_fn done, void *data, int tag, char *err, size_t errlen) {
+  char exe[4096], tmpdir[4096 + 8], **env = NULL;
+  int rc = jail_which(argv[0], exe, sizeof exe);
+  if (rc < 0) {
+    snprintf(err, errlen, "cannot run '%.200s': %s%s", argv[0], uv_strerror(rc),
+             rc == -ENOENT ? " (is the compiler installed on this builder?)" : "");
+    return rc;
+  }
+  jail_plan plan;
+  if ((rc = jail_plan_make(c->jail, exe, cwd, timeout_ms, &plan, err, errlen)) < 0) return rc;
+  snprintf(tmpdir, sizeof tmpdir, "TMPDIR=%s", cwd ? cwd : "");
+  if (!(env = cc_env(cwd ? tmpdir : NULL))) {
+    jail_plan_release(&plan);
+    snprintf(err, errlen, "builder out of memory");
+    return -ENOMEM;
+  }
+  char *exe_argv0 = argv[0];
+  argv[0] = exe;
+  child_spec spec = {.argv = argv, .env = env, .dir = cwd ? cwd : "/", .prepare = jail_enter,
+                     .prepare_arg = &plan, .guard = 1, .keep_max = CC_CAPTURE_MAX,
+                     .timeout_ms = timeout_ms};
+  rc = cc_run_launch(c, &spec, done, data, tag, err, errlen);
+  argv[0] = exe_argv0;
+  free(env);
+  jail_plan_release(&plan);
+  return rc;
 }
 
 /* ---- requests ---- */
@@ -322,6 +345,8 @@ static void cc_req_fail(cc_req *r, const char *status, const char *fmt, ...) {
   uv_timer_start(&r->defer, cc_req_on_defer, 0, 0);
 }
 
+static int cc_tcc_start(cc_req *r, char *err, size_t errlen);
+
 static void cc_compiled(cc_run *run, const child_result *p) {
   cc_req *r = run->data;
   char diag[CC_DIAG_MAX + 1];
@@ -336,13 +361,20 @@ static void cc_compiled(cc_run *run, const child_result *p) {
                 p->spawn_msg[0] ? p->spawn_msg : uv_strerror(p->spawn_error));
     return;
   }
+  if (p->lost) {
+    /* Not the source's doing: a new server tries once more. */
+    if (!r->retried++ && cc_tcc_start(r, diag, sizeof diag) == 0) return;
+    cc_req_fail(r, "COMPILE_ERROR", "%s", p->lost);
+    return;
+  }
   if (p->timed_out) {
     cc_req_fail(r, "BUILD_TIMEOUT", "compile took longer than %u ms; '%.200s' was killed",
                 r->timeout_ms, r->command);
     return;
   }
+  /* A libtcc build's stdout is the object, never a message. */
   cc_diag(p->err, p->err_len, diag, sizeof diag);
-  if (!diag[0]) cc_diag(p->out, p->out_len, diag, sizeof diag);
+  if (!diag[0] && !r->fixed_id) cc_diag(p->out, p->out_len, diag, sizeof diag);
   if (!p->exited || p->term_signal || p->exit_status != 0) {
     if (diag[0])
       cc_req_fail(r, "COMPILE_ERROR", "%s", diag);
@@ -354,33 +386,69 @@ static void cc_compiled(cc_run *run, const child_result *p) {
                   r->command, (long long)p->exit_status);
     return;
   }
-  char path[4096 + 16];
-  snprintf(path, sizeof path, "%s/out.so", r->dir);
-  uint8_t *so;
-  size_t solen;
-  int rc = fsutil_read_file(path, CC_ARTIFACT_MAX, &so, &solen);
+  uint8_t *so = NULL;
+  size_t solen = 0;
+  int rc;
+  if (r->fixed_id) {
+    rc = p->out_len > CC_ARTIFACT_MAX ? -EFBIG : p->out_len == 0 ? -ENODATA : 0;
+  } else {
+    char path[4096 + 16];
+    snprintf(path, sizeof path, "%s/out.so", r->dir);
+    rc = fsutil_read_file(path, CC_ARTIFACT_MAX, &so, &solen);
+  }
   if (rc < 0) {
-    cc_req_fail(r, "COMPILE_ERROR", "'%.200s' succeeded but left no usable out.so (%s)%s%s",
-                r->command,
+    cc_req_fail(r, "COMPILE_ERROR", "'%.200s' succeeded but left no usable %s (%s)%s%s",
+                r->command, r->fixed_id ? "object" : "out.so",
                 rc == -EFBIG ? "larger than 32 MiB" : rc == -ENODATA ? "empty" : strerror(-rc),
                 diag[0] ? ": " : "", diag);
     return;
   }
-  cc_req_deliver(r, "ok", "", so, solen);
+  if (r->fixed_id) cc_req_deliver(r, "ok", "", (const uint8_t *)p->out, p->out_len);
+  else cc_req_deliver(r, "ok", "", so, solen);
   free(so);
 }
 
-/* The child of a libtcc build: the source is in its copy of our memory,
- * the object goes to its work folder, the messages to stderr. */
-static int cc_tcc_main(void *arg) {
-  cc_req *r = arg;
-  char diag[CC_DIAG_MAX];
-  int rc = tcc_build_file(r->source, "out.so", diag, sizeof diag);
-  if (rc != 0 && diag[0] && write(2, diag, strlen(diag)) < 0) return 3;
-  return rc == 0 ? 0 : rc == -1 ? 1 : 2;
+/* A libtcc build: a child of the build fork server (buildserver.h),
+ * confined by the ruleset made once for every libtcc build, which lets
+ * it write nowhere: the source goes in on its stdin, the object comes
+ * out on its stdout. It works in a work folder of its own all the same,
+ * where its processes are found. Returns 0, or a negative code with the
+ * reason in err. */
+static int cc_tcc_start(cc_req *r, char *err, size_t errlen) {
+  cc_ctx *c = r->ctx;
+  int rc;
+  if (!c->tcc_ready) {
+    if ((rc = jail_plan_make(c->jail, NULL, NULL, 0, &c->tcc_plan, err, errlen)) < 0) return rc;
+    c->tcc_ready = 1;
+  }
+  if (!c->bs && (rc = buildserver_new(c->loop, c->server_exe, &c->bs, err, errlen)) < 0)
+    return rc;
+  if (!r->dir[0] && (rc = jail_mkdtemp(r->dir, sizeof r->dir)) < 0) {
+    r->dir[0] = '\0';
+    snprintf(err, errlen, "builder cannot make a temporary folder: %s", strerror(-rc));
+    return rc;
+  }
+  buildserver_limits lim = {c->tcc_plan.ruleset_fd, open(r->dir, O_PATH | O_DIRECTORY | O_CLOEXEC),
+                            jail_mem_limit(c->jail), jail_cpu_limit_s(r->timeout_ms)};
+  if (lim.dir_fd < 0) {
+    rc = -errno;
+    snprintf(err, errlen, "builder cannot open %.200s: %s", r->dir, strerror(-rc));
+    return rc;
+  }
+  child_spec spec = {.launcher = buildserver_launcher(c->bs), .launch_how = &lim,
+                     .in = (uint8_t *)strdup(r->source), .in_len = strlen(r->source),
+                     .keep_max = CC_ARTIFACT_MAX + 1, .timeout_ms = r->timeout_ms};
+  if (!spec.in) {
+    close(lim.dir_fd);
+    snprintf(err, errlen, "builder out of memory");
+    return -ENOMEM;
+  }
+  rc = cc_run_launch(c, &spec, cc_compiled, r, 0, err, errlen);
+  close(lim.dir_fd);
+  return rc;
 }
 
-/* Makes the work folder, and for an external compiler writes kernel.c
+/* Makes the work folder of an external compiler and writes kernel.c
  * there. */
 static int cc_workdir(cc_req *r) {
   int rc = jail_mkdtemp(r->dir, sizeof r->dir);
@@ -389,7 +457,6 @@ static int cc_workdir(cc_req *r) {
     cc_req_fail(r, "COMPILE_ERROR", "builder cannot make a temporary folder: %s", strerror(-rc));
     return rc;
   }
-  if (r->fixed_id) return 0;
   char path[4096 + 16];
   snprintf(path, sizeof path, "%s/kernel.c", r->dir);
   if ((rc = fsutil_write_file(path, r->source, strlen(r->source))) < 0)
@@ -453,9 +520,7 @@ static void cc_compile(cc_req *r) {
   char want[64];
   char err[1024];
   if (!pr) { /* libtcc */
-    if (cc_reuse(r) == 0 && cc_workdir(r) == 0 &&
-        cc_run_start(r->ctx, NULL, cc_tcc_main, r, r->dir, r->timeout_ms, cc_compiled, r, 0, err,
-                     sizeof err) < 0)
+    if (cc_reuse(r) == 0 && cc_tcc_start(r, err, sizeof err) < 0)
       cc_req_fail(r, "COMPILE_ERROR", "%s", err);
     return;
   }
@@ -486,8 +551,7 @@ static void cc_compile(cc_req *r) {
   }
   memcpy(argv, pr->argv, (size_t)pr->argc * sizeof *argv);
   memcpy(argv + pr->argc, tail, sizeof tail);
-  int rc = cc_run_start(r->ctx, argv, NULL, NULL, r->dir, r->timeout_ms, cc_compiled, r, 0, err,
-                        sizeof err);
+  int rc = cc_run_start(r->ctx, argv, r->dir, r->timeout_ms, cc_compiled, r, 0, err, sizeof err);
   free(argv);
   if (rc < 0) cc_req_fail(r, rc == -ENOMEM ? "COMPILE_ERROR" : "UNSUPPORTED", "%s", err);
 }
@@ -622,8 +686,8 @@ static int cc_probe_start(cc_probe *pr) {
     }
     memcpy(argv, pr->argv, (size_t)pr->argc * sizeof *argv);
     memcpy(argv + pr->argc, extra[i], ne * sizeof *argv);
-    int rc = cc_run_start(pr->ctx, argv, NULL, NULL, NULL, CC_PROBE_TIMEOUT_MS, cc_probed, pr, i,
-                          pr->fail, sizeof pr->fail);
+    int rc = cc_run_start(pr->ctx, argv, NULL, CC_PROBE_TIMEOUT_MS, cc_probed, pr, i, pr->fail,
+                          sizeof pr->fail);
     free(argv);
     if (rc < 0) return rc;
     pr->pending++;
@@ -644,6 +708,16 @@ int cc_new_limited(uv_loop_t *loop, const cc_policy *policy, const jail_opts *li
     free(c);
     return -ENOMEM;
   }
+  if (limits && limits->server_exe && !(c->server_exe = strdup(limits->server_exe))) {
+    c->closed = 1;
+    cc_maybe_free(c);
+    return -ENOMEM;
+  }
+  /* Now, while the caller is small and holds no secret: a fork server
+   * forked later (after a failure here) would copy what it has then. */
+  char err[256];
+  if (buildserver_new(loop, c->server_exe, &c->bs, err, sizeof err) < 0)
+    log_warn("builder", "%s; trying again at the first libtcc build", err);
   if (policy && policy->programs && policy->nprograms) {
     if (!(c->programs = calloc(policy->nprograms, sizeof *c->programs))) {
       c->closed = 1;

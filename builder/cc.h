@@ -5,9 +5,10 @@
  *
  *   CMD -shared -fPIC -o out.so kernel.c
  *
- * or libtcc in a forked child (libtcc cannot be interrupted, and a child
- * keeps its memory out of the builder), with a time limit after which the
- * compile and everything it started (its process group) is killed. Each distinct command is asked once for
+ * or libtcc in a child of the build fork server (buildserver.h: libtcc
+ * cannot be interrupted, and a child keeps its memory out of the
+ * builder), with a time limit after which the compile and everything it
+ * started (its process group) is killed. Each distinct command is asked once for
  * `--version` and `-dumpmachine` (and, when a flag says "native", what
  * native means), and the answers are kept for the life of the context. */
 #ifndef KTUNE_CC_H

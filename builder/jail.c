@@ -189,8 +189,12 @@ const char *jail_enter(void *plan) {
 
 /* ---- in the builder ---- */
 
+uint32_t jail_cpu_limit_s(uint32_t timeout_ms) { return timeout_ms / 1000 + 2; }
+
+rlim_t jail_mem_limit(const jail *j) { return (rlim_t)j->mem_mb << 20; }
+
 /* Address space the builder already has: a forked worker starts with it. */
-static rlim_t jail_own_vm(void) {
+rlim_t jail_own_vm(void) {
   uint8_t *text;
   size_t len;
   if (fsutil_read_file("/proc/self/statm", 64, &text, &len) < 0) return 0;
@@ -204,9 +208,9 @@ int jail_plan_make(const jail *j, const char *exe, const char *dir, uint32_t tim
   memset(p, 0, sizeof *p);
   p->ruleset_fd = -1;
   /* A function runs in a fork of the builder, which starts with its size. */
-  rlim_t mem = (rlim_t)j->mem_mb << 20, base = exe ? 0 : jail_own_vm();
+  rlim_t mem = jail_mem_limit(j), base = exe ? 0 : jail_own_vm();
   p->as.rlim_cur = p->as.rlim_max = !exe && !base ? 0 : base + mem;
-  p->cpu.rlim_cur = timeout_ms / 1000 + 2;
+  p->cpu.rlim_cur = jail_cpu_limit_s(timeout_ms);
   p->cpu.rlim_max = p->cpu.rlim_cur + 1;
   if (j->abi > 0 && (p->ruleset_fd = jail_ruleset(j, exe, dir, err, errlen)) < 0) {
     int rc = p->ruleset_fd;

@@ -1,8 +1,10 @@
 /* Confinement for compiles. A template is untrusted code and compiling
  * it runs the preprocessor on it, so every process the builder starts (a
- * compiler, its probes, a libtcc compile) is a guarded child
- * (common/child.h: a guard leads its process group and kills it when the
- * builder dies) whose worker enters a jail before exec.
+ * compiler, its probes) is a guarded child (common/child.h: a guard leads
+ * its process group and kills it when the builder dies) whose worker
+ * enters a jail before exec, and every libtcc compile a child of the
+ * build fork server (buildserver.h) that enters one before it reads the
+ * source.
  *
  * The worker's file-system view (Landlock) is the toolchain, read-only,
  * plus its own work folder; no TCP, no signals or abstract sockets out of
@@ -25,6 +27,9 @@ typedef struct {
   unsigned mem_limit_mb;        /* address space a compile may add; 0: the default */
   const char *const *read_dirs; /* more toolchain folders, read-only */
   size_t nread_dirs;
+  const char *server_exe;       /* the program that serves libtcc builds with
+                                 * --build-server (builder/buildserver.h);
+                                 * NULL: a fork of the caller serves them */
 } jail_opts;
 
 typedef struct jail jail;
@@ -56,6 +61,16 @@ void jail_plan_release(jail_plan *p);
 /* child_spec.prepare for a plan: rlimits, no new privileges, Landlock.
  * In the worker; returns NULL or the failed step with errno set. */
 const char *jail_enter(void *plan);
+
+/* The CPU-time limit, in seconds, that backs up a deadline of timeout_ms. */
+uint32_t jail_cpu_limit_s(uint32_t timeout_ms);
+
+/* The address space a compile may add to the process it starts from
+ * (--build-mem-limit-mb), in bytes. */
+rlim_t jail_mem_limit(const jail *j);
+
+/* The address space this process maps now, in bytes; 0 when unknown. */
+rlim_t jail_own_vm(void);
 
 /* Finds a command on PATH as execvp would. 0, or -ENOENT / -EACCES. */
 int jail_which(const char *name, char *path, size_t len);

@@ -7,8 +7,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "builder/backend.h"
+#include "builder/buildserver.h"
 #include "common/agent.h"
 #include "common/auth.h"
 #include "common/log.h"
@@ -168,6 +170,10 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
+  /* The build fork server (buildserver.h), exec'd by a builder: before
+   * anything of an agent is set up. */
+  if (argc == 3 && strcmp(argv[1], BUILDSERVER_OPTION) == 0)
+    return buildserver_main(BUILDSERVER_FD, (pid_t)strtol(argv[2], NULL, 10));
   const char *tracker = getenv("KTUNE_TRACKER");
   char name[128];
   agent_default_name(name, sizeof(name));
@@ -181,7 +187,13 @@ int main(int argc, char **argv) {
     allow[nallow] = cc_default_programs[nallow];
   cc_policy policy = {allow, 0, 0};
   const char *read_dirs[MAX_ALLOW];
-  jail_opts limits = {0, read_dirs, 0};
+  /* libtcc builds are forked by this program run as a build server, by
+   * its name so that ps and perf show it as ktune-builder. */
+  char self[4096];
+  ssize_t selflen = readlink("/proc/self/exe", self, sizeof self - 1);
+  if (selflen > 0) self[selflen] = '\0';
+  else snprintf(self, sizeof self, "/proc/self/exe");
+  jail_opts limits = {0, read_dirs, 0, self};
   unsigned cache_mb = BUILDCACHE_DEFAULT_MB;
   enum { OPT_TOKEN = 256, OPT_ALLOW, OPT_ANY, OPT_MEM, OPT_READ, OPT_CACHE, OPT_VERSION };
   static const struct option opts[] = {{"tracker", required_argument, 0, 't'},

@@ -43,6 +43,8 @@ struct child {
   int eof_out, eof_err;
   int64_t exit_status;
   int term_signal;
+  int launched;          /* its launcher has it, and has not said it exited */
+  char *lost;
   uint64_t t0_ns, t1_ns;
   char rbuf[8192];
   child_keep keep[2];    /* stdout, stderr */
@@ -79,7 +81,7 @@ __attribute__((noreturn)) static void child_fail(int fd, const char *what) {
 }
 
 /* Handlers and masks are the caller's (libuv's signal pipe): reset. */
-static void child_reset_signals(void) {
+void child_reset_signals(void) {
   for (int sig = 1; sig < NSIG; sig++)
     if (sig != SIGKILL && sig != SIGSTOP) signal(sig, SIG_DFL);
   sigset_t none;
@@ -211,6 +213,7 @@ static void child_closed(uv_handle_t *h) {
   c->open &= ~bit;
   if (c->open) return;
   if (c->pidfd >= 0) close(c->pidfd);
+  free(c->lost);
   free(c->keep[0].p);
   free(c->keep[1].p);
   free(c->in_data);
@@ -222,6 +225,10 @@ static void child_close(struct child *c, unsigned bit, uv_handle_t *h) {
 }
 
 void child_kill(child *c) {
+  if (c->launched) {
+    c->s.launcher->kill(c->s.launcher->self, c);
+    return;
+  }
   /* It leads its own process group, so this reaches all it started. Only
    * while it is not reaped, so that a reused pid is never hit. */
   if (c->pid > 0 && !c->exited) kill(-c->pid, SIGKILL);
@@ -230,12 +237,16 @@ void child_kill(child *c) {
 static void child_finish(struct child *c) {
   if (c->finished) return;
   c->finished = 1;
+  if (c->launched) { /* its exit never came: the launcher lets go before done */
+    c->launched = 0;
+    c->s.launcher->forget(c->s.launcher->self, c);
+  }
   uv_timer_stop(&c->timer);
   child_result r = {.spawn_error = c->spawn_error, .spawn_msg = c->spawn_msg,
                     .exited = c->exited, .exit_status = c->exit_status,
                     .term_signal = c->term_signal, .timed_out = c->timed_out,
                     .out = c->keep[0].p, .out_len = c->keep[0].len,
-                    .err = c->keep[1].p, .err_len = c->keep[1].len};
+                    .err = c->keep[1].p, .err_len = c->keep[1].len, .lost = c->lost};
   r.seconds = (double)((c->exited ? c->t1_ns : uv_hrtime()) - c->t0_ns) / 1e9;
   if (c->s.done) c->s.done(c->s.data, &r);
   child_close(c, H_EXIT, (uv_handle_t *)&c->exitw);
@@ -262,6 +273,16 @@ static void child_on_timer(uv_timer_t *t) {
   }
 }
 
+/* It has exited (or its launcher lost it): its output may still come. */
+static void child_ended(struct child *c, int st) {
+  c->exited = 1;
+  c->exit_status = WIFEXITED(st) ? WEXITSTATUS(st) : 0;
+  c->term_signal = WIFSIGNALED(st) ? WTERMSIG(st) : 0;
+  c->t1_ns = uv_hrtime();
+  uv_timer_start(&c->timer, child_on_timer, c->s.exit_grace_ms, 0);
+  child_check(c);
+}
+
 static void child_on_exit(uv_poll_t *h, int status, int events) {
   (void)status;
   (void)events;
@@ -275,12 +296,14 @@ static void child_on_exit(uv_poll_t *h, int status, int events) {
   /* Nothing it started may outlive it. Its group id stays taken while
    * any member lives, so this cannot reach a stranger. */
   kill(-c->pid, SIGKILL);
-  c->exited = 1;
-  c->exit_status = WIFEXITED(st) ? WEXITSTATUS(st) : 0;
-  c->term_signal = WIFSIGNALED(st) ? WTERMSIG(st) : 0;
-  c->t1_ns = uv_hrtime();
-  uv_timer_start(&c->timer, child_on_timer, c->s.exit_grace_ms, 0);
-  child_check(c);
+  child_ended(c, st);
+}
+
+void child_exited(child *c, int wait_status, const char *lost) {
+  if (!c->launched) return;
+  c->launched = 0;
+  if (lost) c->lost = strdup(lost); /* NULL without memory: then a plain exit */
+  child_ended(c, wait_status);
 }
 
 static void child_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
@@ -377,8 +400,16 @@ int child_start(uv_loop_t *loop, const child_spec *s, child **out) {
   child_fds f = {{-1, -1}, {-1, -1}, {-1, -1}, -1};
   child_plan p = {.s = s};
   int rc = child_open_fds(s, &f, &p);
-  if (rc < 0) snprintf(c->spawn_msg, sizeof c->spawn_msg, "pipe: %s", strerror(-rc));
-  else rc = child_fork(c, &p);
+  if (rc < 0) {
+    snprintf(c->spawn_msg, sizeof c->spawn_msg, "pipe: %s", strerror(-rc));
+  } else if (s->launcher) {
+    c->t0_ns = uv_hrtime();
+    rc = s->launcher->start(s->launcher->self, c, s->launch_how, p.fds, (size_t)p.nfds,
+                            c->spawn_msg, sizeof c->spawn_msg);
+    c->launched = rc == 0;
+  } else {
+    rc = child_fork(c, &p);
+  }
   child_fds_close(&f, rc < 0);
   if (rc < 0) {
     /* done comes from the loop, never inside child_start. */
@@ -387,10 +418,12 @@ int child_start(uv_loop_t *loop, const child_spec *s, child **out) {
     uv_timer_start(&c->timer, child_on_timer, 0, 0);
     return 0;
   }
-  uv_poll_init(loop, &c->exitw, c->pidfd);
-  c->exitw.data = c;
-  c->open |= H_EXIT;
-  uv_poll_start(&c->exitw, UV_READABLE, child_on_exit);
+  if (!s->launcher) {
+    uv_poll_init(loop, &c->exitw, c->pidfd);
+    c->exitw.data = c;
+    c->open |= H_EXIT;
+    uv_poll_start(&c->exitw, UV_READABLE, child_on_exit);
+  }
   child_pipe(loop, c, &c->out, H_OUT, f.out[0]);
   uv_read_start((uv_stream_t *)&c->out, child_alloc, child_read);
   if (s->inherit_err) {

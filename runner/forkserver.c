@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "common/fdmsg.h"
 #include "common/log.h"
 
 #define WHO "runner"
@@ -35,66 +36,16 @@ typedef struct {
 
 /* Sends m with n fds. 0, or a negative errno. */
 static int fs_send(int sock, const fs_msg *m, const int *fds, size_t n, int flags) {
-  union {
-    char buf[CMSG_SPACE(sizeof(int) * FS_MAX_FDS)];
-    struct cmsghdr align;
-  } c;
-  struct iovec iov = {(void *)m, sizeof *m};
-  struct msghdr h = {.msg_iov = &iov, .msg_iovlen = 1};
-  if (n > 0) {
-    memset(&c, 0, sizeof c);
-    h.msg_control = c.buf;
-    h.msg_controllen = CMSG_SPACE(sizeof(int) * n);
-    struct cmsghdr *cm = CMSG_FIRSTHDR(&h);
-    cm->cmsg_level = SOL_SOCKET;
-    cm->cmsg_type = SCM_RIGHTS;
-    cm->cmsg_len = CMSG_LEN(sizeof(int) * n);
-    memcpy(CMSG_DATA(cm), fds, sizeof(int) * n);
-  }
-  ssize_t w;
-  while ((w = sendmsg(sock, &h, flags | MSG_NOSIGNAL)) < 0 && errno == EINTR) {
-  }
-  return w == (ssize_t)sizeof *m ? 0 : w < 0 ? -errno : -EIO;
+  return fdmsg_send(sock, m, sizeof *m, fds, n, flags);
 }
 
-static void fs_close_fds(const int *fds, size_t n) {
-  for (size_t i = 0; i < n; i++) close(fds[i]);
-}
+static void fs_close_fds(const int *fds, size_t n) { fdmsg_close(fds, n); }
 
-/* Receives one message and its fds (close-on-exec; at most FS_MAX_FDS,
- * the rest closed). 1, 0 at the end of the stream, or a negative errno
- * (-EPROTO: not one of our messages, and no fd kept). */
+/* Receives one message and its fds (at most FS_MAX_FDS): as fdmsg_recv. */
 static int fs_recv(int sock, fs_msg *m, int *fds, size_t *n, int flags) {
-  union {
-    char buf[CMSG_SPACE(sizeof(int) * FS_MAX_FDS)];
-    struct cmsghdr align;
-  } c;
-  struct iovec iov = {m, sizeof *m};
-  struct msghdr h = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = c.buf,
-                     .msg_controllen = sizeof c.buf};
-  ssize_t r;
-  *n = 0;
-  while ((r = recvmsg(sock, &h, flags | MSG_CMSG_CLOEXEC)) < 0 && errno == EINTR) {
-  }
-  if (r < 0) return -errno;
-  for (struct cmsghdr *cm = CMSG_FIRSTHDR(&h); cm; cm = CMSG_NXTHDR(&h, cm)) {
-    if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) continue;
-    size_t k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-    for (size_t i = 0; i < k; i++) {
-      int fd;
-      memcpy(&fd, CMSG_DATA(cm) + i * sizeof fd, sizeof fd);
-      if (*n < FS_MAX_FDS) fds[(*n)++] = fd;
-      else close(fd);
-    }
-  }
-  if (r == 0 && *n == 0) return 0;
-  if (r != (ssize_t)sizeof *m || (h.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {
-    fs_close_fds(fds, *n);
-    *n = 0;
-    return -EPROTO;
-  }
-  m->what[sizeof m->what - 1] = '\0';
-  return 1;
+  int r = fdmsg_recv(sock, m, sizeof *m, fds, FS_MAX_FDS, n, flags);
+  if (r == 1) m->what[sizeof m->what - 1] = '\0';
+  return r;
 }
 
 /* ---- the server ---- */
