@@ -8,9 +8,12 @@
 
 #include "builder/codegen.h"
 #include "builder/tcc.h"
+#include "common/child.h"
 #include "common/target.h"
 
 #define BACKEND_MAX_DEFINES 1024
+/* How long a --compiler may take to say what it targets, at start. */
+#define BACKEND_PROBE_MS 10000
 
 const char *const backend_names[BACKEND_NNAMES] = {"tcc", "cc"};
 
@@ -20,6 +23,10 @@ struct backend {
   unsigned inflight; /* failures on their way through the thread pool */
   int closed;
   char arch[65];
+  /* What it advertises: arch (tcc, native compilers), then the targets
+   * of the --compiler commands (backend_add_compiler). */
+  char archs[BACKEND_MAX_ARCHS][65];
+  size_t narchs;
 };
 
 /* A job that failed before compiling: its result still arrives from the
@@ -118,8 +125,82 @@ int backend_new_limited(uv_loop_t *loop, const cc_policy *policy, const jail_opt
   jail_remove_stale();
   struct utsname u;
   target_arch(uname(&u) == 0 ? u.machine : "unknown", b->arch, sizeof b->arch);
+  snprintf(b->archs[b->narchs++], sizeof b->archs[0], "%s", b->arch);
   *out = b;
   return 0;
+}
+
+/* `-dumpmachine`'s answer, on a loop of its own: the builder has not
+ * started serving yet. */
+static void backend_probed(void *data, const child_result *r) {
+  child_result *out = data;
+  *out = *r;
+  out->out = r->out ? strdup(r->out) : NULL;
+}
+
+int backend_add_compiler(backend *b, const cc_policy *policy, const char *command, char *arch,
+                         size_t archlen, char *err, size_t errlen) {
+  char **argv = NULL, exe[4096], why[256];
+  int argc = cc_split(command, &argv, why, sizeof why);
+  if (argc < 0) {
+    snprintf(err, errlen, "--compiler '%.200s': %s", command, why);
+    return -EINVAL;
+  }
+  int rc = cc_check(policy, argv, why, sizeof why);
+  if (rc == 0 && (rc = jail_which(argv[0], exe, sizeof exe)) < 0)
+    snprintf(why, sizeof why, "cannot find '%.200s' on the PATH: %s", argv[0], strerror(-rc));
+  char **probe = rc == 0 ? calloc((size_t)argc + 2, sizeof *probe) : NULL;
+  if (rc == 0 && !probe) {
+    rc = -ENOMEM;
+    snprintf(why, sizeof why, "out of memory");
+  }
+  child_result res = {0};
+  if (rc == 0) {
+    memcpy(probe, argv, (size_t)argc * sizeof *probe);
+    probe[0] = exe;
+    probe[argc] = "-dumpmachine";
+    uv_loop_t loop;
+    child *ch;
+    child_spec spec = {.argv = probe, .timeout_ms = BACKEND_PROBE_MS, .done = backend_probed,
+                       .data = &res};
+    if ((rc = uv_loop_init(&loop)) == 0) {
+      if ((rc = child_start(&loop, &spec, &ch)) == 0) uv_run(&loop, UV_RUN_DEFAULT);
+      uv_loop_close(&loop);
+    }
+    if (rc < 0) snprintf(why, sizeof why, "cannot run it: %s", strerror(-rc));
+  }
+  free(probe);
+  char triple[128] = "";
+  if (res.out) snprintf(triple, sizeof triple, "%.*s", (int)strcspn(res.out, " \r\n"), res.out);
+  if (rc == 0 && (res.spawn_error || !res.exited || res.exit_status != 0 || !triple[0])) {
+    rc = -EINVAL;
+    snprintf(why, sizeof why, "`%.200s -dumpmachine` %s", argv[0],
+             res.spawn_error ? "could not start" : res.timed_out ? "did not answer in time"
+             : !res.exited || res.exit_status != 0 ? "failed" : "said nothing");
+  }
+  free((char *)res.out);
+  cc_argv_free(argv);
+  if (rc < 0) {
+    snprintf(err, errlen, "--compiler '%.200s': %s", command, why);
+    return rc;
+  }
+  target_arch(triple, arch, archlen);
+  size_t i = 0;
+  while (i < b->narchs && strcmp(b->archs[i], arch) != 0) i++;
+  if (i < b->narchs) return 0;
+  if (b->narchs == BACKEND_MAX_ARCHS) {
+    snprintf(err, errlen, "--compiler '%.200s' targets %s: a builder advertises at most %d "
+             "architectures", command, arch, BACKEND_MAX_ARCHS);
+    return -E2BIG;
+  }
+  snprintf(b->archs[b->narchs++], sizeof b->archs[0], "%s", arch);
+  return 0;
+}
+
+size_t backend_archs(const backend *b, const char **archs, size_t max) {
+  size_t n = 0;
+  for (; n < b->narchs && n < max; n++) archs[n] = b->archs[n];
+  return n;
 }
 
 int backend_new(uv_loop_t *loop, const cc_policy *policy, backend **out, char *err,

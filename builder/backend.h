@@ -59,10 +59,22 @@ void backend_close(backend *b);
  * memory, closed) and never calls it. The job may be freed on return. */
 int backend_build(backend *b, const Ktune__BuildJob *job, backend_done_fn done, void *data);
 
-/* What the builder advertises in Hello: back end names and the
- * architectures tcc builds for (the host's: libtcc targets its own CPU). */
+/* What the builder advertises in Hello: back end names, its own
+ * architecture (the only one libtcc makes code for), and the
+ * architectures it can build for: its own, and the targets of the
+ * compilers its operator named (backend_add_compiler). */
 extern const char *const backend_names[];
 #define BACKEND_NNAMES 2
+#define BACKEND_MAX_ARCHS 4
 const char *backend_host_arch(const backend *b);
+size_t backend_archs(const backend *b, const char **archs, size_t max);
+
+/* A compiler command this builder offers (--compiler "aarch64-linux-gnu-gcc
+ * -O2"): checked against policy, found on the PATH and asked
+ * `-dumpmachine`; its architecture goes to arch and is advertised from
+ * then on. 0, or a negative code with the reason in err (not allowed, not
+ * installed, no answer, more than BACKEND_MAX_ARCHS architectures). */
+int backend_add_compiler(backend *b, const cc_policy *policy, const char *command, char *arch,
+                         size_t archlen, char *err, size_t errlen);
 
 #endif

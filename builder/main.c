@@ -130,6 +130,7 @@ static void usage(FILE *f) {
              "                     [--token-file PATH] [--allow-compiler PATTERN]...\n"
              "                     [--allow-any-compiler] [--build-mem-limit-mb N]\n"
              "                     [--build-read-dir DIR]... [--build-cache-mb N]\n"
+             "                     [--compiler CMD]...\n"
              "       ktune-builder --version | --help\n"
              "\n"
              "Compiles candidates for a ktune tracker: with libtcc in process (--compiler\n"
@@ -160,6 +161,11 @@ static void usage(FILE *f) {
              "                       (default %d; 0: none): a build of the same source,\n"
              "                       defines, compiler and target is answered from it\n"
              "                       without compiling (docs/OPERATIONS.md)\n"
+             "  --compiler CMD       a compiler this builder offers, such as a cross compiler\n"
+             "                       (\"aarch64-linux-gnu-gcc -O2\"): asked -dumpmachine at\n"
+             "                       start, its architecture is advertised, and the tracker\n"
+             "                       sends builds for runners of that architecture here\n"
+             "                       (default: only this machine's own; docs/BOARDS.md)\n"
              "  --version            print the version and exit\n"
              "KTUNE_DEBUG set in the environment adds debug lines to the log: one per\n"
              "build, saying whether the build cache answered it. The cache's counts are\n"
@@ -195,7 +201,10 @@ int main(int argc, char **argv) {
   else snprintf(self, sizeof self, "/proc/self/exe");
   jail_opts limits = {0, read_dirs, 0, self};
   unsigned cache_mb = BUILDCACHE_DEFAULT_MB;
-  enum { OPT_TOKEN = 256, OPT_ALLOW, OPT_ANY, OPT_MEM, OPT_READ, OPT_CACHE, OPT_VERSION };
+  const char *compilers[BACKEND_MAX_ARCHS];
+  size_t ncompilers = 0;
+  enum { OPT_TOKEN = 256, OPT_ALLOW, OPT_ANY, OPT_MEM, OPT_READ, OPT_CACHE, OPT_COMPILER,
+         OPT_VERSION };
   static const struct option opts[] = {{"tracker", required_argument, 0, 't'},
                                        {"jobs", required_argument, 0, 'j'},
                                        {"name", required_argument, 0, 'n'},
@@ -205,6 +214,7 @@ int main(int argc, char **argv) {
                                        {"build-mem-limit-mb", required_argument, 0, OPT_MEM},
                                        {"build-read-dir", required_argument, 0, OPT_READ},
                                        {"build-cache-mb", required_argument, 0, OPT_CACHE},
+                                       {"compiler", required_argument, 0, OPT_COMPILER},
                                        {"version", no_argument, 0, OPT_VERSION},
                                        {"help", no_argument, 0, 'h'},
                                        {0, 0, 0, 0}};
@@ -266,6 +276,14 @@ int main(int argc, char **argv) {
       cache_mb = (unsigned)v;
       break;
     }
+    case OPT_COMPILER:
+      if (ncompilers == BACKEND_MAX_ARCHS - 1 || !*optarg) {
+        fprintf(stderr, "ktune-builder: --compiler takes a compiler command, at most %d\n",
+                BACKEND_MAX_ARCHS - 1);
+        return 2;
+      }
+      compilers[ncompilers++] = optarg;
+      break;
     case 'h': usage(stdout); return 0;
     case OPT_VERSION: printf("ktune-builder %s\n", KTUNE_VERSION); return 0;
     default: usage(stderr); return 2;
@@ -293,9 +311,19 @@ int main(int argc, char **argv) {
     backend_close(b.be);
     return 1;
   }
-  /* tcc makes code for this machine only; external compilers are checked
-   * per job (-dumpmachine), so they add nothing here. */
-  const char *archs[] = {backend_host_arch(b.be)};
+  for (size_t i = 0; i < ncompilers; i++) {
+    char arch[65];
+    if (backend_add_compiler(b.be, &policy, compilers[i], arch, sizeof arch, err, sizeof err) < 0) {
+      fprintf(stderr, "ktune-builder: %s\n", err);
+      backend_close(b.be);
+      return 2;
+    }
+    log_info(WHO, "compiler '%s' builds for %s", compilers[i], arch);
+  }
+  /* tcc makes code for this machine only, named in .arch; every build
+   * with an external compiler is checked again (-dumpmachine). */
+  const char *archs[BACKEND_MAX_ARCHS];
+  size_t narchs = backend_archs(b.be, archs, BACKEND_MAX_ARCHS);
   agent_config cfg = {.who = WHO,
                       .tracker = tracker,
                       .role = KTUNE__ROLE__ROLE_BUILDER,
@@ -306,7 +334,7 @@ int main(int argc, char **argv) {
                       .nbackends = BACKEND_NNAMES,
                       .slots = jobs,
                       .archs = archs,
-                      .narchs = 1,
+                      .narchs = narchs,
                       .token = have_token ? token : NULL};
   int confined;
   const char *sandbox = backend_sandbox(b.be, &confined);

@@ -39,6 +39,13 @@ static void print_json(const Ktune__StatusReply *r) {
     json_t *device = json_device(a);
     if (agent && device) json_object_set_new(agent, "device", device);
     else json_decref(device);
+    if (agent && a->sandbox_off[0])
+      json_object_set_new(agent, "sandbox_off", json_string(a->sandbox_off));
+    if (agent && a->n_archs) {
+      json_t *archs = json_array();
+      for (size_t k = 0; k < a->n_archs; k++) json_array_append_new(archs, json_string(a->archs[k]));
+      json_object_set_new(agent, "builds_for", archs);
+    }
     json_array_append_new(agents, agent);
   }
   json_object_set_new(o, "agents", agents);
@@ -101,6 +108,14 @@ static void print_text(const char *addr, const Ktune__StatusReply *r) {
     if (a->role == KTUNE__ROLE__ROLE_RUNNER && a->cpu_model[0])
       printf("           %s, %u cores, kernel %s, governor %s, ktune %s\n", a->cpu_model, a->cores,
              a->kernel, a->governor[0] ? a->governor : "unknown", a->version);
+    if (a->sandbox_off[0])
+      printf("           sandbox OFF: %s (--sandbox-off): its kernels run less confined\n",
+             a->sandbox_off);
+    if (a->role == KTUNE__ROLE__ROLE_BUILDER && a->n_archs) {
+      printf("           builds for");
+      for (size_t k = 0; k < a->n_archs; k++) printf("%s %s", k ? "," : "", a->archs[k]);
+      printf("\n");
+    }
     if (a->quarantine[0]) printf("           %s\n", a->quarantine);
   }
   printf("\nkeys (%zu)\n", r->n_keys);

@@ -84,6 +84,7 @@ static void send_hello(agent *a) {
   h.cores = a->cfg.cores;
   h.kernel = (char *)(a->cfg.kernel ? a->cfg.kernel : "");
   h.governor = (char *)(a->cfg.governor ? a->cfg.governor : "");
+  h.sandbox_off = (char *)(a->cfg.sandbox_off ? a->cfg.sandbox_off : "");
   h.ktune_version = KTUNE_VERSION;
   h.archs = (char **)a->cfg.archs;
   h.n_archs = a->cfg.narchs;

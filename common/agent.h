@@ -35,6 +35,7 @@ typedef struct {
   uint32_t cores;
   const char *kernel;
   const char *governor;
+  const char *sandbox_off; /* runners: the sandbox parts it measures without */
   const char **archs;
   size_t narchs;
   /* The agent's token (KTUNE_TOKEN or a file), or NULL. With a token the

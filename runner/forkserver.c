@@ -410,6 +410,10 @@ static int fs_spawn(forkserver *fs, char *err, size_t errlen) {
     args[na++] = "--dump-dir";
     args[na++] = (char *)fs->o.dump_dir;
   }
+  if (fs->o.sandbox_off) {
+    args[na++] = "--sandbox-off";
+    args[na++] = (char *)fs->o.sandbox_off;
+  }
   args[na] = NULL;
   /* Its own session: a terminal's Ctrl-C goes to the runner, which drains. */
   uv_stdio_container_t stdio[FORKSERVER_FD + 1] = {

@@ -46,6 +46,7 @@ typedef struct {
   int cpu;               /* -1: not pinned */
   uint64_t mem_limit_mb;
   const char *dump_dir;  /* or NULL */
+  const char *sandbox_off; /* --sandbox-off's list for the server, or NULL */
 } forkserver_opts;
 
 /* What becomes of a trial: started (maybe), then exactly one of ended

@@ -31,6 +31,7 @@
 #include "runner/forkserver.h"
 #include "runner/measure.h"
 #include "runner/refcache.h"
+#include "runner/sandbox.h"
 #include "runner/supervise.h"
 #include "runner/timing.h"
 
@@ -257,7 +258,7 @@ static const agent_role role = {busy, stop_now};
 static void usage(FILE *f) {
   fprintf(f, "usage: ktune-runner --tracker HOST:PORT --key KEY [--cpu N] [--mem-limit-mb N]\n"
              "                    [--name NAME] [--token-file PATH] [--dump-dir DIR]\n"
-             "                    [--test-fault MODE]\n"
+             "                    [--sandbox-off PARTS] [--test-fault MODE]\n"
              "       ktune-runner --version | --help\n"
              "\n"
              "Measures candidates on this device for a ktune tracker, one at a time.\n"
@@ -274,6 +275,12 @@ static void usage(FILE *f) {
              "                       KTUNE_TOKEN_FILE names; none; docs/SECURITY.md)\n"
              "  --dump-dir DIR       write each job's raw output buffers to DIR/job-ID.out\n"
              "                       (default: none)\n"
+             "  --sandbox-off PARTS  measure without these parts of the sandbox, where this\n"
+             "                       machine cannot honour them (qemu-user): seccomp,\n"
+             "                       mem-limit or both, comma-separated; the runner refuses\n"
+             "                       to start with a part missing unless it is named here,\n"
+             "                       and `ktune status` shows it (default: none;\n"
+             "                       docs/BOARDS.md)\n"
              "  --test-fault MODE    misbehave, for ktune's own tests: silent, fail, arch=NAME,\n"
              "                       tiny-cost or huge-error (may be given more than once;\n"
              "                       default: none)\n"
@@ -364,12 +371,41 @@ static void report_device(const device_info *d, int cpu) {
                   "(docs/MEASUREMENT.md)", cpu < 0 ? 0 : cpu, d->governor);
 }
 
-enum { OPT_CPU = 256, OPT_MEM, OPT_PARENT, OPT_TOKEN, OPT_FAULT, OPT_VERSION };
+enum { OPT_CPU = 256, OPT_MEM, OPT_PARENT, OPT_TOKEN, OPT_FAULT, OPT_SANDBOX_OFF, OPT_VERSION };
+
+/* The parts of the sandbox this runner measures without: those the
+ * operator named, after checking that every other part holds here, so
+ * that none is ever missing unsaid. Returns 0, or 2 (a usage error: the
+ * machine needs --sandbox-off) after saying why. */
+static int check_sandbox(unsigned off) {
+  /* A sanitizer build applies no memory limit at all (runner/measure.h). */
+  unsigned applied = MEASURE_LIMITS_MEMORY ? SANDBOX_PARTS : SANDBOX_PARTS & ~SANDBOX_PART_MEM_LIMIT;
+  char why[768], names[64], all[64];
+  unsigned missing = sandbox_probe(applied & ~off, why, sizeof why);
+  if (missing) {
+    sandbox_parts_text(missing | off, all, sizeof all);
+    fprintf(stderr, "ktune-runner: this machine cannot honour the whole sandbox: %s. Kernels "
+                    "from the network would run with that part silently missing; to measure "
+                    "without it anyway (qemu-user, a test board), start the runner with "
+                    "--sandbox-off %s (docs/BOARDS.md)\n", why, all);
+    return 2;
+  }
+  if (off) {
+    sandbox_parts_text(off, names, sizeof names);
+    log_warn(WHO, "sandbox: measuring WITHOUT %s (--sandbox-off): %s; `ktune status` shows it",
+             names, off & SANDBOX_PART_SECCOMP
+                        ? "a kernel may make any system call this runner's user may"
+                        : "a kernel may use all the memory it can get");
+  }
+  return 0;
+}
 
 int main(int argc, char **argv) {
   const char *tracker = getenv("KTUNE_TRACKER");
   const char *key = NULL, *dump_dir = NULL, *token_file = NULL, *fault_arch = NULL;
   runner_fault fault = FAULT_NONE;
+  unsigned sandbox_off = 0;
+  char off_text[64] = "";
   int fork_server = 0;
   uint64_t cpu = UINT64_MAX, mem = 0, parent = 0;
   char name[128];
@@ -384,6 +420,7 @@ int main(int argc, char **argv) {
                                        {"fork-server", no_argument, 0, 'F'},
                                        {"parent-pid", required_argument, 0, OPT_PARENT},
                                        {"test-fault", required_argument, 0, OPT_FAULT},
+                                       {"sandbox-off", required_argument, 0, OPT_SANDBOX_OFF},
                                        {"version", no_argument, 0, OPT_VERSION},
                                        {"help", no_argument, 0, 'h'},
                                        {0, 0, 0, 0}};
@@ -403,6 +440,15 @@ int main(int argc, char **argv) {
       break;
     case OPT_PARENT: if (parse_num("--parent-pid", optarg, 1, INT32_MAX, &parent)) return 2; break;
     case OPT_FAULT: if (parse_fault(optarg, &fault, &fault_arch)) return 2; break;
+    case OPT_SANDBOX_OFF: {
+      char why[160];
+      if (sandbox_parse_parts(optarg, &sandbox_off, why, sizeof why) < 0) {
+        fprintf(stderr, "ktune-runner: --sandbox-off: %s\n", why);
+        return 2;
+      }
+      sandbox_parts_text(sandbox_off, off_text, sizeof off_text);
+      break;
+    }
     case 'F': fork_server = 1; break;
     case 'h': usage(stdout); return 0;
     case OPT_VERSION: printf("ktune-runner %s\n", KTUNE_VERSION); return 0;
@@ -418,7 +464,8 @@ int main(int argc, char **argv) {
     measure_opts mo = MEASURE_OPTS_INIT;
     mo.dump_dir = dump_dir;
     mo.cpu = cpu == UINT64_MAX ? -1 : (int)cpu;
-    mo.mem_limit_mb = mem;
+    mo.mem_limit_mb = sandbox_off & SANDBOX_PART_MEM_LIMIT ? 0 : mem;
+    mo.sandbox_off = sandbox_off & SANDBOX_PART_SECCOMP;
     return forkserver_main(FORKSERVER_FD, (pid_t)parent, &mo);
   }
   if (!tracker || !key || !*key || optind < argc) {
@@ -442,6 +489,8 @@ int main(int argc, char **argv) {
       return 2;
     }
   }
+  int sandbox_rc = check_sandbox(sandbox_off);
+  if (sandbox_rc) return sandbox_rc;
   char err[256];
   int claim = -1;
   if (r.cpu >= 0 && (claim = claim_cpu(r.cpu, err, sizeof err)) < 0) {
@@ -460,7 +509,8 @@ int main(int argc, char **argv) {
   if (have_token < 0) return 2;
   /* After agent_token: the server's environment has no token in it. */
   forkserver_opts fo = {.exe = r.exe, .cpu = r.cpu, .dump_dir = dump_dir,
-                        .mem_limit_mb = mem ? mem : default_mem_limit_mb()};
+                        .mem_limit_mb = mem ? mem : default_mem_limit_mb(),
+                        .sandbox_off = sandbox_off ? off_text : NULL};
   if (forkserver_new(r.loop, &fo, &r.fs, err, sizeof err) < 0) {
     fprintf(stderr, "ktune-runner: %s\n", err);
     memset(token, 0, sizeof token);
@@ -474,7 +524,8 @@ int main(int argc, char **argv) {
   agent_config cfg = {.who = WHO, .tracker = tracker, .role = KTUNE__ROLE__ROLE_RUNNER, .name = name,
                       .key = key, .arch = fault_arch ? fault_arch : dev.arch, .slots = 1,
                       .cpu_model = dev.cpu_model, .cores = dev.cores, .kernel = dev.kernel,
-                      .governor = dev.governor, .token = have_token ? token : NULL,
+                      .governor = dev.governor, .sandbox_off = off_text,
+                      .token = have_token ? token : NULL,
                       .on_welcome = on_welcome};
   log_info(WHO, "%s serving key %s for %s%s", name, key, tracker,
            r.cpu >= 0 ? "" : " (measurements not pinned: --cpu N pins them)");

@@ -20,9 +20,10 @@ typedef struct {
   int sandbox;           /* load, reference and kernel under seccomp; for
                             a child process only: it never leaves */
   int out_fd;            /* with sandbox: crashes are reported here */
+  unsigned sandbox_off;  /* with sandbox: SANDBOX_PART_SECCOMP, no filter (sandbox.h) */
 } measure_opts;
 
-#define MEASURE_OPTS_INIT {NULL, -1, 0, -1, 0, -1}
+#define MEASURE_OPTS_INIT {NULL, -1, 0, -1, 0, -1, 0}
 
 /* AddressSanitizer reserves terabytes of shadow address space at start: in
  * such a build no address-space limit can be applied (mem_limit_mb is then

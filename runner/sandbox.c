@@ -9,7 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <ucontext.h>
 #include <unistd.h>
 
@@ -377,7 +380,8 @@ int sandbox_enter(const sandbox_config *cfg, sandbox **out, char *err, size_t er
   snprintf(sb->so_path, sizeof sb->so_path, "%s", cfg->so_path ? cfg->so_path : "");
   sb->cfg.so_path = sb->so_path;
   sb->phase = SANDBOX_LOADING;
-  if (sb_compile_running(sb) < 0) {
+  int filters = !(cfg->off & SANDBOX_PART_SECCOMP);
+  if (filters && sb_compile_running(sb) < 0) {
     snprintf(err, errlen, "cannot enter the sandbox: libseccomp could not compile the filter");
     goto fail;
   }
@@ -404,6 +408,16 @@ int sandbox_enter(const sandbox_config *cfg, sandbox **out, char *err, size_t er
   for (size_t i = 0; i < sizeof sb_crash_signals / sizeof sb_crash_signals[0]; i++)
     sigaddset(&unblock, sb_crash_signals[i]);
   sigprocmask(SIG_UNBLOCK, &unblock, NULL);
+  if (!filters) {
+    /* The operator's choice (--sandbox-off=seccomp): crashes are still
+     * reported, and nothing may gain privileges. */
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
+      snprintf(err, errlen, "cannot enter the sandbox: no_new_privs: %s", strerror(errno));
+      goto fail;
+    }
+    *out = sb;
+    return 0;
+  }
   scmp_filter_ctx ctx = sb_filter(&sb->cfg, 1);
   int rc = ctx ? seccomp_load(ctx) : -1;
   if (ctx) seccomp_release(ctx);
@@ -426,6 +440,10 @@ fail:
 }
 
 int sandbox_lockdown(sandbox *sb, char *err, size_t errlen) {
+  if (sb->cfg.off & SANDBOX_PART_SECCOMP) {
+    sb->phase = SANDBOX_REFERENCE;
+    return 0;
+  }
   struct sock_fprog prog = {.len = sb->nrunning, .filter = sb->running};
   /* As in sb_filter: no forced store-bypass mitigation, when the kernel
    * knows the flag. */
@@ -439,3 +457,149 @@ int sandbox_lockdown(sandbox *sb, char *err, size_t errlen) {
 }
 
 void sandbox_set_phase(sandbox *sb, sandbox_phase phase) { sb->phase = phase; }
+
+/* ---- the parts an operator may turn off, and what this machine honours ---- */
+
+/* getppid, answered by the probe's filter with this errno instead. */
+#define SB_PROBE_ERRNO EL2HLT
+#define SB_PROBE_SLACK_MB 64
+
+/* In the probe's child: a filter like a measuring child's, on a call the
+ * child can tell apart. "" when it holds. */
+static void sb_probe_seccomp(char *why, size_t len) {
+  scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
+  int rc = ctx ? seccomp_rule_add(ctx, SCMP_ACT_ERRNO(SB_PROBE_ERRNO), SCMP_SYS(getppid), 0)
+               : -ENOMEM;
+  if (rc == 0) rc = seccomp_load(ctx);
+  if (ctx) seccomp_release(ctx);
+  if (rc != 0) {
+    snprintf(why, len, "a seccomp filter cannot be installed (%s)", strerror(-rc));
+    return;
+  }
+  errno = 0;
+  long r = syscall(SYS_getppid);
+  if (r != -1 || errno != SB_PROBE_ERRNO)
+    snprintf(why, len, "a seccomp filter was installed but does not act on this program's "
+                       "system calls");
+}
+
+/* The address space of this process, from /proc/self/statm; 0 unknown. */
+static uint64_t sb_vm_bytes(void) {
+  unsigned long long pages = 0;
+  FILE *f = fopen("/proc/self/statm", "r");
+  if (f && fscanf(f, "%llu", &pages) != 1) pages = 0;
+  if (f) fclose(f);
+  return (uint64_t)pages * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+/* In the probe's child: a limit a little above what it maps now, then a
+ * mapping far past it, which must fail. */
+static void sb_probe_mem_limit(char *why, size_t len) {
+  uint64_t limit = sb_vm_bytes() + ((uint64_t)SB_PROBE_SLACK_MB << 20);
+  struct rlimit as = {(rlim_t)limit, (rlim_t)limit};
+  if (setrlimit(RLIMIT_AS, &as) < 0) {
+    snprintf(why, len, "the address-space limit cannot be set (%s)", strerror(errno));
+    return;
+  }
+  size_t big = (size_t)4 * SB_PROBE_SLACK_MB << 20;
+  void *p = mmap(NULL, big, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p != MAP_FAILED) {
+    munmap(p, big);
+    snprintf(why, len, "the address-space limit is accepted but not applied (--mem-limit-mb "
+                       "would not hold)");
+  }
+}
+
+/* Runs one probe in a child, which never comes back: a filter cannot be
+ * removed and a limit should not stay. 0 when the part holds; else why. */
+static int sb_probe_one(void (*probe)(char *, size_t), char *why, size_t len) {
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) < 0) {
+    snprintf(why, len, "cannot try it: pipe: %s", strerror(errno));
+    return -1;
+  }
+  pid_t pid = fork();
+  if (pid < 0) {
+    snprintf(why, len, "cannot try it: fork: %s", strerror(errno));
+    close(fds[0]);
+    close(fds[1]);
+    return -1;
+  }
+  if (pid == 0) {
+    char said[256] = "";
+    close(fds[0]);
+    probe(said, sizeof said);
+    ssize_t w = write(fds[1], said, strlen(said));
+    _exit(w < 0 ? 1 : 0);
+  }
+  close(fds[1]);
+  char said[256];
+  size_t n = 0;
+  ssize_t r;
+  while (n + 1 < sizeof said && ((r = read(fds[0], said + n, sizeof said - 1 - n)) > 0 ||
+                                 (r < 0 && errno == EINTR)))
+    if (r > 0) n += (size_t)r;
+  said[n] = '\0';
+  close(fds[0]);
+  int st = 0;
+  while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {}
+  if (WIFSIGNALED(st))
+    snprintf(why, len, "trying it killed the process (SIG%s)", sigabbrev_np(WTERMSIG(st)));
+  else if (n)
+    snprintf(why, len, "%s", said);
+  else if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+    snprintf(why, len, "trying it failed (exit status %d)", WEXITSTATUS(st));
+  else
+    return 0;
+  return -1;
+}
+
+static const struct {
+  unsigned part;
+  const char *name;
+  void (*probe)(char *why, size_t len);
+} sb_parts[] = {{SANDBOX_PART_SECCOMP, "seccomp", sb_probe_seccomp},
+                {SANDBOX_PART_MEM_LIMIT, "mem-limit", sb_probe_mem_limit}};
+#define SB_NPARTS (sizeof sb_parts / sizeof sb_parts[0])
+
+int sandbox_parse_parts(const char *list, unsigned *parts, char *err, size_t errlen) {
+  *parts = 0;
+  for (const char *w = list; w;) {
+    const char *comma = strchr(w, ',');
+    size_t n = comma ? (size_t)(comma - w) : strlen(w);
+    size_t i = 0;
+    while (i < SB_NPARTS && !(strlen(sb_parts[i].name) == n && !strncmp(w, sb_parts[i].name, n)))
+      i++;
+    if (i == SB_NPARTS) {
+      snprintf(err, errlen, "expected seccomp, mem-limit or both (comma-separated), got \"%s\"",
+               list);
+      return -1;
+    }
+    *parts |= sb_parts[i].part;
+    w = comma ? comma + 1 : NULL;
+  }
+  return 0;
+}
+
+void sandbox_parts_text(unsigned parts, char *out, size_t len) {
+  size_t off = 0;
+  out[0] = '\0';
+  for (size_t i = 0; i < SB_NPARTS && off < len; i++)
+    if (parts & sb_parts[i].part)
+      off += (size_t)snprintf(out + off, len - off, "%s%s", off ? "," : "", sb_parts[i].name);
+}
+
+unsigned sandbox_probe(unsigned parts, char *why, size_t len) {
+  unsigned missing = 0;
+  size_t off = 0;
+  why[0] = '\0';
+  for (size_t i = 0; i < SB_NPARTS; i++) {
+    char one[300];
+    if (!(parts & sb_parts[i].part) || sb_probe_one(sb_parts[i].probe, one, sizeof one) == 0) continue;
+    missing |= sb_parts[i].part;
+    if (off < len)
+      off += (size_t)snprintf(why + off, len - off, "%s%s: %s", off ? "; " : "", sb_parts[i].name,
+                              one);
+  }
+  return missing;
+}

@@ -26,6 +26,29 @@ typedef enum {
   SANDBOX_CHECKING,  /* the runner's own comparison and report */
 } sandbox_phase;
 
+/* The parts of the measuring child's confinement that an operator may
+ * turn off (--sandbox-off) where the machine cannot honour them: under
+ * qemu-user a seccomp filter would apply to the emulator's own system
+ * calls, and the address-space limit is not applied at all. */
+enum {
+  SANDBOX_PART_SECCOMP = 1u << 0,   /* the system-call filters below */
+  SANDBOX_PART_MEM_LIMIT = 1u << 1, /* the address-space rlimit (--mem-limit-mb) */
+  SANDBOX_PARTS = SANDBOX_PART_SECCOMP | SANDBOX_PART_MEM_LIMIT,
+};
+
+/* "seccomp,mem-limit" -> the parts' bits; -1 with the reason in err for
+ * anything else. */
+int sandbox_parse_parts(const char *list, unsigned *parts, char *err, size_t errlen);
+
+/* The names of parts, comma-separated ("" for none), as parsed above. */
+void sandbox_parts_text(unsigned parts, char *out, size_t len);
+
+/* Tries each part of `parts` in a child process, as a measuring child
+ * would use it, and returns those that do not hold here; why gets one
+ * sentence per failing part. A part this build never applies (the memory
+ * limit under AddressSanitizer) is not tried. */
+unsigned sandbox_probe(unsigned parts, char *why, size_t len);
+
 typedef struct {
   uint64_t job_id;
   int out_fd;            /* result frames are written here */
@@ -33,11 +56,13 @@ typedef struct {
   int so_fd;             /* the artifact's memfd the loader may open; -1: none */
   const char *so_path;   /* its /proc/self/fd/N path */
   uint64_t mem_limit_mb; /* named in messages about failed allocations; 0: none */
+  unsigned off;          /* SANDBOX_PART_SECCOMP: crash reports only, no filter */
 } sandbox_config;
 
 typedef struct sandbox sandbox;
 
-/* Installs the crash handlers and the loading filter (and no_new_privs).
+/* Installs the crash handlers and the loading filter (and no_new_privs;
+ * with cfg->off & SANDBOX_PART_SECCOMP, no filter).
  * The running filter is compiled now, while memory and files are still at
  * hand. Returns 0, or a negative code with the reason in err; then nothing
  * was installed and the caller must not run untrusted code. */
