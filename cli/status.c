@@ -12,6 +12,9 @@
  * in: 0.123, not 0.12299999999999999. */
 static json_t *json_seconds(double s) { return json_real(round(s * 1e3) / 1e3); }
 
+/* A part of a whole, 0 to 1, to a tenth of a percent. */
+static json_t *json_share(double f) { return json_real(round(f * 1e3) / 1e3); }
+
 /* A runner's device; NULL for an agent that reported none (a builder). */
 static json_t *json_device(const Ktune__AgentInfo *a) {
   if (!a->cpu_model[0] && !a->cores && !a->kernel[0]) return NULL;
@@ -49,25 +52,43 @@ static void print_json(const Ktune__StatusReply *r) {
     json_array_append_new(agents, agent);
   }
   json_object_set_new(o, "agents", agents);
+  json_object_set_new(o, "share_half_life_s", json_seconds(r->share_half_life_s));
   json_t *keys = json_array();
   for (size_t i = 0; i < r->n_keys; i++) {
     const Ktune__KeyInfo *k = r->keys[i];
-    json_array_append_new(keys, json_pack("{s:s, s:i, s:i, s:i, s:i, s:i}", "key", k->key,
+    json_t *owners = json_array();
+    for (size_t j = 0; j < k->n_owners; j++) {
+      const Ktune__OwnerShare *w = k->owners[j];
+      json_array_append_new(owners, json_pack("{s:s, s:i, s:o, s:o, s:o, s:i, s:i}", "owner",
+                                              w->owner, "weight", (int)w->weight, "target",
+                                              json_share(w->target), "actual",
+                                              json_share(w->actual), "runner_s",
+                                              json_seconds(w->runner_s), "sessions",
+                                              (int)w->sessions, "running", (int)w->running));
+    }
+    json_array_append_new(keys, json_pack("{s:s, s:i, s:i, s:i, s:i, s:i, s:o}", "key", k->key,
                                            "runners", (int)k->runners, "busy", (int)k->busy,
                                            "free", (int)k->free, "build_queued",
-                                           (int)k->build_queued, "run_queued", (int)k->run_queued));
+                                           (int)k->build_queued, "run_queued", (int)k->run_queued,
+                                           "owners", owners));
   }
   json_object_set_new(o, "keys", keys);
   json_t *sessions = json_array();
   for (size_t i = 0; i < r->n_sessions; i++) {
     const Ktune__SessionInfo *s = r->sessions[i];
-    json_array_append_new(sessions,
+    json_t *js =
         json_pack("{s:I, s:s, s:s, s:i, s:i, s:i, s:i, s:f, s:s, s:s, s:s, s:i, s:s}", "id",
                   (json_int_t)s->id, "key", s->key, "state", wire_state_name(s->state), "trials", (int)s->trials,
                   "trials_done", (int)s->trials_done, "failures", (int)s->failures,
                   "reused", (int)s->reused,
                   "best_gflops", s->best_gflops, "task", s->task, "strategy", s->strategy,
-                  "owner", s->owner, "priority", (int)s->priority, "message", s->message));
+                  "owner", s->owner, "priority", (int)s->priority, "message", s->message);
+    if (js) {
+      json_object_set_new(js, "place", json_integer(s->place));
+      json_object_set_new(js, "runner_s", json_seconds(s->runner_s));
+      json_object_set_new(js, "admin", json_boolean(s->admin));
+    }
+    json_array_append_new(sessions, js);
   }
   json_object_set_new(o, "sessions", sessions);
   /* 15 digits print a value rounded to the millisecond as it reads. */
@@ -80,14 +101,22 @@ static void print_json(const Ktune__StatusReply *r) {
 void cli_print_sessions(const Ktune__StatusReply *r) {
   printf("sessions (%zu)\n", r->n_sessions);
   if (r->n_sessions)
-    printf("  %-5s %-10s %-14s %-10s %-8s %-10s %-11s %-7s %s\n", "ID", "OWNER", "TASK", "KEY",
-           "STRATEGY", "STATE", "TRIALS", "FAILED", "BEST GFLOPS");
+    printf("  %-5s %-10s %-14s %-10s %-8s %-10s %-11s %-7s %-12s %s\n", "ID", "OWNER", "TASK",
+           "KEY", "STRATEGY", "STATE", "TRIALS", "FAILED", "BEST GFLOPS", "LINE");
   for (size_t i = 0; i < r->n_sessions; i++) {
     const Ktune__SessionInfo *s = r->sessions[i];
     char trials[32];
     snprintf(trials, sizeof(trials), "%u/%u", s->trials_done, s->trials);
-    printf("  %-5llu %-10s %-14s %-10s %-8s %-10s %-11s %-7u %.3f\n", (unsigned long long)s->id,
-           s->owner, s->task, s->key, s->strategy, wire_state_name(s->state), trials, s->failures, s->best_gflops);
+    /* Its place in its key's line; an admin's priority is shown, as it
+     * reaches across owners. */
+    char line[32] = "-";
+    if (s->place && s->admin && s->priority)
+      snprintf(line, sizeof(line), "%u (admin %u)", s->place, s->priority);
+    else if (s->place)
+      snprintf(line, sizeof(line), "%u", s->place);
+    printf("  %-5llu %-10s %-14s %-10s %-8s %-10s %-11s %-7u %-12.3f %s\n",
+           (unsigned long long)s->id, s->owner, s->task, s->key, s->strategy,
+           wire_state_name(s->state), trials, s->failures, s->best_gflops, line);
     if (s->message[0]) printf("        %s\n", s->message);
   }
 }
@@ -126,7 +155,20 @@ static void print_text(const char *addr, const Ktune__StatusReply *r) {
     const Ktune__KeyInfo *k = r->keys[i];
     printf("  %-12s %-8u %-5u %-5u %-12u %u\n", k->key, k->runners, k->busy, k->free,
            k->build_queued, k->run_queued);
+    if (k->n_owners)
+      printf("    %-12s %-7s %-7s %-7s %-9s %-8s %s\n", "OWNER", "WEIGHT", "TARGET", "ACTUAL",
+             "RUNNER S", "WAITING", "RUNNING");
+    for (size_t j = 0; j < k->n_owners; j++) {
+      const Ktune__OwnerShare *w = k->owners[j];
+      printf("    %-12s %-7u %-7.0f %-7.0f %-9.1f %-8u %u\n", w->owner, w->weight,
+             100 * w->target, 100 * w->actual, w->runner_s, w->sessions, w->running);
+    }
   }
+  int owners = 0;
+  for (size_t i = 0; i < r->n_keys; i++) owners |= r->keys[i]->n_owners > 0;
+  if (owners)
+    printf("  (TARGET and ACTUAL are %% of a key's runner time; runner time used counts half "
+           "after %.0f s)\n", r->share_half_life_s);
   printf("\n");
   cli_print_sessions(r);
 }
@@ -164,7 +206,9 @@ int cmd_status(int argc, char **argv) {
       printf("usage: ktune status " CLI_DIAL_USAGE " [--json]\n\n"
              "Prints a tracker's uptime, its agents (role, name, key, host, state, the job\n"
              "held, trials ok/failed, when last heard, a runner's device), its device keys\n"
-             "(runners, busy, free, jobs queued) and its sessions (as `ktune sessions`).\n"
+             "(runners, busy, free, jobs queued, and each owner's weight, target and actual\n"
+             "share of the runner time) and its sessions (as `ktune sessions`, with each one's\n"
+             "place in its key's line).\n"
              CLI_DIAL_HELP
              "  --json               all of it as one JSON object, times in seconds to the\n"
              "                       millisecond (default: text)\n\n"

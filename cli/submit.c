@@ -148,8 +148,9 @@ void cli_session_help(FILE *f) {
     else fprintf(f, "  --%-17s %s (default %u)\n", opt, tf->help, tf->def);
   }
   fprintf(f,
-          "  --priority N        0 to 1000, higher runs first; equal priorities share a key\n"
-          "                      fairly (default 0)\n"
+          "  --priority N        0 to 1000: orders your own sessions on a key, higher first;\n"
+          "                      an admin's also goes before other people's (owners share\n"
+          "                      a key fairly, in runner time; default 0)\n"
           "  --remeasure         measure configs the history already has (default: reuse)\n"
           "  --wait-timeout MS   fail once the key has had no runner for MS (default: wait\n"
           "                      as long as it takes for a key the tracker has seen; 60 s\n"

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <sodium.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,6 +84,52 @@ int auth_check(auth_stream *s, const uint8_t *payload, size_t len, const uint8_t
 
 static const char *const roles[] = {"admin", "client", "builder", "runner"};
 
+/* The optional NAME=N fields of a person's line, N from 1 to max. */
+static const struct {
+  const char *name;
+  size_t offset;
+  uint32_t max;
+} fields[] = {
+    {"share", offsetof(auth_entry, share), 1000},
+    {"sessions", offsetof(auth_entry, sessions), 1000000},
+    {"queued", offsetof(auth_entry, queued), 1000000000},
+};
+#define NFIELDS (sizeof(fields) / sizeof(fields[0]))
+
+/* The fields after a line's token, into e; -1 with why. */
+static int parse_fields(char *rest, auth_entry *e, int *any, char *why, size_t len) {
+  char *save = NULL;
+  *any = 0;
+  for (char *w = strtok_r(rest, " \t\r\n", &save); w; w = strtok_r(NULL, " \t\r\n", &save)) {
+    const char *eq = strchr(w, '=');
+    size_t i = 0;
+    while (i < NFIELDS && !(eq && (size_t)(eq - w) == strlen(fields[i].name) &&
+                            strncmp(w, fields[i].name, (size_t)(eq - w)) == 0))
+      i++;
+    if (i == NFIELDS) {
+      snprintf(why, len, "'%.40s' is not a field: a line is ROLE NAME TOKEN [share=N] "
+               "[sessions=N] [queued=N]", w);
+      return -1;
+    }
+    uint32_t *dst = (uint32_t *)((char *)e + fields[i].offset);
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(eq + 1, &end, 10);
+    if (eq[1] < '0' || eq[1] > '9' || *end || errno || v < 1 || v > fields[i].max) {
+      snprintf(why, len, "'%.40s': %s takes a whole number from 1 to %u", w, fields[i].name,
+               fields[i].max);
+      return -1;
+    }
+    if (*dst) {
+      snprintf(why, len, "%s appears twice", fields[i].name);
+      return -1;
+    }
+    *dst = (uint32_t)v;
+    *any = 1;
+  }
+  return 0;
+}
+
 int auth_tokens_load(const char *path, auth_tokens *out, char *err, size_t errlen) {
   memset(out, 0, sizeof(*out));
   FILE *f = fopen(path, "r");
@@ -103,11 +150,13 @@ int auth_tokens_load(const char *path, auth_tokens *out, char *err, size_t errle
     lineno++;
     char *hash = strchr(line, '#');
     if (hash) *hash = 0;
-    char role[32], name[128], token[AUTH_TOKEN_MAX + 2], extra[8];
-    int n = sscanf(line, "%31s %127s %257s %7s", role, name, token, extra);
+    char role[32], name[128], token[AUTH_TOKEN_MAX + 2], why[160];
+    int used = 0, any = 0;
+    int n = sscanf(line, "%31s %127s %257s%n", role, name, token, &used);
     if (n <= 0) continue;
     int known = 0;
     for (size_t i = 0; i < sizeof(roles) / sizeof(roles[0]); i++) known |= !strcmp(role, roles[i]);
+    auth_entry extra = {0};
     if (n != 3) {
       snprintf(err, errlen, "%s:%d: expected ROLE NAME TOKEN", path, lineno);
       rc = -1;
@@ -122,6 +171,13 @@ int auth_tokens_load(const char *path, auth_tokens *out, char *err, size_t errle
     } else if (strlen(token) < AUTH_TOKEN_MIN || strlen(token) >= AUTH_TOKEN_MAX) {
       snprintf(err, errlen, "%s:%d: token for %s must be %d to %d characters", path, lineno, name,
                AUTH_TOKEN_MIN, AUTH_TOKEN_MAX - 1);
+      rc = -1;
+    } else if (parse_fields(line + used, &extra, &any, why, sizeof(why)) < 0) {
+      snprintf(err, errlen, "%s:%d: %s", path, lineno, why);
+      rc = -1;
+    } else if (any && strcmp(role, "admin") != 0 && strcmp(role, "client") != 0) {
+      snprintf(err, errlen, "%s:%d: share=, sessions= and queued= are for admin and client "
+               "lines, not %s", path, lineno, role);
       rc = -1;
     } else if (auth_tokens_find(out, name)) {
       snprintf(err, errlen, "%s:%d: name %s appears twice", path, lineno, name);
@@ -139,6 +195,9 @@ int auth_tokens_load(const char *path, auth_tokens *out, char *err, size_t errle
       snprintf(e->role, sizeof(e->role), "%s", role);
       snprintf(e->name, sizeof(e->name), "%s", name);
       snprintf(e->token, sizeof(e->token), "%s", token);
+      e->share = extra.share;
+      e->sessions = extra.sessions;
+      e->queued = extra.queued;
     }
   }
   fclose(f);

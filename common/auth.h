@@ -18,6 +18,10 @@ typedef struct {
   char role[32];   /* admin, client, builder, runner */
   char name[64];
   char token[AUTH_TOKEN_MAX];
+  /* People only (admin, client); 0 where the line does not say. */
+  uint32_t share;    /* share=N: weight of their part of a key's runners */
+  uint32_t sessions; /* sessions=N: unfinished sessions at once */
+  uint32_t queued;   /* queued=N: trials not yet recorded */
 } auth_entry;
 
 typedef struct {
@@ -25,7 +29,9 @@ typedef struct {
   size_t n;
 } auth_tokens;
 
-/* Reads a token file: one `ROLE NAME TOKEN` per line, `#` comments. */
+/* Reads a token file: one `ROLE NAME TOKEN [share=N] [sessions=N]
+ * [queued=N]` per line (the fields for admin and client lines only),
+ * `#` comments. */
 int auth_tokens_load(const char *path, auth_tokens *out, char *err, size_t errlen);
 const auth_entry *auth_tokens_find(const auth_tokens *t, const char *name);
 void auth_tokens_free(auth_tokens *t);

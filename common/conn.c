@@ -33,9 +33,37 @@ static void on_handle_closed(uv_handle_t *h) {
   free(c);
 }
 
+static void batch_add(conn *c) {
+  if (c->in_batch) return;
+  c->in_batch = 1;
+  c->bprev = NULL;
+  c->bnext = c->batch->head;
+  if (c->bnext) c->bnext->bprev = c;
+  c->batch->head = c;
+}
+
+static void batch_remove(conn *c) {
+  if (!c->in_batch) return;
+  c->in_batch = 0;
+  if (c->bprev) c->bprev->bnext = c->bnext;
+  else c->batch->head = c->bnext;
+  if (c->bnext) c->bnext->bprev = c->bprev;
+  c->bnext = c->bprev = NULL;
+}
+
+void conn_batch_flush(conn_batch *b) {
+  /* One still writing leaves the list too: write_cb puts it back. */
+  while (b->head) {
+    conn *c = b->head;
+    batch_remove(c);
+    conn_flush(c);
+  }
+}
+
 void conn_close(conn *c, const char *why) {
   if (c->closing) return;
   c->closing = 1;
+  if (c->batch) batch_remove(c);
   uv_read_stop((uv_stream_t *)&c->tcp);
   if (c->out_len && !c->writing) {
     uv_buf_t b = uv_buf_init((char *)c->out, (unsigned)c->out_len);
@@ -122,7 +150,8 @@ static void write_cb(uv_write_t *req, int status) {
     conn_close(c, uv_strerror(status));
     return;
   }
-  if (!c->deferred) conn_flush(c);
+  if (!c->batch) conn_flush(c);
+  else if (c->out_len) batch_add(c);
 }
 
 void conn_flush(conn *c) {
@@ -161,7 +190,8 @@ int conn_send(conn *c, const Ktune__Envelope *env) {
   memcpy(c->out + c->out_len, frame, len);
   c->out_len += len;
   free(frame);
-  if (!c->deferred) conn_flush(c);
+  if (c->batch) batch_add(c);
+  else conn_flush(c);
   return 0;
 }
 

@@ -13,6 +13,12 @@
 
 typedef struct conn conn;
 
+/* Connections whose messages wait for their owner's word (group commit):
+ * the owner flushes the ones with bytes queued, not every connection. */
+typedef struct {
+  conn *head;
+} conn_batch;
+
 typedef struct {
   /* A decoded message; conn frees env after the call returns. */
   void (*on_message)(conn *c, Ktune__Envelope *env);
@@ -34,7 +40,9 @@ struct conn {
   size_t out_len, out_cap;
   uint8_t *wbuf;          /* handed to libuv, in flight */
   int writing;
-  int deferred;           /* owner calls conn_flush itself (group commit) */
+  conn_batch *batch;      /* set: writes wait for conn_batch_flush */
+  conn *bnext, *bprev;    /* in batch->head while bytes wait there */
+  int in_batch;
   auth_stream mac;        /* on after login: every frame carries an HMAC */
   int closing;
   uint64_t last_rx_ms;    /* uv_now of the last bytes received */
@@ -52,12 +60,14 @@ int conn_start(conn *c);
 
 int conn_connect(conn *c, const struct sockaddr *addr);
 
-/* Queues one message. With deferred set, nothing is written until
- * conn_flush; otherwise a write starts now unless one is in flight. */
+/* Queues one message. With a batch set, nothing is written until
+ * conn_batch_flush; otherwise a write starts now unless one is in flight. */
 int conn_send(conn *c, const Ktune__Envelope *env);
 int conn_send_error(conn *c, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void conn_flush(conn *c);
+/* Starts a write on every connection of b that has bytes queued. */
+void conn_batch_flush(conn_batch *b);
 
 /* Ends the connection: on_close runs now, the memory goes when libuv has
  * closed the handle. Queued bytes are tried once without blocking, so an

@@ -237,7 +237,7 @@ int confirm_finished(const session *s) { return s->cf && s->cf->finished; }
 int confirm_sweep(tracker *t, session *s) {
   confirm *cf = s->cf;
   if (!cf || !cf->running) return 0;
-  if (!registry_runners(t, s->key)) {
+  if (!jobs_key_runners(t, s)) {
     /* The search is done and its results are in: no runner to confirm on
      * is no reason to hold them back. What was confirmed counts. */
     log_info(WHO, "session %llu: no runner of key %s to confirm on; its search's best stands",

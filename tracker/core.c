@@ -1,9 +1,10 @@
 /* The ground floor of the tracker: this loop turn's history transaction,
  * and sending to a peer. It calls only store.c, so every layer may use
- * it. Group commit: every history write of a loop turn
- * lands in one transaction, committed (core_commit, from the loop's
- * prepare phase) before any reply of that turn is written, so nothing is
- * acknowledged that is not durable. */
+ * it. Group commit: every history write of a loop turn (or of a few
+ * turns in a row while messages keep coming, server.c) lands in one
+ * transaction, committed (core_commit, from the loop's prepare phase)
+ * before any reply of those turns is written, so nothing is acknowledged
+ * that is not durable. */
 #include <stdlib.h>
 
 #include "common/log.h"
@@ -14,8 +15,10 @@
 
 void core_db_write(tracker *t) {
   if (t->txn_open) return;
-  if (store_begin(t->db) == 0) t->txn_open = 1;
-  else log_error(WHO, "history: cannot begin a transaction: %s", hist_errmsg(t->db));
+  if (store_begin(t->db) == 0) {
+    t->txn_open = 1;
+    t->txn_start_ns = uv_hrtime();
+  } else log_error(WHO, "history: cannot begin a transaction: %s", hist_errmsg(t->db));
 }
 
 void core_commit(tracker *t) {

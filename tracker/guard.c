@@ -70,6 +70,7 @@ void guard_strike(tracker *t, agent_record *r, const char *fmt, ...) {
   r->quarantines++;
   r->strikes = 0;
   r->until_ms = now + ms;
+  t->tally_due = 1; /* its runners no longer count as ready */
   snprintf(r->reason, sizeof(r->reason), "%s", why);
   log_warn(WHO, "%s %s quarantined for %.0f s: %s", wire_role_name((Ktune__Role)r->role), r->name,
            ms / 1e3, why);

@@ -70,7 +70,85 @@ job *jobs_add(tracker *t, session *s, uint64_t id, uint64_t index, const int64_t
   return j;
 }
 
+/* ---- who holds what, and who waits for work ---- */
+
+/* The lease list of j's holder follows j->owner, and so does the
+ * runner time its owner is charged (share.c). */
+static void set_owner(job *j, peer *p) {
+  peer *o = j->owner;
+  if (o) {
+    if (j->lprev) j->lprev->lnext = j->lnext;
+    else o->leases = j->lnext;
+    if (j->lnext) j->lnext->lprev = j->lprev;
+    j->lnext = j->lprev = NULL;
+    share_run_stop(o->t, j);
+  }
+  j->owner = p;
+  if (p) {
+    j->lnext = p->leases;
+    if (p->leases) p->leases->lprev = j;
+    p->leases = j;
+    if (p->role == KTUNE__ROLE__ROLE_RUNNER) share_run_start(j);
+  }
+}
+
+/* t->avoiding counts the jobs that avoid an agent, so that the sweep
+ * looks for them only when there are any. */
+static void avoid_set(tracker *t, job *j, const char *name) {
+  if (!j->avoid[0]) t->avoiding++;
+  snprintf(j->avoid, sizeof(j->avoid), "%s", name);
+}
+
+static void avoid_clear(tracker *t, job *j) {
+  if (j->avoid[0]) t->avoiding--;
+  j->avoid[0] = 0;
+}
+
+void jobs_peer_changed(tracker *t, peer *p) {
+  int runner = p->role == KTUNE__ROLE__ROLE_RUNNER;
+  int agent = runner || p->role == KTUNE__ROLE__ROLE_BUILDER;
+  int up = p->state == PEER_READY && p->c && !p->draining;
+  if ((agent && up) != p->serving) {
+    p->serving = agent && up;
+    t->tally_due = 1;
+  }
+  /* NULL when out of memory: the runner waits, and the sweep asks again. */
+  if (runner && p->serving && !p->kq && (p->kq = queue_key_make(t, p->key))) p->kq->runners++;
+  int idle = up && p->busy < p->slots && (runner ? p->kq != NULL : p->role == KTUNE__ROLE__ROLE_BUILDER);
+  if (idle != p->idle) {
+    peer **head = runner ? &p->kq->idle : &t->idle_builders;
+    if (idle) {
+      p->idle_prev = NULL;
+      p->idle_next = *head;
+      if (*head) (*head)->idle_prev = p;
+      *head = p;
+      jobs_dispatch(t);
+    } else {
+      if (p->idle_prev) p->idle_prev->idle_next = p->idle_next;
+      else *head = p->idle_next;
+      if (p->idle_next) p->idle_next->idle_prev = p->idle_prev;
+      p->idle_next = p->idle_prev = NULL;
+    }
+    p->idle = idle;
+  }
+  if (!p->c && p->kq) {
+    /* Leaving: its key's queue may go with it. */
+    keyq *k = p->kq;
+    p->kq = NULL;
+    k->runners--;
+    queue_key_release(t, k);
+  }
+}
+
+static void busy_add(tracker *t, peer *p, int delta) {
+  if (delta < 0 && !p->busy) return;
+  p->busy += (uint32_t)delta;
+  jobs_peer_changed(t, p);
+}
+
 static void job_unlink(tracker *t, job *j) {
+  set_owner(j, NULL);
+  avoid_clear(t, j);
   queue_remove(t, j);
   if (j->prev) j->prev->next = j->next;
   else t->jobs = j->next;
@@ -93,6 +171,9 @@ static void job_free(tracker *t, job *j) {
 }
 
 void jobs_free_all(tracker *t) {
+  free(t->builders);
+  t->builders = NULL;
+  t->nbuilders = t->builders_cap = 0;
   while (t->jobs) job_free(t, t->jobs);
   t->queued[QUEUE_BUILD] = t->queued[QUEUE_RUN] = 0;
 }
@@ -103,8 +184,7 @@ uint32_t jobs_outstanding(tracker *t, const session *s) {
 }
 
 static int runner_ready(tracker *t, const peer *p) {
-  return p->state == PEER_READY && p->role == KTUNE__ROLE__ROLE_RUNNER && p->c && !p->draining &&
-         !guard_quarantined(t, p);
+  return p->serving && p->role == KTUNE__ROLE__ROLE_RUNNER && !guard_quarantined(t, p);
 }
 
 static int refused(const peer *b, const char *compiler) {
@@ -117,9 +197,12 @@ static int can_build(const peer *b, const session *s, const char *arch) {
   if (refused(b, s->compiler)) return 0;
   /* The submission spelled a built-in compiler TARGET_BUILTIN_COMPILER
    * (submit.c): a compare, not a parse, on every pick. */
-  if (strcmp(s->compiler, TARGET_BUILTIN_COMPILER) != 0) return b->has_cc; /* the builder checks */
-  if (!b->has_tcc) return 0;
-  if (b->narchs == 0) return strcmp(b->arch, arch) == 0;
+  int tcc = strcmp(s->compiler, TARGET_BUILTIN_COMPILER) == 0;
+  if (tcc ? !b->has_tcc : !b->has_cc) return 0;
+  /* libtcc makes code for its own machine only; other compilers for the
+   * architectures the builder advertises (its own and its --compiler
+   * commands' targets), and the builder checks the command's own. */
+  if (tcc || b->narchs == 0) return strcmp(b->arch, arch) == 0;
   for (size_t i = 0; i < b->narchs; i++)
     if (strcmp(b->archs[i], arch) == 0) return 1;
   return 0;
@@ -146,9 +229,9 @@ static uint64_t run_limit_ms(const session *s) { return timing_limit_ms(&s->timi
 
 static void lease(tracker *t, job *j, peer *p, enum job_state state, uint64_t limit_ms) {
   queue_set(t, j, state);
-  j->owner = p;
+  set_owner(j, p);
   j->deadline = uv_now(t->loop) + limit_ms + t->opts.grace_ms;
-  p->busy++;
+  busy_add(t, p, 1);
 }
 
 static void send_build(tracker *t, peer *b, job *j, const char *arch) {
@@ -179,7 +262,6 @@ static void send_build(tracker *t, peer *b, job *j, const char *arch) {
   if (core_send_msg(b, KTUNE__ENVELOPE__MSG_BUILD_JOB, &bj) == 0) {
     snprintf(j->arch, sizeof(j->arch), "%s", arch);
     lease(t, j, b, JOB_BUILDING, t->opts.build_timeout_ms);
-    s->built++;
   }
 out:
   free(params);
@@ -225,7 +307,6 @@ static void send_run(tracker *t, peer *r, job *j) {
     if (j->confirm && !s->confirm_runner[0])
       snprintf(s->confirm_runner, sizeof(s->confirm_runner), "%s", r->name);
     lease(t, j, r, JOB_RUNNING, run_limit_ms(s));
-    s->served++;
     t->hooks.job_started(t, s);
   }
 out:
@@ -233,14 +314,14 @@ out:
   free(bp);
 }
 
-/* Higher priority first; among equals, the session served least so far,
- * so that no session starves while another is busy; then the oldest job. */
-static int better(const job *a, const job *b, int for_runner) {
+/* The sessions' order of share.c (an admin's priority, then the owner
+ * and the session with the least runner time, a client's priority
+ * within its own), then the oldest job. Builds go in the order runs
+ * will, or the run queue would hold what the runners should not take. */
+static int better(tracker *t, const job *a, const job *b, int for_runner) {
   if (!b) return 1;
-  if (a->s->priority != b->s->priority) return a->s->priority > b->s->priority;
-  uint64_t ua = for_runner ? a->s->served : a->s->built;
-  uint64_t ub = for_runner ? b->s->served : b->s->built;
-  return ua != ub ? ua < ub : a->id < b->id;
+  int o = share_order(t, a->s, b->s, !for_runner);
+  return o ? o < 0 : a->id < b->id;
 }
 
 /* A confirmation run goes when it is its candidate's turn, to the one
@@ -255,15 +336,15 @@ static int confirm_turn(const session *s, const job *j, const peer *r) {
  * it may take, then the best of those. Costs the key's sessions, not its
  * jobs (a runner skips only jobs of another arch or awaiting a second
  * opinion from someone else). */
-static job *pick_run(tracker *t, const peer *r) {
-  keyq *k = queue_key(t, r->key);
+static job *pick_run(const peer *r) {
+  keyq *k = r->kq;
   if (!k || !k->queued[QUEUE_RUN]) return NULL;
   job *best = NULL;
   for (session *s = k->sessions; s; s = s->kq_next)
     for (job *j = s->qhead[QUEUE_RUN]; j; j = j->qnext)
       if (!strcmp(j->arch, r->arch) && (j->confirm ? confirm_turn(s, j, r)
-                                                   : strcmp(j->avoid, r->name) != 0)) {
-        if (better(j, best, 1)) best = j;
+                                                   : !j->avoid[0] || strcmp(j->avoid, r->name) != 0)) {
+        if (better(r->t, j, best, 1)) best = j;
         break;
       }
   return best;
@@ -276,13 +357,19 @@ static job *pick_build(tracker *t, const peer *b, const char **arch_out) {
      * and only so far ahead of its runners. */
     uint32_t limit = k->ready > 1 ? 2 * k->ready : 2;
     if (!k->queued[QUEUE_BUILD] || !k->ready || k->ahead >= limit) continue;
+    /* The sessions of a key mostly share a compiler: its target once. */
+    const char *memo_compiler = NULL, *memo_arch = NULL;
     for (session *s = k->sessions; s; s = s->kq_next) {
       if (!s->queued[QUEUE_BUILD]) continue;
-      const char *arch = build_arch(b, s);
+      if (!memo_compiler || strcmp(memo_compiler, s->compiler) != 0) {
+        memo_compiler = s->compiler;
+        memo_arch = build_arch(b, s);
+      }
+      const char *arch = memo_arch;
       if (!arch) continue;
       for (job *j = s->qhead[QUEUE_BUILD]; j; j = j->qnext)
-        if (strcmp(j->avoid, b->name) != 0) {
-          if (better(j, best, 0)) best = j, *arch_out = arch;
+        if (!j->avoid[0] || strcmp(j->avoid, b->name) != 0) {
+          if (better(t, j, best, 0)) best = j, *arch_out = arch;
           break;
         }
     }
@@ -290,13 +377,31 @@ static job *pick_build(tracker *t, const peer *b, const char **arch_out) {
   return best;
 }
 
-/* Counts each key's ready runners by architecture, for pick_build. */
+/* Counts each key's runners, and its ready ones by architecture (for
+ * pick_build), when the roster has changed since. */
 static void tally_runners(tracker *t) {
-  for (keyq *k = t->keys; k; k = k->next) k->ready = k->narchs = 0;
+  if (!t->tally_due) return;
+  t->tally_due = 0;
+  for (keyq *k = t->keys; k; k = k->next) k->serving = k->ready = k->narchs = 0;
+  t->nbuilders = 0;
   for (peer *p = t->peers; p; p = p->next) {
-    if (!runner_ready(t, p)) continue;
-    keyq *k = queue_key(t, p->key);
-    if (!k) continue;
+    if (p->serving && p->role == KTUNE__ROLE__ROLE_BUILDER) {
+      if (t->nbuilders == t->builders_cap) {
+        size_t cap = t->builders_cap ? 2 * t->builders_cap : 16;
+        peer **nb = realloc(t->builders, cap * sizeof(*nb));
+        if (!nb) {
+          t->tally_due = 1; /* counted again at the next chance */
+          continue;
+        }
+        t->builders = nb;
+        t->builders_cap = cap;
+      }
+      t->builders[t->nbuilders++] = p;
+    }
+    if (!p->serving || !p->kq) continue;
+    keyq *k = p->kq;
+    k->serving++;
+    if (guard_quarantined(t, p)) continue;
     k->ready++;
     uint32_t i = 0;
     while (i < k->narchs && strcmp(k->archs[i].arch, p->arch) != 0) i++;
@@ -309,19 +414,53 @@ static void tally_runners(tracker *t) {
   }
 }
 
+uint32_t jobs_key_runners(tracker *t, const session *s) {
+  if (!s->kq) return registry_runners(t, s->key);
+  tally_runners(t);
+  return s->kq->serving;
+}
+
+int jobs_builder_missing(tracker *t, const session *s, char *want, size_t len) {
+  size_t off = 0;
+  want[0] = 0;
+  if (!s->kq) return 0;
+  tally_runners(t);
+  const keyq *k = s->kq;
+  for (uint32_t i = 0; i < k->narchs; i++) {
+    for (size_t b = 0; b < t->nbuilders; b++)
+      if (can_build(t->builders[b], s, k->archs[i].arch)) return 0;
+    if (off < len)
+      off += (size_t)snprintf(want + off, len - off, "%s%s", off ? " or " : "", k->archs[i].arch);
+  }
+  return off > 0;
+}
+
+/* Only agents with a free slot are looked at, and runners only where
+ * their key has work: a turn costs what it hands out, not the farm. */
 static void dispatch_now(tracker *t) {
   if (t->stopping || (!t->queued[QUEUE_BUILD] && !t->queued[QUEUE_RUN])) return;
-  if (t->queued[QUEUE_BUILD]) tally_runners(t);
-  for (peer *p = t->peers; p; p = p->next) {
-    if (p->state != PEER_READY || !p->c || p->draining || p->busy >= p->slots) continue;
+  for (keyq *k = t->keys; k && t->queued[QUEUE_RUN]; k = k->next)
+    for (peer *p = k->idle, *next; p && k->queued[QUEUE_RUN]; p = next) {
+      next = p->idle_next;
+      if (p->holding || guard_quarantined(t, p)) continue;
+      job *j;
+      while (p->idle && !p->holding && (j = pick_run(p))) {
+        uint32_t busy = p->busy;
+        send_run(t, p, j);
+        if (p->busy == busy) break; /* could not send: not again this turn */
+      }
+    }
+  if (!t->queued[QUEUE_BUILD]) return;
+  tally_runners(t);
+  for (peer *p = t->idle_builders, *next; p; p = next) {
+    next = p->idle_next;
     if (guard_quarantined(t, p)) continue;
-    if (p->role == KTUNE__ROLE__ROLE_RUNNER) {
-      job *j;
-      while (p->busy < p->slots && !p->holding && (j = pick_run(t, p))) send_run(t, p, j);
-    } else if (p->role == KTUNE__ROLE__ROLE_BUILDER && t->queued[QUEUE_BUILD]) {
-      job *j;
-      const char *arch = NULL;
-      while (p->busy < p->slots && (j = pick_build(t, p, &arch))) send_build(t, p, j, arch);
+    job *j;
+    const char *arch = NULL;
+    while (p->idle && (j = pick_build(t, p, &arch))) {
+      uint32_t busy = p->busy;
+      send_build(t, p, j, arch);
+      if (p->busy == busy) break;
     }
   }
 }
@@ -402,8 +541,8 @@ static job *leased_job(tracker *t, peer *p, uint64_t id, enum job_state want, co
              wire_role_name(p->role), p->name, what, (unsigned long long)id);
     return NULL;
   }
-  j->owner = NULL;
-  if (p->busy) p->busy--;
+  set_owner(j, NULL);
+  busy_add(t, p, -1);
   return j;
 }
 
@@ -413,7 +552,7 @@ static void requeue(tracker *t, job *j) {
    * artifact here: running it again means building it again. */
   int build = j->state == JOB_BUILDING || j->state == JOB_BUILD_QUEUED || !j->artifact_len;
   queue_set(t, j, build ? JOB_BUILD_QUEUED : JOB_RUN_QUEUED);
-  j->owner = NULL;
+  set_owner(j, NULL);
 }
 
 /* Another agent than the one named that could do job j. */
@@ -442,7 +581,7 @@ static int agent_here(tracker *t, const char *name, Ktune__Role role) {
 static int second_opinion(tracker *t, peer *p, job *j, Ktune__TrialStatus status,
                           const char *error, Ktune__Role role) {
   if (j->avoid[0] || !another_agent(t, p->name, j, role)) return 0;
-  snprintf(j->avoid, sizeof(j->avoid), "%s", p->name);
+  avoid_set(t, j, p->name);
   j->held_status = status;
   free(j->held_error);
   j->held_error = text_clean(error, MAX_ERROR_TEXT);
@@ -462,7 +601,7 @@ static void contradicted(tracker *t, job *j, Ktune__Role role) {
                  "its %s of job %llu was contradicted by another %s",
                  wire_status_name(j->held_status),
                  (unsigned long long)j->id, wire_role_name(role));
-  j->avoid[0] = 0;
+  avoid_clear(t, j);
   j->held_status = KTUNE__TRIAL_STATUS__TRIAL_STATUS_UNSET;
   free(j->held_error);
   j->held_error = NULL;
@@ -479,7 +618,7 @@ static void refuse_report(tracker *t, peer *p, job *j, const char *what) {
   }
   guard_strike(t, p->rec, "job %llu: %s; the job goes back to the queue",
                (unsigned long long)j->id, what);
-  snprintf(j->avoid, sizeof(j->avoid), "%s", p->name);
+  avoid_set(t, j, p->name);
   requeue(t, j);
   jobs_dispatch(t);
 }
@@ -564,9 +703,8 @@ static int unheld_result(tracker *t, peer *p, const Ktune__RunResult *r) {
   log_info(WHO, "runner %s finished job %llu from before; it is free again", p->name,
            (unsigned long long)r->job_id);
   p->holding = 0;
-  if (p->busy) p->busy--;
+  busy_add(t, p, -1);
   send_ack(p, r->job_id);
-  jobs_dispatch(t);
   return 1;
 }
 
@@ -581,7 +719,7 @@ void jobs_on_run_result(tracker *t, peer *p, const Ktune__RunResult *r) {
     p->holding = UINT64_MAX;
     p->holding_until = uv_now(t->loop) + (j->s ? run_limit_ms(j->s) : t->opts.run_timeout_ms) +
                        t->opts.grace_ms;
-    p->busy++;
+    busy_add(t, p, 1);
     log_info(WHO, "runner %s is busy with earlier work; job %llu goes to the queue", p->name,
              (unsigned long long)r->job_id);
     jobs_dispatch(t);
@@ -650,7 +788,7 @@ void jobs_adopt(tracker *t, peer *p, uint64_t id) {
     /* Still ours: the runner's result will be its trial. A builder that
      * was given it again since no longer has it; another runner measuring
      * it keeps it, and this result will be dropped. */
-    if (j->owner && j->owner != p && j->owner->busy) j->owner->busy--;
+    if (j->owner && j->owner != p) busy_add(t, j->owner, -1);
     snprintf(j->arch, sizeof(j->arch), "%s", p->arch);
     lease(t, j, p, JOB_RUNNING, run_limit_ms(j->s));
     p->holding = id;
@@ -662,23 +800,31 @@ void jobs_adopt(tracker *t, peer *p, uint64_t id) {
    * runner stays busy until it comes. */
   p->holding = id;
   p->holding_until = uv_now(t->loop) + t->opts.run_timeout_ms + t->opts.grace_ms;
-  p->busy++;
+  busy_add(t, p, 1);
+}
+
+static int lost_for_good(tracker *t, const job *j) {
+  return j->s && !j->owner && j->lost >= t->opts.max_lost;
+}
+
+static void record_lost_job(tracker *t, job *j) {
+  char why[128];
+  snprintf(why, sizeof(why), "the job lost its agent %u times", j->lost);
+  record_job(t, j, WIRE_TRIAL(RUNNER_LOST), why, NULL, 0, NULL, 0, NULL);
 }
 
 /* Jobs that lost their agent too often end as RUNNER_LOST. Recording one
  * can end its session, which frees other jobs of it, so no pointer into
  * the list survives a recording: start over after each. */
-static void record_lost(tracker *t) {
+static void record_lost_all(tracker *t) {
   for (int again = 1; again;) {
     again = 0;
-    for (job *j = t->jobs; j; j = j->next) {
-      if (!j->s || j->owner || j->lost < t->opts.max_lost) continue;
-      char why[128];
-      snprintf(why, sizeof(why), "the job lost its agent %u times", j->lost);
-      record_job(t, j, WIRE_TRIAL(RUNNER_LOST), why, NULL, 0, NULL, 0, NULL);
-      again = 1;
-      break;
-    }
+    for (job *j = t->jobs; j; j = j->next)
+      if (lost_for_good(t, j)) {
+        record_lost_job(t, j);
+        again = 1;
+        break;
+      }
   }
 }
 
@@ -694,11 +840,12 @@ static void lose(tracker *t, job *j, const char *holder_role) {
 }
 
 void jobs_release(tracker *t, peer *p) {
-  uint32_t lost = 0;
-  /* Every lease counts in busy: a peer holding none (a client, say) need
-   * not look through the whole queue as it goes. */
-  for (job *j = p->busy ? t->jobs : NULL; j; j = j->next) {
-    if (j->owner != p) continue;
+  size_t n = 0, lost = 0;
+  for (job *j = p->leases; j; j = j->lnext) n++;
+  /* The jobs it lost, by id: recording one may free others. */
+  uint64_t *ids = n ? malloc(n * sizeof(*ids)) : NULL;
+  while (p->leases) {
+    job *j = p->leases;
     /* A tracker that is stopping loses no agent: the jobs stay as they are
      * in the history and are queued again on restart. */
     if (t->stopping) {
@@ -706,87 +853,138 @@ void jobs_release(tracker *t, peer *p) {
       continue;
     }
     lose(t, j, wire_role_name(p->role));
+    if (ids) ids[lost] = j->id;
     lost++;
   }
   p->busy = 0;
-  if (t->stopping) return;
+  jobs_peer_changed(t, p);
+  if (t->stopping) {
+    free(ids);
+    return;
+  }
   /* A crash loses a job now and then; an agent that loses job after job
    * without delivering one takes work only to drop it. */
   if (lost && p->rec && ++p->rec->loss_streak >= 2)
     guard_strike(t, p->rec, "lost %u jobs in a row with its connection, delivering none",
                  p->rec->loss_streak);
-  if (lost) record_lost(t);
+  if (lost && !ids) record_lost_all(t);
+  for (size_t i = 0; ids && i < lost; i++) {
+    job *j = queue_find(t, ids[i]);
+    if (j && lost_for_good(t, j)) record_lost_job(t, j);
+  }
+  free(ids);
+}
+
+/* A run-queued job of key k fits a runner here: one of its architecture
+ * that is not the one it avoids. */
+static int run_fits(tracker *t, const keyq *k, const job *j, int *same_arch) {
+  uint32_t n = 0, i = 0;
+  while (i < k->narchs && strcmp(k->archs[i].arch, j->arch) != 0) i++;
+  if (i < k->narchs) n = k->archs[i].n;
+  else if (k->narchs == sizeof(k->archs) / sizeof(k->archs[0]))
+    n = UINT32_MAX; /* more architectures than the tally keeps: look */
+  if (n != UINT32_MAX && (n != 1 || !j->avoid[0])) {
+    *same_arch = n > 0;
+    return n > 0;
+  }
+  int fits = 0;
+  *same_arch = 0;
+  for (peer *p = t->peers; p && !fits; p = p->next) {
+    if (p->kq != k || !runner_ready(t, p) || strcmp(p->arch, j->arch) != 0) continue;
+    *same_arch = 1;
+    fits = strcmp(p->name, j->avoid) != 0;
+  }
+  return fits;
+}
+
+/* Built for an architecture whose runners are all gone: built again for
+ * one that is here. Returns 1 when it changed something, 2 when it also
+ * recorded a job (which may have freed others). */
+static int sweep_run_queue(tracker *t) {
+  int changed = 0;
+  for (keyq *k = t->keys; k; k = k->next) {
+    if (!k->queued[QUEUE_RUN] || !k->ready) continue;
+    for (session *s = k->sessions; s; s = s->kq_next)
+      for (job *j = s->qhead[QUEUE_RUN], *next; j; j = next) {
+        next = j->qnext;
+        int same_arch;
+        if (run_fits(t, k, j, &same_arch)) continue;
+        changed = 1;
+        if (same_arch && j->held_status) {
+          /* Nobody else can give the second opinion: the first stands. */
+          record_held(t, j);
+          return 2;
+        }
+        if (same_arch) {
+          avoid_clear(t, j); /* only the agent it avoids is left: try it again */
+        } else {
+          free(j->artifact);
+          j->artifact = NULL;
+          j->artifact_len = 0;
+          queue_set(t, j, JOB_BUILD_QUEUED);
+        }
+      }
+  }
+  return changed;
+}
+
+/* A build waiting for a second opinion that only the builder it avoids
+ * could give: a failure it held stands; anything else, it may try again. */
+static int sweep_avoiding(tracker *t) {
+  int changed = 0;
+  for (job *j = t->avoiding ? t->jobs : NULL; j; j = j->next) {
+    if (j->owner || !j->s || j->state != JOB_BUILD_QUEUED || !j->avoid[0] ||
+        !agent_here(t, j->avoid, KTUNE__ROLE__ROLE_BUILDER) ||
+        another_agent(t, j->avoid, j, KTUNE__ROLE__ROLE_BUILDER))
+      continue;
+    changed = 1;
+    if (j->held_status) {
+      record_held(t, j);
+      return 2;
+    }
+    avoid_clear(t, j);
+  }
+  return changed;
 }
 
 void jobs_sweep(tracker *t) {
   uint64_t now = uv_now(t->loop);
   int changed = 0;
-  for (job *j = t->jobs; j; j = j->next) {
-    peer *o = j->owner;
-    if (o && now > j->deadline) {
+  /* Quarantines end with time, not with an event. */
+  t->tally_due = 1;
+  tally_runners(t);
+  for (peer *p = t->peers; p; p = p->next) {
+    /* Asked again: a runner whose key could not be made for lack of
+     * memory gets another chance. */
+    jobs_peer_changed(t, p);
+    for (job *j = p->leases, *next; j; j = next) {
+      next = j->lnext;
+      if (now <= j->deadline) continue;
       /* The agent is there but silent about the job: its doing, not the
        * kernel's (the agent enforces the job's limit itself). Another
        * agent gets it; no loss is counted against the kernel. */
-      guard_strike(t, o->rec, "held job %llu past its deadline (%u ms after its limit)",
+      guard_strike(t, p->rec, "held job %llu past its deadline (%u ms after its limit)",
                    (unsigned long long)j->id, t->opts.grace_ms);
-      if (o->busy) o->busy--;
-      if (o->holding == j->id) o->holding = 0;
-      snprintf(j->avoid, sizeof(j->avoid), "%s", o->name);
+      busy_add(t, p, -1);
+      if (p->holding == j->id) p->holding = 0;
+      avoid_set(t, j, p->name);
       requeue(t, j);
-      changed = 1;
-      continue;
-    }
-    if (!o && j->s && j->state == JOB_BUILD_QUEUED && j->avoid[0] &&
-        agent_here(t, j->avoid, KTUNE__ROLE__ROLE_BUILDER) &&
-        !another_agent(t, j->avoid, j, KTUNE__ROLE__ROLE_BUILDER)) {
-      /* The builder it avoids is the only one left: a failure it held
-       * stands; anything else, it may try again. */
-      changed = 1;
-      if (j->held_status) {
-        record_held(t, j);
-        break;
-      }
-      j->avoid[0] = 0;
-    }
-    /* Built for an architecture whose runners are all gone: build it
-     * again for one that is here. */
-    if (!o && j->s && j->state == JOB_RUN_QUEUED) {
-      int fits = 0, same_arch = 0, any = 0;
-      for (peer *p = t->peers; p && !fits; p = p->next) {
-        if (!runner_ready(t, p) || strcmp(p->key, j->s->key) != 0) continue;
-        any = 1;
-        same_arch |= !strcmp(p->arch, j->arch);
-        fits = !strcmp(p->arch, j->arch) && strcmp(p->name, j->avoid) != 0;
-      }
-      if (fits || !any) continue;
-      if (same_arch && j->held_status) {
-        /* Nobody else can give the second opinion: the first stands. */
-        record_held(t, j);
-        changed = 1;
-        break; /* the list may have changed under us */
-      }
-      if (same_arch) {
-        j->avoid[0] = 0; /* only the agent it avoids is left: try it again */
-      } else {
-        free(j->artifact);
-        j->artifact = NULL;
-        j->artifact_len = 0;
-        queue_set(t, j, JOB_BUILD_QUEUED);
-      }
       changed = 1;
     }
   }
+  changed |= sweep_avoiding(t);
+  tally_runners(t); /* the strikes above may have quarantined runners */
+  changed |= sweep_run_queue(t);
   for (peer *p = t->peers; p; p = p->next)
     if (p->holding && !queue_find(t, p->holding) && p->holding_until && now > p->holding_until) {
       p->holding = 0;
       p->holding_until = 0;
-      if (p->busy) p->busy--;
+      busy_add(t, p, -1);
       changed = 1;
     }
-  if (changed) {
-    record_lost(t);
-    jobs_dispatch(t);
-  }
+  if (changed) record_lost_all(t);
+  /* A quarantine that ended frees its agent with no event to say so. */
+  jobs_dispatch(t);
 }
 
 void jobs_drop_session(tracker *t, session *s) {

@@ -11,6 +11,9 @@
 #include "tracker/tracker.h"
 
 #define WHO "tracker"
+/* The history's page cache (store_cache): a few hundred thousand trials
+ * and their indexes, in memory only as far as they are used. */
+#define TRACKER_CACHE_MB 64
 
 static void usage(FILE *f) {
   fprintf(f,
@@ -23,13 +26,17 @@ static void usage(FILE *f) {
           "  --db PATH           SQLite history (default ./ktune.db)\n"
           "  --sync normal|full  normal: a result survives a crash of this process (default);\n"
           "                      full: it also survives power loss, slower\n"
-          "  --tokens FILE       who may connect: lines of ROLE NAME TOKEN (docs/SECURITY.md);\n"
+          "  --tokens FILE       who may connect: lines of ROLE NAME TOKEN, and for people\n"
+          "                      [share=N] [sessions=N] [queued=N] (docs/SECURITY.md);\n"
           "                      SIGHUP reads it again (default: none, and only loopback\n"
           "                      addresses may listen)\n"
           "  --insecure          listen beyond loopback without tokens (anyone who reaches\n"
           "                      the port can run code on every runner; default off)\n"
           "  --port-file PATH    write the address actually bound, once listening (default:\n"
           "                      none)\n"
+          "  --share NAME=N      NAME's weight in the share of each key's runners, for\n"
+          "                      owners the tokens file gives no share=N; repeatable\n"
+          "                      (default 1: equal shares; docs/OPERATIONS.md)\n"
           "  --replay FILE       answer every trial from a recorded history (a ktune.db or\n"
           "                      `ktune export --format jsonl` output) instead of agents:\n"
           "                      strategies compared without timing noise (default: agents)\n"
@@ -44,8 +51,12 @@ static void usage(FILE *f) {
           "  --max-unauth        connections not logged in yet (default 64)\n"
           "  --max-unauth-per-addr  the same, from one address (default 8)\n"
           "  --auth-delay-ms     a failed login's answer waits this long (default 1000)\n"
-          "  --max-sessions      unfinished sessions per client (default 16)\n"
-          "  --max-queued        trials not yet recorded per client (default 100000)\n"
+          "  --max-sessions      unfinished sessions per owner, unless the tokens file\n"
+          "                      says sessions=N (default 16)\n"
+          "  --max-queued        trials not yet recorded per owner, unless the tokens file\n"
+          "                      says queued=N (default 100000)\n"
+          "  --share-half-life-s runner time an owner used counts half after this long, in\n"
+          "                      the turns of a key's owners (default 300)\n"
           "  --max-knobs         knobs per task (default 32)\n"
           "  --max-values        values per knob (default 4096)\n"
           "  --max-space         configs in a task's space (default 1000000000000)\n"
@@ -90,6 +101,7 @@ static const num_opt num_opts[] = {
     {"max-gflops", offsetof(tracker_opts, max_gflops), 1, 2},
     NUM("unknown-key-wait-ms", unknown_key_wait_ms, 0),
     NUM("remeasure-spread-pct", remeasure_spread_pct, 0),
+    NUM("share-half-life-s", share_half_life_s, 1),
 };
 #define NNUM (sizeof(num_opts) / sizeof(num_opts[0]))
 
@@ -142,20 +154,46 @@ static void defaults(tracker_opts *o) {
   o->max_gflops = 1e6;
   o->unknown_key_wait_ms = 60000;
   o->remeasure_spread_pct = 20;
+  o->share_half_life_s = 300;
+}
+
+#define MAX_WEIGHT 1000
+
+/* --share NAME=N: one more owner's weight (the last word for a name wins). */
+static int add_weight(tracker_opts *o, const char *arg) {
+  const char *eq = strrchr(arg, '=');
+  char *end = NULL;
+  unsigned long w = eq && eq[1] >= '0' && eq[1] <= '9' ? strtoul(eq + 1, &end, 10) : 0;
+  size_t len = eq ? (size_t)(eq - arg) : 0;
+  if (!len || len >= sizeof(o->weights[0].name) || *end || w < 1 || w > MAX_WEIGHT) {
+    fprintf(stderr, "ktune-tracker: --share takes NAME=N, a name of 1 to %zu characters and N "
+            "from 1 to %d, not '%s'\n", sizeof(o->weights[0].name) - 1, MAX_WEIGHT, arg);
+    return -1;
+  }
+  struct share_weight *nw = realloc(o->weights, (o->nweights + 1) * sizeof(*nw));
+  if (!nw) {
+    fprintf(stderr, "ktune-tracker: out of memory\n");
+    return -1;
+  }
+  o->weights = nw;
+  snprintf(nw[o->nweights].name, sizeof(nw[0].name), "%.*s", (int)len, arg);
+  nw[o->nweights++].weight = (uint32_t)w;
+  return 0;
 }
 
 int main(int argc, char **argv) {
   tracker t;
   memset(&t, 0, sizeof(t));
   defaults(&t.opts);
-  enum { OPT_PORTF = 256, OPT_SYNC, OPT_TOKENS, OPT_INSECURE, OPT_REPLAY, OPT_VERSION, OPT_NUM };
-  enum { NNAMED = 9 };
+  enum { OPT_PORTF = 256, OPT_SYNC, OPT_TOKENS, OPT_INSECURE, OPT_REPLAY, OPT_VERSION, OPT_SHARE,
+         OPT_NUM };
+  enum { NNAMED = 10 };
   struct option opts[NNAMED + 1 + NNUM] = {
       {"listen", required_argument, 0, 'l'}, {"db", required_argument, 0, 'd'},
       {"sync", required_argument, 0, OPT_SYNC}, {"port-file", required_argument, 0, OPT_PORTF},
       {"tokens", required_argument, 0, OPT_TOKENS}, {"insecure", no_argument, 0, OPT_INSECURE},
       {"replay", required_argument, 0, OPT_REPLAY}, {"version", no_argument, 0, OPT_VERSION},
-      {"help", no_argument, 0, 'h'}};
+      {"share", required_argument, 0, OPT_SHARE}, {"help", no_argument, 0, 'h'}};
   for (size_t i = 0; i < NNUM; i++)
     opts[NNAMED + i] = (struct option){num_opts[i].name, required_argument, 0, OPT_NUM + (int)i};
   /* getopt's messages start with argv[0]: the program, not its path. */
@@ -169,6 +207,9 @@ int main(int argc, char **argv) {
     case OPT_TOKENS: t.opts.tokens_path = optarg; break;
     case OPT_INSECURE: t.opts.insecure = 1; break;
     case OPT_REPLAY: t.opts.replay_path = optarg; break;
+    case OPT_SHARE:
+      if (add_weight(&t.opts, optarg) < 0) return 2;
+      break;
     case OPT_SYNC:
       if (strcmp(optarg, "normal") && strcmp(optarg, "full")) {
         fprintf(stderr, "ktune-tracker: --sync takes normal or full, not '%s'\n", optarg);
@@ -227,6 +268,9 @@ int main(int argc, char **argv) {
     fprintf(stderr, "ktune-tracker: %s\n", err);
     return 1;
   }
+  if (store_cache(t.db, TRACKER_CACHE_MB) < 0)
+    fprintf(stderr, "ktune-tracker: warning: cannot size the history's cache: %s\n",
+            hist_errmsg(t.db));
   dblock_check(&t, err, sizeof(err));
   if (t.opts.replay_path && replay_load(&t, t.opts.replay_path, err, sizeof(err)) < 0) {
     fprintf(stderr, "ktune-tracker: --replay: %s\n", err);
@@ -256,6 +300,8 @@ int main(int argc, char **argv) {
   jobs_free_all(&t);
   session_free_all(&t);
   queue_free_all(&t);
+  share_free_all(&t);
+  free(t.opts.weights);
   guard_free_all(&t);
   replay_free(t.replay);
   hist_close(t.db);

@@ -22,18 +22,24 @@ keyq *queue_key(tracker *t, const char *key) {
   return NULL;
 }
 
+keyq *queue_key_make(tracker *t, const char *key) {
+  keyq *k = queue_key(t, key);
+  if (k) return k;
+  k = calloc(1, sizeof(*k));
+  if (!k || !(k->key = strdup(key))) {
+    free(k);
+    return NULL;
+  }
+  k->next = t->keys;
+  t->keys = k;
+  t->tally_due = 1;
+  return k;
+}
+
 int queue_session_join(tracker *t, session *s) {
   if (s->kq) return 0;
-  keyq *k = queue_key(t, s->key);
-  if (!k) {
-    k = calloc(1, sizeof(*k));
-    if (!k || !(k->key = strdup(s->key))) {
-      free(k);
-      return -1;
-    }
-    k->next = t->keys;
-    t->keys = k;
-  }
+  keyq *k = queue_key_make(t, s->key);
+  if (!k || share_join(t, s) < 0) return -1;
   s->kq = k;
   s->home = t;
   s->kq_prev = NULL;
@@ -46,11 +52,16 @@ int queue_session_join(tracker *t, session *s) {
 void queue_session_leave(tracker *t, session *s) {
   keyq *k = s->kq;
   if (!k) return;
+  share_leave(s);
   if (s->kq_prev) s->kq_prev->kq_next = s->kq_next;
   else k->sessions = s->kq_next;
   if (s->kq_next) s->kq_next->kq_prev = s->kq_prev;
   s->kq = NULL;
-  if (k->sessions) return;
+  queue_key_release(t, k);
+}
+
+void queue_key_release(tracker *t, keyq *k) {
+  if (k->sessions || k->runners) return;
   for (keyq **pp = &t->keys; *pp; pp = &(*pp)->next)
     if (*pp == k) {
       *pp = k->next;
@@ -107,7 +118,7 @@ static void enter(tracker *t, job *j) {
   session *s = j->s;
   if (!s) return;
   int q = queue_of(j->state);
-  if (builds_ahead(j)) s->kq->ahead++;
+  if (builds_ahead(j)) s->kq->ahead++, share_ahead(s, 1);
   if (q < 0) return;
   /* Oldest first: a new job goes last, a job sent back walks to its place. */
   job *after = s->qtail[q];
@@ -127,7 +138,7 @@ static void leave(tracker *t, job *j) {
   session *s = j->s;
   if (!s) return;
   int q = queue_of(j->state);
-  if (builds_ahead(j)) s->kq->ahead--;
+  if (builds_ahead(j)) s->kq->ahead--, share_ahead(s, -1);
   if (q < 0) return;
   if (j->qprev) j->qprev->qnext = j->qnext;
   else s->qhead[q] = j->qnext;

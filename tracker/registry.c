@@ -88,6 +88,8 @@ char *registry_device_json(const peer *p) {
                         p->host, "arch", p->arch, "cores", (json_int_t)p->cores, "cpu",
                         p->cpu_model, "kernel", p->kernel, "governor", p->governor, "ktune",
                         p->version);
+  /* A trial measured without part of the sandbox says so in its row. */
+  if (o && p->sandbox_off[0]) json_object_set_new(o, "sandbox_off", json_string(p->sandbox_off));
   char *txt = o ? json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
   json_decref(o);
   return txt;
@@ -142,10 +144,8 @@ void registry_status(tracker *t, Ktune__StatusReply *out) {
   ktune__status_reply__init(out);
   out->uptime_s = (double)(uv_now(t->loop) - t->started_ms) / 1e3;
   size_t na = 0, ns = 0;
-  for (peer *p = t->peers; p; p = p->next) {
+  for (peer *p = t->peers; p; p = p->next)
     na += p->state == PEER_READY && p->role != KTUNE__ROLE__ROLE_CLIENT;
-    p->status_ix = SIZE_MAX;
-  }
   for (session *s = t->sessions; s; s = s->next) ns++;
   ns += RECENT_SESSIONS;
   out->agents = calloc(na ? na : 1, sizeof(*out->agents));
@@ -177,8 +177,12 @@ void registry_status(tracker *t, Ktune__StatusReply *out) {
     a->kernel = p->kernel;
     a->governor = p->governor;
     a->version = p->version;
+    a->sandbox_off = p->sandbox_off;
+    a->archs = calloc(p->narchs ? p->narchs : 1, sizeof(char *));
+    for (size_t i = 0; a->archs && i < p->narchs; i++) a->archs[a->n_archs++] = (char *)p->archs[i];
     a->jobs = calloc(p->busy ? p->busy : 1, sizeof(uint64_t));
-    p->status_ix = out->n_agents;
+    for (job *j = p->leases; a->jobs && j && a->n_jobs < p->busy; j = j->lnext)
+      a->jobs[a->n_jobs++] = j->id;
     static char *tcc = "tcc", *cc = "cc";
     a->backends = calloc(2, sizeof(char *));
     if (a->backends && p->has_tcc) a->backends[a->n_backends++] = tcc;
@@ -193,12 +197,6 @@ void registry_status(tracker *t, Ktune__StatusReply *out) {
       }
     }
   }
-  /* Once over the jobs, not once per agent: a farm holds many of both. */
-  for (job *j = t->jobs; j; j = j->next) {
-    if (!j->owner || j->owner->status_ix >= out->n_agents) continue;
-    Ktune__AgentInfo *a = out->agents[j->owner->status_ix];
-    if (a->jobs && a->n_jobs < j->owner->busy) a->jobs[a->n_jobs++] = j->id;
-  }
   for (keyq *q = t->keys; q; q = q->next) {
     if (!q->queued[QUEUE_BUILD] && !q->queued[QUEUE_RUN]) continue;
     Ktune__KeyInfo *k = key_info(out, q->key);
@@ -206,6 +204,11 @@ void registry_status(tracker *t, Ktune__StatusReply *out) {
     k->build_queued += q->queued[QUEUE_BUILD];
     k->run_queued += q->queued[QUEUE_RUN];
   }
+  /* Each key's owners: those waiting, and those who used it lately. */
+  out->share_half_life_s = t->opts.share_half_life_s;
+  for (share *sh = t->shares; sh; sh = sh->next) key_info(out, sh->key);
+  for (size_t i = 0; i < out->n_keys; i++)
+    share_status(t, queue_key(t, out->keys[i]->key), out->keys[i]);
   for (session *s = t->sessions; s; s = s->next) {
     Ktune__SessionInfo *si = calloc(1, sizeof(*si));
     if (!si) break;
@@ -223,6 +226,7 @@ void registry_status(tracker *t, Ktune__StatusReply *out) {
     si->message = strdup(s->message);
     si->failures = s->failures;
     si->reused = s->reused;
+    share_session_status(t, s, si);
     out->sessions[out->n_sessions++] = si;
   }
   hist_sessions_recent(t->db, RECENT_SESSIONS, add_recent, out);
@@ -233,10 +237,14 @@ void registry_status_free(Ktune__StatusReply *r) {
   for (size_t i = 0; i < r->n_agents; i++) {
     free(r->agents[i]->jobs);
     free(r->agents[i]->backends);
+    free(r->agents[i]->archs);
     if (r->agents[i]->quarantine != protobuf_c_empty_string) free(r->agents[i]->quarantine);
     free(r->agents[i]);
   }
-  for (size_t i = 0; i < r->n_keys; i++) free(r->keys[i]);
+  for (size_t i = 0; i < r->n_keys; i++) {
+    share_status_free(r->keys[i]);
+    free(r->keys[i]);
+  }
   free(r->keys);
   for (size_t i = 0; i < r->n_sessions; i++) {
     Ktune__SessionInfo *si = r->sessions[i];

@@ -148,8 +148,9 @@ static void on_measure_done(tracker *t, peer *p, Ktune__Envelope *env) {
 }
 
 static void on_goodbye(tracker *t, peer *p, Ktune__Envelope *env) {
-  (void)t, (void)env;
+  (void)env;
   p->draining = 1;
+  jobs_peer_changed(t, p);
   log_info(WHO, "%s %s is leaving after the %u job(s) it holds", wire_role_name(p->role), p->name,
            p->busy);
 }
@@ -237,6 +238,7 @@ static void welcome(tracker *t, peer *p, const auth_entry *e) {
   if (p->role != KTUNE__ROLE__ROLE_CLIENT) p->rec = guard_record(t, p->name, p->role);
   if (p->role == KTUNE__ROLE__ROLE_RUNNER) registry_note_key(t, p->key);
   if (p->holding) jobs_adopt(t, p, p->holding);
+  jobs_peer_changed(t, p);
   jobs_dispatch(t);
 }
 
@@ -307,6 +309,7 @@ static void on_hello(tracker *t, peer *p, const Ktune__Hello *h) {
   copy_field(p->kernel, sizeof(p->kernel), h->kernel);
   copy_field(p->governor, sizeof(p->governor), h->governor);
   copy_field(p->version, sizeof(p->version), h->ktune_version);
+  copy_field(p->sandbox_off, sizeof(p->sandbox_off), h->sandbox_off);
   p->cores = h->cores;
   if (h->role == KTUNE__ROLE__ROLE_RUNNER) {
     p->device_json = registry_device_json(p);
@@ -347,6 +350,7 @@ static void on_hello(tracker *t, peer *p, const Ktune__Hello *h) {
 static void on_message(conn *c, Ktune__Envelope *env) {
   peer *p = c->data;
   tracker *t = p->t;
+  t->turn_msgs++;
   switch (p->state) {
   case PEER_AWAIT_HELLO:
     if (env->msg_case != KTUNE__ENVELOPE__MSG_HELLO) {
@@ -390,7 +394,7 @@ static void on_close(conn *c, const char *why) {
   if (p->state == PEER_READY && p->role != KTUNE__ROLE__ROLE_CLIENT)
     log_info(WHO, "%s %s left: %s", wire_role_name(p->role), p->name, why);
   p->c = NULL;
-  jobs_release(t, p);
+  jobs_release(t, p); /* and out of the idle lists */
   registry_remove(t, p);
   if (!t->stopping) jobs_dispatch(t);
 }
@@ -441,7 +445,7 @@ static void on_connection(uv_stream_t *server, int status) {
     conn_close(c, "over the connection limit");
     return;
   }
-  c->deferred = 1;
+  c->batch = &t->outbox;
   peer *p = registry_add(t, c);
   if (!p) {
     conn_close(c, "out of memory");
@@ -450,14 +454,31 @@ static void on_connection(uv_stream_t *server, int status) {
   c->data = p;
 }
 
+/* How long a transaction may stay open for the messages that follow it:
+ * one commit then pays for many trials, and a reply waits at most this
+ * long for the commit that makes it true. */
+#define LINGER_NS 1000000u
+
+static void on_linger(uv_idle_t *h) { (void)h; }
+
 /* Runs just before the loop waits for I/O: hand out work, commit, then
- * let replies go. */
+ * let replies go. A turn that handled messages while a transaction is
+ * open leaves it open and polls once more without waiting (the active
+ * idle handle): more results that came meanwhile join the same commit.
+ * A turn that brought nothing commits at once, so an idle farm pays
+ * one extra poll, not a delay. */
 static void on_prepare(uv_prepare_t *h) {
   tracker *t = h->data;
   jobs_dispatch_due(t);
+  uint32_t msgs = t->turn_msgs;
+  t->turn_msgs = 0;
+  if (t->txn_open && msgs && !t->stopping && uv_hrtime() - t->txn_start_ns < LINGER_NS) {
+    uv_idle_start(&t->linger, on_linger);
+    return;
+  }
+  uv_idle_stop(&t->linger);
   core_commit(t);
-  for (peer *p = t->peers; p; p = p->next)
-    if (p->c) conn_flush(p->c);
+  conn_batch_flush(&t->outbox);
 }
 
 static void on_sweep(uv_timer_t *h) {
@@ -554,6 +575,7 @@ static void on_hangup(uv_signal_t *h, int sig) {
   }
   auth_tokens_free(&t->tokens);
   t->tokens = fresh;
+  share_reload(t);
 }
 
 static int write_port_file(tracker *t, char *err, size_t errlen) {
@@ -593,6 +615,7 @@ int server_start(tracker *t, char *err, size_t errlen) {
   t->sweep.data = t;
   uint32_t tick = t->opts.heartbeat_ms < 1000 ? t->opts.heartbeat_ms : 1000;
   uv_timer_start(&t->sweep, on_sweep, tick, tick);
+  uv_idle_init(t->loop, &t->linger);
   uv_prepare_init(t->loop, &t->commit);
   t->commit.data = t;
   uv_prepare_start(&t->commit, on_prepare);
@@ -611,8 +634,7 @@ void server_stop(tracker *t) {
   if (t->stopping) return;
   t->stopping = 1;
   core_commit(t);
-  for (peer *p = t->peers; p; p = p->next)
-    if (p->c) conn_flush(p->c);
+  conn_batch_flush(&t->outbox);
   while (t->peers) {
     peer *p = t->peers;
     if (p->c) conn_close(p->c, "tracker stopping");
@@ -622,6 +644,7 @@ void server_stop(tracker *t) {
   uv_close((uv_handle_t *)&t->listener, NULL);
   uv_close((uv_handle_t *)&t->sweep, NULL);
   uv_close((uv_handle_t *)&t->commit, NULL);
+  uv_close((uv_handle_t *)&t->linger, NULL);
   uv_close((uv_handle_t *)&t->refill, NULL);
   uv_close((uv_handle_t *)&t->sigterm, NULL);
   uv_close((uv_handle_t *)&t->sigint, NULL);

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "common/identity.h"
+#include "common/target.h"
 #include "common/log.h"
 #include "common/wire.h"
 #include "tracker/tracker.h"
@@ -255,6 +256,7 @@ void session_started(tracker *t, session *s) {
 static void on_job_started(tracker *t, session *s) {
   if (s->waiting_since || session_active(s)) {
     s->waiting_since = 0;
+    s->waiting_builder = 0;
     s->message[0] = 0;
   }
   session_started(t, s);
@@ -406,14 +408,46 @@ static void session_on_trial(tracker *t, session *s, const int64_t *values, cons
   if (s->done % s->batch == 0 && s->done < s->trials) session_notify(t, s);
 }
 
-void session_check_runners(tracker *t, session *s) {
-  if (!session_active(s) || t->replay) return;
-  if (registry_runners(t, s->key) > 0) {
+/* Agents started together connect in any order: a key's runner before
+ * the builders is no wait worth saying. */
+#define BUILDER_GRACE_MS 2000
+
+/* A key whose runners no connected builder can make code for (an aarch64
+ * board, and builders for x86-64 only) waits for one, and fails after
+ * --wait-timeout. */
+static void check_builders(tracker *t, session *s) {
+  char want[96];
+  if (!s->queued[QUEUE_BUILD] || !jobs_builder_missing(t, s, want, sizeof(want))) {
     s->waiting_since = 0;
+    s->waiting_builder = 0;
     s->message[0] = 0;
     return;
   }
-  if (s->waiting_since) return;
+  uint64_t now = uv_now(t->loop);
+  if (!s->waiting_builder) {
+    s->waiting_builder = 1;
+    s->waiting_since = now;
+    s->wait_limit_ms = s->wait_timeout_ms;
+    s->message[0] = 0;
+  }
+  if (s->message[0] || now - s->waiting_since < BUILDER_GRACE_MS) return;
+  int tcc = strcmp(s->compiler, TARGET_BUILTIN_COMPILER) == 0;
+  snprintf(s->message, sizeof(s->message), "waiting for a builder that can make %.30s code with "
+           "'%.60s' (%s)%s", want, s->compiler,
+           tcc ? "tcc builds for its builder's own machine only"
+               : "start one with --compiler for a compiler that targets it",
+           s->wait_limit_ms ? "; giving up at --wait-timeout" : "");
+  session_send_progress(t, s, NULL);
+}
+
+void session_check_runners(tracker *t, session *s) {
+  if (!session_active(s) || t->replay) return;
+  if (jobs_key_runners(t, s) > 0) {
+    check_builders(t, s);
+    return;
+  }
+  if (s->waiting_since && !s->waiting_builder) return;
+  s->waiting_builder = 0;
   s->waiting_since = uv_now(t->loop);
   /* A key no runner has ever served is most likely mistyped: waiting for
    * it without end looks like a hang. */
@@ -440,8 +474,11 @@ void session_sweep(tracker *t) {
                                                  "long as a client follows it)");
     if (!session_active(s) || !s->waiting_since) continue;
     if (s->wait_limit_ms && now - s->waiting_since >= s->wait_limit_ms) {
-      char why[256];
-      if (s->wait_timeout_ms)
+      char why[256], want[96];
+      if (s->waiting_builder && jobs_builder_missing(t, s, want, sizeof(want)))
+        snprintf(why, sizeof(why), "no builder that can make %s code with '%.60s' was connected "
+                 "for %g s (--wait-timeout)", want, s->compiler, s->wait_limit_ms / 1e3);
+      else if (s->wait_timeout_ms)
         snprintf(why, sizeof(why), "no runner with key '%s' was connected for %g s "
                  "(--wait-timeout)", s->key, s->wait_limit_ms / 1e3);
       else

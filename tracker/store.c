@@ -4,6 +4,7 @@
  * works on a hist opened with hist_open, through common/history_int.h. */
 #include <jansson.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -43,6 +44,12 @@ static int stmt(hist *h, const char *sql, sqlite3_stmt **st) {
 static int bind_opt_text(sqlite3_stmt *s, int i, const char *v) {
   if (!v || !*v) return sqlite3_bind_null(s, i);
   return sqlite3_bind_text(s, i, v, -1, SQLITE_STATIC);
+}
+
+int store_cache(hist *h, uint32_t mb) {
+  char sql[64];
+  snprintf(sql, sizeof(sql), "PRAGMA cache_size = -%u", mb * 1024u);
+  return sqlite3_exec(hist_db(h), sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : -1;
 }
 
 int store_begin(hist *h) {

@@ -147,30 +147,76 @@ static int prepare(session *s, const Ktune__SubmitSession *req, char *err, size_
   return 0;
 }
 
-/* Per-client and per-task limits, checked on the submission as it came,
- * before any work is spent on it; each error names its tracker option. */
+/* Sessions a quota refusal lists by name; the rest are counted. */
+#define QUOTA_LISTED 4
+
+static uint32_t trials_left(const session *x) {
+  return x->trials - (x->done < x->trials ? x->done : x->trials);
+}
+
+/* What owner has unfinished, for a refusal to name: "session 7 matmul,
+ * 40 trials left; session 9 conv2d, 12 left; 1 being checked". */
+static void owner_usage(tracker *t, const char *owner, char *out, size_t len) {
+  size_t off = 0;
+  uint32_t listed = 0, more = 0, checking = 0;
+  out[0] = 0;
+  for (session *x = t->sessions; x; x = x->next) {
+    if (strcmp(x->owner, owner) != 0 || !session_active(x)) continue;
+    if (listed == QUOTA_LISTED) {
+      more++;
+      continue;
+    }
+    if (off < len)
+      off += (size_t)snprintf(out + off, len - off, "%ssession %llu %s, %u%s left",
+                              listed ? "; " : "", (unsigned long long)x->id, x->task.name,
+                              trials_left(x), listed ? "" : " trials");
+    listed++;
+  }
+  for (session_pending *w = t->pending; w; w = w->next) checking += !strcmp(w->s->owner, owner);
+  if (more && off < len) off += (size_t)snprintf(out + off, len - off, "; %u more", more);
+  if (checking && off < len)
+    snprintf(out + off, len - off, "%s%u being checked", off ? "; " : "", checking);
+}
+
+/* Per-owner and per-task limits, checked on the submission as it came,
+ * before any work is spent on it; each error names its tracker option,
+ * or the owner's line of the tokens file, and what uses the quota. */
 static int within_limits(tracker *t, peer *p, const Ktune__SubmitSession *req, char *err,
                          size_t errlen) {
   const tracker_opts *o = &t->opts;
   const Ktune__TaskSpec *task = req->task;
+  /* An owner's quota holds across their connections; the tokens file may
+   * give a person their own. */
+  const auth_entry *e = auth_tokens_find(&t->tokens, p->name);
+  uint32_t max_sessions = e && e->sessions ? e->sessions : o->max_sessions;
+  uint32_t max_queued = e && e->queued ? e->queued : o->max_queued;
   uint32_t active = 0;
   uint64_t queued = req->trials;
   for (session *x = t->sessions; x; x = x->next) {
     if (strcmp(x->owner, p->name) != 0) continue;
     if (!session_active(x)) continue;
     active++;
-    queued += x->trials - (x->done < x->trials ? x->done : x->trials);
+    queued += trials_left(x);
   }
   for (session_pending *w = t->pending; w; w = w->next)
-    if (w->peer_id == p->id) active++, queued += w->trials;
-  if (active >= o->max_sessions) {
-    snprintf(err, errlen, "LIMIT: %s already has %u unfinished sessions; the limit is %u "
-             "(--max-sessions)", p->name, active, o->max_sessions);
-    return -1;
-  }
-  if (queued > o->max_queued) {
-    snprintf(err, errlen, "LIMIT: %s would have %llu trials queued; the limit is %u "
-             "(--max-queued)", p->name, (unsigned long long)queued, o->max_queued);
+    if (!strcmp(w->s->owner, p->name)) active++, queued += w->trials;
+  int over_sessions = active >= max_sessions;
+  if (over_sessions || queued > max_queued) {
+    char using[300], which[128];
+    owner_usage(t, p->name, using, sizeof(using));
+    if (over_sessions ? e && e->sessions : e && e->queued)
+      snprintf(which, sizeof(which), "%s=%u on %s's line of the tokens file",
+               over_sessions ? "sessions" : "queued", over_sessions ? max_sessions : max_queued,
+               p->name);
+    else
+      snprintf(which, sizeof(which), "%s", over_sessions ? "--max-sessions" : "--max-queued");
+    if (over_sessions)
+      snprintf(err, errlen, "LIMIT: %s already has %u unfinished sessions (%s); the limit is %u "
+               "(%s)", p->name, active, using, max_sessions, which);
+    else
+      snprintf(err, errlen, "LIMIT: %s would have %llu trials queued, %u of them in this "
+               "session (%s); the limit is %u (%s)", p->name, (unsigned long long)queued,
+               req->trials, using[0] ? using : "nothing else", max_queued, which);
     return -1;
   }
   if (!task) return 0; /* prepare() says what is missing */

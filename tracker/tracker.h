@@ -4,6 +4,8 @@
  *              only the tracker makes (reuse, resume)
  *   core.c     this loop turn's history transaction, and sending
  *   guard.c    what an agent may report, and agents that misbehave
+ *   share.c    fair shares of a key's runners: each owner's runner time,
+ *              weights, the order in which sessions are served
  *   queue.c    where unfinished jobs wait: per session, per key, by id
  *   dblock.c   one tracker per history file
  *   registry.c connected peers (builders, runners, clients), status
@@ -44,6 +46,7 @@ typedef struct replay replay;
 typedef struct replay_entry replay_entry;
 typedef struct keyq keyq;
 typedef struct confirm confirm;
+typedef struct share share;
 
 typedef struct {
   const char *listen;
@@ -75,6 +78,12 @@ typedef struct {
   double max_gflops;       /* results faster than this are refused as implausible */
   uint32_t unknown_key_wait_ms; /* a never-served key's wait without --wait-timeout; 0: none */
   uint32_t remeasure_spread_pct; /* rounds spread wider (std / mean, %) are measured again; 0: never */
+  uint32_t share_half_life_s; /* runner time used counts half after this long (share.c) */
+  struct share_weight {
+    char name[64];
+    uint32_t weight;
+  } *weights;              /* --share NAME=N, for owners the tokens file gives none */
+  uint32_t nweights;
 } tracker_opts;
 
 typedef struct tracker tracker;
@@ -103,6 +112,10 @@ struct tracker {
   uv_tcp_t listener;
   uv_timer_t sweep;
   uv_prepare_t commit;
+  conn_batch outbox;       /* replies held until the turn's commit */
+  uv_idle_t linger;        /* active: a transaction waits for more (server.c) */
+  uint64_t txn_start_ns;   /* uv_hrtime when the open transaction began */
+  uint32_t turn_msgs;      /* messages handled since the last prepare */
   uv_idle_t refill;        /* runs while a session's search has more to look at */
   uv_signal_t sigterm, sigint, sighup;
   hist *db;
@@ -119,8 +132,14 @@ struct tracker {
   job **jindex;    /* the same by id (queue.c) */
   size_t jindex_cap, jindex_n;
   keyq *keys;      /* device keys of the sessions in memory (queue.c) */
+  share *shares;   /* each owner's runner time on each key, lately (share.c) */
   uint32_t queued[2]; /* jobs waiting to be built, to be run */
   int dispatch_due; /* jobs_dispatch was asked for this turn */
+  int tally_due;    /* the keys' runner counts are stale (jobs.c) */
+  peer *idle_builders; /* builders with a free slot (jobs.c) */
+  peer **builders;  /* the builders taking work, as of the last tally (jobs.c) */
+  size_t nbuilders, builders_cap;
+  uint32_t avoiding; /* jobs waiting for a second opinion */
   uint64_t confirm_ids; /* confirmation jobs numbered so far (confirm.c) */
   session *sessions;
   session_pending *pending; /* submissions being checked on the thread pool */
@@ -165,6 +184,10 @@ typedef struct {
 } store_found;
 
 /* Groups writes into one transaction. */
+/* SQLite's page cache for the tracker's handle, in MB: the indexes of a
+ * busy history are written at random places, and a page that is not in
+ * the cache is read again before it is changed. */
+int store_cache(hist *h, uint32_t mb);
 int store_begin(hist *h);
 int store_commit(hist *h);
 int store_session_add(hist *h, const store_new_session *s, int64_t *id);
@@ -239,7 +262,7 @@ struct peer {
   char host[128];
   char arch[32];
   int has_tcc, has_cc;     /* builders: back ends */
-  char archs[4][32];       /* builders: what tcc makes here */
+  char archs[4][32];       /* builders: what it builds for (tcc: arch only) */
   char refused[4][128];    /* builders: compiler commands they said they cannot run */
   unsigned nrefused;
   size_t narchs;
@@ -248,6 +271,7 @@ struct peer {
   char kernel[64];
   char governor[32];
   char version[32];
+  char sandbox_off[32];    /* runners: Hello.sandbox_off */
   char *device_json;       /* the identity as stored with each trial */
   uint32_t slots;          /* jobs it takes at once */
   uint32_t busy;           /* jobs it holds */
@@ -258,8 +282,12 @@ struct peer {
                               (from before a reconnect or a restart), 0: none */
   uint64_t holding_until;  /* uv_now after which that is given up on */
   agent_record *rec;       /* its record by name (guard.c) */
+  job *leases;             /* the jobs it holds, through j->lnext */
+  keyq *kq;                /* runners: its key's queue, once it is ready */
+  peer *idle_next, *idle_prev; /* its key's (builders: t's) list of agents with a free slot */
+  int idle;                /* in that list */
+  int serving;             /* a runner or builder taking work: in the tally */
   uint64_t watching;       /* clients: session id followed, 0 for none */
-  size_t status_ix;        /* its entry in the status reply being built */
   uint8_t peer_nonce[AUTH_NONCE], tracker_nonce[AUTH_NONCE];
   int is_admin;
   uint64_t close_at;       /* rejected: uv_now at which to answer and close */
@@ -313,6 +341,9 @@ struct job {
   job *next, *prev;        /* t->jobs */
   job *qnext, *qprev;      /* its session's queue of its state (queue.c) */
   job *hnext;              /* t->jindex */
+  job *lnext, *lprev;      /* its holder's leases */
+  share *run_sh;           /* holding a runner: the owner charged for it (share.c) */
+  uint64_t run_start_ns;   /* uv_hrtime when it took the runner */
 };
 
 /* Queues a job for a candidate already stored as history job `id`;
@@ -329,6 +360,12 @@ void jobs_on_build_result(tracker *t, peer *p, const Ktune__BuildResult *r);
 void jobs_on_run_result(tracker *t, peer *p, const Ktune__RunResult *r);
 /* A peer is gone: its leases go back to the queue. */
 void jobs_release(tracker *t, peer *p);
+/* p's state, slots or connection changed (ready, draining, closed):
+ * whether it waits for work, and its key's counts, follow. Before a
+ * peer is freed, with p->c NULL. */
+void jobs_peer_changed(tracker *t, peer *p);
+/* Runners serving s's key now (draining ones do not). */
+uint32_t jobs_key_runners(tracker *t, const session *s);
 /* Jobs held past their deadline go back to the queue, their holders are
  * marked (guard.c), and run artifacts no runner can take are rebuilt. */
 void jobs_sweep(tracker *t);
@@ -338,6 +375,10 @@ void jobs_adopt(tracker *t, peer *p, uint64_t id);
 /* Drops every job of a session (ended or cancelled). */
 void jobs_drop_session(tracker *t, session *s);
 uint32_t jobs_outstanding(tracker *t, const session *s);
+/* 1 when s's key has ready runners but no connected builder can make
+ * code for any of them with s's compiler; want gets their architectures
+ * ("aarch64"). */
+int jobs_builder_missing(tracker *t, const session *s, char *want, size_t len);
 void jobs_free_all(tracker *t);
 
 /* --- queue.c --- */
@@ -348,7 +389,12 @@ struct keyq {
   session *sessions;       /* through s->kq_next */
   uint32_t queued[2];      /* jobs waiting to be built, to be run */
   uint32_t ahead;          /* built or building and not yet running */
-  /* Set by each dispatch: ready runners of the key, by architecture. */
+  peer *idle;              /* runners with a free slot (jobs.c) */
+  uint32_t runners;        /* runners whose p->kq this is: it lives while any does */
+  /* Runners that serve the key (draining ones do not) and, of those,
+   * the ready ones (not quarantined), by architecture: counted again
+   * when the roster changes (jobs_tally). */
+  uint32_t serving;
   uint32_t ready;
   struct {
     const char *arch;
@@ -363,6 +409,11 @@ struct keyq {
 int queue_session_join(tracker *t, session *s);
 void queue_session_leave(tracker *t, session *s);
 keyq *queue_key(tracker *t, const char *key);
+/* The key's queue, made when missing (a runner's key may have no session
+ * yet); NULL when out of memory. */
+keyq *queue_key_make(tracker *t, const char *key);
+/* Frees k once no session and no runner names it. */
+void queue_key_release(tracker *t, keyq *k);
 /* A new job (j->s set, j->id its row) is indexed and build-queued; -1
  * when out of memory. */
 int queue_add(tracker *t, job *j);
@@ -373,6 +424,56 @@ void queue_detach(tracker *t, job *j);
 /* Out of the index and every queue, before it is freed. */
 void queue_remove(tracker *t, job *j);
 void queue_free_all(tracker *t);
+
+/* --- share.c --- */
+/* Runner seconds used, as fair shares count them: decayed with the
+ * half-life, and what is running (and, for builds, built ahead) counted
+ * at the average run. Kept for each owner of a key and each session. */
+typedef struct {
+  double used_s;           /* runner seconds, decayed as of used_ms */
+  uint64_t used_ms;        /* uv_now of the last decay */
+  double avg_s;            /* runner seconds of a run, a moving average; 0: none yet */
+  uint32_t running;        /* runs holding a runner now */
+  uint32_t ahead;          /* jobs built or building, not yet running */
+} share_use;
+
+/* One owner's use of one device key. It outlives its sessions until
+ * its runner time has faded, so that a new session does not start afresh. */
+struct share {
+  char key[64], owner[64];
+  uint32_t weight;         /* share=N (tokens file), --share NAME=N, or 1 */
+  share_use use;
+  uint32_t refs;           /* sessions in memory and runs holding a runner */
+  uint32_t waiting;        /* its sessions with work queued (share_status) */
+  share *next;
+};
+
+/* A session of s's key and owner joins that owner's record (made when
+ * missing); -1 when out of memory. */
+int share_join(tracker *t, session *s);
+void share_leave(session *s);
+/* j takes a runner, or lets it go (the result came, or it was lost):
+ * the time between is its owner's and its session's. */
+void share_run_start(job *j);
+void share_run_stop(tracker *t, job *j);
+/* A job of s is built ahead of its run (+1), or no longer (-1). */
+void share_ahead(session *s, int delta);
+/* Which of two sessions of a key is served first: -1 a, 1 b, 0 neither
+ * (the older job then). An admin's priority first; then the owner with
+ * the least runner time for its weight; within an owner, its priority,
+ * then the session with the least runner time. for_build also counts
+ * what is built ahead, so that builds go in the order runs will. */
+int share_order(tracker *t, session *a, session *b, int for_build);
+/* Weights and admins again, after the tokens file was read again. */
+void share_reload(tracker *t);
+/* The owners of key k's status entry (k->owners, freed by
+ * share_status_free), and the places of the sessions of q (its queue, or
+ * NULL) in its line; then a session's place (1: next; 0: nothing
+ * waiting), runner time and rank. */
+void share_status(tracker *t, keyq *q, Ktune__KeyInfo *k);
+void share_status_free(Ktune__KeyInfo *k);
+void share_session_status(tracker *t, session *s, Ktune__SessionInfo *si);
+void share_free_all(tracker *t);
 
 /* --- trial.c --- */
 /* Fills in the session's part of tr (statistics, GFLOPS) and inserts it
@@ -437,8 +538,12 @@ struct session {
   uint32_t wait_timeout_ms;
   uint32_t wait_limit_ms;  /* this wait's: --wait-timeout, or a never-served key's; 0: none */
   char owner[64];
-  uint64_t served, built;  /* jobs handed out: equal priorities take turns */
+  share *sh;               /* its owner's share of its key (share.c) */
+  share_use use;           /* its own runner time, for its turn among its owner's */
+  int admin;               /* its owner is an admin: its priority counts across owners */
+  uint32_t place;          /* in its key's line, as of the last status (share_status) */
   uint64_t waiting_since;  /* uv_now when its key last had no runner, or 0 */
+  int waiting_builder;     /* ... or had runners but no builder for them */
   char message[256];       /* what it waits for, or why it ended */
   char search[256];        /* what its search is doing (tuner_describe) */
   uint64_t valid_configs;  /* meeting the constraints, when valid_exact */
@@ -530,7 +635,8 @@ void session_started(tracker *t, session *s);
  * their --wait-timeout. */
 void session_sweep(tracker *t);
 /* Notes (and tells its watchers at once) when no runner serves s's key,
- * and forgets the note when one does. */
+ * or no builder can make code for its runners, and forgets the note when
+ * one does. */
 void session_check_runners(tracker *t, session *s);
 
 /* --- confirm.c --- */

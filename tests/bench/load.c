@@ -17,6 +17,7 @@
 #include "common/addr.h"
 #include "common/agent.h"
 #include "common/auth.h"
+#include "common/rng.h"
 #include "common/task.h"
 #include "common/wire.h"
 #include "tests/bench/benchutil.h"
@@ -34,6 +35,7 @@ typedef struct {
   const char *key_prefix;
   double cost_us;
   uint32_t run_ms;         /* a run takes this long before its answer; 0: none */
+  uint32_t run_spread;     /* ... give or take this many percent, uniformly */
   uint32_t artifact_bytes;
   uint32_t dial_batch;
   const char *spec_path;
@@ -85,6 +87,7 @@ struct load {
   uint64_t builds, runs;
   uint32_t submitted, accepted, ended_ok, ended_bad;
   lat_hist dispatch;
+  rng spread;
   task_spec task;
   int have_task;
   uint8_t *artifact;
@@ -118,6 +121,8 @@ static void usage(FILE *f) {
           "  --cost-us US           seconds per call each round reports, in us (default 2)\n"
           "  --run-ms MS            a runner answers each run MS after it came, as a device\n"
           "                         busy for that long (default 0: at once)\n"
+          "  --run-spread PCT       each run takes --run-ms give or take PCT%%, uniformly,\n"
+          "                         as runs of different configs do (default 0)\n"
           "  --artifact-bytes N     bytes of each built artifact (default 64)\n"
           "  --dial-batch N         agents dialled per %d ms, so logins do not trip the\n"
           "                         tracker's --max-unauth limits (default 32)\n"
@@ -221,7 +226,10 @@ static void answer_run(sim *s, const Ktune__RunJob *rj) {
   s->run_job = rj->job_id;
   s->run_rounds = rounds;
   s->run_number = number;
-  uv_timer_start(s->run_timer, on_run_done, L->o.run_ms, 0);
+  /* Devices that all take exactly run_ms stay in step after the first
+   * round, and their results reach the tracker in one burst a second. */
+  double f = 1 + L->o.run_spread / 100.0 * rng_unit(&L->spread);
+  uv_timer_start(s->run_timer, on_run_done, (uint64_t)(L->o.run_ms * f + 0.5), 0);
 }
 
 static void agent_message(agent *a, Ktune__Envelope *env) {
@@ -486,7 +494,7 @@ static int write_stats(load *L) {
 static int parse(int argc, char **argv, load_opts *o) {
   enum { O_TOKENS = 256, O_BUILDERS, O_SLOTS, O_RUNNERS, O_KEYS, O_PREFIX, O_COST, O_ARTIFACT,
          O_DIAL, O_SPEC, O_VARY, O_SESSIONS, O_PER_CLIENT, O_TRIALS, O_STRATEGY, O_BATCH,
-         O_CHECK, O_WAIT, O_DURATION, O_PID, O_STATS, O_READY, O_RUN_MS };
+         O_CHECK, O_WAIT, O_DURATION, O_PID, O_STATS, O_READY, O_RUN_MS, O_RUN_SPREAD };
   static const struct option opts[] = {
       {"tracker", required_argument, 0, 't'}, {"tokens", required_argument, 0, O_TOKENS},
       {"builders", required_argument, 0, O_BUILDERS},
@@ -494,6 +502,7 @@ static int parse(int argc, char **argv, load_opts *o) {
       {"runners", required_argument, 0, O_RUNNERS}, {"keys", required_argument, 0, O_KEYS},
       {"key-prefix", required_argument, 0, O_PREFIX}, {"cost-us", required_argument, 0, O_COST},
       {"run-ms", required_argument, 0, O_RUN_MS},
+      {"run-spread", required_argument, 0, O_RUN_SPREAD},
       {"artifact-bytes", required_argument, 0, O_ARTIFACT},
       {"dial-batch", required_argument, 0, O_DIAL}, {"spec", required_argument, 0, O_SPEC},
       {"vary", required_argument, 0, O_VARY}, {"sessions", required_argument, 0, O_SESSIONS},
@@ -524,6 +533,7 @@ static int parse(int argc, char **argv, load_opts *o) {
     case O_PREFIX: o->key_prefix = optarg; break;
     case O_COST: rc = bench_double(PROG, "--cost-us", optarg, 0.001, 1e6, &o->cost_us); break;
     case O_RUN_MS: rc = bench_u32(PROG, "--run-ms", optarg, 0, 3600000, &o->run_ms); break;
+    case O_RUN_SPREAD: rc = bench_u32(PROG, "--run-spread", optarg, 0, 100, &o->run_spread); break;
     case O_ARTIFACT:
       rc = bench_u32(PROG, "--artifact-bytes", optarg, 1, 1u << 24, &o->artifact_bytes);
       break;
@@ -599,6 +609,7 @@ static int setup(load *L) {
   L->sims = calloc(L->nagents + L->nclients, sizeof(*L->sims));
   L->artifact = calloc(1, o->artifact_bytes);
   L->costs = malloc(MAX_ROUNDS * sizeof(double));
+  rng_seed(&L->spread, 1);
   if (!L->sims || !L->artifact || !L->costs || lat_init(&L->dispatch) < 0) {
     fprintf(stderr, "%s: out of memory\n", PROG);
     return -1;
