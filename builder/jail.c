@@ -193,14 +193,18 @@ uint32_t jail_cpu_limit_s(uint32_t timeout_ms) { return timeout_ms / 1000 + 2; }
 
 rlim_t jail_mem_limit(const jail *j) { return (rlim_t)j->mem_mb << 20; }
 
-/* Address space the builder already has: a forked worker starts with it. */
+/* Address space the caller already has: a forked worker starts with it.
+ * A plain read: /proc files say they have no size, which fsutil's reader
+ * takes for an empty file (and this returned 0: no limit at all). */
 rlim_t jail_own_vm(void) {
-  uint8_t *text;
-  size_t len;
-  if (fsutil_read_file("/proc/self/statm", 64, &text, &len) < 0) return 0;
-  unsigned long long pages = strtoull((const char *)text, NULL, 10);
-  free(text);
-  return (rlim_t)pages * (rlim_t)sysconf(_SC_PAGESIZE);
+  char text[64];
+  int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  ssize_t n = read(fd, text, sizeof text - 1);
+  close(fd);
+  if (n <= 0) return 0;
+  text[n] = '\0';
+  return (rlim_t)strtoull(text, NULL, 10) * (rlim_t)sysconf(_SC_PAGESIZE);
 }
 
 int jail_plan_make(const jail *j, const char *exe, const char *dir, uint32_t timeout_ms,

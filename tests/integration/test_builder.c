@@ -527,7 +527,7 @@ static const char *bomb_src(void) {
   return src;
 }
 
-TEST(tcc_macro_bomb_times_out) {
+TEST(tcc_macro_bomb_ends_on_time) {
   fake f;
   fake_start(&f, "2");
   double t0 = now_s();
@@ -535,16 +535,45 @@ TEST(tcc_macro_bomb_times_out) {
   Ktune__Envelope *e = next_result(&f, 10000);
   double took = now_s() - t0;
   ASSERT_EQ_U64(e->build_result->job_id, 50);
-  ASSERT_EQ_STR(wire_status_name(e->build_result->status), "BUILD_TIMEOUT");
-  ASSERT_CONTAINS(e->build_result->error, "longer than 2000 ms");
+  /* Whichever comes first ends it: the deadline, or the address-space
+   * limit (tcc's "memory full"); both on time. */
+  const char *status = wire_status_name(e->build_result->status);
+  if (strcmp(status, "BUILD_TIMEOUT") == 0)
+    ASSERT_CONTAINS(e->build_result->error, "longer than 2000 ms");
+  else if (strcmp(status, "COMPILE_ERROR") == 0)
+    ASSERT_CONTAINS(e->build_result->error, "memory");
+  else
+    TEST_FAIL("the bomb ended as %s: %s", status, e->build_result->error);
   wire_free(e);
-  if (took > 3.0) TEST_FAIL("BUILD_TIMEOUT after %.2f s, limit 2 s", took);
+  if (took > 3.0) TEST_FAIL("%s after %.2f s, limit 2 s", status, took);
   /* The compile grew in its child, not in the builder. */
   long kb = rss_kb(f.pid);
   if (kb > 300 * 1024) TEST_FAIL("the builder holds %ld kB after the bomb", kb);
   ASSERT_EQ_INT(wait_compilers(f.tmp, NULL, 0, 2000), 0);
   /* And it keeps serving, tcc included. */
   send_job(&f, 51, axpb_src, "tcc", "", 10000);
+  e = next_result(&f, 10000);
+  ASSERT_EQ_STR(wire_status_name(e->build_result->status), "ok");
+  wire_free(e);
+  fake_stop(&f);
+}
+
+/* libtcc compiles in a fork of the build server: --build-mem-limit-mb
+ * holds it, on top of what the server maps, well before its deadline. */
+TEST(tcc_build_is_held_to_its_memory_limit) {
+  fake f;
+  char *extra[] = {"--build-mem-limit-mb", "64", NULL};
+  fake_start_args(&f, "1", extra);
+  double t0 = now_s();
+  send_job(&f, 52, bomb_src(), "tcc", "", 30000);
+  Ktune__Envelope *e = next_result(&f, 40000);
+  double took = now_s() - t0;
+  ASSERT_EQ_U64(e->build_result->job_id, 52);
+  ASSERT_EQ_STR(wire_status_name(e->build_result->status), "COMPILE_ERROR");
+  ASSERT_CONTAINS(e->build_result->error, "memory");
+  wire_free(e);
+  if (took > 20.0) TEST_FAIL("the 64 MB limit took %.1f s to stop the bomb", took);
+  send_job(&f, 53, axpb_src, "tcc", "", 10000);
   e = next_result(&f, 10000);
   ASSERT_EQ_STR(wire_status_name(e->build_result->status), "ok");
   wire_free(e);
@@ -728,6 +757,7 @@ TEST(reference_using_a_knob_is_named) {
 
 TEST_LIST(TEST_ENTRY(broken_template_in_a_farm), TEST_ENTRY(hello_and_both_back_ends), TEST_ENTRY(errors_reach_the_tracker),
           TEST_ENTRY(jobs_build_concurrently), TEST_ENTRY(results_never_cross_a_reconnect),
-          TEST_ENTRY(sigterm_with_a_compile_in_flight), TEST_ENTRY(tcc_macro_bomb_times_out),
+          TEST_ENTRY(sigterm_with_a_compile_in_flight), TEST_ENTRY(tcc_macro_bomb_ends_on_time),
+          TEST_ENTRY(tcc_build_is_held_to_its_memory_limit),
           TEST_ENTRY(builder_death_kills_its_compilers), TEST_ENTRY(repeated_build_served_from_cache),
           TEST_ENTRY(reference_using_a_knob_is_named))
