@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,12 +38,40 @@ int proc_ktune(const char *cwd, char *const args[], char *out, size_t outlen, in
   return proc_run(argv, out, outlen, timeout_ms);
 }
 
+/* The folders a case made, removed when it passes. A case that fails
+ * aborts, which runs no atexit handler: its folders stay to be read. */
+static struct {
+  pid_t pid;
+  size_t n;
+  char path[64][64];
+} made;
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+  (void)st, (void)flag, (void)ftw;
+  remove(path);
+  return 0;
+}
+
+static void remove_made(void) {
+  /* Only in the case's own process: a fork of it that exits (a fake
+   * server, say) must not take the case's files away. */
+  if (getpid() != made.pid) return;
+  for (size_t i = 0; i < made.n; i++) nftw(made.path[i], rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 void proc_tmpdir(char *buf, size_t len) {
   snprintf(buf, len, "/tmp/ktune-test.XXXXXX");
   if (!mkdtemp(buf)) {
     perror("mkdtemp");
     abort();
   }
+  if (made.pid != getpid()) {
+    made.pid = getpid();
+    made.n = 0;
+    atexit(remove_made);
+  }
+  if (made.n < sizeof made.path / sizeof made.path[0] && strlen(buf) < sizeof made.path[0])
+    snprintf(made.path[made.n++], sizeof made.path[0], "%s", buf);
 }
 
 void proc_write_file(const char *path, const char *text) {

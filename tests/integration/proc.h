@@ -29,7 +29,8 @@ int proc_wait_file(const char *path, char *buf, size_t len, int timeout_ms);
 
 void proc_sleep_ms(long ms);
 
-/* A fresh folder under /tmp. */
+/* A new folder /tmp/ktune-test.XXXXXX, removed with what is in it when
+ * the case that made it ends well. */
 void proc_tmpdir(char *buf, size_t len);
 
 /* Writes text to path (aborts when it cannot). */
