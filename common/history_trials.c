@@ -216,7 +216,7 @@ void hist_trial_sql_view(sqlite3_str *s, int version) {
 
 /* ---- binding ---- */
 
-#define MEMBER(t, c, T) (*(const T *)((const char *)(t) + (c)->off))
+#define MEMBER(t, c, T) (*(T const *)((const char *)(t) + (c)->off))
 
 static const char *label(const trial_col *c) { return c->label ? c->label : c->name; }
 

@@ -112,7 +112,8 @@ static int breed(ga *g, uint64_t *index) {
       else
         p--;
     }
-    over |= __builtin_mul_overflow(idx, n, &idx) | __builtin_add_overflow(idx, p, &idx);
+    over |= __builtin_mul_overflow(idx, n, &idx);
+    over |= __builtin_add_overflow(idx, p, &idx);
   }
   *index = idx;
   return over || idx >= g->sp->size ? -ERANGE : 0;
