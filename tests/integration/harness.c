@@ -194,6 +194,13 @@ void farm_wait_busy(farm *f, const char *name) {
   TEST_FAIL("runner %s never took a job", name);
 }
 
+int farm_wait(farm *f, long id, int timeout_ms, char *out, size_t outlen) {
+  char ids[32];
+  snprintf(ids, sizeof(ids), "%ld", id);
+  char *args[] = {"wait", ids, NULL};
+  return farm_ktune(f, out, outlen, timeout_ms, args);
+}
+
 void farm_wait_trials(farm *f, long id, int n) {
   for (int i = 0; i < 1500; i++) {
     json_t *st = farm_status(f);

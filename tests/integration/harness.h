@@ -53,6 +53,9 @@ void farm_wait_agent(farm *f, const char *name, int present);
 void farm_wait_busy(farm *f, const char *name);
 /* Waits until session id has at least n trials done. */
 void farm_wait_trials(farm *f, long id, int n);
+/* `ktune wait ID` within timeout_ms, its output in out; returns its exit
+ * code (-1: timed out). */
+int farm_wait(farm *f, long id, int timeout_ms, char *out, size_t outlen);
 
 sqlite3 *farm_db(farm *f);
 long long farm_query(sqlite3 *db, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -105,24 +105,28 @@ static int run_program(char *const argv[], char *out, size_t len) {
 
 /* A --compiler a builder must not take is refused at start, naming it. */
 TEST(builder_refuses_a_compiler_it_cannot_offer) {
+  static const struct {
+    const char *allow;    /* an option before --compiler, or NULL */
+    const char *compiler;
+    const char *says;
+  } cases[] = {
+      {NULL, "python3 -c 1", "--compiler 'python3 -c 1'"},
+      {NULL, "nowhere-linux-gnu-gcc -O2", "cannot find 'nowhere-linux-gnu-gcc' on the PATH"},
+      /* Allowed and found, but it cannot say what it targets. */
+      {"--allow-any-compiler", "false", "--compiler 'false': `false -dumpmachine` failed"},
+      {NULL, "", "--compiler takes a compiler command"},
+  };
   char out[4096];
-  char *tool[] = {(char *)proc_bin("builder/ktune-builder"), "--tracker", "127.0.0.1:9",
-                  "--compiler", "python3 -c 1", NULL};
-  ASSERT_EQ_INT(run_program(tool, out, sizeof(out)), 2);
-  ASSERT_CONTAINS(out, "--compiler 'python3 -c 1'");
-  char *missing[] = {(char *)proc_bin("builder/ktune-builder"), "--tracker", "127.0.0.1:9",
-                     "--compiler", "nowhere-linux-gnu-gcc -O2", NULL};
-  ASSERT_EQ_INT(run_program(missing, out, sizeof(out)), 2);
-  ASSERT_CONTAINS(out, "cannot find 'nowhere-linux-gnu-gcc' on the PATH");
-  /* Allowed and found, but it cannot say what it targets. */
-  char *mute[] = {(char *)proc_bin("builder/ktune-builder"), "--tracker", "127.0.0.1:9",
-                  "--allow-any-compiler", "--compiler", "false", NULL};
-  ASSERT_EQ_INT(run_program(mute, out, sizeof(out)), 2);
-  ASSERT_CONTAINS(out, "--compiler 'false': `false -dumpmachine` failed");
-  char *empty[] = {(char *)proc_bin("builder/ktune-builder"), "--tracker", "127.0.0.1:9",
-                   "--compiler", "", NULL};
-  ASSERT_EQ_INT(run_program(empty, out, sizeof(out)), 2);
-  ASSERT_CONTAINS(out, "--compiler takes a compiler command");
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    char *argv[8] = {(char *)proc_bin("builder/ktune-builder"), "--tracker", "127.0.0.1:9"};
+    int n = 3;
+    if (cases[i].allow) argv[n++] = (char *)cases[i].allow;
+    argv[n++] = "--compiler";
+    argv[n++] = (char *)cases[i].compiler;
+    argv[n] = NULL;
+    ASSERT_EQ_INT(run_program(argv, out, sizeof(out)), 2);
+    ASSERT_CONTAINS(out, cases[i].says);
+  }
 }
 
 TEST(runner_refuses_an_unknown_sandbox_part) {
@@ -159,10 +163,8 @@ TEST(session_waits_for_a_builder_of_its_architecture) {
     farm_print_log(&f);
     TEST_FAIL("ktune status never said session %ld waits for an aarch64 builder", id);
   }
-  char out[8192], ids[32];
-  snprintf(ids, sizeof(ids), "%ld", id);
-  char *wait[] = {"wait", ids, NULL};
-  ASSERT_EQ_INT(farm_ktune(&f, out, sizeof(out), 30000, wait), 1);
+  char out[8192];
+  ASSERT_EQ_INT(farm_wait(&f, id, 30000, out, sizeof(out)), 1);
   ASSERT_CONTAINS(out, "no builder that can make aarch64 code with 'tcc' was connected for 4 s");
   sqlite3 *db = farm_db(&f);
   ASSERT_EQ_INT(farm_query(db, "SELECT count(*) FROM trials"), 0);

@@ -222,13 +222,11 @@ TEST(default_seeds_differ_and_ended_sessions_show_no_zero_speed) {
   char *args[] = {"matmul", "-D", "M=32", "-D", "N=32", "-D", "K=32", "--trials", "1", "--key",
                   "k", NULL};
   long s1 = farm_submit(&f, args), s2 = farm_submit(&f, args);
-  char out[8192], ids[32];
-  snprintf(ids, sizeof(ids), "%ld", s2);
-  char *wargs[] = {"wait", ids, NULL};
-  ASSERT_EQ_INT(farm_ktune(&f, out, sizeof(out), 60000, wargs), 0);
+  char out[8192];
+  ASSERT_EQ_INT(farm_wait(&f, s2, 60000, out, sizeof(out)), 0);
   farm_wait_trials(&f, s1, 1);
   /* Ended now: the answer comes as the final line, and no batch is open. */
-  ASSERT_EQ_INT(farm_ktune(&f, out, sizeof(out), 60000, wargs), 0);
+  ASSERT_EQ_INT(farm_wait(&f, s2, 60000, out, sizeof(out)), 0);
   if (strstr(out, "last    0.000")) TEST_FAIL("wait on an ended session showed last 0: %s", out);
   ASSERT_CONTAINS(out, "last        -");
   sqlite3 *db = farm_db(&f);

@@ -114,10 +114,8 @@ TEST(tracker_without_tokens_turns_away_agents_that_hold_one) {
   char *args[] = {"matmul", "-D", "M=16", "--trials", "2", "--key", "k", "--wait-timeout",
                   "1500", NULL};
   long id = farm_submit(&f, args);
-  char out[4096], ids[32];
-  snprintf(ids, sizeof(ids), "%ld", id);
-  char *wait[] = {"wait", ids, NULL};
-  ASSERT_EQ_INT(farm_ktune(&f, out, sizeof(out), 30000, wait), 1);
+  char out[4096];
+  ASSERT_EQ_INT(farm_wait(&f, id, 30000, out, sizeof(out)), 1);
   ASSERT_CONTAINS(out, "no runner with key 'k'");
   sqlite3 *db = farm_db(&f);
   ASSERT_EQ_INT(farm_query(db, "SELECT count(*) FROM trials"), 0);

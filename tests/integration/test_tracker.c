@@ -30,10 +30,8 @@ static void expect_session_ok(farm *f, long id, int trials) {
 }
 
 static void wait_session(farm *f, long id, int want_rc, const char *want_text) {
-  char out[8192], ids[32];
-  snprintf(ids, sizeof(ids), "%ld", id);
-  char *args[] = {"wait", ids, NULL};
-  int rc = farm_ktune(f, out, sizeof(out), 120000, args);
+  char out[8192];
+  int rc = farm_wait(f, id, 120000, out, sizeof(out));
   if (rc != want_rc) {
     farm_print_log(f);
     TEST_FAIL("ktune wait %ld exited %d, not %d: %s", id, rc, want_rc, out);

@@ -231,14 +231,6 @@ static long tune_attached(farm *f, char *out, size_t outlen, char *const args[])
   return session_id_of(out);
 }
 
-/* `ktune wait ID` within timeout_ms; returns its exit code (-1: timed out). */
-static int wait_rc(farm *f, long id, int timeout_ms, char *out, size_t outlen) {
-  char ids[32];
-  snprintf(ids, sizeof(ids), "%ld", id);
-  char *args[] = {"wait", ids, NULL};
-  return farm_ktune(f, out, outlen, timeout_ms, args);
-}
-
 /* ---- 1. kernels that share a name ------------------------------------ */
 
 TEST(three_kernels_under_one_name_never_answer_for_each_other) {
@@ -446,13 +438,13 @@ TEST(finished_session_survives_a_restart) {
   char *args[] = {spec, "--trials", "4", "--key", "k", NULL};
   long id = farm_submit(&f, args);
   char out[16384];
-  int rc = wait_rc(&f, id, 60000, out, sizeof(out));
+  int rc = farm_wait(&f, id, 60000, out, sizeof(out));
   if (rc != 0) fail_session(&f, id, "ktune wait exited %d before the restart: %s", rc, out);
   expect_all_ok(&f, id, 4);
   kill(f.tracker, SIGKILL);
   waitpid(f.tracker, NULL, 0);
   farm_restart_tracker(&f, NULL);
-  rc = wait_rc(&f, id, 20000, out, sizeof(out));
+  rc = farm_wait(&f, id, 20000, out, sizeof(out));
   if (rc != 0 || !strstr(out, "best: "))
     fail_session(&f, id, "after kill -9 and a restart, `ktune wait %ld` of the finished session "
                  "exited %d (want 0 and a \"best: \" line): %s", id, rc, out);
@@ -536,7 +528,7 @@ TEST(chaos_never_becomes_data) {
   fprintf(stderr, "chaos: %.1f s, %d runner, %d builder, %d tracker kills; session %s\n",
           now_s() - t0, kills_r, kills_b, kills_t, state[0] ? state : "?");
   char out[16384];
-  int rc = wait_rc(&f, id, 45000, out, sizeof(out));
+  int rc = farm_wait(&f, id, 45000, out, sizeof(out));
   if (rc != 0)
     fail_session(&f, id, "after the chaos `ktune wait` exited %d%s (want 0): %s", rc,
                  rc == -1 ? " (still running after 45 s)" : "", out);
@@ -582,7 +574,7 @@ static void misbehaving_runner(const char *mode, int trials, int bound_s) {
                   NULL};
   long id = farm_submit(&f, args);
   static char out[1 << 16];
-  int rc = wait_rc(&f, id, bound_s * 1000, out, sizeof(out));
+  int rc = farm_wait(&f, id, bound_s * 1000, out, sizeof(out));
   if (rc != 0)
     fail_session(&f, id, "beside a --test-fault %s runner `ktune wait` exited %d%s (want 0): %s",
                  mode, rc, rc == -1 ? " (the session did not finish in time)" : "", out);
