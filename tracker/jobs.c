@@ -377,6 +377,15 @@ static job *pick_build(tracker *t, const peer *b, const char **arch_out) {
   return best;
 }
 
+#define KEY_ARCHS (sizeof(((keyq *)0)->archs) / sizeof(((keyq *)0)->archs[0]))
+
+/* arch's entry in k's tally; k->narchs when it has none. */
+static uint32_t key_arch(const keyq *k, const char *arch) {
+  uint32_t i = 0;
+  while (i < k->narchs && strcmp(k->archs[i].arch, arch) != 0) i++;
+  return i;
+}
+
 /* Counts each key's runners, and its ready ones by architecture (for
  * pick_build), when the roster has changed since. */
 static void tally_runners(tracker *t) {
@@ -403,10 +412,9 @@ static void tally_runners(tracker *t) {
     k->serving++;
     if (guard_quarantined(t, p)) continue;
     k->ready++;
-    uint32_t i = 0;
-    while (i < k->narchs && strcmp(k->archs[i].arch, p->arch) != 0) i++;
+    uint32_t i = key_arch(k, p->arch);
     if (i == k->narchs) {
-      if (i == sizeof(k->archs) / sizeof(k->archs[0])) continue;
+      if (i == KEY_ARCHS) continue;
       k->archs[k->narchs++].arch = p->arch;
       k->archs[i].n = 0;
     }
@@ -878,10 +886,9 @@ void jobs_release(tracker *t, peer *p) {
 /* A run-queued job of key k fits a runner here: one of its architecture
  * that is not the one it avoids. */
 static int run_fits(tracker *t, const keyq *k, const job *j, int *same_arch) {
-  uint32_t n = 0, i = 0;
-  while (i < k->narchs && strcmp(k->archs[i].arch, j->arch) != 0) i++;
+  uint32_t n = 0, i = key_arch(k, j->arch);
   if (i < k->narchs) n = k->archs[i].n;
-  else if (k->narchs == sizeof(k->archs) / sizeof(k->archs[0]))
+  else if (k->narchs == KEY_ARCHS)
     n = UINT32_MAX; /* more architectures than the tally keeps: look */
   if (n != UINT32_MAX && (n != 1 || !j->avoid[0])) {
     *same_arch = n > 0;
