@@ -526,8 +526,11 @@ void forkserver_free(forkserver *fs) {
      * that nothing of it outlives the runner. */
     pid_t pid = p->proc.pid;
     p->fs = NULL;
-    fs_proc_close(p);
+    /* Killed before its socket closes: the end of file would start its own
+     * exit, and a kill during that exit cuts a sanitizer's leak check short
+     * (a report of its own). */
     if (!p->killed) kill(pid, SIGKILL);
+    fs_proc_close(p);
     while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
     }
   }
