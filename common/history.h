@@ -118,6 +118,11 @@ int hist_export(hist *h, const char *format, hist_line_fn cb, void *ctx, char *e
 /* Trial id as hist_export writes it in jsonl, in *line (malloc'd): 1 when
  * found, 0 when there is no such trial, negative on error. */
 int hist_export_trial(hist *h, int64_t id, char **line);
+/* Session's trials with an id above after, oldest first, at most limit, as
+ * hist_export's jsonl lines to cb; *last is the last one's id. Returns how
+ * many (0: none), or negative on error (a callback's negative return too). */
+int hist_export_session(hist *h, int64_t session, int64_t after, uint32_t limit,
+                        hist_line_fn cb, void *ctx, int64_t *last);
 
 /* The fastest trial q allows (ties: the oldest). Returns 1 and fills out,
  * 0 when none (out zeroed), negative on error. */

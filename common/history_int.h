@@ -61,6 +61,7 @@ enum hist_trial_sql {
   HIST_TRIALS_INSERT,  /* every column but id, in order; hist_trial_bind fills it */
   HIST_TRIALS_EXPORT,  /* every column, in order, oldest trial first */
   HIST_TRIALS_EXPORT_ONE, /* the same columns of the trial whose id is ?1 */
+  HIST_TRIALS_EXPORT_SESSION, /* ... of session ?1's trials after id ?2, at most ?3 */
   HIST_TRIALS_SQL_COUNT
 };
 /* The text, generated once per handle (so hist_stmt can keep it); NULL

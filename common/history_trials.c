@@ -181,11 +181,14 @@ char *hist_trial_sql_make(enum hist_trial_sql which) {
     break;
   case HIST_TRIALS_EXPORT:
   case HIST_TRIALS_EXPORT_ONE:
+  case HIST_TRIALS_EXPORT_SESSION:
     sqlite3_str_appendall(s, "SELECT ");
     for (size_t i = 0; i < NCOLS; i++, sep = ", ")
       sqlite3_str_appendf(s, "%s%s", sep, trial_cols[i].name);
-    sqlite3_str_appendall(s, which == HIST_TRIALS_EXPORT ? " FROM trials ORDER BY id"
-                                                         : " FROM trials WHERE id = ?1");
+    sqlite3_str_appendall(s, which == HIST_TRIALS_EXPORT       ? " FROM trials ORDER BY id"
+                             : which == HIST_TRIALS_EXPORT_ONE ? " FROM trials WHERE id = ?1"
+                                                               : " FROM trials WHERE session = ?1"
+                                                                 " AND id > ?2 ORDER BY id LIMIT ?3");
     break;
   default:
     break;
@@ -673,6 +676,32 @@ int hist_export_trial(hist *h, int64_t id, char **line) {
   *line = strdup(text);
   sqlite3_free(text);
   return *line ? 1 : hist_fail(h, "out of memory");
+}
+
+int hist_export_session(hist *h, int64_t session, int64_t after, uint32_t limit,
+                        hist_line_fn cb, void *ctx, int64_t *last) {
+  hist_clear_err(h);
+  const char *sql = hist_trial_sql(h, HIST_TRIALS_EXPORT_SESSION);
+  sqlite3_stmt *st;
+  int rc = sql ? hist_stmt(h, sql, &st) : hist_fail(h, "out of memory");
+  if (rc < 0) return rc;
+  sqlite3_bind_int64(st, 1, session);
+  sqlite3_bind_int64(st, 2, after);
+  sqlite3_bind_int64(st, 3, limit);
+  int n = 0;
+  while (rc == 0) {
+    int step = sqlite3_step(st);
+    if (step == SQLITE_DONE) break;
+    char *line = NULL;
+    rc = step == SQLITE_ROW ? jsonl_row(h, st, &line) : hist_fail_db(h, step);
+    if (rc < 0) break;
+    *last = sqlite3_column_int64(st, 0); /* the first column is the id */
+    n++;
+    rc = cb(ctx, line);
+    sqlite3_free(line);
+  }
+  hist_stmt_done(st);
+  return rc < 0 ? rc : n;
 }
 
 const char *hist_trial_sql(hist *h, enum hist_trial_sql which) {
