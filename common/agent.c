@@ -355,6 +355,9 @@ int agent_main(uv_loop_t *loop, const char *prog, const agent_config *cfg, const
   a->signals = 1;
   uv_signal_start(&a->sigterm, on_signal, SIGTERM);
   uv_signal_start(&a->sigint, on_signal, SIGINT);
+  /* A tracker gone in the middle of a write is a failed write and a
+   * reconnect, not the agent's end. */
+  signal(SIGPIPE, SIG_IGN);
   uv_run(loop, UV_RUN_DEFAULT);
   uv_loop_close(loop);
   int code = a->exit_code;

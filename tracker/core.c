@@ -4,8 +4,10 @@
  * turns in a row while messages keep coming, server.c) lands in one
  * transaction, committed (core_commit, from the loop's prepare phase)
  * before any reply of those turns is written, so nothing is acknowledged
- * that is not durable. */
+ * that is not durable. Also the files that say where it listens. */
+#include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "common/log.h"
 #include "common/wire.h"
@@ -24,11 +26,13 @@ void core_db_write(tracker *t) {
 void core_commit(tracker *t) {
   if (!t->txn_open) return;
   t->txn_open = 0;
+  uint64_t t0 = uv_hrtime();
   if (store_commit(t->db) < 0) {
     /* Replies of this turn would acknowledge what is not durable. */
     log_error(WHO, "history: commit failed: %s; stopping", hist_errmsg(t->db));
     exit(1);
   }
+  metrics_commit(t, uv_hrtime() - t0);
 }
 
 int core_send(peer *p, const Ktune__Envelope *env) {
@@ -39,4 +43,17 @@ int core_send(peer *p, const Ktune__Envelope *env) {
 int core_send_msg(peer *p, Ktune__Envelope__MsgCase which, void *msg) {
   Ktune__Envelope env = wire_envelope(which, msg);
   return core_send(p, &env);
+}
+
+int core_write_file(const char *path, const char *text) {
+  char tmp[4096];
+  snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+  FILE *f = fopen(tmp, "w");
+  if (!f) return -1;
+  fprintf(f, "%s\n", text);
+  if (fclose(f) != 0 || rename(tmp, path) != 0) {
+    unlink(tmp);
+    return -1;
+  }
+  return 0;
 }

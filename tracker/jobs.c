@@ -118,6 +118,7 @@ void jobs_peer_changed(tracker *t, peer *p) {
   if (idle != p->idle) {
     peer **head = runner ? &p->kq->idle : &t->idle_builders;
     if (idle) {
+      p->free_ns = uv_hrtime();
       p->idle_prev = NULL;
       p->idle_next = *head;
       if (*head) (*head)->idle_prev = p;
@@ -307,6 +308,7 @@ static void send_run(tracker *t, peer *r, job *j) {
     if (j->confirm && !s->confirm_runner[0])
       snprintf(s->confirm_runner, sizeof(s->confirm_runner), "%s", r->name);
     lease(t, j, r, JOB_RUNNING, run_limit_ms(s));
+    metrics_dispatched(t, j, r);
     t->hooks.job_started(t, s);
   }
 out:
@@ -760,6 +762,7 @@ void jobs_on_run_result(tracker *t, peer *p, const Ktune__RunResult *r) {
     refuse_report(t, p, j, what);
     return;
   }
+  if (ok) metrics_run_result(t, j, r);
   if (!ok && !j->confirm && second_opinion(t, p, j, r->status, r->error, KTUNE__ROLE__ROLE_RUNNER)) {
     jobs_dispatch(t);
     return;
@@ -861,6 +864,7 @@ void jobs_release(tracker *t, peer *p) {
       continue;
     }
     lose(t, j, wire_role_name(p->role));
+    metrics_job_lost(t, j, p, METRICS_LOST_DISCONNECTED);
     if (ids) ids[lost] = j->id;
     lost++;
   }
@@ -976,6 +980,7 @@ void jobs_sweep(tracker *t) {
       if (p->holding == j->id) p->holding = 0;
       avoid_set(t, j, p->name);
       requeue(t, j);
+      metrics_job_lost(t, j, p, METRICS_LOST_DEADLINE);
       changed = 1;
     }
   }

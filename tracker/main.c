@@ -1,5 +1,6 @@
 /* ktune-tracker: the farm's daemon. */
 #include <getopt.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,7 +19,8 @@
 static void usage(FILE *f) {
   fprintf(f,
           "usage: ktune-tracker [--listen HOST:PORT] [--db PATH] [--sync normal|full]\n"
-          "                     [--tokens FILE] [--insecure] [--replay FILE] [OPTION N]...\n"
+          "                     [--tokens FILE] [--insecure] [--replay FILE]\n"
+          "                     [--http HOST:PORT] [OPTION N]...\n"
           "       ktune-tracker --version | --help\n"
           "\n"
           "Keeps the farm: builders and runners dial in, clients submit sessions.\n"
@@ -34,6 +36,13 @@ static void usage(FILE *f) {
           "                      the port can run code on every runner; default off)\n"
           "  --port-file PATH    write the address actually bound, once listening (default:\n"
           "                      none)\n"
+          "  --http HOST:PORT    serve the dashboard (/), /api/status, /api/events,\n"
+          "                      /api/sessions/ID/trials and /metrics there, read-only\n"
+          "                      (a bare PORT is 127.0.0.1:PORT; with --tokens each request\n"
+          "                      needs a client or admin token; beyond loopback without\n"
+          "                      --tokens, only with --insecure; default: off;\n"
+          "                      docs/OPERATIONS.md)\n"
+          "  --http-port-file PATH  write the HTTP address actually bound (default: none)\n"
           "  --share NAME=N      NAME's weight in the share of each key's runners, for\n"
           "                      owners the tokens file gives no share=N; repeatable\n"
           "                      (default 1: equal shares; docs/OPERATIONS.md)\n"
@@ -157,6 +166,32 @@ static void defaults(tracker_opts *o) {
   o->share_half_life_s = 300;
 }
 
+/* 0 when spec is an address the tracker may open: resolvable, and
+ * loopback unless it has tokens or --insecure. */
+static int check_open(const tracker *t, const char *opt, const char *spec, const char *doing,
+                      const char *risk) {
+  char err[512];
+  struct sockaddr_storage ss;
+  if (addr_resolve(spec, &ss, err, sizeof(err)) < 0) {
+    fprintf(stderr, "ktune-tracker: %s: %s\n", opt, err);
+    return -1;
+  }
+  if (t->tokens.n || addr_is_loopback(&ss) || t->opts.insecure) return 0;
+  fprintf(stderr, "ktune-tracker: refusing to %s %s without --tokens: anyone who can reach it "
+                  "%s. Give --tokens FILE (docs/SECURITY.md), or --insecure on a network you "
+                  "trust.\n", doing, spec, risk);
+  return -1;
+}
+
+/* --http PORT is this machine's port: HOST:PORT otherwise. */
+static const char *http_addr(const char *arg, char *buf, size_t len) {
+  if (*arg && strspn(arg, "0123456789") == strlen(arg)) {
+    snprintf(buf, len, "127.0.0.1:%s", arg);
+    return buf;
+  }
+  return arg;
+}
+
 #define MAX_WEIGHT 1000
 
 /* --share NAME=N: one more owner's weight (the last word for a name wins). */
@@ -186,19 +221,21 @@ int main(int argc, char **argv) {
   memset(&t, 0, sizeof(t));
   defaults(&t.opts);
   enum { OPT_PORTF = 256, OPT_SYNC, OPT_TOKENS, OPT_INSECURE, OPT_REPLAY, OPT_VERSION, OPT_SHARE,
-         OPT_NUM };
-  enum { NNAMED = 10 };
+         OPT_HTTP, OPT_HTTP_PORTF, OPT_NUM };
+  enum { NNAMED = 12 };
   struct option opts[NNAMED + 1 + NNUM] = {
       {"listen", required_argument, 0, 'l'}, {"db", required_argument, 0, 'd'},
       {"sync", required_argument, 0, OPT_SYNC}, {"port-file", required_argument, 0, OPT_PORTF},
       {"tokens", required_argument, 0, OPT_TOKENS}, {"insecure", no_argument, 0, OPT_INSECURE},
       {"replay", required_argument, 0, OPT_REPLAY}, {"version", no_argument, 0, OPT_VERSION},
-      {"share", required_argument, 0, OPT_SHARE}, {"help", no_argument, 0, 'h'}};
+      {"share", required_argument, 0, OPT_SHARE}, {"http", required_argument, 0, OPT_HTTP},
+      {"http-port-file", required_argument, 0, OPT_HTTP_PORTF}, {"help", no_argument, 0, 'h'}};
   for (size_t i = 0; i < NNUM; i++)
     opts[NNAMED + i] = (struct option){num_opts[i].name, required_argument, 0, OPT_NUM + (int)i};
   /* getopt's messages start with argv[0]: the program, not its path. */
   argv[0] = "ktune-tracker";
   int c;
+  char http_spec[300];
   while ((c = getopt_long(argc, argv, "l:d:h", opts, NULL)) != -1) {
     switch (c) {
     case 'l': t.opts.listen = optarg; break;
@@ -207,6 +244,8 @@ int main(int argc, char **argv) {
     case OPT_TOKENS: t.opts.tokens_path = optarg; break;
     case OPT_INSECURE: t.opts.insecure = 1; break;
     case OPT_REPLAY: t.opts.replay_path = optarg; break;
+    case OPT_HTTP: t.opts.http = http_addr(optarg, http_spec, sizeof(http_spec)); break;
+    case OPT_HTTP_PORTF: t.opts.http_port_file = optarg; break;
     case OPT_SHARE:
       if (add_weight(&t.opts, optarg) < 0) return 2;
       break;
@@ -242,20 +281,13 @@ int main(int argc, char **argv) {
     fprintf(stderr, "ktune-tracker: %s\n", err);
     return 2;
   }
-  struct sockaddr_storage ss;
-  if (addr_resolve(t.opts.listen, &ss, err, sizeof(err)) < 0) {
-    fprintf(stderr, "ktune-tracker: --listen: %s\n", err);
+  /* Whoever reaches the port can run code on every runner, and the HTTP
+   * side shows every session and agent: without tokens, only this
+   * machine may. */
+  if (check_open(&t, "--listen", t.opts.listen, "listen on", "could run code on every runner") ||
+      (t.opts.http &&
+       check_open(&t, "--http", t.opts.http, "serve HTTP on", "would see every session and agent")))
     return 2;
-  }
-  /* Whoever reaches the port can run code on every runner: without tokens,
-   * only this machine may. */
-  if (!t.tokens.n && !addr_is_loopback(&ss) && !t.opts.insecure) {
-    fprintf(stderr, "ktune-tracker: refusing to listen on %s without --tokens: anyone who can "
-                    "reach it could run code on every runner. Give --tokens FILE "
-                    "(docs/SECURITY.md), or --insecure on a network you trust.\n",
-            t.opts.listen);
-    return 2;
-  }
   if (!t.tokens.n && t.opts.insecure)
     log_warn(WHO, "--insecure: no authentication; anyone who reaches %s can run code on every "
              "runner", t.opts.listen);
@@ -280,6 +312,9 @@ int main(int argc, char **argv) {
   if (t.replay)
     log_info(WHO, "replay: every trial is answered from %s, none is measured",
              t.opts.replay_path);
+  /* A client that leaves mid-answer (a closed dashboard tab) is a failed
+   * write to it, not the end of the tracker. */
+  signal(SIGPIPE, SIG_IGN);
   t.loop = uv_default_loop();
   t.started_ms = uv_now(t.loop);
   session_init(&t);
@@ -294,13 +329,20 @@ int main(int argc, char **argv) {
     hist_close(t.db);
     return 1;
   }
+  if (t.opts.http && http_start(&t, err, sizeof(err)) < 0) {
+    fprintf(stderr, "ktune-tracker: --http: %s\n", err);
+    hist_close(t.db);
+    return 1;
+  }
   /* Resumed sessions propose what they had not proposed yet. */
   for (session *s = t.sessions; s; s = s->next) session_fill(&t, s);
   uv_run(t.loop, UV_RUN_DEFAULT);
+  http_free(&t);
   jobs_free_all(&t);
   session_free_all(&t);
   queue_free_all(&t);
   share_free_all(&t);
+  metrics_free(&t);
   free(t.opts.weights);
   guard_free_all(&t);
   replay_free(t.replay);

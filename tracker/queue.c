@@ -167,6 +167,7 @@ int queue_add(tracker *t, job *j) {
 void queue_set(tracker *t, job *j, enum job_state st) {
   leave(t, j);
   j->state = st;
+  if (st == JOB_RUN_QUEUED) j->runnable_ns = uv_hrtime();
   enter(t, j);
 }
 

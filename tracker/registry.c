@@ -136,8 +136,53 @@ static int add_recent(void *ctx, const hist_session_row *r) {
   si->message = strdup(r->message ? r->message : "");
   si->failures = r->failures;
   si->reused = r->reused;
+  /* Ended: its pace from its row (the failures by status are not kept
+   * there, only their count). */
+  si->best_latency_s = r->best_mean_s;
+  si->elapsed_s = r->updated_ms > r->created_ms ? (double)(r->updated_ms - r->created_ms) / 1e3 : 0;
+  si->eta_s = 0;
   out->sessions[out->n_sessions++] = si;
   return 0;
+}
+
+/* Its failed trials by status into c, pointed at by ptrs (room for each
+ * status); returns how many statuses had some. */
+size_t registry_fail_counts(const session *s, Ktune__StatusCount *c, Ktune__StatusCount **ptrs) {
+  size_t n = 0;
+  for (size_t i = 0; i < NCODES; i++) {
+    if (!s->fail_count[i]) continue;
+    ktune__status_count__init(&c[n]);
+    const char *name = wire_status_name((Ktune__TrialStatus)i);
+    c[n].status = (char *)(name ? name : "unknown");
+    c[n].count = s->fail_count[i];
+    ptrs[n] = &c[n];
+    n++;
+  }
+  return n;
+}
+
+/* Its pace for status: the best latency, the failures by status, the
+ * time so far and the time left, at the pace of its trials so far (reused
+ * ones included, as they count toward its total). */
+static void session_pace(tracker *t, const session *s, Ktune__SessionInfo *si) {
+  si->best_latency_s = s->best_latency;
+  uint64_t end = s->ended_ms ? s->ended_ms : uv_now(t->loop);
+  si->elapsed_s = end > s->started_ms ? (double)(end - s->started_ms) / 1e3 : 0;
+  si->eta_s = -1;
+  if (s->ended_ms) si->eta_s = 0;
+  else if (s->done > 0 && s->done < s->trials)
+    si->eta_s = si->elapsed_s / s->done * (s->trials - s->done);
+  size_t n = 0;
+  for (size_t i = 0; i < NCODES; i++) n += s->fail_count[i] != 0;
+  if (!n) return;
+  Ktune__StatusCount *c = calloc(n, sizeof(*c));
+  Ktune__StatusCount **ptrs = calloc(n, sizeof(*ptrs));
+  if (!c || !ptrs) {
+    free(c), free(ptrs);
+    return;
+  }
+  si->n_failure_counts = registry_fail_counts(s, c, ptrs);
+  si->failure_counts = ptrs;
 }
 
 void registry_status(tracker *t, Ktune__StatusReply *out) {
@@ -226,6 +271,7 @@ void registry_status(tracker *t, Ktune__StatusReply *out) {
     si->message = strdup(s->message);
     si->failures = s->failures;
     si->reused = s->reused;
+    session_pace(t, s, si);
     share_session_status(t, s, si);
     out->sessions[out->n_sessions++] = si;
   }
@@ -250,6 +296,8 @@ void registry_status_free(Ktune__StatusReply *r) {
     Ktune__SessionInfo *si = r->sessions[i];
     free(si->key), free(si->task), free(si->strategy), free(si->owner);
     free(si->message);
+    if (si->n_failure_counts) free(si->failure_counts[0]); /* one array of all */
+    free(si->failure_counts);
     free(si);
   }
   free(r->agents);

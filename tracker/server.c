@@ -586,15 +586,7 @@ static int write_port_file(tracker *t, char *err, size_t errlen) {
   addr_format(&ss, buf, sizeof(buf));
   log_info(WHO, "listening on %s, history %s", buf, t->opts.db_path);
   dblock_note_address(t, buf);
-  if (!t->opts.port_file) return 0;
-  char tmp[4096];
-  snprintf(tmp, sizeof(tmp), "%s.tmp", t->opts.port_file);
-  FILE *f = fopen(tmp, "w");
-  if (!f) goto fail;
-  fprintf(f, "%s\n", buf);
-  if (fclose(f) != 0 || rename(tmp, t->opts.port_file) != 0) goto fail;
-  return 0;
-fail:
+  if (!t->opts.port_file || core_write_file(t->opts.port_file, buf) == 0) return 0;
   snprintf(err, errlen, "cannot write --port-file %s", t->opts.port_file);
   return -1;
 }
@@ -633,6 +625,7 @@ int server_start(tracker *t, char *err, size_t errlen) {
 void server_stop(tracker *t) {
   if (t->stopping) return;
   t->stopping = 1;
+  http_stop(t);
   core_commit(t);
   conn_batch_flush(&t->outbox);
   while (t->peers) {

@@ -23,7 +23,6 @@
 #define KEEP_ENDED_MS 60000
 
 /* Per-status counts are indexed by the status itself (common/wire.c). */
-#define NCODES (sizeof(((session *)0)->fail_count) / sizeof(uint32_t))
 _Static_assert(KTUNE__TRIAL_STATUS__TRIAL_RUNNER_ERROR < NCODES, "a count for every status");
 
 static void session_on_trial(tracker *t, session *s, const int64_t *values, const char *config,
@@ -135,6 +134,7 @@ void session_end(tracker *t, session *s, Ktune__SessionState state, const char *
     snprintf(s->message + n, sizeof(s->message) - n, "%sconfigs ruled out: %s", n ? "; " : "",
              note);
   }
+  if (session_active(s)) metrics_session_ended(t, state);
   s->state = state;
   s->ended_ms = uv_now(t->loop);
   core_db_write(t);
@@ -391,6 +391,7 @@ static void session_on_trial(tracker *t, session *s, const int64_t *values, cons
   if (tr->reused > 0) s->reused++;
   size_t code = (size_t)wire_status_parse(tr->status); /* the history's string */
   if (code >= NCODES) code = 0;
+  metrics_trial(t, s->key, (unsigned)code);
   if (code != KTUNE__TRIAL_STATUS__TRIAL_OK) {
     s->failures++;
     s->fail_count[code]++;
@@ -521,14 +522,7 @@ static void session_progress(tracker *t, session *s, Ktune__SessionProgress *out
   failure_summary(s, PROGRESS_ERROR_CHARS, room->failures, sizeof(room->failures));
   out->failures_text = room->failures;
   out->failure_counts = room->count_ptrs;
-  for (size_t i = 0; i < NCODES; i++) {
-    if (!s->fail_count[i]) continue;
-    Ktune__StatusCount *c = &room->counts[out->n_failure_counts];
-    ktune__status_count__init(c);
-    c->status = (char *)wire_status_name((Ktune__TrialStatus)i);
-    c->count = s->fail_count[i];
-    room->count_ptrs[out->n_failure_counts++] = c;
-  }
+  out->n_failure_counts = registry_fail_counts(s, room->counts, room->count_ptrs);
   /* A training thread may be changing what describe reads: the words of
    * the last plan stand until it is done. */
   if (!s->training && !s->cf) tuner_describe(s->tu, s->search, sizeof(s->search));

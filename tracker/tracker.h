@@ -1,5 +1,7 @@
 /* The tracker's state, shared by its subsystems. From the ground up,
  * each calling only those below it:
+ *   metrics.c  counters and histograms its hooks feed, and the Prometheus
+ *              text of a scrape (tracker/metrics.h); it calls no other part
  *   store.c    the history's writes (sessions, trials, jobs) and the reads
  *              only the tracker makes (reuse, resume)
  *   core.c     this loop turn's history transaction, and sending
@@ -34,6 +36,7 @@
 #include "common/history.h"
 #include "common/space.h"
 #include "common/task.h"
+#include "tracker/metrics.h"
 #include "tuner/tuner.h"
 
 typedef struct session session;
@@ -47,11 +50,14 @@ typedef struct replay_entry replay_entry;
 typedef struct keyq keyq;
 typedef struct confirm confirm;
 typedef struct share share;
+typedef struct http http;
 
 typedef struct {
   const char *listen;
   const char *db_path;
   const char *port_file;
+  const char *http;        /* --http: serve the dashboard and metrics there */
+  const char *http_port_file;
   const char *replay_path; /* --replay: answer trials from this recording */
   int sync_full;
   uint32_t heartbeat_ms;
@@ -118,6 +124,7 @@ struct tracker {
   uint32_t turn_msgs;      /* messages handled since the last prepare */
   uv_idle_t refill;        /* runs while a session's search has more to look at */
   uv_signal_t sigterm, sigint, sighup;
+  http *web;               /* --http (http.c); NULL without */
   hist *db;
   auth_tokens tokens;      /* empty: no authentication (loopback only) */
   int txn_open;
@@ -153,6 +160,7 @@ struct tracker {
   int db_dev_ino_known;    /* the history file's identity, to notice it replaced */
   uint64_t db_dev, db_ino;
   int lock_fd;             /* holds the history's lock file (dblock.c) */
+  metrics metrics;         /* counters and histograms for a scrape (metrics.c) */
 };
 
 /* --- store.c --- */
@@ -242,6 +250,8 @@ int store_key_has_trials(hist *h, const char *key);
 void core_db_write(tracker *t);
 void core_commit(tracker *t);
 int core_send(peer *p, const Ktune__Envelope *env);
+/* text and a line break into path, whole or not at all (a rename). */
+int core_write_file(const char *path, const char *text);
 /* Sends msg (a message of the Envelope case `which`). */
 int core_send_msg(peer *p, Ktune__Envelope__MsgCase which, void *msg);
 
@@ -286,6 +296,7 @@ struct peer {
   keyq *kq;                /* runners: its key's queue, once it is ready */
   peer *idle_next, *idle_prev; /* its key's (builders: t's) list of agents with a free slot */
   int idle;                /* in that list */
+  uint64_t free_ns;        /* uv_hrtime when it last came to have a free slot (metrics.c) */
   int serving;             /* a runner or builder taking work: in the tally */
   uint64_t watching;       /* clients: session id followed, 0 for none */
   uint8_t peer_nonce[AUTH_NONCE], tracker_nonce[AUTH_NONCE];
@@ -302,6 +313,10 @@ peer *registry_find(tracker *t, uint64_t id);
 uint32_t registry_runners(tracker *t, const char *key);
 /* "rpi4, local": each key of the runners connected now, once. */
 void registry_keys(tracker *t, char *out, size_t len);
+#define NCODES (sizeof(((session *)0)->fail_count) / sizeof(uint32_t))
+/* s's failed trials by status into c, pointed at by ptrs (room for each
+ * status); returns how many statuses had some. */
+size_t registry_fail_counts(const session *s, Ktune__StatusCount *c, Ktune__StatusCount **ptrs);
 void registry_status(tracker *t, Ktune__StatusReply *out); /* free with registry_status_free */
 void registry_status_free(Ktune__StatusReply *r);
 /* A runner's device identity as the JSON object stored with its trials. */
@@ -344,6 +359,7 @@ struct job {
   job *lnext, *lprev;      /* its holder's leases */
   share *run_sh;           /* holding a runner: the owner charged for it (share.c) */
   uint64_t run_start_ns;   /* uv_hrtime when it took the runner */
+  uint64_t runnable_ns;    /* uv_hrtime when it last became run-queued (metrics.c) */
 };
 
 /* Queues a job for a candidate already stored as history job `id`;
@@ -528,7 +544,7 @@ struct session {
   uint64_t *counts;        /* element count of each arg */
   uint32_t trials, proposed, done, failures, reused, batch;
   char kernel[65];         /* identity digest of the kernel (common/identity.h) */
-  uint32_t fail_count[16]; /* per trial status (Ktune__TrialStatus) */
+  uint32_t fail_count[16]; /* per trial status (Ktune__TrialStatus), NCODES */
   char *first_error[16];   /* the first message of each */
   Ktune__Timing timing;    /* filled in: no option is left 0 for its default */
   char *timing_json;       /* the timing options, part of a trial's identity */
@@ -715,6 +731,11 @@ int submit_session(tracker *t, peer *p, const Ktune__SubmitSession *req, char *e
 int submit_resume_all(tracker *t);
 
 /* --- server.c --- */
+/* The HTTP side on opts.http (http.c): started after the server, stopped
+ * with it, freed after the loop. */
+int http_start(tracker *t, char *err, size_t errlen);
+void http_stop(tracker *t);
+void http_free(tracker *t);
 int server_start(tracker *t, char *err, size_t errlen);
 void server_stop(tracker *t);
 

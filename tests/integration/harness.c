@@ -4,6 +4,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +37,29 @@ void farm_start(farm *f, char *const extra[]) {
   snprintf(f->db, sizeof(f->db), "%s/history.db", f->dir);
   snprintf(f->log, sizeof(f->log), "%s/farm.log", f->dir);
   start_tracker(f, "127.0.0.1:0", extra);
+}
+
+void farm_tokens_file(char *path, size_t len, const char *lines) {
+  char dir[256];
+  proc_tmpdir(dir, sizeof(dir));
+  snprintf(path, len, "%s/tokens", dir);
+  proc_write_file(path, lines);
+  ASSERT_EQ_INT(chmod(path, 0600), 0);
+}
+
+void farm_start_http(farm *f, char *const extra[]) {
+  char dir[256], port_file[300];
+  proc_tmpdir(dir, sizeof(dir));
+  snprintf(port_file, sizeof(port_file), "%s/http-port", dir);
+  char *args[24] = {"--http", "127.0.0.1:0", "--http-port-file", port_file};
+  int n = 4;
+  for (int i = 0; extra && extra[i] && n < 23; i++) args[n++] = extra[i];
+  args[n] = NULL;
+  farm_start(f, args);
+  if (proc_wait_file(port_file, f->http, sizeof(f->http), 10000) < 0) {
+    farm_print_log(f);
+    TEST_FAIL("the tracker's HTTP side did not start");
+  }
 }
 
 void farm_restart_tracker(farm *f, char *const extra[]) {

@@ -15,6 +15,7 @@ typedef struct {
   char db[300];
   char log[300];
   char addr[80];
+  char http[80]; /* its HTTP side's address, after farm_start_http */
   pid_t tracker;
 } farm;
 
@@ -22,6 +23,10 @@ typedef struct {
  * or restarts one on the same history and address. extra: more options. */
 void farm_start(farm *f, char *const extra[]);
 void farm_restart_tracker(farm *f, char *const extra[]);
+/* A tokens file (mode 600) of these lines in a fresh folder; its path. */
+void farm_tokens_file(char *path, size_t len, const char *lines);
+/* farm_start with the HTTP side on an ephemeral loopback port (f->http). */
+void farm_start_http(farm *f, char *const extra[]);
 pid_t farm_runner(farm *f, const char *name, const char *key, const char *dump_dir);
 /* A runner with more options after the usual ones (a NULL-ended list),
  * e.g. a hidden --test-fault MODE. */

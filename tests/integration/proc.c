@@ -190,3 +190,19 @@ int proc_wait_file(const char *path, char *buf, size_t len, int timeout_ms) {
   }
   return -1;
 }
+
+int proc_find(const char *prog, char *path, size_t len) {
+  const char *dirs = getenv("PATH");
+  char dir[4096], full[4200];
+  for (const char *p = dirs ? dirs : "/usr/bin:/bin"; *p;) {
+    size_t n = strcspn(p, ":");
+    snprintf(dir, sizeof(dir), "%.*s", (int)n, p);
+    snprintf(full, sizeof(full), "%s/%s", dir, prog);
+    if (n && access(full, X_OK) == 0) {
+      if (path) snprintf(path, len, "%s", full);
+      return 1;
+    }
+    p += n + (p[n] == ':');
+  }
+  return 0;
+}

@@ -28,6 +28,8 @@ int proc_stop(pid_t pid, int sig, int timeout_ms);
 int proc_wait_file(const char *path, char *buf, size_t len, int timeout_ms);
 
 void proc_sleep_ms(long ms);
+/* prog found on the PATH, its path in path (may be NULL); 0 when none. */
+int proc_find(const char *prog, char *path, size_t len);
 
 /* A new folder /tmp/ktune-test.XXXXXX, removed with what is in it when
  * the case that made it ends well. */

@@ -38,19 +38,6 @@ static const char *arm64_runner(void) {
   return path;
 }
 
-static int on_path(const char *prog) {
-  const char *path = getenv("PATH");
-  char dir[4096], full[4200];
-  for (const char *p = path ? path : ""; *p;) {
-    size_t n = strcspn(p, ":");
-    snprintf(dir, sizeof(dir), "%.*s", (int)n, p);
-    snprintf(full, sizeof(full), "%s/%s", dir, prog);
-    if (n && access(full, X_OK) == 0) return 1;
-    p += n + (p[n] == ':');
-  }
-  return 0;
-}
-
 /* Why the aarch64 cases cannot run here, or NULL when they can. */
 static const char *board_missing(void) {
   static char why[512];
@@ -62,7 +49,7 @@ static const char *board_missing(void) {
     snprintf(why, sizeof(why), "no aarch64 runner at %s (scripts/test builds one; by hand: meson "
              "setup DIR --cross-file cross/aarch64-linux-gnu.ini -Dboard=true, then "
              "KTUNE_ARM64_BUILD_DIR=DIR)", arm64_runner());
-  else if (!on_path(CROSS_CC))
+  else if (!proc_find(CROSS_CC, NULL, 0))
     snprintf(why, sizeof(why), "no %s on the PATH (scripts/deps --board)", CROSS_CC);
   else if (strncmp(line, "enabled", 7) != 0)
     snprintf(why, sizeof(why), "qemu-user is not registered for aarch64 programs in binfmt_misc "

@@ -185,18 +185,6 @@ TEST(report_has_a_chart_per_task_a_line_per_session_and_escapes_the_history) {
 
 /* ---- a real browser ---- */
 
-/* Debian's chromium on the PATH, in path; 0 when there is none. */
-static int find_chromium(char *path, size_t len) {
-  const char *env = getenv("PATH");
-  char dirs[4096];
-  snprintf(dirs, sizeof(dirs), "%s", env ? env : "/usr/bin:/bin");
-  for (char *save, *d = strtok_r(dirs, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
-    snprintf(path, len, "%s/chromium", d);
-    if (access(path, X_OK) == 0) return 1;
-  }
-  return 0;
-}
-
 static char dom[1 << 20];
 static char console_log[1 << 20];
 
@@ -242,7 +230,7 @@ static const char *console_message(char *line, size_t len) {
 
 TEST(report_opens_in_headless_chromium_without_console_errors) {
   char chromium[4096];
-  if (!find_chromium(chromium, sizeof(chromium))) {
+  if (!proc_find("chromium", chromium, sizeof(chromium))) {
     fprintf(stderr, "  (skipped: chromium not installed; scripts/deps --test installs it)\n");
     return;
   }

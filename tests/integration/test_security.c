@@ -22,15 +22,9 @@
 #define T_BUILDER "builder-b1-token-0123456789"
 
 static void tokens_file(char *path, size_t len) {
-  char dir[256];
-  proc_tmpdir(dir, sizeof(dir));
-  snprintf(path, len, "%s/tokens", dir);
-  FILE *f = fopen(path, "w");
-  ASSERT_NOT_NULL(f);
-  fprintf(f, "# role name token\nadmin alice " T_ALICE "\nclient bob " T_BOB "\n"
-             "client carol " T_CAROL "\nrunner r1 " T_RUNNER "\nbuilder b1 " T_BUILDER "\n");
-  fclose(f);
-  ASSERT_EQ_INT(chmod(path, 0600), 0);
+  farm_tokens_file(path, len, "# role name token\nadmin alice " T_ALICE "\nclient bob " T_BOB
+                              "\nclient carol " T_CAROL "\nrunner r1 " T_RUNNER "\nbuilder b1 "
+                              T_BUILDER "\n");
 }
 
 static void as_user(const char *name, const char *token) {
