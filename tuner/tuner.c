@@ -17,6 +17,9 @@ static const struct {
     {"model", &tuner_model},
 };
 #define NSTRATEGIES (sizeof(strategies) / sizeof(strategies[0]))
+static const char *const names[] = {TUNER_STRATEGY_NAMES};
+_Static_assert(sizeof(names) / sizeof(names[0]) == NSTRATEGIES,
+               "TUNER_STRATEGY_NAMES names every strategy of the table, in its order");
 
 struct tuner {
   const tuner_strategy *st;
@@ -25,10 +28,6 @@ struct tuner {
   int done;      /* the strategy said there are no more */
   int stepped;   /* it has been asked for a proposal: too late to restore */
 };
-
-const char *tuner_strategy_name(size_t i) {
-  return i < NSTRATEGIES ? strategies[i].name : NULL;
-}
 
 static void unknown(const char *strategy, char *err, size_t errlen) {
   if (!err || !errlen) return;

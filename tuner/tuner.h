@@ -73,7 +73,11 @@ extern const tuner_strategy tuner_grid, tuner_random, tuner_ga, tuner_model;
 /* The strategy of a session that names none. */
 #define TUNER_DEFAULT "model"
 
-/* The name of the i-th strategy in the table, NULL past its end. */
+/* The strategies by name, in the order of tuner.c's table. */
+#define TUNER_STRATEGY_NAMES "random", "grid", "ga", "model"
+
+/* The name of the i-th strategy, NULL past the end (names.c: a program
+ * that only names strategies, the CLI, links none of them, nor XGBoost). */
 const char *tuner_strategy_name(size_t i);
 
 /* Unknown strategy names are an error naming the known ones. */
