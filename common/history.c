@@ -540,6 +540,21 @@ int hist_trial_count(hist *h, int64_t session, int64_t *n) {
   return rc;
 }
 
+int hist_session_failures(hist *h, int64_t session, hist_count_fn cb, void *ctx) {
+  hist_clear_err(h);
+  sqlite3_stmt *st;
+  int rc = hist_stmt(h, "SELECT status, count(*) FROM trials WHERE session = ? AND status <> 'ok'"
+                        " GROUP BY status ORDER BY status", &st);
+  if (rc < 0) return rc;
+  sqlite3_bind_int64(st, 1, session);
+  int step, cb_rc = 0;
+  while (!cb_rc && (step = sqlite3_step(st)) == SQLITE_ROW)
+    cb_rc = cb(ctx, (const char *)sqlite3_column_text(st, 0), sqlite3_column_int64(st, 1));
+  if (!cb_rc && step != SQLITE_DONE) cb_rc = hist_fail_db(h, step);
+  hist_stmt_done(st);
+  return cb_rc;
+}
+
 /* ---- best ---- */
 
 /* The trials a best query allows, as "SELECT <what> FROM trials WHERE ...

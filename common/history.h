@@ -101,6 +101,10 @@ int hist_session_summary(hist *h, int64_t session, uint32_t *trials, uint32_t *f
                          char **best_config, double *best_mean_s);
 /* Trials recorded for a session. */
 int hist_trial_count(hist *h, int64_t session, int64_t *n);
+/* Session's failed trials: cb once per status with its count, by status.
+ * A non-zero return of cb stops and is returned; negative on error. */
+typedef int (*hist_count_fn)(void *ctx, const char *status, int64_t n);
+int hist_session_failures(hist *h, int64_t session, hist_count_fn cb, void *ctx);
 
 /* One session with its counts. Returns 1 and fills out, 0 when there is no
  * such session (out zeroed), negative on error. */

@@ -117,8 +117,29 @@ static Ktune__KeyInfo *key_info(Ktune__StatusReply *out, const char *key) {
  * tracker that has run thousands. */
 #define RECENT_SESSIONS 10
 
+/* One status's count of failed trials, into the session read back. */
+static int add_failures(void *ctx, const char *status, int64_t n) {
+  Ktune__SessionInfo *si = ctx;
+  if (si->n_failure_counts >= NCODES) return 0;
+  size_t code = (size_t)wire_status_parse(status);
+  const char *name = code ? wire_status_name((Ktune__TrialStatus)code) : NULL;
+  Ktune__StatusCount *c = &si->failure_counts[0][si->n_failure_counts];
+  ktune__status_count__init(c);
+  c->status = (char *)(name ? name : "unknown");
+  c->count = (uint32_t)n;
+  si->failure_counts[si->n_failure_counts] = c;
+  si->n_failure_counts++;
+  return 0;
+}
+
+typedef struct {
+  hist *db;
+  Ktune__StatusReply *out;
+} recent_ctx;
+
 static int add_recent(void *ctx, const hist_session_row *r) {
-  Ktune__StatusReply *out = ctx;
+  hist *db = ((recent_ctx *)ctx)->db;
+  Ktune__StatusReply *out = ((recent_ctx *)ctx)->out;
   for (size_t i = 0; i < out->n_sessions; i++)
     if (out->sessions[i]->id == (uint64_t)r->id) return 0;
   Ktune__SessionInfo *si = calloc(1, sizeof(*si));
@@ -136,8 +157,20 @@ static int add_recent(void *ctx, const hist_session_row *r) {
   si->message = strdup(r->message ? r->message : "");
   si->failures = r->failures;
   si->reused = r->reused;
-  /* Ended: its pace from its row (the failures by status are not kept
-   * there, only their count). */
+  /* Ended: its pace and its failures from its rows. */
+  if (r->failures) {
+    si->failure_counts = calloc(NCODES, sizeof(*si->failure_counts));
+    Ktune__StatusCount *c = calloc(NCODES, sizeof(*c));
+    if (si->failure_counts && c) {
+      si->failure_counts[0] = c; /* the array of all, until add_failures fills */
+      hist_session_failures(db, r->id, add_failures, si);
+    }
+    if (!si->n_failure_counts) {
+      free(c);
+      free(si->failure_counts);
+      si->failure_counts = NULL;
+    }
+  }
   si->best_latency_s = r->best_mean_s;
   si->elapsed_s = r->updated_ms > r->created_ms ? (double)(r->updated_ms - r->created_ms) / 1e3 : 0;
   si->eta_s = 0;
@@ -275,7 +308,8 @@ void registry_status(tracker *t, Ktune__StatusReply *out) {
     share_session_status(t, s, si);
     out->sessions[out->n_sessions++] = si;
   }
-  hist_sessions_recent(t->db, RECENT_SESSIONS, add_recent, out);
+  recent_ctx rc = {t->db, out};
+  hist_sessions_recent(t->db, RECENT_SESSIONS, add_recent, &rc);
 }
 
 void registry_status_free(Ktune__StatusReply *r) {

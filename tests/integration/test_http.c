@@ -186,6 +186,60 @@ TEST(api_status_is_ktune_status_json) {
   farm_stop_all(&f, b, r1, r2);
 }
 
+/* session id's entry in /api/status. */
+static json_t *web_session(const farm *f, long id) {
+  httpc_resp r;
+  ASSERT_EQ_INT(httpc_get(f->http, "/api/status", NULL, 5000, &r), 200);
+  json_t *st = json_loads(r.body, 0, NULL);
+  httpc_free(&r);
+  ASSERT_NOT_NULL(st);
+  json_t *s = farm_session(st, id);
+  if (!s) TEST_FAIL("no session %ld in /api/status", id);
+  json_incref(s);
+  json_decref(st);
+  return s;
+}
+
+static long long failed_with(json_t *s, const char *status) {
+  return json_integer_value(json_object_get(json_object_get(s, "failures_by_code"), status));
+}
+
+/* A session read back from the history (after a restart, or once it
+ * leaves the tracker's memory) still says how its trials failed, how long
+ * it took, and that it has no time left. */
+TEST(an_ended_session_read_back_keeps_its_failures_and_pace) {
+  farm f;
+  farm_start_http(&f, NULL);
+  pid_t b = farm_builder(&f, "b1"), r = farm_runner(&f, "r1", "hostile", NULL);
+  farm_wait_agent(&f, "r1", 1);
+  char spec[512], out[16384];
+  snprintf(spec, sizeof(spec), "%s/../tests/tasks/hostile.json", getenv("KTUNE_TASKS"));
+  /* MODE 0 to 5: one ok kernel, and crashes, a timeout, a wrong answer. */
+  char *args[] = {"tune", spec, "--key", "hostile", "--strategy", "grid", "--trials", "6",
+                  "--timeout", "500", "--confirm", "0", "--detach", NULL};
+  ASSERT_EQ_INT(farm_ktune(&f, out, sizeof(out), 30000, args), 0);
+  long id = strtol(out, NULL, 10);
+  ASSERT_EQ_INT(farm_wait(&f, id, 60000, out, sizeof(out)), 0); /* done, with failures */
+  json_t *live = web_session(&f, id);
+  ASSERT_GE_INT(failed_with(live, "RUNTIME_ERROR"), 1);
+  ASSERT_EQ_INT(failed_with(live, "RUN_TIMEOUT"), 1);
+  ASSERT_EQ_INT(failed_with(live, "WRONG_ANSWER"), 1);
+  proc_stop(f.tracker, SIGTERM, 5000);
+  char *again[] = {"--http", f.http, NULL};
+  farm_restart_tracker(&f, again);
+  json_t *back = web_session(&f, id);
+  ASSERT(json_equal(json_object_get(live, "failures_by_code"),
+                    json_object_get(back, "failures_by_code")));
+  ASSERT_EQ_INT(json_integer_value(json_object_get(back, "failures")),
+                json_integer_value(json_object_get(live, "failures")));
+  ASSERT(json_real_value(json_object_get(back, "best_latency_s")) > 0);
+  ASSERT(json_real_value(json_object_get(back, "elapsed_s")) > 0);
+  ASSERT(json_number_value(json_object_get(back, "eta_s")) == 0);
+  json_decref(live);
+  json_decref(back);
+  farm_stop_all(&f, b, r, 0);
+}
+
 /* Lines of body, each a JSON object of session id; their ids, rising. */
 static int trial_lines(const char *body, long session, long long *ids, int max) {
   int n = 0;
@@ -455,6 +509,7 @@ TEST(many_slow_and_silent_clients_do_not_slow_a_session) {
 TEST_LIST(TEST_ENTRY(reading_needs_a_client_or_admin_token),
           TEST_ENTRY(http_beyond_loopback_needs_tokens_or_insecure),
           TEST_ENTRY(a_bare_port_is_this_machine), TEST_ENTRY(api_status_is_ktune_status_json),
+          TEST_ENTRY(an_ended_session_read_back_keeps_its_failures_and_pace),
           TEST_ENTRY(session_trials_as_json_lines_a_page_at_a_time),
           TEST_ENTRY(event_stream_sends_the_status_every_second), TEST_ENTRY(writes_are_refused),
           TEST_ENTRY(connections_beyond_the_cap_are_closed_at_once),
