@@ -921,7 +921,11 @@ int cmd_report(int argc, char **argv) {
   size_t len = 0;
   FILE *page = open_memstream(&text, &len);
   int rc = EXIT_FAIL;
-  if (!page) {
+  /* Every table and chart from one version of the history, though a
+   * tracker records trials meanwhile. */
+  if (hist_read_begin(h) < 0) {
+    fprintf(stderr, "ktune report: %s\n", hist_errmsg(h));
+  } else if (!page) {
     fprintf(stderr, "ktune report: out of memory\n");
   } else if (report_read(h, &rp) == 0 && write_page(page, h, &rp, db) == 0) {
     if (fclose(page) != 0) fprintf(stderr, "ktune report: out of memory\n");
@@ -938,6 +942,7 @@ int cmd_report(int argc, char **argv) {
   }
   free(text);
   report_free(&rp);
+  hist_read_end(h);
   hist_close(h);
   return rc;
 }

@@ -95,6 +95,12 @@ int hist_open(const char *path, int sync_full, hist **out, char *err, size_t err
 int hist_open_readonly(const char *path, hist **out, char *err, size_t errlen);
 void hist_close(hist *h);
 
+/* One snapshot for several reads: between these, h sees the history as it
+ * was at the first read after hist_read_begin, whatever a tracker writes
+ * meanwhile (SQLite's WAL keeps that version for it). */
+int hist_read_begin(hist *h);
+int hist_read_end(hist *h);
+
 /* A session's recorded trials: how many, how many failed, and the fastest
  * ok one (best_config NULL when none; caller frees). */
 int hist_session_summary(hist *h, int64_t session, uint32_t *trials, uint32_t *failures,

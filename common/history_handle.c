@@ -166,3 +166,15 @@ int hist_query_end(hist *h, sqlite3_stmt *st, int step, int cb_rc) {
   return step == SQLITE_DONE ? 0 : hist_fail_db(h, step);
 }
 
+
+int hist_read_begin(hist *h) {
+  hist_clear_err(h);
+  int rc = sqlite3_exec(hist_db(h), "BEGIN", NULL, NULL, NULL);
+  return rc == SQLITE_OK ? 0 : hist_fail_db(h, rc);
+}
+
+int hist_read_end(hist *h) {
+  hist_clear_err(h);
+  int rc = sqlite3_exec(hist_db(h), "COMMIT", NULL, NULL, NULL);
+  return rc == SQLITE_OK ? 0 : hist_fail_db(h, rc);
+}

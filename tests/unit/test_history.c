@@ -881,6 +881,35 @@ TEST(crash_keeps_committed_only) {
   tmp_free(&t);
 }
 
+/* A report's many reads see one version of the history while a tracker
+ * goes on recording trials. */
+TEST(a_read_snapshot_holds_while_the_writer_goes_on) {
+  tmp t;
+  tmp_init(&t);
+  hist *w = open_rw(t.db);
+  int64_t sid = add_session(w, "rpi4");
+  hist_trial tr = ok_trial(sid, 1e-3);
+  add_trial(w, &tr);
+  hist *r = NULL;
+  char err[256] = "";
+  ASSERT_EQ_INT(hist_open_readonly(t.db, &r, err, sizeof(err)), 0);
+  ASSERT_EQ_INT(hist_read_begin(r), 0);
+  int64_t n = 0;
+  ASSERT_EQ_INT(hist_trial_count(r, sid, &n), 0);
+  ASSERT_EQ_INT(n, 1);
+  add_trial(w, &tr);
+  ASSERT_EQ_INT(hist_trial_count(r, sid, &n), 0);
+  ASSERT_EQ_INT(n, 1); /* still the version it began with */
+  ASSERT_EQ_INT(hist_read_end(r), 0);
+  ASSERT_EQ_INT(hist_trial_count(r, sid, &n), 0);
+  ASSERT_EQ_INT(n, 2);
+  /* An end without a beginning says so. */
+  ASSERT_LT_INT(hist_read_end(r), 0);
+  hist_close(r);
+  hist_close(w);
+  tmp_free(&t);
+}
+
 TEST(reader_sees_only_committed_and_is_not_blocked) {
   tmp t;
   tmp_init(&t);
@@ -1762,6 +1791,7 @@ TEST(confirmed_latency_is_stored_on_the_ok_trial) {
 }
 
 TEST_LIST(TEST_ENTRY(jobs_and_unfinished_sessions_resume),
+          TEST_ENTRY(a_read_snapshot_holds_while_the_writer_goes_on),
           TEST_ENTRY(confirmed_latency_is_stored_on_the_ok_trial), TEST_ENTRY(job_ids_are_never_reused),
           TEST_ENTRY(find_ok_matches_only_the_exact_digest), TEST_ENTRY(open_creates_schema_in_wal),
           TEST_ENTRY(session_and_trial_round_trip), TEST_ENTRY(trial_input_is_checked),
