@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "common/addr.h"
 #include "common/log.h"
 #include "common/wire.h"
 #include "tracker/tracker.h"
@@ -45,14 +46,21 @@ int core_send_msg(peer *p, Ktune__Envelope__MsgCase which, void *msg) {
   return core_send(p, &env);
 }
 
-int core_write_file(const char *path, const char *text) {
+int core_bound(uv_tcp_t *l, const char *opt, const char *path, char *addr, size_t addrlen,
+               char *err, size_t errlen) {
+  struct sockaddr_storage ss;
+  int len = sizeof(ss);
+  uv_tcp_getsockname(l, (struct sockaddr *)&ss, &len);
+  addr_format(&ss, addr, addrlen);
+  if (!path) return 0;
+  /* Whole or not at all: whoever waits for the file reads it once. */
   char tmp[4096];
   snprintf(tmp, sizeof(tmp), "%s.tmp", path);
   FILE *f = fopen(tmp, "w");
-  if (!f) return -1;
-  fprintf(f, "%s\n", text);
-  if (fclose(f) != 0 || rename(tmp, path) != 0) {
+  if (f) fprintf(f, "%s\n", addr);
+  if (!f || fclose(f) != 0 || rename(tmp, path) != 0) {
     unlink(tmp);
+    snprintf(err, errlen, "cannot write %s %s", opt, path);
     return -1;
   }
   return 0;

@@ -36,7 +36,7 @@ extern const unsigned long tracker_dashboard_html_len;
 typedef struct {
   unsigned refs;
   size_t len;
-  char text[];
+  char *text; /* status_json_text's */
 } snap;
 
 struct http {
@@ -57,7 +57,9 @@ struct http {
 /* ---- statuses ---- */
 
 static void snap_release(snap *s) {
-  if (s && --s->refs == 0) free(s);
+  if (!s || --s->refs) return;
+  free(s->text);
+  free(s);
 }
 
 /* The status, as fresh as SNAP_MAX_AGE_MS, with a reference for the
@@ -70,18 +72,15 @@ static snap *status_snap(http *h) {
     registry_status(t, &r);
     char *text = status_json_text(&r);
     registry_status_free(&r);
-    size_t len = text ? strlen(text) : 0;
-    snap *s = text ? malloc(sizeof(*s) + len) : NULL;
-    if (s) {
-      s->refs = 1;
-      s->len = len;
-      memcpy(s->text, text, len);
-      snap_release(h->last);
-      h->last = s;
-      h->last_ms = now;
+    snap *s = text ? malloc(sizeof(*s)) : NULL;
+    if (!s) {
+      free(text);
+      return NULL;
     }
-    free(text);
-    if (!s) return NULL;
+    *s = (snap){1, strlen(text), text};
+    snap_release(h->last);
+    h->last = s;
+    h->last_ms = now;
   }
   h->last->refs++;
   return h->last;
@@ -448,16 +447,11 @@ static void on_accept(uv_stream_t *listener, int status) {
 }
 
 static int write_addr(http *h, char *err, size_t errlen) {
-  struct sockaddr_storage ss;
-  int len = sizeof(ss);
   char buf[80];
-  uv_tcp_getsockname(&h->listener, (struct sockaddr *)&ss, &len);
-  addr_format(&ss, buf, sizeof(buf));
+  int rc = core_bound(&h->listener, "--http-port-file", h->t->opts.http_port_file, buf,
+                      sizeof(buf), err, errlen);
   log_info(WHO, "dashboard on http://%s/", buf);
-  if (!h->t->opts.http_port_file) return 0;
-  if (core_write_file(h->t->opts.http_port_file, buf) == 0) return 0;
-  snprintf(err, errlen, "cannot write --http-port-file %s", h->t->opts.http_port_file);
-  return -1;
+  return rc;
 }
 
 /* The loop's handles, before h2o adds its own. */

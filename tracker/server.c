@@ -579,16 +579,11 @@ static void on_hangup(uv_signal_t *h, int sig) {
 }
 
 static int write_port_file(tracker *t, char *err, size_t errlen) {
-  struct sockaddr_storage ss;
-  int len = sizeof(ss);
   char buf[80];
-  uv_tcp_getsockname(&t->listener, (struct sockaddr *)&ss, &len);
-  addr_format(&ss, buf, sizeof(buf));
+  int rc = core_bound(&t->listener, "--port-file", t->opts.port_file, buf, sizeof(buf), err, errlen);
   log_info(WHO, "listening on %s, history %s", buf, t->opts.db_path);
   dblock_note_address(t, buf);
-  if (!t->opts.port_file || core_write_file(t->opts.port_file, buf) == 0) return 0;
-  snprintf(err, errlen, "cannot write --port-file %s", t->opts.port_file);
-  return -1;
+  return rc;
 }
 
 int server_start(tracker *t, char *err, size_t errlen) {

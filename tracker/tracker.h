@@ -250,8 +250,10 @@ int store_key_has_trials(hist *h, const char *key);
 void core_db_write(tracker *t);
 void core_commit(tracker *t);
 int core_send(peer *p, const Ktune__Envelope *env);
-/* text and a line break into path, whole or not at all (a rename). */
-int core_write_file(const char *path, const char *text);
+/* The address l is bound to, in addr; written to path (option opt) when
+ * not NULL. */
+int core_bound(uv_tcp_t *l, const char *opt, const char *path, char *addr, size_t addrlen,
+               char *err, size_t errlen);
 /* Sends msg (a message of the Envelope case `which`). */
 int core_send_msg(peer *p, Ktune__Envelope__MsgCase which, void *msg);
 
