@@ -225,8 +225,14 @@ TEST(an_ended_session_read_back_keeps_its_failures_and_pace) {
   ASSERT_EQ_INT(failed_with(live, "RUN_TIMEOUT"), 1);
   ASSERT_EQ_INT(failed_with(live, "WRONG_ANSWER"), 1);
   proc_stop(f.tracker, SIGTERM, 5000);
-  char *again[] = {"--http", f.http, NULL};
+  /* Its HTTP side listens after the agents' port: wait for its own file. */
+  char dir[256], port_file[300], addr[80];
+  proc_tmpdir(dir, sizeof(dir));
+  snprintf(port_file, sizeof(port_file), "%s/http-port", dir);
+  char *again[] = {"--http", f.http, "--http-port-file", port_file, NULL};
   farm_restart_tracker(&f, again);
+  ASSERT_GE_INT(proc_wait_file(port_file, addr, sizeof(addr), 10000), 0);
+  ASSERT_EQ_STR(addr, f.http);
   json_t *back = web_session(&f, id);
   ASSERT(json_equal(json_object_get(live, "failures_by_code"),
                     json_object_get(back, "failures_by_code")));
