@@ -96,8 +96,7 @@ static const struct {
 };
 #define NFIELDS (sizeof(fields) / sizeof(fields[0]))
 
-/* The fields after a line's token, into e; -1 with why. */
-static int parse_fields(char *rest, auth_entry *e, int *any, char *why, size_t len) {
+int auth_parse_fields(char *rest, auth_entry *e, int *any, char *why, size_t len) {
   char *save = NULL;
   *any = 0;
   for (char *w = strtok_r(rest, " \t\r\n", &save); w; w = strtok_r(NULL, " \t\r\n", &save)) {
@@ -172,7 +171,7 @@ int auth_tokens_load(const char *path, auth_tokens *out, char *err, size_t errle
       snprintf(err, errlen, "%s:%d: token for %s must be %d to %d characters", path, lineno, name,
                AUTH_TOKEN_MIN, AUTH_TOKEN_MAX - 1);
       rc = -1;
-    } else if (parse_fields(line + used, &extra, &any, why, sizeof(why)) < 0) {
+    } else if (auth_parse_fields(line + used, &extra, &any, why, sizeof(why)) < 0) {
       snprintf(err, errlen, "%s:%d: %s", path, lineno, why);
       rc = -1;
     } else if (any && strcmp(role, "admin") != 0 && strcmp(role, "client") != 0) {

@@ -33,6 +33,10 @@ typedef struct {
  * [queued=N]` per line (the fields for admin and client lines only),
  * `#` comments. */
 int auth_tokens_load(const char *path, auth_tokens *out, char *err, size_t errlen);
+/* A person's `share=N sessions=N queued=N` words (any of them, each at
+ * most once) into e; *any says whether there was one; -1 with why. rest
+ * is cut into words in place. */
+int auth_parse_fields(char *rest, auth_entry *e, int *any, char *why, size_t len);
 const auth_entry *auth_tokens_find(const auth_tokens *t, const char *name);
 void auth_tokens_free(auth_tokens *t);
 

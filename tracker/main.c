@@ -43,9 +43,13 @@ static void usage(FILE *f) {
           "                      --tokens, only with --insecure; default: off;\n"
           "                      docs/OPERATIONS.md)\n"
           "  --http-port-file PATH  write the HTTP address actually bound (default: none)\n"
-          "  --share NAME=N      NAME's weight in the share of each key's runners, for\n"
-          "                      owners the tokens file gives no share=N; repeatable\n"
+          "  --share NAME=N      NAME's weight in the share of each key's runners, where\n"
+          "                      their tokens line gives no share=N; repeatable\n"
           "                      (default 1: equal shares; docs/OPERATIONS.md)\n"
+          "  --owner 'NAME [share=N] [sessions=N] [queued=N]'\n"
+          "                      NAME's weight and quotas, as on a tokens line, where\n"
+          "                      that line gives none (works without --tokens too);\n"
+          "                      repeatable, the last for a name counts\n"
           "  --replay FILE       answer every trial from a recorded history (a ktune.db or\n"
           "                      `ktune export --format jsonl` output) instead of agents:\n"
           "                      strategies compared without timing noise (default: agents)\n"
@@ -60,10 +64,10 @@ static void usage(FILE *f) {
           "  --max-unauth        connections not logged in yet (default 64)\n"
           "  --max-unauth-per-addr  the same, from one address (default 8)\n"
           "  --auth-delay-ms     a failed login's answer waits this long (default 1000)\n"
-          "  --max-sessions      unfinished sessions per owner, unless the tokens file\n"
-          "                      says sessions=N (default 16)\n"
-          "  --max-queued        trials not yet recorded per owner, unless the tokens file\n"
-          "                      says queued=N (default 100000)\n"
+          "  --max-sessions      unfinished (waiting or running) sessions per owner, unless\n"
+          "                      their tokens line or --owner says sessions=N (default 16)\n"
+          "  --max-queued        trials not yet recorded per owner, unless their tokens\n"
+          "                      line or --owner says queued=N (default 100000)\n"
           "  --share-half-life-s runner time an owner used counts half after this long, in\n"
           "                      the turns of a key's owners (default 300)\n"
           "  --max-knobs         knobs per task (default 32)\n"
@@ -192,27 +196,40 @@ static const char *http_addr(const char *arg, char *buf, size_t len) {
   return arg;
 }
 
-#define MAX_WEIGHT 1000
-
-/* --share NAME=N: one more owner's weight (the last word for a name wins). */
-static int add_weight(tracker_opts *o, const char *arg) {
-  const char *eq = strrchr(arg, '=');
-  char *end = NULL;
-  unsigned long w = eq && eq[1] >= '0' && eq[1] <= '9' ? strtoul(eq + 1, &end, 10) : 0;
-  size_t len = eq ? (size_t)(eq - arg) : 0;
-  if (!len || len >= sizeof(o->weights[0].name) || *end || w < 1 || w > MAX_WEIGHT) {
-    fprintf(stderr, "ktune-tracker: --share takes NAME=N, a name of 1 to %zu characters and N "
-            "from 1 to %d, not '%s'\n", sizeof(o->weights[0].name) - 1, MAX_WEIGHT, arg);
+/* One more person's fields, from --owner 'NAME FIELD=N...' or, with
+ * share_form, from --share NAME=N (the same as --owner 'NAME share=N'). */
+static int add_owner(tracker_opts *o, int share_form, const char *arg) {
+  char fields[512], why[200] = "";
+  auth_entry e = {0};
+  int any = 0;
+  size_t len;
+  if (share_form) {
+    const char *eq = strrchr(arg, '=');
+    len = eq ? (size_t)(eq - arg) : 0;
+    snprintf(fields, sizeof(fields), "share=%s", eq ? eq + 1 : "");
+  } else {
+    len = strcspn(arg, " \t");
+    snprintf(fields, sizeof(fields), "%s", arg + len);
+  }
+  if (!len || len >= sizeof(e.name) || auth_parse_fields(fields, &e, &any, why, sizeof(why)) < 0 ||
+      !any) {
+    if (share_form)
+      fprintf(stderr, "ktune-tracker: --share takes NAME=N, a name of 1 to %zu characters and N "
+              "from 1 to 1000, not '%s'\n", sizeof(e.name) - 1, arg);
+    else
+      fprintf(stderr, "ktune-tracker: --owner takes 'NAME FIELD=N...', a name of 1 to %zu "
+              "characters and one or more of share=N, sessions=N and queued=N, not '%s'%s%s\n",
+              sizeof(e.name) - 1, arg, why[0] ? ": " : "", why);
     return -1;
   }
-  struct share_weight *nw = realloc(o->weights, (o->nweights + 1) * sizeof(*nw));
-  if (!nw) {
+  snprintf(e.name, sizeof(e.name), "%.*s", (int)len, arg);
+  auth_entry *no = realloc(o->owners, (o->nowners + 1) * sizeof(*no));
+  if (!no) {
     fprintf(stderr, "ktune-tracker: out of memory\n");
     return -1;
   }
-  o->weights = nw;
-  snprintf(nw[o->nweights].name, sizeof(nw[0].name), "%.*s", (int)len, arg);
-  nw[o->nweights++].weight = (uint32_t)w;
+  o->owners = no;
+  no[o->nowners++] = e;
   return 0;
 }
 
@@ -221,14 +238,15 @@ int main(int argc, char **argv) {
   memset(&t, 0, sizeof(t));
   defaults(&t.opts);
   enum { OPT_PORTF = 256, OPT_SYNC, OPT_TOKENS, OPT_INSECURE, OPT_REPLAY, OPT_VERSION, OPT_SHARE,
-         OPT_HTTP, OPT_HTTP_PORTF, OPT_NUM };
-  enum { NNAMED = 12 };
+         OPT_OWNER, OPT_HTTP, OPT_HTTP_PORTF, OPT_NUM };
+  enum { NNAMED = 13 };
   struct option opts[NNAMED + 1 + NNUM] = {
       {"listen", required_argument, 0, 'l'}, {"db", required_argument, 0, 'd'},
       {"sync", required_argument, 0, OPT_SYNC}, {"port-file", required_argument, 0, OPT_PORTF},
       {"tokens", required_argument, 0, OPT_TOKENS}, {"insecure", no_argument, 0, OPT_INSECURE},
       {"replay", required_argument, 0, OPT_REPLAY}, {"version", no_argument, 0, OPT_VERSION},
-      {"share", required_argument, 0, OPT_SHARE}, {"http", required_argument, 0, OPT_HTTP},
+      {"share", required_argument, 0, OPT_SHARE}, {"owner", required_argument, 0, OPT_OWNER},
+      {"http", required_argument, 0, OPT_HTTP},
       {"http-port-file", required_argument, 0, OPT_HTTP_PORTF}, {"help", no_argument, 0, 'h'}};
   for (size_t i = 0; i < NNUM; i++)
     opts[NNAMED + i] = (struct option){num_opts[i].name, required_argument, 0, OPT_NUM + (int)i};
@@ -247,7 +265,8 @@ int main(int argc, char **argv) {
     case OPT_HTTP: t.opts.http = http_addr(optarg, http_spec, sizeof(http_spec)); break;
     case OPT_HTTP_PORTF: t.opts.http_port_file = optarg; break;
     case OPT_SHARE:
-      if (add_weight(&t.opts, optarg) < 0) return 2;
+    case OPT_OWNER:
+      if (add_owner(&t.opts, c == OPT_SHARE, optarg) < 0) return 2;
       break;
     case OPT_SYNC:
       if (strcmp(optarg, "normal") && strcmp(optarg, "full")) {
@@ -343,7 +362,7 @@ int main(int argc, char **argv) {
   queue_free_all(&t);
   share_free_all(&t);
   metrics_free(&t);
-  free(t.opts.weights);
+  free(t.opts.owners);
   guard_free_all(&t);
   replay_free(t.replay);
   hist_close(t.db);

@@ -39,7 +39,7 @@ keyq *queue_key_make(tracker *t, const char *key) {
 int queue_session_join(tracker *t, session *s) {
   if (s->kq) return 0;
   keyq *k = queue_key_make(t, s->key);
-  if (!k || share_join(t, s) < 0) return -1;
+  if (!k || share_join(t, s, k) < 0) return -1;
   s->kq = k;
   s->home = t;
   s->kq_prev = NULL;

@@ -42,27 +42,36 @@ static void charge(const tracker *t, share_use *u, double ran_s, uint64_t now) {
   u->avg_s = u->avg_s > 0 ? u->avg_s + AVG_NEW * (ran_s - u->avg_s) : ran_s;
 }
 
-static uint32_t weight_of(const tracker *t, const char *owner) {
-  const auth_entry *e = auth_tokens_find(&t->tokens, owner);
-  if (e && e->share) return e->share;
-  /* The last --share of a name is the one that counts. */
-  for (uint32_t i = t->opts.nweights; i-- > 0;)
-    if (!strcmp(t->opts.weights[i].name, owner)) return t->opts.weights[i].weight;
-  return 1;
-}
-
-/* Without a tokens file nobody is. */
-static int is_admin(const tracker *t, const char *owner) {
-  const auth_entry *e = auth_tokens_find(&t->tokens, owner);
-  return e && !strcmp(e->role, "admin");
-}
-
 static int faded(const tracker *t, share *sh, uint64_t now) {
   decay(t, &sh->use, now);
   return !sh->refs && sh->use.used_s < SHARE_FORGET_S;
 }
 
-int share_join(tracker *t, session *s) {
+/* The least runner time for its weight among the owners of sh's key that
+ * have sessions or runs now, in sh's weight; 0 when there are none. */
+static double least_active(const tracker *t, const share *sh, uint64_t now) {
+  double least = -1;
+  for (share *x = t->shares; x; x = x->next)
+    if (x != sh && x->refs && !strcmp(x->key, sh->key)) {
+      decay(t, &x->use, now);
+      double l = x->use.used_s / x->weight;
+      if (least < 0 || l < least) least = l;
+    }
+  return least > 0 ? least * sh->weight : 0;
+}
+
+/* The least runner time among sh's other sessions on key k. */
+static double least_sibling(const tracker *t, const keyq *k, const share *sh, uint64_t now) {
+  double least = -1;
+  for (session *x = k->sessions; x; x = x->kq_next)
+    if (x->sh == sh) {
+      decay(t, &x->use, now);
+      if (least < 0 || x->use.used_s < least) least = x->use.used_s;
+    }
+  return least > 0 ? least : 0;
+}
+
+int share_join(tracker *t, session *s, const keyq *k) {
   uint64_t now = uv_now(t->loop);
   share *sh = NULL;
   /* The walk that finds the record also drops the faded ones. */
@@ -81,13 +90,26 @@ int share_join(tracker *t, session *s) {
     if (!(sh = calloc(1, sizeof(*sh)))) return -1;
     snprintf(sh->key, sizeof(sh->key), "%s", s->key);
     snprintf(sh->owner, sizeof(sh->owner), "%s", s->owner);
-    sh->weight = weight_of(t, s->owner);
+    sh->weight = owner_weight(t, s->owner);
     sh->next = t->shares;
     t->shares = sh;
   }
+  /* Who arrives starts level with the least served of those already
+   * there, as a waking task does in a fair scheduler: the time others
+   * used while nobody else wanted the key is no debt to a newcomer, who
+   * would otherwise have the key alone until level. Time of one's own
+   * (a returning owner, a new session among siblings) still counts. */
+  if (!sh->refs) {
+    decay(t, &sh->use, now);
+    double floor = least_active(t, sh, now);
+    if (sh->use.used_s < floor) sh->use.used_s = floor;
+  }
+  decay(t, &s->use, now);
+  double sibling = least_sibling(t, k, sh, now);
+  if (s->use.used_s < sibling) s->use.used_s = sibling;
   sh->refs++;
   s->sh = sh;
-  s->admin = is_admin(t, s->owner);
+  s->admin = owner_admin(t, s->owner);
   return 0;
 }
 
@@ -142,8 +164,8 @@ int share_order(tracker *t, session *a, session *b, int for_build) {
 }
 
 void share_reload(tracker *t) {
-  for (share *sh = t->shares; sh; sh = sh->next) sh->weight = weight_of(t, sh->owner);
-  for (session *s = t->sessions; s; s = s->next) s->admin = is_admin(t, s->owner);
+  for (share *sh = t->shares; sh; sh = sh->next) sh->weight = owner_weight(t, sh->owner);
+  for (session *s = t->sessions; s; s = s->next) s->admin = owner_admin(t, s->owner);
 }
 
 /* ---- status ---- */

@@ -185,11 +185,12 @@ static int within_limits(tracker *t, peer *p, const Ktune__SubmitSession *req, c
                          size_t errlen) {
   const tracker_opts *o = &t->opts;
   const Ktune__TaskSpec *task = req->task;
-  /* An owner's quota holds across their connections; the tokens file may
-   * give a person their own. */
-  const auth_entry *e = auth_tokens_find(&t->tokens, p->name);
-  uint32_t max_sessions = e && e->sessions ? e->sessions : o->max_sessions;
-  uint32_t max_queued = e && e->queued ? e->queued : o->max_queued;
+  /* An owner's quota holds across their connections; the tokens file or
+   * --owner may give a person their own. */
+  char from_sessions[160], from_queued[160];
+  uint32_t max_sessions =
+      owner_setting(t, p->name, OWNER_SESSIONS, from_sessions, sizeof(from_sessions));
+  uint32_t max_queued = owner_setting(t, p->name, OWNER_QUEUED, from_queued, sizeof(from_queued));
   uint32_t active = 0;
   uint64_t queued = req->trials;
   for (session *x = t->sessions; x; x = x->next) {
@@ -202,21 +203,16 @@ static int within_limits(tracker *t, peer *p, const Ktune__SubmitSession *req, c
     if (!strcmp(w->s->owner, p->name)) active++, queued += w->trials;
   int over_sessions = active >= max_sessions;
   if (over_sessions || queued > max_queued) {
-    char using[300], which[128];
+    char using[300];
     owner_usage(t, p->name, using, sizeof(using));
-    if (over_sessions ? e && e->sessions : e && e->queued)
-      snprintf(which, sizeof(which), "%s=%u on %s's line of the tokens file",
-               over_sessions ? "sessions" : "queued", over_sessions ? max_sessions : max_queued,
-               p->name);
-    else
-      snprintf(which, sizeof(which), "%s", over_sessions ? "--max-sessions" : "--max-queued");
     if (over_sessions)
-      snprintf(err, errlen, "LIMIT: %s already has %u unfinished sessions (%s); the limit is %u "
-               "(%s)", p->name, active, using, max_sessions, which);
+      snprintf(err, errlen, "LIMIT: %s already has %u unfinished session%s (%s); the limit is %u "
+               "(%s)", p->name, active, active == 1 ? "" : "s", using, max_sessions,
+               from_sessions);
     else
       snprintf(err, errlen, "LIMIT: %s would have %llu trials queued, %u of them in this "
                "session (%s); the limit is %u (%s)", p->name, (unsigned long long)queued,
-               req->trials, using[0] ? using : "nothing else", max_queued, which);
+               req->trials, using[0] ? using : "nothing else", max_queued, from_queued);
     return -1;
   }
   if (!task) return 0; /* prepare() says what is missing */

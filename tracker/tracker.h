@@ -6,6 +6,8 @@
  *              only the tracker makes (reuse, resume)
  *   core.c     this loop turn's history transaction, and sending
  *   guard.c    what an agent may report, and agents that misbehave
+ *   owners.c   what each person may use: weight and quotas, and where
+ *              each came from (tokens file, --owner, default)
  *   share.c    fair shares of a key's runners: each owner's runner time,
  *              weights, the order in which sessions are served
  *   queue.c    where unfinished jobs wait: per session, per key, by id
@@ -85,11 +87,9 @@ typedef struct {
   uint32_t unknown_key_wait_ms; /* a never-served key's wait without --wait-timeout; 0: none */
   uint32_t remeasure_spread_pct; /* rounds spread wider (std / mean, %) are measured again; 0: never */
   uint32_t share_half_life_s; /* runner time used counts half after this long (share.c) */
-  struct share_weight {
-    char name[64];
-    uint32_t weight;
-  } *weights;              /* --share NAME=N, for owners the tokens file gives none */
-  uint32_t nweights;
+  auth_entry *owners;      /* --owner and --share: fields for people the tokens file
+                            * gives none (owners.c); the last for a name counts */
+  uint32_t nowners;
 } tracker_opts;
 
 typedef struct tracker tracker;
@@ -443,6 +443,16 @@ void queue_detach(tracker *t, job *j);
 void queue_remove(tracker *t, job *j);
 void queue_free_all(tracker *t);
 
+/* --- owners.c --- */
+enum owner_field { OWNER_SHARE, OWNER_SESSIONS, OWNER_QUEUED };
+/* owner's weight or quota; from (when not NULL) says where it came from,
+ * as a refusal names it: "sessions=1 on bob's line of the tokens file",
+ * "--owner 'bob queued=50'", "--max-sessions". */
+uint32_t owner_setting(const tracker *t, const char *owner, enum owner_field f, char *from,
+                       size_t fromlen);
+uint32_t owner_weight(const tracker *t, const char *owner);
+int owner_admin(const tracker *t, const char *owner);
+
 /* --- share.c --- */
 /* Runner seconds used, as fair shares count them: decayed with the
  * half-life, and what is running (and, for builds, built ahead) counted
@@ -466,9 +476,10 @@ struct share {
   share *next;
 };
 
-/* A session of s's key and owner joins that owner's record (made when
- * missing); -1 when out of memory. */
-int share_join(tracker *t, session *s);
+/* A session of s's key (k) and owner joins that owner's record (made
+ * when missing), starting no lower than the least served of those there
+ * already; -1 when out of memory. */
+int share_join(tracker *t, session *s, const keyq *k);
 void share_leave(session *s);
 /* j takes a runner, or lets it go (the result came, or it was lost):
  * the time between is its owner's and its session's. */

@@ -205,6 +205,22 @@ static void expect_status_explains(farm *f, const long *ids) {
   ASSERT_EQ_INT(farm_ktune(f, out, sizeof(out), 10000, args), 0);
   ASSERT_CONTAINS(out, "OWNER        WEIGHT  TARGET  ACTUAL");
   ASSERT_CONTAINS(out, "LINE");
+  /* A row per owner: name, weight 1, target 50%. */
+  ASSERT_CONTAINS(out, "    alice        1       50 ");
+  ASSERT_CONTAINS(out, "    bob          1       50 ");
+}
+
+/* The owner's part of key k's runner time as ktune status says it. */
+static double status_actual(farm *f, const char *who) {
+  json_t *st = farm_status(f), *k, *owner;
+  size_t i, j;
+  double actual = -1;
+  json_array_foreach(json_object_get(st, "keys"), i, k) json_array_foreach(json_object_get(k, "owners"), j, owner)
+    if (!strcmp(json_string_value(json_object_get(k, "key")), "k") &&
+        !strcmp(json_string_value(json_object_get(owner, "owner")), who))
+      actual = json_real_value(json_object_get(owner, "actual"));
+  json_decref(st);
+  return actual;
 }
 
 TEST(four_sessions_against_one_split_the_runner_by_owner) {
@@ -215,6 +231,27 @@ TEST(four_sessions_against_one_split_the_runner_by_owner) {
   for (int i = 0; i < 5; i++) farm_wait_trials(&f, ids[i], 1);
   expect_status_explains(&f, ids);
   split w = share_window(&f, ids, 5, "alice", "bob", WINDOW);
+  expect_share(&w, 1, 0.40, 0.60);
+  /* Status's ACTUAL is the same split, faded (and counting the trials
+   * before the window): owners stay listed after their sessions end. */
+  double actual = status_actual(&f, "bob");
+  fprintf(stderr, "ktune status: bob's actual share %.2f\n", actual);
+  ASSERT(actual >= 0.35 && actual <= 0.65);
+  farm_stop_all(&f, a.runner, a.builder, 0);
+}
+
+/* bob arrives after alice had the runner alone for a while: he starts
+ * level with her and they split it from his first trial, rather than
+ * bob having it alone until he has used as much as she did. */
+TEST(an_owner_who_arrives_late_starts_level) {
+  farm f;
+  agents a = share_farm(&f, NULL);
+  char *args[] = {TINY, "--trials", "1000", "--min-repeat-ms", "5", NULL};
+  long ids[2];
+  ids[0] = submit_as(&f, "alice", NULL, args);
+  farm_wait_trials(&f, ids[0], WINDOW + 30);
+  ids[1] = submit_as(&f, "bob", NULL, args);
+  split w = share_window(&f, ids, 2, "alice", "bob", WINDOW);
   expect_share(&w, 1, 0.40, 0.60);
   farm_stop_all(&f, a.runner, a.builder, 0);
 }
@@ -297,6 +334,21 @@ static void expect_refused(farm *f, const char *who, const char *token, char *co
   ASSERT_CONTAINS(out, want);
 }
 
+/* Sessions that wait: nobody serves key nobody, so their trials stay
+ * queued and they stay unfinished. */
+#define WAITING(n) {"matmul", "-D", "M=16", "--trials", n, "--key", "nobody", NULL}
+static char *ten[] = WAITING("10"), *thirty[] = WAITING("30"), *sixty[] = WAITING("60");
+
+/* who's second session of ten trials is refused: one is their limit,
+ * and from says where it comes from. */
+static void expect_second_refused(farm *f, const char *who, const char *token, const char *from) {
+  long first = submit_as(f, who, token, ten);
+  char want[200];
+  snprintf(want, sizeof(want), "%s already has 1 unfinished session (session %ld matmul, 10 "
+           "trials left); the limit is 1 (%s)", who, first, from);
+  expect_refused(f, who, token, ten, want);
+}
+
 TEST(quotas_are_per_owner_and_refusals_name_the_limit) {
   char tokens[300];
   tokens_file(tokens, sizeof(tokens), "admin alice " T_ALICE "\nclient bob " T_BOB
@@ -304,15 +356,8 @@ TEST(quotas_are_per_owner_and_refusals_name_the_limit) {
   farm f;
   char *opts[] = {"--tokens", tokens, "--max-sessions", "2", "--share", "carol=2", NULL};
   farm_start(&f, opts);
-  /* Nobody serves key nobody: the sessions wait, their trials queued. */
-  char *ten[] = {"matmul", "-D", "M=16", "--trials", "10", "--key", "nobody", NULL};
-  char *thirty[] = {"matmul", "-D", "M=16", "--trials", "30", "--key", "nobody", NULL};
-  char *sixty[] = {"matmul", "-D", "M=16", "--trials", "60", "--key", "nobody", NULL};
   char want[160];
-  long b1 = submit_as(&f, "bob", T_BOB, ten);
-  snprintf(want, sizeof(want), "bob already has 1 unfinished sessions (session %ld matmul, 10 "
-           "trials left); the limit is 1 (sessions=1 on bob's line of the tokens file)", b1);
-  expect_refused(&f, "bob", T_BOB, ten, want);
+  expect_second_refused(&f, "bob", T_BOB, "sessions=1 on bob's line of the tokens file");
   expect_refused(&f, "carol", T_CAROL, sixty, "carol would have 60 trials queued, 60 of them in "
                  "this session (nothing else); the limit is 50 (queued=50 on carol's line");
   long c1 = submit_as(&f, "carol", T_CAROL, thirty);
@@ -357,6 +402,33 @@ TEST(quotas_are_per_owner_and_refusals_name_the_limit) {
   farm_stop_tracker(&f);
 }
 
+/* --owner gives a person their quotas and weight without a tokens file,
+ * and a refusal names it, or the tracker's default it fell back to. */
+TEST(owner_option_sets_quotas_and_weights_without_tokens) {
+  farm f;
+  char *opts[] = {"--owner", "bob sessions=1", "--owner", "dave share=3 queued=40",
+                  "--max-queued", "50", NULL};
+  farm_start(&f, opts);
+  char *fortyfive[] = WAITING("45");
+  expect_second_refused(&f, "bob", NULL, "--owner 'bob sessions=1'");
+  expect_refused(&f, "carol", NULL, sixty, "carol would have 60 trials queued, 60 of them in "
+                 "this session (nothing else); the limit is 50 (--max-queued)");
+  expect_refused(&f, "dave", NULL, fortyfive, "the limit is 40 (--owner 'dave queued=40')");
+  submit_as(&f, "dave", NULL, ten);
+  json_t *st = farm_status(&f), *k, *owner;
+  size_t i, j;
+  int seen = 0;
+  json_array_foreach(json_object_get(st, "keys"), i, k) json_array_foreach(json_object_get(k, "owners"), j, owner) {
+    int dave = !strcmp(json_string_value(json_object_get(owner, "owner")), "dave");
+    ASSERT_EQ_INT(json_integer_value(json_object_get(owner, "weight")), dave ? 3 : 1);
+    ASSERT_EQ_DBL(json_real_value(json_object_get(owner, "target")), dave ? 0.75 : 0.25, 1e-9);
+    seen++;
+  }
+  ASSERT_EQ_INT(seen, 2);
+  json_decref(st);
+  farm_stop_tracker(&f);
+}
+
 /* A tracker that is told something it cannot use says what and where. */
 static void expect_tracker_refuses(char *const extra[], const char *want) {
   char dir[256], db[300];
@@ -393,6 +465,10 @@ TEST(malformed_share_fields_are_refused_naming_the_line) {
   expect_tracker_refuses(no_weight, "--share takes NAME=N");
   char *zero[] = {"--share", "bob=0", NULL};
   expect_tracker_refuses(zero, "not 'bob=0'");
+  char *no_fields[] = {"--owner", "bob", NULL};
+  expect_tracker_refuses(no_fields, "--owner takes 'NAME FIELD=N...'");
+  char *bad_field[] = {"--owner", "bob sessions=2 weight=2", NULL};
+  expect_tracker_refuses(bad_field, "not 'bob sessions=2 weight=2': 'weight=2' is not a field");
   char *half_life[] = {"--share-half-life-s", "0", NULL};
   expect_tracker_refuses(half_life, "--share-half-life-s needs a whole number of at least 1");
 }
@@ -403,4 +479,6 @@ TEST_LIST(TEST_ENTRY(four_sessions_against_one_split_the_runner_by_owner),
           TEST_ENTRY(a_client_priority_orders_only_their_own_sessions),
           TEST_ENTRY(an_admin_priority_outranks_other_owners),
           TEST_ENTRY(quotas_are_per_owner_and_refusals_name_the_limit),
+          TEST_ENTRY(an_owner_who_arrives_late_starts_level),
+          TEST_ENTRY(owner_option_sets_quotas_and_weights_without_tokens),
           TEST_ENTRY(malformed_share_fields_are_refused_naming_the_line))
