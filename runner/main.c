@@ -392,10 +392,10 @@ static int check_sandbox(unsigned off) {
   }
   if (off) {
     sandbox_parts_text(off, names, sizeof names);
-    log_warn(WHO, "sandbox: measuring WITHOUT %s (--sandbox-off): %s; `ktune status` shows it",
-             names, off & SANDBOX_PART_SECCOMP
-                        ? "a kernel may make any system call this runner's user may"
-                        : "a kernel may use all the memory it can get");
+    int sc = (off & SANDBOX_PART_SECCOMP) != 0, mem = (off & SANDBOX_PART_MEM_LIMIT) != 0;
+    log_warn(WHO, "sandbox: measuring WITHOUT %s (--sandbox-off): a kernel may %s%s%s; `ktune "
+             "status` shows it", names, sc ? "make any system call this runner's user may" : "",
+             sc && mem ? " and " : "", mem ? "use all the memory it can get" : "");
   }
   return 0;
 }

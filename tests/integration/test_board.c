@@ -124,6 +124,23 @@ TEST(runner_refuses_an_unknown_sandbox_part) {
   ASSERT_CONTAINS(out, "--sandbox-off: expected seccomp, mem-limit or both");
 }
 
+/* No builder was sent a build it cannot make: it would refuse it
+ * (builder/backend.c), and the tracker would log the refusal. */
+static void expect_no_misrouted_build(farm *f) {
+  char log[1 << 16];
+  proc_read_file(f->log, log, sizeof(log));
+  if (strstr(log, "target mismatch") || strstr(log, "cannot build for session"))
+    TEST_FAIL("a builder was sent a build for an architecture it cannot make:\n%s", log);
+}
+
+/* What the text of ktune status says holds each of want[]. */
+static void expect_status_text(farm *f, const char *const want[]) {
+  static char out[1 << 16];
+  char *args[] = {"status", NULL};
+  ASSERT_EQ_INT(farm_ktune(f, out, sizeof(out), 10000, args), 0);
+  for (int i = 0; want[i]; i++) ASSERT_CONTAINS(out, want[i]);
+}
+
 /* A key whose runners (here one that claims aarch64) no builder can make
  * code for: the session says it waits for a builder, the x86-64 builder
  * is never sent a build for it, and --wait-timeout fails it. */
@@ -150,16 +167,16 @@ TEST(session_waits_for_a_builder_of_its_architecture) {
     farm_print_log(&f);
     TEST_FAIL("ktune status never said session %ld waits for an aarch64 builder", id);
   }
+  const char *text[] = {"waiting for a builder that can make aarch64 code with 'tcc'",
+                        "builds for x86_64", NULL};
+  expect_status_text(&f, text);
   char out[8192];
   ASSERT_EQ_INT(farm_wait(&f, id, 30000, out, sizeof(out)), 1);
   ASSERT_CONTAINS(out, "no builder that can make aarch64 code with 'tcc' was connected for 4 s");
   sqlite3 *db = farm_db(&f);
   ASSERT_EQ_INT(farm_query(db, "SELECT count(*) FROM trials"), 0);
   sqlite3_close(db);
-  char log[1 << 16];
-  proc_read_file(f.log, log, sizeof(log));
-  if (strstr(log, "target mismatch") || strstr(log, "cannot build for session"))
-    TEST_FAIL("the x86-64 builder was sent an aarch64 build:\n%s", log);
+  expect_no_misrouted_build(&f);
   farm_stop_all(&f, r, b, 0);
 }
 
@@ -197,6 +214,9 @@ TEST(aarch64_runner_measures_cross_built_matmul) {
               txt);
   }
   json_decref(st);
+  const char *text[] = {"sandbox OFF: seccomp,mem-limit (--sandbox-off)", "builds for", "aarch64",
+                        NULL};
+  expect_status_text(&f, text);
   char out[16384];
   char *args[] = {"tune", "matmul", SMALL, "--trials", "8", "--key", "pi", "--compiler",
                   CROSS_COMPILER, "--strategy", "grid", "--confirm", "0", NULL};
@@ -217,6 +237,7 @@ TEST(aarch64_runner_measures_cross_built_matmul) {
     TEST_FAIL("%lld trials, %lld of them ok, checked, built by xb and run on aarch64 pi1 "
               "(want 8 and 8)", all, good);
   }
+  expect_no_misrouted_build(&f);
   farm_stop_all(&f, r, xb, tb);
 }
 
