@@ -211,7 +211,10 @@ json_t *cli_best_json(const Ktune__SessionProgress *p);
 void cli_add_failures(json_t *failures, const Ktune__SessionProgress *p);
 
 /* Asks a tracker for its status; *reply is freed with wire_free. */
-int cli_fetch_status(const cli_dial *d, Ktune__Envelope **reply, char *err, size_t errlen);
+/* The tracker's status: max_rows agents and sessions at most, 0 for all
+ * (StatusRequest.max_rows). */
+int cli_fetch_status(const cli_dial *d, uint32_t max_rows, Ktune__Envelope **reply, char *err,
+                     size_t errlen);
 void cli_print_sessions(const Ktune__StatusReply *r);
 
 /* Parses -D NAME=VALUE. */

@@ -144,7 +144,7 @@ int cmd_sessions(int argc, char **argv) {
   if (cli_dial_settle(&d, "sessions", CLI_LOCAL_TRACKER) < 0) return EXIT_USAGE;
   char err[512];
   Ktune__Envelope *m;
-  if (cli_fetch_status(&d, &m, err, sizeof(err)) < 0) {
+  if (cli_fetch_status(&d, 0, &m, err, sizeof(err)) < 0) {
     fprintf(stderr, "ktune sessions: %s\n", err);
     return EXIT_FAIL;
   }

@@ -9,6 +9,10 @@
 #include "common/status_json.h"
 #include "common/wire.h"
 
+/* Agents and sessions a text status lists without --all: a screenful, not
+ * a farm of a thousand boards. */
+#define STATUS_ROWS 40
+
 static void print_json(const Ktune__StatusReply *r) {
   char *txt = status_json_text(r);
   if (!txt) {
@@ -19,8 +23,16 @@ static void print_json(const Ktune__StatusReply *r) {
   free(txt);
 }
 
+/* "(1000)", or "(1000, 40 shown: WHICH; ktune status --all for all)". */
+static void count_line(const char *what, size_t shown, uint32_t total, const char *which) {
+  if (total > shown)
+    printf("%s (%u, %zu shown: %s; ktune status --all for all)\n", what, total, shown, which);
+  else
+    printf("%s (%zu)\n", what, shown);
+}
+
 void cli_print_sessions(const Ktune__StatusReply *r) {
-  printf("sessions (%zu)\n", r->n_sessions);
+  count_line("sessions", r->n_sessions, r->sessions_total, "the newest");
   if (r->n_sessions)
     printf("  %-5s %-10s %-14s %-10s %-8s %-10s %-11s %-7s %-12s %s\n", "ID", "OWNER", "TASK",
            "KEY", "STRATEGY", "STATE", "TRIALS", "FAILED", "BEST GFLOPS", "LINE");
@@ -44,7 +56,8 @@ void cli_print_sessions(const Ktune__StatusReply *r) {
 
 static void print_text(const char *addr, const Ktune__StatusReply *r) {
   printf("tracker %s, up %.1f s\n", addr, r->uptime_s);
-  printf("\nagents (%zu)\n", r->n_agents);
+  printf("\n");
+  count_line("agents", r->n_agents, r->agents_total, "those that need a look first");
   if (r->n_agents)
     printf("  %-8s %-18s %-10s %-14s %-7s %-5s %-9s %-7s %s\n", "ROLE", "NAME", "KEY", "HOST",
            "ARCH", "STATE", "JOB", "OK/FAIL", "HEARD");
@@ -94,10 +107,12 @@ static void print_text(const char *addr, const Ktune__StatusReply *r) {
   cli_print_sessions(r);
 }
 
-int cli_fetch_status(const cli_dial *d, Ktune__Envelope **reply, char *err, size_t errlen) {
+int cli_fetch_status(const cli_dial *d, uint32_t max_rows, Ktune__Envelope **reply, char *err,
+                     size_t errlen) {
   client c;
   if (client_connect(&c, d, err, errlen) < 0) return -1;
   Ktune__StatusRequest req = KTUNE__STATUS_REQUEST__INIT;
+  req.max_rows = max_rows;
   Ktune__Envelope env = wire_envelope(KTUNE__ENVELOPE__MSG_STATUS_REQUEST, &req);
   Ktune__Envelope *m = client_ask(&c, &env, 10000, err, errlen);
   client_close(&c);
@@ -113,9 +128,10 @@ int cli_fetch_status(const cli_dial *d, Ktune__Envelope **reply, char *err, size
 
 int cmd_status(int argc, char **argv) {
   cli_dial d = {0};
-  int json = 0;
+  int json = 0, all = 0;
   static const struct option opts[] = {CLI_DIAL_OPTIONS,
                                        {"json", no_argument, 0, 'j'},
+                                       {"all", no_argument, 0, 'a'},
                                        {"help", no_argument, 0, 'h'},
                                        {0, 0, 0, 0}};
   int ch;
@@ -123,18 +139,23 @@ int cmd_status(int argc, char **argv) {
     switch (ch) {
     case CLI_OPT_TRACKER: case CLI_OPT_TOKEN_FILE: cli_dial_option(&d, ch, optarg); break;
     case 'j': json = 1; break;
+    case 'a': all = 1; break;
     case 'h':
-      printf("usage: ktune status " CLI_DIAL_USAGE " [--json]\n\n"
+      printf("usage: ktune status " CLI_DIAL_USAGE " [--all] [--json]\n\n"
              "Prints a tracker's uptime, its agents (role, name, key, host, state, the job\n"
              "held, trials ok/failed, when last heard, a runner's device), its device keys\n"
              "(runners, busy, free, jobs queued, and each owner's weight, target and actual\n"
              "share of the runner time) and its sessions (as `ktune sessions`, with each one's\n"
              "place in its key's line).\n"
              CLI_DIAL_HELP
+             "  --all                every agent and session (default: at most %d of each,\n"
+             "                       the agents that need a look first: quarantined,\n"
+             "                       draining, sandbox parts off, not heard lately; then the\n"
+             "                       newest sessions; the counts are always of all)\n"
              "  --json               all of it as one JSON object, times in seconds to the\n"
              "                       millisecond (default: text)\n\n"
              "Exit status: 0 when the tracker answered; 1 when it could not be reached or\n"
-             "refused; 2 for a usage error.\n");
+             "refused; 2 for a usage error.\n", STATUS_ROWS);
       return EXIT_OK;
     default: return EXIT_USAGE;
     }
@@ -146,7 +167,7 @@ int cmd_status(int argc, char **argv) {
   if (cli_dial_settle(&d, "status", CLI_LOCAL_TRACKER) < 0) return EXIT_USAGE;
   char err[512];
   Ktune__Envelope *m;
-  if (cli_fetch_status(&d, &m, err, sizeof(err)) < 0) {
+  if (cli_fetch_status(&d, json || all ? 0 : STATUS_ROWS, &m, err, sizeof(err)) < 0) {
     fprintf(stderr, "ktune status: %s\n", err);
     return EXIT_FAIL;
   }

@@ -154,6 +154,11 @@ static void write_cb(uv_write_t *req, int status) {
   else if (c->out_len) batch_add(c);
 }
 
+void conn_send_now(conn *c) {
+  if (c->batch) batch_remove(c);
+  conn_flush(c);
+}
+
 void conn_flush(conn *c) {
   if (c->closing || c->writing || c->out_len == 0) return;
   /* Hand the whole queue to libuv and start a new one: everything queued
@@ -164,6 +169,7 @@ void conn_flush(conn *c) {
   c->out_len = c->out_cap = 0;
   c->wreq.data = c;
   c->writing = 1;
+  c->last_tx_ms = uv_now(c->tcp.loop);
   int rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, write_cb);
   if (rc < 0) {
     c->writing = 0;

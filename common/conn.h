@@ -46,6 +46,7 @@ struct conn {
   auth_stream mac;        /* on after login: every frame carries an HMAC */
   int closing;
   uint64_t last_rx_ms;    /* uv_now of the last bytes received */
+  uint64_t last_tx_ms;    /* uv_now of the last write started */
   uint64_t opened_ms;
   char peer[64];          /* remote address, for logs */
   char rbuf[16384];
@@ -68,6 +69,8 @@ int conn_send_error(conn *c, const char *code, const char *fmt, ...)
 void conn_flush(conn *c);
 /* Starts a write on every connection of b that has bytes queued. */
 void conn_batch_flush(conn_batch *b);
+/* Takes c out of its batch and starts its write now. */
+void conn_send_now(conn *c);
 
 /* Ends the connection: on_close runs now, the memory goes when libuv has
  * closed the handle. Queued bytes are tried once without blocking, so an

@@ -33,6 +33,7 @@ void core_commit(tracker *t) {
     log_error(WHO, "history: commit failed: %s; stopping", hist_errmsg(t->db));
     exit(1);
   }
+  t->commits++;
   metrics_commit(t, uv_hrtime() - t0);
 }
 
@@ -44,6 +45,13 @@ int core_send(peer *p, const Ktune__Envelope *env) {
 int core_send_msg(peer *p, Ktune__Envelope__MsgCase which, void *msg) {
   Ktune__Envelope env = wire_envelope(which, msg);
   return core_send(p, &env);
+}
+
+int core_send_msg_now(peer *p, Ktune__Envelope__MsgCase which, void *msg) {
+  int alone = p->c && p->c->out_len == 0;
+  int rc = core_send_msg(p, which, msg);
+  if (rc == 0 && alone) conn_send_now(p->c);
+  return rc;
 }
 
 int core_bound(uv_tcp_t *l, const char *opt, const char *path, char *addr, size_t addrlen,

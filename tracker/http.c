@@ -69,7 +69,7 @@ static snap *status_snap(http *h) {
   uint64_t now = uv_now(t->loop);
   if (!h->last || now - h->last_ms >= SNAP_MAX_AGE_MS) {
     Ktune__StatusReply r;
-    registry_status(t, &r);
+    registry_status(t, &r, 0);
     char *text = status_json_text(&r);
     registry_status_free(&r);
     snap *s = text ? malloc(sizeof(*s)) : NULL;

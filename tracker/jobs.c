@@ -53,6 +53,8 @@ job *jobs_add(tracker *t, session *s, uint64_t id, uint64_t index, const int64_t
   }
   memcpy(j->values, values, nk * sizeof(int64_t));
   j->id = id;
+  /* A row written in the open transaction is durable once it commits. */
+  j->durable_at = t->commits + (t->txn_open ? 1 : 0);
   j->s = s;
   j->index = index;
   j->lost = lost;
@@ -235,6 +237,18 @@ static void lease(tracker *t, job *j, peer *p, enum job_state state, uint64_t li
   busy_add(t, p, 1);
 }
 
+/* j was just queued to p. A job whose row is committed may reach its
+ * agent before this turn's commit: it claims nothing about this turn
+ * (results are acknowledged only after it, jobs_committed). One whose row
+ * is in this turn's transaction waits for it: were the tracker to stop
+ * first, its id could name another job after the restart, and the
+ * agent's result for the one would answer for the other. */
+static void sent(tracker *t, peer *p, const job *j) {
+  if (t->commits >= j->durable_at) p->send_now = 1;
+  else p->send_late = 1;
+  registry_due(t, p, 1);
+}
+
 static void send_build(tracker *t, peer *b, job *j, const char *arch) {
   session *s = j->s;
   size_t nc = s->task.nconsts, nk = s->task.nknobs;
@@ -263,6 +277,7 @@ static void send_build(tracker *t, peer *b, job *j, const char *arch) {
   if (core_send_msg(b, KTUNE__ENVELOPE__MSG_BUILD_JOB, &bj) == 0) {
     snprintf(j->arch, sizeof(j->arch), "%s", arch);
     lease(t, j, b, JOB_BUILDING, t->opts.build_timeout_ms);
+    sent(t, b, j);
   }
 out:
   free(params);
@@ -308,6 +323,7 @@ static void send_run(tracker *t, peer *r, job *j) {
     if (j->confirm && !s->confirm_runner[0])
       snprintf(s->confirm_runner, sizeof(s->confirm_runner), "%s", r->name);
     lease(t, j, r, JOB_RUNNING, run_limit_ms(s));
+    sent(t, r, j);
     metrics_dispatched(t, j, r);
     t->hooks.job_started(t, s);
   }
@@ -352,29 +368,40 @@ static job *pick_run(const peer *r) {
   return best;
 }
 
-static job *pick_build(tracker *t, const peer *b, const char **arch_out) {
+/* The best build of key k for builder b (k->build_pick), and its arch. */
+static void pick_key_build(tracker *t, keyq *k, const peer *b) {
+  k->build_pick = NULL;
+  /* The target must be known: build only for a key that has a runner,
+   * and only so far ahead of its runners. */
+  uint32_t limit = k->ready > 1 ? 2 * k->ready : 2;
+  if (!k->queued[QUEUE_BUILD] || !k->ready || k->ahead >= limit) return;
+  /* The sessions of a key mostly share a compiler: its target once. */
+  const char *memo_compiler = NULL, *memo_arch = NULL;
+  for (session *s = k->sessions; s; s = s->kq_next) {
+    if (!s->queued[QUEUE_BUILD]) continue;
+    if (!memo_compiler || strcmp(memo_compiler, s->compiler) != 0) {
+      memo_compiler = s->compiler;
+      memo_arch = build_arch(b, s);
+    }
+    if (!memo_arch) continue;
+    for (job *j = s->qhead[QUEUE_BUILD]; j; j = j->qnext)
+      if (!j->avoid[0] || strcmp(j->avoid, b->name) != 0) {
+        if (better(t, j, k->build_pick, 0)) k->build_pick = j, k->build_pick_arch = memo_arch;
+        break;
+      }
+  }
+}
+
+/* The best build for b across keys. Each key's best is kept while b
+ * takes jobs: a build reorders only its own key (its session's and
+ * owner's levels, what the key has ahead), so after the first pick only
+ * that key (changed) is looked at again, not every session of the farm. */
+static job *pick_build(tracker *t, const peer *b, const keyq *changed, const char **arch_out) {
   job *best = NULL;
   for (keyq *k = t->keys; k; k = k->next) {
-    /* The target must be known: build only for a key that has a runner,
-     * and only so far ahead of its runners. */
-    uint32_t limit = k->ready > 1 ? 2 * k->ready : 2;
-    if (!k->queued[QUEUE_BUILD] || !k->ready || k->ahead >= limit) continue;
-    /* The sessions of a key mostly share a compiler: its target once. */
-    const char *memo_compiler = NULL, *memo_arch = NULL;
-    for (session *s = k->sessions; s; s = s->kq_next) {
-      if (!s->queued[QUEUE_BUILD]) continue;
-      if (!memo_compiler || strcmp(memo_compiler, s->compiler) != 0) {
-        memo_compiler = s->compiler;
-        memo_arch = build_arch(b, s);
-      }
-      const char *arch = memo_arch;
-      if (!arch) continue;
-      for (job *j = s->qhead[QUEUE_BUILD]; j; j = j->qnext)
-        if (!j->avoid[0] || strcmp(j->avoid, b->name) != 0) {
-          if (better(t, j, best, 0)) best = j, *arch_out = arch;
-          break;
-        }
-    }
+    if (!changed || k == changed) pick_key_build(t, k, b);
+    if (k->build_pick && better(t, k->build_pick, best, 0))
+      best = k->build_pick, *arch_out = k->build_pick_arch;
   }
   return best;
 }
@@ -467,8 +494,10 @@ static void dispatch_now(tracker *t) {
     if (guard_quarantined(t, p)) continue;
     job *j;
     const char *arch = NULL;
-    while (p->idle && (j = pick_build(t, p, &arch))) {
+    const keyq *changed = NULL;
+    while (p->idle && (j = pick_build(t, p, changed, &arch))) {
       uint32_t busy = p->busy;
+      changed = j->s->kq;
       send_build(t, p, j, arch);
       if (p->busy == busy) break;
     }
@@ -698,10 +727,41 @@ void jobs_on_build_result(tracker *t, peer *p, const Ktune__BuildResult *r) {
   record_job(t, j, code, error, NULL, 0, NULL, 0, NULL);
 }
 
-static void send_ack(peer *p, uint64_t job_id) {
-  Ktune__ResultAck ack = KTUNE__RESULT_ACK__INIT;
-  ack.job_id = job_id;
-  core_send_msg(p, KTUNE__ENVELOPE__MSG_RESULT_ACK, &ack);
+/* ResultAck says the result is committed: it is sent after the commit
+ * (jobs_committed), whatever goes before. */
+static void send_ack(tracker *t, peer *p, uint64_t job_id) {
+  if (p->nacks == p->acks_cap) {
+    uint32_t cap = p->acks_cap ? 2 * p->acks_cap : 4;
+    uint64_t *na = realloc(p->acks, cap * sizeof(*na));
+    if (!na) return; /* an agent does without an ack (it resends nothing) */
+    p->acks = na;
+    p->acks_cap = cap;
+  }
+  p->acks[p->nacks++] = job_id;
+  registry_due(t, p, 1);
+}
+
+void jobs_send_early(tracker *t) {
+  for (peer *p = t->due, *next; p; p = next) {
+    next = p->due_next;
+    if (p->send_now && !p->send_late && p->c) conn_send_now(p->c);
+    p->send_now = 0;
+    if (!p->send_late && !p->nacks) registry_due(t, p, 0);
+  }
+}
+
+void jobs_committed(tracker *t) {
+  while (t->due) {
+    peer *p = t->due;
+    registry_due(t, p, 0);
+    p->send_now = p->send_late = 0;
+    for (uint32_t i = 0; i < p->nacks; i++) {
+      Ktune__ResultAck ack = KTUNE__RESULT_ACK__INIT;
+      ack.job_id = p->acks[i];
+      core_send_msg(p, KTUNE__ENVELOPE__MSG_RESULT_ACK, &ack);
+    }
+    p->nacks = 0;
+  }
 }
 
 /* A result for the job a runner brought along from an earlier connection
@@ -714,7 +774,7 @@ static int unheld_result(tracker *t, peer *p, const Ktune__RunResult *r) {
            (unsigned long long)r->job_id);
   p->holding = 0;
   busy_add(t, p, -1);
-  send_ack(p, r->job_id);
+  send_ack(t, p, r->job_id);
   return 1;
 }
 
@@ -739,7 +799,7 @@ void jobs_on_run_result(tracker *t, peer *p, const Ktune__RunResult *r) {
   if (!j) return;
   p->holding = 0;
   if (p->rec) p->rec->loss_streak = 0;
-  send_ack(p, r->job_id);
+  send_ack(t, p, r->job_id);
   if (!j->s) {
     end_job(t, j, NULL);
     return;

@@ -353,9 +353,15 @@ int main(int argc, char **argv) {
     hist_close(t.db);
     return 1;
   }
+  if (!(t.ckpt = checkpoint_start(t.loop, t.db, t.opts.db_path, err, sizeof(err)))) {
+    fprintf(stderr, "ktune-tracker: %s\n", err);
+    hist_close(t.db);
+    return 1;
+  }
   /* Resumed sessions propose what they had not proposed yet. */
   for (session *s = t.sessions; s; s = s->next) session_fill(&t, s);
   uv_run(t.loop, UV_RUN_DEFAULT);
+  checkpoint_free(t.ckpt);
   http_free(&t);
   jobs_free_all(&t);
   session_free_all(&t);

@@ -22,11 +22,28 @@ peer *registry_add(tracker *t, conn *c) {
   return p;
 }
 
+void registry_due(tracker *t, peer *p, int due) {
+  if (due == p->due) return;
+  p->due = due;
+  if (due) {
+    p->due_prev = NULL;
+    p->due_next = t->due;
+    if (t->due) t->due->due_prev = p;
+    t->due = p;
+    return;
+  }
+  if (p->due_prev) p->due_prev->due_next = p->due_next;
+  else t->due = p->due_next;
+  if (p->due_next) p->due_next->due_prev = p->due_prev;
+}
+
 void registry_remove(tracker *t, peer *p) {
+  registry_due(t, p, 0);
   if (p->prev) p->prev->next = p->next;
   else t->peers = p->next;
   if (p->next) p->next->prev = p->prev;
   free(p->device_json);
+  free(p->acks);
   free(p);
 }
 
@@ -135,13 +152,17 @@ static int add_failures(void *ctx, const char *status, int64_t n) {
 typedef struct {
   hist *db;
   Ktune__StatusReply *out;
+  uint32_t max_rows; /* 0: all */
 } recent_ctx;
 
 static int add_recent(void *ctx, const hist_session_row *r) {
   hist *db = ((recent_ctx *)ctx)->db;
   Ktune__StatusReply *out = ((recent_ctx *)ctx)->out;
+  uint32_t max_rows = ((recent_ctx *)ctx)->max_rows;
   for (size_t i = 0; i < out->n_sessions; i++)
     if (out->sessions[i]->id == (uint64_t)r->id) return 0;
+  out->sessions_total++;
+  if (max_rows && out->n_sessions >= max_rows) return 0;
   Ktune__SessionInfo *si = calloc(1, sizeof(*si));
   if (!si) return 0;
   ktune__session_info__init(si);
@@ -218,54 +239,79 @@ static void session_pace(tracker *t, const session *s, Ktune__SessionInfo *si) {
   si->failure_counts = ptrs;
 }
 
-void registry_status(tracker *t, Ktune__StatusReply *out) {
+/* A ready agent's row of the status (its strings are the peer's). */
+static Ktune__AgentInfo *agent_info(tracker *t, peer *p) {
+  Ktune__AgentInfo *a = calloc(1, sizeof(*a));
+  if (!a) return NULL;
+  ktune__agent_info__init(a);
+  a->role = p->role;
+  a->name = p->name;
+  a->key = p->key;
+  a->host = p->host;
+  a->arch = p->arch;
+  a->id = p->id;
+  a->state = p->draining ? "draining" : p->busy ? "busy" : "idle";
+  if (guard_quarantined(t, p)) {
+    a->state = "quarantined";
+    char q[256];
+    guard_describe(t, p, q, sizeof(q));
+    a->quarantine = strdup(q);
+  }
+  a->trials_done = p->trials_done;
+  a->trials_failed = p->trials_failed;
+  a->last_heard_s = p->c ? (double)(uv_now(t->loop) - p->c->last_rx_ms) / 1e3 : 0;
+  a->cpu_model = p->cpu_model;
+  a->cores = p->cores;
+  a->kernel = p->kernel;
+  a->governor = p->governor;
+  a->version = p->version;
+  a->sandbox_off = p->sandbox_off;
+  a->archs = calloc(p->narchs ? p->narchs : 1, sizeof(char *));
+  for (size_t i = 0; a->archs && i < p->narchs; i++) a->archs[a->n_archs++] = (char *)p->archs[i];
+  a->jobs = calloc(p->busy ? p->busy : 1, sizeof(uint64_t));
+  for (job *j = p->leases; a->jobs && j && a->n_jobs < p->busy; j = j->lnext)
+    a->jobs[a->n_jobs++] = j->id;
+  static char *tcc = "tcc", *cc = "cc";
+  a->backends = calloc(2, sizeof(char *));
+  if (a->backends && p->has_tcc) a->backends[a->n_backends++] = tcc;
+  if (a->backends && p->has_cc) a->backends[a->n_backends++] = cc;
+  return a;
+}
+
+/* An agent to look at first when not every one is listed. */
+static int needs_a_look(tracker *t, const peer *p) {
+  return guard_quarantined(t, p) || p->draining || p->sandbox_off[0] ||
+         (p->c && uv_now(t->loop) - p->c->last_rx_ms > 2 * (uint64_t)t->opts.heartbeat_ms);
+}
+
+static int listed(const peer *p) {
+  return p->state == PEER_READY && p->role != KTUNE__ROLE__ROLE_CLIENT;
+}
+
+void registry_status(tracker *t, Ktune__StatusReply *out, uint32_t max_rows) {
   ktune__status_reply__init(out);
   out->uptime_s = (double)(uv_now(t->loop) - t->started_ms) / 1e3;
   size_t na = 0, ns = 0;
-  for (peer *p = t->peers; p; p = p->next)
-    na += p->state == PEER_READY && p->role != KTUNE__ROLE__ROLE_CLIENT;
+  for (peer *p = t->peers; p; p = p->next) na += listed(p);
   for (session *s = t->sessions; s; s = s->next) ns++;
+  out->agents_total = (uint32_t)na;
+  out->sessions_total = (uint32_t)ns;
   ns += RECENT_SESSIONS;
   out->agents = calloc(na ? na : 1, sizeof(*out->agents));
   out->sessions = calloc(ns ? ns : 1, sizeof(*out->sessions));
   if (!out->agents || !out->sessions) return;
-  for (peer *p = t->peers; p; p = p->next) {
-    if (p->state != PEER_READY || p->role == KTUNE__ROLE__ROLE_CLIENT) continue;
-    Ktune__AgentInfo *a = calloc(1, sizeof(*a));
-    if (!a) break;
-    ktune__agent_info__init(a);
-    a->role = p->role;
-    a->name = p->name;
-    a->key = p->key;
-    a->host = p->host;
-    a->arch = p->arch;
-    a->id = p->id;
-    a->state = p->draining ? "draining" : p->busy ? "busy" : "idle";
-    if (guard_quarantined(t, p)) {
-      a->state = "quarantined";
-      char q[256];
-      guard_describe(t, p, q, sizeof(q));
-      a->quarantine = strdup(q);
+  /* With a limit, two passes: those that need a look, then the rest. */
+  int limited = max_rows && max_rows < na;
+  size_t room = limited ? max_rows : na;
+  for (int pass = 0; pass < (limited ? 2 : 1); pass++)
+    for (peer *p = t->peers; p && out->n_agents < room; p = p->next) {
+      if (!listed(p) || (limited && (pass == 0) != needs_a_look(t, p))) continue;
+      Ktune__AgentInfo *a = agent_info(t, p);
+      if (!a) break;
+      out->agents[out->n_agents++] = a;
     }
-    a->trials_done = p->trials_done;
-    a->trials_failed = p->trials_failed;
-    a->last_heard_s = p->c ? (double)(uv_now(t->loop) - p->c->last_rx_ms) / 1e3 : 0;
-    a->cpu_model = p->cpu_model;
-    a->cores = p->cores;
-    a->kernel = p->kernel;
-    a->governor = p->governor;
-    a->version = p->version;
-    a->sandbox_off = p->sandbox_off;
-    a->archs = calloc(p->narchs ? p->narchs : 1, sizeof(char *));
-    for (size_t i = 0; a->archs && i < p->narchs; i++) a->archs[a->n_archs++] = (char *)p->archs[i];
-    a->jobs = calloc(p->busy ? p->busy : 1, sizeof(uint64_t));
-    for (job *j = p->leases; a->jobs && j && a->n_jobs < p->busy; j = j->lnext)
-      a->jobs[a->n_jobs++] = j->id;
-    static char *tcc = "tcc", *cc = "cc";
-    a->backends = calloc(2, sizeof(char *));
-    if (a->backends && p->has_tcc) a->backends[a->n_backends++] = tcc;
-    if (a->backends && p->has_cc) a->backends[a->n_backends++] = cc;
-    out->agents[out->n_agents++] = a;
+  for (peer *p = t->peers; p; p = p->next) {
+    if (!listed(p)) continue;
     if (p->role == KTUNE__ROLE__ROLE_RUNNER) {
       Ktune__KeyInfo *k = key_info(out, p->key);
       if (k) {
@@ -287,7 +333,7 @@ void registry_status(tracker *t, Ktune__StatusReply *out) {
   for (share *sh = t->shares; sh; sh = sh->next) key_info(out, sh->key);
   for (size_t i = 0; i < out->n_keys; i++)
     share_status(t, queue_key(t, out->keys[i]->key), out->keys[i]);
-  for (session *s = t->sessions; s; s = s->next) {
+  for (session *s = t->sessions; s && !(max_rows && out->n_sessions >= max_rows); s = s->next) {
     Ktune__SessionInfo *si = calloc(1, sizeof(*si));
     if (!si) break;
     ktune__session_info__init(si);
@@ -308,7 +354,7 @@ void registry_status(tracker *t, Ktune__StatusReply *out) {
     share_session_status(t, s, si);
     out->sessions[out->n_sessions++] = si;
   }
-  recent_ctx rc = {t->db, out};
+  recent_ctx rc = {t->db, out, max_rows};
   hist_sessions_recent(t->db, RECENT_SESSIONS, add_recent, &rc);
 }
 

@@ -56,10 +56,9 @@ static void on_watch(tracker *t, peer *p, Ktune__Envelope *env) {
 }
 
 static void on_status(tracker *t, peer *p, Ktune__Envelope *env) {
-  (void)env;
   Ktune__StatusReply r;
-  registry_status(t, &r);
-  core_send_msg(p, KTUNE__ENVELOPE__MSG_STATUS_REPLY, &r);
+  registry_status(t, &r, env->status_request->max_rows);
+  core_send_msg_now(p, KTUNE__ENVELOPE__MSG_STATUS_REPLY, &r);
   registry_status_free(&r);
 }
 
@@ -226,7 +225,8 @@ static void welcome(tracker *t, peer *p, const auth_entry *e) {
     w.proof.len = AUTH_MAC;
     w.granted = (char *)e->role;
   }
-  core_send_msg(p, KTUNE__ENVELOPE__MSG_WELCOME, &w);
+  if (p->role == KTUNE__ROLE__ROLE_CLIENT) core_send_msg_now(p, KTUNE__ENVELOPE__MSG_WELCOME, &w);
+  else core_send_msg(p, KTUNE__ENVELOPE__MSG_WELCOME, &w);
   if (e) {
     /* Everything after the Welcome is authenticated frame by frame. */
     auth_session_key(e->token, p->peer_nonce, p->tracker_nonce, key);
@@ -470,6 +470,7 @@ static void on_linger(uv_idle_t *h) { (void)h; }
 static void on_prepare(uv_prepare_t *h) {
   tracker *t = h->data;
   jobs_dispatch_due(t);
+  jobs_send_early(t);
   uint32_t msgs = t->turn_msgs;
   t->turn_msgs = 0;
   if (t->txn_open && msgs && !t->stopping && uv_hrtime() - t->txn_start_ns < LINGER_NS) {
@@ -478,15 +479,28 @@ static void on_prepare(uv_prepare_t *h) {
   }
   uv_idle_stop(&t->linger);
   core_commit(t);
+  jobs_committed(t);
   conn_batch_flush(&t->outbox);
 }
 
-static void on_sweep(uv_timer_t *h) {
+/* A peer hears from the tracker at least every --heartbeat-ms: a
+ * heartbeat goes only to one that was sent nothing for that long, and
+ * each when its own interval is up, not all in one turn (a thousand
+ * writes at once held a farm's loop for 15 ms every second). */
+static void on_beat(uv_timer_t *h) {
   tracker *t = h->data;
   uint64_t now = uv_now(t->loop);
   Ktune__Heartbeat hb = KTUNE__HEARTBEAT__INIT;
   hb.sent_ms = now;
   Ktune__Envelope env = wire_envelope(KTUNE__ENVELOPE__MSG_HEARTBEAT, &hb);
+  for (peer *p = t->peers; p; p = p->next)
+    if (p->c && p->state == PEER_READY && now - p->c->last_tx_ms >= t->opts.heartbeat_ms)
+      core_send(p, &env);
+}
+
+static void on_sweep(uv_timer_t *h) {
+  tracker *t = h->data;
+  uint64_t now = uv_now(t->loop);
   for (peer *p = t->peers, *next; p; p = next) {
     next = p->next;
     if (!p->c) continue;
@@ -508,7 +522,6 @@ static void on_sweep(uv_timer_t *h) {
       conn_close(p->c, "heartbeat timeout");
       continue;
     }
-    if (p->state == PEER_READY) core_send(p, &env);
   }
   char why[300];
   if (dblock_check(t, why, sizeof(why)) < 0) {
@@ -602,6 +615,10 @@ int server_start(tracker *t, char *err, size_t errlen) {
   t->sweep.data = t;
   uint32_t tick = t->opts.heartbeat_ms < 1000 ? t->opts.heartbeat_ms : 1000;
   uv_timer_start(&t->sweep, on_sweep, tick, tick);
+  uv_timer_init(t->loop, &t->beat);
+  t->beat.data = t;
+  uint32_t beat = t->opts.heartbeat_ms >= 80 ? t->opts.heartbeat_ms / 8 : 10;
+  uv_timer_start(&t->beat, on_beat, beat, beat);
   uv_idle_init(t->loop, &t->linger);
   uv_prepare_init(t->loop, &t->commit);
   t->commit.data = t;
@@ -622,6 +639,7 @@ void server_stop(tracker *t) {
   t->stopping = 1;
   http_stop(t);
   core_commit(t);
+  jobs_committed(t);
   conn_batch_flush(&t->outbox);
   while (t->peers) {
     peer *p = t->peers;
@@ -631,6 +649,7 @@ void server_stop(tracker *t) {
   core_commit(t);
   uv_close((uv_handle_t *)&t->listener, NULL);
   uv_close((uv_handle_t *)&t->sweep, NULL);
+  uv_close((uv_handle_t *)&t->beat, NULL);
   uv_close((uv_handle_t *)&t->commit, NULL);
   uv_close((uv_handle_t *)&t->linger, NULL);
   uv_close((uv_handle_t *)&t->refill, NULL);

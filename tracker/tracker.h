@@ -2,6 +2,8 @@
  * each calling only those below it:
  *   metrics.c  counters and histograms its hooks feed, and the Prometheus
  *              text of a scrape (tracker/metrics.h); it calls no other part
+ *   checkpoint.c the history's WAL checkpoints, on the thread pool
+ *              (tracker/checkpoint.h); it calls no other part
  *   store.c    the history's writes (sessions, trials, jobs) and the reads
  *              only the tracker makes (reuse, resume)
  *   core.c     this loop turn's history transaction, and sending
@@ -38,6 +40,7 @@
 #include "common/history.h"
 #include "common/space.h"
 #include "common/task.h"
+#include "tracker/checkpoint.h"
 #include "tracker/metrics.h"
 #include "tuner/tuner.h"
 
@@ -117,6 +120,7 @@ struct tracker {
   tracker_hooks hooks;
   uv_tcp_t listener;
   uv_timer_t sweep;
+  uv_timer_t beat;         /* heartbeats to peers told nothing lately (server.c) */
   uv_prepare_t commit;
   conn_batch outbox;       /* replies held until the turn's commit */
   uv_idle_t linger;        /* active: a transaction waits for more (server.c) */
@@ -126,8 +130,12 @@ struct tracker {
   uv_signal_t sigterm, sigint, sighup;
   http *web;               /* --http (http.c); NULL without */
   hist *db;
+  checkpointer *ckpt;      /* the history's checkpoints, on the thread pool */
   auth_tokens tokens;      /* empty: no authentication (loopback only) */
   int txn_open;
+  uint64_t commits;        /* transactions committed so far (core.c) */
+  peer *due;               /* peers with a job to send or results to acknowledge
+                            * this turn (jobs.c), through p->due_next */
   int stopping;
   int fatal;               /* stopped for a reason that makes the exit status 1 */
   replay *replay;          /* --replay: trials are answered from a recording */
@@ -256,6 +264,10 @@ int core_bound(uv_tcp_t *l, const char *opt, const char *path, char *addr, size_
                char *err, size_t errlen);
 /* Sends msg (a message of the Envelope case `which`). */
 int core_send_msg(peer *p, Ktune__Envelope__MsgCase which, void *msg);
+/* The same for a reply that claims nothing of the open transaction (a
+ * status, a client's Welcome): it goes at once instead of after the
+ * commit, unless replies that do wait before it on the connection. */
+int core_send_msg_now(peer *p, Ktune__Envelope__MsgCase which, void *msg);
 
 /* --- registry.c --- */
 /* A connection's state machine: Hello, then (with tokens) a challenge
@@ -306,11 +318,20 @@ struct peer {
   uint64_t close_at;       /* rejected: uv_now at which to answer and close */
   char reject_code[32];
   char reject_msg[256];
+  /* This turn (jobs.c): sent a job whose row is durable, so its bytes may
+   * go before the commit; sent one whose row is not, so they wait. */
+  uint8_t send_now, send_late;
+  uint64_t *acks;          /* results to acknowledge once committed */
+  uint32_t nacks, acks_cap;
+  peer *due_next, *due_prev; /* in t->due while any of the three is set */
+  int due;
   peer *next, *prev;
 };
 
 peer *registry_add(tracker *t, conn *c);
 void registry_remove(tracker *t, peer *p);
+/* p joins or leaves t->due (registry_remove takes it out too). */
+void registry_due(tracker *t, peer *p, int due);
 peer *registry_find(tracker *t, uint64_t id);
 uint32_t registry_runners(tracker *t, const char *key);
 /* "rpi4, local": each key of the runners connected now, once. */
@@ -319,7 +340,9 @@ void registry_keys(tracker *t, char *out, size_t len);
 /* s's failed trials by status into c, pointed at by ptrs (room for each
  * status); returns how many statuses had some. */
 size_t registry_fail_counts(const session *s, Ktune__StatusCount *c, Ktune__StatusCount **ptrs);
-void registry_status(tracker *t, Ktune__StatusReply *out); /* free with registry_status_free */
+/* What ktune status shows (free with registry_status_free): max_rows
+ * agents and sessions at most, 0 for all (StatusRequest.max_rows). */
+void registry_status(tracker *t, Ktune__StatusReply *out, uint32_t max_rows);
 void registry_status_free(Ktune__StatusReply *r);
 /* A runner's device identity as the JSON object stored with its trials. */
 char *registry_device_json(const peer *p);
@@ -335,6 +358,7 @@ enum job_state { JOB_BUILD_QUEUED, JOB_BUILDING, JOB_RUN_QUEUED, JOB_RUNNING };
 
 struct job {
   uint64_t id;             /* row of the history's jobs table */
+  uint64_t durable_at;     /* t->commits from which that row is committed */
   session *s;
   enum job_state state;
   uint64_t index;          /* config index in the session's space */
@@ -374,6 +398,12 @@ job *jobs_add(tracker *t, session *s, uint64_t id, uint64_t index, const int64_t
  * brought many results looks at the agents once. */
 void jobs_dispatch(tracker *t);
 void jobs_dispatch_due(tracker *t);
+/* Writes now to the agents sent only jobs whose rows are committed
+ * (before the turn's commit, which they need not wait for). */
+void jobs_send_early(tracker *t);
+/* After a commit: the acknowledgements of the results it made durable,
+ * and the agents' bytes that waited for it may go. */
+void jobs_committed(tracker *t);
 void jobs_on_build_result(tracker *t, peer *p, const Ktune__BuildResult *r);
 void jobs_on_run_result(tracker *t, peer *p, const Ktune__RunResult *r);
 /* A peer is gone: its leases go back to the queue. */
@@ -419,6 +449,10 @@ struct keyq {
     uint32_t n;
   } archs[4];
   uint32_t narchs;
+  /* While one builder takes jobs in a dispatch: the best build of this
+   * key for it, and the architecture to build it for (jobs.c). */
+  job *build_pick;
+  const char *build_pick_arch;
   keyq *next;
 };
 

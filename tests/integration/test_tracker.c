@@ -2,7 +2,11 @@
  * die or freeze, a tracker killed mid-session, sessions that share a key,
  * wait for a key nobody serves, or repeat work the history already has. */
 #include <signal.h>
+#include <sys/utsname.h>
 #include <sys/wait.h>
+
+#include "common/frame.h"
+#include "common/wire.h"
 
 #include "tests/integration/harness.h"
 #include "tests/test.h"
@@ -261,7 +265,132 @@ TEST(sigterm_drains_a_runner_after_its_job) {
   farm_stop_all(&f, r2, b, 0);
 }
 
-TEST_LIST(TEST_ENTRY(sigterm_drains_a_runner_after_its_job), TEST_ENTRY(runner_killed_mid_session_its_job_finishes_elsewhere),
+/* A runner played by hand (no token): hello as NAME of key KEY, of this
+ * machine's architecture, measuring without the sandbox parts off ("":
+ * none); returns the socket once welcomed. */
+static int hand_runner(const farm *f, const char *name, const char *key, const char *off) {
+  struct utsname u;
+  ASSERT_EQ_INT(uname(&u), 0);
+  int fd = farm_dial(f);
+  Ktune__Hello h = KTUNE__HELLO__INIT;
+  h.version = WIRE_PROTOCOL_VERSION;
+  h.role = KTUNE__ROLE__ROLE_RUNNER;
+  h.name = (char *)name;
+  h.key = (char *)key;
+  h.host = "hand";
+  h.arch = u.machine;
+  h.slots = 1;
+  h.cpu_model = "by hand";
+  h.cores = 1;
+  h.sandbox_off = (char *)off;
+  Ktune__Envelope env = wire_envelope(KTUNE__ENVELOPE__MSG_HELLO, &h);
+  ASSERT_EQ_INT(wire_write_fd(fd, &env), 0);
+  Ktune__Envelope *w = wire_read_fd(fd, FRAME_MAX_DEFAULT);
+  ASSERT_NOT_NULL(w);
+  ASSERT_EQ_INT(w->msg_case, KTUNE__ENVELOPE__MSG_WELCOME);
+  wire_free(w);
+  return fd;
+}
+
+/* A ResultAck says the result is in the history: the tracker is killed
+ * the moment the first one arrives, and the trial must be there. Jobs may
+ * reach a runner before the commit of the turn that handed them out; an
+ * acknowledgement may not. */
+TEST(a_result_is_acknowledged_only_once_it_is_committed) {
+  farm f;
+  farm_start(&f, NULL);
+  pid_t b = farm_builder(&f, "b1");
+  farm_wait_agent(&f, "b1", 1);
+  int fd = hand_runner(&f, "hand", "k", "");
+  char *args[] = {"matmul", "-D", "M=16", "-D", "N=16", "-D", "K=16", "--trials", "50", "--key",
+                  "k", "--confirm", "0", "--no-check", NULL};
+  long id = farm_submit(&f, args);
+  int results = 0, acked = 0;
+  for (int i = 0; i < 1000 && !acked; i++) {
+    Ktune__Envelope *m = wire_read_fd(fd, FRAME_MAX_DEFAULT);
+    ASSERT_NOT_NULL(m);
+    if (m->msg_case == KTUNE__ENVELOPE__MSG_RESULT_ACK) {
+      kill(f.tracker, SIGKILL);
+      acked = 1;
+    } else if (m->msg_case == KTUNE__ENVELOPE__MSG_RUN_JOB) {
+      uint32_t repeat = m->run_job->timing && m->run_job->timing->repeat ? m->run_job->timing->repeat : 1;
+      double costs[64];
+      for (uint32_t k = 0; k < repeat && k < 64; k++) costs[k] = 1e-3;
+      Ktune__RunResult r = KTUNE__RUN_RESULT__INIT;
+      r.job_id = m->run_job->job_id;
+      r.status = WIRE_TRIAL(OK);
+      r.costs_s = costs;
+      r.n_costs_s = repeat < 64 ? repeat : 64;
+      r.number = 1;
+      r.clock = "monotonic";
+      Ktune__Envelope env = wire_envelope(KTUNE__ENVELOPE__MSG_RUN_RESULT, &r);
+      ASSERT_EQ_INT(wire_write_fd(fd, &env), 0);
+      results++;
+    }
+    wire_free(m);
+  }
+  ASSERT(acked);
+  waitpid(f.tracker, NULL, 0);
+  f.tracker = 0;
+  sqlite3 *db = farm_db(&f);
+  long long trials = farm_query(db, "SELECT count(*) FROM trials WHERE session = %ld", id);
+  sqlite3_close(db);
+  fprintf(stderr, "%d results sent, the first acknowledged; %lld trials in the history\n", results,
+          trials);
+  ASSERT(trials >= 1);
+  close(fd);
+  proc_stop(b, SIGTERM, 5000);
+}
+
+/* A farm larger than a screen: ktune status lists 40 agents, those that
+ * need a look first (here the oldest, whose sandbox is partly off, which
+ * a list in arrival order would leave out), and the 40 newest sessions;
+ * the counts and the keys are of all of them, and --all lists all. */
+TEST(status_lists_a_screenful_and_counts_every_one) {
+  farm f;
+  char *opts[] = {"--max-sessions", "60", NULL};
+  farm_start(&f, opts);
+  enum { N = 45 };
+  int fds[N];
+  for (int i = 0; i < N; i++) {
+    char name[16];
+    snprintf(name, sizeof(name), "h%02d", i);
+    fds[i] = hand_runner(&f, name, "k", i == 0 ? "seccomp" : "");
+  }
+  char *wait[] = {"matmul", "-D", "M=16", "--trials", "4", "--key", "nobody", NULL};
+  long first = 0, last = 0;
+  for (int i = 0; i < N; i++) {
+    last = farm_submit(&f, wait);
+    if (!first) first = last;
+  }
+  static char out[1 << 18];
+  char *args[] = {"status", NULL};
+  ASSERT_EQ_INT(farm_ktune(&f, out, sizeof(out), 10000, args), 0);
+  ASSERT_CONTAINS(out, "agents (45, 40 shown: those that need a look first; ktune status --all "
+                       "for all)");
+  ASSERT_CONTAINS(out, "sessions (45, 40 shown: the newest; ktune status --all for all)");
+  ASSERT_CONTAINS(out, "sandbox OFF: seccomp"); /* h00, the oldest */
+  char row[32];
+  snprintf(row, sizeof(row), "\n  %-5ld ", last);
+  ASSERT_CONTAINS(out, row);
+  snprintf(row, sizeof(row), "\n  %-5ld ", first);
+  ASSERT(strstr(out, row) == NULL);
+  ASSERT_CONTAINS(out, "  k            45       0     45");
+  char *all[] = {"status", "--all", NULL};
+  ASSERT_EQ_INT(farm_ktune(&f, out, sizeof(out), 10000, all), 0);
+  ASSERT_CONTAINS(out, "agents (45)\n");
+  ASSERT_CONTAINS(out, "sessions (45)\n");
+  json_t *st = farm_status(&f);
+  ASSERT_EQ_INT(json_array_size(json_object_get(st, "agents")), N);
+  ASSERT_EQ_INT(json_array_size(json_object_get(st, "sessions")), N);
+  json_decref(st);
+  for (int i = 0; i < N; i++) close(fds[i]);
+  farm_stop_tracker(&f);
+}
+
+TEST_LIST(TEST_ENTRY(sigterm_drains_a_runner_after_its_job),
+          TEST_ENTRY(a_result_is_acknowledged_only_once_it_is_committed),
+          TEST_ENTRY(status_lists_a_screenful_and_counts_every_one), TEST_ENTRY(runner_killed_mid_session_its_job_finishes_elsewhere),
           TEST_ENTRY(tracker_killed_mid_session_resumes_on_restart),
           TEST_ENTRY(frozen_runner_loses_its_job_after_the_heartbeat_timeout),
           TEST_ENTRY(job_that_keeps_losing_its_runner_ends_as_runner_lost),
