@@ -298,7 +298,9 @@ static int hand_runner(const farm *f, const char *name, const char *key, const c
  * acknowledgement may not. */
 TEST(a_result_is_acknowledged_only_once_it_is_committed) {
   farm f;
-  farm_start(&f, NULL);
+  /* The hand runner sends no heartbeats: it must not be dropped. */
+  char *opts[] = {"--timeout-ms", "300000", NULL};
+  farm_start(&f, opts);
   pid_t b = farm_builder(&f, "b1");
   farm_wait_agent(&f, "b1", 1);
   int fd = hand_runner(&f, "hand", "k", "");
@@ -348,7 +350,10 @@ TEST(a_result_is_acknowledged_only_once_it_is_committed) {
  * the counts and the keys are of all of them, and --all lists all. */
 TEST(status_lists_a_screenful_and_counts_every_one) {
   farm f;
-  char *opts[] = {"--max-sessions", "60", NULL};
+  /* The hand runners send no heartbeats: long intervals keep them from
+   * looking unheard (two intervals) or being dropped while the test runs. */
+  char *opts[] = {"--max-sessions", "60", "--heartbeat-ms", "30000", "--timeout-ms", "300000",
+                  NULL};
   farm_start(&f, opts);
   enum { N = 45 };
   int fds[N];
