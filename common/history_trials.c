@@ -611,6 +611,37 @@ static int csv_row(hist *h, sqlite3_stmt *st, char **line) {
   return *line ? 0 : hist_fail(h, "out of memory");
 }
 
+/* The statement of one of the export's queries. */
+static int export_stmt(hist *h, enum hist_trial_sql which, sqlite3_stmt **st) {
+  const char *sql = hist_trial_sql(h, which);
+  return sql ? hist_stmt(h, sql, st) : hist_fail(h, "out of memory");
+}
+
+/* The one loop of every export: each row of st (a trial in the export's
+ * columns, its id first) as a line of csv or jsonl to cb, until the end,
+ * a failure of the history (returned, with h's message) or a non-zero
+ * answer of cb (in *cb_rc). *rows counts the lines cb had, *last is the
+ * last one's id. st is finished. */
+static int export_rows(hist *h, sqlite3_stmt *st, int csv, hist_line_fn cb, void *ctx, int *cb_rc,
+                       int *rows, int64_t *last) {
+  int rc = 0;
+  *cb_rc = 0;
+  while (*cb_rc == 0) {
+    int step = sqlite3_step(st);
+    if (step == SQLITE_DONE) break;
+    char *line = NULL;
+    if (step != SQLITE_ROW) rc = hist_fail_db(h, step);
+    else rc = csv ? csv_row(h, st, &line) : jsonl_row(h, st, &line);
+    if (rc < 0) break;
+    *last = sqlite3_column_int64(st, 0);
+    (*rows)++;
+    *cb_rc = cb(ctx, line);
+    sqlite3_free(line);
+  }
+  hist_stmt_done(st);
+  return rc;
+}
+
 int hist_export(hist *h, const char *format, hist_line_fn cb, void *ctx, char *err,
                 size_t errlen) {
   hist_clear_err(h);
@@ -620,9 +651,8 @@ int hist_export(hist *h, const char *format, hist_line_fn cb, void *ctx, char *e
     snprintf(err, errlen, "%s", hist_errmsg(h));
     return -1;
   }
-  const char *sql = hist_trial_sql(h, HIST_TRIALS_EXPORT);
   sqlite3_stmt *st;
-  int rc = sql ? hist_stmt(h, sql, &st) : hist_fail(h, "out of memory");
+  int rc = export_stmt(h, HIST_TRIALS_EXPORT, &st);
   if (rc < 0) {
     snprintf(err, errlen, "export: %s", hist_errmsg(h));
     return rc;
@@ -639,69 +669,53 @@ int hist_export(hist *h, const char *format, hist_line_fn cb, void *ctx, char *e
     rc_cb = header ? cb(ctx, header) : hist_fail(h, "out of memory");
     sqlite3_free(header);
   }
-  while (rc_cb == 0) {
-    int step = sqlite3_step(st);
-    if (step == SQLITE_DONE) break;
-    char *line = NULL;
-    if (step != SQLITE_ROW)
-      rc = hist_fail_db(h, step);
-    else
-      rc = csv ? csv_row(h, st, &line) : jsonl_row(h, st, &line);
-    if (rc < 0) {
-      hist_stmt_done(st);
-      snprintf(err, errlen, "export: %s", hist_errmsg(h));
-      return rc;
-    }
-    rc_cb = cb(ctx, line);
-    sqlite3_free(line);
+  if (rc_cb != 0) {
+    hist_stmt_done(st);
+    return rc_cb;
   }
-  hist_stmt_done(st);
+  int rows = 0;
+  int64_t last;
+  rc = export_rows(h, st, csv, cb, ctx, &rc_cb, &rows, &last);
+  if (rc < 0) {
+    snprintf(err, errlen, "export: %s", hist_errmsg(h));
+    return rc;
+  }
   return rc_cb;
+}
+
+/* hist_export_trial's callback: the line kept. */
+static int keep_line(void *ctx, const char *line) {
+  char **out = ctx;
+  *out = strdup(line);
+  return *out ? 1 : -1;
 }
 
 int hist_export_trial(hist *h, int64_t id, char **line) {
   hist_clear_err(h);
   *line = NULL;
-  const char *sql = hist_trial_sql(h, HIST_TRIALS_EXPORT_ONE);
   sqlite3_stmt *st;
-  int rc = sql ? hist_stmt(h, sql, &st) : hist_fail(h, "out of memory");
+  int rc = export_stmt(h, HIST_TRIALS_EXPORT_ONE, &st);
   if (rc < 0) return rc;
   sqlite3_bind_int64(st, 1, id);
-  int step = sqlite3_step(st);
-  char *text = NULL;
-  if (step == SQLITE_ROW) rc = jsonl_row(h, st, &text);
-  else if (step != SQLITE_DONE) rc = hist_fail_db(h, step);
-  hist_stmt_done(st);
-  if (rc < 0 || !text) return rc;
-  *line = strdup(text);
-  sqlite3_free(text);
-  return *line ? 1 : hist_fail(h, "out of memory");
+  int rc_cb, rows = 0;
+  int64_t last;
+  rc = export_rows(h, st, 0, keep_line, line, &rc_cb, &rows, &last);
+  if (rc < 0) return rc;
+  return rc_cb < 0 ? hist_fail(h, "out of memory") : rows > 0;
 }
 
 int hist_export_session(hist *h, int64_t session, int64_t after, uint32_t limit,
                         hist_line_fn cb, void *ctx, int64_t *last) {
   hist_clear_err(h);
-  const char *sql = hist_trial_sql(h, HIST_TRIALS_EXPORT_SESSION);
   sqlite3_stmt *st;
-  int rc = sql ? hist_stmt(h, sql, &st) : hist_fail(h, "out of memory");
+  int rc = export_stmt(h, HIST_TRIALS_EXPORT_SESSION, &st);
   if (rc < 0) return rc;
   sqlite3_bind_int64(st, 1, session);
   sqlite3_bind_int64(st, 2, after);
   sqlite3_bind_int64(st, 3, limit);
-  int n = 0;
-  while (rc == 0) {
-    int step = sqlite3_step(st);
-    if (step == SQLITE_DONE) break;
-    char *line = NULL;
-    rc = step == SQLITE_ROW ? jsonl_row(h, st, &line) : hist_fail_db(h, step);
-    if (rc < 0) break;
-    *last = sqlite3_column_int64(st, 0); /* the first column is the id */
-    n++;
-    rc = cb(ctx, line);
-    sqlite3_free(line);
-  }
-  hist_stmt_done(st);
-  return rc < 0 ? rc : n;
+  int rc_cb, rows = 0;
+  rc = export_rows(h, st, 0, cb, ctx, &rc_cb, &rows, last);
+  return rc < 0 ? rc : rc_cb < 0 ? rc_cb : rows;
 }
 
 const char *hist_trial_sql(hist *h, enum hist_trial_sql which) {
