@@ -12,6 +12,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "common/frame.h"
+#include "common/wire.h"
 #include "tests/test.h"
 
 static void start_tracker(farm *f, const char *listen, char *const extra[]) {
@@ -118,6 +120,18 @@ int farm_listen(char *addr, size_t len) {
   ASSERT_EQ_INT(getsockname(ls, (struct sockaddr *)&sa, &sl), 0);
   snprintf(addr, len, "127.0.0.1:%d", ntohs(sa.sin_port));
   return ls;
+}
+
+int farm_hello(const farm *f, Ktune__Hello *h) {
+  int fd = farm_dial(f);
+  h->version = WIRE_PROTOCOL_VERSION;
+  Ktune__Envelope env = wire_envelope(KTUNE__ENVELOPE__MSG_HELLO, h);
+  ASSERT_EQ_INT(wire_write_fd(fd, &env), 0);
+  Ktune__Envelope *w = wire_read_fd(fd, FRAME_MAX_DEFAULT);
+  ASSERT_NOT_NULL(w);
+  ASSERT_EQ_INT(w->msg_case, KTUNE__ENVELOPE__MSG_WELCOME);
+  wire_free(w);
+  return fd;
 }
 
 int farm_dial(const farm *f) {

@@ -8,6 +8,7 @@
 #include <sqlite3.h>
 #include <sys/types.h>
 
+#include "proto/ktune.pb-c.h"
 #include "tests/integration/proc.h"
 
 typedef struct {
@@ -46,6 +47,9 @@ long farm_submit(farm *f, char *const args[]);
 int farm_listen(char *addr, size_t len);
 /* A raw TCP connection to the tracker, with a 5 s receive timeout. */
 int farm_dial(const farm *f);
+/* farm_dial, then hello h (version set here) to a tracker without
+ * tokens, and its Welcome read: a peer played by hand. */
+int farm_hello(const farm *f, Ktune__Hello *h);
 /* SIGTERM to each agent given (0 or less: none), then to the tracker. */
 void farm_stop_all(farm *f, pid_t a, pid_t b, pid_t c);
 

@@ -78,17 +78,10 @@ TEST(every_option_reaches_the_runner_and_the_history) {
 
 /* A client that logs in and submits a session the CLI would never send. */
 static Ktune__Envelope *raw_submit(farm *f, const Ktune__Timing *tm) {
-  int fd = farm_dial(f);
   Ktune__Hello h = KTUNE__HELLO__INIT;
-  h.version = WIRE_PROTOCOL_VERSION;
   h.role = KTUNE__ROLE__ROLE_CLIENT;
   h.name = "raw";
-  Ktune__Envelope env = wire_envelope(KTUNE__ENVELOPE__MSG_HELLO, &h);
-  ASSERT_EQ_INT(wire_write_fd(fd, &env), 0);
-  Ktune__Envelope *m = wire_read_fd(fd, FRAME_MAX_DEFAULT);
-  ASSERT_NOT_NULL(m);
-  ASSERT_EQ_INT(m->msg_case, KTUNE__ENVELOPE__MSG_WELCOME);
-  wire_free(m);
+  int fd = farm_hello(f, &h);
   Ktune__TaskSpec task = KTUNE__TASK_SPEC__INIT;
   task.name = "raw";
   Ktune__SubmitSession s = KTUNE__SUBMIT_SESSION__INIT;
@@ -96,9 +89,10 @@ static Ktune__Envelope *raw_submit(farm *f, const Ktune__Timing *tm) {
   s.key = "k";
   s.trials = 1;
   s.timing = (Ktune__Timing *)tm;
-  env = wire_envelope(KTUNE__ENVELOPE__MSG_SUBMIT, &s);
+  Ktune__Envelope env = wire_envelope(KTUNE__ENVELOPE__MSG_SUBMIT, &s);
   ASSERT_EQ_INT(wire_write_fd(fd, &env), 0);
   /* SubmitReceived, then the verdict; heartbeats may come between. */
+  Ktune__Envelope *m;
   while ((m = wire_read_fd(fd, FRAME_MAX_DEFAULT)) &&
          (m->msg_case == KTUNE__ENVELOPE__MSG_SUBMIT_RECEIVED ||
           m->msg_case == KTUNE__ENVELOPE__MSG_HEARTBEAT))

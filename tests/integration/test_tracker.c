@@ -271,9 +271,7 @@ TEST(sigterm_drains_a_runner_after_its_job) {
 static int hand_runner(const farm *f, const char *name, const char *key, const char *off) {
   struct utsname u;
   ASSERT_EQ_INT(uname(&u), 0);
-  int fd = farm_dial(f);
   Ktune__Hello h = KTUNE__HELLO__INIT;
-  h.version = WIRE_PROTOCOL_VERSION;
   h.role = KTUNE__ROLE__ROLE_RUNNER;
   h.name = (char *)name;
   h.key = (char *)key;
@@ -283,13 +281,7 @@ static int hand_runner(const farm *f, const char *name, const char *key, const c
   h.cpu_model = "by hand";
   h.cores = 1;
   h.sandbox_off = (char *)off;
-  Ktune__Envelope env = wire_envelope(KTUNE__ENVELOPE__MSG_HELLO, &h);
-  ASSERT_EQ_INT(wire_write_fd(fd, &env), 0);
-  Ktune__Envelope *w = wire_read_fd(fd, FRAME_MAX_DEFAULT);
-  ASSERT_NOT_NULL(w);
-  ASSERT_EQ_INT(w->msg_case, KTUNE__ENVELOPE__MSG_WELCOME);
-  wire_free(w);
-  return fd;
+  return farm_hello(f, &h);
 }
 
 /* A ResultAck says the result is in the history: the tracker is killed

@@ -8,32 +8,10 @@
 #include "common/history.h"
 #include "common/history_int.h"
 #include "tests/test.h"
+#include "tests/unit/hist_util.h"
 
 /* Rows of some 2 KB, each its own commit: about two pages of the log each. */
 #define ROWS 6000
-
-typedef struct {
-  char dir[64];
-  char db[128];
-  char wal[140];
-} tmp;
-
-static void tmp_init(tmp *t) {
-  snprintf(t->dir, sizeof(t->dir), "/tmp/ktune-ckpt-XXXXXX");
-  ASSERT_NOT_NULL(mkdtemp(t->dir));
-  snprintf(t->db, sizeof(t->db), "%s/ktune.db", t->dir);
-  snprintf(t->wal, sizeof(t->wal), "%s-wal", t->db);
-}
-
-static void tmp_free(tmp *t) {
-  const char *sfx[] = {"", "-wal", "-shm"};
-  char p[160];
-  for (size_t i = 0; i < sizeof(sfx) / sizeof(sfx[0]); i++) {
-    snprintf(p, sizeof(p), "%s%s", t->db, sfx[i]);
-    unlink(p);
-  }
-  rmdir(t->dir);
-}
 
 static off_t file_size(const char *path) {
   struct stat st;

@@ -9,31 +9,11 @@
 
 #include "common/identity.h"
 #include "tests/test.h"
+#include "tests/unit/hist_util.h"
 #include "tracker/tracker.h"
 
 /* 2026-11-28T01:02:03.456Z */
 #define TS1 INT64_C(1795827723456)
-
-typedef struct {
-  char dir[64];
-  char db[128];
-} tmp;
-
-static void tmp_init(tmp *t) {
-  snprintf(t->dir, sizeof(t->dir), "/tmp/ktune-hist-XXXXXX");
-  ASSERT_NOT_NULL(mkdtemp(t->dir));
-  snprintf(t->db, sizeof(t->db), "%s/ktune.db", t->dir);
-}
-
-static void tmp_free(tmp *t) {
-  const char *sfx[] = {"", "-wal", "-shm", "-journal"};
-  char p[160];
-  for (size_t i = 0; i < sizeof(sfx) / sizeof(sfx[0]); i++) {
-    snprintf(p, sizeof(p), "%s%s", t->db, sfx[i]);
-    unlink(p);
-  }
-  rmdir(t->dir);
-}
 
 static hist *open_rw(const char *path) {
   hist *h = NULL;
