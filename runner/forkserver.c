@@ -153,15 +153,7 @@ static int fs_trial(int sock, const fs_msg *rq, int *fds, size_t n, const measur
   return gone || fs_report(sock, FS_ENDED, st, rq->job_id, NULL) < 0;
 }
 
-int forkserver_main(int sock, pid_t parent, const measure_opts *mo) {
-  if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) {
-    fprintf(stderr, "ktune-runner --fork-server: prctl: %s\n", strerror(errno));
-    return 1;
-  }
-  if (getppid() != parent) return 1; /* the runner died before prctl */
-  /* Nothing of the runner's beyond the socket, and 0 to 2 kept open so
-   * that the fds of a request land above the socket (fs_child). */
-  close_range((unsigned)sock + 1, ~0U, 0);
+static int fs_serve(int sock, const measure_opts *mo) {
   if (fs_report(sock, FS_READY, getpid(), 0, NULL) < 0) return 1;
   for (;;) {
     fs_msg m;
@@ -183,6 +175,27 @@ int forkserver_main(int sock, pid_t parent, const measure_opts *mo) {
     }
     if (fs_trial(sock, &m, fds, n, mo)) return 0;
   }
+}
+
+int forkserver_main(int sock, pid_t parent, const measure_opts *base) {
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) {
+    fprintf(stderr, "ktune-runner --fork-server: prctl: %s\n", strerror(errno));
+    return 1;
+  }
+  if (getppid() != parent) return 1; /* the runner died before prctl */
+  /* Nothing of the runner's beyond the socket, and 0 to 2 kept open so
+   * that the fds of a request land above the socket (fs_child). */
+  close_range((unsigned)sock + 1, ~0U, 0);
+  /* The filters once, for every child. */
+  measure_opts mo = *base;
+  sandbox_filters *filters = NULL;
+  char err[256];
+  if (!(mo.sandbox_off & SANDBOX_PART_SECCOMP) && sandbox_filters_new(&filters, err, sizeof err) < 0)
+    fprintf(stderr, "ktune-runner --fork-server: %s; each trial compiles its own\n", err);
+  mo.filters = filters;
+  int rc = fs_serve(sock, &mo);
+  sandbox_filters_free(filters);
+  return rc;
 }
 
 /* ---- in the runner ---- */

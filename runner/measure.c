@@ -442,7 +442,8 @@ static int measure_load(const Ktune__RunJob *job, const measure_opts *o, int nee
       loaded = 1;
     }
     sandbox_config sc = {job->job_id, o->out_fd, st->dump_fd, st->so.fd, st->so.path,
-                         MEASURE_LIMITS_MEMORY ? o->mem_limit_mb : 0, o->sandbox_off};
+                         MEASURE_LIMITS_MEMORY ? o->mem_limit_mb : 0, o->sandbox_off,
+                         o->filters};
     if (sandbox_enter(&sc, &st->sb, err, sizeof err) < 0)
       return measure_set(res, WIRE_TRIAL(RUNTIME_ERROR), "%s", err) < 0 ? -1 : 1;
   }

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "proto/ktune.pb-c.h"
+#include "runner/sandbox.h"
 
 typedef struct {
   const char *dump_dir;  /* DIR/job-ID.out gets the raw output buffers */
@@ -21,9 +22,10 @@ typedef struct {
                             a child process only: it never leaves */
   int out_fd;            /* with sandbox: crashes are reported here */
   unsigned sandbox_off;  /* with sandbox: SANDBOX_PART_SECCOMP, no filter (sandbox.h) */
+  const sandbox_filters *filters; /* with sandbox: compiled ahead (a fork server's), or NULL */
 } measure_opts;
 
-#define MEASURE_OPTS_INIT {NULL, -1, 0, -1, 0, -1, 0}
+#define MEASURE_OPTS_INIT {NULL, -1, 0, -1, 0, -1, 0, NULL}
 
 /* AddressSanitizer reserves terabytes of shadow address space at start: in
  * such a build no address-space limit can be applied (mem_limit_mb is then

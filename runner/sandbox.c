@@ -55,7 +55,7 @@ struct sandbox {
   sandbox_config cfg;
   char so_path[64];
   volatile sig_atomic_t phase;
-  struct sock_filter *running; /* the second filter, compiled ahead */
+  struct sock_filter *running; /* the second filter, made ahead */
   unsigned short nrunning;
   void *altstack;
 };
@@ -294,12 +294,33 @@ SB_NO_ASAN static void sb_handler(int sig, siginfo_t *si, void *ctx) {
 
 /* ---- filters ---- */
 
+/* What a filter compares with that differs between children: the result
+ * fd, the dump fd and the child's pid. A fork server compiles its filters
+ * once with these stand-ins in their place (sandbox_filters_new), and each
+ * child writes its own values over them, which spares it libseccomp's
+ * compile (a quarter of a trivial trial's measuring process). No fd or pid
+ * is this large, and no system call number, architecture token or other
+ * argument a filter compares with equals one. */
+enum { SB_VAL_OUT, SB_VAL_EXTRA, SB_VAL_SELF, SB_VALS };
+static const uint32_t sb_standin[SB_VALS] = {0x7b6b7401u, 0x7b6b7402u, 0x7b6b7403u};
+
+typedef struct {
+  struct sock_filter *f;
+  unsigned short n;
+} sb_prog;
+
+struct sandbox_filters {
+  sb_prog loading, running;
+};
+
 static int sb_allow(scmp_filter_ctx ctx, int nr, unsigned n, const struct scmp_arg_cmp *a) {
   if (nr < 0) return 0; /* not a system call on this architecture */
   return seccomp_rule_add_array(ctx, SCMP_ACT_ALLOW, nr, n, a);
 }
 
-static scmp_filter_ctx sb_filter(const sandbox_config *c, int loading) {
+/* v: the values (or stand-ins) of SB_VAL_*; extra: whether there is a
+ * dump fd to allow. */
+static scmp_filter_ctx sb_filter(const uint32_t v[SB_VALS], int extra, int loading) {
   scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_TRAP);
   if (!ctx) return NULL;
   int rc = seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS);
@@ -316,15 +337,14 @@ static scmp_filter_ctx sb_filter(const sandbox_config *c, int loading) {
    * these fds only. */
   const int writes[] = {SCMP_SYS(write), SCMP_SYS(writev)};
   for (size_t i = 0; rc == 0 && i < sizeof writes / sizeof writes[0]; i++) {
-    a[0] = SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)c->out_fd);
+    a[0] = SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)v[SB_VAL_OUT]);
     rc = sb_allow(ctx, writes[i], 1, a);
-    a[0] = SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)c->extra_fd);
-    if (rc == 0 && c->extra_fd >= 0) rc = sb_allow(ctx, writes[i], 1, a);
+    a[0] = SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)v[SB_VAL_EXTRA]);
+    if (rc == 0 && extra) rc = sb_allow(ctx, writes[i], 1, a);
   }
   /* abort() is raise(SIGABRT): tgkill(getpid(), gettid(), sig); one thread. */
-  scmp_datum_t self = (scmp_datum_t)getpid();
-  a[0] = SCMP_A0(SCMP_CMP_EQ, self);
-  a[1] = SCMP_A1(SCMP_CMP_EQ, self);
+  a[0] = SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)v[SB_VAL_SELF]);
+  a[1] = SCMP_A1(SCMP_CMP_EQ, (scmp_datum_t)v[SB_VAL_SELF]);
   if (rc == 0) rc = sb_allow(ctx, SCMP_SYS(tgkill), 2, a);
   if (rc == 0) rc = sb_allow(ctx, SCMP_SYS(tkill), 1, a);
   /* Asking which signal stack is in use changes nothing; sanitizers ask
@@ -346,23 +366,108 @@ static scmp_filter_ctx sb_filter(const sandbox_config *c, int loading) {
   return ctx;
 }
 
-/* Compiles the running filter to BPF now: after the first filter is in,
- * libseccomp's own system calls (probing the kernel) would be refused. */
-static int sb_compile_running(sandbox *sb) {
-  scmp_filter_ctx ctx = sb_filter(&sb->cfg, 0);
+/* Compiles a filter to BPF, for installing later (after the first filter
+ * is in, libseccomp's own system calls, probing the kernel, are refused). */
+static int sb_compile(const uint32_t v[SB_VALS], int extra, int loading, sb_prog *out) {
+  scmp_filter_ctx ctx = sb_filter(v, extra, loading);
   if (!ctx) return -1;
   int fd = memfd_create("ktune-bpf", MFD_CLOEXEC);
   int rc = fd < 0 ? -1 : seccomp_export_bpf(ctx, fd);
   seccomp_release(ctx);
   off_t size = rc == 0 ? lseek(fd, 0, SEEK_END) : -1;
   size_t n = size > 0 ? (size_t)size / sizeof(struct sock_filter) : 0;
-  if (n == 0 || n > BPF_MAXINSNS || (sb->running = malloc((size_t)size)) == NULL ||
-      pread(fd, sb->running, (size_t)size, 0) != size)
+  out->f = NULL;
+  if (n == 0 || n > BPF_MAXINSNS || (out->f = malloc((size_t)size)) == NULL ||
+      pread(fd, out->f, (size_t)size, 0) != size)
     rc = -1;
   else
-    sb->nrunning = (unsigned short)n;
+    out->n = (unsigned short)n;
   if (fd >= 0) close(fd);
-  return rc < 0 ? -1 : 0;
+  if (rc != 0) {
+    free(out->f);
+    out->f = NULL;
+  }
+  return rc != 0 ? -1 : 0;
+}
+
+static int sb_is_compare(const struct sock_filter *i) {
+  return BPF_CLASS(i->code) == BPF_JMP && BPF_OP(i->code) == BPF_JEQ && BPF_SRC(i->code) == BPF_K;
+}
+
+/* Whether every stand-in is compared with somewhere, and used nowhere
+ * else: then writing values over them gives the filter of those values. */
+static int sb_standins_hold(const sb_prog *p) {
+  unsigned seen[SB_VALS] = {0};
+  for (unsigned i = 0; i < p->n; i++)
+    for (int v = 0; v < SB_VALS; v++) {
+      if (p->f[i].k != sb_standin[v]) continue;
+      if (!sb_is_compare(&p->f[i])) return 0;
+      seen[v]++;
+    }
+  for (int v = 0; v < SB_VALS; v++)
+    if (!seen[v]) return 0;
+  return 1;
+}
+
+/* A copy of the compiled t with the values v in place of the stand-ins. */
+static int sb_fill(const sb_prog *t, const uint32_t v[SB_VALS], sb_prog *out) {
+  out->n = t->n;
+  out->f = malloc(t->n * sizeof *t->f);
+  if (!out->f) return -1;
+  memcpy(out->f, t->f, t->n * sizeof *t->f);
+  for (unsigned i = 0; i < out->n; i++)
+    for (int s = 0; s < SB_VALS; s++)
+      if (out->f[i].k == sb_standin[s] && sb_is_compare(&out->f[i])) out->f[i].k = v[s];
+  return 0;
+}
+
+/* The filter for cfg's values: filled in from the precompiled ones, or
+ * compiled now. */
+static int sb_prog_for(const sandbox_config *cfg, int loading, sb_prog *out) {
+  uint32_t v[SB_VALS] = {(uint32_t)cfg->out_fd, (uint32_t)cfg->extra_fd, (uint32_t)getpid()};
+  int extra = cfg->extra_fd >= 0;
+  if (!cfg->filters) return sb_compile(v, extra, loading, out);
+  /* Without a dump fd the stand-in's rule allows the result fd twice. */
+  if (!extra) v[SB_VAL_EXTRA] = v[SB_VAL_OUT];
+  return sb_fill(loading ? &cfg->filters->loading : &cfg->filters->running, v, out);
+}
+
+/* As libseccomp's load would: no forced store-bypass mitigation (see
+ * sb_filter), when the kernel knows the flag. */
+static int sb_install(const sb_prog *p) {
+  struct sock_fprog prog = {.len = p->n, .filter = p->f};
+  if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_SPEC_ALLOW, &prog) == 0)
+    return 0;
+  if (errno != EINVAL) return -1;
+  return (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog);
+}
+
+int sandbox_filters_new(sandbox_filters **out, char *err, size_t errlen) {
+  *out = NULL;
+  sandbox_filters *f = calloc(1, sizeof *f);
+  if (!f) {
+    snprintf(err, errlen, "out of memory");
+    return -1;
+  }
+  if (sb_compile(sb_standin, 1, 1, &f->loading) < 0 ||
+      sb_compile(sb_standin, 1, 0, &f->running) < 0) {
+    snprintf(err, errlen, "libseccomp could not compile the filters");
+  } else if (!sb_standins_hold(&f->loading) || !sb_standins_hold(&f->running)) {
+    snprintf(err, errlen, "libseccomp compiled the filters in a form whose values cannot be "
+                          "filled in later");
+  } else {
+    *out = f;
+    return 0;
+  }
+  sandbox_filters_free(f);
+  return -1;
+}
+
+void sandbox_filters_free(sandbox_filters *f) {
+  if (!f) return;
+  free(f->loading.f);
+  free(f->running.f);
+  free(f);
 }
 
 int sandbox_enter(const sandbox_config *cfg, sandbox **out, char *err, size_t errlen) {
@@ -381,10 +486,15 @@ int sandbox_enter(const sandbox_config *cfg, sandbox **out, char *err, size_t er
   sb->cfg.so_path = sb->so_path;
   sb->phase = SANDBOX_LOADING;
   int filters = !(cfg->off & SANDBOX_PART_SECCOMP);
-  if (filters && sb_compile_running(sb) < 0) {
-    snprintf(err, errlen, "cannot enter the sandbox: libseccomp could not compile the filter");
+  sb_prog loading = {NULL, 0}, running = {NULL, 0};
+  if (filters && (sb_prog_for(cfg, 1, &loading) < 0 || sb_prog_for(cfg, 0, &running) < 0)) {
+    free(loading.f);
+    snprintf(err, errlen, "cannot enter the sandbox: %s",
+             cfg->filters ? "out of memory" : "libseccomp could not compile the filter");
     goto fail;
   }
+  sb->running = running.f;
+  sb->nrunning = running.n;
   stack_t ss = {.ss_size = SB_ALTSTACK + (size_t)SIGSTKSZ};
   sb->altstack = ss.ss_sp = malloc(ss.ss_size);
   if (!ss.ss_sp || sigaltstack(&ss, NULL) < 0) {
@@ -408,27 +518,21 @@ int sandbox_enter(const sandbox_config *cfg, sandbox **out, char *err, size_t er
   for (size_t i = 0; i < sizeof sb_crash_signals / sizeof sb_crash_signals[0]; i++)
     sigaddset(&unblock, sb_crash_signals[i]);
   sigprocmask(SIG_UNBLOCK, &unblock, NULL);
-  if (!filters) {
-    /* The operator's choice (--sandbox-off=seccomp): crashes are still
-     * reported, and nothing may gain privileges. */
-    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
-      snprintf(err, errlen, "cannot enter the sandbox: no_new_privs: %s", strerror(errno));
-      goto fail;
-    }
-    *out = sb;
-    return 0;
-  }
-  scmp_filter_ctx ctx = sb_filter(&sb->cfg, 1);
-  int rc = ctx ? seccomp_load(ctx) : -1;
-  if (ctx) seccomp_release(ctx);
-  if (rc != 0) {
-    snprintf(err, errlen, "cannot enter the sandbox: seccomp: %s",
-             rc < 0 ? strerror(-rc) : "cannot build the filter");
+  /* Nothing may gain privileges; without filters (--sandbox-off=seccomp,
+   * the operator's choice) crashes are still reported. */
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
+    snprintf(err, errlen, "cannot enter the sandbox: no_new_privs: %s", strerror(errno));
     goto fail;
   }
+  if (filters && sb_install(&loading) < 0) {
+    snprintf(err, errlen, "cannot enter the sandbox: seccomp: %s", strerror(errno));
+    goto fail;
+  }
+  free(loading.f);
   *out = sb;
   return 0;
 fail:
+  free(loading.f);
   /* Once handlers may point at it, sb stays (harmless without a filter);
    * the caller ends the trial without running anything untrusted. */
   if (sandbox_active != sb) {
@@ -444,11 +548,8 @@ int sandbox_lockdown(sandbox *sb, char *err, size_t errlen) {
     sb->phase = SANDBOX_REFERENCE;
     return 0;
   }
-  struct sock_fprog prog = {.len = sb->nrunning, .filter = sb->running};
-  /* As in sb_filter: no forced store-bypass mitigation, when the kernel
-   * knows the flag. */
-  if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_SPEC_ALLOW, &prog) != 0 &&
-      (errno != EINVAL || syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) != 0)) {
+  sb_prog running = {sb->running, sb->nrunning};
+  if (sb_install(&running) < 0) {
     snprintf(err, errlen, "cannot tighten the sandbox: seccomp: %s", strerror(errno));
     return -1;
   }

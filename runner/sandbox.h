@@ -49,6 +49,16 @@ void sandbox_parts_text(unsigned parts, char *out, size_t len);
  * limit under AddressSanitizer) is not tried. */
 unsigned sandbox_probe(unsigned parts, char *why, size_t len);
 
+/* Both filters compiled once, for the many children of a fork server:
+ * each child fills in its own pid and fds (sandbox_enter) instead of
+ * compiling. */
+typedef struct sandbox_filters sandbox_filters;
+
+/* Returns 0, or -1 with the reason in err (then children compile their
+ * own, as without). */
+int sandbox_filters_new(sandbox_filters **out, char *err, size_t errlen);
+void sandbox_filters_free(sandbox_filters *f);
+
 typedef struct {
   uint64_t job_id;
   int out_fd;            /* result frames are written here */
@@ -57,15 +67,17 @@ typedef struct {
   const char *so_path;   /* its /proc/self/fd/N path */
   uint64_t mem_limit_mb; /* named in messages about failed allocations; 0: none */
   unsigned off;          /* SANDBOX_PART_SECCOMP: crash reports only, no filter */
+  const sandbox_filters *filters; /* compiled ahead, or NULL: compile them here */
 } sandbox_config;
 
 typedef struct sandbox sandbox;
 
 /* Installs the crash handlers and the loading filter (and no_new_privs;
  * with cfg->off & SANDBOX_PART_SECCOMP, no filter).
- * The running filter is compiled now, while memory and files are still at
- * hand. Returns 0, or a negative code with the reason in err; then nothing
- * was installed and the caller must not run untrusted code. */
+ * The running filter is made now (from cfg->filters, or compiled), while
+ * memory and files are still at hand. Returns 0, or a negative code with
+ * the reason in err; then nothing was installed and the caller must not
+ * run untrusted code. */
 int sandbox_enter(const sandbox_config *cfg, sandbox **out, char *err, size_t errlen);
 
 /* Installs the running filter and moves to SANDBOX_REFERENCE. */

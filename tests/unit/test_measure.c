@@ -202,6 +202,21 @@ TEST(timing_run_grows_number_cools_and_flushes) {
   ASSERT(timing_flush_bytes(0) >= (8u << 20));
 }
 
+/* The sandbox's two ways to its filters: compiled in the measuring
+ * process itself, or filled in from filters compiled ahead, as a fork
+ * server's children do. Every sandbox case runs both ways. */
+#define WAYS 2
+static const measure_opts *way_opts(int way, measure_opts *o) {
+  static sandbox_filters *ahead;
+  *o = (measure_opts)MEASURE_OPTS_INIT;
+  if (way == 0) return o;
+  char err[256];
+  if (!ahead && sandbox_filters_new(&ahead, err, sizeof err) < 0)
+    TEST_FAIL("filters compiled ahead: %s", err);
+  o->filters = ahead;
+  return o;
+}
+
 TEST(sandboxed_child_measures) {
   uint8_t *so;
   size_t len;
@@ -229,8 +244,38 @@ TEST(sandbox_allows_what_kernels_need) {
                "", 0, &so, &len);
   kjob j;
   kjob_init(&j, so, len);
-  wire_free(expect_result(&j.job, NULL, "ok", NULL));
+  for (int way = 0; way < WAYS; way++) {
+    measure_opts o;
+    wire_free(expect_result(&j.job, way_opts(way, &o), "ok", NULL));
+  }
   free(so);
+}
+
+/* The dump file is the one fd besides the result the running filter lets
+ * the process write to: its number differs from trial to trial. */
+TEST(sandbox_writes_the_dump) {
+  char dir[] = "/tmp/ktune-test-XXXXXX";
+  ASSERT_NOT_NULL(mkdtemp(dir));
+  uint8_t *so;
+  size_t len;
+  build_kernel("", "", 0, &so, &len);
+  kjob j;
+  kjob_init(&j, so, len);
+  for (int way = 0; way < WAYS; way++) {
+    measure_opts o;
+    way_opts(way, &o);
+    o.dump_dir = dir;
+    j.job.job_id = 40 + (uint64_t)way;
+    wire_free(expect_result(&j.job, &o, "ok", NULL));
+    char path[128];
+    snprintf(path, sizeof path, "%s/job-%d.out", dir, 40 + way);
+    struct stat sb;
+    ASSERT_EQ_INT(stat(path, &sb), 0);
+    ASSERT_EQ_INT((int)sb.st_size, NELEM * (int)sizeof(float));
+    unlink(path);
+  }
+  free(so);
+  rmdir(dir);
 }
 
 TEST(sandbox_names_forbidden_calls) {
@@ -255,9 +300,12 @@ TEST(sandbox_names_forbidden_calls) {
     build_kernel(cases[i].body, "", 0, &so, &len);
     kjob j;
     kjob_init(&j, so, len);
-    Ktune__Envelope *r = expect_result(&j.job, NULL, "RUNTIME_ERROR", cases[i].want);
-    ASSERT_CONTAINS(r->run_result->error, "sandbox: the kernel made");
-    wire_free(r);
+    for (int way = 0; way < WAYS; way++) {
+      measure_opts o;
+      Ktune__Envelope *r = expect_result(&j.job, way_opts(way, &o), "RUNTIME_ERROR", cases[i].want);
+      ASSERT_CONTAINS(r->run_result->error, "sandbox: the kernel made");
+      wire_free(r);
+    }
     free(so);
   }
   ASSERT(!exists(created));
@@ -282,7 +330,10 @@ TEST(crashes_are_named) {
     build_kernel(cases[i].body, "", 0, &so, &len);
     kjob j;
     kjob_init(&j, so, len);
-    wire_free(expect_result(&j.job, NULL, "RUNTIME_ERROR", cases[i].want));
+    for (int way = 0; way < WAYS; way++) {
+      measure_opts o;
+      wire_free(expect_result(&j.job, way_opts(way, &o), "RUNTIME_ERROR", cases[i].want));
+    }
     free(so);
   }
 }
@@ -305,7 +356,9 @@ TEST(loader_runs_inside_the_sandbox) {
   kjob j;
   kjob_init(&j, so, len);
   j.job.check = 0;
-  wire_free(expect_result(&j.job, NULL, "ok", NULL));
+  measure_opts o;
+  for (int way = 0; way < WAYS; way++)
+    wire_free(expect_result(&j.job, way_opts(way, &o), "ok", NULL));
   ASSERT(!exists(created));
   free(so);
   /* One that forks is stopped and named for what it is. */
@@ -315,9 +368,10 @@ TEST(loader_runs_inside_the_sandbox) {
             &so, &len);
   kjob_init(&j, so, len);
   j.job.check = 0;
-  wire_free(expect_result(&j.job, NULL, "RUNTIME_ERROR",
-                          "sandbox: the artifact's initialisation code (run by dlopen) made a "
-                          "forbidden system call: clone"));
+  for (int way = 0; way < WAYS; way++)
+    wire_free(expect_result(&j.job, way_opts(way, &o), "RUNTIME_ERROR",
+                            "sandbox: the artifact's initialisation code (run by dlopen) made a "
+                            "forbidden system call: clone"));
   free(so);
   rmdir(dir);
 }
@@ -554,7 +608,7 @@ TEST(syscall_names) {
 
 TEST_LIST(TEST_ENTRY(timing_next_number_follows_tvm),
           TEST_ENTRY(timing_run_grows_number_cools_and_flushes), TEST_ENTRY(sandboxed_child_measures),
-          TEST_ENTRY(sandbox_allows_what_kernels_need), TEST_ENTRY(sandbox_names_forbidden_calls),
+          TEST_ENTRY(sandbox_allows_what_kernels_need), TEST_ENTRY(sandbox_writes_the_dump), TEST_ENTRY(sandbox_names_forbidden_calls),
           TEST_ENTRY(crashes_are_named), TEST_ENTRY(loader_runs_inside_the_sandbox),
           TEST_ENTRY(sandboxed_load_errors), TEST_ENTRY(gcc_artifacts_load_in_the_sandbox),
           TEST_ENTRY(memory_limit), TEST_ENTRY(reference_image_cached_and_sealed),
