@@ -213,6 +213,7 @@ const char *backend_sandbox(const backend *b, int *confined) { return cc_sandbox
 int backend_set_cache(backend *b, size_t max_bytes) { return cc_set_cache(b->cc, max_bytes); }
 
 void backend_cache_stats(const backend *b, buildcache_stats *st) { cc_cache_stats(b->cc, st); }
+uint64_t backend_compiles(const backend *b) { return cc_compiles(b->cc); }
 
 void backend_close(backend *b) {
   if (!b || b->closed) return;

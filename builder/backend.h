@@ -45,6 +45,7 @@ int backend_new_limited(uv_loop_t *loop, const cc_policy *policy, const jail_opt
  * for none (the default): cc_set_cache. 0 or -ENOMEM. */
 int backend_set_cache(backend *b, size_t max_bytes);
 void backend_cache_stats(const backend *b, buildcache_stats *st);
+uint64_t backend_compiles(const backend *b); /* cc_compiles */
 
 /* How compiles are confined, for the log; *confined 0: no file-system
  * sandbox on this kernel. */

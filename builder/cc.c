@@ -109,6 +109,9 @@ struct cc_ctx {
   buildserver *bs;     /* forks libtcc builds; NULL until one could start */
   jail_plan tcc_plan;  /* the ruleset of every libtcc build, once tcc_ready */
   int tcc_ready;
+  uint64_t compiles;   /* started: not answered from the cache or shared */
+  char tcc_dir[4096];  /* the folder libtcc builds work in, once made */
+  int tcc_dir_fd;      /* it, O_PATH; -1 until made */
   cc_req *leaders;     /* compiles others may wait for (cc_reuse) */
 };
 
@@ -120,6 +123,8 @@ static void cc_maybe_free(cc_ctx *c) {
   buildcache_free(c->cache);
   buildserver_free(c->bs);
   if (c->tcc_ready) jail_plan_release(&c->tcc_plan);
+  if (c->tcc_dir_fd >= 0) close(c->tcc_dir_fd);
+  if (c->tcc_dir[0]) fsutil_rmtree(c->tcc_dir);
   free(c->server_exe);
   free(c);
 }
@@ -408,12 +413,31 @@ static void cc_compiled(cc_run *run, const child_result *p) {
   free(so);
 }
 
+/* The folder every libtcc build works in, made with the first. They
+ * share it: the ruleset lets them write nowhere, and a folder made and
+ * removed for each build cost a fifth of a trivial build's time. */
+static int cc_tcc_dir(cc_ctx *c, char *err, size_t errlen) {
+  if (c->tcc_dir_fd >= 0) return 0;
+  int rc = jail_mkdtemp(c->tcc_dir, sizeof c->tcc_dir);
+  if (rc < 0) {
+    c->tcc_dir[0] = '\0';
+    snprintf(err, errlen, "builder cannot make a temporary folder: %s", strerror(-rc));
+    return rc;
+  }
+  c->tcc_dir_fd = open(c->tcc_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (c->tcc_dir_fd < 0) {
+    rc = -errno;
+    snprintf(err, errlen, "builder cannot open %.200s: %s", c->tcc_dir, strerror(-rc));
+    return rc;
+  }
+  return 0;
+}
+
 /* A libtcc build: a child of the build fork server (buildserver.h),
  * confined by the ruleset made once for every libtcc build, which lets
  * it write nowhere: the source goes in on its stdin, the object comes
- * out on its stdout. It works in a work folder of its own all the same,
- * where its processes are found. Returns 0, or a negative code with the
- * reason in err. */
+ * out on its stdout. Returns 0, or a negative code with the reason in
+ * err. */
 static int cc_tcc_start(cc_req *r, char *err, size_t errlen) {
   cc_ctx *c = r->ctx;
   int rc;
@@ -423,28 +447,17 @@ static int cc_tcc_start(cc_req *r, char *err, size_t errlen) {
   }
   if (!c->bs && (rc = buildserver_new(c->loop, c->server_exe, &c->bs, err, errlen)) < 0)
     return rc;
-  if (!r->dir[0] && (rc = jail_mkdtemp(r->dir, sizeof r->dir)) < 0) {
-    r->dir[0] = '\0';
-    snprintf(err, errlen, "builder cannot make a temporary folder: %s", strerror(-rc));
-    return rc;
-  }
-  buildserver_limits lim = {c->tcc_plan.ruleset_fd, open(r->dir, O_PATH | O_DIRECTORY | O_CLOEXEC),
-                            jail_mem_limit(c->jail), jail_cpu_limit_s(r->timeout_ms)};
-  if (lim.dir_fd < 0) {
-    rc = -errno;
-    snprintf(err, errlen, "builder cannot open %.200s: %s", r->dir, strerror(-rc));
-    return rc;
-  }
+  if ((rc = cc_tcc_dir(c, err, errlen)) < 0) return rc;
+  buildserver_limits lim = {c->tcc_plan.ruleset_fd, c->tcc_dir_fd, jail_mem_limit(c->jail),
+                            jail_cpu_limit_s(r->timeout_ms)};
   child_spec spec = {.launcher = buildserver_launcher(c->bs), .launch_how = &lim,
                      .in = (uint8_t *)strdup(r->source), .in_len = strlen(r->source),
                      .keep_max = CC_ARTIFACT_MAX + 1, .timeout_ms = r->timeout_ms};
   if (!spec.in) {
-    close(lim.dir_fd);
     snprintf(err, errlen, "builder out of memory");
     return -ENOMEM;
   }
-  rc = cc_run_launch(c, &spec, cc_compiled, r, 0, err, errlen);
-  close(lim.dir_fd);
+  if ((rc = cc_run_launch(c, &spec, cc_compiled, r, 0, err, errlen)) == 0) c->compiles++;
   return rc;
 }
 
@@ -553,6 +566,7 @@ static void cc_compile(cc_req *r) {
   memcpy(argv + pr->argc, tail, sizeof tail);
   int rc = cc_run_start(r->ctx, argv, r->dir, r->timeout_ms, cc_compiled, r, 0, err, sizeof err);
   free(argv);
+  if (rc == 0) r->ctx->compiles++;
   if (rc < 0) cc_req_fail(r, rc == -ENOMEM ? "COMPILE_ERROR" : "UNSUPPORTED", "%s", err);
 }
 
@@ -702,6 +716,7 @@ int cc_new_limited(uv_loop_t *loop, const cc_policy *policy, const jail_opts *li
   *out = NULL;
   cc_ctx *c = calloc(1, sizeof *c);
   if (!c) return -ENOMEM;
+  c->tcc_dir_fd = -1;
   c->loop = loop;
   c->any = policy && policy->any;
   if (jail_new(limits, &c->jail) < 0) {
@@ -748,6 +763,8 @@ int cc_set_cache(cc_ctx *c, size_t max_bytes) {
 }
 
 void cc_cache_stats(const cc_ctx *c, buildcache_stats *st) { buildcache_get_stats(c->cache, st); }
+
+uint64_t cc_compiles(const cc_ctx *c) { return c->compiles; }
 
 void cc_close(cc_ctx *c) {
   if (!c || c->closed) return;

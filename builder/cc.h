@@ -54,6 +54,8 @@ int cc_new_limited(uv_loop_t *loop, const cc_policy *policy, const jail_opts *li
  * Returns 0 or -ENOMEM (the cache is then off). */
 int cc_set_cache(cc_ctx *c, size_t max_bytes);
 void cc_cache_stats(const cc_ctx *c, buildcache_stats *st);
+/* Compiles started, with the cache on or off. */
+uint64_t cc_compiles(const cc_ctx *c);
 
 /* How compiles are confined, for the log (jail_describe). */
 const char *cc_sandbox(const cc_ctx *c, int *confined);

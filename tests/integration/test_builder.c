@@ -478,8 +478,10 @@ TEST(repeated_build_served_from_cache) {
         ASSERT_EQ_U64(r->job_id, id);
         if (strcmp(wire_status_name(r->status), "ok") != 0)
           TEST_FAIL("%s: %s: %s", compilers[c], wire_status_name(r->status), r->error);
-        int made = work_folders_made(w);
-        if (made != (k == 0 || !cache))
+        /* An external compile makes a folder of its own; libtcc builds
+         * share one, made by the first (the log tells their compiles). */
+        int made = work_folders_made(w), want = k == 0 || (!cache && c == 0);
+        if (c == 0 ? made != want : made > want)
           TEST_FAIL("%s, build %d, cache %s: %d compile(s)", compilers[c], (int)k + 1,
                     cache ? "on" : "off", made);
         if (!first) {
@@ -511,6 +513,8 @@ TEST(repeated_build_served_from_cache) {
     } else {
       ASSERT(strstr(log, "from the build cache") == NULL);
       ASSERT(strstr(log, "build cache:") == NULL);
+      ASSERT_CONTAINS(log, "job 72: ok in ");
+      ASSERT_CONTAINS(log, "job 73: ok in ");
       ASSERT_CONTAINS(log, "build cache 0 MiB");
     }
   }
