@@ -597,6 +597,7 @@ struct session {
   char *timing_json;       /* the timing options, part of a trial's identity */
   int check;
   int remeasure;
+  int short_rounds_said;   /* the log told that its rounds are too short to remeasure */
   uint32_t priority;
   uint32_t wait_timeout_ms;
   uint32_t wait_limit_ms;  /* this wait's: --wait-timeout, or a never-served key's; 0: none */

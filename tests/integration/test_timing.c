@@ -146,29 +146,25 @@ TEST(out_of_range_is_refused_alike_by_the_cli_and_the_tracker) {
   farm_stop_tracker(&f);
 }
 
-/* A measurement whose rounds disagree (this kernel is slow on every other
- * call) is measured again before it becomes a trial, once: the trial
- * keeps the first one's spread, and no trial is recorded twice. */
-TEST(a_measurement_whose_rounds_disagree_is_measured_again) {
-  farm f;
-  farm_start(&f, NULL);
-  pid_t b = farm_builder(&f, "b1");
-  pid_t r = farm_runner(&f, "r1", "k", NULL);
-  farm_wait_agent(&f, "r1", 1);
+/* Tunes 3 configs of a kernel that spins `slow` iterations on every
+ * other call and `fast` on the others: 4 rounds of one call each, whose
+ * spread is far over 20%. */
+static void tune_erratic(farm *f, long slow, long fast) {
   char spec[400], src[400];
-  snprintf(src, sizeof(src), "%s/erratic.c", f.dir);
-  snprintf(spec, sizeof(spec), "%s/erratic.json", f.dir);
+  snprintf(src, sizeof(src), "%s/erratic.c", f->dir);
+  snprintf(spec, sizeof(spec), "%s/erratic.json", f->dir);
   FILE *fp = fopen(src, "w");
   ASSERT_NOT_NULL(fp);
-  fputs("static int calls;\n"
-        "void k(float *C, const float *A) {\n"
-        "  volatile float x = 0;\n"
-        "  long spin = calls++ % 2 ? 400000 : 4000;\n"
-        "  for (long i = 0; i < spin; i++) x += A[i % N];\n"
-        "  for (long i = 0; i < N; i++) C[i] = A[i] * U;\n"
-        "}\n"
-        "void k_ref(float *C, const float *A) { for (long i = 0; i < N; i++) C[i] = A[i] * 2; }\n",
-        fp);
+  fprintf(fp,
+          "static int calls;\n"
+          "void k(float *C, const float *A) {\n"
+          "  volatile float x = 0;\n"
+          "  long spin = calls++ %% 2 ? %ld : %ld;\n"
+          "  for (long i = 0; i < spin; i++) x += A[i %% N];\n"
+          "  for (long i = 0; i < N; i++) C[i] = A[i] * U;\n"
+          "}\n"
+          "void k_ref(float *C, const float *A) { for (long i = 0; i < N; i++) C[i] = A[i] * 2; }\n",
+          slow, fast);
   fclose(fp);
   fp = fopen(spec, "w");
   ASSERT_NOT_NULL(fp);
@@ -181,15 +177,29 @@ TEST(a_measurement_whose_rounds_disagree_is_measured_again) {
   static char out[1 << 16];
   char *tune[] = {"tune", spec, "--trials", "3", "--strategy", "grid", "--key", "k", "--repeat",
                   "4", "--confirm", "0", NULL};
-  int rc = farm_ktune(&f, out, sizeof(out), 120000, tune);
+  int rc = farm_ktune(f, out, sizeof(out), 120000, tune);
   if (rc != 0) {
-    farm_print_log(&f);
+    farm_print_log(f);
     TEST_FAIL("ktune tune exited %d:\n%s", rc, out);
   }
-  sqlite3 *db = farm_db(&f);
+  sqlite3 *db = farm_db(f);
   ASSERT_EQ_INT(farm_query(db, "SELECT count(*) FROM trials WHERE task = 'erratic'"), 3);
   ASSERT_EQ_INT(farm_query(db, "SELECT count(DISTINCT config) FROM trials WHERE task = 'erratic'"),
                 3);
+  sqlite3_close(db);
+}
+
+/* A measurement whose rounds disagree (this kernel is slow on every other
+ * call) is measured again before it becomes a trial, once: the trial
+ * keeps the first one's spread, and no trial is recorded twice. */
+TEST(a_measurement_whose_rounds_disagree_is_measured_again) {
+  farm f;
+  farm_start(&f, NULL);
+  pid_t b = farm_builder(&f, "b1");
+  pid_t r = farm_runner(&f, "r1", "k", NULL);
+  farm_wait_agent(&f, "r1", 1);
+  tune_erratic(&f, 400000, 4000);
+  sqlite3 *db = farm_db(&f);
   ASSERT_EQ_INT(farm_query(db, "SELECT count(*) FROM trials WHERE task = 'erratic' AND"
                                " status = 'ok' AND retried_cv > 0.2"), 3);
   sqlite3_close(db);
@@ -197,7 +207,31 @@ TEST(a_measurement_whose_rounds_disagree_is_measured_again) {
   farm_stop_all(&f, r, b, 0);
 }
 
+/* Rounds of a few microseconds spread whatever the machine does: they are
+ * not measured again (which would spread as much and double the runner's
+ * work), and the log says once what would make them longer. */
+TEST(rounds_too_short_to_time_are_not_measured_again) {
+  farm f;
+  farm_start(&f, NULL);
+  pid_t b = farm_builder(&f, "b1");
+  pid_t r = farm_runner(&f, "r1", "k", NULL);
+  farm_wait_agent(&f, "r1", 1);
+  tune_erratic(&f, 2000, 20);
+  sqlite3 *db = farm_db(&f);
+  ASSERT_EQ_INT(farm_query(db, "SELECT count(*) FROM trials WHERE task = 'erratic' AND"
+                               " status = 'ok' AND retried_cv IS NULL AND std_s / mean_s > 0.2"),
+                3);
+  sqlite3_close(db);
+  const char *log = read_text(f.log);
+  ASSERT(strstr(log, "measuring it again") == NULL);
+  const char *said = strstr(log, "too short to say more when measured again; --min-repeat-ms 1");
+  ASSERT_NOT_NULL(said);
+  ASSERT(strstr(said + 1, "too short to say more") == NULL); /* once a session */
+  farm_stop_all(&f, r, b, 0);
+}
+
 TEST_LIST(TEST_ENTRY(timing_json_is_what_old_rows_hold),
           TEST_ENTRY(a_measurement_whose_rounds_disagree_is_measured_again),
+          TEST_ENTRY(rounds_too_short_to_time_are_not_measured_again),
           TEST_ENTRY(every_option_reaches_the_runner_and_the_history),
           TEST_ENTRY(out_of_range_is_refused_alike_by_the_cli_and_the_tracker))
