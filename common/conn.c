@@ -159,17 +159,39 @@ void conn_send_now(conn *c) {
   conn_flush(c);
 }
 
+/* Queues kept for the next frames after a write; larger ones are freed. */
+#define CONN_KEEP_BYTES (64u << 10)
+
 void conn_flush(conn *c) {
   if (c->closing || c->writing || c->out_len == 0) return;
-  /* Hand the whole queue to libuv and start a new one: everything queued
-   * since the last write leaves in one system call. */
+  c->last_tx_ms = uv_now(c->tcp.loop);
+  /* Everything queued since the last write leaves in one system call,
+   * here when the socket takes it all, as it mostly does: no request, no
+   * callback, and no epoll_ctl (libuv's uv_write changes the poll set
+   * after every request it finishes). */
+  uv_buf_t b = uv_buf_init((char *)c->out, (unsigned)c->out_len);
+  int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+  if (n == UV_EAGAIN) n = 0;
+  if (n < 0) {
+    conn_close(c, uv_strerror(n));
+    return;
+  }
+  if ((size_t)n == c->out_len) {
+    c->out_len = 0;
+    if (c->out_cap > CONN_KEEP_BYTES) {
+      free(c->out);
+      c->out = NULL;
+      c->out_cap = 0;
+    }
+    return;
+  }
+  /* The rest goes to libuv, and a new queue starts. */
   c->wbuf = c->out;
-  uv_buf_t b = uv_buf_init((char *)c->wbuf, (unsigned)c->out_len);
+  b = uv_buf_init((char *)c->wbuf + n, (unsigned)(c->out_len - (size_t)n));
   c->out = NULL;
   c->out_len = c->out_cap = 0;
   c->wreq.data = c;
   c->writing = 1;
-  c->last_tx_ms = uv_now(c->tcp.loop);
   int rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, write_cb);
   if (rc < 0) {
     c->writing = 0;
