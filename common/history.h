@@ -17,6 +17,7 @@ typedef struct {
   const char *size_json;
   const char *config_json; /* JSON of the knobs (made canonical unless config_canonical) */
   int config_canonical;    /* config_json is canonical already (space_config_json's) */
+  int objects_canonical;   /* so are size_json, timing_json and device_json */
   const char *key;
   const char *compiler;
   const char *status;      /* ok or a trial error code */

@@ -268,9 +268,13 @@ static int bind_canonical(hist *h, sqlite3_stmt *st, int i, const trial_col *c,
   return json ? bound(h, sqlite3_bind_text(st, i, json, -1, free)) : -1;
 }
 
+/* The tracker's sizes, timings and devices are canonical as made, once a
+ * session or an agent: no parse per trial (its few texts cached could not
+ * hold a farm's thousand devices). */
 static int bind_object(hist *h, sqlite3_stmt *st, int i, const trial_col *c,
                        const hist_trial *t) {
   const char *v = MEMBER(t, c, const char *);
+  if (t->objects_canonical && v) return bound(h, sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC));
   return bind_canonical(h, st, i, c, v ? v : c->dflt);
 }
 
@@ -287,6 +291,7 @@ static int bind_opt_object(hist *h, sqlite3_stmt *st, int i, const trial_col *c,
                            const hist_trial *t) {
   const char *v = MEMBER(t, c, const char *);
   if (!v || !*v) return bound(h, sqlite3_bind_null(st, i));
+  if (t->objects_canonical) return bound(h, sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC));
   return bind_canonical(h, st, i, c, v);
 }
 

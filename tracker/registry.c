@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/identity.h"
 #include "common/log.h"
 #include "common/wire.h"
 #include "tracker/tracker.h"
@@ -109,7 +110,11 @@ char *registry_device_json(const peer *p) {
   if (o && p->sandbox_off[0]) json_object_set_new(o, "sandbox_off", json_string(p->sandbox_off));
   char *txt = o ? json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
   json_decref(o);
-  return txt;
+  /* Canonical for certain, once: every trial of this runner stores it. */
+  char *canon = NULL, why[160];
+  if (txt && ident_canonical_object(txt, &canon, why, sizeof(why)) < 0) canon = NULL;
+  free(txt);
+  return canon;
 }
 
 static Ktune__KeyInfo *key_info(Ktune__StatusReply *out, const char *key) {

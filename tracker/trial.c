@@ -47,6 +47,10 @@ void trial_record(tracker *t, session *s, const char *config_json, hist_trial *t
   tr->size_json = s->size_json;
   tr->config_json = config_json;
   tr->config_canonical = 1; /* every config here is space_config_json's */
+  /* The session's size and timing are written canonical (space_consts_json,
+   * timing_json), and a device is made so once an agent (registry.c) or
+   * comes from the history or a replay, canonical there. */
+  tr->objects_canonical = 1;
   tr->key = s->key;
   tr->compiler = s->compiler;
   tr->gflops = ok ? trial_gflops(s->flops, tr->mean_s) : 0;

@@ -229,8 +229,8 @@ TEST(tracker_texts_are_canonical) {
   static int64_t wide[] = {-3, 0, 7, 1024, 9007199254740993};
   static int64_t one[] = {1};
   task_knob knobs[] = {{"ZZ", wide, 5}, {"A_b", one, 1}, {"a", wide, 5}, {"MR", wide, 5}};
-  task_param consts[] = {{"N", 4}};
-  task_spec t = {.name = "k", .consts = consts, .nconsts = 1, .knobs = knobs, .nknobs = 4,
+  task_param consts[] = {{"N", 4}, {"M", -3}, {"a_b", 9007199254740993}};
+  task_spec t = {.name = "k", .consts = consts, .nconsts = 3, .knobs = knobs, .nknobs = 4,
                  .flops = "N"};
   space sp;
   char err[256];
@@ -241,6 +241,15 @@ TEST(tracker_texts_are_canonical) {
   if (timing_fill(&tm, err, sizeof(err)) < 0) TEST_FAIL("timing_fill: %s", err);
   char *timing = timing_json(&tm);
   ASSERT_NOT_NULL(timing);
+  /* The session's size, which trials store as it is (objects_canonical). */
+  char *size = space_consts_json(&t), *canon;
+  ASSERT_EQ_INT(ident_canonical_object(size, &canon, err, sizeof(err)), 0);
+  ASSERT_EQ_STR(size, canon);
+  free(canon);
+  ASSERT_EQ_INT(ident_canonical_object(timing, &canon, err, sizeof(err)), 0);
+  ASSERT_EQ_STR(timing, canon);
+  free(canon);
+  free(size);
   for (uint64_t i = 0; i < sp.size; i++) {
     int64_t v[4];
     ASSERT_EQ_INT(space_config(&sp, i, v), 0);
