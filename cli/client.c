@@ -216,13 +216,13 @@ int client_connect(client *c, const cli_dial *d, char *err, size_t errlen) {
   char name[128] = "user";
   const char *name_from = "the login name";
   const char *user = getenv("USER"), *as = getenv("KTUNE_USER");
-  struct passwd *pw = getpwuid(getuid());
+  struct passwd *pw;
   if (as && *as) {
     snprintf(name, sizeof(name), "%s", as);
     name_from = "KTUNE_USER";
   } else if (user && *user) {
     snprintf(name, sizeof(name), "%s", user);
-  } else if (pw) {
+  } else if ((pw = getpwuid(getuid()))) { /* reads nsswitch.conf and passwd: only when needed */
     snprintf(name, sizeof(name), "%s", pw->pw_name);
   }
   Ktune__Hello h = KTUNE__HELLO__INIT;
