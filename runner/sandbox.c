@@ -298,7 +298,7 @@ SB_NO_ASAN static void sb_handler(int sig, siginfo_t *si, void *ctx) {
  * fd, the dump fd and the child's pid. A fork server compiles its filters
  * once with these stand-ins in their place (sandbox_filters_new), and each
  * child writes its own values over them, which spares it libseccomp's
- * compile (a quarter of a trivial trial's measuring process). No fd or pid
+ * compile (a fifth of a trivial trial's measuring process). No fd or pid
  * is this large, and no system call number, architecture token or other
  * argument a filter compares with equals one. */
 enum { SB_VAL_OUT, SB_VAL_EXTRA, SB_VAL_SELF, SB_VALS };
