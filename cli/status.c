@@ -23,6 +23,18 @@ static void print_json(const Ktune__StatusReply *r) {
   free(txt);
 }
 
+/* Owners a text status lists per key without --all: those holding or
+ * waiting for its runners first, then those with the most runner time. */
+#define OWNER_ROWS 8
+
+static int owner_first(const void *a, const void *b) {
+  const Ktune__OwnerShare *x = *(Ktune__OwnerShare *const *)a, *y = *(Ktune__OwnerShare *const *)b;
+  if (x->running != y->running) return x->running > y->running ? -1 : 1;
+  if (!x->sessions != !y->sessions) return x->sessions ? -1 : 1;
+  if (x->runner_s != y->runner_s) return x->runner_s > y->runner_s ? -1 : 1;
+  return strcmp(x->owner, y->owner);
+}
+
 /* "(1000)", or "(1000, 40 shown: WHICH; ktune status --all for all)". */
 static void count_line(const char *what, size_t shown, uint32_t total, const char *which) {
   if (total > shown)
@@ -54,7 +66,7 @@ void cli_print_sessions(const Ktune__StatusReply *r) {
   }
 }
 
-static void print_text(const char *addr, const Ktune__StatusReply *r) {
+static void print_text(const char *addr, const Ktune__StatusReply *r, int all) {
   printf("tracker %s, up %.1f s\n", addr, r->uptime_s);
   printf("\n");
   count_line("agents", r->n_agents, r->agents_total, "those that need a look first");
@@ -89,10 +101,18 @@ static void print_text(const char *addr, const Ktune__StatusReply *r) {
     const Ktune__KeyInfo *k = r->keys[i];
     printf("  %-12s %-8u %-5u %-5u %-12u %u\n", k->key, k->runners, k->busy, k->free,
            k->build_queued, k->run_queued);
-    if (k->n_owners)
+    size_t shown = k->n_owners;
+    if (!all && shown > OWNER_ROWS) {
+      shown = OWNER_ROWS;
+      qsort(k->owners, k->n_owners, sizeof(*k->owners), owner_first);
+      printf("    ");
+      count_line("owners", shown, (uint32_t)k->n_owners,
+                 "those running or waiting first, then the most runner time");
+    }
+    if (shown)
       printf("    %-12s %-7s %-7s %-7s %-9s %-8s %s\n", "OWNER", "WEIGHT", "TARGET", "ACTUAL",
              "RUNNER S", "WAITING", "RUNNING");
-    for (size_t j = 0; j < k->n_owners; j++) {
+    for (size_t j = 0; j < shown; j++) {
       const Ktune__OwnerShare *w = k->owners[j];
       printf("    %-12s %-7u %-7.0f %-7.0f %-9.1f %-8u %u\n", w->owner, w->weight,
              100 * w->target, 100 * w->actual, w->runner_s, w->sessions, w->running);
@@ -148,14 +168,16 @@ int cmd_status(int argc, char **argv) {
              "share of the runner time) and its sessions (as `ktune sessions`, with each one's\n"
              "place in its key's line).\n"
              CLI_DIAL_HELP
-             "  --all                every agent and session (default: at most %d of each,\n"
-             "                       the agents that need a look first: quarantined,\n"
-             "                       draining, sandbox parts off, not heard lately; then the\n"
-             "                       newest sessions; the counts are always of all)\n"
+             "  --all                every agent, session and owner (default: at most %d\n"
+             "                       agents and sessions, the agents that need a look\n"
+             "                       first: quarantined, draining, sandbox parts off, not\n"
+             "                       heard lately; then the newest sessions; and %d owners\n"
+             "                       a key, those running or waiting first; the counts are\n"
+             "                       always of all)\n"
              "  --json               all of it as one JSON object, times in seconds to the\n"
              "                       millisecond (default: text)\n\n"
              "Exit status: 0 when the tracker answered; 1 when it could not be reached or\n"
-             "refused; 2 for a usage error.\n", STATUS_ROWS);
+             "refused; 2 for a usage error.\n", STATUS_ROWS, OWNER_ROWS);
       return EXIT_OK;
     default: return EXIT_USAGE;
     }
@@ -172,7 +194,7 @@ int cmd_status(int argc, char **argv) {
     return EXIT_FAIL;
   }
   if (json) print_json(m->status_reply);
-  else print_text(d.tracker, m->status_reply);
+  else print_text(d.tracker, m->status_reply, all);
   wire_free(m);
   return EXIT_OK;
 }

@@ -473,6 +473,41 @@ TEST(malformed_share_fields_are_refused_naming_the_line) {
   expect_tracker_refuses(half_life, "--share-half-life-s needs a whole number of at least 1");
 }
 
+/* A key's owners in the text status: a screenful, those waiting first,
+ * with the count of all; --all lists every one. */
+TEST(text_status_lists_a_few_owners_a_key) {
+  farm f;
+  agents a = share_farm(&f, NULL);
+  char *idle[] = {"matmul", "-D", "M=32", "-D", "N=32", "-D", "K=32", "--key", "idle",
+                  "--trials", "5", "--wait-timeout", "60000", NULL};
+  char name[16];
+  for (int i = 0; i < 10; i++) {
+    snprintf(name, sizeof(name), "owner-%02d", i);
+    submit_as(&f, name, NULL, idle);
+  }
+  /* One who used key k, and waits for nothing now. */
+  char *used[] = {TINY, "--trials", "3", NULL};
+  long id = submit_as(&f, "zed", NULL, used);
+  farm_wait_trials(&f, id, 3);
+  as_user("alice", NULL);
+  static char out[1 << 16];
+  char *args[] = {"status", NULL};
+  ASSERT_EQ_INT(farm_ktune(&f, out, sizeof(out), 10000, args), 0);
+  ASSERT_CONTAINS(out, "    owners (10, 8 shown: those running or waiting first, then the most "
+                       "runner time; ktune status --all for all)");
+  int rows = 0;
+  for (const char *p = out; (p = strstr(p, "\n    owner-")); p++) rows++;
+  ASSERT_EQ_INT(rows, 8);
+  ASSERT_CONTAINS(out, "    zed "); /* key k's one owner: no count line */
+  char *all[] = {"status", "--all", NULL};
+  ASSERT_EQ_INT(farm_ktune(&f, out, sizeof(out), 10000, all), 0);
+  ASSERT(strstr(out, "owners (10") == NULL);
+  rows = 0;
+  for (const char *p = out; (p = strstr(p, "\n    owner-")); p++) rows++;
+  ASSERT_EQ_INT(rows, 10);
+  farm_stop_all(&f, a.runner, a.builder, 0);
+}
+
 TEST_LIST(TEST_ENTRY(four_sessions_against_one_split_the_runner_by_owner),
           TEST_ENTRY(bob_with_share_3_gets_three_quarters),
           TEST_ENTRY(shares_count_runner_seconds_not_trials),
@@ -481,4 +516,5 @@ TEST_LIST(TEST_ENTRY(four_sessions_against_one_split_the_runner_by_owner),
           TEST_ENTRY(quotas_are_per_owner_and_refusals_name_the_limit),
           TEST_ENTRY(an_owner_who_arrives_late_starts_level),
           TEST_ENTRY(owner_option_sets_quotas_and_weights_without_tokens),
-          TEST_ENTRY(malformed_share_fields_are_refused_naming_the_line))
+          TEST_ENTRY(malformed_share_fields_are_refused_naming_the_line),
+          TEST_ENTRY(text_status_lists_a_few_owners_a_key))
