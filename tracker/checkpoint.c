@@ -2,7 +2,8 @@
  * calls on the loop thread after each commit, queues one when the log is
  * past the mark and none is running; one that could not copy everything
  * (the writer went on meanwhile, or a reader holds old pages) leaves the
- * log past the mark, and the next commit queues another.
+ * log past the mark, and a commit queues another once CHECKPOINT_STEP_PAGES
+ * more have come.
  *
  * The log starts over from its beginning only when a transaction begins
  * with every frame of it copied, which a checkpoint beside a writer that
@@ -33,6 +34,7 @@ struct checkpointer {
   int warned;
   char err[256];
   uint64_t done;  /* checkpoints on the pool */
+  int copied_to;  /* the log's size, in pages, at the last one */
 };
 
 static void work(uv_work_t *req) {
@@ -54,6 +56,7 @@ static void work(uv_work_t *req) {
   c->rc = sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &copied);
   if (c->rc != SQLITE_OK) snprintf(c->err, sizeof(c->err), "%s", sqlite3_errmsg(c->db));
   else if (log < 0) c->rc = SQLITE_ERROR, snprintf(c->err, sizeof(c->err), "no log to copy");
+  else c->copied_to = log;
 }
 
 static void after(uv_work_t *req, int status) {
@@ -80,7 +83,10 @@ static int on_wal(void *arg, sqlite3 *db, const char *name, int pages) {
     c->caught_up_at = c->done; /* not again before the pool's next one */
     return SQLITE_OK;
   }
-  if (pages >= CHECKPOINT_PAGES) {
+  if (pages < c->copied_to) c->copied_to = 0; /* the log started over */
+  /* Past the mark, every commit would start one for its own few pages,
+   * two fsyncs each. */
+  if (pages >= CHECKPOINT_PAGES && pages - c->copied_to >= CHECKPOINT_STEP_PAGES) {
     c->req.data = c;
     if (uv_queue_work(c->loop, &c->req, work, after) == 0) c->running = 1;
   }

@@ -16,6 +16,9 @@
 /* The log's size, in pages, from which a checkpoint starts: SQLite's own
  * default mark. */
 #define CHECKPOINT_PAGES 1000
+/* Past the mark, the pages written since the last checkpoint began that
+ * start the next one. */
+#define CHECKPOINT_STEP_PAGES 100
 /* The log's size from which the loop copies the rest itself, so that the
  * log can start over (checkpoint.c). */
 #define CHECKPOINT_RESET_PAGES (4 * CHECKPOINT_PAGES)
