@@ -272,7 +272,10 @@ static void lease(tracker *t, job *j, peer *p, enum job_state state, uint64_t li
  * is in this turn's transaction waits for it: were the tracker to stop
  * first, its id could name another job after the restart, and the
  * agent's result for the one would answer for the other. */
+static void acks_send(peer *p, uint32_t n);
+
 static void sent(tracker *t, peer *p, const job *j) {
+  if (p->acks_parked) acks_send(p, p->acks_parked);
   if (t->commits >= j->durable_at) p->send_now = 1;
   else p->send_late = 1;
   registry_due(t, p, 1);
@@ -779,17 +782,48 @@ void jobs_send_early(tracker *t) {
   }
 }
 
+/* Sends the first n acknowledgements of p (all the parked ones, at least). */
+static void acks_send(peer *p, uint32_t n) {
+  for (uint32_t i = 0; i < n; i++) {
+    Ktune__ResultAck ack = KTUNE__RESULT_ACK__INIT;
+    ack.job_id = p->acks[i];
+    core_send_msg(p, KTUNE__ENVELOPE__MSG_RESULT_ACK, &ack);
+  }
+  memmove(p->acks, p->acks + n, (p->nacks - n) * sizeof(*p->acks));
+  p->nacks -= n;
+  p->acks_parked = 0;
+}
+
+static void on_acks_timer(uv_timer_t *h) { jobs_acks_unpark(h->data); }
+
+/* An agent's next job most often follows its result's commit within a
+ * millisecond, so acknowledgements with nothing to go with park until
+ * then: one write and one wake-up of the agent a trial, not two (the
+ * loopback write is a tenth of the tracker's time a trial). */
 void jobs_committed(tracker *t) {
   while (t->due) {
     peer *p = t->due;
     registry_due(t, p, 0);
     p->send_now = p->send_late = 0;
-    for (uint32_t i = 0; i < p->nacks; i++) {
-      Ktune__ResultAck ack = KTUNE__RESULT_ACK__INIT;
-      ack.job_id = p->acks[i];
-      core_send_msg(p, KTUNE__ENVELOPE__MSG_RESULT_ACK, &ack);
+    if (!p->nacks) continue;
+    if (p->c && p->c->out_len) {
+      acks_send(p, p->nacks);
+      continue;
     }
-    p->nacks = 0;
+    p->acks_parked = p->nacks;
+    if (!uv_is_active((uv_handle_t *)&t->acks_timer)) {
+      t->acks_timer.data = t;
+      uv_timer_start(&t->acks_timer, on_acks_timer, JOBS_ACK_PARK_MS, 0);
+    }
+  }
+}
+
+void jobs_acks_unpark(tracker *t) {
+  for (peer *p = t->peers; p; p = p->next) {
+    /* One due this turn gets them with the turn's commit. */
+    if (!p->acks_parked || p->due) continue;
+    acks_send(p, p->acks_parked);
+    if (p->c) conn_send_now(p->c);
   }
 }
 

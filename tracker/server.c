@@ -620,6 +620,7 @@ int server_start(tracker *t, char *err, size_t errlen) {
   uint32_t beat = t->opts.heartbeat_ms >= 80 ? t->opts.heartbeat_ms / 8 : 10;
   uv_timer_start(&t->beat, on_beat, beat, beat);
   uv_idle_init(t->loop, &t->linger);
+  uv_timer_init(t->loop, &t->acks_timer);
   uv_prepare_init(t->loop, &t->commit);
   t->commit.data = t;
   uv_prepare_start(&t->commit, on_prepare);
@@ -640,6 +641,7 @@ void server_stop(tracker *t) {
   http_stop(t);
   core_commit(t);
   jobs_committed(t);
+  jobs_acks_unpark(t);
   conn_batch_flush(&t->outbox);
   while (t->peers) {
     peer *p = t->peers;
@@ -652,6 +654,7 @@ void server_stop(tracker *t) {
   uv_close((uv_handle_t *)&t->beat, NULL);
   uv_close((uv_handle_t *)&t->commit, NULL);
   uv_close((uv_handle_t *)&t->linger, NULL);
+  uv_close((uv_handle_t *)&t->acks_timer, NULL);
   uv_close((uv_handle_t *)&t->refill, NULL);
   uv_close((uv_handle_t *)&t->sigterm, NULL);
   uv_close((uv_handle_t *)&t->sigint, NULL);

@@ -136,6 +136,7 @@ struct tracker {
   uint64_t commits;        /* transactions committed so far (core.c) */
   peer *due;               /* peers with a job to send or results to acknowledge
                             * this turn (jobs.c), through p->due_next */
+  uv_timer_t acks_timer;   /* sends the parked acknowledgements (jobs.c) */
   int stopping;
   int fatal;               /* stopped for a reason that makes the exit status 1 */
   replay *replay;          /* --replay: trials are answered from a recording */
@@ -323,6 +324,8 @@ struct peer {
   uint8_t send_now, send_late;
   uint64_t *acks;          /* results to acknowledge once committed */
   uint32_t nacks, acks_cap;
+  uint32_t acks_parked;    /* the first of acks, committed, waiting to ride
+                            * along with the next bytes to this peer */
   peer *due_next, *due_prev; /* in t->due while any of the three is set */
   int due;
   peer *next, *prev;
@@ -402,8 +405,13 @@ void jobs_dispatch_due(tracker *t);
  * (before the turn's commit, which they need not wait for). */
 void jobs_send_early(tracker *t);
 /* After a commit: the acknowledgements of the results it made durable,
- * and the agents' bytes that waited for it may go. */
+ * and the agents' bytes that waited for it may go. An agent with nothing
+ * else to be sent gets its acknowledgements with the next bytes it is
+ * sent, or after JOBS_ACK_PARK_MS. */
 void jobs_committed(tracker *t);
+#define JOBS_ACK_PARK_MS 5
+/* Sends every parked acknowledgement now (the timer, and a stop). */
+void jobs_acks_unpark(tracker *t);
 void jobs_on_build_result(tracker *t, peer *p, const Ktune__BuildResult *r);
 void jobs_on_run_result(tracker *t, peer *p, const Ktune__RunResult *r);
 /* A peer is gone: its leases go back to the queue. */

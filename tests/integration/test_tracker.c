@@ -284,21 +284,46 @@ static int hand_runner(const farm *f, const char *name, const char *key, const c
   return farm_hello(f, &h);
 }
 
+/* The hand runner's answer to a job: every round asked for, 1 ms a call. */
+static void hand_answer(int fd, const Ktune__RunJob *job) {
+  uint32_t repeat = job->timing && job->timing->repeat ? job->timing->repeat : 1;
+  double costs[64];
+  for (uint32_t k = 0; k < repeat && k < 64; k++) costs[k] = 1e-3;
+  Ktune__RunResult r = KTUNE__RUN_RESULT__INIT;
+  r.job_id = job->job_id;
+  r.status = WIRE_TRIAL(OK);
+  r.costs_s = costs;
+  r.n_costs_s = repeat < 64 ? repeat : 64;
+  r.number = 1;
+  r.clock = "monotonic";
+  Ktune__Envelope env = wire_envelope(KTUNE__ENVELOPE__MSG_RUN_RESULT, &r);
+  ASSERT_EQ_INT(wire_write_fd(fd, &env), 0);
+}
+
+/* A farm of a builder and the hand runner "hand" of key k, and a session
+ * of a small matmul for `trials` trials on it (*id); returns the runner's
+ * socket. The hand runner sends no heartbeats: it must not be dropped. */
+static int hand_farm(farm *f, const char *trials, pid_t *builder, long *id) {
+  char *opts[] = {"--timeout-ms", "300000", NULL};
+  farm_start(f, opts);
+  *builder = farm_builder(f, "b1");
+  farm_wait_agent(f, "b1", 1);
+  int fd = hand_runner(f, "hand", "k", "");
+  char *args[] = {"matmul", "-D", "M=16", "-D", "N=16", "-D", "K=16", "--trials", (char *)trials,
+                  "--key", "k", "--confirm", "0", "--no-check", NULL};
+  *id = farm_submit(f, args);
+  return fd;
+}
+
 /* A ResultAck says the result is in the history: the tracker is killed
  * the moment the first one arrives, and the trial must be there. Jobs may
  * reach a runner before the commit of the turn that handed them out; an
  * acknowledgement may not. */
 TEST(a_result_is_acknowledged_only_once_it_is_committed) {
   farm f;
-  /* The hand runner sends no heartbeats: it must not be dropped. */
-  char *opts[] = {"--timeout-ms", "300000", NULL};
-  farm_start(&f, opts);
-  pid_t b = farm_builder(&f, "b1");
-  farm_wait_agent(&f, "b1", 1);
-  int fd = hand_runner(&f, "hand", "k", "");
-  char *args[] = {"matmul", "-D", "M=16", "-D", "N=16", "-D", "K=16", "--trials", "50", "--key",
-                  "k", "--confirm", "0", "--no-check", NULL};
-  long id = farm_submit(&f, args);
+  pid_t b;
+  long id;
+  int fd = hand_farm(&f, "50", &b, &id);
   int results = 0, acked = 0;
   for (int i = 0; i < 1000 && !acked; i++) {
     Ktune__Envelope *m = wire_read_fd(fd, FRAME_MAX_DEFAULT);
@@ -307,18 +332,7 @@ TEST(a_result_is_acknowledged_only_once_it_is_committed) {
       kill(f.tracker, SIGKILL);
       acked = 1;
     } else if (m->msg_case == KTUNE__ENVELOPE__MSG_RUN_JOB) {
-      uint32_t repeat = m->run_job->timing && m->run_job->timing->repeat ? m->run_job->timing->repeat : 1;
-      double costs[64];
-      for (uint32_t k = 0; k < repeat && k < 64; k++) costs[k] = 1e-3;
-      Ktune__RunResult r = KTUNE__RUN_RESULT__INIT;
-      r.job_id = m->run_job->job_id;
-      r.status = WIRE_TRIAL(OK);
-      r.costs_s = costs;
-      r.n_costs_s = repeat < 64 ? repeat : 64;
-      r.number = 1;
-      r.clock = "monotonic";
-      Ktune__Envelope env = wire_envelope(KTUNE__ENVELOPE__MSG_RUN_RESULT, &r);
-      ASSERT_EQ_INT(wire_write_fd(fd, &env), 0);
+      hand_answer(fd, m->run_job);
       results++;
     }
     wire_free(m);
@@ -334,6 +348,44 @@ TEST(a_result_is_acknowledged_only_once_it_is_committed) {
   ASSERT(trials >= 1);
   close(fd);
   proc_stop(b, SIGTERM, 5000);
+}
+
+/* Each result is acknowledged once. An acknowledgement with nothing else
+ * to go to its runner waits for the runner's next job, and without one
+ * (the session's last result) goes on its own within JOBS_ACK_PARK_MS.
+ * A job measured again keeps its id: each of its results is acknowledged. */
+TEST(every_result_is_acknowledged_once_the_last_too) {
+  farm f;
+  pid_t b;
+  long id;
+  int fd = hand_farm(&f, "4", &b, &id);
+  /* Results and acknowledgements by job id (ids start at 1). */
+  enum { TRIALS = 4, MAX = 64 };
+  int sent[MAX] = {0}, acked[MAX] = {0}, nsent = 0, nacked = 0;
+  for (int i = 0; i < 400 && (nsent < TRIALS || nacked < nsent); i++) {
+    /* NULL: 5 s went by without a message (the farm's read timeout). */
+    Ktune__Envelope *m = wire_read_fd(fd, FRAME_MAX_DEFAULT);
+    ASSERT_NOT_NULL(m);
+    if (m->msg_case == KTUNE__ENVELOPE__MSG_RESULT_ACK) {
+      uint64_t id = m->result_ack->job_id;
+      ASSERT_LT_INT((long long)id, MAX);
+      ASSERT_LT_INT(acked[id], sent[id]);
+      acked[id]++;
+      nacked++;
+    } else if (m->msg_case == KTUNE__ENVELOPE__MSG_RUN_JOB) {
+      uint64_t id = m->run_job->job_id;
+      ASSERT_LT_INT((long long)id, MAX);
+      hand_answer(fd, m->run_job);
+      sent[id]++;
+      nsent++;
+    }
+    wire_free(m);
+  }
+  ASSERT_GE_INT(nsent, TRIALS);
+  ASSERT_EQ_INT(nacked, nsent);
+  close(fd);
+  proc_stop(b, SIGTERM, 5000);
+  farm_stop_tracker(&f);
 }
 
 /* A farm larger than a screen: ktune status lists 40 agents, those that
@@ -387,6 +439,7 @@ TEST(status_lists_a_screenful_and_counts_every_one) {
 
 TEST_LIST(TEST_ENTRY(sigterm_drains_a_runner_after_its_job),
           TEST_ENTRY(a_result_is_acknowledged_only_once_it_is_committed),
+          TEST_ENTRY(every_result_is_acknowledged_once_the_last_too),
           TEST_ENTRY(status_lists_a_screenful_and_counts_every_one), TEST_ENTRY(runner_killed_mid_session_its_job_finishes_elsewhere),
           TEST_ENTRY(tracker_killed_mid_session_resumes_on_restart),
           TEST_ENTRY(frozen_runner_loses_its_job_after_the_heartbeat_timeout),
