@@ -267,9 +267,9 @@ static void lease(tracker *t, job *j, peer *p, enum job_state state, uint64_t li
 }
 
 /* j was just queued to p. A job whose row is committed may reach its
- * agent before this turn's commit: it claims nothing about this turn
+ * agent before the open transaction commits: it claims nothing about it
  * (results are acknowledged only after it, jobs_committed). One whose row
- * is in this turn's transaction waits for it: were the tracker to stop
+ * is in the open transaction waits for it: were the tracker to stop
  * first, its id could name another job after the restart, and the
  * agent's result for the one would answer for the other. */
 static void acks_send(peer *p, uint32_t n);
@@ -820,7 +820,7 @@ void jobs_committed(tracker *t) {
 
 void jobs_acks_unpark(tracker *t) {
   for (peer *p = t->peers; p; p = p->next) {
-    /* One due this turn gets them with the turn's commit. */
+    /* One due now gets them with the open transaction's commit. */
     if (!p->acks_parked || p->due) continue;
     acks_send(p, p->acks_parked);
     if (p->c) conn_send_now(p->c);

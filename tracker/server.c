@@ -1,7 +1,7 @@
 /* Accepting connections, the per-connection state machine (Hello first,
  * then the role's commands), liveness, signals, and the loop's prepare
- * phase, where this turn's transaction commits (core.c) before its
- * replies are flushed. */
+ * phase, where the open transaction commits (core.c) once its window is
+ * up, before the replies that wait for it are flushed. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -350,7 +350,6 @@ static void on_hello(tracker *t, peer *p, const Ktune__Hello *h) {
 static void on_message(conn *c, Ktune__Envelope *env) {
   peer *p = c->data;
   tracker *t = p->t;
-  t->turn_msgs++;
   switch (p->state) {
   case PEER_AWAIT_HELLO:
     if (env->msg_case != KTUNE__ENVELOPE__MSG_HELLO) {
@@ -454,30 +453,34 @@ static void on_connection(uv_stream_t *server, int status) {
   c->data = p;
 }
 
-/* How long a transaction may stay open for the messages that follow it:
- * one commit then pays for many trials, and a reply waits at most this
- * long for the commit that makes it true. */
-#define LINGER_NS 1000000u
+/* How long a transaction stays open for the writes that follow its
+ * first (group commit): one commit then pays for every trial of those
+ * milliseconds, and a reply that needs the commit (an acknowledgement, a
+ * job made in the transaction, progress) waits at most this long, plus
+ * the timer's millisecond. Longer windows write fewer pages a trial (2 ms
+ * against the 1 ms kept open before only while messages came: 4-6% more
+ * trials/s in figure 1, 10-15% less tracker CPU a trial in figure 2). */
+#define COMMIT_WINDOW_MS 2
 
-static void on_linger(uv_idle_t *h) { (void)h; }
+/* The prepare that follows commits. */
+static void on_window(uv_timer_t *h) { (void)h; }
 
-/* Runs just before the loop waits for I/O: hand out work, commit, then
- * let replies go. A turn that handled messages while a transaction is
- * open leaves it open and polls once more without waiting (the active
- * idle handle): more results that came meanwhile join the same commit.
- * A turn that brought nothing commits at once, so an idle farm pays
- * one extra poll, not a delay. */
+/* Runs just before the loop waits for I/O: hand out work, commit when the
+ * transaction has been open for the window (until then the loop sleeps
+ * until a message or the window's end), then let replies go. */
 static void on_prepare(uv_prepare_t *h) {
   tracker *t = h->data;
   jobs_dispatch_due(t);
   jobs_send_early(t);
-  uint32_t msgs = t->turn_msgs;
-  t->turn_msgs = 0;
-  if (t->txn_open && msgs && !t->stopping && uv_hrtime() - t->txn_start_ns < LINGER_NS) {
-    uv_idle_start(&t->linger, on_linger);
-    return;
+  if (t->txn_open && !t->stopping) {
+    uint64_t open_ms = (uv_hrtime() - t->txn_start_ns) / 1000000u;
+    if (open_ms < COMMIT_WINDOW_MS) {
+      if (!uv_is_active((uv_handle_t *)&t->window))
+        uv_timer_start(&t->window, on_window, COMMIT_WINDOW_MS - open_ms, 0);
+      return;
+    }
   }
-  uv_idle_stop(&t->linger);
+  uv_timer_stop(&t->window);
   core_commit(t);
   jobs_committed(t);
   conn_batch_flush(&t->outbox);
@@ -619,7 +622,7 @@ int server_start(tracker *t, char *err, size_t errlen) {
   t->beat.data = t;
   uint32_t beat = t->opts.heartbeat_ms >= 80 ? t->opts.heartbeat_ms / 8 : 10;
   uv_timer_start(&t->beat, on_beat, beat, beat);
-  uv_idle_init(t->loop, &t->linger);
+  uv_timer_init(t->loop, &t->window);
   uv_timer_init(t->loop, &t->acks_timer);
   uv_prepare_init(t->loop, &t->commit);
   t->commit.data = t;
@@ -653,7 +656,7 @@ void server_stop(tracker *t) {
   uv_close((uv_handle_t *)&t->sweep, NULL);
   uv_close((uv_handle_t *)&t->beat, NULL);
   uv_close((uv_handle_t *)&t->commit, NULL);
-  uv_close((uv_handle_t *)&t->linger, NULL);
+  uv_close((uv_handle_t *)&t->window, NULL);
   uv_close((uv_handle_t *)&t->acks_timer, NULL);
   uv_close((uv_handle_t *)&t->refill, NULL);
   uv_close((uv_handle_t *)&t->sigterm, NULL);

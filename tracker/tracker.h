@@ -101,7 +101,7 @@ typedef struct tracker tracker;
  * session_init), so that calls only ever go down. */
 typedef struct {
   /* A job of s ended with a trial: tr carries what the agents said; the
-   * job's row is already retired in this turn's transaction. */
+   * job's row is already retired in the open transaction. */
   void (*job_ended)(tracker *t, session *s, const int64_t *values, const char *config_json,
                     hist_trial *tr);
   /* A job of s was handed to a runner. */
@@ -122,10 +122,9 @@ struct tracker {
   uv_timer_t sweep;
   uv_timer_t beat;         /* heartbeats to peers told nothing lately (server.c) */
   uv_prepare_t commit;
-  conn_batch outbox;       /* replies held until the turn's commit */
-  uv_idle_t linger;        /* active: a transaction waits for more (server.c) */
+  conn_batch outbox;       /* replies held until the next commit */
+  uv_timer_t window;       /* the open transaction's commit (server.c) */
   uint64_t txn_start_ns;   /* uv_hrtime when the open transaction began */
-  uint32_t turn_msgs;      /* messages handled since the last prepare */
   uv_idle_t refill;        /* runs while a session's search has more to look at */
   uv_signal_t sigterm, sigint, sighup;
   http *web;               /* --http (http.c); NULL without */
@@ -254,7 +253,7 @@ void store_found_clear(store_found *f);
 int store_key_has_trials(hist *h, const char *key);
 
 /* --- core.c --- */
-/* Opens this turn's transaction if it is not open; core_commit commits it
+/* Opens the transaction if it is not open; core_commit commits it
  * (and exits the process if it cannot: replies would lie). */
 void core_db_write(tracker *t);
 void core_commit(tracker *t);
@@ -402,7 +401,7 @@ job *jobs_add(tracker *t, session *s, uint64_t id, uint64_t index, const int64_t
 void jobs_dispatch(tracker *t);
 void jobs_dispatch_due(tracker *t);
 /* Writes now to the agents sent only jobs whose rows are committed
- * (before the turn's commit, which they need not wait for). */
+ * (before the open transaction's commit, which they need not wait for). */
 void jobs_send_early(tracker *t);
 /* After a commit: the acknowledgements of the results it made durable,
  * and the agents' bytes that waited for it may go. An agent with nothing
