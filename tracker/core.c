@@ -1,10 +1,9 @@
-/* The ground floor of the tracker: this loop turn's history transaction,
- * and sending to a peer. It calls only store.c, so every layer may use
- * it. Group commit: every history write of a loop turn (or of a few
- * turns in a row while messages keep coming, server.c) lands in one
- * transaction, committed (core_commit, from the loop's prepare phase)
- * before any reply of those turns is written, so nothing is acknowledged
- * that is not durable. Also the files that say where it listens. */
+/* The ground floor of the tracker: the open history transaction, and
+ * sending to a peer. It calls only store.c, so every layer may use it.
+ * Group commit: every history write of 2-3 ms (COMMIT_WINDOW_MS,
+ * server.c) lands in one transaction, committed (core_commit, from the
+ * loop's prepare phase) before any reply that depends on those writes,
+ * so nothing is acknowledged that is not durable. Also the files that say where it listens. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>

@@ -386,7 +386,7 @@ int metrics_render(tracker *t, char **text, size_t *len) {
             "existed to the job's lease being sent (confirmation runs, which wait for their "
             "turn, excluded).", &m->dispatch);
   histogram(&o, "ktune_sqlite_commit_seconds",
-            "Time of each commit of the history's transaction (one per loop turn that wrote).",
+            "Time of each commit of the history's transaction (one per 2-3 ms that wrote).",
             &m->commit);
   if (o.oom) {
     free(o.p);
