@@ -3,7 +3,8 @@
  * Group commit: every history write of 2-3 ms (COMMIT_WINDOW_MS,
  * server.c) lands in one transaction, committed (core_commit, from the
  * loop's prepare phase) before any reply that depends on those writes,
- * so nothing is acknowledged that is not durable. Also the files that say where it listens. */
+ * so nothing is acknowledged that is not durable. Also the files that
+ * say where it listens. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
