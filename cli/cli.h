@@ -112,7 +112,7 @@ typedef struct {
 /* Starts a tracker on an ephemeral loopback port writing db_path, one
  * builder and one runner with key "local", and waits for the two to
  * connect, up to FARM_AGENTS_MS. */
-#define FARM_AGENTS_MS 10000
+#define FARM_AGENTS_MS 5000
 int farm_start(farm *f, const char *db_path, const char *replay, char *err, size_t errlen);
 /* Stops all three (runner and builder first, then the tracker, which
  * commits). Prints the farm's log when show_log is set. */
