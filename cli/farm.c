@@ -62,24 +62,25 @@ static void reap(pid_t pid, int sig, long ms) {
   waitpid(pid, NULL, 0);
 }
 
-/* Until the builder and the runner have said hello (up to FARM_AGENTS_MS):
- * a session submitted before would start with "waiting for a runner ...
- * (no runner is connected)", which on a private farm only says that the
- * runner was a few milliseconds slower than the submission. One that dies
- * or stays away is left to the session, whose messages say what it waits
- * for. */
 /* Without reaping it: farm_stop does, and a reaped pid may be another's. */
 static int exited(pid_t pid) {
   siginfo_t si = {0};
   return waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == pid;
 }
 
+/* Until the builder and the runner have said hello (up to FARM_AGENTS_MS):
+ * a session submitted before would start with "waiting for a runner ...
+ * (no runner is connected)", which on a private farm only says that the
+ * runner was a few milliseconds slower than the submission. One that dies
+ * or stays away is left to the session, whose messages say what it waits
+ * for. */
 static void wait_agents(const farm *f) {
   cli_dial d = {.tracker = f->addr};
   for (long waited = 0; waited < FARM_AGENTS_MS; waited += 10) {
     Ktune__Envelope *m;
     char err[256];
-    if (cli_fetch_status(&d, 0, &m, err, sizeof(err)) < 0) return;
+    /* One row: agents_total counts them all. */
+    if (cli_fetch_status(&d, 1, &m, err, sizeof(err)) < 0) return;
     uint32_t agents = m->status_reply->agents_total;
     wire_free(m);
     if (agents >= 2 || exited(f->builder) || exited(f->runner)) return;
