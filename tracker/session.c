@@ -305,6 +305,9 @@ static void train_done(uv_work_t *req, int status) {
     return;
   }
   session_fill(t, s);
+  /* The words of this plan, while nothing changes them: a batch's
+   * progress that comes while the next training runs shows them. */
+  if (!s->training && session_active(s)) tuner_describe(s->tu, s->search, sizeof(s->search));
   jobs_dispatch(t);
 }
 
